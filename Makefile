@@ -1,0 +1,58 @@
+# Walship developer entry points. `make test` and `make demo` work on a fresh machine:
+# everything they need is installed by the project's own scripts.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+WALSHIP_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/walship
+export WALSHIP_CACHE
+NODE = $(shell scripts/ensure-node)
+TSC = $(NODE) node_modules/typescript/bin/tsc
+BIOME = node_modules/.bin/biome
+# Test selection: `make test-unit`, or `make test TESTS='test/unit/wal.test.ts'`.
+TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts
+TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
+
+.PHONY: help deps node build check lint typecheck test test-unit test-integration test-smoke infra demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+node: ## install the pinned Node 24 into the cache (once)
+	@scripts/ensure-node >/dev/null
+
+node_modules/.installed: package.json package-lock.json | node
+	PATH="$$(dirname $(NODE)):$$PATH" npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.installed ## install Node and the npm dependencies
+
+dist/.built: node_modules/.installed tsconfig.json $(shell find src -name '*.ts' 2>/dev/null)
+	rm -rf dist
+	$(TSC) -p tsconfig.json
+	@touch $@
+
+build: dist/.built ## compile the CLI into dist/ (bin/walship runs it)
+
+typecheck: deps ## type-check sources, tests and benchmarks
+	$(TSC) -p tsconfig.test.json
+
+lint: deps ## biome lint and format check
+	$(NODE) $(BIOME) check .
+
+check: lint typecheck ## static checks
+
+infra: ## build or reuse the real test components (MinIO, litestream, etcd, kube-apiserver, helm)
+	test/infra/install
+
+test: deps build check infra ## install everything the tests need and run them all
+	$(NODE) --test $(TEST_FLAGS) $(TESTS)
+
+test-unit: deps build ## only the fast unit tests
+	$(NODE) --test $(TEST_FLAGS) test/unit/*.test.ts
+
+demo: deps build ## replicate a sample database to a local directory, restore it, and compare
+	$(NODE) scripts/demo.ts
+
+clean: ## remove build output (the component cache under $(WALSHIP_CACHE) stays)
+	rm -rf dist node_modules .demo

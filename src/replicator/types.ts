@@ -1,0 +1,41 @@
+/** Core value types of the replicator, shared by the database, the destinations and restore. */
+
+/** A position in the replicated WAL stream: generation, shadow WAL index, byte offset in that file. */
+export interface Pos {
+  generation: string;
+  index: number;
+  offset: number;
+}
+
+export interface SnapshotInfo {
+  generation: string;
+  index: number;
+  /** Stored (compressed) size in bytes. */
+  size: number;
+  /** The backend's object time (mtime, LastModified). */
+  createdAt: Date;
+}
+
+export interface WalSegmentInfo {
+  generation: string;
+  index: number;
+  offset: number;
+  /** Stored (compressed) size in bytes. */
+  size: number;
+  createdAt: Date;
+}
+
+/** The highest index a generation may use; reaching it forces a new generation (as in v0.3.13). */
+export const MAX_INDEX = 0x7fffffff;
+
+/** `gen/IIIIIIII:offset`, the form Litestream prints positions in. */
+export function formatPos(p: Pos): string {
+  return `${p.generation}/${p.index.toString(16).padStart(8, "0")}:${p.offset}`;
+}
+
+/** Orders positions within one generation. */
+export function comparePos(a: Pos, b: Pos): number {
+  if (a.generation !== b.generation) return a.generation < b.generation ? -1 : 1;
+  if (a.index !== b.index) return a.index - b.index;
+  return a.offset - b.offset;
+}
