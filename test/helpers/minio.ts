@@ -1,0 +1,152 @@
+/**
+ * A real MinIO S3 server for tests, single drive, on 127.0.0.1 with a free port and a temp data dir.
+ *
+ *   const s3 = await startMinio();
+ *   await s3.createBucket("replica");
+ *   await s3.stop();      // outage: the process is gone, data dir and port kept
+ *   await s3.restart();   // back, same data and endpoint
+ *   await s3.close();     // stop and delete the data dir (also happens at process exit)
+ */
+
+import { request } from "node:http";
+import { join } from "node:path";
+import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { binPath } from "./cache.ts";
+import { freePort } from "./ports.ts";
+import { type ManagedProcess, makeTempDir, removeTempDir, spawnManaged, waitFor } from "./proc.ts";
+
+export interface MinioOptions {
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  region?: string;
+  /** How long to wait for readiness; default 60 s. */
+  timeoutMs?: number;
+}
+
+export interface Minio {
+  /** http://127.0.0.1:port (use path-style addressing). */
+  endpoint: string;
+  port: number;
+  accessKeyId: string;
+  secretAccessKey: string;
+  region: string;
+  /** The drive directory (objects live under <dataDir>/<bucket>/). */
+  dataDir: string;
+  /** The server log (appended across restarts). */
+  logFile: string;
+  /** The running process, undefined while stopped. */
+  readonly process: ManagedProcess | undefined;
+  /** A new S3 client for this server (path-style, static credentials). */
+  client(): S3Client;
+  createBucket(name: string): Promise<void>;
+  /** Stops the server (SIGTERM, or SIGKILL with hard), keeping data dir and port for restart(). */
+  stop(opts?: { hard?: boolean }): Promise<void>;
+  /** Starts it again on the same port and data dir (stopping it first if it runs); waits until ready. */
+  restart(): Promise<void>;
+  /** Stops it and removes its temp dir. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+function getStatus(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { timeout: 2_000 }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("timeout", () => req.destroy(new Error(`GET ${url}: timed out`)));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+export async function startMinio(opts: MinioOptions = {}): Promise<Minio> {
+  const bin = binPath("minio");
+  const dir = makeTempDir("minio");
+  const dataDir = join(dir, "data");
+  const logFile = join(dir, "minio.log");
+  const port = await freePort();
+  const endpoint = `http://127.0.0.1:${port}`;
+  const accessKeyId = opts.accessKeyId ?? "walship-test";
+  const secretAccessKey = opts.secretAccessKey ?? "walship-test-secret";
+  const region = opts.region ?? "us-east-1";
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  let proc: ManagedProcess | undefined;
+  let closed = false;
+
+  const start = async (): Promise<void> => {
+    const p = spawnManaged(bin, ["server", "--quiet", "--address", `127.0.0.1:${port}`, dataDir], {
+      name: "minio",
+      logFile,
+      env: {
+        MINIO_ROOT_USER: accessKeyId,
+        MINIO_ROOT_PASSWORD: secretAccessKey,
+        MINIO_SITE_REGION: region,
+        MINIO_BROWSER: "off",
+        MINIO_UPDATE: "off",
+        // Keep MinIO's config and certs dirs inside the temp dir, not in $HOME.
+        HOME: dir,
+      },
+    });
+    proc = p;
+    await waitFor(async () => (await getStatus(`${endpoint}/minio/health/ready`)) === 200, {
+      what: `minio ready at ${endpoint}`,
+      timeoutMs,
+      processes: [p],
+    });
+  };
+
+  const stop = async (stopOpts?: { hard?: boolean }): Promise<void> => {
+    const p = proc;
+    proc = undefined;
+    if (p) await p.stop({ signal: stopOpts?.hard ? "SIGKILL" : "SIGTERM", graceMs: 10_000 });
+  };
+
+  const m: Minio = {
+    endpoint,
+    port,
+    accessKeyId,
+    secretAccessKey,
+    region,
+    dataDir,
+    logFile,
+    get process() {
+      return proc;
+    },
+    client() {
+      return new S3Client({
+        endpoint,
+        region,
+        forcePathStyle: true,
+        credentials: { accessKeyId, secretAccessKey },
+      });
+    },
+    async createBucket(name) {
+      const c = m.client();
+      try {
+        await c.send(new CreateBucketCommand({ Bucket: name }));
+      } finally {
+        c.destroy();
+      }
+    },
+    stop,
+    async restart() {
+      if (closed) throw new Error("restart minio: it was closed");
+      await stop();
+      await start();
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await stop();
+      removeTempDir(dir);
+    },
+  };
+
+  try {
+    await start();
+  } catch (err) {
+    await m.close();
+    throw err;
+  }
+  return m;
+}
