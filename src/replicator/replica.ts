@@ -1,0 +1,406 @@
+/**
+ * One destination of one database: ships the shadow WAL to a ReplicaClient as Litestream v0.3.13
+ * segments, takes snapshots, enforces retention, and records beside the layout (under `walship/`)
+ * the commit times of each segment and the exact position of each snapshot, which make
+ * point-in-time restore precise to the transaction.
+ */
+import { createReadStream } from "node:fs";
+import { open, stat } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ErrorCodes, WalshipError, describeError, isNotFound } from "../shared/errors.ts";
+import { type Logger, nullLogger } from "../shared/log.ts";
+import type { CommitRecord, Db } from "./db.ts";
+import { keys } from "./layout.ts";
+import { createLz4Decoder, createLz4Encoder } from "./lz4.ts";
+import type { ReplicaClient } from "./storage/client.ts";
+import { formatPos, type Pos, type SnapshotInfo } from "./types.ts";
+
+export const DEFAULT_SYNC_INTERVAL_MS = 1000;
+export const DEFAULT_RETENTION_MS = 24 * 3600_000;
+export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000;
+/** The longest wait between retries after a failed sync. */
+const MAX_BACKOFF_MS = 30_000;
+/** Commit times kept in memory per destination while they wait for their segment's upload. */
+const MAX_PENDING_COMMITS = 200_000;
+
+export interface ReplicaOptions {
+  name: string;
+  syncIntervalMs?: number;
+  /** Take a snapshot this often; undefined = only when a generation has none (and for retention). */
+  snapshotIntervalMs?: number;
+  /** Keep snapshots (and the WAL after them) this long; 0 disables retention. */
+  retentionMs?: number;
+  retentionCheckIntervalMs?: number;
+  log?: Logger;
+}
+
+/** Commit times of the transactions in one segment: `[endOffset, unixMillis]` pairs. */
+export interface CommitTimesDoc {
+  v: 1;
+  commits: Array<[number, number]>;
+}
+
+/** Where and when a Walship snapshot was taken: it holds no page newer than (index, offset). */
+export interface SnapshotMetaDoc {
+  v: 1;
+  index: number;
+  offset: number;
+  time: number;
+}
+
+export interface ReplicaStatus {
+  name: string;
+  type: string;
+  location: string;
+  pos?: Pos;
+  lastSyncAt?: Date;
+  lastSnapshotAt?: Date;
+  lastSnapshotIndex?: number;
+  lastError?: string;
+  lastErrorAt?: Date;
+  /** Observed commits not yet durable on this destination. */
+  pendingCommits: number;
+  /** Time of the oldest observed commit not yet durable (lag starts here). */
+  oldestPendingAt?: Date;
+}
+
+export interface ReplicaMetrics {
+  walBytes: number;
+  syncCount: number;
+  syncErrorCount: number;
+  snapshotCount: number;
+}
+
+export class Replica {
+  readonly name: string;
+  readonly client: ReplicaClient;
+  readonly db: Db;
+  readonly syncIntervalMs: number;
+  readonly snapshotIntervalMs: number | undefined;
+  readonly retentionMs: number;
+  readonly retentionCheckIntervalMs: number;
+  readonly metrics: ReplicaMetrics = { walBytes: 0, syncCount: 0, syncErrorCount: 0, snapshotCount: 0 };
+
+  #log: Logger;
+  #pos: Pos | undefined;
+  #pending: CommitRecord[] = [];
+  #lastSyncAt: Date | undefined;
+  #lastSnapshotAt: Date | undefined;
+  #lastSnapshotIndex: number | undefined;
+  #lastError: string | undefined;
+  #lastErrorAt: Date | undefined;
+  #unsubscribe: () => void;
+  #busy: Promise<unknown> = Promise.resolve();
+
+  constructor(db: Db, client: ReplicaClient, opts: ReplicaOptions) {
+    this.db = db;
+    this.client = client;
+    this.name = opts.name;
+    this.syncIntervalMs = opts.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS;
+    this.snapshotIntervalMs = opts.snapshotIntervalMs;
+    this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
+    this.retentionCheckIntervalMs = opts.retentionCheckIntervalMs ?? DEFAULT_RETENTION_CHECK_INTERVAL_MS;
+    this.#log = (opts.log ?? nullLogger()).child({ replica: this.name });
+    this.#unsubscribe = db.onCommits((c) => {
+      this.#pending.push(...c);
+      // Bounded: while a destination is down for long, the oldest times are dropped and those
+      // segments fall back to their object time at restore.
+      if (this.#pending.length > MAX_PENDING_COMMITS) this.#pending.splice(0, this.#pending.length - MAX_PENDING_COMMITS);
+    });
+  }
+
+  get pos(): Pos | undefined {
+    return this.#pos;
+  }
+
+  status(): ReplicaStatus {
+    const oldest = this.#pending[0];
+    return {
+      name: this.name,
+      type: this.client.type,
+      location: this.client.location,
+      ...(this.#pos ? { pos: { ...this.#pos } } : {}),
+      ...(this.#lastSyncAt ? { lastSyncAt: this.#lastSyncAt } : {}),
+      ...(this.#lastSnapshotAt ? { lastSnapshotAt: this.#lastSnapshotAt } : {}),
+      ...(this.#lastSnapshotIndex !== undefined ? { lastSnapshotIndex: this.#lastSnapshotIndex } : {}),
+      ...(this.#lastError ? { lastError: this.#lastError } : {}),
+      ...(this.#lastErrorAt ? { lastErrorAt: this.#lastErrorAt } : {}),
+      pendingCommits: this.#pending.length,
+      ...(oldest ? { oldestPendingAt: new Date(oldest.time) } : {}),
+    };
+  }
+
+  close(): void {
+    this.#unsubscribe();
+  }
+
+  /** Runs the sync loop, the snapshotter and the retainer until the signal aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    await Promise.all([this.#syncLoop(signal), this.#snapshotLoop(signal), this.#retentionLoop(signal)]);
+  }
+
+  /** Serialises sync, snapshot and retention on this destination. */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#busy.then(fn);
+    this.#busy = next.catch(() => undefined);
+    return next;
+  }
+
+  async #syncLoop(signal: AbortSignal): Promise<void> {
+    let backoff = this.syncIntervalMs;
+    while (!signal.aborted) {
+      const changed = this.db.changed();
+      try {
+        await this.sync({ signal });
+        backoff = this.syncIntervalMs;
+      } catch (err) {
+        if (signal.aborted) break;
+        this.#log.error({ err: describeError(err) }, "replica sync failed");
+        await sleep(backoff, undefined, { signal }).catch(() => undefined);
+        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+        continue;
+      }
+      // Wait for a change, then leave at least sync-interval between uploads.
+      await Promise.race([changed, abortPromise(signal)]);
+      await sleep(this.syncIntervalMs, undefined, { signal }).catch(() => undefined);
+    }
+  }
+
+  async #snapshotLoop(signal: AbortSignal): Promise<void> {
+    const interval = this.snapshotIntervalMs;
+    if (!interval) return;
+    while (!signal.aborted) {
+      const last = this.#lastSnapshotAt?.getTime() ?? Date.now();
+      const wait = Math.max(0, last + interval - Date.now());
+      await sleep(Math.max(wait, 10), undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) break;
+      try {
+        if (!this.#lastSnapshotAt || Date.now() - this.#lastSnapshotAt.getTime() >= interval) {
+          await this.snapshot({ signal });
+        }
+      } catch (err) {
+        if (!signal.aborted) this.#log.error({ err: describeError(err) }, "snapshot failed");
+        this.#lastSnapshotAt = new Date();
+      }
+    }
+  }
+
+  async #retentionLoop(signal: AbortSignal): Promise<void> {
+    if (this.retentionMs <= 0) return;
+    const every = Math.min(this.retentionCheckIntervalMs, this.retentionMs);
+    while (!signal.aborted) {
+      await sleep(every, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) break;
+      try {
+        await this.enforceRetention({ signal });
+      } catch (err) {
+        if (!signal.aborted) this.#log.error({ err: describeError(err) }, "retention failed");
+      }
+    }
+  }
+
+  /** Uploads everything the shadow WAL holds past this destination's position. */
+  sync(opts: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.#exclusive(async () => {
+      try {
+        await this.#sync(opts.signal);
+        this.metrics.syncCount++;
+        this.#lastSyncAt = new Date();
+        this.#lastError = undefined;
+      } catch (err) {
+        this.metrics.syncErrorCount++;
+        this.#lastError = describeError(err);
+        this.#lastErrorAt = new Date();
+        // Rebuild the position from the destination next time, as after a restart.
+        this.#pos = undefined;
+        throw err;
+      }
+    });
+  }
+
+  async #sync(signal: AbortSignal | undefined): Promise<void> {
+    const end = this.db.pos();
+    if (!end) return;
+    if (!this.#pos || this.#pos.generation !== end.generation) {
+      this.#pos = await this.#calcPos(end.generation, signal);
+      this.#log.info({ position: formatPos(this.#pos) }, "replica position");
+    }
+    let pos: Pos = this.#pos;
+    for (;;) {
+      const file = this.db.shadowWalPath(pos.generation, pos.index);
+      const size = await stat(file).then(
+        (s) => s.size,
+        () => -1,
+      );
+      if (size < 0) {
+        if (pos.index < end.index) {
+          throw new WalshipError(ErrorCodes.WAL, `sync ${this.name}: shadow wal ${file} is missing`);
+        }
+        break;
+      }
+      if (size > pos.offset) {
+        await this.#uploadSegment(pos, size, signal);
+        pos = { ...pos, offset: size };
+        this.#pos = pos;
+        continue;
+      }
+      const latest = this.db.pos();
+      if (latest && latest.generation === pos.generation && pos.index < latest.index) {
+        pos = { generation: pos.generation, index: pos.index + 1, offset: 0 };
+        this.#pos = pos;
+        continue;
+      }
+      break;
+    }
+    this.db.setReplicaPosition(this.name, { generation: pos.generation, index: pos.index });
+  }
+
+  /** Where this destination stands in a generation; takes the first snapshot if there is none. */
+  async #calcPos(generation: string, signal: AbortSignal | undefined): Promise<Pos> {
+    let snaps = await this.client.snapshots(generation, { signal });
+    if (snaps.length === 0) {
+      await this.#snapshot(signal);
+      snaps = await this.client.snapshots(generation, { signal });
+    }
+    const snap = snaps.at(-1);
+    if (!snap) throw new WalshipError(ErrorCodes.STORAGE, `sync ${this.name}: no snapshot in generation ${generation}`);
+    this.#lastSnapshotAt ??= snap.createdAt;
+    this.#lastSnapshotIndex ??= snap.index;
+    const segs = await this.client.walSegments(generation, { signal });
+    const last = segs.at(-1);
+    if (!last || last.index < snap.index) return { generation, index: snap.index, offset: 0 };
+    const body = await this.client.walSegmentReader(generation, last.index, last.offset, { signal });
+    let length = 0;
+    for await (const chunk of body.pipe(createLz4Decoder())) length += (chunk as Buffer).length;
+    return { generation, index: last.index, offset: last.offset + length };
+  }
+
+  async #uploadSegment(pos: Pos, end: number, signal: AbortSignal | undefined): Promise<void> {
+    const file = this.db.shadowWalPath(pos.generation, pos.index);
+    const started = performance.now();
+    const body = createReadStream(file, { start: pos.offset, end: end - 1 }).pipe(createLz4Encoder());
+    const info = await this.client.writeWalSegment(pos.generation, pos.index, pos.offset, body, { signal });
+    this.metrics.walBytes += end - pos.offset;
+    // Commit times ride beside the segment; a segment without them falls back to its object time.
+    const mine = this.#pending.filter(
+      (c) => c.generation === pos.generation && c.index === pos.index && c.end > pos.offset && c.end <= end,
+    );
+    if (mine.length > 0) {
+      const doc: CommitTimesDoc = { v: 1, commits: mine.map((c) => [c.end, c.time]) };
+      await this.client.putExtra(keys.commitTimes(pos.generation, pos.index, pos.offset), encodeJson(doc), {
+        signal,
+      });
+    }
+    this.#pending = this.#pending.filter(
+      (c) =>
+        c.generation === pos.generation &&
+        (c.index > pos.index || (c.index === pos.index && c.end > end)),
+    );
+    this.#log.debug(
+      { position: formatPos(pos), size: info.size, elapsedMs: Math.round(performance.now() - started) },
+      "wal segment written",
+    );
+  }
+
+  /** Takes a snapshot of the database now. */
+  snapshot(opts: { signal?: AbortSignal } = {}): Promise<SnapshotInfo> {
+    return this.#exclusive(() => this.#snapshot(opts.signal));
+  }
+
+  async #snapshot(signal: AbortSignal | undefined): Promise<SnapshotInfo> {
+    const started = performance.now();
+    const info = await this.db.withCheckpointsPaused(async (pos) => {
+      const fh = await open(this.db.path, "r");
+      try {
+        const body = fh.createReadStream({ autoClose: false }).pipe(createLz4Encoder());
+        const info = await this.client.writeSnapshot(pos.generation, pos.index, body, { signal });
+        const meta: SnapshotMetaDoc = { v: 1, index: pos.index, offset: pos.offset, time: Date.now() };
+        await this.client.putExtra(snapshotMetaKey(pos.generation, pos.index), encodeJson(meta), { signal });
+        return info;
+      } finally {
+        await fh.close();
+      }
+    });
+    this.metrics.snapshotCount++;
+    this.#lastSnapshotAt = new Date();
+    this.#lastSnapshotIndex = info.index;
+    this.#log.info(
+      {
+        position: `${info.generation}/${info.index.toString(16).padStart(8, "0")}`,
+        size: info.size,
+        elapsedMs: Math.round(performance.now() - started),
+      },
+      "snapshot written",
+    );
+    return info;
+  }
+
+  /**
+   * Deletes what the retention period no longer needs: snapshots older than it (keeping at least one,
+   * taken now if needed), and WAL below the oldest kept snapshot of each generation. The current
+   * generation is never deleted whole.
+   */
+  enforceRetention(opts: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.#exclusive(async () => {
+      const signal = opts.signal;
+      const cutoff = Date.now() - this.retentionMs;
+      const current = this.db.generation;
+      const gens = await this.client.generations({ signal });
+      const all = (await Promise.all(gens.map((g) => this.client.snapshots(g, { signal })))).flat();
+      let kept = all.filter((s) => s.createdAt.getTime() >= cutoff);
+      if (kept.length === 0) {
+        kept = [await this.#snapshot(signal)];
+      }
+      for (const gen of gens) {
+        const keep = kept.filter((s) => s.generation === gen).sort((a, b) => a.index - b.index)[0];
+        if (!keep) {
+          if (gen === current) continue;
+          await this.client.deleteGeneration(gen, { signal });
+          this.#log.info({ generation: gen }, "generation deleted by retention");
+          continue;
+        }
+        for (const s of all) {
+          if (s.generation === gen && s.index < keep.index) {
+            await this.client.deleteSnapshot(gen, s.index, { signal });
+            await this.client.deleteExtras([snapshotMetaKey(gen, s.index)], { signal });
+          }
+        }
+        const segs = (await this.client.walSegments(gen, { signal })).filter((s) => s.index < keep.index);
+        if (segs.length > 0) {
+          await this.client.deleteWalSegments(segs, { signal });
+          await this.client.deleteExtras(
+            segs.map((s) => keys.commitTimes(gen, s.index, s.offset)),
+            { signal },
+          );
+        }
+      }
+    });
+  }
+}
+
+export function snapshotMetaKey(generation: string, index: number): string {
+  return `walship/generations/${generation}/snapshots/${index.toString(16).padStart(8, "0")}.json`;
+}
+
+function encodeJson(doc: unknown): Uint8Array {
+  return Buffer.from(`${JSON.stringify(doc)}\n`);
+}
+
+/** Reads a JSON side object, or undefined when it is absent or unreadable (never fatal). */
+export async function readJsonExtra<T>(client: ReplicaClient, key: string, signal?: AbortSignal): Promise<T | undefined> {
+  try {
+    const bytes = await client.getExtra(key, { signal });
+    return JSON.parse(Buffer.from(bytes).toString("utf8")) as T;
+  } catch (err) {
+    if (isNotFound(err) || err instanceof SyntaxError) return undefined;
+    throw err;
+  }
+}
+
+function abortPromise(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+}
+

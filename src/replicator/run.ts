@@ -1,0 +1,93 @@
+/**
+ * Wires a parsed config into running databases and destinations: one Db per `dbs[]` entry, one Replica
+ * per destination, their loops, and a final sync on shutdown.
+ */
+import { describeError } from "../shared/errors.ts";
+import type { Logger } from "../shared/log.ts";
+import type { Config } from "./config.ts";
+import { Db } from "./db.ts";
+import { Replica } from "./replica.ts";
+import { createReplicaClient } from "./storage/index.ts";
+
+export interface Replication {
+  dbs: Db[];
+  replicas: Replica[];
+  /** Resolves when every loop has ended (after `stop`). */
+  done: Promise<void>;
+  /** Stops the loops, runs one final sync of every database and destination, closes the databases. */
+  stop(opts?: { finalSyncTimeoutMs?: number }): Promise<void>;
+}
+
+export async function startReplication(config: Config, log: Logger): Promise<Replication> {
+  const dbs: Db[] = [];
+  const replicas: Replica[] = [];
+  config.dbs.forEach((dc, i) => {
+    const db = new Db(dc.path, {
+      ...(dc.metaPath ? { metaPath: dc.metaPath } : {}),
+      monitorIntervalMs: dc.monitorIntervalMs,
+      checkpointIntervalMs: dc.checkpointIntervalMs,
+      minCheckpointPageCount: dc.minCheckpointPageCount,
+      maxCheckpointPageCount: dc.maxCheckpointPageCount,
+      truncatePageCount: dc.truncatePageCount,
+      log,
+    });
+    dbs.push(db);
+    dc.replicas.forEach((rc, j) => {
+      const client = createReplicaClient(rc, `dbs[${i}].replicas[${j}]`);
+      const replica = new Replica(db, client, {
+        name: rc.name,
+        syncIntervalMs: rc.syncIntervalMs,
+        ...(rc.snapshotIntervalMs ? { snapshotIntervalMs: rc.snapshotIntervalMs } : {}),
+        retentionMs: rc.retentionMs,
+        retentionCheckIntervalMs: rc.retentionCheckIntervalMs,
+        log: log.child({ db: db.path }),
+      });
+      replicas.push(replica);
+      log.info({ db: db.path, name: rc.name, type: rc.type, location: client.location, syncIntervalMs: rc.syncIntervalMs }, "replicating to");
+    });
+  });
+  const ac = new AbortController();
+  for (const db of dbs) {
+    await db.init();
+    log.info({ path: db.path }, "initialized db");
+  }
+  const loops = [...dbs.map((db) => db.monitor(ac.signal)), ...replicas.map((r) => r.run(ac.signal))];
+  const done = Promise.all(loops).then(() => undefined);
+
+  async function stop(opts: { finalSyncTimeoutMs?: number } = {}): Promise<void> {
+    ac.abort();
+    await done;
+    const final = (async () => {
+      for (const db of dbs) {
+        try {
+          await db.sync();
+        } catch (err) {
+          log.error({ db: db.path, err: describeError(err) }, "final sync failed");
+        }
+      }
+      await Promise.all(
+        replicas.map(async (r) => {
+          try {
+            await r.sync();
+          } catch (err) {
+            log.error({ db: r.db.path, replica: r.name, err: describeError(err) }, "final replica sync failed");
+          }
+        }),
+      );
+    })();
+    const timeout = opts.finalSyncTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      final.then(() => false),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(true), timeout);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) log.error({ timeoutMs: timeout }, "final sync did not finish in time");
+    for (const r of replicas) r.close();
+    for (const db of dbs) await db.close();
+  }
+
+  return { dbs, replicas, done, stop };
+}
