@@ -582,6 +582,11 @@ class FrameDecoder {
   }
 
   #decodeBlock(body: Uint8Array, at: number, emit: (b: Uint8Array) => void): void {
+    if (this.#blockRaw && this.#independent) {
+      // A stored block needs no window: copy it out directly.
+      this.#emitOutput(Buffer.from(body), at, emit);
+      return;
+    }
     const hist = this.#independent ? 0 : this.#histLen;
     // A block cannot decode to more than 255 bytes per input byte, nor past the frame's maximum.
     const cap = this.#blockRaw ? body.length : Math.min(this.#blockMax, body.length * 255);
@@ -608,6 +613,16 @@ class FrameDecoder {
       }
     }
     const out = Buffer.from(s.subarray(hist, end));
+    if (!this.#independent) {
+      // Keep the last 64 KiB of output at the front of the scratch as the next block's window.
+      const keep = Math.min(end, WINDOW_SIZE);
+      s.copyWithin(0, end - keep, end);
+      this.#histLen = keep;
+    }
+    this.#emitOutput(out, at, emit);
+  }
+
+  #emitOutput(out: Buffer, at: number, emit: (b: Uint8Array) => void): void {
     this.#total += out.length;
     if (this.#contentSize !== null && this.#total > this.#contentSize) {
       throw corrupt(
@@ -616,12 +631,6 @@ class FrameDecoder {
       );
     }
     if (this.#contentChecksum) this.#hash.update(out);
-    if (!this.#independent) {
-      // Keep the last 64 KiB of output at the front of the scratch as the next block's window.
-      const keep = Math.min(end, WINDOW_SIZE);
-      s.copyWithin(0, end - keep, end);
-      this.#histLen = keep;
-    }
     if (out.length > 0) emit(out);
   }
 
