@@ -317,6 +317,9 @@ class FrameEncoder {
 /** A FIFO of input chunks from which fixed-size pieces are taken without copying when possible. */
 class ByteQueue {
   #chunks: Uint8Array[] = [];
+  /** Index of the first live chunk in #chunks (consumed ones are dropped in batches). */
+  #first = 0;
+  /** Bytes already consumed from the first live chunk. */
   #head = 0;
   length = 0;
 
@@ -328,7 +331,7 @@ class ByteQueue {
 
   /** Removes and returns the next `n` bytes (the caller has checked `length >= n`). */
   take(n: number): Uint8Array {
-    const first = this.#chunks[0] as Uint8Array;
+    const first = this.#chunks[this.#first] as Uint8Array;
     if (first.length - this.#head >= n) {
       const out = first.subarray(this.#head, this.#head + n);
       this.#advance(n);
@@ -337,7 +340,7 @@ class ByteQueue {
     const out = new Uint8Array(n);
     let filled = 0;
     while (filled < n) {
-      const c = this.#chunks[0] as Uint8Array;
+      const c = this.#chunks[this.#first] as Uint8Array;
       const k = Math.min(c.length - this.#head, n - filled);
       out.set(c.subarray(this.#head, this.#head + k), filled);
       filled += k;
@@ -351,7 +354,7 @@ class ByteQueue {
     let left = Math.min(n, this.length);
     const dropped = left;
     while (left > 0) {
-      const c = this.#chunks[0] as Uint8Array;
+      const c = this.#chunks[this.#first] as Uint8Array;
       const k = Math.min(c.length - this.#head, left);
       this.#advance(k);
       left -= k;
@@ -362,13 +365,23 @@ class ByteQueue {
   #advance(n: number): void {
     this.#head += n;
     this.length -= n;
-    const first = this.#chunks[0];
+    const first = this.#chunks[this.#first];
     if (first !== undefined && this.#head === first.length) {
-      this.#chunks.shift();
+      this.#chunks[this.#first] = EMPTY;
+      this.#first++;
       this.#head = 0;
+      if (this.#first === this.#chunks.length) {
+        this.#chunks = [];
+        this.#first = 0;
+      } else if (this.#first >= 1024 && this.#first * 2 >= this.#chunks.length) {
+        this.#chunks = this.#chunks.slice(this.#first);
+        this.#first = 0;
+      }
     }
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 type DecodeState =
   | "magic"
