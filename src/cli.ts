@@ -3,6 +3,7 @@
  * walship: one CLI, two roles. The replicator commands (replicate, restore, snapshots, generations,
  * wal, databases) follow Litestream v0.3's command line; `operator` runs the Kubernetes controller.
  */
+import "./shared/threadpool.ts";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";

@@ -492,7 +492,6 @@ export class Db {
     const s = this.#state!;
     const hdr = parseWalHeader(s.header);
     const F = frameSize(hdr.pageSize);
-    const seenAt = Date.now();
     const commits: CommitRecord[] = [];
     let end = s.size;
     let checksum = s.checksum;
@@ -504,6 +503,8 @@ export class Db {
       let seed = s.checksum;
       for (;;) {
         const { bytesRead } = await real.read(buf, 0, buf.length, offset);
+        // Stamped after the read returned: every commit it saw happened no later than this.
+        const seenAt = Date.now();
         const whole = bytesRead - (bytesRead % F);
         if (whole === 0) break;
         const scan = scanFrames(buf.subarray(0, whole), {
@@ -693,8 +694,7 @@ export class Db {
     const timer = setTimeout(resolve, this.monitorIntervalMs);
     const onAbort = () => resolve();
     signal.addEventListener("abort", onAbort, { once: true });
-    // A short debounce after a WAL event lets a burst of writes settle into one copy.
-    void this.#walEvent.promise.then(() => setTimeout(resolve, 2));
+    void this.#walEvent.promise.then(resolve);
     await promise;
     clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);

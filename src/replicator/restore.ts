@@ -106,6 +106,8 @@ export async function planRestore(clients: NamedClient[], target: RestoreTarget,
     updatedAt: number;
   }
   let best: Candidate | undefined;
+  let oldest: number | undefined;
+  const live: Candidate[] = [];
   for (const named of clients) {
     if (target.replica && named.name !== target.replica) continue;
     const gens = await named.client.generations({ signal });
@@ -118,14 +120,34 @@ export async function planRestore(clients: NamedClient[], target: RestoreTarget,
       if (snapshots.length === 0) continue;
       const times = [...snapshots, ...segments].map((o) => o.createdAt.getTime());
       const c: Candidate = { named, generation, snapshots, segments, createdAt: Math.min(...times), updatedAt: Math.max(...times) };
+      oldest = Math.min(oldest ?? c.createdAt, c.createdAt);
       if (T !== undefined) {
         // The generation that was live at T: the latest one started at or before it.
         if (c.createdAt > T) continue;
-        if (!best || c.createdAt > best.createdAt) best = c;
+        live.push(c);
       } else if (!best || c.updatedAt > best.updatedAt) {
         best = c;
       }
     }
+  }
+  if (T !== undefined) {
+    // The generation that was live at T is the latest one started at or before it; if its first
+    // snapshot came after T, the one before it still holds T.
+    live.sort((a, b) => b.createdAt - a.createdAt);
+    for (const c of live) {
+      const first = await snapshotTime(c.named.client, c.generation, c.snapshots[0]!, signal);
+      if (first <= T) {
+        best = c;
+        break;
+      }
+    }
+  }
+  if (!best && T !== undefined && oldest !== undefined) {
+    throw new WalshipError(
+      ErrorCodes.RESTORE,
+      `restore: ${target.timestamp!.toISOString()} is before the oldest backup (${new Date(oldest).toISOString()}); nothing to restore that early`,
+      { details: { oldest: new Date(oldest).toISOString() } },
+    );
   }
   if (!best) return undefined;
   const { named, generation } = best;
@@ -147,10 +169,7 @@ export async function planRestore(clients: NamedClient[], target: RestoreTarget,
   } else if (T !== undefined) {
     timeRule = walshipGen ? "commit-times" : "object-times";
     for (const s of best.snapshots) {
-      const metaKey = snapshotMetaKey(generation, s.index);
-      const meta = extras.has(metaKey) ? await readJsonExtra<SnapshotMetaDoc>(client, metaKey, signal) : undefined;
-      const time = meta?.time ?? s.createdAt.getTime();
-      if (time <= T) snapshot = s;
+      if ((await snapshotTime(client, generation, s, signal)) <= T) snapshot = s;
     }
     if (!snapshot) {
       const first = best.snapshots[0]!;
@@ -201,6 +220,12 @@ export async function planRestore(clients: NamedClient[], target: RestoreTarget,
     timeRule,
     ...(lastCommitTime !== undefined ? { lastCommitTime: new Date(lastCommitTime) } : {}),
   };
+}
+
+/** When a snapshot's state was taken: Walship records it beside the layout; otherwise the object time. */
+async function snapshotTime(client: ReplicaClient, generation: string, s: SnapshotInfo, signal?: AbortSignal): Promise<number> {
+  const meta = await readJsonExtra<SnapshotMetaDoc>(client, snapshotMetaKey(generation, s.index), signal);
+  return meta?.time ?? s.createdAt.getTime();
 }
 
 /** Every index from the snapshot's to the last one must be there, each starting at offset 0. */
