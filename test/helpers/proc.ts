@@ -11,7 +11,16 @@
  * early, errors carry the tail of that log. Set WALSHIP_KEEP_TMP=1 to keep temp dirs (and logs).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readSync,
+  rmSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 
@@ -127,10 +136,32 @@ function installHooks(): void {
   }
 }
 
-/** A fresh directory under the OS temp dir, removed at process exit (or earlier by `removeTempDir`). */
+let swept = false;
+
+/** Removes temp dirs left by test processes that were SIGKILLed (their pid is in the name and gone). */
+function sweepStaleTempDirs(): void {
+  if (swept || keepTmp()) return;
+  swept = true;
+  for (const name of readdirSync(tmpdir())) {
+    const m = /^walship-p(\d+)-/.exec(name);
+    if (!m) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ESRCH")
+        rmSync(join(tmpdir(), name), { recursive: true, force: true });
+    }
+  }
+}
+
+/**
+ * A fresh directory `walship-p<pid>-<prefix>-XXXXXX` under the OS temp dir, removed at process exit
+ * (or earlier by `removeTempDir`); a later test process removes it if this one was SIGKILLed.
+ */
 export function makeTempDir(prefix: string): string {
   installHooks();
-  const dir = mkdtempSync(join(tmpdir(), `walship-${prefix}-`));
+  sweepStaleTempDirs();
+  const dir = mkdtempSync(join(tmpdir(), `walship-p${process.pid}-${prefix}-`));
   tempDirs.add(dir);
   return dir;
 }

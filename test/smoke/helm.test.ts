@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import { cpSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { parseAllDocuments } from "yaml";
 import { helm } from "../helpers/helm.ts";
+import { makeTempDir } from "../helpers/proc.ts";
 
 const chart = join(import.meta.dirname, "..", "fixtures", "smoke-chart");
 
@@ -11,9 +13,14 @@ test("helm: lint passes on the smoke chart", async () => {
   assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
 });
 
-test("helm: lint fails on a broken value", async () => {
-  const r = await helm(["lint", chart, "--set", "replicas=[1"], { allowFailure: true });
-  assert.notEqual(r.code, 0);
+test("helm: lint fails on a chart with a broken template", async () => {
+  const broken = join(makeTempDir("helm-chart"), "smoke-chart");
+  cpSync(chart, broken, { recursive: true });
+  writeFileSync(join(broken, "templates", "broken.yaml"), '{{ include "no-such-template" . }}\n');
+  const r = await helm(["lint", broken], { allowFailure: true });
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, /\[ERROR\] templates\/: .*no-such-template/);
+  assert.match(r.stderr, /1 chart\(s\) linted, 1 chart\(s\) failed/);
 });
 
 test("helm: template renders the chart with values and the test apiserver's KubeVersion", async () => {
