@@ -108,6 +108,7 @@ export async function planRestore(clients: NamedClient[], target: RestoreTarget,
   let best: Candidate | undefined;
   let oldest: number | undefined;
   const live: Candidate[] = [];
+  const withoutSnapshot: string[] = [];
   for (const named of clients) {
     if (target.replica && named.name !== target.replica) continue;
     const gens = await named.client.generations({ signal });
@@ -117,7 +118,10 @@ export async function planRestore(clients: NamedClient[], target: RestoreTarget,
         named.client.snapshots(generation, { signal }),
         named.client.walSegments(generation, { signal }),
       ]);
-      if (snapshots.length === 0) continue;
+      if (snapshots.length === 0) {
+        if (segments.length > 0) withoutSnapshot.push(`${named.name}/${generation}`);
+        continue;
+      }
       const times = [...snapshots, ...segments].map((o) => o.createdAt.getTime());
       const c: Candidate = { named, generation, snapshots, segments, createdAt: Math.min(...times), updatedAt: Math.max(...times) };
       oldest = Math.min(oldest ?? c.createdAt, c.createdAt);
@@ -147,6 +151,13 @@ export async function planRestore(clients: NamedClient[], target: RestoreTarget,
       ErrorCodes.RESTORE,
       `restore: ${target.timestamp!.toISOString()} is before the oldest backup (${new Date(oldest).toISOString()}); nothing to restore that early`,
       { details: { oldest: new Date(oldest).toISOString() } },
+    );
+  }
+  if (!best && withoutSnapshot.length > 0) {
+    throw new WalshipError(
+      ErrorCodes.RESTORE,
+      `restore: no matching backups found: generation ${withoutSnapshot.join(", ")} has WAL segments but no snapshot to start from`,
+      { details: { generations: withoutSnapshot } },
     );
   }
   if (!best) return undefined;
