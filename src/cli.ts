@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { flagHelp, type FlagSpec, parseFlags, table } from "./cli/flags.ts";
+import { type FlagSpec, flagHelp, parseFlags, table } from "./cli/flags.ts";
 import {
   type Config,
   configFromArgs,
@@ -20,11 +20,11 @@ import {
   replicaFromUrl,
 } from "./replicator/config.ts";
 import { hex8 } from "./replicator/layout.ts";
-import { restore, type NamedClient, type RestoreProgress } from "./replicator/restore.ts";
+import { type NamedClient, type RestoreProgress, restore } from "./replicator/restore.ts";
 import { startReplication } from "./replicator/run.ts";
 import { createReplicaClient } from "./replicator/storage/index.ts";
 import { describeError, ErrorCodes, WalshipError } from "./shared/errors.ts";
-import { createLogger, type Logger, type LogFormat } from "./shared/log.ts";
+import { createLogger, type LogFormat, type Logger } from "./shared/log.ts";
 
 export const VERSION = readVersion();
 
@@ -37,10 +37,20 @@ interface Command {
 }
 
 const configFlags: FlagSpec[] = [
-  { name: "config", type: "string", metavar: "PATH", help: "config file (default $WALSHIP_CONFIG, $LITESTREAM_CONFIG or /etc/litestream.yml)" },
+  {
+    name: "config",
+    type: "string",
+    metavar: "PATH",
+    help: "config file (default $WALSHIP_CONFIG, $LITESTREAM_CONFIG or /etc/litestream.yml)",
+  },
   { name: "no-expand-env", type: "boolean", help: "do not expand $VARS in the config file" },
 ];
-const replicaFlag: FlagSpec = { name: "replica", type: "string", metavar: "NAME", help: "only this destination" };
+const replicaFlag: FlagSpec = {
+  name: "replica",
+  type: "string",
+  metavar: "NAME",
+  help: "only this destination",
+};
 const jsonFlag: FlagSpec = { name: "json", type: "boolean", help: "print JSON instead of a table" };
 
 const commands: Record<string, Command> = {
@@ -52,8 +62,18 @@ const commands: Record<string, Command> = {
       "is read and defaults apply. With -exec the command runs as a child; replication stops when it exits.",
     flags: [
       ...configFlags,
-      { name: "exec", type: "string", metavar: "CMD", help: "run CMD as a child process (shell words) while replicating" },
-      { name: "log-format", type: "string", metavar: "text|json", help: "override the config's logging.type" },
+      {
+        name: "exec",
+        type: "string",
+        metavar: "CMD",
+        help: "run CMD as a child process (shell words) while replicating",
+      },
+      {
+        name: "log-format",
+        type: "string",
+        metavar: "text|json",
+        help: "override the config's logging.type",
+      },
     ],
     run: runReplicate,
   },
@@ -66,16 +86,40 @@ const commands: Record<string, Command> = {
       "unless -overwrite is given (it is then kept as <db>.pre-restore-<time>).",
     flags: [
       ...configFlags,
-      { name: "o", type: "string", metavar: "PATH", help: "output path (required with a URL; default: the database path)" },
+      {
+        name: "o",
+        type: "string",
+        metavar: "PATH",
+        help: "output path (required with a URL; default: the database path)",
+      },
       replicaFlag,
       { name: "generation", type: "string", metavar: "ID", help: "only this generation" },
-      { name: "index", type: "string", metavar: "HEX", help: "restore up to this WAL index (hex, inclusive)" },
-      { name: "timestamp", type: "string", metavar: "RFC3339", help: "restore transactions committed at or before this time" },
+      {
+        name: "index",
+        type: "string",
+        metavar: "HEX",
+        help: "restore up to this WAL index (hex, inclusive)",
+      },
+      {
+        name: "timestamp",
+        type: "string",
+        metavar: "RFC3339",
+        help: "restore transactions committed at or before this time",
+      },
       { name: "parallelism", type: "string", metavar: "N", help: "WAL downloads in parallel (default 8)" },
       { name: "if-db-not-exists", type: "boolean", help: "exit 0 without restoring if the database exists" },
       { name: "if-replica-exists", type: "boolean", help: "exit 0 without restoring if there is no backup" },
-      { name: "overwrite", type: "boolean", help: "replace an existing database (kept as a .pre-restore file)" },
-      { name: "log-format", type: "string", metavar: "text|json", help: "log format (default text on a terminal, json otherwise)" },
+      {
+        name: "overwrite",
+        type: "boolean",
+        help: "replace an existing database (kept as a .pre-restore file)",
+      },
+      {
+        name: "log-format",
+        type: "string",
+        metavar: "text|json",
+        help: "log format (default text on a terminal, json otherwise)",
+      },
     ],
     run: runRestore,
   },
@@ -97,7 +141,12 @@ const commands: Record<string, Command> = {
     summary: "list WAL segments",
     usage: "walship wal [flags] DB_PATH|REPLICA_URL",
     description: "Lists WAL segments, sorted by generation, index and offset.",
-    flags: [...configFlags, replicaFlag, { name: "generation", type: "string", metavar: "ID", help: "only this generation" }, jsonFlag],
+    flags: [
+      ...configFlags,
+      replicaFlag,
+      { name: "generation", type: "string", metavar: "ID", help: "only this generation" },
+      jsonFlag,
+    ],
     run: (f, a) => runListing("wal", f, a),
   },
   databases: {
@@ -134,8 +183,13 @@ function usage(): string {
   ].join("\n");
 }
 
-function commandHelp(name: string, c: Command): string {
-  return [`Usage: ${c.usage}`, "", c.description, ...(c.flags.length ? ["", "Flags:", flagHelp(c.flags)] : [])].join("\n");
+function commandHelp(c: Command): string {
+  return [
+    `Usage: ${c.usage}`,
+    "",
+    c.description,
+    ...(c.flags.length ? ["", "Flags:", flagHelp(c.flags)] : []),
+  ].join("\n");
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -155,12 +209,13 @@ export async function main(argv: string[]): Promise<number> {
     return await cmd.run(values, args);
   } catch (err) {
     if (err instanceof WalshipError && err.code === ErrorCodes.USAGE && err.details.help) {
-      process.stdout.write(`${commandHelp(name, cmd)}\n`);
+      process.stdout.write(`${commandHelp(cmd)}\n`);
       return 0;
     }
     const code = err instanceof WalshipError ? err.code : "WALSHIP_ERR_INTERNAL";
     process.stderr.write(`walship ${name}: ${describeError(err)} [${code}]\n`);
-    if (err instanceof WalshipError && err.code === ErrorCodes.USAGE) process.stderr.write(`\n${commandHelp(name, cmd)}\n`);
+    if (err instanceof WalshipError && err.code === ErrorCodes.USAGE)
+      process.stderr.write(`\n${commandHelp(cmd)}\n`);
     return err instanceof WalshipError && err.code === ErrorCodes.USAGE ? 2 : 1;
   }
 }
@@ -181,7 +236,8 @@ async function resolveTarget(
 ): Promise<{ clients: NamedClient[]; dbPath?: string; replicas: ReplicaConfig[] }> {
   const target = args[0];
   if (!target) throw new WalshipError(ErrorCodes.USAGE, "a database path or replica URL is required");
-  if (args.length > 1) throw new WalshipError(ErrorCodes.USAGE, `unexpected arguments: ${args.slice(1).join(" ")}`);
+  if (args.length > 1)
+    throw new WalshipError(ErrorCodes.USAGE, `unexpected arguments: ${args.slice(1).join(" ")}`);
   let replicas: ReplicaConfig[];
   let dbPath: string | undefined;
   if (isUrl(target)) {
@@ -193,37 +249,51 @@ async function resolveTarget(
     const config = await readConfig(flags);
     const db = findDb(config, target);
     if (!db) {
-      throw new WalshipError(ErrorCodes.CONFIG, `database ${path.resolve(target)} is not in config ${config.source ?? ""}`);
+      throw new WalshipError(
+        ErrorCodes.CONFIG,
+        `database ${path.resolve(target)} is not in config ${config.source ?? ""}`,
+      );
     }
     dbPath = db.path;
     replicas = db.replicas;
   }
   if (typeof flags.replica === "string") {
     replicas = replicas.filter((r) => r.name === flags.replica);
-    if (replicas.length === 0) throw new WalshipError(ErrorCodes.USAGE, `no replica named "${flags.replica}"`);
+    if (replicas.length === 0)
+      throw new WalshipError(ErrorCodes.USAGE, `no replica named "${flags.replica}"`);
   }
-  const clients = replicas.map((r, i) => ({ name: r.name, client: createReplicaClient(r, `replicas[${i}]`) }));
+  const clients = replicas.map((r, i) => ({
+    name: r.name,
+    client: createReplicaClient(r, `replicas[${i}]`),
+  }));
   return { clients, replicas, ...(dbPath ? { dbPath } : {}) };
 }
 
 function logFormat(flag: string | boolean | undefined, fallback?: LogFormat): LogFormat {
   if (flag === "json" || flag === "text") return flag;
-  if (flag !== undefined) throw new WalshipError(ErrorCodes.USAGE, `-log-format must be text or json, not "${String(flag)}"`);
+  if (flag !== undefined)
+    throw new WalshipError(ErrorCodes.USAGE, `-log-format must be text or json, not "${String(flag)}"`);
   return fallback ?? (process.stderr.isTTY ? "text" : "json");
 }
 
 // --- replicate ----------------------------------------------------------------------------------------
 
-async function runReplicate(flags: Record<string, string | boolean | undefined>, args: string[]): Promise<number> {
+async function runReplicate(
+  flags: Record<string, string | boolean | undefined>,
+  args: string[],
+): Promise<number> {
   let config: Config;
   if (args.length > 0) {
-    if (typeof flags.config === "string") throw new WalshipError(ErrorCodes.USAGE, "cannot use -config with a DB path and URLs");
-    if (args.length < 2) throw new WalshipError(ErrorCodes.USAGE, "a database path needs at least one replica URL");
+    if (typeof flags.config === "string")
+      throw new WalshipError(ErrorCodes.USAGE, "cannot use -config with a DB path and URLs");
+    if (args.length < 2)
+      throw new WalshipError(ErrorCodes.USAGE, "a database path needs at least one replica URL");
     config = configFromArgs(args[0]!, args.slice(1));
   } else {
     config = await readConfig(flags);
   }
-  if (config.dbs.length === 0) throw new WalshipError(ErrorCodes.CONFIG, "no databases configured (dbs is empty)");
+  if (config.dbs.length === 0)
+    throw new WalshipError(ErrorCodes.CONFIG, "no databases configured (dbs is empty)");
   const log = createLogger({
     level: config.logging.level,
     format: logFormat(flags["log-format"], config.logging.type),
@@ -308,25 +378,33 @@ export function parseTimestamp(s: string): Date {
   const re = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
   const ms = re.test(s) ? Date.parse(s) : Number.NaN;
   if (Number.isNaN(ms)) {
-    throw new WalshipError(ErrorCodes.USAGE, `invalid -timestamp "${s}": use RFC 3339, e.g. 2000-01-01T00:00:00Z or 2000-01-01T00:00:00.123Z`);
+    throw new WalshipError(
+      ErrorCodes.USAGE,
+      `invalid -timestamp "${s}": use RFC 3339, e.g. 2000-01-01T00:00:00Z or 2000-01-01T00:00:00.123Z`,
+    );
   }
   return new Date(ms);
 }
 
-async function runRestore(flags: Record<string, string | boolean | undefined>, args: string[]): Promise<number> {
+async function runRestore(
+  flags: Record<string, string | boolean | undefined>,
+  args: string[],
+): Promise<number> {
   const { clients, dbPath } = await resolveTarget(flags, args);
   const output = typeof flags.o === "string" ? flags.o : dbPath;
   if (!output) throw new WalshipError(ErrorCodes.USAGE, "-o is required when restoring from a URL");
   let index: number | undefined;
   if (typeof flags.index === "string") {
-    if (!/^[0-9a-fA-F]{1,8}$/.test(flags.index)) throw new WalshipError(ErrorCodes.USAGE, `invalid -index "${flags.index}": use hex, e.g. 0000002a`);
+    if (!/^[0-9a-fA-F]{1,8}$/.test(flags.index))
+      throw new WalshipError(ErrorCodes.USAGE, `invalid -index "${flags.index}": use hex, e.g. 0000002a`);
     index = Number.parseInt(flags.index, 16);
   }
   const timestamp = typeof flags.timestamp === "string" ? parseTimestamp(flags.timestamp) : undefined;
   let parallelism: number | undefined;
   if (typeof flags.parallelism === "string") {
     parallelism = Number(flags.parallelism);
-    if (!Number.isInteger(parallelism) || parallelism < 1) throw new WalshipError(ErrorCodes.USAGE, `-parallelism must be a positive integer`);
+    if (!Number.isInteger(parallelism) || parallelism < 1)
+      throw new WalshipError(ErrorCodes.USAGE, `-parallelism must be a positive integer`);
   }
   const log = createLogger({ format: logFormat(flags["log-format"]), stderr: true });
   const tty = process.stderr.isTTY === true;
@@ -336,8 +414,15 @@ async function runRestore(flags: Record<string, string | boolean | undefined>, a
     if (now - lastLine < (tty ? 100 : 5000)) return;
     lastLine = now;
     const mb = (p.bytes / 1048576).toFixed(1);
-    if (tty) process.stderr.write(`\r${p.phase}: ${mb} MiB downloaded, ${p.segmentsDone}/${p.segmentsTotal} WAL segments`);
-    else log.info({ phase: p.phase, bytes: p.bytes, segments: p.segmentsDone, total: p.segmentsTotal }, "restore progress");
+    if (tty)
+      process.stderr.write(
+        `\r${p.phase}: ${mb} MiB downloaded, ${p.segmentsDone}/${p.segmentsTotal} WAL segments`,
+      );
+    else
+      log.info(
+        { phase: p.phase, bytes: p.bytes, segments: p.segmentsDone, total: p.segmentsTotal },
+        "restore progress",
+      );
   };
   const result = await restore(clients, {
     outputPath: output,
@@ -403,19 +488,40 @@ async function runListing(
       if (kind === "wal" && typeof flags.generation === "string" && gen !== flags.generation) continue;
       if (kind === "snapshots") {
         for (const s of await client.snapshots(gen)) {
-          rows.push({ replica: name, generation: gen, index: s.index, size: s.size, created: iso(s.createdAt) });
+          rows.push({
+            replica: name,
+            generation: gen,
+            index: s.index,
+            size: s.size,
+            created: iso(s.createdAt),
+          });
         }
       } else if (kind === "wal") {
         for (const s of await client.walSegments(gen)) {
-          rows.push({ replica: name, generation: gen, index: s.index, offset: s.offset, size: s.size, created: iso(s.createdAt) });
+          rows.push({
+            replica: name,
+            generation: gen,
+            index: s.index,
+            offset: s.offset,
+            size: s.size,
+            created: iso(s.createdAt),
+          });
         }
       } else {
-        const times = [...(await client.snapshots(gen)), ...(await client.walSegments(gen))].map((o) => o.createdAt.getTime());
+        const times = [...(await client.snapshots(gen)), ...(await client.walSegments(gen))].map((o) =>
+          o.createdAt.getTime(),
+        );
         if (times.length === 0) continue;
         const start = Math.min(...times);
         const end = Math.max(...times);
         const ref = dbPath ? await dbModTime(dbPath) : Date.now();
-        rows.push({ name, generation: gen, lag: formatLag(ref - end), start: iso(new Date(start)), end: iso(new Date(end)) });
+        rows.push({
+          name,
+          generation: gen,
+          lag: formatLag(ref - end),
+          start: iso(new Date(start)),
+          end: iso(new Date(end)),
+        });
       }
     }
   }
@@ -428,14 +534,26 @@ async function runListing(
         : kind === "wal"
           ? ["replica", "generation", "index", "offset", "size", "created"]
           : ["name", "generation", "lag", "start", "end"];
-    process.stdout.write(`${table(header, rows.map((r) => header.map((h) => String(r[h]))))}\n`);
+    process.stdout.write(
+      `${table(
+        header,
+        rows.map((r) => header.map((h) => String(r[h]))),
+      )}\n`,
+    );
   }
   return 0;
 }
 
 async function dbModTime(dbPath: string): Promise<number> {
   const { stat } = await import("node:fs/promises");
-  const times = await Promise.all([dbPath, `${dbPath}-wal`].map((p) => stat(p).then((s) => s.mtimeMs, () => 0)));
+  const times = await Promise.all(
+    [dbPath, `${dbPath}-wal`].map((p) =>
+      stat(p).then(
+        (s) => s.mtimeMs,
+        () => 0,
+      ),
+    ),
+  );
   return Math.max(...times) || Date.now();
 }
 
@@ -447,19 +565,30 @@ function formatLag(ms: number): string {
   return `${neg}${Math.floor(a)}ms`;
 }
 
-async function runDatabases(flags: Record<string, string | boolean | undefined>, args: string[]): Promise<number> {
+async function runDatabases(
+  flags: Record<string, string | boolean | undefined>,
+  args: string[],
+): Promise<number> {
   if (args.length > 0) throw new WalshipError(ErrorCodes.USAGE, `unexpected arguments: ${args.join(" ")}`);
   const config = await readConfig(flags);
   const rows = config.dbs.map((d) => ({ path: d.path, replicas: d.replicas.map((r) => r.name).join(",") }));
   if (flags.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-  else process.stdout.write(`${table(["path", "replicas"], rows.map((r) => [r.path, r.replicas]))}\n`);
+  else
+    process.stdout.write(
+      `${table(
+        ["path", "replicas"],
+        rows.map((r) => [r.path, r.replicas]),
+      )}\n`,
+    );
   return 0;
 }
 
 function readVersion(): string {
   try {
     const here = path.dirname(fileURLToPath(import.meta.url));
-    const pkg = JSON.parse(readFileSync(path.join(here, "..", "package.json"), "utf8")) as { version: string };
+    const pkg = JSON.parse(readFileSync(path.join(here, "..", "package.json"), "utf8")) as {
+      version: string;
+    };
     return `v${pkg.version}`;
   } catch {
     return "(development build)";

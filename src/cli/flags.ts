@@ -39,7 +39,10 @@ export function parseFlags(command: string, specs: FlagSpec[], argv: string[]): 
     }
     const spec = byName.get(name);
     if (!spec) {
-      throw new WalshipError(ErrorCodes.USAGE, `${command}: unknown flag -${name} (see 'walship ${command} -h')`);
+      throw new WalshipError(
+        ErrorCodes.USAGE,
+        `${command}: unknown flag -${name} (see 'walship ${command} -h')`,
+      );
     }
     if (spec.type === "boolean") {
       if (eq >= 0) {

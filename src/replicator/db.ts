@@ -12,15 +12,16 @@
  * - Anything we cannot prove continuous (a WAL reset by someone else, a missing shadow file) starts a
  *   new generation with a fresh snapshot, and the reason is logged.
  */
-import { type FileHandle, open, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import fs from "node:fs";
-import path from "node:path";
+
 import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import path from "node:path";
 import Database from "better-sqlite3";
-import { ErrorCodes, WalshipError, describeError } from "../shared/errors.ts";
+import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import { isGenerationName, metaDir, parseShadowName, shadow } from "./layout.ts";
-import { alignWalSize, frameSize, parseWalHeader, scanFrames, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE } from "./sqlite/wal.ts";
+import { alignWalSize, frameSize, parseWalHeader, scanFrames, WAL_HEADER_SIZE } from "./sqlite/wal.ts";
 import { MAX_INDEX, type Pos } from "./types.ts";
 
 export const DEFAULT_MONITOR_INTERVAL_MS = 1000;
@@ -286,7 +287,10 @@ export class Db {
       db = new Database(this.path, { timeout: BUSY_TIMEOUT_MS, fileMustExist: true });
       const mode = db.pragma("journal_mode = wal", { simple: true });
       if (String(mode).toLowerCase() !== "wal") {
-        throw new WalshipError(ErrorCodes.SQLITE, `open db ${this.path}: cannot enable WAL mode (journal_mode=${mode})`);
+        throw new WalshipError(
+          ErrorCodes.SQLITE,
+          `open db ${this.path}: cannot enable WAL mode (journal_mode=${mode})`,
+        );
       }
       db.pragma("wal_autocheckpoint = 0");
       db.exec(
@@ -308,7 +312,9 @@ export class Db {
       this.#db = undefined;
       this.#rtx = undefined;
       if (err instanceof WalshipError) throw err;
-      throw new WalshipError(ErrorCodes.SQLITE, `open db ${this.path}: ${describeError(err)}`, { cause: err });
+      throw new WalshipError(ErrorCodes.SQLITE, `open db ${this.path}: ${describeError(err)}`, {
+        cause: err,
+      });
     }
   }
 
@@ -515,7 +521,8 @@ export class Db {
           seed,
           startOffset: offset,
         });
-        for (const c of scan.commits) commits.push({ generation: s.generation, index: s.index, end: c.end, time: seenAt });
+        for (const c of scan.commits)
+          commits.push({ generation: s.generation, index: s.index, end: c.end, time: seenAt });
         if (scan.lastCommitEnd > end) {
           end = scan.lastCommitEnd;
           checksum = scan.lastCommitChecksum;
@@ -620,7 +627,11 @@ export class Db {
     const ckpt = new Database(this.path, { timeout: BUSY_TIMEOUT_MS, fileMustExist: true });
     try {
       for (let i = 0; i < tries; i++) {
-        const [row] = ckpt.pragma("wal_checkpoint(PASSIVE)") as Array<{ busy: number; log: number; checkpointed: number }>;
+        const [row] = ckpt.pragma("wal_checkpoint(PASSIVE)") as Array<{
+          busy: number;
+          log: number;
+          checkpointed: number;
+        }>;
         if (!row) return false;
         if (row.log === row.checkpointed) return true;
         await new Promise((r) => setTimeout(r, 100));
@@ -646,7 +657,10 @@ export class Db {
   }
 
   async #updateSizeMetrics(): Promise<void> {
-    const [dbSt, walSt] = await Promise.all([stat(this.path).catch(() => undefined), stat(this.walPath).catch(() => undefined)]);
+    const [dbSt, walSt] = await Promise.all([
+      stat(this.path).catch(() => undefined),
+      stat(this.walPath).catch(() => undefined),
+    ]);
     this.metrics.dbSize = dbSt?.size ?? 0;
     this.metrics.walSize = walSt?.size ?? 0;
     const s = this.#state;
@@ -744,5 +758,3 @@ async function writeDurable(file: string, data: Uint8Array): Promise<void> {
     await fh.close();
   }
 }
-
-export { WAL_FRAME_HEADER_SIZE };

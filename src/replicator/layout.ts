@@ -53,7 +53,8 @@ export const keys = {
   snapshots: (gen: string) => `generations/${gen}/snapshots`,
   snapshot: (gen: string, index: number) => `generations/${gen}/snapshots/${snapshotName(index)}`,
   wal: (gen: string) => `generations/${gen}/wal`,
-  segment: (gen: string, index: number, offset: number) => `generations/${gen}/wal/${segmentName(index, offset)}`,
+  segment: (gen: string, index: number, offset: number) =>
+    `generations/${gen}/wal/${segmentName(index, offset)}`,
   /** Walship-only: commit times of the transactions in one segment (JSON), beside the layout. */
   commitTimes: (gen: string, index: number, offset: number) =>
     `walship/generations/${gen}/commits/${hex8(index)}_${hex8(offset)}.json`,
@@ -71,5 +72,6 @@ export const shadow = {
   generationsDir: (meta: string) => path.join(meta, "generations"),
   generationDir: (meta: string, gen: string) => path.join(meta, "generations", gen),
   walDir: (meta: string, gen: string) => path.join(meta, "generations", gen, "wal"),
-  walFile: (meta: string, gen: string, index: number) => path.join(meta, "generations", gen, "wal", `${hex8(index)}.wal`),
+  walFile: (meta: string, gen: string, index: number) =>
+    path.join(meta, "generations", gen, "wal", `${hex8(index)}.wal`),
 } as const;

@@ -7,7 +7,7 @@
 import { createReadStream } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ErrorCodes, WalshipError, describeError, isNotFound } from "../shared/errors.ts";
+import { describeError, ErrorCodes, isNotFound, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import type { CommitRecord, Db } from "./db.ts";
 import { keys } from "./layout.ts";
@@ -105,7 +105,8 @@ export class Replica {
       this.#pending.push(...c);
       // Bounded: while a destination is down for long, the oldest times are dropped and those
       // segments fall back to their object time at restore.
-      if (this.#pending.length > MAX_PENDING_COMMITS) this.#pending.splice(0, this.#pending.length - MAX_PENDING_COMMITS);
+      if (this.#pending.length > MAX_PENDING_COMMITS)
+        this.#pending.splice(0, this.#pending.length - MAX_PENDING_COMMITS);
     });
   }
 
@@ -263,7 +264,11 @@ export class Replica {
       snaps = await this.client.snapshots(generation, { signal });
     }
     const snap = snaps.at(-1);
-    if (!snap) throw new WalshipError(ErrorCodes.STORAGE, `sync ${this.name}: no snapshot in generation ${generation}`);
+    if (!snap)
+      throw new WalshipError(
+        ErrorCodes.STORAGE,
+        `sync ${this.name}: no snapshot in generation ${generation}`,
+      );
     this.#lastSnapshotAt ??= snap.createdAt;
     this.#lastSnapshotIndex ??= snap.index;
     const segs = await this.client.walSegments(generation, { signal });
@@ -293,8 +298,7 @@ export class Replica {
     }
     this.#pending = this.#pending.filter(
       (c) =>
-        c.generation === pos.generation &&
-        (c.index > pos.index || (c.index === pos.index && c.end > end)),
+        c.generation === pos.generation && (c.index > pos.index || (c.index === pos.index && c.end > end)),
     );
     this.#log.debug(
       { position: formatPos(pos), size: info.size, elapsedMs: Math.round(performance.now() - started) },
@@ -387,7 +391,11 @@ function encodeJson(doc: unknown): Uint8Array {
 }
 
 /** Reads a JSON side object, or undefined when it is absent or unreadable (never fatal). */
-export async function readJsonExtra<T>(client: ReplicaClient, key: string, signal?: AbortSignal): Promise<T | undefined> {
+export async function readJsonExtra<T>(
+  client: ReplicaClient,
+  key: string,
+  signal?: AbortSignal,
+): Promise<T | undefined> {
   try {
     const bytes = await client.getExtra(key, { signal });
     return JSON.parse(Buffer.from(bytes).toString("utf8")) as T;
@@ -403,4 +411,3 @@ function abortPromise(signal: AbortSignal): Promise<void> {
     else signal.addEventListener("abort", () => resolve(), { once: true });
   });
 }
-

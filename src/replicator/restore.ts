@@ -12,15 +12,15 @@
 import { createWriteStream } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import Database from "better-sqlite3";
-import { ErrorCodes, WalshipError, describeError } from "../shared/errors.ts";
+import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import { hex8, keys } from "./layout.ts";
 import { createLz4Decoder } from "./lz4.ts";
 import { type CommitTimesDoc, readJsonExtra, type SnapshotMetaDoc, snapshotMetaKey } from "./replica.ts";
-import { parseWalHeader, scanFrames, frameSize, WAL_HEADER_SIZE } from "./sqlite/wal.ts";
+import { frameSize, parseWalHeader, scanFrames, WAL_HEADER_SIZE } from "./sqlite/wal.ts";
 import type { ReplicaClient } from "./storage/client.ts";
 import type { SnapshotInfo, WalSegmentInfo } from "./types.ts";
 
@@ -92,7 +92,11 @@ export interface RestoreResult {
 }
 
 /** Chooses what to restore. Returns undefined when the destinations hold nothing that matches. */
-export async function planRestore(clients: NamedClient[], target: RestoreTarget, signal?: AbortSignal): Promise<RestorePlan | undefined> {
+export async function planRestore(
+  clients: NamedClient[],
+  target: RestoreTarget,
+  signal?: AbortSignal,
+): Promise<RestorePlan | undefined> {
   if (target.index !== undefined && target.timestamp !== undefined) {
     throw new WalshipError(ErrorCodes.USAGE, "restore: -index and -timestamp cannot be combined");
   }
@@ -123,7 +127,14 @@ export async function planRestore(clients: NamedClient[], target: RestoreTarget,
         continue;
       }
       const times = [...snapshots, ...segments].map((o) => o.createdAt.getTime());
-      const c: Candidate = { named, generation, snapshots, segments, createdAt: Math.min(...times), updatedAt: Math.max(...times) };
+      const c: Candidate = {
+        named,
+        generation,
+        snapshots,
+        segments,
+        createdAt: Math.min(...times),
+        updatedAt: Math.max(...times),
+      };
       oldest = Math.min(oldest ?? c.createdAt, c.createdAt);
       if (T !== undefined) {
         // The generation that was live at T: the latest one started at or before it.
@@ -167,7 +178,10 @@ export async function planRestore(clients: NamedClient[], target: RestoreTarget,
   // Snapshot.
   let snapshot: SnapshotInfo | undefined;
   let timeRule: TimeRule = "none";
-  const extras = T !== undefined ? new Set(await client.listExtras(keys.walshipGeneration(generation), { signal })) : new Set<string>();
+  const extras =
+    T !== undefined
+      ? new Set(await client.listExtras(keys.walshipGeneration(generation), { signal }))
+      : new Set<string>();
   const walshipGen = [...extras].some((k) => k.includes("/commits/"));
   if (target.index !== undefined) {
     snapshot = best.snapshots.filter((s) => s.index <= target.index!).at(-1);
@@ -203,7 +217,10 @@ export async function planRestore(clients: NamedClient[], target: RestoreTarget,
     const kept: WalSegmentInfo[] = [];
     for (const seg of segments) {
       const key = keys.commitTimes(generation, seg.index, seg.offset);
-      const doc = timeRule === "commit-times" && extras.has(key) ? await readJsonExtra<CommitTimesDoc>(client, key, signal) : undefined;
+      const doc =
+        timeRule === "commit-times" && extras.has(key)
+          ? await readJsonExtra<CommitTimesDoc>(client, key, signal)
+          : undefined;
       if (doc && doc.commits.length > 0) {
         const within = doc.commits.filter(([, t]) => t <= T);
         if (within.length === 0) break;
@@ -234,7 +251,12 @@ export async function planRestore(clients: NamedClient[], target: RestoreTarget,
 }
 
 /** When a snapshot's state was taken: Walship records it beside the layout; otherwise the object time. */
-async function snapshotTime(client: ReplicaClient, generation: string, s: SnapshotInfo, signal?: AbortSignal): Promise<number> {
+async function snapshotTime(
+  client: ReplicaClient,
+  generation: string,
+  s: SnapshotInfo,
+  signal?: AbortSignal,
+): Promise<number> {
   const meta = await readJsonExtra<SnapshotMetaDoc>(client, snapshotMetaKey(generation, s.index), signal);
   return meta?.time ?? s.createdAt.getTime();
 }
@@ -245,7 +267,10 @@ function checkSegments(generation: string, snapshot: SnapshotInfo, segments: Wal
   let prevOffset = -1;
   for (const seg of segments) {
     if (seg.index !== prevIndex) {
-      if (seg.index !== prevIndex + 1 && !(prevIndex === snapshot.index - 1 && seg.index === snapshot.index)) {
+      if (
+        seg.index !== prevIndex + 1 &&
+        !(prevIndex === snapshot.index - 1 && seg.index === snapshot.index)
+      ) {
         throw new WalshipError(
           ErrorCodes.RESTORE,
           `restore: missing WAL index ${hex8(prevIndex + 1)} in generation ${generation} (have ${hex8(seg.index)} next)`,
@@ -263,7 +288,10 @@ function checkSegments(generation: string, snapshot: SnapshotInfo, segments: Wal
       prevOffset = -1;
     }
     if (seg.offset <= prevOffset) {
-      throw new WalshipError(ErrorCodes.RESTORE, `restore: WAL segments out of order at ${hex8(seg.index)}_${hex8(seg.offset)}`);
+      throw new WalshipError(
+        ErrorCodes.RESTORE,
+        `restore: WAL segments out of order at ${hex8(seg.index)}_${hex8(seg.offset)}`,
+      );
     }
     prevOffset = seg.offset;
   }
@@ -288,7 +316,10 @@ export async function restore(
   );
   if (exists && opts.ifDbNotExists) return "db-exists";
   if (exists && !opts.overwrite) {
-    throw new WalshipError(ErrorCodes.EXISTS, `restore: output database ${out} already exists; it was left untouched`);
+    throw new WalshipError(
+      ErrorCodes.EXISTS,
+      `restore: output database ${out} already exists; it was left untouched`,
+    );
   }
   const plan = await planRestore(clients, opts, opts.signal);
   if (!plan) {
@@ -304,7 +335,12 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
   const tmp = `${out}.tmp`;
   const parallelism = Math.max(1, opts.parallelism ?? DEFAULT_RESTORE_PARALLELISM);
   const signal = opts.signal;
-  const progress: RestoreProgress = { bytes: 0, segmentsDone: 0, segmentsTotal: plan.segments.length, phase: "snapshot" };
+  const progress: RestoreProgress = {
+    bytes: 0,
+    segmentsDone: 0,
+    segmentsTotal: plan.segments.length,
+    phase: "snapshot",
+  };
   const report = () => opts.onProgress?.({ ...progress });
   await mkdir(path.dirname(out), { recursive: true });
   await removeTemporaries(out);
@@ -312,7 +348,13 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
   try {
     // 1. The snapshot.
     const body = await plan.client.snapshotReader(plan.generation, plan.snapshot.index, { signal });
-    await pipeline(body, countBytes(progress, report), createLz4Decoder(), createWriteStream(tmp, { mode: 0o600 }), { signal });
+    await pipeline(
+      body,
+      countBytes(progress, report),
+      createLz4Decoder(),
+      createWriteStream(tmp, { mode: 0o600 }),
+      { signal },
+    );
     log.info({ generation: plan.generation, index: plan.snapshot.index }, "snapshot restored");
 
     // 2. WAL indexes: download in parallel, apply strictly in order.
@@ -405,17 +447,24 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
             length += buf.length;
           }
         } catch (err) {
-          throw new WalshipError(ErrorCodes.CORRUPT, `restore: WAL segment ${segName(p, seg)}: ${describeError(err)}`, {
-            cause: err,
-            details: { object: segName(p, seg) },
-          });
+          throw new WalshipError(
+            ErrorCodes.CORRUPT,
+            `restore: WAL segment ${segName(p, seg)}: ${describeError(err)}`,
+            {
+              cause: err,
+              details: { object: segName(p, seg) },
+            },
+          );
         }
         prog.segmentsDone++;
         rep();
       }
       if (p.cut && p.cut.index === index) {
         if (p.cut.offset > length) {
-          throw new WalshipError(ErrorCodes.CORRUPT, `restore: WAL index ${hex8(index)} is shorter than its commit-time index says`);
+          throw new WalshipError(
+            ErrorCodes.CORRUPT,
+            `restore: WAL index ${hex8(index)} is shorter than its commit-time index says`,
+          );
         }
         await fh.truncate(p.cut.offset);
         length = p.cut.offset;
@@ -445,7 +494,9 @@ async function verifyWalFile(file: string, what: string): Promise<void> {
     try {
       hdr = parseWalHeader(head);
     } catch (err) {
-      throw new WalshipError(ErrorCodes.CORRUPT, `restore: WAL index ${what}: ${describeError(err)}`, { cause: err });
+      throw new WalshipError(ErrorCodes.CORRUPT, `restore: WAL index ${what}: ${describeError(err)}`, {
+        cause: err,
+      });
     }
     const F = frameSize(hdr.pageSize);
     const buf = Buffer.allocUnsafe(Math.max(1, Math.floor((4 << 20) / F)) * F);
@@ -474,7 +525,10 @@ async function verifyWalFile(file: string, what: string): Promise<void> {
       seed = [buf.readUInt32BE(bytesRead - F + 16), buf.readUInt32BE(bytesRead - F + 20)];
     }
     if (lastCommitEnd !== size) {
-      throw new WalshipError(ErrorCodes.CORRUPT, `restore: WAL index ${what}: ends with an uncommitted transaction at offset ${lastCommitEnd}`);
+      throw new WalshipError(
+        ErrorCodes.CORRUPT,
+        `restore: WAL index ${what}: ends with an uncommitted transaction at offset ${lastCommitEnd}`,
+      );
     }
   } finally {
     await fh.close();
@@ -487,13 +541,24 @@ async function applyWal(dbFile: string, walFile: string, index: number): Promise
   let db: Database.Database | undefined;
   try {
     db = new Database(dbFile, { fileMustExist: true });
-    const [row] = db.pragma("wal_checkpoint(TRUNCATE)") as Array<{ busy: number; log: number; checkpointed: number }>;
-    if (!row || row.busy !== 0 || row.log !== row.checkpointed) {
-      throw new WalshipError(ErrorCodes.RESTORE, `restore: applying WAL index ${hex8(index)} did not complete (busy=${row?.busy})`);
+    const [row] = db.pragma("wal_checkpoint(TRUNCATE)") as Array<{
+      busy: number;
+      log: number;
+      checkpointed: number;
+    }>;
+    if (row?.busy !== 0 || row.log !== row.checkpointed) {
+      throw new WalshipError(
+        ErrorCodes.RESTORE,
+        `restore: applying WAL index ${hex8(index)} did not complete (busy=${row?.busy})`,
+      );
     }
   } catch (err) {
     if (err instanceof WalshipError) throw err;
-    throw new WalshipError(ErrorCodes.CORRUPT, `restore: applying WAL index ${hex8(index)}: ${describeError(err)}`, { cause: err });
+    throw new WalshipError(
+      ErrorCodes.CORRUPT,
+      `restore: applying WAL index ${hex8(index)}: ${describeError(err)}`,
+      { cause: err },
+    );
   } finally {
     db?.close();
   }
@@ -506,11 +571,16 @@ function integrityCheck(dbFile: string): void {
     const rows = db.prepare("PRAGMA integrity_check").all() as Array<{ integrity_check: string }>;
     const problems = rows.map((r) => r.integrity_check).filter((r) => r !== "ok");
     if (problems.length > 0) {
-      throw new WalshipError(ErrorCodes.INTEGRITY, `restore: integrity_check failed: ${problems.slice(0, 5).join("; ")}`);
+      throw new WalshipError(
+        ErrorCodes.INTEGRITY,
+        `restore: integrity_check failed: ${problems.slice(0, 5).join("; ")}`,
+      );
     }
   } catch (err) {
     if (err instanceof WalshipError) throw err;
-    throw new WalshipError(ErrorCodes.INTEGRITY, `restore: integrity_check: ${describeError(err)}`, { cause: err });
+    throw new WalshipError(ErrorCodes.INTEGRITY, `restore: integrity_check: ${describeError(err)}`, {
+      cause: err,
+    });
   } finally {
     db?.close();
   }
@@ -521,7 +591,11 @@ async function removeTemporaries(out: string): Promise<void> {
   const dir = path.dirname(out);
   const base = `${path.basename(out)}.tmp`;
   const names = await readdir(dir).catch(() => [] as string[]);
-  await Promise.all(names.filter((n) => n === base || n.startsWith(`${base}-`)).map((n) => rm(path.join(dir, n), { force: true })));
+  await Promise.all(
+    names
+      .filter((n) => n === base || n.startsWith(`${base}-`))
+      .map((n) => rm(path.join(dir, n), { force: true })),
+  );
 }
 
 function countBytes(progress: RestoreProgress, report: () => void): Transform {

@@ -43,7 +43,16 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
         log: log.child({ db: db.path }),
       });
       replicas.push(replica);
-      log.info({ db: db.path, name: rc.name, type: rc.type, location: client.location, syncIntervalMs: rc.syncIntervalMs }, "replicating to");
+      log.info(
+        {
+          db: db.path,
+          name: rc.name,
+          type: rc.type,
+          location: client.location,
+          syncIntervalMs: rc.syncIntervalMs,
+        },
+        "replicating to",
+      );
     });
   });
   const ac = new AbortController();
@@ -70,7 +79,10 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
           try {
             await r.sync();
           } catch (err) {
-            log.error({ db: r.db.path, replica: r.name, err: describeError(err) }, "final replica sync failed");
+            log.error(
+              { db: r.db.path, replica: r.name, err: describeError(err) },
+              "final replica sync failed",
+            );
           }
         }),
       );

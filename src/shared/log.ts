@@ -3,7 +3,7 @@
  * `log.child({ db }).info({ reason }, "new generation")`. JSON lines (pino) by default; `text` gives a
  * one-line human format for terminals.
  */
-import { pino, type Logger } from "pino";
+import { type Logger, pino } from "pino";
 
 export type { Logger } from "pino";
 
@@ -24,7 +24,12 @@ export function createLogger(opts: LogOptions = {}): Logger {
     return pino({ level, base: null, timestamp: false }, textDestination(fd));
   }
   return pino(
-    { level, base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
+    {
+      level,
+      base: null,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
     pino.destination({ fd, sync: true }),
   );
 }
@@ -50,7 +55,9 @@ function textDestination(fd: number): { write(line: string): void } {
       const fields = Object.entries(rest)
         .map(([k, v]) => `${k}=${typeof v === "string" && !/\s/.test(v) ? v : JSON.stringify(v)}`)
         .join(" ");
-      out.write(`${new Date().toISOString()} ${label.toUpperCase()} ${String(msg ?? "")}${fields ? ` ${fields}` : ""}\n`);
+      out.write(
+        `${new Date().toISOString()} ${label.toUpperCase()} ${String(msg ?? "")}${fields ? ` ${fields}` : ""}\n`,
+      );
     },
   };
 }

@@ -25,7 +25,11 @@ export function logicalHashOf(db: Database.Database): string {
     for (const r of rows) {
       h.update(
         JSON.stringify(r, (_k, v: unknown) =>
-          Buffer.isBuffer(v) ? `blob:${createHash("sha1").update(v).digest("hex")}` : typeof v === "bigint" ? v.toString() : v,
+          Buffer.isBuffer(v)
+            ? `blob:${createHash("sha1").update(v).digest("hex")}`
+            : typeof v === "bigint"
+              ? v.toString()
+              : v,
         ),
       );
       h.update("\n");
@@ -67,7 +71,11 @@ export interface Workload {
  * An application writing to a database in WAL mode: inserts, updates, deletes, blobs spanning many
  * pages, schema changes and the occasional VACUUM, as random transactions.
  */
-export function openWorkload(file: string, seed: number, opts: { vacuum?: boolean; autocheckpoint?: number } = {}): Workload {
+export function openWorkload(
+  file: string,
+  seed: number,
+  opts: { vacuum?: boolean; autocheckpoint?: number } = {},
+): Workload {
   const db = new Database(file);
   db.pragma("journal_mode = wal");
   db.pragma("busy_timeout = 5000");
@@ -84,7 +92,8 @@ export function openWorkload(file: string, seed: number, opts: { vacuum?: boolea
         const n = 1 + pick(20);
         const ins = db.prepare("INSERT INTO items (name, qty, data) VALUES (?, ?, ?)");
         db.transaction(() => {
-          for (let i = 0; i < n; i++) ins.run(`item-${pick(1e9)}`, pick(1000), Buffer.alloc(pick(300), pick(256)));
+          for (let i = 0; i < n; i++)
+            ins.run(`item-${pick(1e9)}`, pick(1000), Buffer.alloc(pick(300), pick(256)));
         })();
         return `insert ${n}`;
       }
@@ -93,7 +102,9 @@ export function openWorkload(file: string, seed: number, opts: { vacuum?: boolea
         return "update";
       }
       if (k < 78) {
-        db.prepare("DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT ?)").run(1 + pick(10));
+        db.prepare("DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT ?)").run(
+          1 + pick(10),
+        );
         return "delete";
       }
       if (k < 88) {
@@ -106,7 +117,9 @@ export function openWorkload(file: string, seed: number, opts: { vacuum?: boolea
       }
       if (k < 95) {
         tables++;
-        db.exec(`CREATE TABLE IF NOT EXISTS extra${tables} (k TEXT PRIMARY KEY, v REAL); INSERT INTO extra${tables} VALUES ('a', ${r()})`);
+        db.exec(
+          `CREATE TABLE IF NOT EXISTS extra${tables} (k TEXT PRIMARY KEY, v REAL); INSERT INTO extra${tables} VALUES ('a', ${r()})`,
+        );
         if (tables > 3 && r() < 0.5) db.exec(`DROP TABLE IF EXISTS extra${tables - 2}`);
         return "schema";
       }

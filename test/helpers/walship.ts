@@ -1,5 +1,5 @@
 /** Runs the built CLI (bin/walship) the way users do. */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,8 +13,15 @@ export interface RunResult {
   stderr: string;
 }
 
-export async function walship(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
-  const child = spawn(WALSHIP, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, stdio: ["ignore", "pipe", "pipe"] });
+export async function walship(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<RunResult> {
+  const child = spawn(WALSHIP, args, {
+    env: { ...process.env, ...opts.env },
+    cwd: opts.cwd,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => {

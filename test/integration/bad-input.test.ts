@@ -109,14 +109,19 @@ describe("bad input", () => {
   it("a missing snapshot", async () => {
     const root = copyReplica("nosnap");
     rmSync(path.join(root, "generations", gen, "snapshots"), { recursive: true });
-    await expectRestoreFailure(root, "WALSHIP_ERR_RESTORE", new RegExp(`${gen} has WAL segments but no snapshot`));
+    await expectRestoreFailure(
+      root,
+      "WALSHIP_ERR_RESTORE",
+      new RegExp(`${gen} has WAL segments but no snapshot`),
+    );
   });
 
   it("a gap in WAL indexes", async () => {
     const root = copyReplica("gap");
     const indexes = [...new Set(walFiles(root).map((n) => n.slice(0, 8)))];
     const middle = indexes[Math.floor(indexes.length / 2)]!;
-    for (const n of walFiles(root).filter((n) => n.startsWith(middle))) rmSync(path.join(root, "generations", gen, "wal", n));
+    for (const n of walFiles(root).filter((n) => n.startsWith(middle)))
+      rmSync(path.join(root, "generations", gen, "wal", n));
     await expectRestoreFailure(root, "WALSHIP_ERR_RESTORE", new RegExp(`missing WAL index ${middle}`));
   });
 
@@ -137,15 +142,27 @@ describe("bad input", () => {
     const res = await walship(["restore", "-o", path.join(dir, "none.db"), `file://${empty}`]);
     assert.equal(res.code, 1);
     assert.equal(errorCode(res.stderr), "WALSHIP_ERR_RESTORE");
-    const ok = await walship(["restore", "-if-replica-exists", "-o", path.join(dir, "none.db"), `file://${empty}`]);
+    const ok = await walship([
+      "restore",
+      "-if-replica-exists",
+      "-o",
+      path.join(dir, "none.db"),
+      `file://${empty}`,
+    ]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.ok(!readdirSync(dir).includes("none.db"));
   });
 
   it("a bad config names the key, for replicate and restore", async () => {
     const cfg = path.join(dir, "bad.yml");
-    writeFileSync(cfg, `dbs:\n  - path: ${dir}/app.db\n    replicas:\n      - url: file://${replica}\n        sync-interval: 5parsecs\n`);
-    for (const args of [["replicate", "-config", cfg], ["restore", "-config", cfg, "-o", path.join(dir, "x.db"), `${dir}/app.db`]]) {
+    writeFileSync(
+      cfg,
+      `dbs:\n  - path: ${dir}/app.db\n    replicas:\n      - url: file://${replica}\n        sync-interval: 5parsecs\n`,
+    );
+    for (const args of [
+      ["replicate", "-config", cfg],
+      ["restore", "-config", cfg, "-o", path.join(dir, "x.db"), `${dir}/app.db`],
+    ]) {
       const res = await walship(args);
       assert.equal(res.code, 1, res.stderr);
       assert.equal(errorCode(res.stderr), "WALSHIP_ERR_CONFIG", res.stderr);
@@ -155,7 +172,14 @@ describe("bad input", () => {
   });
 
   it("bad flags and timestamps are usage errors with help", async () => {
-    const res = await walship(["restore", "-timestamp", "yesterday", "-o", path.join(dir, "y.db"), `file://${replica}`]);
+    const res = await walship([
+      "restore",
+      "-timestamp",
+      "yesterday",
+      "-o",
+      path.join(dir, "y.db"),
+      `file://${replica}`,
+    ]);
     assert.equal(res.code, 2);
     assert.equal(errorCode(res.stderr), "WALSHIP_ERR_USAGE");
     assert.match(res.stderr, /RFC 3339/);

@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { setImmediate as yieldLoop } from "node:timers/promises";
 import { after, describe, it } from "node:test";
+import { setImmediate as yieldLoop } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { integrityCheck, logicalHash, logicalHashOf, openWorkload, rng } from "../helpers/sqlite.ts";
 import { sleep, startReplicator, walship } from "../helpers/walship.ts";
@@ -73,7 +73,8 @@ async function crashRun(appCheckpoints: boolean): Promise<void> {
     writing = false;
     await writer;
   }
-  if (appCheckpoints) assert.deepEqual([...ran].sort(), [...modes].sort(), "the app ran every checkpoint mode");
+  if (appCheckpoints)
+    assert.deepEqual([...ran].sort(), [...modes].sort(), "the app ran every checkpoint mode");
   const want = logicalHashOf(app.db);
   ckpt.close();
   app.close();

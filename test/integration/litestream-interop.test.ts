@@ -68,7 +68,10 @@ describe("litestream v0.3.13 interop (file destination)", () => {
     const want = logicalHashOf(app.db);
     app.close();
     const gens = await walship(["generations", "-config", cfg, db]);
-    assert.ok(gens.stdout.trim().split("\n").length - 1 >= 3, `several generations expected:\n${gens.stdout}`);
+    assert.ok(
+      gens.stdout.trim().split("\n").length - 1 >= 3,
+      `several generations expected:\n${gens.stdout}`,
+    );
 
     const out = path.join(dir, "by-litestream.db");
     const res = await runLitestream(["restore", "-o", out, `file://${replica}`]);
@@ -106,7 +109,16 @@ describe("litestream v0.3.13 interop (file destination)", () => {
     // Litestream records no commit times: walship falls back to v0.3.13's object-time rule and says so.
     // Writes paused 1.5 s on both sides of `mid`, so upload times cannot straddle it.
     const pitr = path.join(dir, "pitr.db");
-    const res2 = await walship(["restore", "-config", cfg, "-o", pitr, "-timestamp", mid.at.toISOString(), db]);
+    const res2 = await walship([
+      "restore",
+      "-config",
+      cfg,
+      "-o",
+      pitr,
+      "-timestamp",
+      mid.at.toISOString(),
+      db,
+    ]);
     assert.equal(res2.code, 0, res2.stderr);
     assert.match(res2.stderr, /no Walship commit-time index/);
     assert.equal(logicalHash(pitr), mid.hash);

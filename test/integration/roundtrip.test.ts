@@ -68,14 +68,18 @@ describe("round trip through a file destination", () => {
     } finally {
       assert.equal(await rep.stop(), 0, rep.output());
     }
-    const newGens = rep.output().split("\n").filter((l) => l.includes('"new generation"'));
+    const newGens = rep
+      .output()
+      .split("\n")
+      .filter((l) => l.includes('"new generation"'));
     console.log(`generations started: ${newGens.length}\n${newGens.join("\n")}`);
     const finalHash = logicalHashOf(app.db);
     app.close();
     const gens = await walship(["generations", "-config", cfg, path.join(dir, "app.db")]);
     assert.equal(gens.code, 0, gens.stderr);
     const kinds = new Set(states.map((s) => s.what.split(" ")[0]));
-    for (const k of ["insert", "update", "delete", "blob", "schema"]) assert.ok(kinds.has(k), `workload ran no ${k} (seed ${seed})`);
+    for (const k of ["insert", "update", "delete", "blob", "schema"])
+      assert.ok(kinds.has(k), `workload ran no ${k} (seed ${seed})`);
 
     // The shadow WAL rolled over several indexes and there are several snapshots.
     const snaps = await walship(["snapshots", "-config", cfg, path.join(dir, "app.db")]);
@@ -110,8 +114,12 @@ describe("round trip through a file destination", () => {
       if (got !== want.hash) {
         const at = states.findIndex((s) => s.hash === got);
         const wantAt = states.indexOf(want);
-        const near = states.slice(Math.max(0, wantAt - 2), wantAt + 3).map((s) => `${new Date(s.t).toISOString()} ${s.what}`);
-        assert.fail(`restore to ${ts} gave state #${at} (${at >= 0 ? new Date(states[at]!.t).toISOString() : "none"}), want #${wantAt} (seed ${seed}); near: ${near.join(", ")}\n`);
+        const near = states
+          .slice(Math.max(0, wantAt - 2), wantAt + 3)
+          .map((s) => `${new Date(s.t).toISOString()} ${s.what}`);
+        assert.fail(
+          `restore to ${ts} gave state #${at} (${at >= 0 ? new Date(states[at]!.t).toISOString() : "none"}), want #${wantAt} (seed ${seed}); near: ${near.join(", ")}\n`,
+        );
       }
     }
   });

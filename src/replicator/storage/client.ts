@@ -41,7 +41,10 @@ export interface ReplicaClient {
   ): Promise<WalSegmentInfo>;
   /** The stored (compressed) bytes. NotFoundError if missing. */
   walSegmentReader(generation: string, index: number, offset: number, opts?: CallOptions): Promise<Readable>;
-  deleteWalSegments(segments: ReadonlyArray<{ generation: string; index: number; offset: number }>, opts?: CallOptions): Promise<void>;
+  deleteWalSegments(
+    segments: ReadonlyArray<{ generation: string; index: number; offset: number }>,
+    opts?: CallOptions,
+  ): Promise<void>;
 
   /**
    * Walship's side objects (keys relative to the root, under `walship/`): small blobs such as the
@@ -57,11 +60,19 @@ export interface ReplicaClient {
 
 /** Sorts snapshot and segment listings the one way every caller expects. */
 export function sortSnapshots(list: SnapshotInfo[]): SnapshotInfo[] {
-  return list.sort((a, b) => (a.generation === b.generation ? a.index - b.index : a.generation < b.generation ? -1 : 1));
+  return list.sort((a, b) =>
+    a.generation === b.generation ? a.index - b.index : a.generation < b.generation ? -1 : 1,
+  );
 }
 
 export function sortSegments(list: WalSegmentInfo[]): WalSegmentInfo[] {
   return list.sort((a, b) =>
-    a.generation !== b.generation ? (a.generation < b.generation ? -1 : 1) : a.index !== b.index ? a.index - b.index : a.offset - b.offset,
+    a.generation !== b.generation
+      ? a.generation < b.generation
+        ? -1
+        : 1
+      : a.index !== b.index
+        ? a.index - b.index
+        : a.offset - b.offset,
   );
 }
