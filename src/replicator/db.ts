@@ -48,6 +48,8 @@ export interface DbOptions {
   maxCheckpointPageCount?: number;
   /** TRUNCATE checkpoint once the real WAL holds this many pages. */
   truncatePageCount?: number;
+  /** How long SQLite waits on a lock before answering busy (Walship key `busy-timeout`). */
+  busyTimeoutMs?: number;
   /** Watch the WAL file for changes (inotify) so commits are seen within milliseconds. Default true. */
   watch?: boolean;
   log?: Logger;
@@ -95,6 +97,7 @@ export class Db {
   readonly minCheckpointPageCount: number;
   readonly maxCheckpointPageCount: number;
   readonly truncatePageCount: number;
+  readonly busyTimeoutMs: number;
   readonly metrics: DbMetrics;
 
   #log: Logger;
@@ -121,6 +124,7 @@ export class Db {
     this.minCheckpointPageCount = opts.minCheckpointPageCount ?? DEFAULT_MIN_CHECKPOINT_PAGE_COUNT;
     this.maxCheckpointPageCount = opts.maxCheckpointPageCount ?? DEFAULT_MAX_CHECKPOINT_PAGE_COUNT;
     this.truncatePageCount = opts.truncatePageCount ?? DEFAULT_TRUNCATE_PAGE_COUNT;
+    this.busyTimeoutMs = opts.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
     if (this.minCheckpointPageCount <= 0) {
       throw new WalshipError(ErrorCodes.CONFIG, "open db: min-checkpoint-page-count must be greater than 0");
     }
@@ -284,7 +288,7 @@ export class Db {
     let db: Database.Database | undefined;
     let rtx: Database.Database | undefined;
     try {
-      db = new Database(this.path, { timeout: BUSY_TIMEOUT_MS, fileMustExist: true });
+      db = new Database(this.path, { timeout: this.busyTimeoutMs, fileMustExist: true });
       const mode = db.pragma("journal_mode = wal", { simple: true });
       if (String(mode).toLowerCase() !== "wal") {
         throw new WalshipError(
@@ -298,7 +302,7 @@ export class Db {
           "CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
       );
       this.#pageSize = Number(db.pragma("page_size", { simple: true }));
-      rtx = new Database(this.path, { timeout: BUSY_TIMEOUT_MS, fileMustExist: true });
+      rtx = new Database(this.path, { timeout: this.busyTimeoutMs, fileMustExist: true });
       this.#db = db;
       this.#rtx = rtx;
       // Write first so the WAL holds an unbackfilled frame: the read transaction then pins it.
@@ -624,7 +628,7 @@ export class Db {
 
   /** PASSIVE checkpoints from a separate connection until the WAL is fully copied back (or tries run out). */
   async #backfill(tries: number): Promise<boolean> {
-    const ckpt = new Database(this.path, { timeout: BUSY_TIMEOUT_MS, fileMustExist: true });
+    const ckpt = new Database(this.path, { timeout: this.busyTimeoutMs, fileMustExist: true });
     try {
       for (let i = 0; i < tries; i++) {
         const [row] = ckpt.pragma("wal_checkpoint(PASSIVE)") as Array<{

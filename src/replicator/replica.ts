@@ -58,6 +58,8 @@ export interface ReplicaStatus {
   lastSnapshotIndex?: number;
   lastError?: string;
   lastErrorAt?: Date;
+  /** When the newest commit now durable on this destination was seen (the newest restorable time). */
+  lastDurableCommitAt?: Date;
   /** Observed commits not yet durable on this destination. */
   pendingCommits: number;
   /** Time of the oldest observed commit not yet durable (lag starts here). */
@@ -88,6 +90,7 @@ export class Replica {
   #lastSnapshotAt: Date | undefined;
   #lastSnapshotIndex: number | undefined;
   #lastError: string | undefined;
+  #lastDurableCommitAt: Date | undefined;
   #lastErrorAt: Date | undefined;
   #unsubscribe: () => void;
   #busy: Promise<unknown> = Promise.resolve();
@@ -124,6 +127,7 @@ export class Replica {
       ...(this.#lastSyncAt ? { lastSyncAt: this.#lastSyncAt } : {}),
       ...(this.#lastSnapshotAt ? { lastSnapshotAt: this.#lastSnapshotAt } : {}),
       ...(this.#lastSnapshotIndex !== undefined ? { lastSnapshotIndex: this.#lastSnapshotIndex } : {}),
+      ...(this.#lastDurableCommitAt ? { lastDurableCommitAt: this.#lastDurableCommitAt } : {}),
       ...(this.#lastError ? { lastError: this.#lastError } : {}),
       ...(this.#lastErrorAt ? { lastErrorAt: this.#lastErrorAt } : {}),
       pendingCommits: this.#pending.length,
@@ -290,6 +294,8 @@ export class Replica {
     const mine = this.#pending.filter(
       (c) => c.generation === pos.generation && c.index === pos.index && c.end > pos.offset && c.end <= end,
     );
+    const newest = mine.at(-1);
+    if (newest) this.#lastDurableCommitAt = new Date(newest.time);
     if (mine.length > 0) {
       const doc: CommitTimesDoc = { v: 1, commits: mine.map((c) => [c.end, c.time]) };
       await this.client.putExtra(keys.commitTimes(pos.generation, pos.index, pos.offset), encodeJson(doc), {

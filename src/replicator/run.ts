@@ -29,6 +29,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
       minCheckpointPageCount: dc.minCheckpointPageCount,
       maxCheckpointPageCount: dc.maxCheckpointPageCount,
       truncatePageCount: dc.truncatePageCount,
+      ...(dc.busyTimeoutMs !== undefined ? { busyTimeoutMs: dc.busyTimeoutMs } : {}),
       log,
     });
     dbs.push(db);
