@@ -1,0 +1,954 @@
+/**
+ * The S3 destination: AWS S3 and the S3-compatible stores (MinIO, R2, B2, Spaces, Hetzner, Scaleway,
+ * Linode, Filebase), in Litestream v0.3.13's layout under the replica's path in a bucket:
+ *
+ *   <path>/generations/<GEN>/snapshots/<IIIIIIII>.snapshot.lz4
+ *   <path>/generations/<GEN>/wal/<IIIIIIII>_<OOOOOOOO>.wal.lz4
+ *   <path>/walship/...                                  (Walship's extras)
+ *
+ * The path is joined the way Litestream joins it (Go's path.Join: cleaned, a trailing "/" dropped, a
+ * leading "/" kept), so both tools find the same keys. An empty path puts `generations/` at the
+ * bucket root.
+ *
+ * - Credentials: the configured keys, else the AWS SDK's default chain (environment, web identity
+ *   token file as IRSA sets it, EKS Pod Identity / container credentials, shared profile, instance
+ *   metadata).
+ * - Bodies of up to one part (default 8 MiB) go up in one PutObject; larger ones stream up as a
+ *   multipart upload holding one part in memory at a time, aborted on any failure or abort.
+ * - The SDK's standard retry mode retries 5xx, 429/throttling, timeouts and dropped connections with
+ *   exponential backoff and jitter; every part is an in-memory buffer, so every request can be retried.
+ * - Every listing is sorted here: stores do not all return keys in order.
+ * - Deletes go in DeleteObjects batches of at most 1000 keys; keys a store refuses become one error.
+ * - Checksums only where the API requires one (some compatibles reject the SDK's newer headers), and
+ *   DeleteObjects carries a Content-MD5, which older stores demand.
+ */
+import { createHash } from "node:crypto";
+import { Agent as HttpsAgent } from "node:https";
+import path from "node:path";
+import { addAbortSignal, Readable } from "node:stream";
+import {
+  AbortMultipartUploadCommand,
+  type CompletedPart,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetBucketLocationCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import { ErrorCodes, NotFoundError, WalshipError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import type { S3Settings } from "../config.ts";
+import { isGenerationName, keys, parseSegmentName, parseSnapshotName } from "../layout.ts";
+import type { SnapshotInfo, WalSegmentInfo } from "../types.ts";
+import { type CallOptions, type ReplicaClient, sortSegments, sortSnapshots } from "./client.ts";
+
+/** Default multipart part size: also the largest body sent as one PutObject. */
+export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
+/** S3's smallest part (every part but the last must be at least this big). */
+export const MIN_PART_SIZE_BYTES = 5 * 1024 * 1024;
+/** S3's largest part. */
+export const MAX_PART_SIZE_BYTES = 5 * 1024 * 1024 * 1024;
+/** S3's most parts in one multipart upload. */
+export const MAX_PARTS = 10_000;
+/** Attempts per request (first try included) before an error is returned. */
+export const DEFAULT_MAX_ATTEMPTS = 5;
+/** A request whose socket stays idle this long fails with a timeout (and is retried). */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+/** Connecting gets at most this long (or the request timeout, if shorter). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** S3's most keys per DeleteObjects request. */
+export const DELETE_BATCH_KEYS = 1000;
+
+/** The largest value an 8-hex-digit index or offset field can carry. */
+const MAX_NAME_FIELD = 0xffffffff;
+/** Until a body passes this size its chunks are kept as they come; then one part buffer is allocated. */
+const SMALL_BODY_BYTES = 256 * 1024;
+/** How many failed keys a delete error names in its message (all of them are in `details`). */
+const FAILED_KEYS_IN_MESSAGE = 10;
+
+export interface S3ReplicaClientOptions {
+  /** For the few events that are not thrown (a region lookup fallback, an upload left unaborted). */
+  log?: Logger;
+  /** Attempts per request, first try included; undefined = DEFAULT_MAX_ATTEMPTS; 1 = no retries. */
+  maxAttempts?: number;
+  /** Multipart part size, 5 MiB to 5 GiB; undefined = DEFAULT_PART_SIZE_BYTES. */
+  partSizeBytes?: number;
+  /** Socket idle timeout per request; undefined = DEFAULT_REQUEST_TIMEOUT_MS; 0 = none. */
+  requestTimeoutMs?: number;
+}
+
+export class S3ReplicaClient implements ReplicaClient {
+  readonly type = "s3";
+  readonly location: string;
+  readonly #settings: S3Settings;
+  readonly #bucket: string;
+  /** The key prefix every object key starts with: "" or ending in "/". */
+  readonly #root: string;
+  readonly #partSize: number;
+  readonly #config: S3ClientConfig;
+  readonly #log: Logger | undefined;
+  #client: Promise<S3Client> | undefined;
+  #made: S3Client | undefined;
+  /** The region requests are signed for, once known. */
+  #region: string | undefined;
+
+  constructor(settings: S3Settings, opts: S3ReplicaClientOptions = {}) {
+    if (typeof settings?.bucket !== "string" || settings.bucket === "") {
+      throw new WalshipError(ErrorCodes.CONFIG, "create s3 replica: bucket required", {
+        details: { bucket: settings?.bucket },
+      });
+    }
+    const partSize = opts.partSizeBytes ?? DEFAULT_PART_SIZE_BYTES;
+    if (!Number.isInteger(partSize) || partSize < MIN_PART_SIZE_BYTES || partSize > MAX_PART_SIZE_BYTES) {
+      throw new WalshipError(
+        ErrorCodes.CONFIG,
+        `create s3 replica: part size must be an integer from 5 MiB to 5 GiB, got ${partSize}`,
+        { details: { partSizeBytes: partSize } },
+      );
+    }
+    const maxAttempts = opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
+      throw new WalshipError(
+        ErrorCodes.CONFIG,
+        `create s3 replica: max attempts must be a positive integer, got ${maxAttempts}`,
+        { details: { maxAttempts } },
+      );
+    }
+    const timeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
+      throw new WalshipError(
+        ErrorCodes.CONFIG,
+        `create s3 replica: request timeout must be >= 0 ms, got ${timeoutMs}`,
+        { details: { requestTimeoutMs: timeoutMs } },
+      );
+    }
+    // Empty strings come from unset variables in `${VAR}` expansion: treat them as not set.
+    const accessKeyId = settings.accessKeyId || undefined;
+    const secretAccessKey = settings.secretAccessKey || undefined;
+    if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+      const missing = accessKeyId === undefined ? "access-key-id" : "secret-access-key";
+      throw new WalshipError(
+        ErrorCodes.CONFIG,
+        `create s3 replica: ${missing} is empty while the other key is set; set both, or neither to use the AWS default credential chain`,
+        { details: { bucket: settings.bucket, path: missing } },
+      );
+    }
+
+    this.#settings = settings;
+    this.#bucket = settings.bucket;
+    this.#root = rootPrefix(settings.path ?? "");
+    this.location = `s3://${this.#bucket}${this.#root === "" ? "" : `/${this.#root.replace(/\/$/, "")}`}`;
+    this.#partSize = partSize;
+    this.#log = opts.log;
+
+    const config: S3ClientConfig = {
+      forcePathStyle: settings.forcePathStyle,
+      maxAttempts,
+      retryMode: "standard",
+      // Only the checksums an API requires: several S3-compatibles reject the SDK's newer defaults.
+      requestChecksumCalculation: "WHEN_REQUIRED",
+      responseChecksumValidation: "WHEN_REQUIRED",
+      requestHandler: {
+        connectionTimeout:
+          timeoutMs === 0 ? DEFAULT_CONNECT_TIMEOUT_MS : Math.min(timeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
+        socketTimeout: timeoutMs,
+        ...(settings.skipVerify
+          ? { httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 50, rejectUnauthorized: false }) }
+          : {}),
+      },
+    };
+    if (settings.endpoint !== undefined) config.endpoint = settings.endpoint;
+    // Without keys the SDK's default provider chain is used (credentials left unset on purpose).
+    if (accessKeyId !== undefined && secretAccessKey !== undefined) {
+      config.credentials = { accessKeyId, secretAccessKey };
+    }
+    this.#config = config;
+    if (settings.region || settings.endpoint !== undefined) {
+      this.#region = settings.region || "us-east-1";
+      this.#made = new S3Client({ ...config, region: this.#region });
+      this.#client = Promise.resolve(this.#made);
+    }
+  }
+
+  /** Closes the SDK client and its connections; the client must not be used afterwards. */
+  close(): void {
+    this.#made?.destroy();
+  }
+
+  async generations(opts?: CallOptions): Promise<string[]> {
+    const prefix = this.#key(`${keys.generations}/`);
+    const found = new Set<string>();
+    await this.#list("list generations", prefix, true, opts?.signal, (page) => {
+      for (const p of page.CommonPrefixes ?? []) {
+        const name = p.Prefix?.slice(prefix.length, -1);
+        if (name !== undefined && isGenerationName(name)) found.add(name);
+      }
+    });
+    return [...found].sort();
+  }
+
+  async deleteGeneration(generation: string, opts?: CallOptions): Promise<void> {
+    checkGeneration(generation, "delete generation");
+    checkSignal(opts?.signal, "delete generation", this.#url(this.#key(keys.generation(generation))));
+    // Extras first: if we stop halfway the generation is still listed and the next retention pass
+    // finishes the job; the other order could strand extras no listing ever finds again.
+    for (const dir of [keys.walshipGeneration(generation), keys.generation(generation)]) {
+      const prefix = this.#key(`${dir}/`);
+      await this.#list("delete generation", prefix, false, opts?.signal, async (page) => {
+        const found = (page.Contents ?? []).flatMap((o) => (o.Key === undefined ? [] : [o.Key]));
+        await this.#deleteKeys(found, opts?.signal);
+      });
+    }
+  }
+
+  async snapshots(generation: string, opts?: CallOptions): Promise<SnapshotInfo[]> {
+    checkGeneration(generation, "list snapshots");
+    const prefix = this.#key(`${keys.snapshots(generation)}/`);
+    const out: SnapshotInfo[] = [];
+    await this.#list("list snapshots", prefix, true, opts?.signal, (page) => {
+      for (const o of page.Contents ?? []) {
+        const parsed = parseSnapshotName(o.Key?.slice(prefix.length) ?? "");
+        if (parsed)
+          out.push({ generation, index: parsed.index, size: o.Size ?? 0, createdAt: objectTime(o) });
+      }
+    });
+    return sortSnapshots(out);
+  }
+
+  async writeSnapshot(
+    generation: string,
+    index: number,
+    body: Readable,
+    opts?: CallOptions,
+  ): Promise<SnapshotInfo> {
+    checkGeneration(generation, "write snapshot");
+    checkField(index, "write snapshot", "index");
+    const { size, createdAt } = await this.#put(
+      this.#key(keys.snapshot(generation, index)),
+      "write",
+      body,
+      opts,
+    );
+    return { generation, index, size, createdAt };
+  }
+
+  async snapshotReader(generation: string, index: number, opts?: CallOptions): Promise<Readable> {
+    checkGeneration(generation, "read snapshot");
+    checkField(index, "read snapshot", "index");
+    return this.#reader(this.#key(keys.snapshot(generation, index)), opts?.signal);
+  }
+
+  async deleteSnapshot(generation: string, index: number, opts?: CallOptions): Promise<void> {
+    checkGeneration(generation, "delete snapshot");
+    checkField(index, "delete snapshot", "index");
+    const key = this.#key(keys.snapshot(generation, index));
+    // S3 answers a delete of a missing key with success, as the contract wants.
+    await this.#send("delete", key, opts?.signal, (s3, o) =>
+      s3.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }), o),
+    );
+  }
+
+  async walSegments(generation: string, opts?: CallOptions): Promise<WalSegmentInfo[]> {
+    checkGeneration(generation, "list wal segments");
+    const prefix = this.#key(`${keys.wal(generation)}/`);
+    const out: WalSegmentInfo[] = [];
+    await this.#list("list wal segments", prefix, true, opts?.signal, (page) => {
+      for (const o of page.Contents ?? []) {
+        const parsed = parseSegmentName(o.Key?.slice(prefix.length) ?? "");
+        if (parsed) {
+          out.push({
+            generation,
+            index: parsed.index,
+            offset: parsed.offset,
+            size: o.Size ?? 0,
+            createdAt: objectTime(o),
+          });
+        }
+      }
+    });
+    return sortSegments(out);
+  }
+
+  async writeWalSegment(
+    generation: string,
+    index: number,
+    offset: number,
+    body: Readable | Uint8Array,
+    opts?: CallOptions,
+  ): Promise<WalSegmentInfo> {
+    checkGeneration(generation, "write wal segment");
+    checkField(index, "write wal segment", "index");
+    checkField(offset, "write wal segment", "offset");
+    const key = this.#key(keys.segment(generation, index, offset));
+    const { size, createdAt } = await this.#put(key, "write", body, opts);
+    return { generation, index, offset, size, createdAt };
+  }
+
+  async walSegmentReader(
+    generation: string,
+    index: number,
+    offset: number,
+    opts?: CallOptions,
+  ): Promise<Readable> {
+    checkGeneration(generation, "read wal segment");
+    checkField(index, "read wal segment", "index");
+    checkField(offset, "read wal segment", "offset");
+    return this.#reader(this.#key(keys.segment(generation, index, offset)), opts?.signal);
+  }
+
+  async deleteWalSegments(
+    segments: ReadonlyArray<{ generation: string; index: number; offset: number }>,
+    opts?: CallOptions,
+  ): Promise<void> {
+    // Check every name before deleting anything, so a bad entry deletes nothing.
+    const list = segments.map((s) => {
+      checkGeneration(s.generation, "delete wal segments");
+      checkField(s.index, "delete wal segments", "index");
+      checkField(s.offset, "delete wal segments", "offset");
+      return this.#key(keys.segment(s.generation, s.index, s.offset));
+    });
+    checkSignal(opts?.signal, "delete wal segments", this.location);
+    await this.#deleteKeys(list, opts?.signal);
+  }
+
+  async putExtra(key: string, body: Uint8Array, opts?: CallOptions): Promise<void> {
+    checkKey(key, "put extra");
+    await this.#put(this.#key(key), "put", body, opts);
+  }
+
+  async getExtra(key: string, opts?: CallOptions): Promise<Uint8Array> {
+    checkKey(key, "get extra");
+    const full = this.#key(key);
+    const signal = opts?.signal;
+    const out = await this.#send(
+      "get",
+      full,
+      signal,
+      (s3, o) => s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: full }), o),
+      true,
+    );
+    try {
+      const body = out.Body;
+      if (body === undefined) return new Uint8Array(0);
+      return await body.transformToByteArray();
+    } catch (err) {
+      throw this.#error("get", full, err, signal);
+    }
+  }
+
+  async listExtras(prefix: string, opts?: CallOptions): Promise<string[]> {
+    checkPrefix(prefix, "list extras");
+    const full = this.#key(prefix);
+    const out: string[] = [];
+    await this.#list("list extras", full, false, opts?.signal, (page) => {
+      for (const o of page.Contents ?? []) {
+        if (o.Key?.startsWith(this.#root)) out.push(o.Key.slice(this.#root.length));
+      }
+    });
+    return out.sort();
+  }
+
+  async deleteExtras(list: readonly string[], opts?: CallOptions): Promise<void> {
+    for (const key of list) checkKey(key, "delete extras");
+    checkSignal(opts?.signal, "delete extras", this.location);
+    await this.#deleteKeys(
+      list.map((k) => this.#key(k)),
+      opts?.signal,
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------------
+
+  /** The object key of a layout key (relative to the replica root). */
+  #key(rel: string): string {
+    return this.#root + rel;
+  }
+
+  #url(key: string): string {
+    return `s3://${this.#bucket}/${key}`;
+  }
+
+  /** The SDK client, made on first use when the bucket's region has to be looked up first. */
+  #s3(): Promise<S3Client> {
+    if (this.#client === undefined) {
+      const made = this.#lookUpRegion().then((r) => {
+        this.#region = r.region;
+        this.#made = new S3Client({ ...this.#config, region: r.region, followRegionRedirects: r.guessed });
+        return this.#made;
+      });
+      this.#client = made;
+    }
+    return this.#client;
+  }
+
+  /**
+   * No region and no endpoint: ask AWS where the bucket lives (GetBucketLocation through us-east-1),
+   * as Litestream does. Without permission for that call, fall back to AWS_REGION (or us-east-1) and
+   * let the SDK follow the store's region redirects.
+   */
+  async #lookUpRegion(): Promise<{ region: string; guessed: boolean }> {
+    const probe = new S3Client({ ...this.#config, region: "us-east-1" });
+    try {
+      const out = await probe.send(new GetBucketLocationCommand({ Bucket: this.#bucket }));
+      const loc = out.LocationConstraint as string | undefined;
+      return { region: !loc ? "us-east-1" : loc === "EU" ? "eu-west-1" : loc, guessed: false };
+    } catch (err) {
+      const region = process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || "us-east-1";
+      this.#log?.warn(
+        { bucket: this.#bucket, region, err: describe(err), s3Code: s3Code(err) },
+        "s3 bucket region lookup failed; set region to skip it",
+      );
+      return { region, guessed: true };
+    } finally {
+      probe.destroy();
+    }
+  }
+
+  /** Sends one command; SDK errors become our errors, a missing key a NotFoundError when `notFound`. */
+  async #send<T>(
+    verb: string,
+    key: string,
+    signal: AbortSignal | undefined,
+    send: (s3: S3Client, o: { abortSignal?: AbortSignal }) => Promise<T>,
+    notFound = false,
+  ): Promise<T> {
+    checkSignal(signal, verb, this.#url(key));
+    const s3 = await this.#s3();
+    try {
+      return await send(s3, signal ? { abortSignal: signal } : {});
+    } catch (err) {
+      if (notFound && isMissingKey(err) && !signal?.aborted) {
+        throw new NotFoundError(this.#url(key), { cause: err });
+      }
+      throw this.#error(verb, key, err, signal);
+    }
+  }
+
+  /** Pages through ListObjectsV2 under `prefix` (one level when `oneLevel`), handing each page on. */
+  async #list(
+    verb: string,
+    prefix: string,
+    oneLevel: boolean,
+    signal: AbortSignal | undefined,
+    onPage: (page: ListObjectsV2CommandOutput) => void | Promise<void>,
+  ): Promise<void> {
+    let token: string | undefined;
+    let startAfter: string | undefined;
+    for (;;) {
+      const page = await this.#send(verb, prefix, signal, (s3, o) =>
+        s3.send(
+          new ListObjectsV2Command({
+            Bucket: this.#bucket,
+            Prefix: prefix,
+            Delimiter: oneLevel ? "/" : undefined,
+            ContinuationToken: token,
+            StartAfter: token === undefined ? startAfter : undefined,
+          }),
+          o,
+        ),
+      );
+      await onPage(page);
+      if (!page.IsTruncated) return;
+      checkSignal(signal, verb, this.#url(prefix));
+      if (page.NextContinuationToken) {
+        token = page.NextContinuationToken;
+      } else {
+        // A store that truncates without a token: go on after the last name it gave, if any.
+        const names = [
+          ...(page.Contents ?? []).map((o) => o.Key ?? ""),
+          ...(page.CommonPrefixes ?? []).map((p) => p.Prefix ?? ""),
+        ].sort();
+        const last = names.at(-1);
+        if (!last || last === startAfter) {
+          throw new WalshipError(
+            ErrorCodes.STORAGE,
+            `${verb} ${this.#url(prefix)}: the store truncated a listing without a way to continue`,
+            { details: { bucket: this.#bucket, key: prefix } },
+          );
+        }
+        token = undefined;
+        startAfter = last;
+      }
+    }
+  }
+
+  /** DeleteObjects in batches of at most 1000 keys; keys the store refused become one STORAGE error. */
+  async #deleteKeys(list: readonly string[], signal: AbortSignal | undefined): Promise<void> {
+    for (let at = 0; at < list.length; at += DELETE_BATCH_KEYS) {
+      const batch = list.slice(at, at + DELETE_BATCH_KEYS);
+      const command = new DeleteObjectsCommand({
+        Bucket: this.#bucket,
+        Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+      });
+      addContentMd5(command);
+      const label = batch.length === 1 ? (batch[0] ?? "") : `${batch[0]} and ${batch.length - 1} more`;
+      const out = await this.#send("delete", label, signal, (s3, o) => s3.send(command, o));
+      // A key that is already gone is what we wanted; some stores still report it.
+      const failed = (out.Errors ?? []).filter((e) => e.Code !== "NoSuchKey");
+      if (failed.length > 0) {
+        const shown = failed
+          .slice(0, FAILED_KEYS_IN_MESSAGE)
+          .map((e) => `${e.Key} (${e.Code ?? "unknown"}${e.Message ? `: ${e.Message}` : ""})`)
+          .join(", ");
+        const more =
+          failed.length > FAILED_KEYS_IN_MESSAGE ? ` and ${failed.length - FAILED_KEYS_IN_MESSAGE} more` : "";
+        throw new WalshipError(
+          ErrorCodes.STORAGE,
+          `delete s3://${this.#bucket}/: ${failed.length} of ${batch.length} objects not deleted: ${shown}${more}`,
+          {
+            details: {
+              bucket: this.#bucket,
+              s3Code: failed[0]?.Code,
+              failed: failed.map((e) => ({ key: e.Key, code: e.Code, message: e.Message })),
+            },
+          },
+        );
+      }
+    }
+  }
+
+  /** Stores a body: one PutObject when it fits in a part, else a multipart upload one part at a time. */
+  async #put(
+    key: string,
+    verb: string,
+    body: Readable | Uint8Array,
+    opts: CallOptions | undefined,
+  ): Promise<{ size: number; createdAt: Date }> {
+    const signal = opts?.signal;
+    const url = this.#url(key);
+    checkSignal(signal, verb, url);
+    if (body instanceof Uint8Array && body.byteLength <= this.#partSize) {
+      await this.#putObject(key, verb, body, signal);
+      return { size: body.byteLength, createdAt: new Date() };
+    }
+    const source = body instanceof Uint8Array ? Readable.from([body], { objectMode: false }) : body;
+    if (signal) addAbortSignal(signal, source);
+    const parts = new PartReader(source, this.#partSize);
+    try {
+      const first = await this.#nextPart(parts, verb, key, signal);
+      if (first.last) {
+        await this.#putObject(key, verb, first.bytes, signal);
+        return { size: first.bytes.byteLength, createdAt: new Date() };
+      }
+      const size = await this.#multipart(key, verb, first, parts, signal);
+      return { size, createdAt: new Date() };
+    } finally {
+      // Stop the body if we leave early; after a full read this does nothing.
+      if (!source.readableEnded) source.destroy();
+    }
+  }
+
+  async #putObject(
+    key: string,
+    verb: string,
+    bytes: Uint8Array,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    await this.#send(verb, key, signal, (s3, o) =>
+      s3.send(
+        new PutObjectCommand({
+          Bucket: this.#bucket,
+          Key: key,
+          Body: bytes,
+          ContentLength: bytes.byteLength,
+        }),
+        o,
+      ),
+    );
+  }
+
+  async #nextPart(
+    parts: PartReader,
+    verb: string,
+    key: string,
+    signal: AbortSignal | undefined,
+  ): Promise<{ bytes: Uint8Array; last: boolean }> {
+    try {
+      return await parts.next();
+    } catch (err) {
+      if (err instanceof WalshipError) throw err;
+      if (signal?.aborted || isAbortError(err)) throw abortedError(verb, this.#url(key), err);
+      throw new WalshipError(ErrorCodes.STORAGE, `${verb} ${this.#url(key)}: read body: ${describe(err)}`, {
+        cause: err,
+        details: { bucket: this.#bucket, key },
+      });
+    }
+  }
+
+  /** Uploads `first` and the rest of `parts`; aborts the upload (best effort) when anything fails. */
+  async #multipart(
+    key: string,
+    verb: string,
+    first: { bytes: Uint8Array; last: boolean },
+    parts: PartReader,
+    signal: AbortSignal | undefined,
+  ): Promise<number> {
+    const created = await this.#send(verb, key, signal, (s3, o) =>
+      s3.send(new CreateMultipartUploadCommand({ Bucket: this.#bucket, Key: key }), o),
+    );
+    const uploadId = created.UploadId;
+    if (!uploadId) {
+      throw new WalshipError(
+        ErrorCodes.STORAGE,
+        `${verb} ${this.#url(key)}: the store returned no upload id`,
+        {
+          details: { bucket: this.#bucket, key },
+        },
+      );
+    }
+    try {
+      const done: CompletedPart[] = [];
+      let size = 0;
+      let part = first;
+      for (let n = 1; ; n++) {
+        if (n > MAX_PARTS) {
+          throw new WalshipError(
+            ErrorCodes.STORAGE,
+            `${verb} ${this.#url(key)}: body is larger than ${MAX_PARTS} parts of ${this.#partSize} bytes`,
+            { details: { bucket: this.#bucket, key, partSizeBytes: this.#partSize } },
+          );
+        }
+        const out = await this.#send(verb, key, signal, (s3, o) =>
+          s3.send(
+            new UploadPartCommand({
+              Bucket: this.#bucket,
+              Key: key,
+              UploadId: uploadId,
+              PartNumber: n,
+              Body: part.bytes,
+              ContentLength: part.bytes.byteLength,
+            }),
+            o,
+          ),
+        );
+        done.push({ PartNumber: n, ETag: out.ETag });
+        size += part.bytes.byteLength;
+        if (part.last) break;
+        part = await this.#nextPart(parts, verb, key, signal);
+      }
+      checkSignal(signal, verb, this.#url(key));
+      await this.#send(verb, key, signal, (s3, o) =>
+        s3.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: this.#bucket,
+            Key: key,
+            UploadId: uploadId,
+            MultipartUpload: { Parts: done },
+          }),
+          o,
+        ),
+      );
+      return size;
+    } catch (err) {
+      // Not under the caller's signal: an abort is exactly when the parts must go.
+      try {
+        const s3 = await this.#s3();
+        await s3.send(
+          new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key: key, UploadId: uploadId }),
+        );
+      } catch (abortErr) {
+        this.#log?.warn(
+          { bucket: this.#bucket, key, uploadId, err: describe(abortErr) },
+          "s3 multipart upload not aborted; its parts stay until a lifecycle rule removes them",
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** Opens an object; a missing one is a NotFoundError here, not a stream error later. */
+  async #reader(key: string, signal: AbortSignal | undefined): Promise<Readable> {
+    const out = await this.#send(
+      "read",
+      key,
+      signal,
+      (s3, o) => s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }), o),
+      true,
+    );
+    const body = out.Body;
+    if (body === undefined) return Readable.from([], { objectMode: false });
+    if (!(body instanceof Readable)) {
+      throw new WalshipError(ErrorCodes.STORAGE, `read ${this.#url(key)}: the SDK gave no Node stream`, {
+        details: { bucket: this.#bucket, key },
+      });
+    }
+    if (signal) addAbortSignal(signal, body);
+    // Relay through a generator so a failure mid-stream arrives as our error (STORAGE or ABORTED).
+    const toError = (err: unknown) => this.#error("read", key, err, signal);
+    const relay = async function* () {
+      try {
+        for await (const chunk of body) yield chunk as Buffer;
+      } catch (err) {
+        throw toError(err);
+      }
+    };
+    return Readable.from(relay(), { objectMode: false });
+  }
+
+  /** An SDK, network or body failure as a WalshipError naming the object (`s3://bucket/key`). */
+  #error(verb: string, key: string, err: unknown, signal: AbortSignal | undefined): WalshipError {
+    if (err instanceof WalshipError) return err;
+    const url = this.#url(key);
+    if (signal?.aborted || isAbortError(err)) return abortedError(verb, url, err);
+    const code = s3Code(err);
+    const meta = metadata(err);
+    const details: Record<string, unknown> = { bucket: this.#bucket, key };
+    if (code !== undefined) details.s3Code = code;
+    if (meta.httpStatusCode !== undefined) details.httpStatus = meta.httpStatusCode;
+    if (meta.attempts !== undefined) details.attempts = meta.attempts;
+    if (this.#settings.endpoint !== undefined) details.endpoint = this.#settings.endpoint;
+    const tries =
+      meta.attempts !== undefined && meta.attempts > 1 ? ` (after ${meta.attempts} attempts)` : "";
+    return new WalshipError(ErrorCodes.STORAGE, `${verb} ${url}: ${this.#explain(err, code)}${tries}`, {
+      cause: err,
+      details,
+    });
+  }
+
+  #explain(err: unknown, code: string | undefined): string {
+    const b = JSON.stringify(this.#bucket);
+    const where = this.#settings.endpoint ? ` at ${this.#settings.endpoint}` : "";
+    const raw = describe(err);
+    switch (code) {
+      case "NoSuchBucket":
+        return `bucket ${b} does not exist${where} (NoSuchBucket)`;
+      case "InvalidAccessKeyId":
+        return `the access key id is not known${where}; check access-key-id for bucket ${b} (InvalidAccessKeyId)`;
+      case "SignatureDoesNotMatch":
+        return `the secret access key does not match the access key id; check secret-access-key for bucket ${b} (SignatureDoesNotMatch)`;
+      case "AccessDenied":
+      case "Forbidden":
+        return `access denied to bucket ${b}; check the credentials and the bucket policy (${code}): ${raw}`;
+      case "PermanentRedirect":
+      case "AuthorizationHeaderMalformed":
+      case "IllegalLocationConstraintException":
+        return `bucket ${b} is not in region ${JSON.stringify(this.#region ?? "")}; set region (${code}): ${raw}`;
+      case "CredentialsProviderError":
+        return (
+          `no credentials for bucket ${b}: set access-key-id and secret-access-key, or provide them ` +
+          `through the AWS default chain (AWS_* env, IRSA web identity, EKS Pod Identity, profile, instance role): ${raw}`
+        );
+      default:
+        return code !== undefined && !raw.startsWith(code) ? `${code}: ${raw}` : raw;
+    }
+  }
+}
+
+/**
+ * Cuts a byte stream into parts of exactly `size` bytes (the last may be shorter), reading one chunk
+ * ahead so the last part is known as such. Parts after a small first one are views of one reused
+ * buffer, valid until the next call: memory stays at one part plus one chunk.
+ */
+class PartReader {
+  readonly #it: AsyncIterator<unknown>;
+  readonly #size: number;
+  #pending: Uint8Array | undefined;
+  #ended = false;
+  #buf: Buffer | undefined;
+
+  constructor(body: Readable, size: number) {
+    this.#it = body[Symbol.asyncIterator]();
+    this.#size = size;
+  }
+
+  async next(): Promise<{ bytes: Uint8Array; last: boolean }> {
+    const chunks: Uint8Array[] = [];
+    let n = 0;
+    let buf: Buffer | undefined;
+    while (n < this.#size) {
+      const c = await this.#take();
+      if (c === undefined) break;
+      const room = this.#size - n;
+      const piece = c.byteLength > room ? c.subarray(0, room) : c;
+      if (c.byteLength > room) this.#pending = c.subarray(room);
+      if (buf === undefined && n + piece.byteLength > SMALL_BODY_BYTES) {
+        this.#buf ??= Buffer.allocUnsafe(this.#size);
+        buf = this.#buf;
+        let at = 0;
+        for (const k of chunks) {
+          buf.set(k, at);
+          at += k.byteLength;
+        }
+        chunks.length = 0;
+      }
+      if (buf) buf.set(piece, n);
+      else chunks.push(piece);
+      n += piece.byteLength;
+    }
+    // A full part may be the last one: look one chunk ahead.
+    if (this.#pending === undefined && !this.#ended) this.#pending = await this.#read();
+    const last = this.#pending === undefined;
+    return { bytes: buf ? buf.subarray(0, n) : Buffer.concat(chunks, n), last };
+  }
+
+  async #take(): Promise<Uint8Array | undefined> {
+    if (this.#pending !== undefined) {
+      const c = this.#pending;
+      this.#pending = undefined;
+      return c;
+    }
+    return this.#ended ? undefined : this.#read();
+  }
+
+  /** The next non-empty chunk, or undefined at the end. */
+  async #read(): Promise<Uint8Array | undefined> {
+    for (;;) {
+      const r = await this.#it.next();
+      if (r.done) {
+        this.#ended = true;
+        return undefined;
+      }
+      const c = toBytes(r.value);
+      if (c.byteLength > 0) return c;
+    }
+  }
+}
+
+/** The key prefix for a replica path, joined as Go's path.Join would: "" or ending in "/". */
+export function rootPrefix(p: string): string {
+  if (p === "") return "";
+  const joined = path.posix.join(p, "x");
+  return joined === "x" ? "" : joined.slice(0, -1);
+}
+
+/** Adds Content-MD5 to a DeleteObjects request (older stores require it) in place of newer checksums. */
+function addContentMd5(command: DeleteObjectsCommand): void {
+  type Middleware = Parameters<typeof command.middlewareStack.addRelativeTo>[0];
+  const middleware = ((next: (args: { request: unknown }) => Promise<unknown>) =>
+    async (args: { request: unknown }) => {
+      const req = args.request as { headers?: Record<string, string>; body?: unknown };
+      if (req.headers && (typeof req.body === "string" || req.body instanceof Uint8Array)) {
+        for (const h of Object.keys(req.headers)) {
+          if (/^x-amz-(checksum-|sdk-checksum-algorithm$)/i.test(h)) delete req.headers[h];
+        }
+        req.headers["content-md5"] = createHash("md5").update(req.body).digest("base64");
+      }
+      return next(args);
+    }) as unknown as Middleware;
+  command.middlewareStack.addRelativeTo(middleware, {
+    name: "walshipContentMd5",
+    relation: "after",
+    toMiddleware: "flexibleChecksumsMiddleware",
+  });
+}
+
+function objectTime(o: { LastModified?: Date | undefined }): Date {
+  return o.LastModified instanceof Date ? o.LastModified : new Date(0);
+}
+
+/** The S3 error code (NoSuchBucket, AccessDenied, ...) or the Node error code (ECONNREFUSED, ...). */
+function s3Code(err: unknown): string | undefined {
+  if (typeof err !== "object" || err === null) return undefined;
+  const e = err as { name?: unknown; Code?: unknown; code?: unknown; $metadata?: unknown };
+  if (typeof e.Code === "string") return e.Code;
+  if (e.$metadata !== undefined && typeof e.name === "string" && e.name !== "Error") return e.name;
+  if (typeof e.name === "string" && e.name === "CredentialsProviderError") return e.name;
+  if (typeof e.code === "string") return e.code;
+  return undefined;
+}
+
+function metadata(err: unknown): { httpStatusCode?: number; attempts?: number } {
+  if (typeof err !== "object" || err === null || !("$metadata" in err)) return {};
+  const m = (err as { $metadata?: { httpStatusCode?: unknown; attempts?: unknown } }).$metadata;
+  const out: { httpStatusCode?: number; attempts?: number } = {};
+  if (typeof m?.httpStatusCode === "number") out.httpStatusCode = m.httpStatusCode;
+  if (typeof m?.attempts === "number") out.attempts = m.attempts;
+  return out;
+}
+
+function isMissingKey(err: unknown): boolean {
+  const code = s3Code(err);
+  return code === "NoSuchKey" || (code === "NotFound" && metadata(err).httpStatusCode === 404);
+}
+
+function isAbortError(err: unknown): boolean {
+  return (
+    typeof err === "object" &&
+    err !== null &&
+    ((err as { name?: unknown }).name === "AbortError" || (err as { code?: unknown }).code === "ABORT_ERR")
+  );
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function toBytes(chunk: unknown): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (typeof chunk === "string") return Buffer.from(chunk);
+  throw new WalshipError(ErrorCodes.STORAGE, `write object: body chunk is ${typeof chunk}, not bytes`);
+}
+
+function abortedError(verb: string, url: string, cause: unknown): WalshipError {
+  return new WalshipError(ErrorCodes.ABORTED, `${verb} ${url}: aborted`, { cause, details: { key: url } });
+}
+
+function checkSignal(signal: AbortSignal | undefined, verb: string, url: string): void {
+  if (signal?.aborted) throw abortedError(verb, url, signal.reason);
+}
+
+function checkGeneration(generation: string, verb: string): void {
+  if (typeof generation !== "string" || !isGenerationName(generation)) {
+    throw new WalshipError(
+      ErrorCodes.STORAGE,
+      `${verb}: generation must be 16 lowercase hex digits, got ${JSON.stringify(generation)}`,
+      { details: { generation } },
+    );
+  }
+}
+
+/** An index or offset must fit the layout's 8 hex digits, or the object would be invisible to listings. */
+function checkField(value: number, verb: string, field: "index" | "offset"): void {
+  if (!Number.isInteger(value) || value < 0 || value > MAX_NAME_FIELD) {
+    throw new WalshipError(
+      ErrorCodes.STORAGE,
+      `${verb}: ${field} must be an integer from 0 to 0xffffffff, got ${value}`,
+      { details: { [field]: value } },
+    );
+  }
+}
+
+/** Extra keys are relative "/"-joined paths without "." or ".." parts (the same rule as the file backend). */
+function checkKey(key: string, verb: string): void {
+  const parts = typeof key === "string" ? key.split("/") : [];
+  if (
+    typeof key !== "string" ||
+    key === "" ||
+    key.startsWith("/") ||
+    key.includes("\0") ||
+    parts.some((p) => p === "" || p === "." || p === "..")
+  ) {
+    throw new WalshipError(
+      ErrorCodes.STORAGE,
+      `${verb}: key must be a relative path without "." or ".." parts, got ${JSON.stringify(key)}`,
+      { details: { key } },
+    );
+  }
+}
+
+/** A listing prefix: "" or a relative path whose last part may be partial or empty (a trailing "/"). */
+function checkPrefix(prefix: string, verb: string): void {
+  if (prefix === "") return;
+  const parts = typeof prefix === "string" ? prefix.split("/") : [];
+  const last = parts.pop();
+  if (
+    typeof prefix !== "string" ||
+    prefix.startsWith("/") ||
+    prefix.includes("\0") ||
+    last === ".." ||
+    parts.some((p) => p === "" || p === "." || p === "..")
+  ) {
+    throw new WalshipError(
+      ErrorCodes.STORAGE,
+      `${verb}: prefix must be a relative path without "." or ".." parts, got ${JSON.stringify(prefix)}`,
+      { details: { prefix } },
+    );
+  }
+}
