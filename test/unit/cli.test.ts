@@ -1,0 +1,112 @@
+/** The CLI as users call it: help, version, -exec, flag parsing, shell words, timestamps. */
+import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import Database from "better-sqlite3";
+import { parseFlags, table } from "../../src/cli/flags.ts";
+import { parseTimestamp, splitShellWords } from "../../src/cli.ts";
+import { walship } from "../helpers/walship.ts";
+
+const dir = mkdtempSync(path.join(os.tmpdir(), "walship-cli-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("walship CLI", () => {
+  it("prints usage, per-command help and the version", async () => {
+    const none = await walship([]);
+    assert.equal(none.code, 1);
+    assert.match(
+      none.stdout,
+      /Commands:[\s\S]*replicate[\s\S]*restore[\s\S]*snapshots[\s\S]*generations[\s\S]*wal[\s\S]*databases[\s\S]*version/,
+    );
+    for (const cmd of ["replicate", "restore", "snapshots", "generations", "wal", "databases"]) {
+      const h = await walship([cmd, "-h"]);
+      assert.equal(h.code, 0, cmd);
+      assert.match(h.stdout, new RegExp(`Usage: walship ${cmd}`));
+      assert.match(h.stdout, /Flags:/);
+    }
+    const v = await walship(["version"]);
+    assert.match(v.stdout, /^v\d+\.\d+\.\d+\n$/);
+    const bad = await walship(["frobnicate"]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /unknown command/);
+  });
+
+  it("-exec runs the app as a child, then syncs once more and passes on its exit code", async () => {
+    const db = path.join(dir, "exec.db");
+    const app = new Database(db);
+    app.pragma("journal_mode = wal");
+    app.exec("CREATE TABLE t (x)");
+    app.close();
+    // The child writes a row, then exits 3; that row must reach the replica via the final sync.
+    const script = `const D=require(${JSON.stringify(require_("better-sqlite3"))});const d=new D(${JSON.stringify(db)});d.prepare("insert into t values (42)").run();d.close();process.exit(3)`;
+    const node = process.execPath;
+    const res = await walship([
+      "replicate",
+      "-exec",
+      `${node} -e '${script}'`,
+      db,
+      `file://${dir}/exec-replica`,
+    ]);
+    assert.equal(res.code, 3, res.stderr + res.stdout);
+    const out = path.join(dir, "exec-restored.db");
+    const r = await walship(["restore", "-o", out, `file://${dir}/exec-replica`]);
+    assert.equal(r.code, 0, r.stderr);
+    const check = new Database(out, { readonly: true });
+    assert.deepEqual(check.prepare("SELECT x FROM t").pluck().all(), [42]);
+    check.close();
+    assert.ok(readdirSync(dir).includes("exec-restored.db"));
+  });
+
+  it("parses Go-style flags", () => {
+    const specs = [
+      { name: "config", type: "string" as const, help: "" },
+      { name: "if-db-not-exists", type: "boolean" as const, help: "" },
+    ];
+    assert.deepEqual(parseFlags("x", specs, ["-config", "a.yml", "--if-db-not-exists", "db"]), {
+      values: { config: "a.yml", "if-db-not-exists": true },
+      args: ["db"],
+    });
+    assert.deepEqual(
+      parseFlags("x", specs, ["-config=b.yml", "-if-db-not-exists=false", "--", "-db"]).values,
+      {
+        config: "b.yml",
+        "if-db-not-exists": false,
+      },
+    );
+    assert.throws(() => parseFlags("x", specs, ["-nope"]), { code: "WALSHIP_ERR_USAGE" });
+    assert.throws(() => parseFlags("x", specs, ["-config"]), { code: "WALSHIP_ERR_USAGE" });
+  });
+
+  it("splits -exec commands into shell words", () => {
+    assert.deepEqual(splitShellWords(`node  server.js --name "my app" 'a b' c\\ d`), [
+      "node",
+      "server.js",
+      "--name",
+      "my app",
+      "a b",
+      "c d",
+    ]);
+    assert.deepEqual(splitShellWords(`sh -c "echo \\"hi\\""`), ["sh", "-c", 'echo "hi"']);
+    assert.throws(() => splitShellWords(`node "unterminated`), { code: "WALSHIP_ERR_CONFIG" });
+    assert.throws(() => splitShellWords("   "), { code: "WALSHIP_ERR_CONFIG" });
+  });
+
+  it("takes RFC 3339 timestamps with or without fractional seconds", () => {
+    assert.equal(parseTimestamp("2026-01-02T03:04:05Z").toISOString(), "2026-01-02T03:04:05.000Z");
+    assert.equal(parseTimestamp("2026-01-02T03:04:05.123456789Z").toISOString(), "2026-01-02T03:04:05.123Z");
+    assert.equal(parseTimestamp("2026-01-02T05:04:05+02:00").toISOString(), "2026-01-02T03:04:05.000Z");
+    for (const bad of ["2026-01-02", "yesterday", "2026-01-02 03:04:05Z", "2026-13-02T03:04:05Z"]) {
+      assert.throws(() => parseTimestamp(bad), { code: "WALSHIP_ERR_USAGE" }, bad);
+    }
+  });
+
+  it("lays out tables with two spaces between columns", () => {
+    assert.equal(table(["a", "bb"], [["xxx", "y"]]), "a    bb\nxxx  y");
+  });
+});
+
+function require_(name: string): string {
+  return path.join(path.resolve(import.meta.dirname, "../.."), "node_modules", name);
+}
