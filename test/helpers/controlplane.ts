@@ -301,6 +301,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
           `--service-account-private-key-file=${join(dir, "sa.key")}`,
           `--root-ca-file=${caFile}`,
           "--use-service-account-credentials=true",
+          // The default client QPS (20) makes startup take seconds: each controller gets its own token.
+          "--kube-api-qps=1000",
+          "--kube-api-burst=2000",
           `--cluster-signing-cert-file=${caFile}`,
           `--cluster-signing-key-file=${join(dir, "ca.key")}`,
           "--controllers=*,-nodelifecycle,-cloud-node-lifecycle,-nodeipam,-ttl",

@@ -161,7 +161,9 @@ function sweepStaleTempDirs(): void {
 export function makeTempDir(prefix: string): string {
   installHooks();
   sweepStaleTempDirs();
-  const dir = mkdtempSync(join(tmpdir(), `walship-p${process.pid}-${prefix}-`));
+  // Kept dirs are named so that no sweep removes them.
+  const owner = keepTmp() ? "keep" : `p${process.pid}`;
+  const dir = mkdtempSync(join(tmpdir(), `walship-${owner}-${prefix}-`));
   tempDirs.add(dir);
   return dir;
 }
