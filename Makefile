@@ -21,14 +21,11 @@ help: ## list the targets
 node: ## install the pinned Node 24 into the cache (once)
 	@scripts/ensure-node >/dev/null
 
-# `npm install` against the committed lock (npm 11 here prunes other platforms' optional binaries
-# from the lock it writes, and then its own `npm ci` refuses that lock). The lock must not change.
+# `npm install --no-save` against the committed lock: npm 11 here prunes other platforms' optional
+# binaries from the lock it writes and then rejects that lock in `npm ci`, and it toggles
+# hasInstallScript depending on whether node_modules exists. --no-save leaves the lock as committed.
 node_modules/.installed: package.json package-lock.json | node
-	cp package-lock.json .package-lock.before
-	PATH="$$(dirname $(NODE)):$$PATH" npm install --no-audit --no-fund
-	@if ! cmp -s package-lock.json .package-lock.before; then \
-	  echo "package-lock.json is out of date: run 'npm install' and commit it"; mv .package-lock.before package-lock.json; exit 1; fi
-	@rm -f .package-lock.before
+	PATH="$$(dirname $(NODE)):$$PATH" npm install --no-save --no-audit --no-fund
 	@touch $@
 
 deps: node_modules/.installed ## install Node and the npm dependencies
