@@ -9,7 +9,14 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { AppsV1Api, CoreV1Api, KubeConfig, type V1Pod, type V1StatefulSet } from "@kubernetes/client-node";
+import {
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  KubeConfig,
+  type V1Pod,
+  type V1StatefulSet,
+} from "@kubernetes/client-node";
 import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
 import { type Kubelet, startKubelet } from "../helpers/kubelet/index.ts";
 import { waitFor } from "../helpers/proc.ts";
@@ -107,6 +114,7 @@ describe("process kubelet on the real control plane", { timeout: 300_000 }, () =
   let kubelet: Kubelet | undefined;
   let core: CoreV1Api;
   let apps: AppsV1Api;
+  let batch: BatchV1Api;
   const lines: string[] = [];
 
   before(async () => {
@@ -116,10 +124,12 @@ describe("process kubelet on the real control plane", { timeout: 300_000 }, () =
     kc.loadFromFile(cp.kubeconfig);
     core = kc.makeApiClient(CoreV1Api);
     apps = kc.makeApiClient(AppsV1Api);
+    batch = kc.makeApiClient(BatchV1Api);
     kubelet = await startKubelet({
       kubeconfig: cp.kubeconfig,
       images: { "walship-test/app": { command: [process.execPath, APP] } },
       log: (l) => lines.push(l),
+      restartBackoffMs: { initial: 500, max: 5000 },
     });
   });
 
@@ -144,6 +154,73 @@ describe("process kubelet on the real control plane", { timeout: 300_000 }, () =
       );
     });
   }
+
+  it("runs a Job to completion: restart on failure, native sidecar stopped after the main container", async () => {
+    assert.ok(kubelet !== undefined);
+    const ns = "kubelet-job";
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+    const image = "walship-test/app";
+    const shared = { name: "shared", mountPath: "/shared" };
+    await batch.createNamespacedJob({
+      namespace: ns,
+      body: {
+        metadata: { name: "once" },
+        spec: {
+          backoffLimit: 3,
+          template: {
+            spec: {
+              restartPolicy: "OnFailure",
+              terminationGracePeriodSeconds: 5,
+              initContainers: [
+                {
+                  name: "sidecar",
+                  image,
+                  args: ["sidecar"],
+                  restartPolicy: "Always",
+                  volumeMounts: [shared],
+                  readinessProbe: {
+                    exec: { command: ["test", "-f", "/shared/sidecar-started"] },
+                    periodSeconds: 1,
+                  },
+                },
+              ],
+              containers: [{ name: "main", image, args: ["fail-once"], volumeMounts: [shared] }],
+              volumes: [{ name: "shared", emptyDir: {} }],
+            },
+          },
+        },
+      },
+    });
+    const job = await waitFor(
+      async () => {
+        const j = await batch.readNamespacedJob({ name: "once", namespace: ns });
+        return j.status?.conditions?.some((c) => c.type === "Complete" && c.status === "True")
+          ? j
+          : undefined;
+      },
+      { what: "Job once Complete", timeoutMs: 90_000, intervalMs: 250 },
+    );
+    assert.equal(job.status?.succeeded, 1);
+    const pods = await core.listNamespacedPod({ namespace: ns });
+    assert.equal(pods.items.length, 1, "one pod: the failure was a container restart, not a new pod");
+    const pod = pods.items[0];
+    assert.equal(pod?.status?.phase, "Succeeded");
+    const main = pod?.status?.containerStatuses?.[0];
+    assert.equal(main?.restartCount, 1);
+    assert.equal(main?.state?.terminated?.exitCode, 0);
+    assert.equal(main?.lastState?.terminated?.exitCode, 1);
+    const sidecar = pod?.status?.initContainerStatuses?.[0];
+    assert.ok(
+      sidecar?.state?.terminated !== undefined,
+      `the sidecar is stopped once the main container is done: ${JSON.stringify(sidecar?.state)}`,
+    );
+    const name = pod?.metadata?.name ?? "";
+    assert.match(await kubelet.logs(ns, name, "sidecar"), /sidecar: SIGTERM/);
+    assert.match(
+      await kubelet.logs(ns, name, "main"),
+      /first attempt: failing[\s\S]*second attempt: success/,
+    );
+  });
 
   it("runs a StatefulSet pod that is Ready, with its PVC surviving a pod delete", async () => {
     assert.ok(kubelet !== undefined);

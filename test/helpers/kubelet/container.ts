@@ -60,6 +60,7 @@ export class ContainerProcess {
   readonly cgroup: string | undefined;
   readonly env: Record<string, string>;
   #done = false;
+  #termSent = false;
   readonly #tools: HostTools;
 
   private constructor(child: ChildProcess, tools: HostTools, spec: LaunchSpec) {
@@ -120,12 +121,16 @@ export class ContainerProcess {
     return !this.#done;
   }
 
-  #signalAll(sig: NodeJS.Signals): void {
+  #signalGroup(sig: NodeJS.Signals): void {
     try {
       if (this.pid > 0) process.kill(-this.pid, sig);
     } catch {
       // group gone
     }
+  }
+
+  #signalAll(sig: NodeJS.Signals): void {
+    this.#signalGroup(sig);
     for (const pid of CgroupTree.pids(this.cgroup)) {
       try {
         process.kill(pid, sig);
@@ -135,9 +140,14 @@ export class ContainerProcess {
     }
   }
 
-  /** Sends a signal to the container's process group and every process in its cgroup. */
+  /**
+   * Sends a signal to the container's process group, once per process (a second SIGTERM could hit a
+   * process between its handler and its exit). SIGKILL also reaches processes that left the group.
+   */
   signal(sig: NodeJS.Signals): void {
-    if (!this.#done) this.#signalAll(sig);
+    if (this.#done) return;
+    if (sig === "SIGKILL") this.#signalAll(sig);
+    else this.#signalGroup(sig);
   }
 
   /** SIGKILLs everything now (synchronous; for exit hooks). */
@@ -149,7 +159,8 @@ export class ContainerProcess {
   /** SIGTERM, then SIGKILL at `deadline` (ms since epoch) if still running; resolves on exit. */
   async stop(deadline: number): Promise<Exit> {
     if (!this.#done) {
-      this.signal("SIGTERM");
+      if (!this.#termSent) this.signal("SIGTERM");
+      this.#termSent = true;
       const wait = Math.max(0, deadline - Date.now());
       let timer: NodeJS.Timeout | undefined;
       const killed = new Promise<void>((resolve) => {

@@ -198,27 +198,54 @@ function ownerAlive(owner: string): boolean {
   return alive(Number(owner.split("-")[0]));
 }
 
-/** Claims pod IPs 127.100.0.2 onwards, exclusively across kubelets; a dead owner's claim is taken over. */
+/**
+ * How pods get their addresses. `loopback`: 127.100.x.y, nothing changes on the host (Linux routes
+ * all of 127/8 to lo) but EndpointSlices reject loopback addresses. `lo-alias`: 10.213.x.y/32 added
+ * to `lo` for the pod's life (`ip addr`), valid in EndpointSlices, removed on release.
+ */
+export type PodNetwork = "loopback" | "lo-alias";
+
+/** Claims pod IPs (x.y.0.2 onwards), exclusively across kubelets; a dead owner's claim is taken over. */
 export class IpPool {
   readonly #dir = path.join(registryRoot, "ip");
   readonly #owner: string;
+  readonly #prefix: string;
+  readonly #ip: string | undefined;
   #next = 0;
   readonly #held = new Set<string>();
 
-  constructor(owner: string) {
+  constructor(owner: string, network: PodNetwork) {
     this.#owner = owner;
+    this.#prefix = network === "lo-alias" ? "10.213" : "127.100";
+    this.#ip = network === "lo-alias" ? findBin("ip") : undefined;
     fs.mkdirSync(this.#dir, { recursive: true });
+  }
+
+  #ipAddr(verb: "add" | "del", ip: string): void {
+    if (this.#ip === undefined) return;
+    try {
+      execFileSync(this.#ip, ["addr", verb, `${ip}/32`, "dev", "lo"], {
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+    } catch (err) {
+      const stderr = String((err as { stderr?: Buffer }).stderr ?? "");
+      // add: already there (a dead owner's leftover); del: already gone.
+      if (verb === "add" && !stderr.includes("File exists")) {
+        throw new WalshipError(
+          ErrorCodes.CONFIG,
+          `add pod IP: ip addr add ${ip}/32 dev lo failed: ${stderr}`,
+        );
+      }
+    }
   }
 
   claim(): string {
     for (let tries = 0; tries < 60000; tries++) {
       const n = this.#next++ % 60000;
-      const ip = `127.100.${Math.floor(n / 250)}.${(n % 250) + 2}`;
+      const ip = `${this.#prefix}.${Math.floor(n / 250)}.${(n % 250) + 2}`;
       const file = path.join(this.#dir, ip);
       try {
         fs.writeFileSync(file, this.#owner, { flag: "wx" });
-        this.#held.add(ip);
-        return ip;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
         let owner = "";
@@ -231,16 +258,22 @@ export class IpPool {
           fs.rmSync(file, { force: true });
           this.#next--;
         }
+        continue;
       }
+      this.#held.add(ip);
+      this.#ipAddr("add", ip);
+      return ip;
     }
-    throw new WalshipError(ErrorCodes.CONFIG, "claim pod IP: all of 127.100.0.0/16 is taken");
+    throw new WalshipError(ErrorCodes.CONFIG, `claim pod IP: all of ${this.#prefix}.0.0/16 is taken`);
   }
 
   release(ip: string): void {
     if (!this.#held.delete(ip)) return;
+    this.#ipAddr("del", ip);
     fs.rmSync(path.join(this.#dir, ip), { force: true });
   }
 
+  /** Releases every claim (synchronous, so exit hooks can use it). */
   releaseAll(): void {
     for (const ip of [...this.#held]) this.release(ip);
   }

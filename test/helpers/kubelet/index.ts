@@ -101,7 +101,7 @@ class ProcessKubelet implements Kubelet {
     this.#coord = kc.makeApiClient(CoordinationV1Api);
     this.#watch = new Watch(kc);
     this.#cgroups = new CgroupTree(owner);
-    this.#ips = new IpPool(owner);
+    this.#ips = new IpPool(owner, opts.podNetwork ?? "loopback");
     this.#mountPoints = new MountPoints(owner);
     const server = new URL(kc.getCurrentCluster()?.server ?? "https://127.0.0.1:6443");
     const port = server.port || "443";
@@ -147,6 +147,7 @@ class ProcessKubelet implements Kubelet {
     this.#unhookExit = onProcessExit(() => {
       for (const w of this.#workers.values()) w.killSync();
       CgroupTree.killSync(this.#cgroups.root);
+      this.#ips.releaseAll();
     });
   }
 
@@ -248,7 +249,8 @@ class ProcessKubelet implements Kubelet {
       this.#nodeUid = n.metadata?.uid ?? "";
     }
     await this.#nodeStatus(true);
-    await this.#renewLease();
+    // kube-node-lease may not exist yet on a fresh API server; the periodic renewal retries.
+    await this.#renewLease().catch((err) => this.#host.log(`create lease failed: ${String(err)}`));
   }
 
   async #nodeStatus(full: boolean): Promise<void> {

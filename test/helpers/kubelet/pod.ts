@@ -113,11 +113,11 @@ class ContainerRun {
   finished = false;
   proc: ContainerProcess | undefined;
 
-  constructor(spec: V1Container, init: boolean) {
+  constructor(spec: V1Container, init: boolean, afterInits: boolean) {
     this.spec = spec;
     this.init = init;
     this.sidecar = init && spec.restartPolicy === "Always";
-    this.state = { kind: "waiting", reason: init ? "PodInitializing" : "ContainerCreating" };
+    this.state = { kind: "waiting", reason: init || afterInits ? "PodInitializing" : "ContainerCreating" };
   }
 }
 
@@ -154,8 +154,8 @@ export class PodWorker {
     this.namespace = pod.metadata?.namespace ?? "default";
     this.name = pod.metadata?.name ?? "";
     this.#host = host;
-    this.#inits = (pod.spec?.initContainers ?? []).map((c) => new ContainerRun(c, true));
-    this.#mains = (pod.spec?.containers ?? []).map((c) => new ContainerRun(c, false));
+    this.#inits = (pod.spec?.initContainers ?? []).map((c) => new ContainerRun(c, true, false));
+    this.#mains = (pod.spec?.containers ?? []).map((c) => new ContainerRun(c, false, this.#inits.length > 0));
     this.done = new Promise((resolve) => {
       this.#resolveDone = resolve;
     });
@@ -422,7 +422,8 @@ export class PodWorker {
   async #supervise(c: ContainerRun): Promise<void> {
     for (;;) {
       const exit = await this.#runOnce(c);
-      if (exit === undefined || this.#abort.signal.aborted) return;
+      // finished: a sidecar stopped because the regular containers are done.
+      if (exit === undefined || this.#abort.signal.aborted || c.finished) return;
       const policy = this.#restartPolicy(c);
       if (policy === "Never" || (policy === "OnFailure" && exit.code === 0)) {
         c.finished = true;
@@ -430,6 +431,7 @@ export class PodWorker {
         return;
       }
       await this.#backoff(c);
+      if (c.finished) return;
     }
   }
 

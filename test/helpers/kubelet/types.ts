@@ -36,6 +36,12 @@ export interface KubeletOptions {
    * Not given: a temporary directory that `stop()` removes entirely.
    */
   dataDir?: string;
+  /**
+   * Pod addresses: `loopback` (default) hands out 127.100.x.y and changes nothing on the host, but
+   * EndpointSlices reject loopback addresses; `lo-alias` adds 10.213.x.y/32 to `lo` for each pod
+   * (removed on release), which Services' EndpointSlices accept.
+   */
+  podNetwork?: "loopback" | "lo-alias";
   /** Bind pods that have no `spec.nodeName` to this node (act as the scheduler); default true. */
   schedule?: boolean;
   /** First and maximum delay between container restarts; default 1 s doubling up to 20 s (Kubernetes: 10 s to 300 s). */
