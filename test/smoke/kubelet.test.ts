@@ -330,6 +330,7 @@ describe("process kubelet on the real control plane", { timeout: 300_000 }, () =
     await kubelet.stop();
     for (const pid of pids)
       assert.throws(() => process.kill(pid, 0), { code: "ESRCH" }, `pid ${pid} is gone`);
-    assert.equal(fs.existsSync(DATA_MOUNT), false, "the mount point created for the pod is removed");
+    // (The mount point it created on the host goes with the last kubelet holding it: not asserted, test
+    // files may run concurrently.)
   });
 });

@@ -363,6 +363,52 @@ function onlyEmpty(p: string): boolean {
   return fs.readdirSync(p).every((e) => onlyEmpty(path.join(p, e)));
 }
 
+/**
+ * Cleans up after kubelets that died without stop() (SIGKILLed test processes): their empty
+ * cgroups, their pod IP claims (and lo aliases), and mount points no live kubelet holds.
+ */
+export function sweepStale(): void {
+  const base = cgroup2Root();
+  if (base !== undefined) {
+    for (const name of fs.readdirSync(base)) {
+      const m = /^walship-kubelet-(\d+-[0-9a-f]+)$/.exec(name);
+      if (m !== null && !ownerAlive(m[1] as string)) CgroupTree.remove(path.join(base, name));
+    }
+  }
+  const ipDir = path.join(registryRoot, "ip");
+  for (const ip of fs.existsSync(ipDir) ? fs.readdirSync(ipDir) : []) {
+    let owner = "";
+    try {
+      owner = fs.readFileSync(path.join(ipDir, ip), "utf8");
+    } catch {
+      continue;
+    }
+    if (owner === "" || ownerAlive(owner)) continue;
+    if (ip.startsWith("10.213.")) {
+      try {
+        execFileSync(findBin("ip"), ["addr", "del", `${ip}/32`, "dev", "lo"], { stdio: "ignore" });
+      } catch {
+        // already gone
+      }
+    }
+    fs.rmSync(path.join(ipDir, ip), { force: true });
+  }
+  const mpDir = path.join(registryRoot, "mountpoints");
+  for (const name of fs.existsSync(mpDir) ? fs.readdirSync(mpDir) : []) {
+    const entry = path.join(mpDir, name);
+    let holders: string[];
+    try {
+      holders = fs.readdirSync(entry);
+    } catch {
+      continue;
+    }
+    if (holders.some(ownerAlive)) continue;
+    const created = decodeURIComponent(name);
+    if (onlyEmpty(created)) fs.rmSync(created, { recursive: true, force: true });
+    fs.rmSync(entry, { recursive: true, force: true });
+  }
+}
+
 /** Kill functions run synchronously when the test process exits or is interrupted. */
 const exitKillers = new Set<() => void>();
 let hooked = false;

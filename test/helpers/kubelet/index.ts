@@ -26,6 +26,7 @@ import {
   MountPoints,
   newOwnerId,
   onProcessExit,
+  sweepStale,
 } from "./host.ts";
 import { findImage, mapCommand, type PodHost, PodWorker } from "./pod.ts";
 import type { ExecResult, Kubelet, KubeletOptions } from "./types.ts";
@@ -620,6 +621,7 @@ class ProcessKubelet implements Kubelet {
  */
 export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   const tools = checkHost();
+  sweepStale();
   const k = new ProcessKubelet(opts, tools);
   try {
     await k.register();
