@@ -31,7 +31,9 @@ function run(args: string[]): Promise<string> {
     child.stderr.on("data", (d: Buffer) => {
       err += d.toString();
     });
-    child.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`walship ${args[0]} exited ${code}\n${err}`))));
+    child.on("exit", (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`walship ${args[0]} exited ${code}\n${err}`)),
+    );
   });
 }
 
@@ -39,7 +41,10 @@ function hash(file: string): { rows: number; sha: string } {
   const db = new Database(file, { readonly: true });
   const rows = db.prepare("SELECT id, customer, total FROM orders ORDER BY id").raw().all();
   db.close();
-  return { rows: rows.length, sha: createHash("sha256").update(JSON.stringify(rows)).digest("hex").slice(0, 16) };
+  return {
+    rows: rows.length,
+    sha: createHash("sha256").update(JSON.stringify(rows)).digest("hex").slice(0, 16),
+  };
 }
 
 async function main(): Promise<void> {
@@ -69,7 +74,9 @@ dbs:
   app.exec("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, total REAL, note TEXT)");
 
   say("walship replicate (in the background)");
-  const rep = spawn(walship, ["replicate", "-config", config, "-log-format", "text"], { stdio: ["ignore", "inherit", "inherit"] });
+  const rep = spawn(walship, ["replicate", "-config", config, "-log-format", "text"], {
+    stdio: ["ignore", "inherit", "inherit"],
+  });
   await new Promise((r) => setTimeout(r, 1000));
 
   say("writing orders for 6 seconds");
@@ -110,7 +117,18 @@ dbs:
 
   say(`restore to ${midpoint!.at.toISOString()}`);
   const pitr = path.join(dir, "restored-pitr.db");
-  await run(["restore", "-config", config, "-o", pitr, "-timestamp", midpoint!.at.toISOString(), "-log-format", "text", dbPath]);
+  await run([
+    "restore",
+    "-config",
+    config,
+    "-o",
+    pitr,
+    "-timestamp",
+    midpoint!.at.toISOString(),
+    "-log-format",
+    "text",
+    dbPath,
+  ]);
   const gotPitr = hash(pitr);
 
   say("results");
@@ -119,7 +137,8 @@ dbs:
   process.stdout.write(row("latest", expectLatest, gotLatest));
   process.stdout.write(row("point in time", midpoint!.expect, gotPitr));
   process.stdout.write(`\nfiles are in ${path.relative(root, dir)}/; 'make demo' starts afresh each time.\n`);
-  if (gotLatest.sha !== expectLatest.sha || gotPitr.sha !== midpoint!.expect.sha || code !== 0) process.exitCode = 1;
+  if (gotLatest.sha !== expectLatest.sha || gotPitr.sha !== midpoint!.expect.sha || code !== 0)
+    process.exitCode = 1;
 }
 
 main().catch((err: unknown) => {
