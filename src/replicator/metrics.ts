@@ -1,0 +1,278 @@
+/**
+ * Every Prometheus metric of `walship replicate`, declared here and nowhere else (docs/metrics.md
+ * lists them). Values are not kept here: at each scrape the server hands over an `Observation` of the
+ * live databases and destinations, and each metric's collect callback sets itself from it.
+ *
+ * Names and labels follow Litestream v0.3.13 where it has the metric, so existing dashboards and
+ * alerts keep working; Litestream's counters carry no `_total` suffix and neither do ours of the same
+ * name. What Litestream lacks is named `walship_*`. The registry is our own (not prom-client's
+ * global one), with Node's process and runtime metrics added.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import type { CheckpointMode, Db } from "./db.ts";
+import type { Replica, ReplicaStatus } from "./replica.ts";
+import type { Pos } from "./types.ts";
+import type { Window } from "./window.ts";
+
+/** One destination as seen at a scrape, with the values derived from it. */
+export interface ReplicaObservation {
+  replica: Replica;
+  status: ReplicaStatus;
+  /** The position after its last upload (kept across a failed sync), when known. */
+  pos: Pos | undefined;
+  lagSeconds: number;
+  pendingBytes: number;
+  window: Window;
+  /** The last sync succeeded. */
+  up: boolean;
+}
+
+export interface DbObservation {
+  db: Db;
+  replicas: ReplicaObservation[];
+}
+
+export interface Observation {
+  /** Milliseconds since the epoch at which the observation was taken. */
+  now: number;
+  dbs: DbObservation[];
+}
+
+const CHECKPOINT_MODES: readonly CheckpointMode[] = ["PASSIVE", "RESTART", "TRUNCATE"];
+/** Litestream's validation outcomes; both series exist from the start, as in v0.3.13. */
+const VALIDATION_STATUSES = ["ok", "error"] as const;
+
+type DbLabel = "db";
+type ReplicaLabel = "db" | "name";
+
+export interface ReplicatorMetricsOptions {
+  /** The walship version, for `walship_build_info`. */
+  version: string;
+  /** Add Node's process and runtime metrics (default true). */
+  defaultMetrics?: boolean;
+}
+
+export class ReplicatorMetrics {
+  readonly registry: Registry;
+  #obs: Observation = { now: 0, dbs: [] };
+
+  constructor(opts: ReplicatorMetricsOptions) {
+    const registry = new Registry();
+    this.registry = registry;
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+    const dbs = () => this.#obs.dbs;
+    const replicas = () => this.#obs.dbs.flatMap((d) => d.replicas.map((r) => ({ d, r })));
+    const rl = (d: DbObservation, r: ReplicaObservation) => ({ db: d.db.path, name: r.replica.name });
+
+    // Set-from-observation helpers: each collect starts from an empty series set, so a database or
+    // destination that is gone stops being reported.
+    const dbGauge = (name: string, help: string, value: (d: DbObservation) => number | undefined) =>
+      new Gauge<DbLabel>({
+        name,
+        help,
+        labelNames: ["db"],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const d of dbs()) {
+            const v = value(d);
+            if (v !== undefined) this.set({ db: d.db.path }, v);
+          }
+        },
+      });
+    const dbCounter = (name: string, help: string, value: (d: DbObservation) => number) =>
+      new Counter<DbLabel>({
+        name,
+        help,
+        labelNames: ["db"],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const d of dbs()) this.inc({ db: d.db.path }, value(d));
+        },
+      });
+    const checkpointCounter = (
+      name: string,
+      help: string,
+      value: (c: { count: number; errors: number; seconds: number }) => number,
+    ) =>
+      new Counter<"db" | "mode">({
+        name,
+        help,
+        labelNames: ["db", "mode"],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const d of dbs()) {
+            for (const mode of CHECKPOINT_MODES) {
+              this.inc({ db: d.db.path, mode }, value(d.db.metrics.checkpoints[mode]));
+            }
+          }
+        },
+      });
+    const replicaGauge = (
+      name: string,
+      help: string,
+      value: (r: ReplicaObservation, d: DbObservation) => number | undefined,
+    ) =>
+      new Gauge<ReplicaLabel>({
+        name,
+        help,
+        labelNames: ["db", "name"],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const { d, r } of replicas()) {
+            const v = value(r, d);
+            if (v !== undefined) this.set(rl(d, r), v);
+          }
+        },
+      });
+    const replicaCounter = (name: string, help: string, value: (r: ReplicaObservation) => number) =>
+      new Counter<ReplicaLabel>({
+        name,
+        help,
+        labelNames: ["db", "name"],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const { d, r } of replicas()) this.inc(rl(d, r), value(r));
+        },
+      });
+    const seconds = (t: Date | undefined) => (t ? t.getTime() / 1000 : undefined);
+
+    // --- Litestream v0.3.13: database level ---------------------------------------------------------
+    dbGauge("litestream_db_size", "Size of the database file in bytes.", (d) => d.db.metrics.dbSize);
+    dbGauge(
+      "litestream_wal_size",
+      "Size of the database's real WAL file in bytes.",
+      (d) => d.db.metrics.walSize,
+    );
+    dbGauge(
+      "litestream_shadow_wal_index",
+      "Index of the current shadow WAL file.",
+      (d) => d.db.metrics.shadowIndex,
+    );
+    dbGauge(
+      "litestream_shadow_wal_size",
+      "Bytes in all shadow WAL files of the current generation.",
+      (d) => d.db.metrics.shadowSize,
+    );
+    dbCounter(
+      "litestream_total_wal_bytes",
+      "Bytes copied from the real WAL into the shadow WAL.",
+      (d) => d.db.metrics.totalWalBytes,
+    );
+    dbCounter("litestream_sync_count", "Database syncs run.", (d) => d.db.metrics.syncCount);
+    dbCounter(
+      "litestream_sync_error_count",
+      "Database syncs that failed.",
+      (d) => d.db.metrics.syncErrorCount,
+    );
+    dbCounter("litestream_sync_seconds", "Seconds spent in database syncs.", (d) => d.db.metrics.syncSeconds);
+    checkpointCounter("litestream_checkpoint_count", "Checkpoints run, by mode.", (c) => c.count);
+    checkpointCounter(
+      "litestream_checkpoint_error_count",
+      "Checkpoints that failed, by mode.",
+      (c) => c.errors,
+    );
+    checkpointCounter(
+      "litestream_checkpoint_seconds",
+      "Seconds spent in checkpoints, by mode.",
+      (c) => c.seconds,
+    );
+
+    // --- Litestream v0.3.13: destination level ------------------------------------------------------
+    replicaCounter(
+      "litestream_replica_wal_bytes",
+      "Uncompressed WAL bytes uploaded to the destination.",
+      (r) => r.replica.metrics.walBytes,
+    );
+    replicaGauge("litestream_replica_wal_index", "Shadow WAL index of the last upload.", (r) => r.pos?.index);
+    replicaGauge(
+      "litestream_replica_wal_offset",
+      "Shadow WAL offset after the last upload.",
+      (r) => r.pos?.offset,
+    );
+    new Counter<ReplicaLabel | "status">({
+      name: "litestream_replica_validation_total",
+      help: "Validation runs of the destination, by outcome.",
+      labelNames: ["db", "name", "status"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        // Validation is not implemented yet: both outcomes stay at 0, as Litestream reports them.
+        for (const { d, r } of replicas()) {
+          for (const status of VALIDATION_STATUSES) this.inc({ ...rl(d, r), status }, 0);
+        }
+      },
+    });
+
+    // --- Walship -----------------------------------------------------------------------------------
+    replicaGauge(
+      "walship_replica_lag_seconds",
+      "Age of the oldest commit not yet durable on the destination; 0 when none is pending.",
+      (r) => r.lagSeconds,
+    );
+    replicaGauge(
+      "walship_replica_pending_transactions",
+      "Commits seen in the database and not yet durable on the destination.",
+      (r) => r.status.pendingCommits,
+    );
+    replicaGauge(
+      "walship_replica_pending_bytes",
+      "Shadow WAL bytes not yet uploaded to the destination.",
+      (r) => r.pendingBytes,
+    );
+    replicaGauge(
+      "walship_replica_last_sync_timestamp_seconds",
+      "Unix time of the last successful sync to the destination; 0 before the first.",
+      (r) => seconds(r.status.lastSyncAt) ?? 0,
+    );
+    replicaGauge(
+      "walship_replica_window_oldest_timestamp_seconds",
+      "Unix time of the oldest point a restore can reach on the destination (its oldest snapshot).",
+      (r) => seconds(r.window.oldest),
+    );
+    replicaGauge(
+      "walship_replica_window_newest_timestamp_seconds",
+      "Unix time of the newest point a restore can reach on the destination (its newest durable commit).",
+      (r) => seconds(r.window.newest),
+    );
+    replicaGauge(
+      "walship_replica_snapshot_age_seconds",
+      "Seconds since the newest snapshot known on the destination was taken.",
+      (r) => {
+        const at = r.status.lastSnapshotAt;
+        return at ? Math.max(0, (this.#obs.now - at.getTime()) / 1000) : undefined;
+      },
+    );
+    replicaCounter(
+      "walship_replica_errors_total",
+      "Syncs to the destination that failed.",
+      (r) => r.replica.metrics.syncErrorCount,
+    );
+    replicaGauge("walship_replica_up", "1 when the last sync to the destination succeeded, else 0.", (r) =>
+      r.up ? 1 : 0,
+    );
+    new Gauge<"version">({
+      name: "walship_build_info",
+      help: "Always 1; the walship version is in the label.",
+      labelNames: ["version"],
+      registers: [registry],
+    }).set({ version: opts.version }, 1);
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /**
+   * The Prometheus text for an observation. Every collect callback here is synchronous and
+   * prom-client runs them all before its first await, so concurrent scrapes cannot mix observations.
+   */
+  render(obs: Observation): Promise<string> {
+    this.#obs = obs;
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,312 @@
+/**
+ * The HTTP endpoint of `walship replicate` (config key `addr`), on node:http:
+ *
+ *   GET /metrics  Prometheus text (metrics.ts; docs/metrics.md)
+ *   GET /healthz  200 "ok" while the process serves requests
+ *   GET /readyz   200 once every database has a generation and every destination has synced with
+ *                 no current error; else 503 naming what is not ready and why
+ *   GET /status   the ReplicatorStatus JSON document (src/shared/protocol.ts) the operator reads
+ *
+ * Everything is computed per request from the live Db and Replica objects; only the destination
+ * listing behind the recoverability window is cached (window.ts).
+ */
+import { stat } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
+import type { Logger } from "../shared/log.ts";
+import {
+  type DatabaseStatus,
+  type DestinationStatus,
+  type Readiness,
+  type ReplicatorStatus,
+  STATUS_API_VERSION,
+  STATUS_KIND,
+} from "../shared/protocol.ts";
+import type { Db } from "./db.ts";
+import {
+  type DbObservation,
+  type Observation,
+  type ReplicaObservation,
+  ReplicatorMetrics,
+} from "./metrics.ts";
+import type { Replica } from "./replica.ts";
+import type { Replication } from "./run.ts";
+import type { Pos } from "./types.ts";
+import { RecoverabilityWindows } from "./window.ts";
+
+export interface ServerOptions {
+  log: Logger;
+  /** The walship version, reported in /status and `walship_build_info`. */
+  version: string;
+  /** Re-list a destination for the recoverability window at most this often. Default 30 s. */
+  windowRefreshMs?: number;
+  /** How long a request waits for a destination listing before answering from the cache. Default 1 s. */
+  windowWaitMs?: number;
+}
+
+export interface ReplicatorServer {
+  /** Where the server can be reached, e.g. `http://127.0.0.1:9090` (a wildcard address is given as loopback). */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Splits `:9090`, `host:9090` or `[::1]:9090`. An empty host means every interface. */
+export function parseListenAddr(addr: string): { host: string | undefined; port: number } {
+  const m = /^(\[[^\]]*\]|[^:[\]]*):(\d{1,5})$/.exec(addr);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port > 65535) {
+    throw new WalshipError(
+      ErrorCodes.CONFIG,
+      `parse listen address: ${JSON.stringify(addr)} is not host:port or :port (e.g. ":9090")`,
+      { details: { path: "addr" } },
+    );
+  }
+  const host = m[1]!.replace(/^\[(.*)\]$/, "$1");
+  return { host: host === "" ? undefined : host, port };
+}
+
+export async function startServer(
+  addr: string,
+  replication: Replication,
+  opts: ServerOptions,
+): Promise<ReplicatorServer> {
+  const { host, port } = parseListenAddr(addr);
+  const log = opts.log.child({ component: "http" });
+  const metrics = new ReplicatorMetrics({ version: opts.version });
+  const windows = new RecoverabilityWindows({
+    ...(opts.windowRefreshMs !== undefined ? { refreshMs: opts.windowRefreshMs } : {}),
+    ...(opts.windowWaitMs !== undefined ? { waitMs: opts.windowWaitMs } : {}),
+    log,
+  });
+  const positions = new PositionMemory();
+
+  const routes: Record<string, (res: http.ServerResponse) => Promise<void>> = {
+    "/healthz": async (res) => send(res, 200, "text/plain; charset=utf-8", "ok\n"),
+    "/readyz": async (res) => {
+      const body = readiness(replication, positions);
+      send(res, body.ready ? 200 : 503, JSON_TYPE, `${JSON.stringify(body)}\n`);
+    },
+    "/status": async (res) => {
+      const obs = await observe(replication, windows, positions);
+      const doc = statusDocument(obs, readiness(replication, positions), opts.version);
+      send(res, 200, JSON_TYPE, `${JSON.stringify(doc, null, 2)}\n`);
+    },
+    "/metrics": async (res) => {
+      const obs = await observe(replication, windows, positions);
+      send(res, 200, metrics.contentType, await metrics.render(obs));
+    },
+  };
+
+  const server = http.createServer((req, res) => {
+    const pathname = new URL(req.url ?? "/", "http://localhost").pathname;
+    const route = routes[pathname];
+    if (!route) {
+      send(res, 404, "text/plain; charset=utf-8", "not found\n");
+      return;
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.setHeader("Allow", "GET, HEAD");
+      send(res, 405, "text/plain; charset=utf-8", "method not allowed\n");
+      return;
+    }
+    route(res).catch((err: unknown) => {
+      log.error({ path: pathname, err: describeError(err) }, "http request failed");
+      if (!res.headersSent) send(res, 500, "text/plain; charset=utf-8", `${describeError(err)}\n`);
+      else res.destroy();
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err) =>
+      reject(
+        new WalshipError(ErrorCodes.CONFIG, `listen ${addr}: ${describeError(err)}`, {
+          cause: err,
+          details: { path: "addr" },
+        }),
+      ),
+    );
+    server.listen({ port, ...(host !== undefined ? { host } : {}) }, resolve);
+  });
+  const bound = server.address() as AddressInfo;
+  const url = `http://${urlHost(bound.address)}:${bound.port}`;
+  log.info({ addr, url }, "http server listening");
+
+  return {
+    url,
+    close: async () => {
+      windows.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}
+
+const JSON_TYPE = "application/json; charset=utf-8";
+
+function send(res: http.ServerResponse, code: number, type: string, body: string): void {
+  res.writeHead(code, { "Content-Type": type, "Cache-Control": "no-store" });
+  res.end(body);
+}
+
+function urlHost(address: string): string {
+  if (address === "::" || address === "0.0.0.0") return "127.0.0.1";
+  return address.includes(":") ? `[${address}]` : address;
+}
+
+/**
+ * The last position each destination reported. A failed sync makes a Replica forget its position
+ * until it rebuilds it from the destination; the metrics and the status keep showing the last one.
+ */
+class PositionMemory {
+  #last = new WeakMap<Replica, Pos>();
+
+  get(replica: Replica): Pos | undefined {
+    const pos = replica.pos;
+    if (pos) this.#last.set(replica, { ...pos });
+    return pos ?? this.#last.get(replica);
+  }
+}
+
+/** Takes one consistent look at every database and destination, with the derived values. */
+async function observe(
+  replication: Replication,
+  windows: RecoverabilityWindows,
+  positions: PositionMemory,
+): Promise<Observation> {
+  const now = Date.now();
+  const dbs: DbObservation[] = await Promise.all(
+    replication.dbs.map(async (db) => ({
+      db,
+      replicas: await Promise.all(
+        replication.replicas
+          .filter((r) => r.db === db)
+          .map(async (replica): Promise<ReplicaObservation> => {
+            const status = replica.status();
+            const pos = positions.get(replica);
+            const oldestPending = status.oldestPendingAt?.getTime();
+            return {
+              replica,
+              status,
+              pos,
+              lagSeconds: oldestPending === undefined ? 0 : Math.max(0, now - oldestPending) / 1000,
+              pendingBytes: await pendingBytes(db, pos),
+              window: await windows.get(replica, now),
+              up: status.lastSyncAt !== undefined && status.lastError === undefined,
+            };
+          }),
+      ),
+    })),
+  );
+  return { now, dbs };
+}
+
+/**
+ * Shadow WAL bytes between a destination's position and the database's committed end. With no
+ * position in the current generation, every shadow byte of the generation still on disk counts (an
+ * upper bound until the destination has rebuilt its position).
+ */
+export async function pendingBytes(db: Db, pos: Pos | undefined): Promise<number> {
+  const end = db.pos();
+  if (!end) return 0;
+  let from: { index: number; offset: number };
+  if (pos && pos.generation === end.generation) {
+    from = pos;
+  } else {
+    const first = (await db.shadowIndexes(end.generation))[0];
+    from = { index: first ?? end.index, offset: 0 };
+  }
+  let total = 0;
+  for (let index = from.index; index <= end.index; index++) {
+    const size = index === end.index ? end.offset : await fileSize(db.shadowWalPath(end.generation, index));
+    total += Math.max(0, size - (index === from.index ? from.offset : 0));
+  }
+  return total;
+}
+
+function fileSize(file: string): Promise<number> {
+  return stat(file).then(
+    (s) => s.size,
+    () => 0,
+  );
+}
+
+/** Ready once every database has a generation and every destination has synced with no current error. */
+function readiness(replication: Replication, positions: PositionMemory): Readiness {
+  const notReady: Readiness["notReady"] = [];
+  for (const db of replication.dbs) {
+    if (!db.generation) {
+      notReady.push({
+        db: db.path,
+        reason: db.lastError ? `no generation yet: ${db.lastError}` : "no generation yet",
+      });
+    }
+  }
+  for (const replica of replication.replicas) {
+    const status = replica.status();
+    let reason: string | undefined;
+    if (status.lastError) reason = `sync failing: ${status.lastError}`;
+    else if (!status.lastSyncAt || !positions.get(replica)) reason = "not synced yet";
+    if (reason) notReady.push({ db: replica.db.path, replica: replica.name, reason });
+  }
+  return { ready: notReady.length === 0, notReady };
+}
+
+function statusDocument(obs: Observation, ready: Readiness, version: string): ReplicatorStatus {
+  const iso = (d: Date | undefined) => d?.toISOString();
+  const databases = obs.dbs.map(({ db, replicas }): DatabaseStatus => {
+    const pos = db.pos();
+    return {
+      path: db.path,
+      ready: db.generation !== undefined,
+      ...(db.generation ? { generation: db.generation } : {}),
+      ...(pos ? { position: pos } : {}),
+      ...(db.pageSize > 0 ? { pageSize: db.pageSize } : {}),
+      sizeBytes: db.metrics.dbSize,
+      walSizeBytes: db.metrics.walSize,
+      ...(db.lastError ? { lastError: { message: db.lastError } } : {}),
+      replicas: replicas.map((r): DestinationStatus => {
+        const s = r.status;
+        const notReady = ready.notReady.some((n) => n.db === db.path && n.replica === s.name);
+        return {
+          name: s.name,
+          type: s.type,
+          location: s.location,
+          ready: !notReady,
+          ...(r.pos ? { generation: r.pos.generation, position: r.pos } : {}),
+          lagSeconds: r.lagSeconds,
+          pendingTransactions: s.pendingCommits,
+          pendingBytes: r.pendingBytes,
+          ...(s.lastSyncAt ? { lastSyncAt: iso(s.lastSyncAt) } : {}),
+          ...(s.lastSnapshotAt
+            ? {
+                lastSnapshot: {
+                  at: s.lastSnapshotAt.toISOString(),
+                  ...(s.lastSnapshotIndex !== undefined ? { index: s.lastSnapshotIndex } : {}),
+                },
+              }
+            : {}),
+          window: {
+            ...(r.window.oldest ? { oldest: iso(r.window.oldest) } : {}),
+            ...(r.window.newest ? { newest: iso(r.window.newest) } : {}),
+          },
+          syncCount: r.replica.metrics.syncCount,
+          syncErrorCount: r.replica.metrics.syncErrorCount,
+          ...(s.lastError
+            ? { lastError: { message: s.lastError, ...(s.lastErrorAt ? { at: iso(s.lastErrorAt) } : {}) } }
+            : {}),
+        };
+      }),
+    };
+  });
+  return {
+    apiVersion: STATUS_API_VERSION,
+    kind: STATUS_KIND,
+    version,
+    time: new Date(obs.now).toISOString(),
+    ready: ready.ready,
+    databases,
+  };
+}

@@ -1,0 +1,130 @@
+/**
+ * The JSON document `walship replicate` serves at `GET /status`, and which the operator reads from
+ * each pod's sidecar. One zod schema is the single source of the TypeScript types: the replicator
+ * builds a `ReplicatorStatus`, the operator parses with `ReplicatorStatusSchema`.
+ *
+ * Versioned like a Kubernetes object (`apiVersion`, `kind`). Within `walship.dev/v1alpha1` fields are
+ * only ever added, and parsing drops keys it does not know, so an older operator reads a newer
+ * replicator's document. A change that removes or redefines a field needs a new apiVersion.
+ *
+ * Conventions: times are RFC 3339 strings in UTC; an optional field is absent when the value is not
+ * known yet (never `null`); sizes are bytes, durations seconds.
+ */
+import { z } from "zod";
+
+export const STATUS_API_VERSION = "walship.dev/v1alpha1";
+export const STATUS_KIND = "ReplicatorStatus";
+
+const Timestamp = z.iso.datetime({ offset: true });
+const Generation = z.string().regex(/^[0-9a-f]{16}$/, "a generation is 16 lowercase hex digits");
+const Count = z.number().int().min(0);
+
+/** A position in a database's replicated WAL stream (Litestream's `generation/index:offset`). */
+export const PositionSchema = z.object({
+  generation: Generation,
+  /** Shadow WAL index. */
+  index: Count,
+  /** Byte offset in that shadow WAL file. */
+  offset: Count,
+});
+
+/** A failure that is current: cleared on the next success. */
+export const ErrorInfoSchema = z.object({
+  /** One line, with causes (`sync db: open ...: EACCES ...`). */
+  message: z.string(),
+  /** When it happened, when known. */
+  at: Timestamp.optional(),
+});
+
+/**
+ * The times a restore with `-timestamp` can reach on a destination. Both ends or neither: with no
+ * snapshot known, nothing is restorable and the window is empty.
+ */
+export const WindowSchema = z.object({
+  /** The oldest snapshot still stored, across generations. */
+  oldest: Timestamp.optional(),
+  /**
+   * The newest commit known durable there (the last sync when no commit time is known), never
+   * before `oldest`.
+   */
+  newest: Timestamp.optional(),
+});
+
+export const DestinationStatusSchema = z.object({
+  /** The destination's name in the config (Litestream's replica name). */
+  name: z.string(),
+  /** "file", "s3", ... */
+  type: z.string(),
+  /** A path or URL saying where the objects go; no credentials. */
+  location: z.string(),
+  /** True once it has synced, with no current error. */
+  ready: z.boolean(),
+  /** The generation it is writing. */
+  generation: Generation.optional(),
+  /** The position after its last upload. */
+  position: PositionSchema.optional(),
+  /** Age of the oldest commit seen in the database and not yet durable here; 0 when none. */
+  lagSeconds: z.number().min(0),
+  /** Commits seen in the database and not yet durable here. */
+  pendingTransactions: Count,
+  /** Shadow WAL bytes not yet uploaded here (an upper bound while the position is being rebuilt). */
+  pendingBytes: Count,
+  /** The last sync that succeeded. */
+  lastSyncAt: Timestamp.optional(),
+  /** The newest snapshot this process knows of. */
+  lastSnapshot: z.object({ at: Timestamp, index: Count.optional() }).optional(),
+  window: WindowSchema,
+  syncCount: Count,
+  syncErrorCount: Count,
+  lastError: ErrorInfoSchema.optional(),
+});
+
+export const DatabaseStatusSchema = z.object({
+  /** Absolute path of the database file. */
+  path: z.string(),
+  /** True once it has a generation. */
+  ready: z.boolean(),
+  generation: Generation.optional(),
+  /** The end of the replicable stream: the committed end of the current shadow WAL. */
+  position: PositionSchema.optional(),
+  /** Known once the database has been opened. */
+  pageSize: z.number().int().positive().optional(),
+  sizeBytes: Count,
+  walSizeBytes: Count,
+  lastError: ErrorInfoSchema.optional(),
+  replicas: z.array(DestinationStatusSchema),
+});
+
+export const ReplicatorStatusSchema = z.object({
+  apiVersion: z.literal(STATUS_API_VERSION),
+  kind: z.literal(STATUS_KIND),
+  /** The walship build that wrote the document. */
+  version: z.string(),
+  /** When the document was produced. */
+  time: Timestamp,
+  /** The same answer `/readyz` gives. */
+  ready: z.boolean(),
+  databases: z.array(DatabaseStatusSchema),
+});
+
+export type Position = z.infer<typeof PositionSchema>;
+export type ErrorInfo = z.infer<typeof ErrorInfoSchema>;
+export type RecoverabilityWindow = z.infer<typeof WindowSchema>;
+export type DestinationStatus = z.infer<typeof DestinationStatusSchema>;
+export type DatabaseStatus = z.infer<typeof DatabaseStatusSchema>;
+export type ReplicatorStatus = z.infer<typeof ReplicatorStatusSchema>;
+
+/** The body of `/readyz`: which database or destination is not ready, and why. */
+export const ReadinessSchema = z.object({
+  ready: z.boolean(),
+  notReady: z.array(
+    z.object({
+      db: z.string(),
+      /** Absent when the database itself is not ready. */
+      replica: z.string().optional(),
+      reason: z.string(),
+    }),
+  ),
+});
+
+export type Readiness = z.infer<typeof ReadinessSchema>;
