@@ -23,7 +23,7 @@ function errorCode(stderr: string): string | undefined {
 /** A copy of the good replica to damage. */
 function copyReplica(name: string): string {
   const to = path.join(dir, name);
-  cpSync(replica, to, { recursive: true });
+  cpSync(replica, to, { recursive: true, preserveTimestamps: true });
   return to;
 }
 
