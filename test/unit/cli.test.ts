@@ -1,5 +1,6 @@
 /** The CLI as users call it: help, version, -exec, flag parsing, shell words, timestamps. */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -7,7 +8,7 @@ import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { parseFlags, table } from "../../src/cli/flags.ts";
 import { parseTimestamp, splitShellWords } from "../../src/cli.ts";
-import { walship } from "../helpers/walship.ts";
+import { WALSHIP, walship } from "../helpers/walship.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "walship-cli-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -57,6 +58,31 @@ describe("walship CLI", () => {
     assert.deepEqual(check.prepare("SELECT x FROM t").pluck().all(), [42]);
     check.close();
     assert.ok(readdirSync(dir).includes("exec-restored.db"));
+  });
+
+  it("shows restore progress on a terminal, and log lines otherwise", async () => {
+    const db = path.join(dir, "progress.db");
+    const app = new Database(db);
+    app.pragma("journal_mode = wal");
+    app.exec("CREATE TABLE t (x)");
+    app.prepare("INSERT INTO t VALUES (?)").run(Buffer.alloc(3 << 20, 7));
+    app.close();
+    const rep = await walship(["replicate", "-exec", "true", db, `file://${dir}/progress-replica`]);
+    assert.equal(rep.code, 0, rep.stderr);
+    // A real pseudo-terminal: util-linux `script` runs the command with its stdio on a pty.
+    const out = path.join(dir, "progress-out.db");
+    const cmd = `${WALSHIP} restore -o ${out} file://${dir}/progress-replica`;
+    const tty = spawnSync("script", ["-qec", cmd, "/dev/null"], { encoding: "utf8" });
+    assert.equal(tty.status, 0, tty.stdout);
+    assert.match(tty.stdout, /\r(snapshot|wal|apply|verify): \d+\.\d MiB downloaded, \d+\/\d+ WAL segments/);
+    const plain = await walship([
+      "restore",
+      "-o",
+      path.join(dir, "progress-out2.db"),
+      `file://${dir}/progress-replica`,
+    ]);
+    assert.match(plain.stderr, /"msg":"restore progress"/);
+    assert.doesNotMatch(plain.stderr, /\r/);
   });
 
   it("parses Go-style flags", () => {
