@@ -312,14 +312,28 @@ export class Replica {
     );
   }
 
-  /** Takes a snapshot of the database now. */
+  /** Takes a snapshot of the database now, on a fresh WAL index. */
   snapshot(opts: { signal?: AbortSignal } = {}): Promise<SnapshotInfo> {
-    return this.#exclusive(() => this.#snapshot(opts.signal));
+    return this.#exclusive(() => this.#snapshot(opts.signal, { fresh: true }));
   }
 
-  async #snapshot(signal: AbortSignal | undefined): Promise<SnapshotInfo> {
+  /**
+   * Snapshots are named by WAL index, so a second snapshot in the same index would replace the first
+   * and with it every restore point between them. A scheduled snapshot therefore checkpoints first,
+   * which moves the WAL to a new index, and an index that already has a snapshot keeps it.
+   */
+  async #snapshot(signal: AbortSignal | undefined, opts: { fresh?: boolean } = {}): Promise<SnapshotInfo> {
     const started = performance.now();
+    if (opts.fresh) await this.db.checkpoint("PASSIVE");
+    let skipped = false;
     const info = await this.db.withCheckpointsPaused(async (pos) => {
+      const existing = (await this.client.snapshots(pos.generation, { signal })).find(
+        (s) => s.index === pos.index,
+      );
+      if (existing) {
+        skipped = true;
+        return existing;
+      }
       const fh = await open(this.db.path, "r");
       try {
         const body = fh.createReadStream({ autoClose: false }).pipe(createLz4Encoder());
@@ -331,9 +345,16 @@ export class Replica {
         await fh.close();
       }
     });
-    this.metrics.snapshotCount++;
     this.#lastSnapshotAt = new Date();
     this.#lastSnapshotIndex = info.index;
+    if (skipped) {
+      this.#log.debug(
+        { index: info.index },
+        "snapshot skipped: this WAL index has one (the WAL could not be restarted)",
+      );
+      return info;
+    }
+    this.metrics.snapshotCount++;
     this.#log.info(
       {
         position: `${info.generation}/${info.index.toString(16).padStart(8, "0")}`,
@@ -359,7 +380,7 @@ export class Replica {
       const all = (await Promise.all(gens.map((g) => this.client.snapshots(g, { signal })))).flat();
       let kept = all.filter((s) => s.createdAt.getTime() >= cutoff);
       if (kept.length === 0) {
-        kept = [await this.#snapshot(signal)];
+        kept = [await this.#snapshot(signal, { fresh: true })];
       }
       for (const gen of gens) {
         const keep = kept.filter((s) => s.generation === gen).sort((a, b) => a.index - b.index)[0];

@@ -160,7 +160,7 @@ export async function planRestore(
   if (!best && T !== undefined && oldest !== undefined) {
     throw new WalshipError(
       ErrorCodes.RESTORE,
-      `restore: ${target.timestamp!.toISOString()} is before the oldest backup (${new Date(oldest).toISOString()}); nothing to restore that early`,
+      `restore: no snapshot was taken at or before ${target.timestamp!.toISOString()} (backups start ${new Date(oldest).toISOString()}); nothing to restore that early`,
       { details: { oldest: new Date(oldest).toISOString() } },
     );
   }

@@ -222,3 +222,54 @@ describe("retention", () => {
     assert.equal(logicalHash(out), want);
   });
 });
+
+describe("scheduled snapshots", () => {
+  it("never replace an earlier snapshot, so earlier points in time stay restorable", async () => {
+    const d = mkdtempSync(path.join(dir, "snap-"));
+    const replica = path.join(d, "replica");
+    const cfg = path.join(d, "walship.yml");
+    writeFileSync(
+      cfg,
+      `dbs:
+  - path: ${d}/app.db
+    monitor-interval: 50ms
+    replicas:
+      - url: file://${replica}
+        sync-interval: 50ms
+        snapshot-interval: 700ms
+`,
+    );
+    const app = openWorkload(path.join(d, "app.db"), 51, { vacuum: false });
+    app.step();
+    const rep = startReplicator(["-config", cfg]);
+    await sleep(500);
+    app.step();
+    await sleep(300);
+    const early = { at: new Date(), hash: logicalHashOf(app.db) };
+    // Idle: the WAL index would not move on its own, yet several snapshots are due.
+    await sleep(2500);
+    app.step();
+    await sleep(300);
+    assert.equal(await rep.stop(), 0, rep.output());
+    const want = logicalHashOf(app.db);
+    app.close();
+    const snaps = JSON.parse((await walship(["snapshots", "-json", `file://${replica}`])).stdout) as Array<{
+      index: number;
+    }>;
+    assert.ok(snaps.length >= 3, `several snapshots, got ${snaps.length}`);
+    const out = path.join(d, "early.db");
+    const res = await walship([
+      "restore",
+      "-timestamp",
+      early.at.toISOString(),
+      "-o",
+      out,
+      `file://${replica}`,
+    ]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(logicalHash(out), early.hash);
+    const latest = path.join(d, "latest.db");
+    assert.equal((await walship(["restore", "-o", latest, `file://${replica}`])).code, 0);
+    assert.equal(logicalHash(latest), want);
+  });
+});
