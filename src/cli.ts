@@ -22,6 +22,7 @@ import {
 import { hex8 } from "./replicator/layout.ts";
 import { type NamedClient, type RestoreProgress, restore } from "./replicator/restore.ts";
 import { startReplication } from "./replicator/run.ts";
+import { startServer } from "./replicator/server.ts";
 import { createReplicaClient } from "./replicator/storage/index.ts";
 import { describeError, ErrorCodes, WalshipError } from "./shared/errors.ts";
 import { createLogger, type LogFormat, type Logger } from "./shared/log.ts";
@@ -301,6 +302,10 @@ async function runReplicate(
   });
   log.info({ version: VERSION }, "walship starting");
   const replication = await startReplication(config, log);
+  const server = config.addr
+    ? await startServer(config.addr, replication, { log, version: VERSION })
+    : undefined;
+  if (server) log.info({ url: server.url }, "http endpoint listening (/metrics, /healthz, /readyz, /status)");
 
   const execCmd = typeof flags.exec === "string" ? flags.exec : config.exec;
   let child: ReturnType<typeof spawn> | undefined;
@@ -312,6 +317,7 @@ async function runReplicate(
     stopping = true;
     log.info({ reason }, "shutting down; final sync");
     await replication.stop({ finalSyncTimeoutMs: config.shutdownSyncTimeoutMs });
+    await server?.close();
     log.info({}, "stopped");
     stopped.resolve();
   };

@@ -1,14 +1,14 @@
 /** The CLI as users call it: help, version, -exec, flag parsing, shell words, timestamps. */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { parseFlags, table } from "../../src/cli/flags.ts";
 import { parseTimestamp, splitShellWords } from "../../src/cli.ts";
-import { WALSHIP, walship } from "../helpers/walship.ts";
+import { sleep, startReplicator, WALSHIP, walship } from "../helpers/walship.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "walship-cli-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -83,6 +83,45 @@ describe("walship CLI", () => {
     ]);
     assert.match(plain.stderr, /"msg":"restore progress"/);
     assert.doesNotMatch(plain.stderr, /\r/);
+  });
+
+  it("replicate serves /healthz, /readyz, /status and /metrics on the config's addr", async () => {
+    const db = path.join(dir, "http.db");
+    const app = new Database(db);
+    app.pragma("journal_mode = wal");
+    app.exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+    app.close();
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const cfg = path.join(dir, "http.yml");
+    writeFileSync(
+      cfg,
+      `addr: 127.0.0.1:${port}\ndbs:\n  - path: ${db}\n    replicas:\n      - url: file://${dir}/http-replica\n`,
+    );
+    const rep = startReplicator(["-config", cfg]);
+    try {
+      let ready = 0;
+      for (let i = 0; i < 100 && ready !== 200; i++) {
+        await sleep(100);
+        ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+          (r) => r.status,
+          () => 0,
+        );
+      }
+      assert.equal(ready, 200, rep.output());
+      assert.equal(await (await fetch(`http://127.0.0.1:${port}/healthz`)).text(), "ok\n");
+      const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as {
+        kind: string;
+        databases: Array<{ path: string }>;
+      };
+      assert.equal(status.kind, "ReplicatorStatus");
+      assert.equal(status.databases[0]?.path, db);
+      assert.match(
+        await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
+        /^litestream_sync_count\{db="[^"]+"\} \d+/m,
+      );
+    } finally {
+      assert.equal(await rep.stop(), 0);
+    }
   });
 
   it("parses Go-style flags", () => {
