@@ -1,9 +1,7 @@
-#!/usr/bin/env node
 /**
  * walship: one CLI, two roles. The replicator commands (replicate, restore, snapshots, generations,
  * wal, databases) follow Litestream v0.3's command line; `operator` runs the Kubernetes controller.
  */
-import "./shared/threadpool.ts";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -22,8 +20,9 @@ import {
 import { hex8 } from "./replicator/layout.ts";
 import { type NamedClient, type RestoreProgress, restore } from "./replicator/restore.ts";
 import { startReplication } from "./replicator/run.ts";
-import { startServer } from "./replicator/server.ts";
+import { type ReplicatorServer, startServer } from "./replicator/server.ts";
 import { createReplicaClient } from "./replicator/storage/index.ts";
+import { takeEarlySignals } from "./shared/early-signals.ts";
 import { describeError, ErrorCodes, WalshipError } from "./shared/errors.ts";
 import { createLogger, type LogFormat, type Logger } from "./shared/log.ts";
 
@@ -283,6 +282,18 @@ async function runReplicate(
   flags: Record<string, string | boolean | undefined>,
   args: string[],
 ): Promise<number> {
+  // Signals first: one that arrives while starting up is honoured once replication is running.
+  let child: ReturnType<typeof spawn> | undefined;
+  let onSignal: (sig: NodeJS.Signals) => void = () => undefined;
+  const early: NodeJS.Signals[] = [];
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    process.on(sig, () => {
+      if (child && child.exitCode === null) child.kill(sig);
+      else if (onSignal) onSignal(sig);
+    });
+  }
+  onSignal = (sig) => early.push(sig);
+  early.push(...takeEarlySignals());
   let config: Config;
   if (args.length > 0) {
     if (typeof flags.config === "string")
@@ -302,13 +313,17 @@ async function runReplicate(
   });
   log.info({ version: VERSION }, "walship starting");
   const replication = await startReplication(config, log);
-  const server = config.addr
-    ? await startServer(config.addr, replication, { log, version: VERSION })
-    : undefined;
-  if (server) log.info({ url: server.url }, "http endpoint listening (/metrics, /healthz, /readyz, /status)");
+  let server: ReplicatorServer | undefined;
+  if (config.addr) {
+    try {
+      server = await startServer(config.addr, replication, { log, version: VERSION });
+    } catch (err) {
+      await replication.stop({ finalSyncTimeoutMs: config.shutdownSyncTimeoutMs });
+      throw err;
+    }
+  }
 
   const execCmd = typeof flags.exec === "string" ? flags.exec : config.exec;
-  let child: ReturnType<typeof spawn> | undefined;
   let exitCode = 0;
   const stopped = Promise.withResolvers<void>();
   let stopping = false;
@@ -321,13 +336,10 @@ async function runReplicate(
     log.info({}, "stopped");
     stopped.resolve();
   };
-  for (const sig of ["SIGTERM", "SIGINT"] as const) {
-    process.on(sig, () => {
-      if (child && child.exitCode === null) child.kill(sig);
-      else void shutdown(sig);
-    });
-  }
-  if (execCmd) {
+  onSignal = (sig) => void shutdown(sig);
+  if (early.length > 0) {
+    void shutdown(early[0]!);
+  } else if (execCmd) {
     const words = splitShellWords(execCmd);
     child = spawn(words[0]!, words.slice(1), { stdio: "inherit", env: process.env });
     child.on("error", (err) => {
@@ -602,15 +614,3 @@ function readVersion(): string {
 }
 
 export type { Logger };
-
-if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      process.stderr.write(`walship: ${describeError(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
