@@ -1,0 +1,132 @@
+/**
+ * Building blocks shared by the walship.dev/v1alpha1 schemas. Each one is a zod schema that is both
+ * the reconcile-time validator and, through `z.toJSONSchema` plus crd.ts, the admission-time OpenAPI
+ * schema. A rule that JSON Schema cannot say is written twice, side by side, with `cel()`: once as a
+ * zod check, once as a CEL `x-kubernetes-validations` rule with the same message.
+ */
+import { z } from "zod";
+
+export const GROUP = "walship.dev";
+export const VERSION = "v1alpha1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+/** A Kubernetes object name in the DNS-1123 label form (containers, volumes, ports' owners). */
+export const DnsLabel = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a DNS-1123 label: lowercase letters, digits and '-'");
+
+/** A Kubernetes object name in the DNS-1123 subdomain form (StatefulSets, Secrets, claims). */
+export const DnsSubdomain = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(
+    /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
+    "must be a DNS-1123 subdomain: lowercase letters, digits, '-' and '.'",
+  );
+
+/**
+ * A Go duration as the replicator reads it ("500ms", "10s", "1h30m", and Walship's "d"). The pattern
+ * is the whole check at admission; the replicator's parser accepts every string it admits.
+ */
+export const Duration = z
+  .string()
+  .regex(/^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h|d))+$/, 'must be a duration such as "500ms", "10s" or "1h30m"');
+
+/**
+ * Text that goes into the replicator's config file. The file gets `$VAR` expansion (that is how the
+ * pod's name and the Secret values get in), so user text must not contain `$`.
+ */
+export const ConfigText = z.string().regex(/^[^$\n]*$/, "must not contain '$' or a newline");
+
+/** A key in a Secret in the SqliteReplica's namespace. */
+export const SecretKeyRef = z.object({
+  /** The Secret's name. */
+  name: DnsSubdomain.describe("The Secret's name, in the SqliteReplica's namespace."),
+  /** The key in the Secret's data. */
+  key: z
+    .string()
+    .min(1)
+    .max(253)
+    .regex(/^[-._a-zA-Z0-9]+$/, "must be a Secret key: letters, digits, '-', '_' and '.'")
+    .describe("The key in the Secret's data."),
+});
+
+/** A Kubernetes resource quantity ("100m", "128Mi", 1). */
+export const Quantity = z.union([
+  z.int().min(0),
+  z
+    .string()
+    .regex(
+      /^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$/,
+      'must be a quantity such as "100m", "128Mi" or "1"',
+    ),
+]);
+
+export interface CelRule {
+  /** The CEL expression, evaluated on the object it is attached to (`self`). */
+  rule: string;
+  message: string;
+  /** The field the message is about, relative to `self` (".s3"), for kubectl's error output. */
+  fieldPath?: string;
+}
+
+/**
+ * Attaches one cross-field rule to an object schema: `check` runs at reconcile (zod), `rule` at
+ * admission (CEL). Both must say the same thing; test/unit/operator-api.test.ts feeds each rule's
+ * failing example to zod.
+ */
+export function cel<T extends z.ZodObject>(
+  schema: T,
+  rules: ReadonlyArray<CelRule & { check: (v: z.output<T>) => boolean }>,
+): T {
+  let out = schema.meta({
+    "x-kubernetes-validations": rules.map(({ rule, message, fieldPath }) => ({
+      rule,
+      message,
+      ...(fieldPath ? { fieldPath } : {}),
+    })),
+  }) as T;
+  out = out.superRefine((v, ctx) => {
+    for (const r of rules) {
+      if (!r.check(v as z.output<T>)) {
+        const seg = r.fieldPath?.replace(/^\./, "");
+        ctx.addIssue({ code: "custom", message: r.message, path: seg ? [seg] : [] });
+      }
+    }
+  }) as T;
+  return out;
+}
+
+/** A standard Kubernetes condition (metav1.Condition). */
+export const Condition = z.object({
+  type: z.string().min(1).max(316),
+  status: z.enum(["True", "False", "Unknown"]),
+  /** The .metadata.generation the condition was set from. */
+  observedGeneration: z.int().min(0).optional(),
+  lastTransitionTime: z.string().describe("When the status last changed (RFC 3339)."),
+  /** CamelCase. */
+  reason: z
+    .string()
+    .min(1)
+    .max(1024)
+    .regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/),
+  message: z.string().max(32768),
+});
+export type Condition = z.infer<typeof Condition>;
+
+/**
+ * How a zod failure is told: the field path in the CR (`spec.destinations[0].s3.bucket`) and the
+ * problem. Used for the condition message and the Event.
+ */
+export function describeIssues(prefix: string, error: z.ZodError): { field: string; message: string } {
+  const issue = error.issues[0];
+  if (!issue) return { field: prefix, message: "invalid" };
+  let field = prefix;
+  for (const seg of issue.path) {
+    field += typeof seg === "number" ? `[${seg}]` : `.${String(seg)}`;
+  }
+  return { field, message: issue.message };
+}

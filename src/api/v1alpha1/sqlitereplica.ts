@@ -1,0 +1,239 @@
+/**
+ * SqliteReplica (walship.dev/v1alpha1, namespaced): replicate one SQLite database of a StatefulSet's
+ * pods to one or more destinations. These zod schemas are the single source of the TypeScript types,
+ * of the reconcile-time validation and of crds/walship.dev_sqlitereplicas.yaml.
+ */
+import { z } from "zod";
+import {
+  Condition,
+  ConfigText,
+  cel,
+  DnsLabel,
+  DnsSubdomain,
+  Duration,
+  Quantity,
+  SecretKeyRef,
+} from "./common.ts";
+
+export const SQLITE_REPLICA_KIND = "SqliteReplica";
+export const SQLITE_REPLICA_PLURAL = "sqlitereplicas";
+
+/** The sidecar's HTTP port (/metrics, /healthz, /readyz, /status) when `sidecar.metricsPort` is unset. */
+export const DEFAULT_METRICS_PORT = 9090;
+export const DEFAULT_SYNC_INTERVAL = "1s";
+export const DEFAULT_RETENTION = "24h";
+
+export const S3Credentials = cel(
+  z
+    .object({
+      accessKeyId: SecretKeyRef.optional().describe("The access key id, from a Secret."),
+      secretAccessKey: SecretKeyRef.optional().describe("The secret access key, from a Secret."),
+      fromServiceAccount: z
+        .boolean()
+        .optional()
+        .describe(
+          "Use the pod's service-account identity (IRSA, EKS Pod Identity, or any AWS SDK default " +
+            "credential source) instead of keys.",
+        ),
+    })
+    .describe("Either both key references, or fromServiceAccount: true."),
+  [
+    {
+      rule:
+        "has(self.fromServiceAccount) && self.fromServiceAccount ? " +
+        "!has(self.accessKeyId) && !has(self.secretAccessKey) : " +
+        "has(self.accessKeyId) && has(self.secretAccessKey)",
+      message: "set both accessKeyId and secretAccessKey, or fromServiceAccount: true (not both)",
+      check: (c) =>
+        c.fromServiceAccount === true
+          ? c.accessKeyId === undefined && c.secretAccessKey === undefined
+          : c.accessKeyId !== undefined && c.secretAccessKey !== undefined,
+    },
+  ],
+);
+
+export const S3Destination = z.object({
+  bucket: z
+    .string()
+    .min(3)
+    .max(63)
+    .regex(/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/, "must be an S3 bucket name")
+    .describe("The bucket."),
+  path: ConfigText.max(1024)
+    .regex(/^[^/]/, "must not start with '/' (object stores that clean paths would hide the objects)")
+    .optional()
+    .describe("Key prefix in the bucket. Each pod replicates under <path>/<pod name>."),
+  endpoint: ConfigText.min(1)
+    .optional()
+    .describe("The store's URL for anything that is not AWS, e.g. http://minio.storage:9000."),
+  region: ConfigText.min(1).optional().describe("The region; looked up (AWS) or us-east-1 when unset."),
+  forcePathStyle: z
+    .boolean()
+    .optional()
+    .describe("Path-style requests; on by default when an endpoint is set."),
+  skipVerify: z.boolean().optional().describe("Skip TLS certificate checks (self-signed stores only)."),
+  credentials: S3Credentials,
+});
+
+export const FileDestination = cel(
+  z.object({
+    claimName: DnsSubdomain.describe("A PersistentVolumeClaim in the namespace, mounted into the sidecar."),
+    path: ConfigText.max(1024)
+      .regex(/^[^/]/, "must be a relative path")
+      .optional()
+      .describe("A directory inside the claim. Each pod replicates under <path>/<pod name>."),
+  }),
+  [
+    {
+      rule: "!has(self.path) || !self.path.matches('(^|/)[.][.](/|$)')",
+      message: "path must not contain '..'",
+      fieldPath: ".path",
+      check: (f) => f.path === undefined || !/(^|\/)\.\.(\/|$)/.test(f.path),
+    },
+  ],
+);
+
+export const Destination = cel(
+  z.object({
+    name: DnsLabel.max(40).describe(
+      "Unique among the destinations; names the replica in status and metrics.",
+    ),
+    s3: S3Destination.optional().describe("An S3 or S3-compatible bucket."),
+    file: FileDestination.optional().describe("A directory on a PersistentVolumeClaim."),
+  }),
+  [
+    {
+      rule: "(has(self.s3) ? 1 : 0) + (has(self.file) ? 1 : 0) == 1",
+      message: "set exactly one of s3 or file",
+      check: (d) => (d.s3 ? 1 : 0) + (d.file ? 1 : 0) === 1,
+    },
+  ],
+);
+
+export const ResourceRequirements = z.object({
+  requests: z.record(z.string(), Quantity).optional(),
+  limits: z.record(z.string(), Quantity).optional(),
+});
+
+/** The subset of a container securityContext that can be overridden for the sidecar. */
+export const SidecarSecurityContext = z.object({
+  runAsUser: z.int().min(0).optional(),
+  runAsGroup: z.int().min(0).optional(),
+  runAsNonRoot: z.boolean().optional(),
+  readOnlyRootFilesystem: z.boolean().optional(),
+  allowPrivilegeEscalation: z.boolean().optional(),
+  capabilities: z
+    .object({ add: z.array(z.string()).optional(), drop: z.array(z.string()).optional() })
+    .optional(),
+  seccompProfile: z
+    .object({
+      type: z.enum(["RuntimeDefault", "Localhost", "Unconfined"]),
+      localhostProfile: z.string().optional(),
+    })
+    .optional(),
+});
+
+export const Sidecar = z.object({
+  image: z.string().min(1).optional().describe("The walship image; the operator's default when unset."),
+  imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).optional(),
+  resources: ResourceRequirements.optional().describe("Resources of the sidecar and the restore container."),
+  securityContext: SidecarSecurityContext.optional().describe(
+    "Replaces the default restricted securityContext of the sidecar and the restore container.",
+  ),
+  metricsPort: z
+    .int()
+    .min(1)
+    .max(65535)
+    .default(DEFAULT_METRICS_PORT)
+    .describe("The sidecar's HTTP port: /metrics, /healthz, /readyz, /status."),
+});
+
+export const RestoreOnStart = z.enum(["IfReplicaExists", "None"]);
+
+export const SqliteReplicaSpec = z.object({
+  statefulSetName: DnsSubdomain.describe("The StatefulSet, in this namespace, whose pods hold the database."),
+  database: z.object({
+    path: ConfigText.min(2)
+      .max(1024)
+      .regex(/^\/.*[^/]$/, "must be an absolute file path")
+      .describe("The database file as the app container sees it, e.g. /data/app.db."),
+    volumeName: DnsLabel.describe(
+      "The volume that holds the database: a volumeClaimTemplate or a pod volume of the StatefulSet. " +
+        "The app container must mount it at a directory above the path.",
+    ),
+  }),
+  appContainer: DnsLabel.optional().describe(
+    "The container that uses the database; the first one when unset.",
+  ),
+  destinations: z
+    .array(Destination)
+    .min(1)
+    .max(8)
+    .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] })
+    .describe("Where the WAL goes. Each destination keeps its own position."),
+  syncInterval: Duration.default(DEFAULT_SYNC_INTERVAL).describe("Upload the WAL at most this often."),
+  snapshotInterval: Duration.optional().describe(
+    "Take a snapshot this often; otherwise only per generation and for retention.",
+  ),
+  retention: Duration.default(DEFAULT_RETENTION).describe(
+    "Keep snapshots and the WAL after them this long; 0s keeps everything.",
+  ),
+  restoreOnStart: RestoreOnStart.default("IfReplicaExists").describe(
+    "IfReplicaExists: before the app starts, restore the database when the file is missing and a " +
+      "replica exists. None: never restore automatically.",
+  ),
+  sidecar: Sidecar.optional().describe("Overrides for the replicator sidecar."),
+});
+
+/** Per-pod replication facts, read from the pod's sidecar `/status`. */
+export const PodReplicationStatus = z.object({
+  name: z.string().describe("The pod."),
+  ready: z.boolean().describe("The sidecar reports every destination synced, with no current error."),
+  generation: z.string().optional().describe("The database's current generation."),
+  lagSeconds: z.number().min(0).optional().describe("The largest lag among the destinations."),
+  lastSyncTime: z.string().optional().describe("The oldest of the destinations' last syncs."),
+  lastSnapshotTime: z.string().optional().describe("The newest snapshot known."),
+  windowOldest: z.string().optional().describe("The oldest time a restore can reach."),
+  windowNewest: z.string().optional().describe("The newest time a restore can reach."),
+  lastError: z.string().optional().describe("The current error of the database or a destination."),
+});
+
+export const Phase = z.enum(["Pending", "Failed", "Injecting", "Replicating", "Degraded", "Deleting"]);
+
+export const SqliteReplicaStatus = z.object({
+  observedGeneration: z.int().min(0).optional(),
+  phase: Phase.optional(),
+  conditions: z
+    .array(Condition)
+    .optional()
+    .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] }),
+  configHash: z.string().optional().describe("The hash of the replicator config the pods should run."),
+  generation: z.string().optional().describe("The generation of the first pod that reports one."),
+  lagSeconds: z.number().min(0).optional().describe("The largest lag among the pods."),
+  lastSyncTime: z.string().optional().describe("The oldest last sync among the pods."),
+  lastSnapshotTime: z.string().optional().describe("The oldest newest-snapshot among the pods."),
+  windowOldest: z.string().optional().describe("Every pod can be restored to any time from here..."),
+  windowNewest: z.string().optional().describe("...to here."),
+  pods: z
+    .array(PodReplicationStatus)
+    .optional()
+    .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] }),
+});
+
+export const SqliteReplica = z.object({
+  apiVersion: z.string(),
+  kind: z.string(),
+  metadata: z.object({}),
+  spec: SqliteReplicaSpec,
+  status: SqliteReplicaStatus.optional(),
+});
+
+export type SqliteReplicaSpec = z.output<typeof SqliteReplicaSpec>;
+export type SqliteReplicaSpecInput = z.input<typeof SqliteReplicaSpec>;
+export type SqliteReplicaStatus = z.output<typeof SqliteReplicaStatus>;
+export type PodReplicationStatus = z.output<typeof PodReplicationStatus>;
+export type Destination = z.output<typeof Destination>;
+export type S3Destination = z.output<typeof S3Destination>;
+export type FileDestination = z.output<typeof FileDestination>;
+export type Phase = z.output<typeof Phase>;
+export type RestoreOnStart = z.output<typeof RestoreOnStart>;
