@@ -1,0 +1,273 @@
+/**
+ * SqliteReplica + StatefulSet -> what Walship adds to the StatefulSet's pod template, as a
+ * server-side-apply configuration for field manager `walship`. Pure.
+ *
+ * The apply configuration holds only Walship's fields: the restore init container, the replicator
+ * sidecar (a native sidecar: an init container with `restartPolicy: Always`), the config volume,
+ * the file destinations' claims, and the config-hash annotation. `initContainers` and `volumes` are
+ * lists keyed by name, so the user's entries are untouched; applying the empty configuration
+ * (`removalPatch`) removes exactly what Walship added.
+ */
+import type { SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
+import type { Container, EnvVar, SecurityContext, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
+import {
+  CONFIG_DIR,
+  CONFIG_HASH_ANNOTATION,
+  CONFIG_PATH,
+  CONFIG_VOLUME,
+  configMapName,
+  DEFAULT_IMAGE,
+  FILE_DESTINATIONS_DIR,
+  fileVolumeName,
+  HTTP_PORT_NAME,
+  RESTORE_CONTAINER,
+  SIDECAR_CONTAINER,
+  s3EnvNames,
+} from "./names.ts";
+
+/** Where the database lives in the pod, resolved from the StatefulSet. */
+export interface Target {
+  appContainer: string;
+  volumeName: string;
+  /** The app container's mountPath of the volume; the database path is under it. */
+  mountPath: string;
+  /** The mount's subPath, if the app mounts part of the volume. */
+  subPath?: string;
+}
+
+/** Why a SqliteReplica cannot be attached to its StatefulSet; `field` names the spec field. */
+export interface TargetProblem {
+  reason: "ContainerNotFound" | "VolumeNotFound" | "VolumeNotMounted" | "PathOutsideVolume" | "NameClash";
+  field: string;
+  message: string;
+}
+
+/** Finds the app container and the mount that holds the database. */
+export function resolveTarget(spec: SqliteReplicaSpec, sts: StatefulSet): Target | TargetProblem {
+  const podSpec = sts.spec?.template?.spec;
+  const containers = podSpec?.containers ?? [];
+  const app = spec.appContainer ? containers.find((c) => c.name === spec.appContainer) : containers[0];
+  if (!app) {
+    return {
+      reason: "ContainerNotFound",
+      field: "spec.appContainer",
+      message: `StatefulSet ${sts.metadata?.name} has no container ${JSON.stringify(spec.appContainer ?? "")}`,
+    };
+  }
+  const vol = spec.database.volumeName;
+  const inTemplates = (sts.spec?.volumeClaimTemplates ?? []).some((t) => t.metadata?.name === vol);
+  const inVolumes = (podSpec?.volumes ?? []).some((v) => v.name === vol);
+  if (!inTemplates && !inVolumes) {
+    return {
+      reason: "VolumeNotFound",
+      field: "spec.database.volumeName",
+      message: `StatefulSet ${sts.metadata?.name} has no volumeClaimTemplate or volume named ${vol}`,
+    };
+  }
+  const mount = (app.volumeMounts ?? []).find((m) => m.name === vol && !m.subPathExpr);
+  if (!mount) {
+    return {
+      reason: "VolumeNotMounted",
+      field: "spec.database.volumeName",
+      message: `container ${app.name} does not mount volume ${vol} (without subPathExpr)`,
+    };
+  }
+  const dir = mount.mountPath.replace(/\/+$/, "");
+  if (!spec.database.path.startsWith(`${dir}/`)) {
+    return {
+      reason: "PathOutsideVolume",
+      field: "spec.database.path",
+      message: `${spec.database.path} is not under ${mount.mountPath}, where container ${app.name} mounts ${vol}`,
+    };
+  }
+  const ours = new Set([SIDECAR_CONTAINER, RESTORE_CONTAINER]);
+  // Walship's own containers carry the hash annotation beside them; others of those names are not ours.
+  const injected = sts.spec?.template?.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== undefined;
+  const clash = [...(injected ? [] : (podSpec?.initContainers ?? [])), ...containers].find((c) =>
+    ours.has(c.name),
+  );
+  if (clash) {
+    return {
+      reason: "NameClash",
+      field: "spec.statefulSetName",
+      message: `StatefulSet ${sts.metadata?.name} already has a container named ${clash.name} not added by Walship`,
+    };
+  }
+  return {
+    appContainer: app.name,
+    volumeName: vol,
+    mountPath: mount.mountPath,
+    ...(mount.subPath ? { subPath: mount.subPath } : {}),
+  };
+}
+
+export function isTargetProblem(t: Target | TargetProblem): t is TargetProblem {
+  return "reason" in t;
+}
+
+/** Operator-wide settings the builders need. */
+export interface BuildOptions {
+  /** The image when the SqliteReplica names none. */
+  image?: string;
+}
+
+/** The restricted securityContext (Pod Security Standards "restricted"). */
+export const RESTRICTED_SECURITY_CONTEXT: SecurityContext = {
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ["ALL"] },
+  readOnlyRootFilesystem: true,
+  runAsNonRoot: true,
+  seccompProfile: { type: "RuntimeDefault" },
+};
+
+export const DEFAULT_RESOURCES = {
+  requests: { cpu: "50m", memory: "64Mi" },
+  limits: { memory: "256Mi" },
+};
+
+/** The env both containers get: the pod's name and IP, and each S3 destination's keys by reference. */
+export function buildEnv(spec: SqliteReplicaSpec): EnvVar[] {
+  const env: EnvVar[] = [
+    { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+    { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+  ];
+  for (const d of spec.destinations) {
+    const c = d.s3?.credentials;
+    if (!c || c.fromServiceAccount === true || !c.accessKeyId || !c.secretAccessKey) continue;
+    const names = s3EnvNames(d.name);
+    env.push(
+      {
+        name: names.accessKeyId,
+        valueFrom: { secretKeyRef: { name: c.accessKeyId.name, key: c.accessKeyId.key } },
+      },
+      {
+        name: names.secretAccessKey,
+        valueFrom: { secretKeyRef: { name: c.secretAccessKey.name, key: c.secretAccessKey.key } },
+      },
+    );
+  }
+  return env;
+}
+
+function buildMounts(spec: SqliteReplicaSpec, target: Target): VolumeMount[] {
+  return [
+    {
+      name: target.volumeName,
+      mountPath: target.mountPath,
+      ...(target.subPath ? { subPath: target.subPath } : {}),
+    },
+    { name: CONFIG_VOLUME, mountPath: CONFIG_DIR, readOnly: true },
+    ...spec.destinations
+      .filter((d) => d.file)
+      .map((d) => ({ name: fileVolumeName(d.name), mountPath: `${FILE_DESTINATIONS_DIR}/${d.name}` })),
+  ];
+}
+
+function common(spec: SqliteReplicaSpec, target: Target, opts: BuildOptions): Omit<Container, "name"> {
+  const sc = spec.sidecar;
+  return {
+    image: sc?.image ?? opts.image ?? DEFAULT_IMAGE,
+    ...(sc?.imagePullPolicy ? { imagePullPolicy: sc.imagePullPolicy } : {}),
+    env: buildEnv(spec),
+    volumeMounts: buildMounts(spec, target),
+    resources: (sc?.resources as Container["resources"]) ?? DEFAULT_RESOURCES,
+    securityContext: (sc?.securityContext as SecurityContext | undefined) ?? RESTRICTED_SECURITY_CONTEXT,
+    terminationMessagePolicy: "FallbackToLogsOnError",
+  };
+}
+
+/** The replicator as a native sidecar. */
+export function buildSidecar(spec: SqliteReplicaSpec, target: Target, opts: BuildOptions = {}): Container {
+  const port = spec.sidecar?.metricsPort ?? 9090;
+  return {
+    name: SIDECAR_CONTAINER,
+    restartPolicy: "Always",
+    command: ["walship", "replicate", "-config", CONFIG_PATH],
+    ...common(spec, target, opts),
+    ports: [{ name: HTTP_PORT_NAME, containerPort: port, protocol: "TCP" }],
+    readinessProbe: {
+      httpGet: { path: "/readyz", port: HTTP_PORT_NAME },
+      periodSeconds: 5,
+      timeoutSeconds: 3,
+      failureThreshold: 3,
+    },
+  };
+}
+
+/** The init container that restores the database when it is missing and a replica exists. */
+export function buildRestoreContainer(
+  spec: SqliteReplicaSpec,
+  target: Target,
+  opts: BuildOptions = {},
+): Container {
+  return {
+    name: RESTORE_CONTAINER,
+    command: [
+      "walship",
+      "restore",
+      "-config",
+      CONFIG_PATH,
+      "-if-db-not-exists",
+      "-if-replica-exists",
+      spec.database.path,
+    ],
+    ...common(spec, target, opts),
+  };
+}
+
+/** The volumes Walship adds: the config and each file destination's claim. */
+export function buildVolumes(name: string, spec: SqliteReplicaSpec): Volume[] {
+  return [
+    { name: CONFIG_VOLUME, configMap: { name: configMapName(name) } },
+    ...spec.destinations
+      .filter((d) => d.file)
+      .map((d) => ({
+        name: fileVolumeName(d.name),
+        persistentVolumeClaim: { claimName: d.file?.claimName ?? "" },
+      })),
+  ];
+}
+
+/** The server-side-apply configuration of the StatefulSet: only the fields Walship owns. */
+export function buildApplyPatch(
+  sts: { name: string; namespace: string },
+  sqliteReplicaName: string,
+  spec: SqliteReplicaSpec,
+  target: Target,
+  hash: string,
+  opts: BuildOptions = {},
+): StatefulSet {
+  const initContainers: Container[] = [];
+  if (spec.restoreOnStart === "IfReplicaExists")
+    initContainers.push(buildRestoreContainer(spec, target, opts));
+  initContainers.push(buildSidecar(spec, target, opts));
+  return {
+    apiVersion: "apps/v1",
+    kind: "StatefulSet",
+    metadata: { name: sts.name, namespace: sts.namespace },
+    spec: {
+      template: {
+        metadata: { annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
+        spec: { initContainers, volumes: buildVolumes(sqliteReplicaName, spec) },
+      },
+    } as unknown as StatefulSet["spec"],
+  };
+}
+
+/** The apply configuration that owns nothing: applying it removes everything Walship added. */
+export function removalPatch(sts: { name: string; namespace: string }): StatefulSet {
+  return {
+    apiVersion: "apps/v1",
+    kind: "StatefulSet",
+    metadata: { name: sts.name, namespace: sts.namespace },
+  };
+}
+
+/** True when the live StatefulSet carries Walship's injection with this hash. */
+export function isInjected(sts: StatefulSet, hash: string): boolean {
+  const t = sts.spec?.template;
+  return (
+    t?.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] === hash &&
+    (t.spec?.initContainers ?? []).some((c) => c.name === SIDECAR_CONTAINER)
+  );
+}
