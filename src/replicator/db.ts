@@ -218,10 +218,20 @@ export class Db {
 
   /** One step: connect if needed, verify the shadow against the real WAL, copy new commits, maybe checkpoint. */
   sync(): Promise<void> {
-    // Serialised: the monitor loop, a final sync at shutdown and snapshots may all ask at once.
+    return this.#serial(() => this.#syncOnce());
+  }
+
+  /**
+   * Everything that reads or writes the shadow WAL or checkpoints runs one at a time: the monitor
+   * loop, a final sync at shutdown, and checkpoints asked for by snapshots may all come at once.
+   */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
     const prev = this.#syncing ?? Promise.resolve();
-    const next = prev.then(() => this.#syncOnce());
-    this.#syncing = next.catch(() => undefined);
+    const next = prev.then(fn);
+    this.#syncing = next.then(
+      () => undefined,
+      () => undefined,
+    );
     return next;
   }
 
@@ -274,10 +284,12 @@ export class Db {
   }
 
   /** Forces a checkpoint of the given mode now (the snapshotter and tests use it). */
-  async checkpoint(mode: CheckpointMode): Promise<void> {
-    await this.sync();
-    await this.#checkpoint(mode);
-    this.#notify();
+  checkpoint(mode: CheckpointMode): Promise<void> {
+    return this.#serial(async () => {
+      await this.#syncOnce();
+      await this.#checkpoint(mode);
+      this.#notify();
+    });
   }
 
   // --- connection -------------------------------------------------------------------------------

@@ -202,6 +202,11 @@ describe("retention", () => {
     app.close();
 
     const gensNow = readdirSync(path.join(replica, "generations"));
+    const started = rep
+      .output()
+      .split("\n")
+      .filter((l) => l.includes('"new generation"'));
+    assert.equal(started.length, 1, `one new generation in the second run:\n${started.join("\n")}`);
     assert.ok(!gensNow.includes(oldGen), "the old generation is gone");
     assert.equal(gensNow.length, 1);
     const snaps = JSON.parse((await walship(["snapshots", "-json", `file://${replica}`])).stdout) as Array<{
@@ -242,7 +247,7 @@ describe("scheduled snapshots", () => {
     const app = openWorkload(path.join(d, "app.db"), 51, { vacuum: false });
     app.step();
     const rep = startReplicator(["-config", cfg]);
-    await sleep(500);
+    for (let i = 0; i < 100 && !rep.output().includes("snapshot written"); i++) await sleep(100);
     app.step();
     await sleep(300);
     const early = { at: new Date(), hash: logicalHashOf(app.db) };
