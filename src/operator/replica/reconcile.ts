@@ -1,0 +1,546 @@
+/**
+ * SqliteReplica reconcile. `reconcile(key)` is the shell: fetch, deletion and finalizer first, then
+ * the `ensure` steps in order, each either passing or stopping with a condition (and an Event from
+ * the condition change). Errors are thrown to the worker, which requeues with backoff.
+ *
+ *   ensureValidSpec -> ensureStatefulSet -> ensureNoConflict -> ensureTarget -> ensureConfigMap
+ *   -> ensureSecrets -> ensureInjected -> observePods
+ */
+import type { Logger } from "pino";
+import type { z } from "zod";
+import {
+  API_VERSION,
+  type Condition,
+  describeIssues,
+  type PodReplicationStatus,
+  SQLITE_REPLICA_PLURAL,
+  SqliteReplicaSpec,
+  type SqliteReplicaStatus,
+} from "../../api/v1alpha1/index.ts";
+import { describeError } from "../../shared/errors.ts";
+import { isStatus, type KubeClient } from "../kube/client.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import type { KubeObject, Pod, Secret, StatefulSet } from "../kube/types.ts";
+import { buildConfigMap, configHash, type RenderOptions, renderConfig } from "../specs/config.ts";
+import {
+  CONFIG_HASH_ANNOTATION,
+  FIELD_MANAGER,
+  FINALIZER,
+  SIDECAR_CONTAINER,
+  SQLITE_REPLICA_LABEL,
+} from "../specs/names.ts";
+import {
+  type BuildOptions,
+  buildApplyPatch,
+  isTargetProblem,
+  removalPatch,
+  resolveTarget,
+  type Target,
+} from "../specs/statefulset.ts";
+import { type ConditionChange, patchStatus, setCondition, type Transaction } from "../status.ts";
+import { aggregate, fetchSidecarStatus, podFacts } from "./pods.ts";
+
+export interface SqliteReplicaObject extends KubeObject {
+  spec?: unknown;
+  status?: SqliteReplicaStatus;
+}
+
+export interface ReconcileContext {
+  client: KubeClient;
+  events: EventRecorder;
+  log: Logger;
+  /** The cached SqliteReplicas (for the conflict check). */
+  listReplicas(): SqliteReplicaObject[];
+  options: BuildOptions & RenderOptions & { pollMs?: number };
+}
+
+export interface Result {
+  requeueAfterMs?: number;
+}
+
+/** How often pods' sidecars are polled while all is well, and while not. */
+const POLL_READY_MS = 10_000;
+const POLL_WAITING_MS = 3_000;
+const RETRY_BLOCKED_MS = 30_000;
+
+const WARNING_REASONS = new Set([
+  "InvalidSpec",
+  "StatefulSetNotFound",
+  "Conflict",
+  "ContainerNotFound",
+  "VolumeNotFound",
+  "VolumeNotMounted",
+  "PathOutsideVolume",
+  "NameClash",
+  "SecretMissing",
+  "FieldConflict",
+  "ReplicationError",
+  "SidecarUnreachable",
+]);
+
+const crPath = (ns: string, name: string) =>
+  `/apis/${API_VERSION}/namespaces/${ns}/${SQLITE_REPLICA_PLURAL}/${name}`;
+const stsPath = (ns: string, name: string) => `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}`;
+
+type Cond = Omit<Condition, "lastTransitionTime" | "observedGeneration">;
+
+function condTx(generation: number | undefined, ...conds: Cond[]): Transaction<SqliteReplicaStatus> {
+  return (s) => {
+    let list = s.conditions ?? [];
+    for (const c of conds) {
+      list = setCondition(list, {
+        ...c,
+        ...(generation === undefined ? {} : { observedGeneration: generation }),
+      });
+    }
+    s.conditions = list;
+    if (generation !== undefined) s.observedGeneration = generation;
+  };
+}
+
+function clearFacts(s: SqliteReplicaStatus): void {
+  for (const k of [
+    "generation",
+    "lagSeconds",
+    "lastSyncTime",
+    "lastSnapshotTime",
+    "windowOldest",
+    "windowNewest",
+    "pods",
+  ] as const) {
+    delete s[k];
+  }
+}
+
+/** A step that stops reconcile: the Injected=False condition it sets, and when to look again. */
+class Blocked {
+  readonly reason: string;
+  readonly message: string;
+  readonly retryMs: number | undefined;
+  constructor(reason: string, message: string, retryMs?: number) {
+    this.reason = reason;
+    this.message = message;
+    this.retryMs = retryMs;
+  }
+}
+
+export class SqliteReplicaReconciler {
+  readonly #ctx: ReconcileContext;
+
+  constructor(ctx: ReconcileContext) {
+    this.#ctx = ctx;
+  }
+
+  /** Reconciles `namespace/name`. */
+  async reconcile(key: string): Promise<Result> {
+    const [ns = "", name = ""] = key.split("/");
+    const path = crPath(ns, name);
+    let cr: SqliteReplicaObject;
+    try {
+      cr = await this.#ctx.client.get<SqliteReplicaObject>(path);
+    } catch (err) {
+      if (isStatus(err, 404)) return {};
+      throw err;
+    }
+    if (cr.metadata?.deletionTimestamp) return this.#finalize(cr, path);
+    if (!cr.metadata?.finalizers?.includes(FINALIZER)) {
+      await this.#ctx.client.request("PATCH", path, {
+        contentType: "application/merge-patch+json",
+        body: {
+          metadata: {
+            finalizers: [...(cr.metadata?.finalizers ?? []), FINALIZER],
+            resourceVersion: cr.metadata?.resourceVersion,
+          },
+        },
+      });
+      return { requeueAfterMs: 0 };
+    }
+    const generation = cr.metadata.generation;
+    try {
+      return await this.#reconcile(cr, path, ns, name, generation);
+    } catch (err) {
+      if (err instanceof Blocked) {
+        await this.#status(
+          cr,
+          path,
+          condTx(
+            generation,
+            { type: "Injected", status: "False", reason: err.reason, message: err.message },
+            { type: "Replicating", status: "Unknown", reason: err.reason, message: "not injected" },
+          ),
+          (s) => {
+            s.phase = "Failed";
+          },
+        );
+        return err.retryMs === undefined ? {} : { requeueAfterMs: err.retryMs };
+      }
+      throw err;
+    }
+  }
+
+  async #reconcile(
+    cr: SqliteReplicaObject,
+    path: string,
+    ns: string,
+    name: string,
+    generation: number | undefined,
+  ): Promise<Result> {
+    // Ensure the spec is valid (the CRD schema checked it at admission; this is the second check).
+    const parsed = SqliteReplicaSpec.safeParse(cr.spec);
+    if (!parsed.success) {
+      const { field, message } = describeIssues("spec", parsed.error as z.ZodError);
+      throw new Blocked("InvalidSpec", `${field}: ${message}`);
+    }
+    const spec = parsed.data;
+
+    // Ensure the StatefulSet exists.
+    let sts: StatefulSet;
+    try {
+      sts = await this.#ctx.client.get<StatefulSet>(stsPath(ns, spec.statefulSetName));
+    } catch (err) {
+      if (isStatus(err, 404)) {
+        throw new Blocked(
+          "StatefulSetNotFound",
+          `spec.statefulSetName: StatefulSet ${ns}/${spec.statefulSetName} not found`,
+          RETRY_BLOCKED_MS,
+        );
+      }
+      throw err;
+    }
+
+    // Ensure no other SqliteReplica replicates this StatefulSet.
+    this.#ensureNoConflict(cr, sts, spec, ns, name);
+
+    // Ensure the StatefulSet has the app container and the database volume.
+    const target = resolveTarget(spec, sts);
+    if (isTargetProblem(target))
+      throw new Blocked(target.reason, `${target.field}: ${target.message}`, RETRY_BLOCKED_MS);
+
+    // Ensure the owned ConfigMap holds the rendered config.
+    const configText = renderConfig(spec, this.#ctx.options);
+    const cm = buildConfigMap({ name, namespace: ns, uid: cr.metadata?.uid ?? "" }, configText);
+    await this.#ctx.client.apply(
+      `/api/v1/namespaces/${ns}/configmaps/${cm.metadata?.name}`,
+      cm,
+      FIELD_MANAGER,
+      true,
+    );
+
+    // Ensure every referenced Secret exists with its keys; otherwise inject nothing.
+    await this.#ensureSecrets(spec, ns);
+
+    // Ensure the StatefulSet's pod template carries the injection (server-side apply).
+    const hash = configHash([configText]);
+    await this.#ensureInjected(sts, ns, name, spec, target, hash);
+
+    // Observe the pods' sidecars.
+    const pods = await this.#observePods(
+      sts,
+      ns,
+      spec.database.path,
+      spec.sidecar?.metricsPort ?? 9090,
+      hash,
+    );
+    const reporting = pods.length;
+    const notReady = pods.filter((p) => !p.ready);
+    const errors = pods.filter((p) => p.lastError);
+    const replicating: Cond =
+      reporting === 0
+        ? {
+            type: "Replicating",
+            status: "False",
+            reason: "Waiting",
+            message: "no pod runs the injected sidecar yet",
+          }
+        : notReady.length > 0
+          ? {
+              type: "Replicating",
+              status: "False",
+              reason: "NotReady",
+              message: `not replicating yet: ${notReady.map((p) => p.name).join(", ")}`,
+            }
+          : {
+              type: "Replicating",
+              status: "True",
+              reason: "AllPodsReplicating",
+              message: `${reporting} pod(s) replicating`,
+            };
+    const degraded: Cond =
+      errors.length > 0
+        ? {
+            type: "Degraded",
+            status: "True",
+            reason: errors.some((p) => p.lastError?.startsWith("get http"))
+              ? "SidecarUnreachable"
+              : "ReplicationError",
+            message: errors
+              .map((p) => `pod ${p.name}: ${p.lastError}`)
+              .join("; ")
+              .slice(0, 4000),
+          }
+        : { type: "Degraded", status: "False", reason: "NoErrors", message: "" };
+    const facts = aggregate(pods);
+    await this.#status(
+      cr,
+      path,
+      condTx(
+        generation,
+        {
+          type: "Injected",
+          status: "True",
+          reason: "Injected",
+          message: `StatefulSet ${spec.statefulSetName} carries the replicator`,
+        },
+        replicating,
+        degraded,
+      ),
+      (s) => {
+        clearFacts(s);
+        Object.assign(s, facts);
+        if (pods.length > 0) s.pods = pods;
+        s.configHash = hash;
+        s.phase =
+          degraded.status === "True"
+            ? "Degraded"
+            : replicating.status === "True"
+              ? "Replicating"
+              : "Injecting";
+      },
+    );
+    const settled = replicating.status === "True" && degraded.status === "False";
+    return { requeueAfterMs: settled ? (this.#ctx.options.pollMs ?? POLL_READY_MS) : POLL_WAITING_MS };
+  }
+
+  #ensureNoConflict(
+    cr: SqliteReplicaObject,
+    sts: StatefulSet,
+    spec: SqliteReplicaSpec,
+    ns: string,
+    name: string,
+  ): void {
+    const owner = sts.spec?.template?.metadata?.annotations?.[SQLITE_REPLICA_LABEL];
+    const created = (o: SqliteReplicaObject) => String(o.metadata?.creationTimestamp ?? "");
+    const rivals = this.#ctx
+      .listReplicas()
+      .filter(
+        (o) =>
+          o.metadata?.namespace === ns &&
+          o.metadata?.name !== name &&
+          !o.metadata?.deletionTimestamp &&
+          (o.spec as { statefulSetName?: string } | undefined)?.statefulSetName === spec.statefulSetName,
+      );
+    if (rivals.length === 0) return;
+    // The one already injected keeps it; otherwise the oldest (then the first by name) wins.
+    let winner = rivals.find((o) => o.metadata?.name === owner);
+    if (!winner && owner !== name) {
+      winner = [...rivals, cr].sort((a, b) =>
+        created(a) === created(b)
+          ? String(a.metadata?.name).localeCompare(String(b.metadata?.name))
+          : created(a).localeCompare(created(b)),
+      )[0];
+      if (winner?.metadata?.name === name) winner = undefined;
+    }
+    if (winner) {
+      const db = (winner.spec as { database?: { path?: string } } | undefined)?.database?.path;
+      const same = db === spec.database.path ? "the same database" : `database ${db}`;
+      throw new Blocked(
+        "Conflict",
+        `spec.statefulSetName: StatefulSet ${spec.statefulSetName} is already replicated by SqliteReplica ` +
+          `${winner.metadata?.name} (${same}); one SqliteReplica per StatefulSet`,
+        RETRY_BLOCKED_MS,
+      );
+    }
+  }
+
+  async #ensureSecrets(spec: SqliteReplicaSpec, ns: string): Promise<void> {
+    const cache = new Map<string, Secret | null>();
+    for (const [i, d] of spec.destinations.entries()) {
+      const c = d.s3?.credentials;
+      if (!c || c.fromServiceAccount === true) continue;
+      for (const [field, ref] of [
+        ["accessKeyId", c.accessKeyId],
+        ["secretAccessKey", c.secretAccessKey],
+      ] as const) {
+        if (!ref) continue;
+        let secret = cache.get(ref.name);
+        if (secret === undefined) {
+          try {
+            secret = await this.#ctx.client.get<Secret>(`/api/v1/namespaces/${ns}/secrets/${ref.name}`);
+          } catch (err) {
+            if (!isStatus(err, 404)) throw err;
+            secret = null;
+          }
+          cache.set(ref.name, secret);
+        }
+        const at = `spec.destinations[${i}].s3.credentials.${field}`;
+        if (secret === null) {
+          throw new Blocked("SecretMissing", `${at}: Secret ${ns}/${ref.name} not found`, RETRY_BLOCKED_MS);
+        }
+        if (secret.data?.[ref.key] === undefined && secret.stringData?.[ref.key] === undefined) {
+          throw new Blocked(
+            "SecretMissing",
+            `${at}: Secret ${ns}/${ref.name} has no key ${ref.key}`,
+            RETRY_BLOCKED_MS,
+          );
+        }
+      }
+    }
+  }
+
+  async #ensureInjected(
+    sts: StatefulSet,
+    ns: string,
+    name: string,
+    spec: SqliteReplicaSpec,
+    target: Target,
+    hash: string,
+  ): Promise<void> {
+    const patch = buildApplyPatch(
+      { name: spec.statefulSetName, namespace: ns },
+      name,
+      spec,
+      target,
+      hash,
+      this.#ctx.options,
+    );
+    const annotations = patch.spec?.template.metadata?.annotations;
+    if (annotations) annotations[SQLITE_REPLICA_LABEL] = name;
+    try {
+      await this.#ctx.client.apply(stsPath(ns, spec.statefulSetName), patch, FIELD_MANAGER, false);
+    } catch (err) {
+      if (isStatus(err, 409)) {
+        throw new Blocked(
+          "FieldConflict",
+          `StatefulSet ${sts.metadata?.name}: ${describeError(err)}`,
+          RETRY_BLOCKED_MS,
+        );
+      }
+      throw err;
+    }
+  }
+
+  async #observePods(
+    sts: StatefulSet,
+    ns: string,
+    dbPath: string,
+    port: number,
+    hash: string,
+  ): Promise<PodReplicationStatus[]> {
+    const labels = sts.spec?.selector?.matchLabels ?? {};
+    const selector = Object.entries(labels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(",");
+    if (selector === "") return [];
+    const list = await this.#ctx.client.request<{ items: Pod[] }>("GET", `/api/v1/namespaces/${ns}/pods`, {
+      query: { labelSelector: selector },
+    });
+    const pods = list.items
+      .filter((p) => p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== undefined)
+      .filter((p) => (p.spec?.initContainers ?? []).some((c) => c.name === SIDECAR_CONTAINER))
+      .filter((p) => !p.metadata?.deletionTimestamp && p.status?.podIP && p.status.phase === "Running")
+      .sort((a, b) =>
+        String(a.metadata?.name).localeCompare(String(b.metadata?.name), "en", { numeric: true }),
+      );
+    return Promise.all(
+      pods.map(async (p): Promise<PodReplicationStatus> => {
+        const podName = p.metadata?.name ?? "";
+        try {
+          const doc = await fetchSidecarStatus(`http://${p.status?.podIP}:${port}/status`);
+          const facts = podFacts(podName, doc, dbPath);
+          if (p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== hash) {
+            facts.ready = false;
+          }
+          return facts;
+        } catch (err) {
+          return { name: podName, ready: false, lastError: describeError(err) };
+        }
+      }),
+    );
+  }
+
+  async #status(
+    cr: SqliteReplicaObject,
+    path: string,
+    ...txs: Transaction<SqliteReplicaStatus>[]
+  ): Promise<void> {
+    const { object, changes } = await patchStatus<SqliteReplicaStatus>(this.#ctx.client, path, ...txs);
+    await this.#recordChanges(object.metadata ? object : cr, changes);
+  }
+
+  async #recordChanges(cr: KubeObject, changes: ConditionChange[]): Promise<void> {
+    for (const ch of changes) {
+      if (ch.type === "Ready" && ch.to.status !== "True") continue; // the cause has its own Event
+      const bad =
+        WARNING_REASONS.has(ch.to.reason) &&
+        (ch.to.type === "Degraded" ? ch.to.status === "True" : ch.to.status !== "True");
+      if (ch.to.type === "Degraded" && ch.to.status === "False" && !ch.from) continue;
+      if (ch.to.type === "Replicating" && ch.to.status === "Unknown") continue;
+      try {
+        await this.#ctx.events.record(
+          { ...cr, apiVersion: API_VERSION, kind: "SqliteReplica" },
+          {
+            type: bad ? "Warning" : "Normal",
+            reason: ch.to.reason,
+            message: ch.to.message || `${ch.to.type} is ${ch.to.status}`,
+          },
+        );
+      } catch (err) {
+        this.#ctx.log.warn({ err: describeError(err), reason: ch.to.reason }, "record event failed");
+      }
+    }
+    for (const ch of changes) {
+      this.#ctx.log.info(
+        {
+          sqlitereplica: `${cr.metadata?.namespace}/${cr.metadata?.name}`,
+          condition: ch.type,
+          status: ch.to.status,
+          reason: ch.to.reason,
+        },
+        "condition changed",
+      );
+    }
+  }
+
+  /** Deletion: remove exactly what Walship added (if this SqliteReplica added it), then the finalizer. */
+  async #finalize(cr: SqliteReplicaObject, path: string): Promise<Result> {
+    if (!cr.metadata?.finalizers?.includes(FINALIZER)) return {};
+    const ns = cr.metadata.namespace ?? "";
+    const name = cr.metadata.name ?? "";
+    const stsName = (cr.spec as { statefulSetName?: string } | undefined)?.statefulSetName;
+    if (stsName) {
+      try {
+        const sts = await this.#ctx.client.get<StatefulSet>(stsPath(ns, stsName));
+        if (sts.spec?.template?.metadata?.annotations?.[SQLITE_REPLICA_LABEL] === name) {
+          await this.#ctx.client.apply(
+            stsPath(ns, stsName),
+            removalPatch({ name: stsName, namespace: ns }),
+            FIELD_MANAGER,
+            true,
+          );
+          await this.#ctx.events
+            .record(
+              { ...cr, apiVersion: API_VERSION, kind: "SqliteReplica" },
+              {
+                type: "Normal",
+                reason: "Removed",
+                message: `removed the replicator from StatefulSet ${stsName}`,
+              },
+            )
+            .catch(() => undefined);
+        }
+      } catch (err) {
+        if (!isStatus(err, 404)) throw err;
+      }
+    }
+    await this.#ctx.client.request("PATCH", path, {
+      contentType: "application/merge-patch+json",
+      body: {
+        metadata: {
+          finalizers: cr.metadata.finalizers.filter((f) => f !== FINALIZER),
+          resourceVersion: cr.metadata.resourceVersion,
+        },
+      },
+    });
+    return {};
+  }
+}
