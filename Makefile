@@ -13,7 +13,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck test test-unit test-integration test-smoke infra demo clean
+.PHONY: help deps node build check lint typecheck test test-unit test-integration test-smoke infra demo clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -59,3 +59,7 @@ demo: deps build ## replicate a sample database to a local directory, restore it
 
 clean: ## remove build output (the component cache under $(WALSHIP_CACHE) stays)
 	rm -rf dist node_modules .demo
+
+bench: deps build ## compare walship with litestream v0.3.13 (lag, throughput, CPU, memory, snapshot, restore)
+	test/infra/install minio litestream
+	$(NODE) bench/run.ts

@@ -1,0 +1,835 @@
+/**
+ * `make bench`: Walship and stock litestream v0.3.13 side by side, in one run, against one MinIO.
+ * Each tool gets its own bucket and its own copy of every workload; the tools run one after the
+ * other with the same parameters. Prints a table (walship | litestream | walship/litestream) and
+ * writes every figure to bench/results/<timestamp>.json. See docs/benchmarks.md.
+ *
+ * Environment:
+ *   BENCH_QUICK=1        small sizes and short runs (minutes instead of about an hour)
+ *   BENCH_PHASES=a,b     only these phases: lag, ramp, heavy, snapshot, restore (default: all)
+ *   BENCH_PROFILE=1      run walship under `node --cpu-prof`; profiles go to bench/results/
+ *   BENCH_TOOLS=a,b      only these tools: walship, litestream (default: both)
+ *   BENCH_SMOKE=1        a two-minute check of the harness itself (figures mean little)
+ */
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { DeleteObjectsCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import Database from "better-sqlite3";
+import { LITESTREAM_VERSION, litestreamBin, spawnLitestream } from "../test/helpers/litestream.ts";
+import { type Minio, startMinio } from "../test/helpers/minio.ts";
+import { type ManagedProcess, makeTempDir, runCommand, spawnManaged } from "../test/helpers/proc.ts";
+import type { S3Access } from "./decoder.ts";
+import {
+  BucketPoller,
+  type LagStats,
+  lagBounded,
+  lagStats,
+  now,
+  type ProcSample,
+  round,
+  sampleProc,
+  sleep,
+} from "./measure.ts";
+import { type BenchParams, benchParams, type PacedReply, Writer } from "./workloads.ts";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const WALSHIP = path.join(ROOT, "bin/walship");
+const RESULTS = path.join(ROOT, "bench/results");
+const MiB = 1 << 20;
+const GiB = 1 << 30;
+
+type Tool = "walship" | "litestream";
+const ALL_TOOLS: Tool[] = ["walship", "litestream"];
+const ALL_PHASES = ["lag", "ramp", "heavy", "snapshot", "restore"] as const;
+type Phase = (typeof ALL_PHASES)[number];
+
+interface Ctx {
+  params: BenchParams;
+  minio: Minio;
+  client: S3Client;
+  access: S3Access;
+  env: Record<string, string>;
+  work: string;
+  tools: Tool[];
+  profileDir: string | undefined;
+  stamp: string;
+}
+
+function log(msg: string): void {
+  const t = new Date().toISOString().slice(11, 19);
+  console.log(`[${t}] ${msg}`);
+}
+
+function writeConfig(
+  ctx: Ctx,
+  dir: string,
+  db: string,
+  tool: Tool,
+  prefix: string,
+  o: { sync: string; monitor?: string },
+): string {
+  const cfg = path.join(dir, "litestream.yml");
+  writeFileSync(
+    cfg,
+    `access-key-id: $LITESTREAM_ACCESS_KEY_ID
+secret-access-key: $LITESTREAM_SECRET_ACCESS_KEY
+dbs:
+  - path: ${db}
+${o.monitor ? `    monitor-interval: ${o.monitor}\n` : ""}    replicas:
+      - name: minio
+        type: s3
+        bucket: ${tool}
+        path: ${prefix}
+        endpoint: ${ctx.minio.endpoint}
+        region: us-east-1
+        force-path-style: true
+        sync-interval: ${o.sync}
+`,
+  );
+  return cfg;
+}
+
+function toolEnv(ctx: Ctx, tool: Tool, label: string): Record<string, string> {
+  if (tool !== "walship" || !ctx.profileDir) return ctx.env;
+  const dir = path.join(ctx.profileDir, label);
+  mkdirSync(dir, { recursive: true });
+  return { ...ctx.env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` };
+}
+
+function startTool(ctx: Ctx, tool: Tool, cfg: string, dir: string, label: string): ManagedProcess {
+  const env = toolEnv(ctx, tool, label);
+  if (tool === "litestream") return spawnLitestream(["replicate", "-config", cfg], { env, logDir: dir });
+  return spawnManaged(WALSHIP, ["replicate", "-config", cfg], { name: "walship", env, logDir: dir });
+}
+
+async function stopTool(p: ManagedProcess): Promise<ProcSample | undefined> {
+  const s = sampleProc(p.pid);
+  const exit = await p.stop({ signal: "SIGTERM", graceMs: 60_000 });
+  if (exit.code !== 0) log(`  ${p.name} exited with ${JSON.stringify(exit)}; log ${p.logFile}`);
+  return s;
+}
+
+function poller(ctx: Ctx, tool: Tool, prefix: string, decode = true): BucketPoller {
+  const p = new BucketPoller({ client: ctx.client, access: ctx.access, bucket: tool, prefix, decode });
+  p.start();
+  return p;
+}
+
+async function deletePrefix(ctx: Ctx, bucket: string, prefix: string): Promise<void> {
+  let token: string | undefined;
+  do {
+    const res = await ctx.client.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: `${prefix}/`, ContinuationToken: token }),
+    );
+    const objs = (res.Contents ?? []).map((c) => ({ Key: c.Key! }));
+    if (objs.length) {
+      await ctx.client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objs } }));
+    }
+    token = res.IsTruncated ? res.NextContinuationToken : undefined;
+  } while (token);
+}
+
+function freeBytes(dir: string): number {
+  const s = statfsSync(dir);
+  return s.bavail * s.bsize;
+}
+
+function mbps(bytes: number, ms: number): number {
+  return round(bytes / MiB / (ms / 1000), 2);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Phase: replication lag
+
+interface LagResult {
+  config: string;
+  workload: string;
+  achievedTxPerSec: number;
+  achievedRowsPerSec: number;
+  walMiBps: number;
+  lag: LagStats;
+  unverifiedSegments: number;
+}
+
+async function lagPhase(ctx: Ctx, tool: Tool): Promise<LagResult[]> {
+  const out: LagResult[] = [];
+  for (const [i, lc] of ctx.params.lagConfigs.entries()) {
+    const dir = path.join(ctx.work, `lag${i}-${tool}`);
+    mkdirSync(dir, { recursive: true });
+    const db = path.join(dir, "app.db");
+    const writer = new Writer();
+    await writer.open(db);
+    const prefix = `lag${i}`;
+    const cfg = writeConfig(ctx, dir, db, tool, prefix, lc);
+    const pol = poller(ctx, tool, prefix);
+    const proc = startTool(ctx, tool, cfg, dir, `lag${i}`);
+    if (!(await pol.waitForSnapshot(120_000))) throw new Error(`lag ${tool}: no snapshot within 120 s`);
+    await sleep(1500);
+    for (const w of ctx.params.lagWorkloads) {
+      const segBefore = pol.segments.length;
+      const r = await writer.paced(w.shape);
+      const drained = await pol.waitForSeq(r.lastSeq, 120_000);
+      const { lags, unseen } = pol.lags(r.firstSeq, r.commitAt);
+      const segs = pol.segments.slice(segBefore);
+      const walBytes = segs.reduce((a, s) => a + s.walBytes, 0);
+      const res: LagResult = {
+        config: lc.label,
+        workload: w.name,
+        achievedTxPerSec: round(r.commitAt.length / (r.elapsedMs / 1000)),
+        achievedRowsPerSec: round(r.rows / (r.elapsedMs / 1000)),
+        walMiBps: mbps(walBytes, r.elapsedMs),
+        lag: lagStats(lags, unseen),
+        unverifiedSegments: segs.filter((s) => !s.verified).length,
+      };
+      out.push(res);
+      log(
+        `  ${tool} ${lc.label} | ${w.name}: ${res.achievedTxPerSec} tx/s, lag p50 ${res.lag.p50Ms} p99 ${res.lag.p99Ms} max ${res.lag.maxMs} ms${drained ? "" : " (NOT drained)"}`,
+      );
+      await sleep(1000);
+    }
+    await stopTool(proc);
+    await writer.close();
+    await pol.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Phase: throughput ramp
+
+interface RampStep {
+  targetRowMiBps: number;
+  achievedRowMiBps: number;
+  walMiBps: number;
+  lag: LagStats;
+  slopeSecPerSec: number;
+  lastSecondMaxLagMs: number;
+  drained: boolean;
+  bounded: boolean;
+  /** The writer reached under 85% of the target while this replicator ran. */
+  behindTarget: boolean;
+}
+
+interface RampResult {
+  steps: RampStep[];
+  /** Highest WAL rate of a step whose lag stayed bounded. */
+  maxSustainedWalMiBps: number;
+  /** Row-data rate of that step (used to pace the heavy writer and the restore setup). */
+  maxSustainedRowMiBps: number;
+  /** Why the ramp stopped: lag grew, the writer fell behind the target, or the next step is beyond
+   * what the writer reaches with no replicator at all (then the figure is a lower bound). */
+  stoppedBy: "lag" | "writer slowed" | "writer ceiling" | "last step";
+}
+
+function walOfSeqs(pol: BucketPoller, first: number, last: number): number {
+  let b = 0;
+  for (const s of pol.segments) if (s.maxSeq >= first && s.maxSeq <= last) b += s.walBytes;
+  return b;
+}
+
+/** Row-data MiB/s the writer reaches as fast as it can with no replicator running. */
+async function writerCeiling(ctx: Ctx): Promise<number> {
+  const p = ctx.params;
+  const dir = path.join(ctx.work, "calibrate");
+  mkdirSync(dir, { recursive: true });
+  const writer = new Writer();
+  await writer.open(path.join(dir, "app.db"));
+  const rowsPerTx = Math.max(1, Math.round(p.rampTxBytes / p.rowBytes));
+  const r = await writer.paced({
+    mode: "insert",
+    rowsPerTx,
+    rowBytes: p.rowBytes,
+    txPerSec: 0,
+    durationMs: 3000,
+  });
+  await writer.close();
+  rmSync(dir, { recursive: true, force: true });
+  return mbps(r.rowBytes, r.elapsedMs);
+}
+
+async function rampPhase(ctx: Ctx, tool: Tool, ceiling: number): Promise<RampResult> {
+  const p = ctx.params;
+  const dir = path.join(ctx.work, `ramp-${tool}`);
+  mkdirSync(dir, { recursive: true });
+  const db = path.join(dir, "app.db");
+  const writer = new Writer();
+  await writer.open(db);
+  const cfg = writeConfig(ctx, dir, db, tool, "ramp", { sync: "1s" });
+  const pol = poller(ctx, tool, "ramp");
+  const proc = startTool(ctx, tool, cfg, dir, "ramp");
+  if (!(await pol.waitForSnapshot(120_000))) throw new Error(`ramp ${tool}: no snapshot within 120 s`);
+  await sleep(1500);
+  const steps: RampStep[] = [];
+  const result: RampResult = {
+    steps,
+    maxSustainedWalMiBps: 0,
+    maxSustainedRowMiBps: 0,
+    stoppedBy: "last step",
+  };
+  const rowsPerTx = Math.max(1, Math.round(p.rampTxBytes / p.rowBytes));
+  for (const target of p.rampMBps) {
+    const txPerSec = (target * MiB) / (rowsPerTx * p.rowBytes);
+    const r: PacedReply = await writer.paced({
+      mode: "insert",
+      rowsPerTx,
+      rowBytes: p.rowBytes,
+      txPerSec,
+      durationMs: p.rampStepMs,
+    });
+    const drained = await pol.waitForSeq(r.lastSeq, Math.max(60_000, p.rampStepMs * 4));
+    const { lags, unseen } = pol.lags(r.firstSeq, r.commitAt);
+    const b = lagBounded(r.commitAt, lags, 1000);
+    const achieved = mbps(r.rowBytes, r.elapsedMs);
+    const step: RampStep = {
+      targetRowMiBps: target,
+      achievedRowMiBps: achieved,
+      walMiBps: mbps(walOfSeqs(pol, r.firstSeq, r.lastSeq), r.elapsedMs),
+      lag: lagStats(lags, unseen),
+      slopeSecPerSec: b.slope,
+      lastSecondMaxLagMs: round(b.lastMaxMs),
+      drained,
+      bounded: b.bounded && drained,
+      behindTarget: achieved < 0.85 * target,
+    };
+    steps.push(step);
+    log(
+      `  ${tool} ramp ${target} MiB/s rows: achieved ${achieved}, WAL ${step.walMiBps} MiB/s, lag p99 ${step.lag.p99Ms} ms, slope ${b.slope}, ${step.bounded ? "bounded" : "UNBOUNDED"}${step.behindTarget ? " (writer behind target)" : ""}`,
+    );
+    if (!step.bounded) {
+      result.stoppedBy = "lag";
+      break;
+    }
+    if (step.behindTarget) {
+      // The writer could not reach the target next to this replicator (lock waits or CPU taken by
+      // it): the step shows what is sustained, but the ramp ends here.
+      result.stoppedBy = "writer slowed";
+      result.maxSustainedWalMiBps = Math.max(result.maxSustainedWalMiBps, step.walMiBps);
+      result.maxSustainedRowMiBps = Math.max(result.maxSustainedRowMiBps, step.achievedRowMiBps);
+      break;
+    }
+    result.maxSustainedWalMiBps = Math.max(result.maxSustainedWalMiBps, step.walMiBps);
+    result.maxSustainedRowMiBps = Math.max(result.maxSustainedRowMiBps, step.achievedRowMiBps);
+    const next = p.rampMBps[p.rampMBps.indexOf(target) + 1];
+    if (next !== undefined && next > 0.85 * ceiling) {
+      result.stoppedBy = "writer ceiling";
+      break;
+    }
+    await sleep(1000);
+  }
+  await stopTool(proc);
+  await writer.close();
+  await pol.stop();
+  rmSync(dir, { recursive: true, force: true });
+  await deletePrefix(ctx, tool, "ramp");
+  return result;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Phase: long-running heavy writer (CPU per GiB of WAL, peak RSS)
+
+interface HeavyResult {
+  rowMiBps: number;
+  durationSec: number;
+  walBytes: number;
+  walMiBps: number;
+  cpuSec: number;
+  cpuSecPerGiB: number;
+  peakRssMiB: number;
+  lag: LagStats;
+}
+
+async function heavyPhase(ctx: Ctx, tool: Tool, rowMiBps: number): Promise<HeavyResult> {
+  const p = ctx.params;
+  const dir = path.join(ctx.work, `heavy-${tool}`);
+  mkdirSync(dir, { recursive: true });
+  const db = path.join(dir, "app.db");
+  const writer = new Writer();
+  await writer.open(db);
+  const cfg = writeConfig(ctx, dir, db, tool, "heavy", { sync: "1s" });
+  const pol = poller(ctx, tool, "heavy");
+  const proc = startTool(ctx, tool, cfg, dir, "heavy");
+  if (!(await pol.waitForSnapshot(120_000))) throw new Error(`heavy ${tool}: no snapshot within 120 s`);
+  await sleep(1500);
+  const rowsPerTx = Math.max(1, Math.round(p.rampTxBytes / p.rowBytes));
+  const cpu0 = sampleProc(proc.pid);
+  const seg0 = pol.segments.length;
+  const r = await writer.paced({
+    mode: "insert",
+    rowsPerTx,
+    rowBytes: p.rowBytes,
+    txPerSec: (rowMiBps * MiB) / (rowsPerTx * p.rowBytes),
+    durationMs: p.heavyMs,
+  });
+  await pol.waitForSeq(r.lastSeq, 300_000);
+  const cpu1 = sampleProc(proc.pid);
+  const walBytes = pol.segments.slice(seg0).reduce((a, s) => a + s.walBytes, 0);
+  const { lags, unseen } = pol.lags(r.firstSeq, r.commitAt);
+  const last = await stopTool(proc);
+  await writer.close();
+  await pol.stop();
+  rmSync(dir, { recursive: true, force: true });
+  await deletePrefix(ctx, tool, "heavy");
+  const cpuSec = (cpu1?.cpuSec ?? Number.NaN) - (cpu0?.cpuSec ?? Number.NaN);
+  const res: HeavyResult = {
+    rowMiBps: round(rowMiBps, 2),
+    durationSec: round(r.elapsedMs / 1000),
+    walBytes,
+    walMiBps: mbps(walBytes, r.elapsedMs),
+    cpuSec: round(cpuSec, 2),
+    cpuSecPerGiB: round(cpuSec / (walBytes / GiB), 2),
+    peakRssMiB: round((last?.hwmBytes ?? Number.NaN) / MiB),
+    lag: lagStats(lags, unseen),
+  };
+  log(
+    `  ${tool} heavy ${res.rowMiBps} MiB/s rows for ${res.durationSec} s: WAL ${res.walMiBps} MiB/s, CPU ${res.cpuSec} s = ${res.cpuSecPerGiB} s/GiB, peak RSS ${res.peakRssMiB} MiB, lag p99 ${res.lag.p99Ms} ms`,
+  );
+  return res;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Phase: snapshots
+
+interface SnapshotResult {
+  dbBytes: number;
+  /** From the replicator's start to its first snapshot being seen in the bucket. */
+  seconds: number;
+  snapshotObjectBytes: number;
+  peakRssMiB: number;
+  cpuSec: number;
+}
+
+async function baseDb(ctx: Ctx, bytes: number): Promise<string> {
+  const file = path.join(ctx.work, `base-${Math.round(bytes / MiB)}MiB.db`);
+  try {
+    statSync(file);
+    return file;
+  } catch {
+    // Not made yet.
+  }
+  const need = bytes * 3 + 2 * GiB;
+  if (freeBytes(ctx.work) < need) {
+    throw new Error(
+      `make base database: ${Math.round(freeBytes(ctx.work) / GiB)} GiB free in ${ctx.work}, need ${Math.round(need / GiB)} GiB`,
+    );
+  }
+  const w = new Writer();
+  const r = await w.create(file, bytes, ctx.params.rowBytes);
+  await w.close();
+  log(`  base database ${path.basename(file)}: ${r.rows} rows in ${round(r.ms / 1000)} s`);
+  return file;
+}
+
+async function snapshotRun(ctx: Ctx, tool: Tool, base: string): Promise<SnapshotResult> {
+  const size = statSync(base).size;
+  const label = `snap-${Math.round(size / MiB)}MiB`;
+  const dir = path.join(ctx.work, `${label}-${tool}`);
+  mkdirSync(dir, { recursive: true });
+  const db = path.join(dir, "app.db");
+  copyFileSync(base, db);
+  const cfg = writeConfig(ctx, dir, db, tool, label, { sync: "1s" });
+  const pol = poller(ctx, tool, label, false);
+  const t0 = now();
+  const proc = startTool(ctx, tool, cfg, dir, label);
+  const snap = await pol.waitForSnapshot(3_600_000);
+  if (!snap) throw new Error(`snapshot ${tool}: none within an hour`);
+  const s = await stopTool(proc);
+  await pol.stop();
+  rmSync(dir, { recursive: true, force: true });
+  await deletePrefix(ctx, tool, label);
+  const res: SnapshotResult = {
+    dbBytes: size,
+    seconds: round((snap.seenAt - t0) / 1000, 2),
+    snapshotObjectBytes: snap.size,
+    peakRssMiB: round((s?.hwmBytes ?? Number.NaN) / MiB),
+    cpuSec: round(s?.cpuSec ?? Number.NaN, 2),
+  };
+  log(
+    `  ${tool} snapshot of ${Math.round(size / MiB)} MiB: ${res.seconds} s, object ${Math.round(snap.size / MiB)} MiB, peak RSS ${res.peakRssMiB} MiB`,
+  );
+  return res;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Phase: restore
+
+interface RestoreRun {
+  seconds: number;
+  /** (database size + WAL bytes replayed) / seconds. */
+  MiBps: number;
+  peakRssMiB: number;
+  cpuSec: number;
+  restoredSeq: number;
+}
+
+interface RestoreResult {
+  dbBytes: number;
+  walBytes: number;
+  /** Row-data rate the writer reached (as fast as it could, next to the replicator). */
+  writeRowMiBps: number;
+  lastSeq: number;
+  latest: RestoreRun;
+  pointInTime: RestoreRun & { timestamp: string; expectedSeq: number };
+}
+
+function restoredSeq(file: string): number {
+  const d = new Database(file, { readonly: true });
+  try {
+    const r = d.prepare("SELECT max(CAST(substr(v, 11, 12) AS TEXT)) AS s FROM t").get() as {
+      s: string | null;
+    };
+    return r.s ? Number(r.s) : 0;
+  } finally {
+    d.close();
+  }
+}
+
+async function timedRestore(
+  ctx: Ctx,
+  tool: Tool,
+  dir: string,
+  cfg: string,
+  db: string,
+  out: string,
+  extra: string[],
+  label: string,
+): Promise<{ seconds: number; peakRssMiB: number; cpuSec: number; seq: number }> {
+  const bin = tool === "walship" ? WALSHIP : litestreamBin();
+  const tf = path.join(dir, `time-${label}.txt`);
+  const t0 = now();
+  await runCommand(
+    "/usr/bin/time",
+    ["-f", "%e %M %U %S", "-o", tf, bin, "restore", "-config", cfg, "-o", out, ...extra, db],
+    { env: toolEnv(ctx, tool, label), timeoutMs: 3_600_000 },
+  );
+  const seconds = (now() - t0) / 1000;
+  const [, maxKiB, user, sys] = readFileSync(tf, "utf8").trim().split("\n").pop()!.split(" ").map(Number);
+  const seq = restoredSeq(out);
+  rmSync(out, { force: true });
+  return {
+    seconds,
+    peakRssMiB: round((maxKiB ?? 0) / 1024),
+    cpuSec: round((user ?? 0) + (sys ?? 0), 2),
+    seq,
+  };
+}
+
+async function restorePhase(ctx: Ctx, tool: Tool, base: string): Promise<RestoreResult> {
+  const p = ctx.params;
+  const dir = path.join(ctx.work, `restore-${tool}`);
+  mkdirSync(dir, { recursive: true });
+  const db = path.join(dir, "app.db");
+  copyFileSync(base, db);
+  const dbBytes = statSync(db).size;
+  const writer = new Writer();
+  await writer.open(db);
+  const cfg = writeConfig(ctx, dir, db, tool, "restore", { sync: "1s" });
+  const pol = poller(ctx, tool, "restore");
+  const proc = startTool(ctx, tool, cfg, dir, "restore-replicate");
+  if (!(await pol.waitForSnapshot(3_600_000))) throw new Error(`restore ${tool}: no snapshot`);
+  await sleep(1500);
+  const rowsPerTx = 256;
+  const walPerTx = rowsPerTx * (4096 + 24);
+  const r = await writer.paced({
+    mode: "update",
+    rowsPerTx,
+    rowBytes: p.rowBytes,
+    txPerSec: 0,
+    txCount: Math.ceil(p.restoreWalBytes / walPerTx),
+  });
+  await pol.waitForSeq(r.lastSeq, 1_800_000);
+  await stopTool(proc);
+  await writer.close();
+  await pol.stop();
+  const walBytes = pol.walBytes;
+  log(
+    `  ${tool} restore setup: ${Math.round(dbBytes / MiB)} MiB database + ${Math.round(walBytes / MiB)} MiB WAL`,
+  );
+  // Restore into a fresh directory so the source database is never touched.
+  const outDir = path.join(dir, "out");
+  mkdirSync(outDir);
+  const latest = await timedRestore(
+    ctx,
+    tool,
+    dir,
+    cfg,
+    db,
+    path.join(outDir, "latest.db"),
+    [],
+    "restore-latest",
+  );
+  const mid = Math.floor(r.commitAt.length / 2);
+  const tsMs = Math.floor(r.commitAt[mid]!);
+  const timestamp = new Date(tsMs).toISOString();
+  let expectedSeq = r.firstSeq - 1;
+  for (let i = 0; i < r.commitAt.length && r.commitAt[i]! <= tsMs; i++) expectedSeq = r.firstSeq + i;
+  const pit = await timedRestore(
+    ctx,
+    tool,
+    dir,
+    cfg,
+    db,
+    path.join(outDir, "pit.db"),
+    ["-timestamp", timestamp],
+    "restore-pit",
+  );
+  const walUpTo = (seq: number): number =>
+    pol.segments.filter((s) => s.maxSeq <= seq).reduce((a, s) => a + s.walBytes, 0);
+  rmSync(dir, { recursive: true, force: true });
+  await deletePrefix(ctx, tool, "restore");
+  const run = (x: typeof latest, wal: number): RestoreRun => ({
+    seconds: round(x.seconds, 2),
+    MiBps: mbps(dbBytes + wal, x.seconds * 1000),
+    peakRssMiB: x.peakRssMiB,
+    cpuSec: x.cpuSec,
+    restoredSeq: x.seq,
+  });
+  const res: RestoreResult = {
+    dbBytes,
+    walBytes,
+    writeRowMiBps: mbps(r.rowBytes, r.elapsedMs),
+    lastSeq: r.lastSeq,
+    latest: run(latest, walBytes),
+    pointInTime: { ...run(pit, walUpTo(pit.seq)), timestamp, expectedSeq },
+  };
+  log(
+    `  ${tool} restore latest ${res.latest.seconds} s (${res.latest.MiBps} MiB/s, seq ${latest.seq}/${r.lastSeq}); point in time ${res.pointInTime.seconds} s (seq ${pit.seq}, expected ${expectedSeq})`,
+  );
+  return res;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Table
+
+interface Row {
+  figure: string;
+  walship: number | undefined;
+  litestream: number | undefined;
+  ratio: number | undefined;
+}
+
+function fmt(x: number | undefined): string {
+  if (x === undefined || Number.isNaN(x)) return "-";
+  if (!Number.isFinite(x)) return String(x);
+  return Math.abs(x) >= 100 ? String(Math.round(x)) : String(round(x, 2));
+}
+
+function table(rows: Row[]): string {
+  const cells = [
+    ["figure", "walship", "litestream", "walship/litestream"],
+    ...rows.map((r) => [r.figure, fmt(r.walship), fmt(r.litestream), fmt(r.ratio)]),
+  ];
+  const w = [0, 1, 2, 3].map((i) => Math.max(...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) =>
+    `| ${c.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join(" | ")} |`;
+  return [
+    line(cells[0]!),
+    `|${w.map((n, i) => (i === 0 ? "-" : "").padEnd(n + 1, "-") + (i === 0 ? "-" : ":")).join("|")}|`,
+  ]
+    .concat(cells.slice(1).map(line))
+    .join("\n");
+}
+
+// ------------------------------------------------------------------------------------------------
+
+function machine(): Record<string, unknown> {
+  const sh = (cmd: string, args: string[]): string => {
+    try {
+      return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+    } catch (err) {
+      return `unavailable: ${(err as Error).message.split("\n")[0]}`;
+    }
+  };
+  return {
+    nproc: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model,
+    memGiB: round(os.totalmem() / GiB, 1),
+    kernel: os.release(),
+    node: process.version,
+    litestream: sh(litestreamBin(), ["version"]),
+    litestreamExpected: LITESTREAM_VERSION,
+    walship: sh(WALSHIP, ["version"]),
+    minio: sh(path.join(path.dirname(litestreamBin()), "minio"), ["--version"]).split("\n")[0],
+  };
+}
+
+async function main(): Promise<void> {
+  const quick = process.env.BENCH_QUICK === "1";
+  const params = benchParams(quick);
+  if (process.env.BENCH_SMOKE === "1") {
+    // A harness check in about two minutes: tiny sizes, short runs; the figures mean little.
+    params.lagConfigs = params.lagConfigs.slice(1, 2);
+    for (const w of params.lagWorkloads) w.shape.durationMs = 4000;
+    params.rampMBps = [4, 8];
+    params.rampStepMs = 4000;
+    params.heavyMs = 5000;
+    params.snapshotBytes = [20 * MiB];
+    params.restoreDbBytes = 20 * MiB;
+    params.restoreWalBytes = 20 * MiB;
+  }
+  const phases = (process.env.BENCH_PHASES?.split(",").filter(Boolean) ?? [...ALL_PHASES]) as Phase[];
+  for (const ph of phases) if (!ALL_PHASES.includes(ph)) throw new Error(`BENCH_PHASES: unknown phase ${ph}`);
+  const tools = (process.env.BENCH_TOOLS?.split(",").filter(Boolean) ?? ALL_TOOLS) as Tool[];
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  mkdirSync(RESULTS, { recursive: true });
+  const profileDir = process.env.BENCH_PROFILE === "1" ? path.join(RESULTS, `profiles-${stamp}`) : undefined;
+  const started = now();
+  const work = makeTempDir("bench");
+  log(`bench: ${quick ? "quick" : "full"} mode, phases ${phases.join(",")}, work dir ${work}`);
+  log(`bench: ${Math.round(freeBytes(work) / GiB)} GiB free in ${work}`);
+  const minio = await startMinio();
+  const client = minio.client();
+  const ctx: Ctx = {
+    params,
+    minio,
+    client,
+    access: {
+      endpoint: minio.endpoint,
+      region: minio.region,
+      accessKeyId: minio.accessKeyId,
+      secretAccessKey: minio.secretAccessKey,
+    },
+    env: {
+      LITESTREAM_ACCESS_KEY_ID: minio.accessKeyId,
+      LITESTREAM_SECRET_ACCESS_KEY: minio.secretAccessKey,
+    },
+    work,
+    tools,
+    profileDir,
+    stamp,
+  };
+  for (const t of tools) await minio.createBucket(t);
+
+  const results: Record<string, unknown> = {
+    started: new Date(performance.timeOrigin).toISOString(),
+    mode: quick ? "quick" : "full",
+    machine: machine(),
+    params,
+    operator: "not measured: the operator does not exist yet (issue 5); its figures are left out",
+  };
+  const per: Record<Tool, Record<string, unknown>> = { walship: {}, litestream: {} };
+  results.tools = per;
+  const rows: Row[] = [];
+  const add = (figure: string, w: number | undefined, l: number | undefined): void => {
+    rows.push({
+      figure,
+      walship: w,
+      litestream: l,
+      ratio: w !== undefined && l !== undefined && l !== 0 ? round(w / l, 2) : undefined,
+    });
+  };
+
+  try {
+    if (phases.includes("lag")) {
+      log("phase lag: replication lag (commit -> segment seen in the bucket)");
+      const lag: Partial<Record<Tool, LagResult[]>> = {};
+      for (const t of tools) lag[t] = await lagPhase(ctx, t);
+      for (const t of tools) per[t].lag = lag[t];
+      const base = lag[tools[0]!] ?? [];
+      for (const [i, b] of base.entries()) {
+        const w = lag.walship?.[i];
+        const l = lag.litestream?.[i];
+        const short = `${b.config} | ${b.workload.split(" (")[0]}`;
+        add(`lag p50 ms, ${short}`, w?.lag.p50Ms, l?.lag.p50Ms);
+        add(`lag p99 ms, ${short}`, w?.lag.p99Ms, l?.lag.p99Ms);
+        add(`lag max ms, ${short}`, w?.lag.maxMs, l?.lag.maxMs);
+      }
+    }
+    const ramp: Partial<Record<Tool, RampResult>> = {};
+    if (phases.includes("ramp")) {
+      const ceiling = await writerCeiling(ctx);
+      results.writerCeilingRowMiBps = ceiling;
+      log(
+        `phase ramp: highest WAL throughput with bounded lag (sync 1s); writer alone: ${ceiling} MiB/s rows`,
+      );
+      for (const t of tools) ramp[t] = await rampPhase(ctx, t, ceiling);
+      for (const t of tools) per[t].ramp = ramp[t];
+      add(
+        "max sustained WAL MiB/s",
+        ramp.walship?.maxSustainedWalMiBps,
+        ramp.litestream?.maxSustainedWalMiBps,
+      );
+    }
+    const rates = tools.map((t) => ramp[t]?.maxSustainedRowMiBps).filter((x): x is number => !!x);
+    // The heavy writer and the restore setup run at half the rate both tools sustained.
+    const steadyRate = rates.length ? Math.max(1, Math.min(...rates) / 2) : quick ? 4 : 8;
+    if (phases.includes("heavy")) {
+      log(`phase heavy: long-running writer at ${round(steadyRate, 2)} MiB/s of rows`);
+      const heavy: Partial<Record<Tool, HeavyResult>> = {};
+      for (const t of tools) heavy[t] = await heavyPhase(ctx, t, steadyRate);
+      for (const t of tools) per[t].heavy = heavy[t];
+      add("heavy writer: CPU s per GiB of WAL", heavy.walship?.cpuSecPerGiB, heavy.litestream?.cpuSecPerGiB);
+      add("heavy writer: peak RSS MiB", heavy.walship?.peakRssMiB, heavy.litestream?.peakRssMiB);
+      add("heavy writer: lag p99 ms", heavy.walship?.lag.p99Ms, heavy.litestream?.lag.p99Ms);
+    }
+    if (phases.includes("snapshot")) {
+      log("phase snapshot: time to first snapshot and peak memory");
+      const snaps: Record<Tool, SnapshotResult[]> = { walship: [], litestream: [] };
+      for (const size of params.snapshotBytes) {
+        const base = await baseDb(ctx, size);
+        for (const t of tools) snaps[t].push(await snapshotRun(ctx, t, base));
+        if (size !== params.restoreDbBytes || !phases.includes("restore")) rmSync(base, { force: true });
+      }
+      for (const t of tools) per[t].snapshot = snaps[t];
+      for (const [i, size] of params.snapshotBytes.entries()) {
+        const w = snaps.walship[i];
+        const l = snaps.litestream[i];
+        const label = `${Math.round(size / MiB)} MiB db`;
+        add(`snapshot s, ${label}`, w?.seconds, l?.seconds);
+        add(`snapshot peak RSS MiB, ${label}`, w?.peakRssMiB, l?.peakRssMiB);
+      }
+    }
+    if (phases.includes("restore")) {
+      const base = await baseDb(ctx, params.restoreDbBytes);
+      log(
+        `phase restore: ${Math.round(params.restoreDbBytes / MiB)} MiB database + WAL, latest and point in time`,
+      );
+      const rest: Partial<Record<Tool, RestoreResult>> = {};
+      for (const t of tools) rest[t] = await restorePhase(ctx, t, base);
+      rmSync(base, { force: true });
+      for (const t of tools) per[t].restore = rest[t];
+      add("restore latest s", rest.walship?.latest.seconds, rest.litestream?.latest.seconds);
+      add("restore latest MiB/s", rest.walship?.latest.MiBps, rest.litestream?.latest.MiBps);
+      add("restore latest peak RSS MiB", rest.walship?.latest.peakRssMiB, rest.litestream?.latest.peakRssMiB);
+      add("restore point-in-time s", rest.walship?.pointInTime.seconds, rest.litestream?.pointInTime.seconds);
+      add("restore point-in-time MiB/s", rest.walship?.pointInTime.MiBps, rest.litestream?.pointInTime.MiBps);
+      add(
+        "restore point-in-time: tx past T included (<0: missed)",
+        rest.walship
+          ? rest.walship.pointInTime.restoredSeq - rest.walship.pointInTime.expectedSeq
+          : undefined,
+        rest.litestream
+          ? rest.litestream.pointInTime.restoredSeq - rest.litestream.pointInTime.expectedSeq
+          : undefined,
+      );
+    }
+  } finally {
+    client.destroy();
+    await minio.close();
+    results.finished = new Date().toISOString();
+    results.durationSec = round((now() - started) / 1000);
+    results.table = rows;
+    const file = path.join(RESULTS, `${stamp}.json`);
+    writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+    const text = table(rows);
+    writeFileSync(path.join(RESULTS, `${stamp}.md`), `${text}\n`);
+    console.log(`\n${text}\n`);
+    console.log(
+      "Operator figures (reconcile 200 SqliteReplicas, API requests/min): not measured, no operator yet.",
+    );
+    console.log(`bench: ${round((now() - started) / 60_000, 1)} min; figures in ${file}`);
+    if (profileDir)
+      console.log(`bench: walship CPU profiles in ${profileDir} (summarise: node bench/profile.ts DIR)`);
+  }
+}
+
+try {
+  await main();
+  process.exit(0);
+} catch (err) {
+  console.error(`bench: ${(err as Error).stack ?? err}`);
+  process.exit(1);
+}
