@@ -283,6 +283,49 @@ export class Db {
     }
   }
 
+  /**
+   * Opens a read-only connection whose snapshot is exactly the end of the shadow WAL: the write lock
+   * is held while the shadow catches up and the snapshot begins, so the two agree to the byte. The
+   * caller reads through `conn` (a read transaction is open on it) and must call `release()`.
+   */
+  snapshotAtPos(): Promise<{ pos: Pos; conn: Database.Database; release(): void }> {
+    return this.#serial(async () => {
+      await this.#syncOnce();
+      const db = this.#db;
+      if (!db || !this.#state)
+        throw new WalshipError(ErrorCodes.SQLITE, `validate ${this.path}: database is not open yet`);
+      const conn = new Database(this.path, {
+        readonly: true,
+        timeout: this.busyTimeoutMs,
+        fileMustExist: true,
+      });
+      try {
+        db.exec("BEGIN IMMEDIATE");
+        try {
+          await this.#copy();
+          conn.exec("BEGIN");
+          conn.prepare("SELECT COUNT(1) FROM sqlite_master").get();
+        } finally {
+          db.exec("COMMIT");
+        }
+      } catch (err) {
+        conn.close();
+        throw new WalshipError(ErrorCodes.SQLITE, `validate ${this.path}: ${describeError(err)}`, {
+          cause: err,
+        });
+      }
+      const s = this.#state;
+      return {
+        pos: { generation: s.generation, index: s.index, offset: s.size },
+        conn,
+        release: () => {
+          if (conn.inTransaction) conn.exec("ROLLBACK");
+          conn.close();
+        },
+      };
+    });
+  }
+
   /** Forces a checkpoint of the given mode now (the snapshotter and tests use it). */
   checkpoint(mode: CheckpointMode): Promise<void> {
     return this.#serial(async () => {

@@ -201,9 +201,13 @@ export class ReplicatorMetrics {
       registers: [registry],
       collect() {
         this.reset();
-        // Validation is not implemented yet: both outcomes stay at 0, as Litestream reports them.
+        // Both series exist from the start, as in Litestream; "error" counts mismatches and
+        // validations that could not complete.
         for (const { d, r } of replicas()) {
-          for (const status of VALIDATION_STATUSES) this.inc({ ...rl(d, r), status }, 0);
+          for (const status of VALIDATION_STATUSES) {
+            const m = r.replica.metrics;
+            this.inc({ ...rl(d, r), status }, status === "ok" ? m.validationOk : m.validationError);
+          }
         }
       },
     });

@@ -10,10 +10,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { describeError, ErrorCodes, isNotFound, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import type { CommitRecord, Db } from "./db.ts";
+import { type CommitTimesDoc, encodeJson, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
 import { keys } from "./layout.ts";
 import { createLz4Decoder, createLz4Encoder } from "./lz4.ts";
 import type { ReplicaClient } from "./storage/client.ts";
 import { formatPos, type Pos, type SnapshotInfo } from "./types.ts";
+import { type ValidationResult, validateReplica } from "./validate.ts";
 
 export const DEFAULT_SYNC_INTERVAL_MS = 1000;
 export const DEFAULT_RETENTION_MS = 24 * 3600_000;
@@ -31,21 +33,9 @@ export interface ReplicaOptions {
   /** Keep snapshots (and the WAL after them) this long; 0 disables retention. */
   retentionMs?: number;
   retentionCheckIntervalMs?: number;
+  /** Validate the destination this often (restore at a pinned position and compare); undefined = off. */
+  validationIntervalMs?: number;
   log?: Logger;
-}
-
-/** Commit times of the transactions in one segment: `[endOffset, unixMillis]` pairs. */
-export interface CommitTimesDoc {
-  v: 1;
-  commits: Array<[number, number]>;
-}
-
-/** Where and when a Walship snapshot was taken: it holds no page newer than (index, offset). */
-export interface SnapshotMetaDoc {
-  v: 1;
-  index: number;
-  offset: number;
-  time: number;
 }
 
 export interface ReplicaStatus {
@@ -60,6 +50,8 @@ export interface ReplicaStatus {
   lastErrorAt?: Date;
   /** When the newest commit now durable on this destination was seen (the newest restorable time). */
   lastDurableCommitAt?: Date;
+  /** The last validation's outcome, when validation is on. */
+  lastValidation?: ValidationResult;
   /** Observed commits not yet durable on this destination. */
   pendingCommits: number;
   /** Time of the oldest observed commit not yet durable (lag starts here). */
@@ -71,6 +63,9 @@ export interface ReplicaMetrics {
   syncCount: number;
   syncErrorCount: number;
   snapshotCount: number;
+  validationOk: number;
+  /** Mismatches and validations that could not complete. */
+  validationError: number;
 }
 
 export class Replica {
@@ -81,7 +76,15 @@ export class Replica {
   readonly snapshotIntervalMs: number | undefined;
   readonly retentionMs: number;
   readonly retentionCheckIntervalMs: number;
-  readonly metrics: ReplicaMetrics = { walBytes: 0, syncCount: 0, syncErrorCount: 0, snapshotCount: 0 };
+  readonly validationIntervalMs: number | undefined;
+  readonly metrics: ReplicaMetrics = {
+    walBytes: 0,
+    syncCount: 0,
+    syncErrorCount: 0,
+    snapshotCount: 0,
+    validationOk: 0,
+    validationError: 0,
+  };
 
   #log: Logger;
   #pos: Pos | undefined;
@@ -91,6 +94,7 @@ export class Replica {
   #lastSnapshotIndex: number | undefined;
   #lastError: string | undefined;
   #lastDurableCommitAt: Date | undefined;
+  #lastValidation: ValidationResult | undefined;
   #lastErrorAt: Date | undefined;
   #unsubscribe: () => void;
   #busy: Promise<unknown> = Promise.resolve();
@@ -103,6 +107,7 @@ export class Replica {
     this.snapshotIntervalMs = opts.snapshotIntervalMs;
     this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
     this.retentionCheckIntervalMs = opts.retentionCheckIntervalMs ?? DEFAULT_RETENTION_CHECK_INTERVAL_MS;
+    this.validationIntervalMs = opts.validationIntervalMs;
     this.#log = (opts.log ?? nullLogger()).child({ replica: this.name });
     this.#unsubscribe = db.onCommits((c) => {
       this.#pending.push(...c);
@@ -128,6 +133,7 @@ export class Replica {
       ...(this.#lastSnapshotAt ? { lastSnapshotAt: this.#lastSnapshotAt } : {}),
       ...(this.#lastSnapshotIndex !== undefined ? { lastSnapshotIndex: this.#lastSnapshotIndex } : {}),
       ...(this.#lastDurableCommitAt ? { lastDurableCommitAt: this.#lastDurableCommitAt } : {}),
+      ...(this.#lastValidation ? { lastValidation: this.#lastValidation } : {}),
       ...(this.#lastError ? { lastError: this.#lastError } : {}),
       ...(this.#lastErrorAt ? { lastErrorAt: this.#lastErrorAt } : {}),
       pendingCommits: this.#pending.length,
@@ -141,7 +147,12 @@ export class Replica {
 
   /** Runs the sync loop, the snapshotter and the retainer until the signal aborts. */
   async run(signal: AbortSignal): Promise<void> {
-    await Promise.all([this.#syncLoop(signal), this.#snapshotLoop(signal), this.#retentionLoop(signal)]);
+    await Promise.all([
+      this.#syncLoop(signal),
+      this.#snapshotLoop(signal),
+      this.#retentionLoop(signal),
+      this.#validationLoop(signal),
+    ]);
   }
 
   /** Serialises sync, snapshot and retention on this destination. */
@@ -202,6 +213,51 @@ export class Replica {
         if (!signal.aborted) this.#log.error({ err: describeError(err) }, "retention failed");
       }
     }
+  }
+
+  async #validationLoop(signal: AbortSignal): Promise<void> {
+    const every = this.validationIntervalMs;
+    if (!every) return;
+    while (!signal.aborted) {
+      await sleep(every, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) break;
+      await this.validate({ signal });
+    }
+  }
+
+  /** Restores this destination at a pinned position and compares it with the database (see validate.ts). */
+  async validate(opts: { signal?: AbortSignal } = {}): Promise<ValidationResult> {
+    const result = await validateReplica(this.db, {
+      name: this.name,
+      client: this.client,
+      position: () => this.#pos,
+      waitMs: Math.max(30_000, this.syncIntervalMs * 10),
+      log: this.#log,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    this.#lastValidation = result;
+    if (result.outcome === "ok") {
+      this.metrics.validationOk++;
+      this.#log.info(
+        { position: result.pos && formatPos(result.pos), checksum: result.source },
+        "validator: ok",
+      );
+    } else {
+      this.metrics.validationError++;
+      this.#log.error(
+        {
+          outcome: result.outcome,
+          position: result.pos && formatPos(result.pos),
+          source: result.source,
+          restored: result.restored,
+          err: result.message,
+        },
+        result.outcome === "mismatch"
+          ? "validator: invalid replica, checksum mismatch"
+          : "validator: could not validate",
+      );
+    }
+    return result;
   }
 
   /** Uploads everything the shadow WAL holds past this destination's position. */
@@ -406,29 +462,6 @@ export class Replica {
         }
       }
     });
-  }
-}
-
-export function snapshotMetaKey(generation: string, index: number): string {
-  return `walship/generations/${generation}/snapshots/${index.toString(16).padStart(8, "0")}.json`;
-}
-
-function encodeJson(doc: unknown): Uint8Array {
-  return Buffer.from(`${JSON.stringify(doc)}\n`);
-}
-
-/** Reads a JSON side object, or undefined when it is absent or unreadable (never fatal). */
-export async function readJsonExtra<T>(
-  client: ReplicaClient,
-  key: string,
-  signal?: AbortSignal,
-): Promise<T | undefined> {
-  try {
-    const bytes = await client.getExtra(key, { signal });
-    return JSON.parse(Buffer.from(bytes).toString("utf8")) as T;
-  } catch (err) {
-    if (isNotFound(err) || err instanceof SyntaxError) return undefined;
-    throw err;
   }
 }
 

@@ -17,9 +17,9 @@ import { pipeline } from "node:stream/promises";
 import Database from "better-sqlite3";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
+import { type CommitTimesDoc, readJsonExtra, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
 import { hex8, keys } from "./layout.ts";
 import { createLz4Decoder } from "./lz4.ts";
-import { type CommitTimesDoc, readJsonExtra, type SnapshotMetaDoc, snapshotMetaKey } from "./replica.ts";
 import { frameSize, parseWalHeader, scanFrames, WAL_HEADER_SIZE } from "./sqlite/wal.ts";
 import type { ReplicaClient } from "./storage/client.ts";
 import type { SnapshotInfo, WalSegmentInfo } from "./types.ts";
@@ -38,6 +38,8 @@ export interface RestoreTarget {
   generation?: string;
   /** Restore up to and including this WAL index. */
   index?: number;
+  /** With `index`: stop at this byte offset of that index (a commit boundary), for an exact position. */
+  offset?: number;
   /** Restore the transactions committed at or before this time. */
   timestamp?: Date;
 }
@@ -211,7 +213,12 @@ export async function planRestore(
   // Segments from the snapshot's index on; anything below it is not needed and is ignored.
   let segments = best.segments.filter((s) => s.index >= snapshot.index);
   if (target.index !== undefined) segments = segments.filter((s) => s.index <= target.index!);
-  let cut: { index: number; offset: number } | undefined;
+  let cutAt: { index: number; offset: number } | undefined;
+  if (target.index !== undefined && target.offset !== undefined) {
+    segments = segments.filter((s) => s.index < target.index! || s.offset < target.offset!);
+    cutAt = { index: target.index, offset: target.offset };
+  }
+  let cut: { index: number; offset: number } | undefined = cutAt;
   let lastCommitTime: number | undefined;
   if (T !== undefined) {
     const kept: WalSegmentInfo[] = [];

@@ -41,6 +41,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
         ...(rc.snapshotIntervalMs ? { snapshotIntervalMs: rc.snapshotIntervalMs } : {}),
         retentionMs: rc.retentionMs,
         retentionCheckIntervalMs: rc.retentionCheckIntervalMs,
+        ...(rc.validationIntervalMs ? { validationIntervalMs: rc.validationIntervalMs } : {}),
         log: log.child({ db: db.path }),
       });
       replicas.push(replica);

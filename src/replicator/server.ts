@@ -297,6 +297,18 @@ function statusDocument(obs: Observation, ready: Readiness, version: string): Re
           ...(s.lastError
             ? { lastError: { message: s.lastError, ...(s.lastErrorAt ? { at: iso(s.lastErrorAt) } : {}) } }
             : {}),
+          ...(s.lastValidation
+            ? {
+                validation: {
+                  outcome: s.lastValidation.outcome,
+                  at: s.lastValidation.at.toISOString(),
+                  ...(s.lastValidation.pos ? { position: s.lastValidation.pos } : {}),
+                  ...(s.lastValidation.message ? { message: s.lastValidation.message } : {}),
+                  okCount: r.replica.metrics.validationOk,
+                  errorCount: r.replica.metrics.validationError,
+                },
+              }
+            : {}),
         };
       }),
     };

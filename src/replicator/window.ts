@@ -13,7 +13,8 @@
  */
 import { describeError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
-import { type Replica, readJsonExtra, type SnapshotMetaDoc, snapshotMetaKey } from "./replica.ts";
+import { readJsonExtra, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
+import type { Replica } from "./replica.ts";
 import type { ReplicaClient } from "./storage/client.ts";
 
 /** The longest a cached oldest-snapshot time is served without listing the destination again. */

@@ -36,6 +36,16 @@ export const ErrorInfoSchema = z.object({
   at: Timestamp.optional(),
 });
 
+/** One validation run of a destination: `ok`, `mismatch`, or `error` (it could not complete). */
+export const ValidationSchema = z.object({
+  outcome: z.enum(["ok", "mismatch", "error"]),
+  at: Timestamp,
+  position: PositionSchema.optional(),
+  message: z.string().optional(),
+  okCount: Count,
+  errorCount: Count,
+});
+
 /**
  * The times a restore with `-timestamp` can reach on a destination. Both ends or neither: with no
  * snapshot known, nothing is restorable and the window is empty.
@@ -77,6 +87,8 @@ export const DestinationStatusSchema = z.object({
   syncCount: Count,
   syncErrorCount: Count,
   lastError: ErrorInfoSchema.optional(),
+  /** The last validation (restore at a pinned position, compared with the database), when enabled. */
+  validation: ValidationSchema.optional(),
 });
 
 export const DatabaseStatusSchema = z.object({
