@@ -1,0 +1,446 @@
+/**
+ * walship operator end to end: the real control plane (etcd, kube-apiserver, controller manager), the
+ * process kubelet running pods' containers as local processes (the walship image maps to bin/walship
+ * in this checkout), and MinIO. The operator runs in-process with only the RBAC in deploy/rbac.
+ */
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { stringify } from "yaml";
+import { type RunningOperator, startOperator } from "../../src/operator/main.ts";
+import { nullLogger } from "../../src/shared/log.ts";
+import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
+import { type Kubelet, startKubelet } from "../helpers/kubelet/index.ts";
+import { type Minio, startMinio } from "../helpers/minio.ts";
+import { waitFor } from "../helpers/proc.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const APP = path.join(ROOT, "test/fixtures/apps/app.ts");
+const WALSHIP = path.join(ROOT, "bin/walship");
+const NS = "e2e";
+const DATA_MOUNT = "/var/lib/walship-e2e/data";
+const BUCKET = "replicas";
+
+interface Cr {
+  metadata: { name: string; generation?: number; finalizers?: string[] };
+  status?: {
+    phase?: string;
+    generation?: string;
+    lagSeconds?: number;
+    lastSyncTime?: string;
+    observedGeneration?: number;
+    configHash?: string;
+    conditions?: Array<{ type: string; status: string; reason: string; message: string }>;
+    pods?: Array<{ name: string; ready: boolean; generation?: string }>;
+  };
+}
+interface PodLite {
+  metadata: { name: string; uid: string; annotations?: Record<string, string>; deletionTimestamp?: string };
+  spec: { initContainers?: Array<{ name: string }> };
+  status?: { phase?: string; podIP?: string; conditions?: Array<{ type: string; status: string }> };
+}
+interface StsLite {
+  spec: {
+    template: {
+      metadata?: { annotations?: Record<string, string> };
+      spec: { initContainers?: Array<{ name: string }>; volumes?: Array<{ name: string }> };
+    };
+  };
+}
+
+describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 600_000 }, () => {
+  let cp: ControlPlane;
+  let kubelet: Kubelet;
+  let minio: Minio;
+  let op: RunningOperator | undefined;
+  let opKubeconfig = "";
+  const kubeletLines: string[] = [];
+
+  const apply = async (obj: unknown) => {
+    const file = path.join(cp.dir, `obj-${Math.random().toString(16).slice(2)}.yaml`);
+    fs.writeFileSync(file, stringify(obj));
+    await cp.kubectl(["apply", "-f", file]);
+  };
+  const cr = async (name: string) =>
+    (await cp.request<Cr>("GET", `/apis/walship.dev/v1alpha1/namespaces/${NS}/sqlitereplicas/${name}`)).body;
+  const cond = (c: Cr, type: string) => c.status?.conditions?.find((x) => x.type === type);
+  const pod = async (name: string) => {
+    const r = await cp.request<PodLite>("GET", `/api/v1/namespaces/${NS}/pods/${name}`);
+    return r.status === 200 ? r.body : undefined;
+  };
+  const sts = async (name: string) =>
+    (await cp.request<StsLite>("GET", `/apis/apps/v1/namespaces/${NS}/statefulsets/${name}`)).body;
+  const events = async (name: string) => {
+    const r = await cp.request<{
+      items: Array<{ reason: string; type: string; message: string; involvedObject: { name: string } }>;
+    }>("GET", `/api/v1/namespaces/${NS}/events`);
+    return r.body.items.filter((e) => e.involvedObject.name === name);
+  };
+  const readyPod = (name: string, pred: (p: PodLite) => boolean = () => true) =>
+    waitFor(
+      async () => {
+        const p = await pod(name);
+        return p &&
+          !p.metadata.deletionTimestamp &&
+          p.status?.phase === "Running" &&
+          p.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
+          pred(p)
+          ? p
+          : undefined;
+      },
+      { what: `pod ${name} Running and Ready`, timeoutMs: 120_000, intervalMs: 250 },
+    ).catch(async (err) => {
+      const logs = await Promise.all(
+        ["walship-restore", "walship", "app"].map((c) => kubelet.logs(NS, name, c).catch(() => "")),
+      );
+      throw new Error(
+        `${(err as Error).message}\n${kubeletLines.slice(-20).join("\n")}\n${logs.map((l) => l.slice(-3000)).join("\n---\n")}`,
+      );
+    });
+  const rows = async (p: PodLite) => {
+    const res = await fetch(`http://${p.status?.podIP}:8080/rows`);
+    return (await res.json()) as Array<{ id: number; pod: string }>;
+  };
+
+  before(async () => {
+    cp = await startControlPlane();
+    minio = await startMinio();
+    await minio.createBucket(BUCKET);
+    kubelet = await startKubelet({
+      kubeconfig: cp.kubeconfig,
+      images: {
+        "walship-test/app": { command: [process.execPath, APP] },
+        "walship-test/walship": { command: [WALSHIP], commandMap: { walship: [WALSHIP] } },
+      },
+      restartBackoffMs: { initial: 500, max: 4000 },
+      log: (l) => kubeletLines.push(l),
+    });
+    await cp.kubectl(["apply", "-f", path.join(ROOT, "crds")]);
+    await cp.kubectl(["wait", "--for=condition=Established", "crd/sqlitereplicas.walship.dev"]);
+    // The operator's identity: a ServiceAccount with only deploy/rbac.
+    await cp.kubectl(["create", "namespace", "walship-system"]);
+    await cp.kubectl(["create", "namespace", NS]);
+    await cp.kubectl(["-n", "walship-system", "create", "serviceaccount", "walship-operator"]);
+    await cp.kubectl(["apply", "-f", path.join(ROOT, "deploy/rbac/clusterrole.yaml")]);
+    await cp.kubectl(["-n", "walship-system", "apply", "-f", path.join(ROOT, "deploy/rbac/role.yaml")]);
+    await cp.kubectl([
+      "create",
+      "clusterrolebinding",
+      "walship-operator",
+      "--clusterrole=walship-operator",
+      "--serviceaccount=walship-system:walship-operator",
+    ]);
+    await cp.kubectl([
+      "-n",
+      "walship-system",
+      "create",
+      "rolebinding",
+      "walship-operator-leader-election",
+      "--role=walship-operator-leader-election",
+      "--serviceaccount=walship-system:walship-operator",
+    ]);
+    opKubeconfig = await cp.kubeconfigFor(await cp.tokenFor("walship-system", "walship-operator"));
+    op = await startOperator(
+      {
+        kubeconfig: opKubeconfig,
+        leaderElection: true,
+        leaderElectionNamespace: "walship-system",
+        leaderElectionId: "walship-operator",
+        identity: "e2e-1",
+        addr: "127.0.0.1:0",
+        image: "walship-test/walship:dev",
+        bindPodIP: true,
+        workers: 2,
+        resyncMs: 30_000,
+        pollMs: 2_000,
+        shutdownTimeoutMs: 5_000,
+      },
+      nullLogger(),
+    );
+
+    await cp.kubectl([
+      "-n",
+      NS,
+      "create",
+      "secret",
+      "generic",
+      "s3-creds",
+      `--from-literal=id=${minio.accessKeyId}`,
+      `--from-literal=secret=${minio.secretAccessKey}`,
+    ]);
+    await apply({
+      apiVersion: "apps/v1",
+      kind: "StatefulSet",
+      metadata: { name: "app", namespace: NS },
+      spec: {
+        serviceName: "app",
+        replicas: 1,
+        selector: { matchLabels: { app: "app" } },
+        template: {
+          metadata: { labels: { app: "app" } },
+          spec: {
+            terminationGracePeriodSeconds: 10,
+            containers: [
+              {
+                name: "app",
+                image: "walship-test/app:1",
+                args: ["serve"],
+                env: [{ name: "DATA_DIR", value: DATA_MOUNT }],
+                volumeMounts: [{ name: "data", mountPath: DATA_MOUNT }],
+                readinessProbe: { httpGet: { path: "/ready", port: 8080 }, periodSeconds: 1 },
+              },
+            ],
+          },
+        },
+        volumeClaimTemplates: [
+          {
+            metadata: { name: "data" },
+            spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
+          },
+        ],
+      },
+    });
+  });
+
+  after(async () => {
+    await op?.stop();
+    await kubelet?.stop();
+    await minio?.close();
+    await cp?.stop();
+  });
+
+  const replica = (name: string, over: Record<string, unknown> = {}) => ({
+    apiVersion: "walship.dev/v1alpha1",
+    kind: "SqliteReplica",
+    metadata: { name, namespace: NS },
+    spec: {
+      statefulSetName: "app",
+      database: { path: `${DATA_MOUNT}/app.db`, volumeName: "data" },
+      destinations: [
+        {
+          name: "minio",
+          s3: {
+            bucket: BUCKET,
+            path: "app",
+            endpoint: minio.endpoint,
+            region: minio.region,
+            forcePathStyle: true,
+            credentials: {
+              accessKeyId: { name: "s3-creds", key: "id" },
+              secretAccessKey: { name: "s3-creds", key: "secret" },
+            },
+          },
+        },
+      ],
+      syncInterval: "200ms",
+      ...over,
+    },
+  });
+
+  it("injects the sidecar and the restore init container; data reaches MinIO; status shows Ready, generation, lag", async () => {
+    const before0 = await readyPod("app-0");
+    assert.equal(before0.spec.initContainers, undefined);
+    await apply(replica("db"));
+    const p = await readyPod("app-0", (x) => (x.spec.initContainers ?? []).some((c) => c.name === "walship"));
+    assert.notEqual(p.metadata.uid, before0.metadata.uid, "the pod was rolled");
+    assert.deepEqual(
+      p.spec.initContainers?.map((c) => c.name),
+      ["walship-restore", "walship"],
+    );
+    const ready = await waitFor(
+      async () => {
+        const c = await cr("db");
+        return cond(c, "Ready")?.status === "True" && c.status?.generation ? c : undefined;
+      },
+      { what: "SqliteReplica db Ready with a generation", timeoutMs: 60_000, intervalMs: 500 },
+    ).catch(async (err) => {
+      throw new Error(
+        `${(err as Error).message}: ${JSON.stringify((await cr("db")).status)}\n${await kubelet.logs(NS, "app-0", "walship")}`,
+      );
+    });
+    assert.equal(ready.status?.phase, "Replicating");
+    assert.match(ready.status?.generation ?? "", /^[0-9a-f]{16}$/);
+    assert.equal(typeof ready.status?.lagSeconds, "number");
+    assert.equal(ready.status?.observedGeneration, ready.metadata.generation);
+    assert.deepEqual(
+      ready.status?.pods?.map((x) => [x.name, x.ready, x.generation]),
+      [["app-0", true, ready.status?.generation]],
+    );
+    const listed = await minio
+      .client()
+      .send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: "app/app-0/generations/" }));
+    assert.ok((listed.KeyCount ?? 0) > 0, "objects under app/app-0/generations/");
+    const table = (await cp.kubectl(["-n", NS, "get", "sqlitereplicas"])).stdout;
+    assert.match(table, /NAME\s+STATEFULSET\s+PHASE\s+GENERATION\s+LAG\s+LAST SYNC\s+AGE/);
+    assert.match(table, new RegExp(`db\\s+app\\s+Replicating\\s+${ready.status?.generation}\\s+\\d`));
+    const m = await (await fetch(`${op?.url}/metrics`)).text();
+    assert.match(m, /walship_operator_reconcile_total\{result="requeue"\} \d+/);
+    assert.match(m, /walship_operator_workqueue_depth \d+/);
+    assert.match(m, /walship_operator_leader 1/);
+  });
+
+  it("restores a deleted database before the app starts, with nothing lost up to the last sync", async () => {
+    const p = await readyPod("app-0");
+    const rowsBefore = await rows(p);
+    // Let the last row sync (syncInterval 200ms), then remove the database and the pod.
+    await waitFor(async () => ((await cr("db")).status?.lagSeconds === 0 ? true : undefined), {
+      what: "lag 0",
+      timeoutMs: 20_000,
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    const dir = kubelet.pvcDir(NS, "data-app-0");
+    await cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/app-0`);
+    await waitFor(async () => ((await pod("app-0"))?.metadata.uid !== p.metadata.uid ? true : undefined), {
+      what: "pod app-0 gone",
+      timeoutMs: 60_000,
+    });
+    for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
+    const p2 = await readyPod("app-0", (x) => x.metadata.uid !== p.metadata.uid);
+    const after2 = await rows(p2);
+    assert.deepEqual(
+      after2.slice(0, rowsBefore.length),
+      rowsBefore,
+      "every row synced before the delete is back",
+    );
+    assert.equal(after2.length, rowsBefore.length + 1, "plus the row of this start");
+    assert.match(await kubelet.logs(NS, "app-0", "walship-restore"), /restor/i);
+  });
+
+  it("an edit of the SqliteReplica rolls the pods", async () => {
+    const p = await readyPod("app-0");
+    const hash = p.metadata.annotations?.["walship.dev/config-hash"];
+    await apply(replica("db", { syncInterval: "300ms" }));
+    const p2 = await readyPod("app-0", (x) => x.metadata.annotations?.["walship.dev/config-hash"] !== hash);
+    assert.notEqual(p2.metadata.uid, p.metadata.uid);
+    await waitFor(
+      async () => {
+        const c = await cr("db");
+        return (
+          cond(c, "Ready")?.status === "True" &&
+          c.status?.configHash === p2.metadata.annotations?.["walship.dev/config-hash"]
+        );
+      },
+      { what: "Ready again on the new config", timeoutMs: 60_000, intervalMs: 500 },
+    );
+  });
+
+  it("a bad spec, a missing Secret, a second SqliteReplica on the same StatefulSet: a condition and an Event each", async () => {
+    // Admission (the CRD schema) names the field.
+    const bad = replica("bad", { database: { path: "relative.db", volumeName: "data" } });
+    const file = path.join(cp.dir, "bad.yaml");
+    fs.writeFileSync(file, stringify(bad));
+    const rejected = await cp.kubectl(["apply", "-f", file], { allowFailure: true });
+    assert.notEqual(rejected.code, 0);
+    assert.match(rejected.stderr, /spec\.database\.path/);
+    // Reconcile names the field of what admission cannot know.
+    await apply(replica("ghost", { statefulSetName: "ghost" }));
+    await cp.kubectl(["-n", NS, "delete", "secret", "s3-creds"]);
+    await apply({
+      apiVersion: "apps/v1",
+      kind: "StatefulSet",
+      metadata: { name: "other", namespace: NS },
+      spec: {
+        serviceName: "other",
+        replicas: 0,
+        selector: { matchLabels: { app: "other" } },
+        template: {
+          metadata: { labels: { app: "other" } },
+          spec: {
+            containers: [
+              {
+                name: "app",
+                image: "walship-test/app:1",
+                volumeMounts: [{ name: "data", mountPath: DATA_MOUNT }],
+              },
+            ],
+            volumes: [{ name: "data", emptyDir: {} }],
+          },
+        },
+      },
+    });
+    await apply(replica("nosecret", { statefulSetName: "other" }));
+    await apply(replica("second"));
+    const waitReason = (name: string, reason: string) =>
+      waitFor(
+        async () => {
+          const c = await cr(name);
+          return cond(c, "Injected")?.reason === reason ? c : undefined;
+        },
+        { what: `${name}: Injected=False ${reason}`, timeoutMs: 30_000, intervalMs: 300 },
+      );
+    const waitEvent = (name: string, reason: string) =>
+      waitFor(async () => (await events(name)).some((e) => e.reason === reason && e.type === "Warning"), {
+        what: `${reason} Warning event on ${name}`,
+        timeoutMs: 10_000,
+      });
+    try {
+      const ghost = await waitReason("ghost", "StatefulSetNotFound");
+      assert.match(
+        cond(ghost, "Injected")?.message ?? "",
+        /^spec\.statefulSetName: StatefulSet e2e\/ghost not found/,
+      );
+      await waitEvent("ghost", "StatefulSetNotFound");
+
+      const missing = await waitReason("nosecret", "SecretMissing");
+      assert.match(
+        cond(missing, "Injected")?.message ?? "",
+        /^spec\.destinations\[0\]\.s3\.credentials\.accessKeyId: Secret e2e\/s3-creds not found/,
+      );
+      assert.equal(missing.status?.phase, "Failed");
+      assert.equal(cond(missing, "Ready")?.status, "False");
+      assert.equal((await sts("other")).spec.template.spec.initContainers, undefined, "nothing injected");
+      await waitEvent("nosecret", "SecretMissing");
+
+      const second = await waitReason("second", "Conflict");
+      assert.match(
+        cond(second, "Injected")?.message ?? "",
+        /already replicated by SqliteReplica db \(the same database\)/,
+      );
+      await waitEvent("second", "Conflict");
+      // db keeps its injection.
+      const app = await sts("app");
+      assert.equal(app.spec.template.metadata?.annotations?.["walship.dev/sqlitereplica"], "db");
+    } finally {
+      await cp.kubectl([
+        "-n",
+        NS,
+        "create",
+        "secret",
+        "generic",
+        "s3-creds",
+        `--from-literal=id=${minio.accessKeyId}`,
+        `--from-literal=secret=${minio.secretAccessKey}`,
+      ]);
+      await cp.kubectl([
+        "-n",
+        NS,
+        "delete",
+        "sqlitereplica",
+        "ghost",
+        "nosecret",
+        "second",
+        "--wait=true",
+        "--timeout=60s",
+      ]);
+    }
+    assert.ok(
+      (await sts("app")).spec.template.spec.initContainers?.some((c) => c.name === "walship"),
+      "db's injection survives the deletes",
+    );
+  });
+
+  it("deleting the SqliteReplica removes the injection and the app keeps running", async () => {
+    const p = await readyPod("app-0");
+    const rowsBefore = await rows(p);
+    await cp.kubectl(["-n", NS, "delete", "sqlitereplica", "db", "--wait=true", "--timeout=60s"]);
+    const s = await sts("app");
+    assert.equal(s.spec.template.spec.initContainers, undefined);
+    assert.deepEqual(s.spec.template.spec.volumes ?? [], []);
+    assert.equal(s.spec.template.metadata?.annotations?.["walship.dev/config-hash"], undefined);
+    const p2 = await readyPod("app-0", (x) => (x.spec.initContainers ?? []).length === 0);
+    const after2 = await rows(p2);
+    assert.deepEqual(after2.slice(0, rowsBefore.length), rowsBefore, "the data stays");
+  });
+});
