@@ -1,0 +1,138 @@
+/** The operator's workqueue, condition handling and status aggregation (pure parts). */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { WorkQueue } from "../../src/operator/kube/workqueue.ts";
+import { aggregate, podFacts } from "../../src/operator/replica/pods.ts";
+import { conditionChanges, deriveReady, setCondition } from "../../src/operator/status.ts";
+import type { ReplicatorStatus } from "../../src/shared/protocol.ts";
+
+describe("WorkQueue", () => {
+  it("de-duplicates keys and never hands out a key being processed", async () => {
+    const q = new WorkQueue();
+    q.add("a");
+    q.add("a");
+    q.add("b");
+    assert.equal(q.depth, 2);
+    assert.equal(await q.get(), "a");
+    q.add("a"); // while processing: queued again only after done
+    assert.equal(q.depth, 1);
+    assert.equal(await q.get(), "b");
+    q.done("a");
+    assert.equal(await q.get(), "a");
+    q.done("a");
+    q.done("b");
+    q.shutdown();
+    assert.equal(await q.get(), undefined);
+  });
+
+  it("backs off per key and forgets on success", () => {
+    const q = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 350 });
+    assert.deepEqual([q.addRateLimited("k"), q.addRateLimited("k"), q.addRateLimited("k")], [100, 200, 350]);
+    q.forget("k");
+    assert.equal(q.addRateLimited("k"), 100);
+    q.shutdown();
+  });
+});
+
+describe("conditions", () => {
+  const t0 = new Date("2026-01-01T00:00:00Z");
+  it("keeps lastTransitionTime while the status stays", () => {
+    let c = setCondition([], { type: "Injected", status: "True", reason: "Injected", message: "" }, t0);
+    c = setCondition(c, { type: "Injected", status: "True", reason: "Injected", message: "x" }, new Date());
+    assert.equal(c[0]?.lastTransitionTime, "2026-01-01T00:00:00Z");
+  });
+
+  it("derives Ready", () => {
+    const base = [
+      { type: "Injected", status: "True" as const, reason: "Injected", message: "", lastTransitionTime: "" },
+      {
+        type: "Replicating",
+        status: "True" as const,
+        reason: "AllPodsReplicating",
+        message: "",
+        lastTransitionTime: "",
+      },
+      { type: "Degraded", status: "False" as const, reason: "NoErrors", message: "", lastTransitionTime: "" },
+    ];
+    assert.equal(deriveReady(base, 1).status, "True");
+    const degraded = base.map((c) =>
+      c.type === "Degraded" ? { ...c, status: "True" as const, reason: "ReplicationError" } : c,
+    );
+    assert.deepEqual(
+      [deriveReady(degraded, 1).status, deriveReady(degraded, 1).reason],
+      ["False", "ReplicationError"],
+    );
+    assert.equal(
+      conditionChanges(base, degraded)
+        .map((c) => c.type)
+        .join(),
+      "Degraded",
+    );
+  });
+});
+
+describe("pod facts", () => {
+  const doc = (over: Partial<ReplicatorStatus["databases"][0]["replicas"][0]> = {}): ReplicatorStatus => ({
+    apiVersion: "walship.dev/v1alpha1",
+    kind: "ReplicatorStatus",
+    version: "0",
+    time: "2026-01-01T00:00:10Z",
+    ready: true,
+    databases: [
+      {
+        path: "/data/app.db",
+        ready: true,
+        generation: "0123456789abcdef",
+        sizeBytes: 1,
+        walSizeBytes: 0,
+        replicas: [
+          {
+            name: "minio",
+            type: "s3",
+            location: "s3://b/p",
+            ready: true,
+            lagSeconds: 0.5,
+            pendingTransactions: 0,
+            pendingBytes: 0,
+            lastSyncAt: "2026-01-01T00:00:09Z",
+            window: { oldest: "2026-01-01T00:00:00Z", newest: "2026-01-01T00:00:09Z" },
+            syncCount: 3,
+            syncErrorCount: 0,
+            ...over,
+          },
+        ],
+      },
+    ],
+  });
+
+  it("reads one pod and aggregates pods", () => {
+    const a = podFacts("app-0", doc(), "/data/app.db");
+    assert.deepEqual(a, {
+      name: "app-0",
+      ready: true,
+      generation: "0123456789abcdef",
+      lagSeconds: 0.5,
+      lastSyncTime: "2026-01-01T00:00:09Z",
+      windowOldest: "2026-01-01T00:00:00Z",
+      windowNewest: "2026-01-01T00:00:09Z",
+    });
+    const b = podFacts(
+      "app-1",
+      doc({
+        ready: false,
+        lagSeconds: 4,
+        lastSyncAt: "2026-01-01T00:00:05Z",
+        lastError: { message: "NoSuchBucket" },
+      }),
+      "/data/app.db",
+    );
+    assert.equal(b.lastError, "destination minio: NoSuchBucket");
+    assert.deepEqual(aggregate([a, b]), {
+      generation: "0123456789abcdef",
+      lagSeconds: 4,
+      lastSyncTime: "2026-01-01T00:00:05Z",
+      windowOldest: "2026-01-01T00:00:00Z",
+      windowNewest: "2026-01-01T00:00:09Z",
+    });
+  });
+});
