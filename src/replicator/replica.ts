@@ -380,7 +380,12 @@ export class Replica {
    */
   async #snapshot(signal: AbortSignal | undefined, opts: { fresh?: boolean } = {}): Promise<SnapshotInfo> {
     const started = performance.now();
-    if (opts.fresh) await this.db.checkpoint("PASSIVE");
+    if (opts.fresh) {
+      await this.db.checkpoint("PASSIVE");
+      // Upload what the checkpoint closed off below the new index first: once the snapshot exists,
+      // retention may delete everything below it, and a late upload would land below it as a stray.
+      if (this.#pos) await this.#sync(signal);
+    }
     let skipped = false;
     const info = await this.db.withCheckpointsPaused(async (pos) => {
       const existing = (await this.client.snapshots(pos.generation, { signal })).find(
@@ -430,6 +435,8 @@ export class Replica {
   enforceRetention(opts: { signal?: AbortSignal } = {}): Promise<void> {
     return this.#exclusive(async () => {
       const signal = opts.signal;
+      // Up to date first, so nothing is uploaded below a kept snapshot after the deletions.
+      if (this.#pos) await this.#sync(signal);
       const cutoff = Date.now() - this.retentionMs;
       const current = this.db.generation;
       const gens = await this.client.generations({ signal });
