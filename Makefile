@@ -10,10 +10,10 @@ NODE = $(shell scripts/ensure-node)
 TSC = $(NODE) node_modules/typescript/bin/tsc
 BIOME = node_modules/.bin/biome
 # Test selection: `make test-unit`, or `make test TESTS='test/unit/wal.test.ts'`.
-TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts
+TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck test test-unit test-integration test-smoke infra demo clean bench
+.PHONY: help deps node build check lint typecheck crds crds-check test test-unit test-integration test-smoke infra demo clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -43,7 +43,13 @@ typecheck: deps ## type-check sources, tests and benchmarks
 lint: deps ## biome lint and format check
 	$(NODE) $(BIOME) check .
 
-check: lint typecheck ## static checks
+crds: deps ## regenerate crds/ from the zod schemas in src/api/v1alpha1
+	$(NODE) scripts/gen-crds.ts
+
+crds-check: deps ## fail if crds/ differs from what the schemas generate
+	$(NODE) scripts/gen-crds.ts --check
+
+check: lint typecheck crds-check ## static checks
 
 infra: ## build or reuse the real test components (MinIO, litestream, etcd, kube-apiserver, helm)
 	test/infra/install

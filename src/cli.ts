@@ -177,6 +177,7 @@ function usage(): string {
     "Usage: walship <command> [flags] [arguments]",
     "",
     "Commands:",
+    `  ${"operator".padEnd(w)}run the Kubernetes operator (SqliteReplica, SqliteRestore)`,
     ...names.map((n) => `  ${n.padEnd(w)}${commands[n]!.summary}`),
     "",
     "Run 'walship <command> -h' for a command's flags.",
@@ -199,6 +200,7 @@ export async function main(argv: string[]): Promise<number> {
     return name ? 0 : 1;
   }
   if (name === "-version" || name === "--version") return commands.version!.run({}, []);
+  if (name === "operator") return runOperatorCommand(rest);
   const cmd = commands[name];
   if (!cmd) {
     process.stderr.write(`walship ${name}: unknown command\n\n${usage()}\n`);
@@ -216,6 +218,27 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`walship ${name}: ${describeError(err)} [${code}]\n`);
     if (err instanceof WalshipError && err.code === ErrorCodes.USAGE)
       process.stderr.write(`\n${commandHelp(cmd)}\n`);
+    return err instanceof WalshipError && err.code === ErrorCodes.USAGE ? 2 : 1;
+  }
+}
+
+// --- operator --------------------------------------------------------------------------------------
+
+/** The operator role: loaded only when asked for, so the replicator never loads the Kubernetes client. */
+async function runOperatorCommand(argv: string[]): Promise<number> {
+  const op = await import("./operator/main.ts");
+  if (argv.some((a) => a === "-h" || a === "--help" || a === "-help")) {
+    process.stdout.write(
+      `Usage: walship operator [flags]\n\nWatches SqliteReplica and SqliteRestore resources and wires the replicator into\nStatefulSets. Runs until SIGTERM or SIGINT. See docs/operator.md.\n\nFlags:\n${flagHelp(op.OPERATOR_FLAGS)}\n`,
+    );
+    return 0;
+  }
+  if (takeEarlySignals().length > 0) return 0;
+  try {
+    return await op.runOperator(argv);
+  } catch (err) {
+    const code = err instanceof WalshipError ? err.code : "WALSHIP_ERR_INTERNAL";
+    process.stderr.write(`walship operator: ${describeError(err)} [${code}]\n`);
     return err instanceof WalshipError && err.code === ErrorCodes.USAGE ? 2 : 1;
   }
 }
