@@ -767,6 +767,16 @@ function buildDb(rdb: RawDb, at: Seg[], ctx: Ctx): DbConfig {
   const names = new Map<string, string>();
   for (const { raw, at: rat } of list) {
     const r = buildReplica(raw, rat, ctx);
+    if (names.has(r.name) && (raw.name === undefined || raw.name === "")) {
+      // Litestream v0.3.13 rejects two unnamed replicas of one type (both default to the type's name),
+      // which turns away a common two-region setup. Walship names the later ones instead.
+      let n = 2;
+      while (names.has(`${r.name}-${n}`)) n++;
+      ctx.warnings.push(
+        `${formatKeyPath([...rat, "name"])}: no name given and ${JSON.stringify(r.name)} is taken by ${names.get(r.name)}; named ${JSON.stringify(`${r.name}-${n}`)} (Litestream would reject this file)`,
+      );
+      r.name = `${r.name}-${n}`;
+    }
     const prev = names.get(r.name);
     if (prev !== undefined) {
       ctx.fail(

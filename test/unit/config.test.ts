@@ -249,8 +249,24 @@ describe("context configs (test/fixtures/config)", () => {
     assert.equal(r.retentionCheckIntervalMs, H);
   });
 
-  it("002 nebulagc multiple replicas as written: both named s3, a duplicate-name error", async () => {
+  it("002 nebulagc multiple replicas as written: accepted, the second unnamed s3 replica named s3-2", async () => {
     const text = inDb(await fixture("002-nebulagc-multiple-replicas.fragment.yml"));
+    const c = parse(text);
+    const [us, eu] = c.dbs[0]!.replicas;
+    assert.equal(us!.name, "s3");
+    assert.equal(us!.s3!.bucket, "us-bucket");
+    assert.equal(eu!.name, "s3-2");
+    assert.equal(eu!.s3!.bucket, "eu-bucket");
+    assert.equal(eu!.s3!.region, "eu-west-1");
+    assert.ok(
+      c.warnings.some((w) => w.startsWith("dbs[0].replicas[1].name: no name given")),
+      c.warnings.join("\n"),
+    );
+  });
+
+  it("explicit duplicate replica names are still an error naming the key", () => {
+    const text =
+      "dbs:\n  - path: /d/a.db\n    replicas:\n      - name: x\n        url: s3://a/p\n      - name: x\n        url: s3://b/p\n";
     throwsConfig(() => parse(text), "dbs[0].replicas[1].name");
   });
 
