@@ -11,6 +11,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { CheckpointMode, Db } from "./db.ts";
 import type { Replica, ReplicaStatus } from "./replica.ts";
+import type { Operation } from "./storage/client.ts";
 import type { Pos } from "./types.ts";
 import type { Window } from "./window.ts";
 
@@ -210,6 +211,39 @@ export class ReplicatorMetrics {
           }
         }
       },
+    });
+
+    // Backend level, as Litestream labels it: by replica type and operation, summed over destinations.
+    const operations = (field: "count" | "bytes", ops: readonly Operation[]) =>
+      function (this: Counter<"replica_type" | "operation">) {
+        this.reset();
+        const sums = new Map<string, number>();
+        for (const { r } of replicas()) {
+          const counts = r.replica.client.operations;
+          if (!counts) continue;
+          for (const op of ops) {
+            const k = `${r.replica.client.type}\0${op}`;
+            sums.set(k, (sums.get(k) ?? 0) + counts[op][field]);
+          }
+        }
+        for (const [k, v] of sums) {
+          const [replica_type, operation] = k.split("\0") as [string, string];
+          this.inc({ replica_type, operation }, v);
+        }
+      };
+    new Counter<"replica_type" | "operation">({
+      name: "litestream_replica_operation_total",
+      help: "Requests sent to the storage backend, by operation.",
+      labelNames: ["replica_type", "operation"],
+      registers: [registry],
+      collect: operations("count", ["GET", "PUT", "DELETE", "LIST"]),
+    });
+    new Counter<"replica_type" | "operation">({
+      name: "litestream_replica_operation_bytes",
+      help: "Stored (compressed) bytes moved to and from the storage backend, by operation.",
+      labelNames: ["replica_type", "operation"],
+      registers: [registry],
+      collect: operations("bytes", ["GET", "PUT"]),
     });
 
     // --- Walship -----------------------------------------------------------------------------------

@@ -84,7 +84,11 @@ describe("S3 faults", () => {
       }
     })();
     try {
-      await waitFor("ready", async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : undefined), 20_000);
+      await waitFor(
+        "ready",
+        async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : undefined),
+        20_000,
+      );
       await minio.stop();
       const outageStart = Date.now();
       const lags: number[] = [];
@@ -112,6 +116,22 @@ describe("S3 faults", () => {
       );
       assert.ok(recovered.lagSeconds < 2);
       assert.equal((await fetch(`${base}/readyz`)).status, 200);
+      // Litestream's backend metrics, by replica type and operation.
+      const after = await (await fetch(`${base}/metrics`)).text();
+      const op = (name: string, operation: string) =>
+        Number(
+          new RegExp(
+            `^${name}\\{[^}]*operation="${operation}"[^}]*replica_type="s3"[^}]*\\} (\\d+)$`,
+            "m",
+          ).exec(after)?.[1] ??
+            new RegExp(
+              `^${name}\\{[^}]*replica_type="s3"[^}]*operation="${operation}"[^}]*\\} (\\d+)$`,
+              "m",
+            ).exec(after)?.[1],
+        );
+      assert.ok(op("litestream_replica_operation_total", "PUT") > 10, after.slice(0, 500));
+      assert.ok(op("litestream_replica_operation_total", "LIST") > 0);
+      assert.ok(op("litestream_replica_operation_bytes", "PUT") > 1000);
     } finally {
       writing = false;
       await writer;
@@ -128,7 +148,13 @@ describe("S3 faults", () => {
   });
 
   for (const [name, bucket, creds, create, code] of [
-    ["bad credentials", "badcreds", () => ({ id: minio.accessKeyId, secret: "wrong-secret-key" }), true, /SignatureDoesNotMatch|InvalidAccessKeyId/],
+    [
+      "bad credentials",
+      "badcreds",
+      () => ({ id: minio.accessKeyId, secret: "wrong-secret-key" }),
+      true,
+      /SignatureDoesNotMatch|InvalidAccessKeyId/,
+    ],
     ["a missing bucket", "no-such-bucket", good, false, /NoSuchBucket/],
   ] as const) {
     it(`${name}: a clear error in logs, /status and /metrics, and no crash loop`, async () => {

@@ -13,11 +13,20 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** Litestream's backend operation labels. */
+export type Operation = "GET" | "PUT" | "DELETE" | "LIST";
+export type OperationCounts = Record<Operation, { count: number; bytes: number }>;
+
 export interface ReplicaClient {
   /** "file", "s3", ... (Litestream's replica type names). */
   readonly type: string;
   /** A human description of where the objects go (a path or s3://bucket/prefix), for logs. */
   readonly location: string;
+  /**
+   * Requests sent and stored (compressed) bytes moved, for litestream_replica_operation_total and
+   * _bytes. Absent on backends Litestream does not count either (file).
+   */
+  readonly operations?: OperationCounts;
 
   /** The 16-hex generation names present, sorted. Other names are ignored. */
   generations(opts?: CallOptions): Promise<string[]>;

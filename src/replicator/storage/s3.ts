@@ -47,7 +47,14 @@ import type { Logger } from "../../shared/log.ts";
 import type { S3Settings } from "../config.ts";
 import { isGenerationName, keys, parseSegmentName, parseSnapshotName } from "../layout.ts";
 import type { SnapshotInfo, WalSegmentInfo } from "../types.ts";
-import { type CallOptions, type ReplicaClient, sortSegments, sortSnapshots } from "./client.ts";
+import {
+  type CallOptions,
+  type Operation,
+  type OperationCounts,
+  type ReplicaClient,
+  sortSegments,
+  sortSnapshots,
+} from "./client.ts";
 
 /** Default multipart part size: also the largest body sent as one PutObject. */
 export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
@@ -65,6 +72,18 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** S3's most keys per DeleteObjects request. */
 export const DELETE_BATCH_KEYS = 1000;
+
+/** SDK command → Litestream's operation label. */
+const OPERATION_OF: Record<string, Operation> = {
+  GetObjectCommand: "GET",
+  PutObjectCommand: "PUT",
+  CreateMultipartUploadCommand: "PUT",
+  UploadPartCommand: "PUT",
+  CompleteMultipartUploadCommand: "PUT",
+  DeleteObjectCommand: "DELETE",
+  DeleteObjectsCommand: "DELETE",
+  ListObjectsV2Command: "LIST",
+};
 
 /** The largest value an 8-hex-digit index or offset field can carry. */
 const MAX_NAME_FIELD = 0xffffffff;
@@ -172,7 +191,7 @@ export class S3ReplicaClient implements ReplicaClient {
     this.#config = config;
     if (settings.region || settings.endpoint !== undefined) {
       this.#region = settings.region || "us-east-1";
-      this.#made = new S3Client({ ...config, region: this.#region });
+      this.#made = this.#counted(new S3Client({ ...config, region: this.#region }));
       this.#client = Promise.resolve(this.#made);
     }
   }
@@ -375,12 +394,45 @@ export class S3ReplicaClient implements ReplicaClient {
     return `s3://${this.#bucket}/${key}`;
   }
 
+  /** Calls and bytes by Litestream's operation names (GET/PUT/DELETE/LIST), for its metrics. */
+  readonly operations: OperationCounts = {
+    GET: { count: 0, bytes: 0 },
+    PUT: { count: 0, bytes: 0 },
+    DELETE: { count: 0, bytes: 0 },
+    LIST: { count: 0, bytes: 0 },
+  };
+
+  /** Counts each command that succeeds (once, however many attempts the SDK made). */
+  #counted(client: S3Client): S3Client {
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const op = OPERATION_OF[context.commandName ?? ""];
+        const out = await next(args);
+        if (op) {
+          const c = this.operations[op];
+          c.count++;
+          const input = args.input as { ContentLength?: number; Body?: unknown };
+          if (op === "PUT") {
+            c.bytes += input.ContentLength ?? (input.Body instanceof Uint8Array ? input.Body.length : 0);
+          } else if (op === "GET") {
+            c.bytes += (out.output as { ContentLength?: number }).ContentLength ?? 0;
+          }
+        }
+        return out;
+      },
+      { step: "initialize", name: "walshipOperationCounter" },
+    );
+    return client;
+  }
+
   /** The SDK client, made on first use when the bucket's region has to be looked up first. */
   #s3(): Promise<S3Client> {
     if (this.#client === undefined) {
       const made = this.#lookUpRegion().then((r) => {
         this.#region = r.region;
-        this.#made = new S3Client({ ...this.#config, region: r.region, followRegionRedirects: r.guessed });
+        this.#made = this.#counted(
+          new S3Client({ ...this.#config, region: r.region, followRegionRedirects: r.guessed }),
+        );
         return this.#made;
       });
       this.#client = made;
