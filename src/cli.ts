@@ -18,7 +18,7 @@ import {
   replicaFromUrl,
 } from "./replicator/config.ts";
 import { hex8 } from "./replicator/layout.ts";
-import { type NamedClient, type RestoreProgress, restore } from "./replicator/restore.ts";
+import { type NamedClient, planRestore, type RestoreProgress, restore } from "./replicator/restore.ts";
 import { startReplication } from "./replicator/run.ts";
 import { type ReplicatorServer, startServer } from "./replicator/server.ts";
 import { createReplicaClient } from "./replicator/storage/index.ts";
@@ -113,6 +113,11 @@ const commands: Record<string, Command> = {
         name: "overwrite",
         type: "boolean",
         help: "replace an existing database (kept as a .pre-restore file)",
+      },
+      {
+        name: "refuse-if-replica-exists",
+        type: "boolean",
+        help: "restore nothing; exit 1 if the database is missing while a backup exists (a start-up guard)",
       },
       {
         name: "log-format",
@@ -448,6 +453,7 @@ async function runRestore(
       throw new WalshipError(ErrorCodes.USAGE, `-parallelism must be a positive integer`);
   }
   const log = createLogger({ format: logFormat(flags["log-format"]), stderr: true });
+  if (flags["refuse-if-replica-exists"]) return refuseIfReplicaExists(clients, path.resolve(output), log);
   const tty = process.stderr.isTTY === true;
   let lastLine = 0;
   const onProgress = (p: RestoreProgress) => {
@@ -509,6 +515,32 @@ async function runRestore(
     "restored",
   );
   return 0;
+}
+
+/**
+ * A start-up guard: an app whose database is gone while backups exist should not start empty and
+ * begin a new history over them. Exits 0 when the database exists or there is no backup.
+ */
+async function refuseIfReplicaExists(clients: NamedClient[], db: string, log: Logger): Promise<number> {
+  const { stat } = await import("node:fs/promises");
+  if (
+    await stat(db).then(
+      () => true,
+      () => false,
+    )
+  ) {
+    log.info({ path: db }, "database exists");
+    return 0;
+  }
+  const plan = await planRestore(clients, {});
+  if (!plan) {
+    log.info({ path: db }, "database missing and no backup: a fresh start");
+    return 0;
+  }
+  throw new WalshipError(
+    ErrorCodes.EXISTS,
+    `database ${db} is missing while destination "${plan.replica}" holds generation ${plan.generation}: refusing to start empty; restore it first (walship restore, or a SqliteRestore)`,
+  );
 }
 
 // --- listings --------------------------------------------------------------------------------------------

@@ -124,6 +124,32 @@ describe("walship CLI", () => {
     }
   });
 
+  it("-refuse-if-replica-exists: exit 1 when the database is gone but a backup exists, else 0", async () => {
+    const db = path.join(dir, "guard.db");
+    const url = `file://${dir}/guard-replica`;
+    assert.equal(
+      (await walship(["restore", "-refuse-if-replica-exists", "-o", db, url])).code,
+      0,
+      "no backup: fresh start",
+    );
+    const app = new Database(db);
+    app.pragma("journal_mode = wal");
+    app.exec("CREATE TABLE t (x)");
+    app.close();
+    assert.equal((await walship(["replicate", "-exec", "true", db, url])).code, 0);
+    assert.equal(
+      (await walship(["restore", "-refuse-if-replica-exists", "-o", db, url])).code,
+      0,
+      "database present",
+    );
+    rmSync(db);
+    const res = await walship(["restore", "-refuse-if-replica-exists", "-o", db, url]);
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /refusing to start empty/);
+    assert.match(res.stderr, /WALSHIP_ERR_EXISTS/);
+    assert.ok(!readdirSync(dir).includes("guard.db"), "nothing restored");
+  });
+
   it("parses Go-style flags", () => {
     const specs = [
       { name: "config", type: "string" as const, help: "" },
