@@ -44,6 +44,13 @@ describe("SqliteReplica spec (zod)", () => {
     assert.equal(spec.sidecar, undefined);
   });
 
+  it("restoreOnStart: the three policies, nothing else", () => {
+    for (const p of ["IfReplicaExists", "RefuseIfReplicaExists", "None"]) {
+      assert.equal(SqliteReplicaSpec.parse({ ...minimal, restoreOnStart: p }).restoreOnStart, p);
+    }
+    assert.equal(fieldOf({ ...minimal, restoreOnStart: "Always" }).field, "spec.restoreOnStart");
+  });
+
   it("names the field of a bad value", () => {
     const bad = structuredClone(minimal);
     bad.destinations[0]!.s3.bucket = "B";

@@ -214,6 +214,27 @@ describe("containers", () => {
     assert.deepEqual(buildRestoreContainer(spec, target, { image: "walship:test" }), RESTORE);
   });
 
+  it("restoreOnStart RefuseIfReplicaExists: an init container that restores nothing and refuses", () => {
+    const s = SqliteReplicaSpec.parse({ ...spec, restoreOnStart: "RefuseIfReplicaExists" });
+    assert.deepEqual(buildRestoreContainer(s, target, { image: "walship:test" }), {
+      name: "walship-restore",
+      command: [
+        "walship",
+        "restore",
+        "-config",
+        "/etc/walship/walship.yml",
+        "-refuse-if-replica-exists",
+        "/data/app.db",
+      ],
+      ...COMMON,
+    });
+  });
+
+  it("restoreOnStart None: no restore container", () => {
+    const s = SqliteReplicaSpec.parse({ ...spec, restoreOnStart: "None" });
+    assert.equal(buildRestoreContainer(s, target, { image: "walship:test" }), undefined);
+  });
+
   it("overrides: image, resources, securityContext, port", () => {
     const s = SqliteReplicaSpec.parse({
       ...spec,
@@ -266,6 +287,27 @@ describe("StatefulSet apply configuration", () => {
       patch.spec?.template.spec?.initContainers?.map((c) => c.name),
       ["walship"],
     );
+  });
+
+  it("restoreOnStart RefuseIfReplicaExists: the refusing init container before the sidecar", () => {
+    const s = SqliteReplicaSpec.parse({ ...spec, restoreOnStart: "RefuseIfReplicaExists" });
+    const patch = buildApplyPatch({ name: "app", namespace: "ns" }, "db", s, target, "h", {
+      image: "walship:test",
+    });
+    assert.deepEqual(patch.spec?.template.spec?.initContainers, [
+      {
+        ...RESTORE,
+        command: [
+          "walship",
+          "restore",
+          "-config",
+          "/etc/walship/walship.yml",
+          "-refuse-if-replica-exists",
+          "/data/app.db",
+        ],
+      },
+      SIDECAR,
+    ]);
   });
 
   it("the removal configuration owns nothing", () => {

@@ -148,7 +148,12 @@ export const Sidecar = z.object({
     .describe("The sidecar's HTTP port: /metrics, /healthz, /readyz, /status."),
 });
 
-export const RestoreOnStart = z.enum(["IfReplicaExists", "None"]);
+/**
+ * What the init container does before the app starts: restore a missing database from a replica
+ * (IfReplicaExists), refuse to start while the database is missing and a replica exists
+ * (RefuseIfReplicaExists: the pod stays in Init until someone restores it), or nothing (None).
+ */
+export const RestoreOnStart = z.enum(["IfReplicaExists", "RefuseIfReplicaExists", "None"]);
 
 export const SqliteReplicaSpec = z.object({
   statefulSetName: DnsSubdomain.describe("The StatefulSet, in this namespace, whose pods hold the database."),
@@ -180,7 +185,9 @@ export const SqliteReplicaSpec = z.object({
   ),
   restoreOnStart: RestoreOnStart.default("IfReplicaExists").describe(
     "IfReplicaExists: before the app starts, restore the database when the file is missing and a " +
-      "replica exists. None: never restore automatically.",
+      "replica exists. RefuseIfReplicaExists: restore nothing, but keep the pod from starting (its init " +
+      "container fails) while the file is missing and a replica exists, so the app never starts empty " +
+      "over its backups. None: no init container.",
   ),
   sidecar: Sidecar.optional().describe("Overrides for the replicator sidecar."),
 });

@@ -194,23 +194,26 @@ export function buildSidecar(spec: SqliteReplicaSpec, target: Target, opts: Buil
   };
 }
 
-/** The init container that restores the database when it is missing and a replica exists. */
+/**
+ * The init container of the restore-on-start policy: IfReplicaExists restores the database when it
+ * is missing and a replica exists; RefuseIfReplicaExists restores nothing and fails (exit 1,
+ * WALSHIP_ERR_EXISTS) in that case, so the app does not start empty; None has no init container.
+ */
 export function buildRestoreContainer(
   spec: SqliteReplicaSpec,
   target: Target,
   opts: BuildOptions = {},
-): Container {
+): Container | undefined {
+  const flags: Record<SqliteReplicaSpec["restoreOnStart"], string[] | undefined> = {
+    IfReplicaExists: ["-if-db-not-exists", "-if-replica-exists"],
+    RefuseIfReplicaExists: ["-refuse-if-replica-exists"],
+    None: undefined,
+  };
+  const policy = flags[spec.restoreOnStart];
+  if (!policy) return undefined;
   return {
     name: RESTORE_CONTAINER,
-    command: [
-      "walship",
-      "restore",
-      "-config",
-      CONFIG_PATH,
-      "-if-db-not-exists",
-      "-if-replica-exists",
-      spec.database.path,
-    ],
+    command: ["walship", "restore", "-config", CONFIG_PATH, ...policy, spec.database.path],
     ...common(spec, target, opts),
   };
 }
@@ -238,8 +241,8 @@ export function buildApplyPatch(
   opts: BuildOptions = {},
 ): StatefulSet {
   const initContainers: Container[] = [];
-  if (spec.restoreOnStart === "IfReplicaExists")
-    initContainers.push(buildRestoreContainer(spec, target, opts));
+  const restore = buildRestoreContainer(spec, target, opts);
+  if (restore) initContainers.push(restore);
   initContainers.push(buildSidecar(spec, target, opts));
   return {
     apiVersion: "apps/v1",
