@@ -324,8 +324,8 @@ export function round(x: number, digits = 1): number {
 
 /**
  * Whether lag stayed bounded during one throughput step: the per-second maximum lag must not keep
- * rising over the step's second half (slope below 0.1 s per s), and the last second's maximum must
- * stay under the sync interval plus 5 s. `lags[i]` belongs to the commit at `commitAt[i]`.
+ * rising over the step's second half (slope below 0.1 s per s), and both the p99 lag and the last
+ * second's maximum must stay under 3 sync intervals plus 2 s (5 s at a 1 s sync interval). `lags[i]` belongs to the commit at `commitAt[i]`.
  */
 export function lagBounded(
   commitAt: Float64Array,
@@ -360,5 +360,12 @@ export function lagBounded(
     slope = den === 0 ? 0 : num / den / 1000; // ms per bucket(1 s) -> s per s
   }
   const lastMaxMs = buckets.get(keys[keys.length - 1]!) ?? Number.NaN;
-  return { bounded: slope < 0.1 && lastMaxMs < syncMs + 5000, slope: round(slope, 3), lastMaxMs };
+  const sorted = lags.filter((x) => !Number.isNaN(x)).sort();
+  const p99 = sorted.length < lags.length ? Number.POSITIVE_INFINITY : percentile(sorted, 99);
+  const limit = 3 * syncMs + 2000;
+  return {
+    bounded: slope < 0.1 && lastMaxMs < limit && p99 < limit,
+    slope: round(slope, 3),
+    lastMaxMs,
+  };
 }

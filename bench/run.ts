@@ -20,7 +20,7 @@ import { DeleteObjectsCommand, ListObjectsV2Command, type S3Client } from "@aws-
 import Database from "better-sqlite3";
 import { LITESTREAM_VERSION, litestreamBin, spawnLitestream } from "../test/helpers/litestream.ts";
 import { type Minio, startMinio } from "../test/helpers/minio.ts";
-import { type ManagedProcess, makeTempDir, runCommand, spawnManaged } from "../test/helpers/proc.ts";
+import { type ManagedProcess, makeTempDir, runCommand, spawnManaged, stopAll } from "../test/helpers/proc.ts";
 import type { S3Access } from "./decoder.ts";
 import {
   BucketPoller,
@@ -132,6 +132,43 @@ async function deletePrefix(ctx: Ctx, bucket: string, prefix: string): Promise<v
   } while (token);
 }
 
+/**
+ * Runs one tool's part of a phase. If MinIO is found dead (this shared machine runs other suites
+ * too), it is restarted on the same data and port, and the part runs once more from scratch.
+ */
+async function attempt<T>(ctx: Ctx, what: string, fn: () => Promise<T>): Promise<T> {
+  for (let i = 0; ; i++) {
+    await ensureMinio(ctx);
+    const load = os.loadavg()[0]!.toFixed(2);
+    log(`  ${what} (load average ${load})`);
+    try {
+      return await fn();
+    } catch (err) {
+      const dead = ctx.minio.process === undefined || ctx.minio.process.exitInfo !== undefined;
+      if (!dead || i > 0) throw err;
+      log(`  ${what}: failed with MinIO gone (${(err as Error).message}); once more`);
+      await stopAll(10_000);
+    }
+  }
+}
+
+async function ensureMinio(ctx: Ctx): Promise<void> {
+  const p = ctx.minio.process;
+  if (p && p.exitInfo === undefined) return;
+  log(`  MinIO is not running (${JSON.stringify(p?.exitInfo)}); log tail:\n${p?.logTail(10) ?? ""}`);
+  await ctx.minio.restart();
+  for (const t of ctx.tools) await ctx.minio.createBucket(t).catch(() => undefined);
+}
+
+/** An empty work directory and an empty bucket prefix for one run of a tool. */
+async function fresh(ctx: Ctx, name: string, tool: Tool, prefix: string): Promise<string> {
+  const dir = path.join(ctx.work, name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  await deletePrefix(ctx, tool, prefix);
+  return dir;
+}
+
 function freeBytes(dir: string): number {
   const s = statfsSync(dir);
   return s.bavail * s.bsize;
@@ -157,8 +194,7 @@ interface LagResult {
 async function lagPhase(ctx: Ctx, tool: Tool): Promise<LagResult[]> {
   const out: LagResult[] = [];
   for (const [i, lc] of ctx.params.lagConfigs.entries()) {
-    const dir = path.join(ctx.work, `lag${i}-${tool}`);
-    mkdirSync(dir, { recursive: true });
+    const dir = await fresh(ctx, `lag${i}-${tool}`, tool, `lag${i}`);
     const db = path.join(dir, "app.db");
     const writer = new Writer();
     await writer.open(db);
@@ -253,8 +289,7 @@ async function writerCeiling(ctx: Ctx): Promise<number> {
 
 async function rampPhase(ctx: Ctx, tool: Tool, ceiling: number): Promise<RampResult> {
   const p = ctx.params;
-  const dir = path.join(ctx.work, `ramp-${tool}`);
-  mkdirSync(dir, { recursive: true });
+  const dir = await fresh(ctx, `ramp-${tool}`, tool, "ramp");
   const db = path.join(dir, "app.db");
   const writer = new Writer();
   await writer.open(db);
@@ -344,8 +379,7 @@ interface HeavyResult {
 
 async function heavyPhase(ctx: Ctx, tool: Tool, rowMiBps: number): Promise<HeavyResult> {
   const p = ctx.params;
-  const dir = path.join(ctx.work, `heavy-${tool}`);
-  mkdirSync(dir, { recursive: true });
+  const dir = await fresh(ctx, `heavy-${tool}`, tool, "heavy");
   const db = path.join(dir, "app.db");
   const writer = new Writer();
   await writer.open(db);
@@ -426,8 +460,7 @@ async function baseDb(ctx: Ctx, bytes: number): Promise<string> {
 async function snapshotRun(ctx: Ctx, tool: Tool, base: string): Promise<SnapshotResult> {
   const size = statSync(base).size;
   const label = `snap-${Math.round(size / MiB)}MiB`;
-  const dir = path.join(ctx.work, `${label}-${tool}`);
-  mkdirSync(dir, { recursive: true });
+  const dir = await fresh(ctx, `${label}-${tool}`, tool, label);
   const db = path.join(dir, "app.db");
   copyFileSync(base, db);
   const cfg = writeConfig(ctx, dir, db, tool, label, { sync: "1s" });
@@ -468,7 +501,7 @@ interface RestoreRun {
 interface RestoreResult {
   dbBytes: number;
   walBytes: number;
-  /** Row-data rate the writer reached (as fast as it could, next to the replicator). */
+  /** Row-data rate of the writer (the WAL is spread over restoreWriteMs). */
   writeRowMiBps: number;
   lastSeq: number;
   latest: RestoreRun;
@@ -519,8 +552,7 @@ async function timedRestore(
 
 async function restorePhase(ctx: Ctx, tool: Tool, base: string): Promise<RestoreResult> {
   const p = ctx.params;
-  const dir = path.join(ctx.work, `restore-${tool}`);
-  mkdirSync(dir, { recursive: true });
+  const dir = await fresh(ctx, `restore-${tool}`, tool, "restore");
   const db = path.join(dir, "app.db");
   copyFileSync(base, db);
   const dbBytes = statSync(db).size;
@@ -537,7 +569,8 @@ async function restorePhase(ctx: Ctx, tool: Tool, base: string): Promise<Restore
     mode: "update",
     rowsPerTx,
     rowBytes: p.rowBytes,
-    txPerSec: 0,
+    // Spread over a fixed time so the point-in-time target falls between many segments.
+    txPerSec: Math.ceil(p.restoreWalBytes / walPerTx) / (p.restoreWriteMs / 1000),
     txCount: Math.ceil(p.restoreWalBytes / walPerTx),
   });
   await pol.waitForSeq(r.lastSeq, 1_800_000);
@@ -669,6 +702,7 @@ async function main(): Promise<void> {
     params.snapshotBytes = [20 * MiB];
     params.restoreDbBytes = 20 * MiB;
     params.restoreWalBytes = 20 * MiB;
+    params.restoreWriteMs = 5000;
   }
   const phases = (process.env.BENCH_PHASES?.split(",").filter(Boolean) ?? [...ALL_PHASES]) as Phase[];
   for (const ph of phases) if (!ALL_PHASES.includes(ph)) throw new Error(`BENCH_PHASES: unknown phase ${ph}`);
@@ -726,7 +760,7 @@ async function main(): Promise<void> {
     if (phases.includes("lag")) {
       log("phase lag: replication lag (commit -> segment seen in the bucket)");
       const lag: Partial<Record<Tool, LagResult[]>> = {};
-      for (const t of tools) lag[t] = await lagPhase(ctx, t);
+      for (const t of tools) lag[t] = await attempt(ctx, `lag ${t}`, () => lagPhase(ctx, t));
       for (const t of tools) per[t].lag = lag[t];
       const base = lag[tools[0]!] ?? [];
       for (const [i, b] of base.entries()) {
@@ -745,7 +779,7 @@ async function main(): Promise<void> {
       log(
         `phase ramp: highest WAL throughput with bounded lag (sync 1s); writer alone: ${ceiling} MiB/s rows`,
       );
-      for (const t of tools) ramp[t] = await rampPhase(ctx, t, ceiling);
+      for (const t of tools) ramp[t] = await attempt(ctx, `ramp ${t}`, () => rampPhase(ctx, t, ceiling));
       for (const t of tools) per[t].ramp = ramp[t];
       add(
         "max sustained WAL MiB/s",
@@ -759,7 +793,8 @@ async function main(): Promise<void> {
     if (phases.includes("heavy")) {
       log(`phase heavy: long-running writer at ${round(steadyRate, 2)} MiB/s of rows`);
       const heavy: Partial<Record<Tool, HeavyResult>> = {};
-      for (const t of tools) heavy[t] = await heavyPhase(ctx, t, steadyRate);
+      for (const t of tools)
+        heavy[t] = await attempt(ctx, `heavy ${t}`, () => heavyPhase(ctx, t, steadyRate));
       for (const t of tools) per[t].heavy = heavy[t];
       add("heavy writer: CPU s per GiB of WAL", heavy.walship?.cpuSecPerGiB, heavy.litestream?.cpuSecPerGiB);
       add("heavy writer: peak RSS MiB", heavy.walship?.peakRssMiB, heavy.litestream?.peakRssMiB);
@@ -770,7 +805,8 @@ async function main(): Promise<void> {
       const snaps: Record<Tool, SnapshotResult[]> = { walship: [], litestream: [] };
       for (const size of params.snapshotBytes) {
         const base = await baseDb(ctx, size);
-        for (const t of tools) snaps[t].push(await snapshotRun(ctx, t, base));
+        for (const t of tools)
+          snaps[t].push(await attempt(ctx, `snapshot ${t}`, () => snapshotRun(ctx, t, base)));
         if (size !== params.restoreDbBytes || !phases.includes("restore")) rmSync(base, { force: true });
       }
       for (const t of tools) per[t].snapshot = snaps[t];
@@ -788,7 +824,7 @@ async function main(): Promise<void> {
         `phase restore: ${Math.round(params.restoreDbBytes / MiB)} MiB database + WAL, latest and point in time`,
       );
       const rest: Partial<Record<Tool, RestoreResult>> = {};
-      for (const t of tools) rest[t] = await restorePhase(ctx, t, base);
+      for (const t of tools) rest[t] = await attempt(ctx, `restore ${t}`, () => restorePhase(ctx, t, base));
       rmSync(base, { force: true });
       for (const t of tools) per[t].restore = rest[t];
       add("restore latest s", rest.walship?.latest.seconds, rest.litestream?.latest.seconds);

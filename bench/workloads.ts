@@ -105,6 +105,8 @@ export interface BenchParams {
   /** Restore: database size and WAL written on top of it. */
   restoreDbBytes: number;
   restoreWalBytes: number;
+  /** How long writing that WAL takes (paced), so restore points fall between many segments. */
+  restoreWriteMs: number;
   rowBytes: number;
 }
 
@@ -145,6 +147,7 @@ export function benchParams(quick: boolean): BenchParams {
     snapshotBytes: quick ? [100 * MB, 400 * MB] : [1024 * MB, 4096 * MB],
     restoreDbBytes: quick ? 100 * MB : 1024 * MB,
     restoreWalBytes: quick ? 100 * MB : 1024 * MB,
+    restoreWriteMs: quick ? 20_000 : 60_000,
     rowBytes: 4000,
   };
 }
