@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# One image for both roles: `walship replicate|restore|...` (the sidecar and the restore init
+# container) and `walship operator`. Build: docker build -t walship:dev .
+#
+# Dependencies are installed with `npm install --no-save` against the committed package-lock.json
+# rather than `npm ci`: npm 11 (what Node 24 ships) rejects this lock in `npm ci` because it prunes
+# other platforms' optional binaries from the lock it writes (see the Makefile). --no-save leaves
+# the lock as committed, so the versions are still the locked ones.
+# test/integration/image.test.ts runs the deps stage's RUN lines and the ENTRYPOINT outside Docker.
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+# Compile TypeScript to dist/ (needs the dev dependencies: typescript).
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm install --no-save --no-audit --no-fund --ignore-scripts
+COPY tsconfig.json ./
+COPY src ./src
+RUN npm run build
+
+# Production dependencies only. better-sqlite3 ships prebuilt binaries in its package, so no
+# compiler and no install script are needed.
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm install --no-save --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean --force
+
+FROM ${NODE_IMAGE}
+LABEL org.opencontainers.image.title="walship" \
+      org.opencontainers.image.description="SQLite WAL replication to object storage, and its Kubernetes operator" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+COPY package.json ./
+# The image's unprivileged "node" user, by number so that runAsNonRoot can verify it. Nothing is
+# written under /app: the replicator writes beside its database (a volume) and the operator only to
+# the API server, so readOnlyRootFilesystem works. The one exception is validation
+# (validation-interval), which restores into $TMPDIR: give it an emptyDir at /tmp.
+USER 1000:1000
+# No init process: walship installs its own SIGTERM/SIGINT handlers (a PID 1 without handlers would
+# ignore them): the replicator syncs once more and exits 0, the operator finishes running reconciles
+# and gives its Lease up. Node reaps its own children (the -exec child).
+ENTRYPOINT ["node", "/app/dist/main.js"]
+CMD ["version"]
