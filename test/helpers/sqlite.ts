@@ -135,3 +135,12 @@ export function openWorkload(
     },
   };
 }
+
+/** Runs random transactions for `ms` milliseconds, pausing `pauseMs` between them. */
+export async function writeFor(w: Workload, ms: number, pauseMs = 15): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    w.step();
+    await new Promise((r) => setTimeout(r, pauseMs));
+  }
+}

@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { runLitestream, spawnLitestream } from "../helpers/litestream.ts";
-import { integrityCheck, logicalHash, logicalHashOf, openWorkload } from "../helpers/sqlite.ts";
+import { integrityCheck, logicalHash, logicalHashOf, openWorkload, writeFor } from "../helpers/sqlite.ts";
 import { sleep, startReplicator, walship } from "../helpers/walship.ts";
 
 const dirs: string[] = [];
@@ -38,14 +38,6 @@ function setup(): { dir: string; cfg: string; db: string; replica: string } {
 `,
   );
   return { dir, cfg, db, replica };
-}
-
-async function writeFor(app: ReturnType<typeof openWorkload>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    app.step();
-    await sleep(15);
-  }
 }
 
 describe("litestream v0.3.13 interop (file destination)", () => {

@@ -10,7 +10,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { runLitestream, spawnLitestream } from "../helpers/litestream.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
-import { integrityCheck, logicalHash, logicalHashOf, openWorkload } from "../helpers/sqlite.ts";
+import { integrityCheck, logicalHash, logicalHashOf, openWorkload, writeFor } from "../helpers/sqlite.ts";
 import { sleep, startReplicator, walship } from "../helpers/walship.ts";
 
 let minio: Minio;
@@ -57,14 +57,6 @@ dbs:
 `,
   );
   return { dir, cfg, db };
-}
-
-async function writeFor(app: ReturnType<typeof openWorkload>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    app.step();
-    await sleep(15);
-  }
 }
 
 describe("S3 destination on MinIO, interop with litestream v0.3.13", () => {

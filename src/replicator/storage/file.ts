@@ -19,14 +19,13 @@ import { ErrorCodes, NotFoundError, WalshipError } from "../../shared/errors.ts"
 import { isGenerationName, keys, parseSegmentName, parseSnapshotName } from "../layout.ts";
 import type { SnapshotInfo, WalSegmentInfo } from "../types.ts";
 import { type CallOptions, type ReplicaClient, sortSegments, sortSnapshots } from "./client.ts";
+import { checkField, checkGeneration, checkKey, checkPrefix } from "./names.ts";
 
 /** Mode of the files we create (Litestream copies the database file's mode; 0600 without one). */
 export const DEFAULT_FILE_MODE = 0o600;
 /** Mode of the directories we create (Litestream copies the parent's mode; 0700 without one). */
 export const DEFAULT_DIR_MODE = 0o700;
 
-/** The largest value an 8-hex-digit index or offset field can carry. */
-const MAX_NAME_FIELD = 0xffffffff;
 /** How many file system calls a listing or a bulk delete keeps in flight. */
 const IO_CONCURRENCY = 32;
 
@@ -432,71 +431,4 @@ function abortedError(verb: string, key: string, cause: unknown): WalshipError {
 
 function checkSignal(signal: AbortSignal | undefined, verb: string, key: string): void {
   if (signal?.aborted) throw abortedError(verb, key, signal.reason);
-}
-
-function checkGeneration(generation: string, verb: string): void {
-  if (typeof generation !== "string" || !isGenerationName(generation)) {
-    throw new WalshipError(
-      ErrorCodes.STORAGE,
-      `${verb}: generation must be 16 lowercase hex digits, got ${JSON.stringify(generation)}`,
-      {
-        details: { generation },
-      },
-    );
-  }
-}
-
-/** An index or offset must fit the layout's 8 hex digits, or the object would be invisible to listings. */
-function checkField(value: number, verb: string, field: "index" | "offset"): void {
-  if (!Number.isInteger(value) || value < 0 || value > MAX_NAME_FIELD) {
-    throw new WalshipError(
-      ErrorCodes.STORAGE,
-      `${verb}: ${field} must be an integer from 0 to 0xffffffff, got ${value}`,
-      {
-        details: { [field]: value },
-      },
-    );
-  }
-}
-
-/** Extra keys are relative "/"-joined paths that stay under the root. */
-function checkKey(key: string, verb: string): void {
-  const parts = typeof key === "string" ? key.split("/") : [];
-  if (
-    typeof key !== "string" ||
-    key === "" ||
-    key.startsWith("/") ||
-    key.includes("\0") ||
-    parts.some((p) => p === "" || p === "." || p === "..")
-  ) {
-    throw new WalshipError(
-      ErrorCodes.STORAGE,
-      `${verb}: key must be a relative path without "." or ".." parts, got ${JSON.stringify(key)}`,
-      {
-        details: { key },
-      },
-    );
-  }
-}
-
-/** A listing prefix: "" or a relative path whose last part may be partial or empty (a trailing "/"). */
-function checkPrefix(prefix: string, verb: string): void {
-  if (prefix === "") return;
-  const parts = typeof prefix === "string" ? prefix.split("/") : [];
-  const last = parts.pop();
-  if (
-    typeof prefix !== "string" ||
-    prefix.startsWith("/") ||
-    prefix.includes("\0") ||
-    last === ".." ||
-    parts.some((p) => p === "" || p === "." || p === "..")
-  ) {
-    throw new WalshipError(
-      ErrorCodes.STORAGE,
-      `${verb}: prefix must be a relative path without "." or ".." parts, got ${JSON.stringify(prefix)}`,
-      {
-        details: { prefix },
-      },
-    );
-  }
 }

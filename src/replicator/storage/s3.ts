@@ -55,6 +55,7 @@ import {
   sortSegments,
   sortSnapshots,
 } from "./client.ts";
+import { checkField, checkGeneration, checkKey, checkPrefix } from "./names.ts";
 
 /** Default multipart part size: also the largest body sent as one PutObject. */
 export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
@@ -85,8 +86,6 @@ const OPERATION_OF: Record<string, Operation> = {
   ListObjectsV2Command: "LIST",
 };
 
-/** The largest value an 8-hex-digit index or offset field can carry. */
-const MAX_NAME_FIELD = 0xffffffff;
 /** Until a body passes this size its chunks are kept as they come; then one part buffer is allocated. */
 const SMALL_BODY_BYTES = 256 * 1024;
 /** How many failed keys a delete error names in its message (all of them are in `details`). */
@@ -944,63 +943,4 @@ function abortedError(verb: string, url: string, cause: unknown): WalshipError {
 
 function checkSignal(signal: AbortSignal | undefined, verb: string, url: string): void {
   if (signal?.aborted) throw abortedError(verb, url, signal.reason);
-}
-
-function checkGeneration(generation: string, verb: string): void {
-  if (typeof generation !== "string" || !isGenerationName(generation)) {
-    throw new WalshipError(
-      ErrorCodes.STORAGE,
-      `${verb}: generation must be 16 lowercase hex digits, got ${JSON.stringify(generation)}`,
-      { details: { generation } },
-    );
-  }
-}
-
-/** An index or offset must fit the layout's 8 hex digits, or the object would be invisible to listings. */
-function checkField(value: number, verb: string, field: "index" | "offset"): void {
-  if (!Number.isInteger(value) || value < 0 || value > MAX_NAME_FIELD) {
-    throw new WalshipError(
-      ErrorCodes.STORAGE,
-      `${verb}: ${field} must be an integer from 0 to 0xffffffff, got ${value}`,
-      { details: { [field]: value } },
-    );
-  }
-}
-
-/** Extra keys are relative "/"-joined paths without "." or ".." parts (the same rule as the file backend). */
-function checkKey(key: string, verb: string): void {
-  const parts = typeof key === "string" ? key.split("/") : [];
-  if (
-    typeof key !== "string" ||
-    key === "" ||
-    key.startsWith("/") ||
-    key.includes("\0") ||
-    parts.some((p) => p === "" || p === "." || p === "..")
-  ) {
-    throw new WalshipError(
-      ErrorCodes.STORAGE,
-      `${verb}: key must be a relative path without "." or ".." parts, got ${JSON.stringify(key)}`,
-      { details: { key } },
-    );
-  }
-}
-
-/** A listing prefix: "" or a relative path whose last part may be partial or empty (a trailing "/"). */
-function checkPrefix(prefix: string, verb: string): void {
-  if (prefix === "") return;
-  const parts = typeof prefix === "string" ? prefix.split("/") : [];
-  const last = parts.pop();
-  if (
-    typeof prefix !== "string" ||
-    prefix.startsWith("/") ||
-    prefix.includes("\0") ||
-    last === ".." ||
-    parts.some((p) => p === "" || p === "." || p === "..")
-  ) {
-    throw new WalshipError(
-      ErrorCodes.STORAGE,
-      `${verb}: prefix must be a relative path without "." or ".." parts, got ${JSON.stringify(prefix)}`,
-      { details: { prefix } },
-    );
-  }
 }
