@@ -26,6 +26,8 @@ export const ErrorCodes = {
   SQLITE: "WALSHIP_ERR_SQLITE",
   /** The operation was cancelled (shutdown). */
   ABORTED: "WALSHIP_ERR_ABORTED",
+  /** A Kubernetes API request failed (an HTTP error status from the API server). */
+  KUBE: "WALSHIP_ERR_KUBE",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -7,14 +7,17 @@ import { request as httpRequest, type RequestOptions } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { createInterface } from "node:readline";
 import { KubeConfig } from "@kubernetes/client-node";
+import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 
-/** An HTTP error from the API server: `status` and the Status object's `reason` (e.g. "Conflict"). */
-export class KubeApiError extends Error {
-  readonly code = "WALSHIP_ERR_KUBE_API";
+/**
+ * An HTTP error from the API server (code WALSHIP_ERR_KUBE): `status` and the Status object's
+ * `reason` (e.g. "Conflict"), also in `details`.
+ */
+export class KubeApiError extends WalshipError {
   readonly status: number;
   readonly reason: string;
   constructor(message: string, status: number, reason: string) {
-    super(message);
+    super(ErrorCodes.KUBE, message, { details: { status, reason } });
     this.name = "KubeApiError";
     this.status = status;
     this.reason = reason;
