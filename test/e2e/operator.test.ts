@@ -9,11 +9,13 @@ import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { stringify } from "yaml";
-import { type RunningOperator, startOperator } from "../../src/operator/main.ts";
+import { KubeClient } from "../../src/operator/kube/client.ts";
+import { type OperatorOptions, type RunningOperator, startOperator } from "../../src/operator/main.ts";
 import { nullLogger } from "../../src/shared/log.ts";
 import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
 import { type Kubelet, startKubelet } from "../helpers/kubelet/index.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
+import { freePort } from "../helpers/ports.ts";
 import { waitFor } from "../helpers/proc.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -33,7 +35,7 @@ interface Cr {
     observedGeneration?: number;
     configHash?: string;
     conditions?: Array<{ type: string; status: string; reason: string; message: string }>;
-    pods?: Array<{ name: string; ready: boolean; generation?: string }>;
+    pods?: Array<{ name: string; ready: boolean; generation?: string; lagSeconds?: number }>;
   };
 }
 interface PodLite {
@@ -99,6 +101,20 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
         `${(err as Error).message}\n${kubeletLines.slice(-20).join("\n")}\n${logs.map((l) => l.slice(-3000)).join("\n---\n")}`,
       );
     });
+  const operatorOptions = (identity: string): OperatorOptions => ({
+    kubeconfig: opKubeconfig,
+    leaderElection: true,
+    leaderElectionNamespace: "walship-system",
+    leaderElectionId: "walship-operator",
+    identity,
+    addr: "127.0.0.1:0",
+    image: "walship-test/walship:dev",
+    bindPodIP: true,
+    workers: 2,
+    resyncMs: 30_000,
+    pollMs: 2_000,
+    shutdownTimeoutMs: 5_000,
+  });
   const rows = async (p: PodLite) => {
     const res = await fetch(`http://${p.status?.podIP}:8080/rows`);
     return (await res.json()) as Array<{ id: number; pod: string }>;
@@ -141,24 +157,9 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
       "--role=walship-operator-leader-election",
       "--serviceaccount=walship-system:walship-operator",
     ]);
+    // No admin credential reaches the operator: only this ServiceAccount's token.
     opKubeconfig = await cp.kubeconfigFor(await cp.tokenFor("walship-system", "walship-operator"));
-    op = await startOperator(
-      {
-        kubeconfig: opKubeconfig,
-        leaderElection: true,
-        leaderElectionNamespace: "walship-system",
-        leaderElectionId: "walship-operator",
-        identity: "e2e-1",
-        addr: "127.0.0.1:0",
-        image: "walship-test/walship:dev",
-        bindPodIP: true,
-        workers: 2,
-        resyncMs: 30_000,
-        pollMs: 2_000,
-        shutdownTimeoutMs: 5_000,
-      },
-      nullLogger(),
-    );
+    op = await startOperator(operatorOptions("e2e-1"), nullLogger());
 
     await cp.kubectl([
       "-n",
@@ -431,6 +432,131 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
     );
   });
 
+  it("an unreachable bucket: Degraded, reason ReplicationError, and a Warning Event naming the destination", async () => {
+    const deadPort = await freePort(); // nothing listens there
+    await apply({
+      apiVersion: "apps/v1",
+      kind: "StatefulSet",
+      metadata: { name: "far", namespace: NS },
+      spec: {
+        serviceName: "far",
+        replicas: 1,
+        selector: { matchLabels: { app: "far" } },
+        template: {
+          metadata: { labels: { app: "far" } },
+          spec: {
+            terminationGracePeriodSeconds: 5,
+            containers: [
+              {
+                name: "app",
+                image: "walship-test/app:1",
+                args: ["serve"],
+                env: [{ name: "DATA_DIR", value: DATA_MOUNT }],
+                volumeMounts: [{ name: "data", mountPath: DATA_MOUNT }],
+              },
+            ],
+            volumes: [{ name: "data", emptyDir: {} }],
+          },
+        },
+      },
+    });
+    const far = replica("far", {
+      statefulSetName: "far",
+      restoreOnStart: "None",
+      destinations: [
+        {
+          name: "offsite",
+          s3: {
+            bucket: BUCKET,
+            path: "far",
+            endpoint: `http://127.0.0.1:${deadPort}`,
+            region: minio.region,
+            forcePathStyle: true,
+            credentials: {
+              accessKeyId: { name: "s3-creds", key: "id" },
+              secretAccessKey: { name: "s3-creds", key: "secret" },
+            },
+          },
+        },
+      ],
+    });
+    await apply(far);
+    try {
+      const degraded = await waitFor(
+        async () => {
+          const c = await cr("far");
+          const d = cond(c, "Degraded");
+          return d?.status === "True" && d.reason === "ReplicationError" ? c : undefined;
+        },
+        { what: "SqliteReplica far Degraded: ReplicationError", timeoutMs: 90_000, intervalMs: 500 },
+      ).catch(async (err) => {
+        throw new Error(
+          `${(err as Error).message}: ${JSON.stringify((await cr("far")).status)}\n${await kubelet.logs(NS, "far-0", "walship")}`,
+        );
+      });
+      const d = cond(degraded, "Degraded");
+      assert.match(d?.message ?? "", /^pod far-0: .*destination offsite: /);
+      assert.equal(degraded.status?.phase, "Degraded");
+      assert.equal(cond(degraded, "Injected")?.status, "True");
+      assert.equal(cond(degraded, "Ready")?.status, "False");
+      assert.equal(cond(degraded, "Ready")?.reason, "ReplicationError");
+      const ev = await waitFor(
+        async () =>
+          (await events("far")).find(
+            (e) =>
+              e.reason === "ReplicationError" &&
+              e.type === "Warning" &&
+              /destination offsite/.test(e.message),
+          ),
+        { what: "ReplicationError Warning event on far naming destination offsite", timeoutMs: 10_000 },
+      );
+      assert.match(ev.message, /far-0/);
+    } finally {
+      await cp.kubectl(["-n", NS, "delete", "sqlitereplica", "far", "--wait=true", "--timeout=60s"]);
+      await cp.kubectl(["-n", NS, "delete", "statefulset", "far", "--wait=false"]);
+    }
+  });
+
+  it("a StatefulSet with two pods: per-pod status for both, aggregated at the top (the largest lag)", async () => {
+    await cp.kubectl(["-n", NS, "scale", "statefulset", "app", "--replicas=2"]);
+    try {
+      await readyPod("app-1", (x) => (x.spec.initContainers ?? []).some((c) => c.name === "walship"));
+      const both = await waitFor(
+        async () => {
+          const c = await cr("db");
+          const pods = c.status?.pods ?? [];
+          return cond(c, "Ready")?.status === "True" &&
+            pods.length === 2 &&
+            pods.every((p) => p.ready && p.generation && p.lagSeconds !== undefined)
+            ? c
+            : undefined;
+        },
+        { what: "SqliteReplica db Ready with two pods reporting", timeoutMs: 60_000, intervalMs: 500 },
+      ).catch(async (err) => {
+        throw new Error(`${(err as Error).message}: ${JSON.stringify((await cr("db")).status)}`);
+      });
+      const pods = both.status?.pods ?? [];
+      assert.deepEqual(
+        pods.map((p) => p.name),
+        ["app-0", "app-1"],
+      );
+      for (const p of pods) assert.match(p.generation ?? "", /^[0-9a-f]{16}$/, `${p.name}'s generation`);
+      assert.notEqual(pods[0]?.generation, pods[1]?.generation, "two databases, two generations");
+      assert.equal(both.status?.generation, pods[0]?.generation, "the top generation is the first pod's");
+      assert.equal(both.status?.lagSeconds, Math.max(...pods.map((p) => p.lagSeconds ?? -1)));
+      const listed = await minio
+        .client()
+        .send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: "app/app-1/generations/" }));
+      assert.ok((listed.KeyCount ?? 0) > 0, "objects under app/app-1/generations/");
+    } finally {
+      await cp.kubectl(["-n", NS, "scale", "statefulset", "app", "--replicas=1"]);
+      await waitFor(async () => ((await pod("app-1")) === undefined ? true : undefined), {
+        what: "pod app-1 gone",
+        timeoutMs: 60_000,
+      });
+    }
+  });
+
   it("deleting the SqliteReplica removes the injection and the app keeps running", async () => {
     const p = await readyPod("app-0");
     const rowsBefore = await rows(p);
@@ -442,5 +568,61 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
     const p2 = await readyPod("app-0", (x) => (x.spec.initContainers ?? []).length === 0);
     const after2 = await rows(p2);
     assert.deepEqual(after2.slice(0, rowsBefore.length), rowsBefore, "the data stays");
+  });
+
+  it("the operator's identity has only deploy/rbac: no Secret listing, no deletes, a Kubernetes API error code", async () => {
+    const client = KubeClient.load(opKubeconfig);
+    for (const [method, p] of [
+      ["GET", `/api/v1/namespaces/${NS}/secrets`],
+      ["DELETE", `/apis/apps/v1/namespaces/${NS}/statefulsets/app`],
+      ["DELETE", `/api/v1/namespaces/${NS}/pods/app-0`],
+      ["GET", `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases`],
+      ["GET", "/api/v1/nodes"],
+    ] as const) {
+      await assert.rejects(
+        client.request(method, p),
+        { code: "WALSHIP_ERR_KUBE", status: 403 },
+        `${method} ${p}`,
+      );
+    }
+    // What it does need, it has.
+    await client.get(`/api/v1/namespaces/${NS}/secrets/s3-creds`);
+    await client.request("GET", `/api/v1/namespaces/${NS}/pods`);
+  });
+
+  it("restarted mid-reconcile, a new operator converges: Ready, generation, lag", async () => {
+    await apply(replica("again"));
+    // Stop the operator as soon as it has injected the StatefulSet, before the pods have rolled.
+    await waitFor(
+      async () =>
+        (await sts("app")).spec.template.metadata?.annotations?.["walship.dev/sqlitereplica"] === "again"
+          ? true
+          : undefined,
+      { what: "StatefulSet app injected for again", timeoutMs: 30_000, intervalMs: 50 },
+    );
+    await op?.stop();
+    op = undefined;
+    const mid = await cr("again");
+    assert.notEqual(cond(mid, "Ready")?.status, "True", "stopped before it converged");
+    assert.equal(mid.status?.generation, undefined);
+    op = await startOperator(operatorOptions("e2e-2"), nullLogger());
+    const ready = await waitFor(
+      async () => {
+        const c = await cr("again");
+        return cond(c, "Ready")?.status === "True" && c.status?.generation ? c : undefined;
+      },
+      { what: "SqliteReplica again Ready under the new operator", timeoutMs: 90_000, intervalMs: 500 },
+    ).catch(async (err) => {
+      throw new Error(`${(err as Error).message}: ${JSON.stringify((await cr("again")).status)}`);
+    });
+    assert.equal(ready.status?.phase, "Replicating");
+    assert.match(ready.status?.generation ?? "", /^[0-9a-f]{16}$/);
+    assert.equal(typeof ready.status?.lagSeconds, "number");
+    assert.equal(ready.status?.observedGeneration, ready.metadata.generation);
+    assert.deepEqual(
+      ready.status?.pods?.map((x) => [x.name, x.ready]),
+      [["app-0", true]],
+    );
+    assert.match(await (await fetch(`${op.url}/metrics`)).text(), /walship_operator_leader 1/);
   });
 });

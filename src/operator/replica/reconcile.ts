@@ -62,6 +62,8 @@ export interface Result {
 const POLL_READY_MS = 10_000;
 const POLL_WAITING_MS = 3_000;
 const RETRY_BLOCKED_MS = 30_000;
+/** How long a sidecar that has just started may refuse /status before it counts as unreachable. */
+const SIDECAR_START_GRACE_MS = 10_000;
 
 const WARNING_REASONS = new Set([
   "InvalidSpec",
@@ -444,6 +446,11 @@ export class SqliteReplicaReconciler {
     return Promise.all(
       pods.map(async (p): Promise<PodReplicationStatus> => {
         const podName = p.metadata?.name ?? "";
+        // A sidecar that is not running yet, or just started, is not an error: the pod is not ready.
+        const sidecar = (p.status?.initContainerStatuses ?? []).find((c) => c.name === SIDECAR_CONTAINER);
+        const startedAt = sidecar?.state?.running?.startedAt;
+        if (!startedAt) return { name: podName, ready: false };
+        const young = Date.now() - new Date(startedAt).getTime() < SIDECAR_START_GRACE_MS;
         try {
           const doc = await fetchSidecarStatus(`http://${p.status?.podIP}:${port}/status`);
           const facts = podFacts(podName, doc, dbPath);
@@ -452,6 +459,7 @@ export class SqliteReplicaReconciler {
           }
           return facts;
         } catch (err) {
+          if (young) return { name: podName, ready: false };
           return { name: podName, ready: false, lastError: describeError(err) };
         }
       }),
