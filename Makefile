@@ -13,7 +13,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check test test-unit test-integration test-smoke infra demo clean bench
+.PHONY: help deps node build check lint typecheck crds crds-check chart-sync chart-check test test-unit test-integration test-smoke infra demo clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,7 +49,13 @@ crds: deps ## regenerate crds/ from the zod schemas in src/api/v1alpha1
 crds-check: deps ## fail if crds/ differs from what the schemas generate
 	$(NODE) scripts/gen-crds.ts --check
 
-check: lint typecheck crds-check ## static checks
+chart-sync: deps ## copy crds/ and deploy/rbac into charts/walship (run after make crds)
+	$(NODE) scripts/sync-chart.ts
+
+chart-check: deps ## fail if charts/walship's copies of crds/ and deploy/rbac are stale
+	$(NODE) scripts/sync-chart.ts --check
+
+check: lint typecheck crds-check chart-check ## static checks
 
 infra: ## build or reuse the real test components (MinIO, litestream, etcd, kube-apiserver, helm)
 	test/infra/install
