@@ -9,6 +9,7 @@
  *   BENCH_PHASES=a,b     only these phases: lag, ramp, heavy, snapshot, restore (default: all)
  *   BENCH_PROFILE=1      run walship under `node --cpu-prof`; profiles go to bench/results/
  *   BENCH_TOOLS=a,b      only these tools: walship, litestream (default: both)
+ *   BENCH_HEAVY_MIBPS=n  heavy writer rate in MiB/s of rows (default: half what both sustained)
  *   BENCH_SMOKE=1        a two-minute check of the harness itself (figures mean little)
  */
 import { execFileSync } from "node:child_process";
@@ -747,12 +748,12 @@ async function main(): Promise<void> {
   const per: Record<Tool, Record<string, unknown>> = { walship: {}, litestream: {} };
   results.tools = per;
   const rows: Row[] = [];
-  const add = (figure: string, w: number | undefined, l: number | undefined): void => {
+  const add = (figure: string, w: number | undefined, l: number | undefined, ratio = true): void => {
     rows.push({
       figure,
       walship: w,
       litestream: l,
-      ratio: w !== undefined && l !== undefined && l !== 0 ? round(w / l, 2) : undefined,
+      ratio: ratio && w !== undefined && l !== undefined && l !== 0 ? round(w / l, 2) : undefined,
     });
   };
 
@@ -789,7 +790,13 @@ async function main(): Promise<void> {
     }
     const rates = tools.map((t) => ramp[t]?.maxSustainedRowMiBps).filter((x): x is number => !!x);
     // The heavy writer and the restore setup run at half the rate both tools sustained.
-    const steadyRate = rates.length ? Math.max(1, Math.min(...rates) / 2) : quick ? 4 : 8;
+    const steadyRate = process.env.BENCH_HEAVY_MIBPS
+      ? Number(process.env.BENCH_HEAVY_MIBPS)
+      : rates.length
+        ? Math.max(1, Math.min(...rates) / 2)
+        : quick
+          ? 4
+          : 8;
     if (phases.includes("heavy")) {
       log(`phase heavy: long-running writer at ${round(steadyRate, 2)} MiB/s of rows`);
       const heavy: Partial<Record<Tool, HeavyResult>> = {};
@@ -840,6 +847,7 @@ async function main(): Promise<void> {
         rest.litestream
           ? rest.litestream.pointInTime.restoredSeq - rest.litestream.pointInTime.expectedSeq
           : undefined,
+        false,
       );
     }
   } finally {
