@@ -13,7 +13,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check chart-sync chart-check test test-unit test-integration test-smoke infra demo clean bench
+.PHONY: help deps node build check lint typecheck crds crds-check chart-sync chart-check deploy-manifests test test-unit test-integration test-smoke infra demo clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -54,6 +54,10 @@ chart-sync: deps ## copy crds/ and deploy/rbac into charts/walship (run after ma
 
 chart-check: deps ## fail if charts/walship's copies of crds/ and deploy/rbac are stale
 	$(NODE) scripts/sync-chart.ts --check
+
+deploy-manifests: deps ## render deploy/walship.yaml (plain manifests) from charts/walship with helm template
+	test/infra/install helm
+	$(NODE) scripts/render-deploy.ts
 
 check: lint typecheck crds-check chart-check ## static checks
 
