@@ -40,14 +40,17 @@ interface Cr {
 }
 interface PodLite {
   metadata: { name: string; uid: string; annotations?: Record<string, string>; deletionTimestamp?: string };
-  spec: { initContainers?: Array<{ name: string }> };
+  spec: { initContainers?: Array<{ name: string; command?: string[] }> };
   status?: { phase?: string; podIP?: string; conditions?: Array<{ type: string; status: string }> };
 }
 interface StsLite {
   spec: {
     template: {
       metadata?: { annotations?: Record<string, string> };
-      spec: { initContainers?: Array<{ name: string }>; volumes?: Array<{ name: string }> };
+      spec: {
+        initContainers?: Array<{ name: string; command?: string[] }>;
+        volumes?: Array<{ name: string }>;
+      };
     };
   };
 }
@@ -624,5 +627,82 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
       [["app-0", true]],
     );
     assert.match(await (await fetch(`${op.url}/metrics`)).text(), /walship_operator_leader 1/);
+  });
+
+  it("restoreOnStart RefuseIfReplicaExists: a pod whose database is gone stays in Init, with a condition and an Event", async () => {
+    const restoreHas =
+      (flag: string) => (x: { spec: { initContainers?: Array<{ name: string; command?: string[] }> } }) =>
+        (x.spec.initContainers ?? []).some(
+          (c) => c.name === "walship-restore" && (c.command ?? []).includes(flag),
+        );
+    await apply(replica("again", { restoreOnStart: "RefuseIfReplicaExists" }));
+    const p = await readyPod("app-0", restoreHas("-refuse-if-replica-exists"));
+    const rowsBefore = await rows(p);
+    await waitFor(
+      async () => {
+        const c = await cr("again");
+        return cond(c, "Ready")?.status === "True" && c.status?.lagSeconds === 0 ? true : undefined;
+      },
+      { what: "again Ready with lag 0", timeoutMs: 30_000, intervalMs: 300 },
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    // The database goes away while the pod is down.
+    await cp.kubectl(["-n", NS, "scale", "statefulset", "app", "--replicas=0"]);
+    await waitFor(async () => ((await pod("app-0")) === undefined ? true : undefined), {
+      what: "pod app-0 gone",
+      timeoutMs: 60_000,
+    });
+    const dir = kubelet.pvcDir(NS, "data-app-0");
+    for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
+    await cp.kubectl(["-n", NS, "scale", "statefulset", "app", "--replicas=1"]);
+    const held = await waitFor(
+      async () => {
+        const c = await cr("again");
+        return cond(c, "Degraded")?.reason === "RestoreFailed" ? c : undefined;
+      },
+      { what: "again Degraded: RestoreFailed", timeoutMs: 60_000, intervalMs: 300 },
+    ).catch(async (err) => {
+      throw new Error(`${(err as Error).message}: ${JSON.stringify((await cr("again")).status)}`);
+    });
+    assert.match(
+      cond(held, "Degraded")?.message ?? "",
+      /^pod app-0: init container walship-restore exited 1 \(restarts \d+\): refusing to start: .*RefuseIfReplicaExists/,
+    );
+    assert.equal(held.status?.phase, "Degraded");
+    assert.equal(cond(held, "Ready")?.reason, "RestoreFailed");
+    await waitFor(
+      async () => (await events("again")).some((e) => e.reason === "RestoreFailed" && e.type === "Warning"),
+      { what: "RestoreFailed Warning event on again", timeoutMs: 10_000 },
+    );
+    const heldPod = await pod("app-0");
+    assert.equal(heldPod?.status?.phase, "Pending", "the app does not start");
+    assert.match(await kubelet.logs(NS, "app-0", "walship-restore"), /WALSHIP_ERR_EXISTS/);
+    assert.deepEqual(
+      fs.readdirSync(dir).filter((f) => f.startsWith("app.db")),
+      [],
+      "nothing restored, nothing created",
+    );
+    // The way out: restore (here by switching to IfReplicaExists) and delete the held pod.
+    await apply(replica("again"));
+    await waitFor(
+      async () => (restoreHas("-if-replica-exists")((await sts("app")).spec.template) ? true : undefined),
+      {
+        what: "StatefulSet app restores on start again",
+        timeoutMs: 30_000,
+      },
+    );
+    await cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/app-0`);
+    const p2 = await readyPod(
+      "app-0",
+      (x) => x.metadata.uid !== heldPod?.metadata.uid && restoreHas("-if-replica-exists")(x),
+    );
+    const after2 = await rows(p2);
+    assert.deepEqual(after2.slice(0, rowsBefore.length), rowsBefore, "every synced row is back");
+    assert.equal(after2.length, rowsBefore.length + 1, "plus the row of this start");
+    await waitFor(async () => (cond(await cr("again"), "Ready")?.status === "True" ? true : undefined), {
+      what: "again Ready again",
+      timeoutMs: 60_000,
+      intervalMs: 500,
+    });
   });
 });

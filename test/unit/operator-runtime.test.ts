@@ -1,8 +1,9 @@
 /** The operator's workqueue, condition handling and status aggregation (pure parts). */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import type { Pod } from "../../src/operator/kube/types.ts";
 import { WorkQueue } from "../../src/operator/kube/workqueue.ts";
-import { aggregate, podFacts } from "../../src/operator/replica/pods.ts";
+import { aggregate, podFacts, restoreFailure } from "../../src/operator/replica/pods.ts";
 import { conditionChanges, deriveReady, setCondition } from "../../src/operator/status.ts";
 import type { ReplicatorStatus } from "../../src/shared/protocol.ts";
 
@@ -134,5 +135,43 @@ describe("pod facts", () => {
       windowOldest: "2026-01-01T00:00:00Z",
       windowNewest: "2026-01-01T00:00:09Z",
     });
+  });
+});
+
+describe("restoreFailure", () => {
+  const pod = (phase: string, restore: object): Pod =>
+    ({
+      metadata: { name: "app-0" },
+      status: { phase, initContainerStatuses: [{ name: "walship-restore", ...restore }] },
+    }) as Pod;
+  const failed = {
+    restartCount: 2,
+    ready: false,
+    state: { waiting: { reason: "CrashLoopBackOff" } },
+    lastState: { terminated: { exitCode: 1, reason: "Error" } },
+  };
+
+  it("names the container, the exit code and what the refusing policy means", () => {
+    assert.equal(
+      restoreFailure(pod("Pending", failed), "RefuseIfReplicaExists"),
+      "init container walship-restore exited 1 (restarts 2): refusing to start: the database is missing " +
+        "while a replica exists (restoreOnStart RefuseIfReplicaExists); restore it, or set restoreOnStart " +
+        "IfReplicaExists and delete the pod",
+    );
+    assert.equal(
+      restoreFailure(
+        pod("Pending", { ...failed, state: { terminated: { exitCode: 3, message: " boom\n" } } }),
+        "IfReplicaExists",
+      ),
+      "init container walship-restore exited 3 (restarts 2): the restore failed; see the container's log: boom",
+    );
+  });
+
+  it("nothing for a pod past Init, a restore that succeeded, or one still running its first try", () => {
+    assert.equal(restoreFailure(pod("Running", failed), "RefuseIfReplicaExists"), undefined);
+    const ok = { restartCount: 0, state: { terminated: { exitCode: 0 } } };
+    assert.equal(restoreFailure(pod("Pending", ok), "IfReplicaExists"), undefined);
+    const first = { restartCount: 0, state: { running: { startedAt: "2026-01-01T00:00:00Z" } } };
+    assert.equal(restoreFailure(pod("Pending", first), "IfReplicaExists"), undefined);
   });
 });

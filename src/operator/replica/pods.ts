@@ -3,8 +3,31 @@
  * shared/protocol.ts), and their aggregation for the SqliteReplica's status. The aggregation is pure.
  */
 
-import type { PodReplicationStatus, SqliteReplicaStatus } from "../../api/v1alpha1/index.ts";
+import type { PodReplicationStatus, RestoreOnStart, SqliteReplicaStatus } from "../../api/v1alpha1/index.ts";
 import { type ReplicatorStatus, ReplicatorStatusSchema } from "../../shared/protocol.ts";
+import type { Pod } from "../kube/types.ts";
+import { RESTORE_CONTAINER } from "../specs/names.ts";
+
+/** The start of every lastError that `restoreFailure` returns. */
+export const RESTORE_FAILURE_PREFIX = `init container ${RESTORE_CONTAINER} `;
+
+/**
+ * A pod held before its app by a failing restore init container: the error to report, naming the
+ * container, its exit code and what the policy makes of it. Undefined for any other pod.
+ */
+export function restoreFailure(pod: Pod, policy: RestoreOnStart): string | undefined {
+  if (pod.status?.phase !== "Pending") return undefined;
+  const s = pod.status.initContainerStatuses?.find((c) => c.name === RESTORE_CONTAINER);
+  const term = s?.state?.terminated ?? s?.lastState?.terminated;
+  if (!s || !term || term.exitCode === 0) return undefined;
+  const why =
+    policy === "RefuseIfReplicaExists"
+      ? "refusing to start: the database is missing while a replica exists (restoreOnStart " +
+        "RefuseIfReplicaExists); restore it, or set restoreOnStart IfReplicaExists and delete the pod"
+      : "the restore failed; see the container's log";
+  const msg = term.message ? `: ${term.message.trim().slice(0, 500)}` : "";
+  return `${RESTORE_FAILURE_PREFIX}exited ${term.exitCode} (restarts ${s.restartCount}): ${why}${msg}`;
+}
 
 /** Fetches and parses one sidecar's /status. Throws with the URL on any failure. */
 export async function fetchSidecarStatus(url: string, timeoutMs = 3000): Promise<ReplicatorStatus> {

@@ -38,7 +38,7 @@ import {
   type Target,
 } from "../specs/statefulset.ts";
 import { type ConditionChange, patchStatus, setCondition, type Transaction } from "../status.ts";
-import { aggregate, fetchSidecarStatus, podFacts } from "./pods.ts";
+import { aggregate, fetchSidecarStatus, podFacts, RESTORE_FAILURE_PREFIX, restoreFailure } from "./pods.ts";
 
 export interface SqliteReplicaObject extends KubeObject {
   spec?: unknown;
@@ -78,6 +78,7 @@ const WARNING_REASONS = new Set([
   "FieldConflict",
   "ReplicationError",
   "SidecarUnreachable",
+  "RestoreFailed",
 ]);
 
 const crPath = (ns: string, name: string) =>
@@ -236,13 +237,7 @@ export class SqliteReplicaReconciler {
     await this.#ensureInjected(sts, ns, name, spec, target, hash);
 
     // Observe the pods' sidecars.
-    const pods = await this.#observePods(
-      sts,
-      ns,
-      spec.database.path,
-      spec.sidecar?.metricsPort ?? 9090,
-      hash,
-    );
+    const pods = await this.#observePods(sts, ns, spec, hash);
     const reporting = pods.length;
     const notReady = pods.filter((p) => !p.ready);
     const errors = pods.filter((p) => p.lastError);
@@ -272,9 +267,11 @@ export class SqliteReplicaReconciler {
         ? {
             type: "Degraded",
             status: "True",
-            reason: errors.some((p) => p.lastError?.startsWith("get http"))
-              ? "SidecarUnreachable"
-              : "ReplicationError",
+            reason: errors.some((p) => p.lastError?.startsWith(RESTORE_FAILURE_PREFIX))
+              ? "RestoreFailed"
+              : errors.some((p) => p.lastError?.startsWith("get http"))
+                ? "SidecarUnreachable"
+                : "ReplicationError",
             message: errors
               .map((p) => `pod ${p.name}: ${p.lastError}`)
               .join("; ")
@@ -424,10 +421,11 @@ export class SqliteReplicaReconciler {
   async #observePods(
     sts: StatefulSet,
     ns: string,
-    dbPath: string,
-    port: number,
+    spec: SqliteReplicaSpec,
     hash: string,
   ): Promise<PodReplicationStatus[]> {
+    const dbPath = spec.database.path;
+    const port = spec.sidecar?.metricsPort ?? 9090;
     const labels = sts.spec?.selector?.matchLabels ?? {};
     const selector = Object.entries(labels)
       .map(([k, v]) => `${k}=${v}`)
@@ -436,14 +434,22 @@ export class SqliteReplicaReconciler {
     const list = await this.#ctx.client.request<{ items: Pod[] }>("GET", `/api/v1/namespaces/${ns}/pods`, {
       query: { labelSelector: selector },
     });
-    const pods = list.items
+    const byName = (a: { name?: string }, b: { name?: string }) =>
+      String(a.name).localeCompare(String(b.name), "en", { numeric: true });
+    const injected = list.items
       .filter((p) => p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== undefined)
       .filter((p) => (p.spec?.initContainers ?? []).some((c) => c.name === SIDECAR_CONTAINER))
-      .filter((p) => !p.metadata?.deletionTimestamp && p.status?.podIP && p.status.phase === "Running")
-      .sort((a, b) =>
-        String(a.metadata?.name).localeCompare(String(b.metadata?.name), "en", { numeric: true }),
-      );
-    return Promise.all(
+      .filter((p) => !p.metadata?.deletionTimestamp);
+    // Pods held in Init by a failing restore container: reported with the reason, not polled.
+    const held: PodReplicationStatus[] = [];
+    for (const p of injected) {
+      const err = restoreFailure(p, spec.restoreOnStart);
+      if (err) held.push({ name: p.metadata?.name ?? "", ready: false, lastError: err });
+    }
+    const pods = injected
+      .filter((p) => p.status?.podIP && p.status.phase === "Running")
+      .sort((a, b) => byName(a.metadata ?? {}, b.metadata ?? {}));
+    const polled = await Promise.all(
       pods.map(async (p): Promise<PodReplicationStatus> => {
         const podName = p.metadata?.name ?? "";
         // A sidecar that is not running yet, or just started, is not an error: the pod is not ready.
@@ -464,6 +470,7 @@ export class SqliteReplicaReconciler {
         }
       }),
     );
+    return [...held, ...polled].sort(byName);
   }
 
   async #status(
