@@ -13,7 +13,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check chart-sync chart-check deploy-manifests test test-unit test-integration test-smoke infra demo clean bench
+.PHONY: help deps node build check lint typecheck crds crds-check chart-sync chart-check deploy-manifests test test-unit test-integration test-smoke infra demo demo-cluster demo-down deploy clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -72,6 +72,20 @@ test-unit: deps build ## only the fast unit tests
 
 demo: deps build ## replicate a sample database to a local directory, restore it, and compare
 	$(NODE) scripts/demo.ts
+
+demo-cluster: deps build ## the operator on a local control plane: helm install, a StatefulSet replicating to MinIO, a restore
+	test/infra/install minio etcd kubernetes helm
+	$(NODE) scripts/demo-cluster.ts $(if $(KEEP),--keep)
+
+demo-down: ## stop a `make demo-cluster KEEP=1` left running
+	@if [ -f .demo/cluster/pid ]; then pid=$$(cat .demo/cluster/pid); \
+	  if kill -TERM $$pid 2>/dev/null; then for i in $$(seq 60); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; fi; fi
+	rm -rf .demo/cluster
+
+deploy: ## helm install (or upgrade) the chart into the cluster $$KUBECONFIG points at (IMAGE=repo:tag to override)
+	test/infra/install helm
+	$(WALSHIP_CACHE)/bin/helm upgrade --install walship charts/walship --namespace walship-system --create-namespace \
+	  $(if $(IMAGE),--set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))))
 
 clean: ## remove build output (the component cache under $(WALSHIP_CACHE) stays)
 	rm -rf dist node_modules .demo
