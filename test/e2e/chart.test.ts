@@ -441,6 +441,20 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
         .client()
         .send(new ListObjectsV2Command({ Bucket: "replicas", Prefix: "shop/app-0/generations/" }));
       assert.ok((listed.KeyCount ?? 0) > 0, "objects under shop/app-0/generations/");
+      // What the PodMonitor and WalshipReplicatorDown rely on: the sidecar is the container named
+      // walship, with a port named walship-http that serves /metrics.
+      const pod = await cp.request<{
+        spec: {
+          initContainers?: Array<{ name: string; ports?: Array<{ name?: string; containerPort: number }> }>;
+        };
+        status: { podIP: string };
+      }>("GET", `/api/v1/namespaces/${NS}/pods/app-0`);
+      const port = pod.body.spec.initContainers
+        ?.find((c) => c.name === "walship")
+        ?.ports?.find((p) => p.name === "walship-http")?.containerPort;
+      assert.ok(port, JSON.stringify(pod.body.spec.initContainers));
+      const scrape = await (await fetch(`http://${pod.body.status.podIP}:${port}/metrics`)).text();
+      assert.match(scrape, /^walship_replica_up\{[^}]*name="minio"[^}]*\} 1$/m);
       // The operator used only the chart's RBAC: no forbidden errors in its log.
       const opLogs = await kubelet.logs("walship-system", opPod.metadata.name, "operator");
       assert.doesNotMatch(opLogs, /forbidden/i);
