@@ -275,6 +275,28 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
     let minio: Minio;
     const kubeletLines: string[] = [];
     const NS = "shop";
+    const mount = "/var/lib/walship-chart-e2e/data";
+    interface PodLite {
+      metadata: { uid: string; deletionTimestamp?: string };
+      spec: { initContainers?: Array<{ name: string }> };
+      status?: { phase?: string; podIP?: string; conditions?: Array<{ type: string; status: string }> };
+    }
+    const readyPod = (pred: (p: PodLite) => boolean) =>
+      waitFor(
+        async () => {
+          const r = await cp.request<PodLite>("GET", `/api/v1/namespaces/${NS}/pods/app-0`);
+          const p = r.status === 200 ? r.body : undefined;
+          return p &&
+            !p.metadata.deletionTimestamp &&
+            p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
+            pred(p)
+            ? p
+            : undefined;
+        },
+        { what: "pod app-0 Ready", timeoutMs: 120_000, intervalMs: 250 },
+      );
+    const rows = async (p: PodLite) =>
+      (await (await fetch(`http://${p.status?.podIP}:8080/rows`)).json()) as Array<{ id: number }>;
 
     before(async () => {
       minio = await startMinio();
@@ -354,7 +376,6 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
         `--from-literal=id=${minio.accessKeyId}`,
         `--from-literal=secret=${minio.secretAccessKey}`,
       ]);
-      const mount = "/var/lib/walship-chart-e2e/data";
       const objs = [
         {
           apiVersion: "apps/v1",
@@ -458,6 +479,66 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
       // The operator used only the chart's RBAC: no forbidden errors in its log.
       const opLogs = await kubelet.logs("walship-system", opPod.metadata.name, "operator");
       assert.doesNotMatch(opLogs, /forbidden/i);
+    });
+
+    it("the chart's ServiceAccount may do what the operator needs and no more", async () => {
+      const can = async (args: string[]) =>
+        (
+          await cp.kubectl(["auth", "can-i", ...args, "--as=system:serviceaccount:walship-system:walship"], {
+            allowFailure: true,
+          })
+        ).stdout.trim();
+      const cases: Array<[string[], string]> = [
+        [["watch", "sqlitereplicas.walship.dev", "-n", NS], "yes"],
+        [["patch", "sqlitereplicas.walship.dev", "--subresource=status", "-n", NS], "yes"],
+        [["patch", "statefulsets.apps", "-n", NS], "yes"],
+        [["get", "secrets", "-n", NS], "yes"],
+        [["list", "secrets", "-n", NS], "no"],
+        [["delete", "statefulsets.apps", "-n", NS], "no"],
+        [["delete", "pods", "-n", NS], "no"],
+        [["update", "leases.coordination.k8s.io", "-n", "walship-system"], "yes"],
+        [["update", "leases.coordination.k8s.io", "-n", NS], "no"],
+        [["list", "nodes"], "no"],
+      ];
+      for (const [args, want] of cases) assert.equal(await can(args), want, args.join(" "));
+    });
+
+    it("restores a deleted database before the app starts (restore init container, chart's operator)", async () => {
+      const p = await readyPod(() => true);
+      const before = await rows(p);
+      await waitFor(
+        async () => {
+          const c = await cp.request<{ status?: { lagSeconds?: number } }>(
+            "GET",
+            `/apis/walship.dev/v1alpha1/namespaces/${NS}/sqlitereplicas/db`,
+          );
+          return c.body.status?.lagSeconds === 0 ? true : undefined;
+        },
+        { what: "lag 0", timeoutMs: 30_000 },
+      );
+      await new Promise((r) => setTimeout(r, 1000));
+      const dir = kubelet.pvcDir(NS, "data-app-0");
+      await cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/app-0`);
+      await waitFor(
+        async () => {
+          const r = await cp.request<PodLite>("GET", `/api/v1/namespaces/${NS}/pods/app-0`);
+          return r.status !== 200 || r.body.metadata.uid !== p.metadata.uid ? true : undefined;
+        },
+        { what: "pod app-0 gone", timeoutMs: 60_000 },
+      );
+      for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
+      const p2 = await readyPod((x) => x.metadata.uid !== p.metadata.uid);
+      const after2 = await rows(p2);
+      assert.deepEqual(after2.slice(0, before.length), before, "every synced row is back");
+      assert.equal(after2.length, before.length + 1, "plus the row of this start");
+    });
+
+    it("deleting the SqliteReplica removes the injection (finalizer released) and the app keeps its data", async () => {
+      const p = await readyPod(() => true);
+      const before = await rows(p);
+      await cp.kubectl(["-n", NS, "delete", "sqlitereplica", "db", "--wait=true", "--timeout=60s"]);
+      const p2 = await readyPod((x) => (x.spec.initContainers ?? []).length === 0);
+      assert.deepEqual((await rows(p2)).slice(0, before.length), before);
     });
   });
 });
