@@ -49,7 +49,8 @@ crds: deps ## regenerate crds/ from the zod schemas in src/api/v1alpha1
 crds-check: deps ## fail if crds/ differs from what the schemas generate
 	$(NODE) scripts/gen-crds.ts --check
 
-chart-sync: deps ## copy crds/ and deploy/rbac into charts/walship (run after make crds)
+chart-sync: deps ## copy crds/ and deploy/rbac into charts/walship and re-render deploy/walship.yaml (after make crds)
+	test/infra/install helm
 	$(NODE) scripts/sync-chart.ts
 
 chart-check: deps ## fail if charts/walship's copies of crds/ and deploy/rbac are stale

@@ -1,7 +1,7 @@
 /**
  * Renders deploy/walship.yaml, the plain manifests for installing without Helm, from charts/walship
  * with `helm template` and the chart's default values (namespace walship-system, CRDs included)
- * (make deploy-manifests). With --check, writes nothing and exits 1 when the committed file differs.
+ * (make deploy-manifests; make chart-sync also does it). With --check, writes nothing and exits 1 when the committed file differs.
  * Helm is the one test/infra/install builds (`make infra`), or $HELM.
  */
 import { execFileSync } from "node:child_process";
@@ -48,7 +48,7 @@ if (import.meta.main) {
   const have = existsSync(DEPLOY_FILE) ? readFileSync(DEPLOY_FILE, "utf8") : undefined;
   if (process.argv.includes("--check")) {
     if (have !== want) {
-      process.stderr.write("render-deploy: deploy/walship.yaml is out of date; run make deploy-manifests\n");
+      process.stderr.write("render-deploy: deploy/walship.yaml is out of date; run make chart-sync\n");
       process.exit(1);
     }
   } else if (have !== want) {

@@ -2,11 +2,14 @@
  * Copies what the chart shares with the rest of the repo into charts/walship (make chart-sync):
  * crds/*.yaml into charts/walship/crds/ (Helm installs them before the templates) and
  * deploy/rbac/*.yaml into charts/walship/files/rbac/ (the chart's ClusterRole and Role take their
- * rules from there). With --check, writes nothing and exits 1 when the chart's copies differ or a
- * stale copy is left (make check, test/unit/chart.test.ts).
+ * rules from there); then re-renders deploy/walship.yaml from the chart (scripts/render-deploy.ts),
+ * when helm is built. With --check, writes nothing and exits 1 when the chart's copies differ or a
+ * stale copy is left (make check, test/unit/chart.test.ts); it needs no helm, so deploy/walship.yaml
+ * is checked by test/e2e/chart.test.ts instead.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { DEPLOY_FILE, helmPath, renderDeploy } from "./render-deploy.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const PAIRS: Array<[from: string, to: string]> = [
@@ -54,5 +57,20 @@ if (import.meta.main) {
         ? `sync-chart: ${d.file} is ${d.problem === "differs" ? "out of date" : d.problem}; run make chart-sync\n`
         : `sync-chart: ${d.problem === "stale" ? "removed" : "wrote"} ${d.file}\n`,
     );
+  if (!check) {
+    let want: string | undefined;
+    try {
+      want = renderDeploy(helmPath());
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      process.stderr.write(
+        "sync-chart: no helm (make infra builds it): deploy/walship.yaml not re-rendered\n",
+      );
+    }
+    if (want !== undefined && (!existsSync(DEPLOY_FILE) || readFileSync(DEPLOY_FILE, "utf8") !== want)) {
+      writeFileSync(DEPLOY_FILE, want);
+      process.stderr.write("sync-chart: wrote deploy/walship.yaml\n");
+    }
+  }
   process.exit(check && drift.length > 0 ? 1 : 0);
 }

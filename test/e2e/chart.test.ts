@@ -237,7 +237,7 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
 
   it("deploy/walship.yaml is current (scripts/render-deploy.ts) and passes --dry-run=server", async () => {
     const have = fs.readFileSync(path.join(ROOT, "deploy/walship.yaml"), "utf8");
-    assert.equal(have, renderDeploy(helmBin()), "run make deploy-manifests");
+    assert.equal(have, renderDeploy(helmBin()), "deploy/walship.yaml is stale: run make chart-sync");
     const r = await cp.kubectl(
       ["apply", "--dry-run=server", "--server-side", "-f", path.join(ROOT, "deploy/walship.yaml")],
       {
