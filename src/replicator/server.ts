@@ -246,9 +246,13 @@ function readiness(replication: Replication, positions: PositionMemory): Readine
   }
   for (const replica of replication.replicas) {
     const status = replica.status();
+    // Ready once synced at least once. A later failure shows in /status and the metrics but does not
+    // flip readiness: as the pod's native sidecar, a storage blip would otherwise take the app out of
+    // its Service.
     let reason: string | undefined;
-    if (status.lastError) reason = `sync failing: ${status.lastError}`;
-    else if (!status.lastSyncAt || !positions.get(replica)) reason = "not synced yet";
+    if (!status.lastSyncAt || !positions.get(replica)) {
+      reason = status.lastError ? `not synced yet: ${status.lastError}` : "not synced yet";
+    }
     if (reason) notReady.push({ db: replica.db.path, replica: replica.name, reason });
   }
   return { ready: notReady.length === 0, notReady };
