@@ -549,6 +549,14 @@ export class Db {
     this.#log.debug({ index }, "new shadow index");
   }
 
+  #buf: Buffer | undefined;
+
+  /** One read buffer, reused by every copy (copies run one at a time): no 4 MiB garbage per commit. */
+  #copyBuffer(size: number): Buffer {
+    if (!this.#buf || this.#buf.length < size) this.#buf = Buffer.allocUnsafe(size);
+    return this.#buf.subarray(0, size);
+  }
+
   /**
    * Appends the real WAL's new committed frames (same salts, checksums chaining) to the current
    * shadow file. Two passes in bounded memory: scan for the last commit, then copy bytes up to it.
@@ -563,7 +571,7 @@ export class Db {
     const real = await open(this.walPath, "r");
     try {
       const chunkFrames = Math.max(1, Math.floor(COPY_CHUNK_BYTES / F));
-      const buf = Buffer.allocUnsafe(chunkFrames * F);
+      const buf = this.#copyBuffer(chunkFrames * F);
       let offset = s.size;
       let seed = s.checksum;
       for (;;) {
@@ -592,7 +600,7 @@ export class Db {
         seed = [buf.readUInt32BE(whole - F + 16), buf.readUInt32BE(whole - F + 20)];
       }
       if (end === s.size) return false;
-      await appendRange(real, this.shadowWalPath(s.generation, s.index), s.size, end);
+      await appendRange(real, this.shadowWalPath(s.generation, s.index), s.size, end, buf);
     } finally {
       await real.close();
     }
@@ -788,12 +796,17 @@ async function readRange(file: string, position: number, length: number): Promis
 }
 
 /** Copies bytes [from, to) of `src` onto the end of `dst` (whose size is `from`), then fsyncs. */
-async function appendRange(src: FileHandle, dst: string, from: number, to: number): Promise<void> {
+async function appendRange(
+  src: FileHandle,
+  dst: string,
+  from: number,
+  to: number,
+  buf: Buffer,
+): Promise<void> {
   const out = await open(dst, "r+");
   try {
     const st = await out.stat();
     if (st.size !== from) await out.truncate(from);
-    const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK_BYTES, to - from));
     let pos = from;
     while (pos < to) {
       const n = Math.min(buf.length, to - pos);

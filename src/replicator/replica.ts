@@ -166,6 +166,7 @@ export class Replica {
     let backoff = this.syncIntervalMs;
     while (!signal.aborted) {
       const changed = this.db.changed();
+      const started = Date.now();
       try {
         await this.sync({ signal });
         backoff = this.syncIntervalMs;
@@ -176,9 +177,11 @@ export class Replica {
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
         continue;
       }
-      // Wait for a change, then leave at least sync-interval between uploads.
+      // Wait for a change; syncs start at most once per sync-interval, counted from the previous
+      // start (a ticker, as in Litestream), not from its end.
       await Promise.race([changed, abortPromise(signal)]);
-      await sleep(this.syncIntervalMs, undefined, { signal }).catch(() => undefined);
+      const wait = started + this.syncIntervalMs - Date.now();
+      if (wait > 0) await sleep(wait, undefined, { signal }).catch(() => undefined);
     }
   }
 
