@@ -200,9 +200,11 @@ export function buildCrds(): Record<string, Schema> {
       spec: SqliteRestoreSpec,
       status: SqliteRestoreStatus,
       columns: [
-        { name: "SqliteReplica", type: "string", jsonPath: ".spec.sqliteReplicaName" },
-        { name: "Mode", type: "string", jsonPath: ".spec.mode" },
+        { name: "Replica", type: "string", jsonPath: ".spec.sqliteReplicaName" },
+        { name: "Target", type: "string", jsonPath: ".status.target" },
         { name: "Phase", type: "string", jsonPath: ".status.phase" },
+        { name: "Restored To", type: "string", jsonPath: ".status.restored.position" },
+        { name: "Mode", type: "string", jsonPath: ".spec.mode", priority: 1 },
         { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
       ],
     }),

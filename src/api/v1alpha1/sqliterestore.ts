@@ -1,7 +1,7 @@
 /**
  * SqliteRestore (walship.dev/v1alpha1, namespaced): restore a SqliteReplica's database to the latest
- * state, a point in time, or a generation and index; in place or into a new claim. Only the schema
- * exists so far (the reconcile is issue 6); the CRD is generated from it.
+ * state, a point in time, or a generation and index; in place or into a new claim. The state machine
+ * is src/operator/restore/machine.ts; the CRD is generated from these schemas.
  */
 import { z } from "zod";
 import { Condition, cel, DnsLabel, DnsSubdomain, Quantity } from "./common.ts";
@@ -71,19 +71,54 @@ export const SqliteRestoreSpec = cel(
   ],
 );
 
+/** The phases, in order; Succeeded and Failed are final. */
+export const RESTORE_PHASES = [
+  "Pending",
+  "ScalingDown",
+  "Restoring",
+  "Verifying",
+  "Swapping",
+  "ScalingUp",
+  "Succeeded",
+  "Failed",
+] as const;
+export type RestorePhase = (typeof RESTORE_PHASES)[number];
+
+/** The exact point the database was restored to, as `walship restore` reported it. */
+export const RestoredPosition = z.object({
+  destination: z.string().optional().describe("The destination restored from."),
+  generation: z.string().describe("The generation restored from."),
+  index: z.int().min(0).describe("The last WAL index applied."),
+  offset: z.int().min(0).describe("The byte offset in that index: the last commit applied ends there."),
+  position: z.string().describe("generation/index(hex):offset"),
+  lastCommitTime: z.string().optional().describe("The commit time of the last transaction applied."),
+});
+
 export const SqliteRestoreStatus = z.object({
   observedGeneration: z.int().min(0).optional(),
-  phase: z
-    .enum(["Pending", "ScalingDown", "Restoring", "Verifying", "ScalingUp", "Succeeded", "Failed"])
-    .optional(),
+  phase: z.enum(RESTORE_PHASES).optional(),
   conditions: z
     .array(Condition)
     .optional()
     .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] }),
-  startTime: z.string().optional(),
-  completionTime: z.string().optional(),
-  restoredGeneration: z.string().optional(),
-  restoredIndex: z.int().min(0).optional(),
+  target: z.string().optional().describe("What is restored: latest, a time, or generation[/index]."),
+  startedAt: z.string().optional(),
+  completedAt: z.string().optional(),
+  message: z.string().optional(),
+  statefulSetName: z.string().optional().describe("The SqliteReplica's StatefulSet, as resolved at start."),
+  pod: z.string().optional().describe("The pod whose replica and (InPlace) volume are restored."),
+  claimName: z.string().optional().describe("The claim restored onto."),
+  originalReplicas: z
+    .int()
+    .min(0)
+    .optional()
+    .describe("The StatefulSet's replica count before InPlace scaled it to 0; scaled back to it."),
+  backupPath: z.string().optional().describe("Where InPlace keeps the previous database file."),
+  failure: z
+    .object({ phase: z.string(), reason: z.string(), message: z.string() })
+    .optional()
+    .describe("Why the restore failed; set before InPlace puts the original back and scales up."),
+  restored: RestoredPosition.optional(),
 });
 
 export type SqliteRestoreSpec = z.output<typeof SqliteRestoreSpec>;

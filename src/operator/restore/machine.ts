@@ -1,0 +1,430 @@
+/**
+ * The SqliteRestore state machine, pure: from what the API server holds now (the SqliteRestore and
+ * its recorded status, the SqliteReplica, the StatefulSet, its remaining pods, the restore's Jobs,
+ * the other SqliteRestores of the same SqliteReplica) it decides the next status and the actions to
+ * take. Nothing is kept in memory: a restarted operator reads the recorded phase and goes on.
+ *
+ * InPlace:  Pending -> ScalingDown -> Restoring -> Verifying -> Swapping -> ScalingUp -> Succeeded
+ * NewClaim: Pending -> Restoring -> Verifying -> Succeeded
+ * Any failure after ScalingDown records `status.failure`, runs the rollback Job (the original file
+ * back, the staged file removed) in ScalingUp, scales back to the recorded count, and ends Failed.
+ * Before anything changed (Pending) a failure ends Failed at once.
+ */
+import {
+  type Condition,
+  describeIssues,
+  type RestorePhase,
+  SqliteReplicaSpec,
+  SqliteRestoreSpec,
+  type SqliteRestoreStatus,
+} from "../../api/v1alpha1/index.ts";
+import type { EventInput } from "../kube/events.ts";
+import type { StatefulSet } from "../kube/types.ts";
+import { setCondition } from "../status.ts";
+import { parseRestoreResult, type RestoreResult } from "./result.ts";
+
+export type JobStep = "restore" | "swap" | "rollback";
+
+export interface JobState {
+  state: "Running" | "Succeeded" | "Failed";
+  /** The restore container's termination message (its last log lines), if any. */
+  message?: string;
+}
+
+export interface OtherRestore {
+  name: string;
+  phase?: RestorePhase;
+  creationTimestamp: string;
+}
+
+export interface Observed {
+  now: Date;
+  name: string;
+  creationTimestamp: string;
+  generation?: number;
+  /** The raw spec (validated here). */
+  spec: unknown;
+  status: SqliteRestoreStatus;
+  /** The SqliteReplica's raw spec; undefined when it does not exist. */
+  replica?: unknown;
+  statefulSet?: StatefulSet;
+  /** How many pods of the StatefulSet still exist. */
+  podsRemaining: number;
+  jobs: Partial<Record<JobStep, JobState>>;
+  /** The other SqliteRestores naming the same SqliteReplica. */
+  others: OtherRestore[];
+}
+
+export type Action =
+  | { kind: "scale"; replicas: number }
+  | { kind: "createJob"; step: JobStep }
+  | { kind: "createClaim" };
+
+export interface Decision {
+  status: SqliteRestoreStatus;
+  actions: Action[];
+  events: EventInput[];
+  /** Look again after this long (ms) even without a watch event. */
+  requeueAfterMs?: number;
+}
+
+export const FINAL_PHASES: ReadonlySet<RestorePhase> = new Set(["Succeeded", "Failed"]);
+const POLL_MS = 2000;
+
+function iso(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+function hex8(n: number): string {
+  return n.toString(16).padStart(8, "0");
+}
+
+/** The target as the Target column shows it. */
+export function describeTarget(spec: SqliteRestoreSpec): string {
+  const t = spec.target;
+  if (t?.timestamp) return t.timestamp;
+  if (t?.generation) return t.index === undefined ? t.generation : `${t.generation}/${hex8(t.index)}`;
+  return "latest";
+}
+
+/** The backup name of the previous database: `<db>.pre-restore-<restore name>`. */
+export function backupPathFor(dbPath: string, restoreName: string): string {
+  return `${dbPath}.pre-restore-${restoreName}`;
+}
+
+/** The staged restore beside the database: `<db>.restore-<restore name>`. */
+export function stagingPathFor(dbPath: string, restoreName: string): string {
+  return `${dbPath}.restore-${restoreName}`;
+}
+
+/**
+ * The claim holding `volumeName` for `pod` of the StatefulSet: a volumeClaimTemplate's
+ * `<template>-<sts>-<ordinal>` or a pod volume's persistentVolumeClaim; undefined otherwise.
+ */
+export function claimFor(sts: StatefulSet, volumeName: string, pod: string): string | undefined {
+  if ((sts.spec?.volumeClaimTemplates ?? []).some((t) => t.metadata?.name === volumeName)) {
+    return `${volumeName}-${pod}`;
+  }
+  const v = (sts.spec?.template?.spec?.volumes ?? []).find((x) => x.name === volumeName);
+  return v?.persistentVolumeClaim?.claimName;
+}
+
+/** True when `mine` is the restore allowed to run among the non-final ones of its SqliteReplica. */
+function blocker(obs: Observed): OtherRestore | undefined {
+  const active = obs.others.filter((o) => !FINAL_PHASES.has(o.phase ?? "Pending"));
+  // One already past Pending holds the SqliteReplica; else the oldest Pending one (then by name).
+  const started = active.find((o) => o.phase !== undefined && o.phase !== "Pending");
+  if (started) return started;
+  return active.find(
+    (o) =>
+      o.creationTimestamp < obs.creationTimestamp ||
+      (o.creationTimestamp === obs.creationTimestamp && o.name < obs.name),
+  );
+}
+
+interface Ctx {
+  obs: Observed;
+  status: SqliteRestoreStatus;
+  actions: Action[];
+  events: EventInput[];
+  requeueAfterMs?: number;
+}
+
+function condition(ctx: Ctx, c: Omit<Condition, "lastTransitionTime">): void {
+  ctx.status.conditions = setCondition(ctx.status.conditions ?? [], c, ctx.obs.now);
+}
+
+function enter(ctx: Ctx, phase: RestorePhase, message: string, warning = false): void {
+  ctx.status.phase = phase;
+  ctx.status.message = message;
+  ctx.events.push({ type: warning ? "Warning" : "Normal", reason: phase, message });
+  ctx.requeueAfterMs = 0;
+}
+
+function finish(ctx: Ctx, phase: "Succeeded" | "Failed", reason: string, message: string): void {
+  ctx.status.completedAt = iso(ctx.obs.now);
+  condition(ctx, {
+    type: "Complete",
+    status: phase === "Succeeded" ? "True" : "False",
+    reason,
+    message,
+    ...(ctx.obs.generation === undefined ? {} : { observedGeneration: ctx.obs.generation }),
+  });
+  enter(ctx, phase, message, phase === "Failed");
+  delete ctx.requeueAfterMs;
+}
+
+/** Fails: before anything changed, at once; InPlace after ScalingDown, through rollback and ScalingUp. */
+function fail(ctx: Ctx, reason: string, message: string): void {
+  const phase = ctx.status.phase ?? "Pending";
+  if (phase === "Pending" || ctx.status.originalReplicas === undefined) {
+    finish(ctx, "Failed", reason, message);
+    return;
+  }
+  ctx.status.failure = { phase, reason, message };
+  ctx.actions.push({ kind: "createJob", step: "rollback" });
+  enter(ctx, "ScalingUp", `${message}; putting the original database back and scaling up`, true);
+}
+
+/** Checks the reported position against the target; a problem, or undefined when it matches. */
+export function checkResult(spec: SqliteRestoreSpec, r: RestoreResult): string | undefined {
+  const t = spec.target;
+  if (t?.timestamp) {
+    if (!r.lastCommitTime) return "the restore reported no commit time to check the target time against";
+    if (Date.parse(r.lastCommitTime) > Date.parse(t.timestamp))
+      return `the restore reached a commit at ${r.lastCommitTime}, after the target ${t.timestamp}`;
+  }
+  if (t?.generation && r.generation !== t.generation)
+    return `the restore used generation ${r.generation}, not ${t.generation}`;
+  if (t?.index !== undefined && r.index > t.index)
+    return `the restore reached index ${hex8(r.index)}, past the target ${hex8(t.index)}`;
+  if (spec.destination && r.destination && r.destination !== spec.destination)
+    return `the restore used destination ${r.destination}, not ${spec.destination}`;
+  return undefined;
+}
+
+function jobFailure(step: JobStep, job: JobState): string {
+  const last = (job.message ?? "").trim().split("\n").filter(Boolean).pop() ?? "";
+  let text = last;
+  try {
+    const o = JSON.parse(last) as { msg?: string; err?: unknown; error?: unknown };
+    text = String(o.err ?? o.error ?? o.msg ?? last);
+  } catch {
+    // plain text
+  }
+  return `the ${step} Job failed${text ? `: ${text}` : ""}`;
+}
+
+/** One step of the machine. */
+export function decide(obs: Observed): Decision {
+  const ctx: Ctx = { obs, status: structuredClone(obs.status), actions: [], events: [] };
+  const s = ctx.status;
+  if (obs.generation !== undefined) s.observedGeneration = obs.generation;
+  const phase = s.phase ?? "Pending";
+  if (FINAL_PHASES.has(phase)) return { status: s, actions: [], events: [] };
+
+  const parsed = SqliteRestoreSpec.safeParse(obs.spec);
+  if (!parsed.success) {
+    const { field, message } = describeIssues("spec", parsed.error);
+    fail(ctx, "InvalidSpec", `${field}: ${message}`);
+    return done(ctx);
+  }
+  const spec = parsed.data;
+  s.target ??= describeTarget(spec);
+
+  if (phase === "Pending") {
+    pending(ctx, spec);
+    return done(ctx);
+  }
+  const rep = SqliteReplicaSpec.safeParse(obs.replica);
+  const dbPath = rep.success ? rep.data.database.path : undefined;
+
+  switch (phase) {
+    case "ScalingDown": {
+      if (!obs.statefulSet) {
+        fail(ctx, "StatefulSetNotFound", `StatefulSet ${s.statefulSetName} is gone`);
+        break;
+      }
+      if ((obs.statefulSet.spec?.replicas ?? 1) !== 0) ctx.actions.push({ kind: "scale", replicas: 0 });
+      if (obs.podsRemaining > 0) {
+        ctx.requeueAfterMs = POLL_MS;
+        break;
+      }
+      ctx.actions.push({ kind: "createJob", step: "restore" });
+      enter(ctx, "Restoring", `restoring ${s.target} onto claim ${s.claimName}`);
+      break;
+    }
+    case "Restoring": {
+      const job = obs.jobs.restore;
+      if (!job) {
+        ctx.actions.push({ kind: "createJob", step: "restore" });
+        ctx.requeueAfterMs = POLL_MS;
+        break;
+      }
+      if (job.state === "Running") {
+        ctx.requeueAfterMs = POLL_MS;
+        break;
+      }
+      if (job.state === "Failed") {
+        fail(ctx, "RestoreFailed", jobFailure("restore", job));
+        break;
+      }
+      const result = parseRestoreResult(job.message ?? "");
+      if (!result) {
+        fail(ctx, "NoResult", "the restore Job succeeded but reported no restored position");
+        break;
+      }
+      s.restored = result;
+      enter(ctx, "Verifying", `restored to ${result.position}; integrity_check passed; checking the target`);
+      break;
+    }
+    case "Verifying": {
+      const problem = s.restored ? checkResult(spec, s.restored) : "no restored position recorded";
+      if (problem) {
+        fail(ctx, "VerificationFailed", problem);
+        break;
+      }
+      if (spec.mode === "NewClaim") {
+        finish(ctx, "Succeeded", "Restored", `restored to ${s.restored?.position} into claim ${s.claimName}`);
+        break;
+      }
+      ctx.actions.push({ kind: "createJob", step: "swap" });
+      enter(ctx, "Swapping", `replacing ${dbPath}; the previous database is kept as ${s.backupPath}`);
+      break;
+    }
+    case "Swapping": {
+      const job = obs.jobs.swap;
+      if (!job) {
+        ctx.actions.push({ kind: "createJob", step: "swap" });
+        ctx.requeueAfterMs = POLL_MS;
+        break;
+      }
+      if (job.state === "Running") {
+        ctx.requeueAfterMs = POLL_MS;
+        break;
+      }
+      if (job.state === "Failed") {
+        fail(ctx, "SwapFailed", jobFailure("swap", job));
+        break;
+      }
+      ctx.actions.push({ kind: "scale", replicas: s.originalReplicas ?? 1 });
+      enter(
+        ctx,
+        "ScalingUp",
+        `swapped; scaling StatefulSet ${s.statefulSetName} back to ${s.originalReplicas}`,
+      );
+      break;
+    }
+    case "ScalingUp": {
+      if (s.failure) {
+        const job = obs.jobs.rollback;
+        if (!job) {
+          ctx.actions.push({ kind: "createJob", step: "rollback" });
+          ctx.requeueAfterMs = POLL_MS;
+          break;
+        }
+        if (job.state === "Running") {
+          ctx.requeueAfterMs = POLL_MS;
+          break;
+        }
+        if (job.state === "Failed" && !s.message?.includes("rollback Job failed")) {
+          s.message = `${s.failure.message}; ${jobFailure("rollback", job)}: the previous database may be at ${s.backupPath}`;
+        }
+      }
+      const want = s.originalReplicas ?? 1;
+      if (!obs.statefulSet) {
+        if (s.failure) finish(ctx, "Failed", s.failure.reason, s.message ?? s.failure.message);
+        else finish(ctx, "Failed", "StatefulSetNotFound", `StatefulSet ${s.statefulSetName} is gone`);
+        break;
+      }
+      if ((obs.statefulSet.spec?.replicas ?? 1) !== want) ctx.actions.push({ kind: "scale", replicas: want });
+      const ready = obs.statefulSet.status?.readyReplicas ?? 0;
+      if (ready < want) {
+        ctx.requeueAfterMs = POLL_MS;
+        break;
+      }
+      if (s.failure) finish(ctx, "Failed", s.failure.reason, s.message ?? s.failure.message);
+      else
+        finish(
+          ctx,
+          "Succeeded",
+          "Restored",
+          `restored to ${s.restored?.position}; ${want} pod(s) ready; previous database kept as ${s.backupPath}`,
+        );
+      break;
+    }
+    default:
+      break;
+  }
+  return done(ctx);
+}
+
+function pending(ctx: Ctx, spec: SqliteRestoreSpec): void {
+  const { obs, status: s } = ctx;
+  const other = blocker(obs);
+  if (other) {
+    const message = `SqliteRestore ${other.name} is already restoring SqliteReplica ${spec.sqliteReplicaName}; one restore at a time`;
+    condition(ctx, { type: "Admitted", status: "False", reason: "RestoreInProgress", message });
+    finish(ctx, "Failed", "RestoreInProgress", message);
+    return;
+  }
+  if (obs.replica === undefined) {
+    finish(
+      ctx,
+      "Failed",
+      "SqliteReplicaNotFound",
+      `spec.sqliteReplicaName: SqliteReplica ${spec.sqliteReplicaName} not found`,
+    );
+    return;
+  }
+  const rep = SqliteReplicaSpec.safeParse(obs.replica);
+  if (!rep.success) {
+    const { field, message } = describeIssues("spec", rep.error);
+    finish(
+      ctx,
+      "Failed",
+      "InvalidSqliteReplica",
+      `SqliteReplica ${spec.sqliteReplicaName} has an invalid spec: ${field}: ${message}`,
+    );
+    return;
+  }
+  if (spec.destination && !rep.data.destinations.some((d) => d.name === spec.destination)) {
+    finish(
+      ctx,
+      "Failed",
+      "DestinationNotFound",
+      `spec.destination: SqliteReplica ${spec.sqliteReplicaName} has no destination ${spec.destination}`,
+    );
+    return;
+  }
+  const sts = obs.statefulSet;
+  const stsName = rep.data.statefulSetName;
+  if (!sts) {
+    finish(ctx, "Failed", "StatefulSetNotFound", `StatefulSet ${stsName} not found`);
+    return;
+  }
+  const pod = spec.pod ?? `${stsName}-0`;
+  if (!new RegExp(`^${stsName.replace(/[.]/g, "\\.")}-\\d+$`).test(pod)) {
+    finish(ctx, "Failed", "PodNotFound", `spec.pod: ${pod} is not a pod of StatefulSet ${stsName}`);
+    return;
+  }
+  s.statefulSetName = stsName;
+  s.pod = pod;
+  s.startedAt = iso(obs.now);
+  condition(ctx, {
+    type: "Admitted",
+    status: "True",
+    reason: "Admitted",
+    message: `the only restore of SqliteReplica ${spec.sqliteReplicaName}`,
+  });
+  if (spec.mode === "NewClaim") {
+    s.claimName = spec.newClaim?.name;
+    ctx.actions.push({ kind: "createClaim" }, { kind: "createJob", step: "restore" });
+    enter(ctx, "Restoring", `restoring ${s.target} from pod ${pod}'s replica into new claim ${s.claimName}`);
+    return;
+  }
+  const claim = claimFor(sts, rep.data.database.volumeName, pod);
+  if (!claim) {
+    finish(
+      ctx,
+      "Failed",
+      "VolumeNotAClaim",
+      `volume ${rep.data.database.volumeName} of StatefulSet ${stsName} is not a PersistentVolumeClaim`,
+    );
+    return;
+  }
+  s.claimName = claim;
+  s.backupPath = backupPathFor(rep.data.database.path, obs.name);
+  s.originalReplicas = sts.spec?.replicas ?? 1;
+  ctx.actions.push({ kind: "scale", replicas: 0 });
+  enter(ctx, "ScalingDown", `scaling StatefulSet ${stsName} from ${s.originalReplicas} to 0`);
+}
+
+function done(ctx: Ctx): Decision {
+  return {
+    status: ctx.status,
+    actions: ctx.actions,
+    events: ctx.events,
+    ...(ctx.requeueAfterMs === undefined ? {} : { requeueAfterMs: ctx.requeueAfterMs }),
+  };
+}

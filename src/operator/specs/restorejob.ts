@@ -1,0 +1,277 @@
+/**
+ * The Jobs of a SqliteRestore, pure. Each runs our image on the claim that holds the database:
+ *
+ * - `restore`: `walship restore -o <staged file>` from the SqliteReplica's config, as the source pod
+ *   (`POD_NAME` is that pod's name, so `<path>/${POD_NAME}` is its replica). The CLI restores to
+ *   `<staged>.tmp`, runs `PRAGMA integrity_check`, then renames it to the staged file; the database
+ *   itself is not touched. InPlace stages beside the database (`<db>.restore-<name>`); NewClaim
+ *   restores to `/restore/<db file name>` on the new claim. The container's termination message is
+ *   the CLI's last JSON log lines, from which the operator reads the restored position.
+ * - `swap` (InPlace): moves the database and its -wal/-shm to `<db>.pre-restore-<name>` and the
+ *   staged file into place. Idempotent: a re-run after a killed pod finishes the move.
+ * - `rollback` (InPlace, after a failure): puts `<db>.pre-restore-<name>` (and -wal/-shm) back if it
+ *   was moved, and removes the staged files.
+ *
+ * Pods are `restartPolicy: Never`; a killed pod is replaced (backoffLimit), a CLI error (exit 1 or 2)
+ * fails the Job at once (podFailurePolicy).
+ */
+import { createHash } from "node:crypto";
+import path from "node:path";
+import type { SqliteReplicaSpec, SqliteRestoreSpec } from "../../api/v1alpha1/index.ts";
+import type { Container, EnvVar, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
+import type { JobStep } from "../restore/machine.ts";
+import {
+  CONFIG_DIR,
+  CONFIG_PATH,
+  CONFIG_VOLUME,
+  configMapName,
+  DEFAULT_IMAGE,
+  FILE_DESTINATIONS_DIR,
+  fileVolumeName,
+  MANAGED_BY_LABELS,
+} from "./names.ts";
+import {
+  type BuildOptions,
+  buildEnv,
+  DEFAULT_RESOURCES,
+  RESTRICTED_SECURITY_CONTEXT,
+} from "./statefulset.ts";
+
+export const SQLITE_RESTORE_LABEL = "walship.dev/sqliterestore";
+export const RESTORE_STEP_LABEL = "walship.dev/restore-step";
+export const RESTORE_JOB_CONTAINER = "walship-restore";
+/** The volume name of the database's claim in a restore Job. */
+export const RESTORE_DATA_VOLUME = "walship-data";
+/** Where NewClaim mounts the new claim. */
+export const NEW_CLAIM_DIR = "/restore";
+/** CLI exit codes that mean "do not retry" (errors and usage). */
+export const NO_RETRY_EXIT_CODES = [1, 2];
+
+export interface RestoreJobInput {
+  step: JobStep;
+  restore: { name: string; namespace: string; uid: string };
+  spec: SqliteRestoreSpec;
+  replica: SqliteReplicaSpec;
+  sts: StatefulSet;
+  /** The pod whose replica (and, InPlace, whose claim) is restored. */
+  pod: string;
+  /** The claim to mount: the pod's (InPlace) or the new one (NewClaim). */
+  claimName: string;
+  /** The app container's mount of the database volume (path and subPath). */
+  mount: { mountPath: string; subPath?: string };
+}
+
+/** `<restore>-<step>`, shortened with a hash to stay a valid 63-character label value. */
+export function restoreJobName(restoreName: string, step: JobStep): string {
+  const name = `${restoreName}-${step}`;
+  if (name.length <= 63) return name;
+  const h = createHash("sha256").update(name).digest("hex").slice(0, 8);
+  return `${restoreName.slice(0, 63 - step.length - 10).replace(/[-.]+$/, "")}-${h}-${step}`;
+}
+
+/** The NewClaim PersistentVolumeClaim; size and class default to the StatefulSet's template. */
+export function buildNewClaim(input: Omit<RestoreJobInput, "step" | "pod" | "claimName" | "mount">) {
+  const nc = input.spec.newClaim;
+  const tmpl = (input.sts.spec?.volumeClaimTemplates ?? []).find(
+    (t) => t.metadata?.name === input.replica.database.volumeName,
+  );
+  const size = nc?.size ?? tmpl?.spec?.resources?.requests?.storage ?? "1Gi";
+  const storageClassName = nc?.storageClassName ?? tmpl?.spec?.storageClassName;
+  return {
+    apiVersion: "v1",
+    kind: "PersistentVolumeClaim",
+    metadata: {
+      name: nc?.name ?? "",
+      namespace: input.restore.namespace,
+      labels: { ...MANAGED_BY_LABELS, [SQLITE_RESTORE_LABEL]: input.restore.name },
+    },
+    spec: {
+      accessModes: tmpl?.spec?.accessModes ?? ["ReadWriteOnce"],
+      ...(storageClassName ? { storageClassName } : {}),
+      resources: { requests: { storage: String(size) } },
+    },
+  };
+}
+
+/** The restore command: clears old staged files, runs the CLI, keeps its last lines as the message. */
+const RESTORE_SCRIPT = [
+  'S="$1"; shift',
+  'rm -f "$S" "$S.tmp" "$S.tmp-wal" "$S.tmp-shm"',
+  'out=$(walship restore -log-format json "$@" 2>&1); rc=$?',
+  'printf "%s\\n" "$out" >&2',
+  'printf "%s\\n" "$out" | tail -c 3500 > /dev/termination-log',
+  'exit "$rc"',
+].join("\n");
+
+/** Database, backup, staged: move the database (and -wal, -shm) aside, then the staged file in. */
+const SWAP_SCRIPT = [
+  "set -eu",
+  'D="$1"; B="$2"; S="$3"',
+  'if [ -e "$S" ]; then',
+  '  if [ -e "$D" ]; then mv "$D" "$B"; fi',
+  '  for x in -wal -shm; do if [ -e "$D$x" ]; then mv "$D$x" "$B$x"; fi; done',
+  '  mv "$S" "$D"',
+  "fi",
+  'test -e "$D"',
+  'echo "swapped: $D (previous database kept as $B)"',
+].join("\n");
+
+/** Database, backup, staged: put the backup back if the database was moved, drop the staged files. */
+const ROLLBACK_SCRIPT = [
+  "set -eu",
+  'D="$1"; B="$2"; S="$3"',
+  'if [ -e "$B" ]; then',
+  // A -wal/-shm still at the database's name was never moved: it is the original's; keep it.
+  '  for x in -wal -shm; do if [ -e "$B$x" ]; then mv -f "$B$x" "$D$x"; fi; done',
+  '  mv -f "$B" "$D"',
+  "fi",
+  'rm -f "$S" "$S.tmp" "$S.tmp-wal" "$S.tmp-shm"',
+  'echo "rolled back: $D"',
+].join("\n");
+
+function targetFlags(spec: SqliteRestoreSpec): string[] {
+  const t = spec.target;
+  const out: string[] = [];
+  if (spec.destination) out.push("-replica", spec.destination);
+  if (t?.timestamp) out.push("-timestamp", t.timestamp);
+  if (t?.generation) out.push("-generation", t.generation);
+  if (t?.index !== undefined) out.push("-index", t.index.toString(16).padStart(8, "0"));
+  return out;
+}
+
+/** The database, backup and staged paths as the Job sees them. */
+export function restorePaths(input: Pick<RestoreJobInput, "restore" | "spec" | "replica">): {
+  db: string;
+  backup: string;
+  staged: string;
+} {
+  const db = input.replica.database.path;
+  const staged =
+    input.spec.mode === "NewClaim"
+      ? `${NEW_CLAIM_DIR}/${path.posix.basename(db)}`
+      : `${db}.restore-${input.restore.name}`;
+  return { db, backup: `${db}.pre-restore-${input.restore.name}`, staged };
+}
+
+function command(input: RestoreJobInput): string[] {
+  const p = restorePaths(input);
+  switch (input.step) {
+    case "restore":
+      return [
+        "sh",
+        "-c",
+        RESTORE_SCRIPT,
+        "restore",
+        p.staged,
+        "-config",
+        CONFIG_PATH,
+        "-o",
+        p.staged,
+        ...targetFlags(input.spec),
+        p.db,
+      ];
+    case "swap":
+      return ["sh", "-c", SWAP_SCRIPT, "swap", p.db, p.backup, p.staged];
+    case "rollback":
+      return ["sh", "-c", ROLLBACK_SCRIPT, "rollback", p.db, p.backup, p.staged];
+  }
+}
+
+/** The Job of one step. */
+export function buildRestoreJob(input: RestoreJobInput, opts: BuildOptions = {}) {
+  const { restore, replica, sts, step } = input;
+  const podSpec = sts.spec?.template?.spec;
+  const labels = { ...MANAGED_BY_LABELS, [SQLITE_RESTORE_LABEL]: restore.name, [RESTORE_STEP_LABEL]: step };
+  const newClaim = input.spec.mode === "NewClaim";
+  const dataMount: VolumeMount = newClaim
+    ? { name: RESTORE_DATA_VOLUME, mountPath: NEW_CLAIM_DIR }
+    : {
+        name: RESTORE_DATA_VOLUME,
+        mountPath: input.mount.mountPath,
+        ...(input.mount.subPath ? { subPath: input.mount.subPath } : {}),
+      };
+  const mounts: VolumeMount[] = [dataMount];
+  const volumes: Volume[] = [
+    { name: RESTORE_DATA_VOLUME, persistentVolumeClaim: { claimName: input.claimName } },
+  ];
+  let env: EnvVar[] | undefined;
+  if (step === "restore") {
+    mounts.push({ name: CONFIG_VOLUME, mountPath: CONFIG_DIR, readOnly: true });
+    volumes.push({ name: CONFIG_VOLUME, configMap: { name: configMapName(input.spec.sqliteReplicaName) } });
+    for (const d of replica.destinations) {
+      if (!d.file) continue;
+      mounts.push({
+        name: fileVolumeName(d.name),
+        mountPath: `${FILE_DESTINATIONS_DIR}/${d.name}`,
+        readOnly: true,
+      });
+      volumes.push({ name: fileVolumeName(d.name), persistentVolumeClaim: { claimName: d.file.claimName } });
+    }
+    // The source pod's name, so the config's <path>/${POD_NAME} is that pod's replica.
+    env = buildEnv(replica)
+      .filter((e) => e.name !== "POD_IP")
+      .map((e) => (e.name === "POD_NAME" ? { name: "POD_NAME", value: input.pod } : e));
+  }
+  const sc = replica.sidecar;
+  const container: Container = {
+    name: RESTORE_JOB_CONTAINER,
+    image: sc?.image ?? opts.image ?? DEFAULT_IMAGE,
+    ...(sc?.imagePullPolicy ? { imagePullPolicy: sc.imagePullPolicy } : {}),
+    command: command(input),
+    ...(env ? { env } : {}),
+    volumeMounts: mounts,
+    resources: (sc?.resources as Container["resources"]) ?? DEFAULT_RESOURCES,
+    securityContext:
+      (sc?.securityContext as Container["securityContext"] | undefined) ?? RESTRICTED_SECURITY_CONTEXT,
+    terminationMessagePolicy: "FallbackToLogsOnError",
+  };
+  return {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: {
+      name: restoreJobName(restore.name, step),
+      namespace: restore.namespace,
+      labels,
+      ownerReferences: [
+        {
+          apiVersion: "walship.dev/v1alpha1",
+          kind: "SqliteRestore",
+          name: restore.name,
+          uid: restore.uid,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
+    },
+    spec: {
+      backoffLimit: 3,
+      podFailurePolicy: {
+        rules: [
+          {
+            action: "FailJob",
+            onExitCodes: {
+              containerName: RESTORE_JOB_CONTAINER,
+              operator: "In",
+              values: NO_RETRY_EXIT_CODES,
+            },
+          },
+          { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
+        ],
+      },
+      template: {
+        metadata: { labels },
+        spec: {
+          restartPolicy: "Never",
+          // As the app: same user, group and fsGroup (file ownership), identity and placement.
+          ...(podSpec?.securityContext ? { securityContext: podSpec.securityContext } : {}),
+          ...(podSpec?.serviceAccountName ? { serviceAccountName: podSpec.serviceAccountName } : {}),
+          ...(podSpec?.imagePullSecrets ? { imagePullSecrets: podSpec.imagePullSecrets } : {}),
+          ...(podSpec?.nodeSelector ? { nodeSelector: podSpec.nodeSelector } : {}),
+          ...(podSpec?.tolerations ? { tolerations: podSpec.tolerations } : {}),
+          containers: [container],
+          volumes,
+        },
+      },
+    },
+  };
+}

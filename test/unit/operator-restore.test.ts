@@ -1,0 +1,306 @@
+/**
+ * The SqliteRestore state machine, pure: each phase from recorded status and observed objects, the
+ * one-restore-at-a-time rule, failures putting the original back, resuming from a recorded phase,
+ * and the restored position read from the CLI's log.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { SqliteRestoreSpec, SqliteRestoreStatus } from "../../src/api/v1alpha1/index.ts";
+import type { StatefulSet } from "../../src/operator/kube/types.ts";
+import {
+  checkResult,
+  claimFor,
+  decide,
+  describeTarget,
+  type Observed,
+} from "../../src/operator/restore/machine.ts";
+import { parseRestoreResult } from "../../src/operator/restore/result.ts";
+
+const replica = {
+  statefulSetName: "app",
+  database: { path: "/data/app.db", volumeName: "data" },
+  destinations: [{ name: "minio", s3: { bucket: "backups", credentials: { fromServiceAccount: true } } }],
+};
+
+function sts(replicas: number, ready = replicas): StatefulSet {
+  return {
+    metadata: { name: "app", namespace: "shop" },
+    spec: {
+      replicas,
+      serviceName: "app",
+      selector: { matchLabels: { app: "app" } },
+      template: { spec: { containers: [{ name: "app", image: "x" }] } },
+      volumeClaimTemplates: [{ metadata: { name: "data" } }],
+    },
+    status: { replicas, readyReplicas: ready },
+  };
+}
+
+const NOW = new Date("2026-11-22T04:00:00.000Z");
+const GEN = "0123456789abcdef";
+const RESTORED_LINE = JSON.stringify({
+  level: 30,
+  msg: "restored",
+  replica: "minio",
+  generation: GEN,
+  position: `${GEN}/0000000a:4152`,
+  lastCommit: "2026-11-22T03:59:00.000Z",
+});
+
+function obs(over: Partial<Observed> = {}): Observed {
+  return {
+    now: NOW,
+    name: "r1",
+    creationTimestamp: "2026-11-22T03:58:00Z",
+    generation: 1,
+    spec: { sqliteReplicaName: "db", mode: "InPlace", target: { timestamp: "2026-11-22T03:59:30Z" } },
+    status: {},
+    replica,
+    statefulSet: sts(2),
+    podsRemaining: 2,
+    jobs: {},
+    others: [],
+    ...over,
+  };
+}
+
+/** Runs `decide` and feeds its status back, as the controller does after writing it. */
+function step(o: Observed) {
+  const d = decide(o);
+  SqliteRestoreStatus.parse(d.status); // every status written fits the CRD's schema
+  return d;
+}
+
+describe("SqliteRestore machine: InPlace", () => {
+  it("Pending records the replica count and the claim, and scales to 0", () => {
+    const d = step(obs());
+    assert.equal(d.status.phase, "ScalingDown");
+    assert.equal(d.status.originalReplicas, 2);
+    assert.equal(d.status.claimName, "data-app-0");
+    assert.equal(d.status.pod, "app-0");
+    assert.equal(d.status.backupPath, "/data/app.db.pre-restore-r1");
+    assert.equal(d.status.target, "2026-11-22T03:59:30Z");
+    assert.equal(d.status.startedAt, "2026-11-22T04:00:00Z");
+    assert.deepEqual(d.actions, [{ kind: "scale", replicas: 0 }]);
+    assert.deepEqual(
+      d.events.map((e) => [e.type, e.reason]),
+      [["Normal", "ScalingDown"]],
+    );
+    assert.equal(d.status.conditions?.find((c) => c.type === "Admitted")?.status, "True");
+  });
+
+  it("walks every phase to Succeeded, one Event per phase", () => {
+    let o = obs();
+    const phases: string[] = [];
+    const script: Array<Partial<Observed>> = [
+      {},
+      { podsRemaining: 1, statefulSet: sts(0, 1) },
+      { podsRemaining: 0, statefulSet: sts(0, 0) },
+      { jobs: { restore: { state: "Running" } } },
+      { jobs: { restore: { state: "Succeeded", message: `noise\n${RESTORED_LINE}\n` } } },
+      {},
+      { jobs: { swap: { state: "Succeeded" } } },
+      { statefulSet: sts(2, 1) },
+      { statefulSet: sts(2, 2) },
+    ];
+    for (const change of script) {
+      const d = step({ ...o, ...change });
+      for (const e of d.events) phases.push(e.reason);
+      o = { ...o, ...change, status: d.status };
+    }
+    assert.deepEqual(phases, ["ScalingDown", "Restoring", "Verifying", "Swapping", "ScalingUp", "Succeeded"]);
+    assert.equal(o.status.phase, "Succeeded");
+    assert.equal(o.status.completedAt, "2026-11-22T04:00:00Z");
+    assert.deepEqual(o.status.restored, {
+      destination: "minio",
+      generation: GEN,
+      index: 10,
+      offset: 4152,
+      position: `${GEN}/0000000a:4152`,
+      lastCommitTime: "2026-11-22T03:59:00.000Z",
+    });
+    assert.equal(o.status.conditions?.find((c) => c.type === "Complete")?.reason, "Restored");
+  });
+
+  it("ScalingDown waits while pods remain, then creates the restore Job", () => {
+    const s = { phase: "ScalingDown" as const, originalReplicas: 2, claimName: "data-app-0" };
+    const waiting = step(obs({ status: s, statefulSet: sts(0, 0), podsRemaining: 1 }));
+    assert.equal(waiting.status.phase, "ScalingDown");
+    assert.deepEqual(waiting.actions, []);
+    assert.equal(waiting.requeueAfterMs, 2000);
+    const go = step(obs({ status: s, statefulSet: sts(0, 0), podsRemaining: 0 }));
+    assert.equal(go.status.phase, "Restoring");
+    assert.deepEqual(go.actions, [{ kind: "createJob", step: "restore" }]);
+  });
+
+  it("a restarted operator resumes from the recorded phase (re-creating a missing Job)", () => {
+    const d = step(obs({ status: { phase: "Restoring", originalReplicas: 2 }, podsRemaining: 0 }));
+    assert.equal(d.status.phase, "Restoring");
+    assert.deepEqual(d.actions, [{ kind: "createJob", step: "restore" }]);
+    assert.deepEqual(d.events, []);
+    const swap = step(obs({ status: { phase: "Swapping", originalReplicas: 2 }, podsRemaining: 0 }));
+    assert.deepEqual(swap.actions, [{ kind: "createJob", step: "swap" }]);
+  });
+
+  it("a failed restore Job records the failure, rolls back, scales back, then Failed", () => {
+    const failing = {
+      state: "Failed" as const,
+      message: '{"level":50,"msg":"[WALSHIP_ERR_NOT_FOUND] restore: no backups at or before the time"}',
+    };
+    const base = { originalReplicas: 2, backupPath: "/data/app.db.pre-restore-r1" };
+    let d = step(obs({ status: { ...base, phase: "Restoring" }, jobs: { restore: failing } }));
+    assert.equal(d.status.phase, "ScalingUp");
+    assert.equal(d.status.failure?.reason, "RestoreFailed");
+    assert.equal(d.status.failure?.phase, "Restoring");
+    assert.match(d.status.failure?.message ?? "", /WALSHIP_ERR_NOT_FOUND/);
+    assert.deepEqual(d.actions, [{ kind: "createJob", step: "rollback" }]);
+    assert.equal(d.events[0]?.type, "Warning");
+    const o = obs({ status: d.status, statefulSet: sts(0, 0), podsRemaining: 0 });
+    d = step({ ...o, jobs: { rollback: { state: "Running" } } });
+    assert.deepEqual(d.actions, []);
+    d = step({ ...o, jobs: { rollback: { state: "Succeeded" } } });
+    assert.deepEqual(d.actions, [{ kind: "scale", replicas: 2 }]);
+    assert.equal(d.status.phase, "ScalingUp");
+    d = step({ ...o, statefulSet: sts(2, 2), jobs: { rollback: { state: "Succeeded" } } });
+    assert.equal(d.status.phase, "Failed");
+    assert.equal(d.status.conditions?.find((c) => c.type === "Complete")?.reason, "RestoreFailed");
+  });
+
+  it("a failed swap rolls back", () => {
+    const d = step(
+      obs({ status: { phase: "Swapping", originalReplicas: 1 }, jobs: { swap: { state: "Failed" } } }),
+    );
+    assert.equal(d.status.failure?.reason, "SwapFailed");
+    assert.deepEqual(d.actions, [{ kind: "createJob", step: "rollback" }]);
+  });
+
+  it("Verifying refuses a position past the target", () => {
+    const late = {
+      generation: GEN,
+      index: 10,
+      offset: 0,
+      position: "p",
+      lastCommitTime: "2026-11-22T03:59:31Z",
+    };
+    const d = step(obs({ status: { phase: "Verifying", originalReplicas: 1, restored: late } }));
+    assert.equal(d.status.failure?.reason, "VerificationFailed");
+    assert.equal(d.status.phase, "ScalingUp");
+  });
+
+  it("a restore Job that succeeds without a position fails (NoResult)", () => {
+    const d = step(
+      obs({ status: { phase: "Restoring", originalReplicas: 1 }, jobs: { restore: { state: "Succeeded" } } }),
+    );
+    assert.equal(d.status.failure?.reason, "NoResult");
+  });
+});
+
+describe("SqliteRestore machine: refusals", () => {
+  it("a second restore of the same SqliteReplica is refused while one runs", () => {
+    const d = step(
+      obs({ others: [{ name: "r0", phase: "Restoring", creationTimestamp: "2026-11-22T03:59:00Z" }] }),
+    );
+    assert.equal(d.status.phase, "Failed");
+    const admitted = d.status.conditions?.find((c) => c.type === "Admitted");
+    assert.equal(admitted?.status, "False");
+    assert.equal(admitted?.reason, "RestoreInProgress");
+    assert.match(admitted?.message ?? "", /SqliteRestore r0/);
+    assert.deepEqual(d.actions, []);
+  });
+
+  it("of two Pending restores the older goes first; finished ones do not count", () => {
+    const older = [{ name: "r0", phase: "Pending" as const, creationTimestamp: "2026-11-22T03:57:00Z" }];
+    assert.equal(step(obs({ others: older })).status.phase, "Failed");
+    const newer = [{ name: "r2", creationTimestamp: "2026-11-22T03:59:00Z" }];
+    assert.equal(step(obs({ others: newer })).status.phase, "ScalingDown");
+    const done = [{ name: "r0", phase: "Succeeded" as const, creationTimestamp: "2026-11-22T03:57:00Z" }];
+    assert.equal(step(obs({ others: done })).status.phase, "ScalingDown");
+  });
+
+  it("fails at once, changing nothing, when the SqliteReplica, the StatefulSet or the pod is wrong", () => {
+    for (const [over, reason] of [
+      [{ replica: undefined }, "SqliteReplicaNotFound"],
+      [{ statefulSet: undefined }, "StatefulSetNotFound"],
+      [{ spec: { sqliteReplicaName: "db", mode: "InPlace", pod: "other-0" } }, "PodNotFound"],
+      [{ spec: { sqliteReplicaName: "db", mode: "InPlace", destination: "nope" } }, "DestinationNotFound"],
+      [{ spec: { sqliteReplicaName: "db", mode: "NewClaim" } }, "InvalidSpec"],
+    ] as const) {
+      const d = step(obs(over as Partial<Observed>));
+      assert.equal(d.status.phase, "Failed", reason);
+      assert.equal(d.status.conditions?.find((c) => c.type === "Complete")?.reason, reason);
+      assert.deepEqual(d.actions, [], reason);
+      assert.equal(d.events[0]?.type, "Warning");
+    }
+  });
+
+  it("a final phase does nothing", () => {
+    const d = step(obs({ status: { phase: "Succeeded" } }));
+    assert.deepEqual(d.actions, []);
+    assert.deepEqual(d.events, []);
+  });
+});
+
+describe("SqliteRestore machine: NewClaim", () => {
+  it("creates the claim and the Job, verifies, and never scales", () => {
+    const spec = { sqliteReplicaName: "db", mode: "NewClaim", newClaim: { name: "restored" } };
+    let d = step(obs({ spec }));
+    assert.equal(d.status.phase, "Restoring");
+    assert.equal(d.status.claimName, "restored");
+    assert.equal(d.status.originalReplicas, undefined);
+    assert.deepEqual(d.actions, [{ kind: "createClaim" }, { kind: "createJob", step: "restore" }]);
+    d = step(
+      obs({ spec, status: d.status, jobs: { restore: { state: "Succeeded", message: RESTORED_LINE } } }),
+    );
+    assert.equal(d.status.phase, "Verifying");
+    d = step(obs({ spec, status: d.status }));
+    assert.equal(d.status.phase, "Succeeded");
+    assert.deepEqual(d.actions, []);
+  });
+
+  it("a failed Job fails at once (the app was never touched)", () => {
+    const spec = { sqliteReplicaName: "db", mode: "NewClaim", newClaim: { name: "restored" } };
+    const d = step(obs({ spec, status: { phase: "Restoring" }, jobs: { restore: { state: "Failed" } } }));
+    assert.equal(d.status.phase, "Failed");
+    assert.deepEqual(d.actions, []);
+  });
+});
+
+describe("SqliteRestore helpers", () => {
+  it("describeTarget", () => {
+    const p = (t: unknown) =>
+      SqliteRestoreSpec.parse({ sqliteReplicaName: "db", mode: "InPlace", target: t });
+    assert.equal(describeTarget(p(undefined)), "latest");
+    assert.equal(describeTarget(p({ timestamp: "2026-01-01T00:00:00Z" })), "2026-01-01T00:00:00Z");
+    assert.equal(describeTarget(p({ generation: GEN })), GEN);
+    assert.equal(describeTarget(p({ generation: GEN, index: 42 })), `${GEN}/0000002a`);
+  });
+
+  it("claimFor: a template's claim per pod, a pod volume's claim, else none", () => {
+    const s = sts(1);
+    assert.equal(claimFor(s, "data", "app-3"), "data-app-3");
+    s.spec!.volumeClaimTemplates = [];
+    assert.equal(claimFor(s, "data", "app-0"), undefined);
+    s.spec!.template.spec!.volumes = [{ name: "data", persistentVolumeClaim: { claimName: "shared" } }];
+    assert.equal(claimFor(s, "data", "app-0"), "shared");
+  });
+
+  it("parseRestoreResult reads the last restored line; nothing without one", () => {
+    assert.equal(parseRestoreResult(`${RESTORED_LINE}\n`)?.index, 10);
+    assert.equal(parseRestoreResult('{"msg":"restore progress"}\nnot json'), undefined);
+    assert.equal(parseRestoreResult(JSON.stringify({ msg: "restored", position: "bad" })), undefined);
+  });
+
+  it("checkResult: generation, index and destination", () => {
+    const spec = SqliteRestoreSpec.parse({
+      sqliteReplicaName: "db",
+      mode: "InPlace",
+      destination: "minio",
+      target: { generation: GEN, index: 9 },
+    });
+    const r = { destination: "minio", generation: GEN, index: 9, offset: 0, position: "p" };
+    assert.equal(checkResult(spec, r), undefined);
+    assert.match(checkResult(spec, { ...r, index: 10 }) ?? "", /past the target/);
+    assert.match(checkResult(spec, { ...r, generation: "f".repeat(16) }) ?? "", /generation/);
+    assert.match(checkResult(spec, { ...r, destination: "aws" }) ?? "", /destination aws/);
+  });
+});
