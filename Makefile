@@ -13,7 +13,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check chart-sync chart-check deploy-manifests test test-unit test-integration test-smoke infra demo demo-cluster demo-down deploy clean bench
+.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke infra demo demo-cluster demo-down deploy clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,18 +49,11 @@ crds: deps ## regenerate crds/ from the zod schemas in src/api/v1alpha1
 crds-check: deps ## fail if crds/ differs from what the schemas generate
 	$(NODE) scripts/gen-crds.ts --check
 
-chart-sync: deps ## copy crds/ and deploy/rbac into charts/walship and re-render deploy/walship.yaml (after make crds)
-	test/infra/install helm
-	$(NODE) scripts/sync-chart.ts
-
-chart-check: deps ## fail if charts/walship's copies of crds/ and deploy/rbac are stale
-	$(NODE) scripts/sync-chart.ts --check
-
-deploy-manifests: deps ## render deploy/walship.yaml (plain manifests) from charts/walship with helm template
+deploy-manifests: deps ## render deploy/operator.yaml (kubectl apply -k deploy/) from charts/walship with helm template
 	test/infra/install helm
 	$(NODE) scripts/render-deploy.ts
 
-check: lint typecheck crds-check chart-check ## static checks
+check: lint typecheck crds-check ## static checks
 
 infra: ## build or reuse the real test components (MinIO, litestream, etcd, kube-apiserver, helm)
 	test/infra/install
@@ -83,7 +76,7 @@ demo-down: ## stop a `make demo-cluster KEEP=1` left running
 	  if kill -TERM $$pid 2>/dev/null; then for i in $$(seq 60); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; fi; fi
 	rm -rf .demo/cluster
 
-deploy: ## helm install (or upgrade) the chart into the cluster $$KUBECONFIG points at (IMAGE=repo:tag to override)
+deploy: ## helm install (or upgrade) the chart into the cluster that KUBECONFIG points at (IMAGE=repo:tag to override)
 	test/infra/install helm
 	$(WALSHIP_CACHE)/bin/helm upgrade --install walship charts/walship --namespace walship-system --create-namespace \
 	  $(if $(IMAGE),--set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))))

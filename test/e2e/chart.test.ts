@@ -104,7 +104,7 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
     helmBin(); // fail early, naming the install command, when helm is not built
     cp = await startControlPlane();
     tmp = fs.mkdtempSync(path.join(cp.dir, "chart-"));
-    await cp.kubectl(["apply", "-f", path.join(CHART, "crds")]);
+    await cp.kubectl(["apply", "-f", path.join(ROOT, "crds")]);
     await cp.kubectl([
       "apply",
       "-f",
@@ -117,6 +117,13 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
     ]);
     await cp.kubectl(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
     for (const ns of ["walship-system", "shop"]) await cp.kubectl(["create", "namespace", ns]);
+    // The operator's pod must pass the restricted Pod Security Standard (enforced at admission).
+    await cp.kubectl([
+      "label",
+      "namespace",
+      "walship-system",
+      "pod-security.kubernetes.io/enforce=restricted",
+    ]);
   });
   after(async () => {
     await cp?.stop();
@@ -235,16 +242,32 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
       ]);
   });
 
-  it("deploy/walship.yaml is current (scripts/render-deploy.ts) and passes --dry-run=server", async () => {
-    const have = fs.readFileSync(path.join(ROOT, "deploy/walship.yaml"), "utf8");
-    assert.equal(have, renderDeploy(helmBin()), "deploy/walship.yaml is stale: run make chart-sync");
-    const r = await cp.kubectl(
-      ["apply", "--dry-run=server", "--server-side", "-f", path.join(ROOT, "deploy/walship.yaml")],
-      {
-        allowFailure: true,
-      },
+  it("deploy/ (kustomize): operator.yaml is current, and kubectl apply -k passes --dry-run=server", async () => {
+    const have = fs.readFileSync(path.join(ROOT, "deploy/operator.yaml"), "utf8");
+    assert.equal(have, renderDeploy(helmBin()), "deploy/operator.yaml is stale: run make deploy-manifests");
+    const built = docs((await cp.kubectl(["kustomize", path.join(ROOT, "deploy")])).stdout);
+    const rules = (f: string) =>
+      (docs(fs.readFileSync(path.join(ROOT, "deploy/rbac", f), "utf8"))[0] as { rules?: unknown }).rules;
+    const obj = (kind: string) => built.find((o) => o.kind === kind) as K8sObject & Record<string, unknown>;
+    assert.deepEqual(obj("ClusterRole").rules, rules("clusterrole.yaml"));
+    assert.deepEqual(obj("Role").rules, rules("role.yaml"));
+    assert.equal(
+      (obj("ClusterRoleBinding").roleRef as { name: string }).name,
+      obj("ClusterRole").metadata.name,
     );
+    assert.equal((obj("RoleBinding").roleRef as { name: string }).name, obj("Role").metadata.name);
+    assert.ok(
+      built.every(
+        (o) =>
+          o.kind.startsWith("Cluster") || o.kind === "Namespace" || o.metadata.namespace === "walship-system",
+      ),
+    );
+    const r = await cp.kubectl(["apply", "--dry-run=server", "-k", path.join(ROOT, "deploy")], {
+      allowFailure: true,
+    });
     assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /deployment\.apps\/walship-operator created \(server dry run\)/);
+    assert.doesNotMatch(r.stderr, /PodSecurity/, "the Deployment meets the restricted standard");
   });
 
   it("every example in deploy/examples passes --dry-run=server against the CRDs", async () => {

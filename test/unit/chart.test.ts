@@ -1,16 +1,24 @@
 /**
- * charts/walship without a cluster or helm: its copies of crds/ and deploy/rbac are current, every
+ * charts/walship without a cluster or helm: it links crds/ and deploy/rbac rather than copying, every
  * alert links a runbook that exists, and every metric an alert or a dashboard panel names is one
  * that walship really exports: the names are parsed out of the rules and the dashboard JSON and
  * compared with a live /metrics scrape of a real `walship replicate` that has replicated (file
  * destination) and with the operator's metrics registry.
  */
 import assert from "node:assert/strict";
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { syncChart } from "../../scripts/sync-chart.ts";
 import { createOperatorMetrics } from "../../src/operator/metrics.ts";
 import { freePort } from "../helpers/ports.ts";
 import { openWorkload } from "../helpers/sqlite.ts";
@@ -74,37 +82,16 @@ function alertNames(text: string): string[] {
 }
 
 describe("chart files", () => {
-  it("the chart's copies of crds/ and deploy/rbac are current (make chart-sync)", () => {
-    assert.deepEqual(syncChart({ check: true }), []);
-  });
-
-  it("the drift check notices a changed, a missing and a stale copy", () => {
-    const root = mkdtempSync(path.join(os.tmpdir(), "walship-chart-sync-"));
-    try {
-      for (const d of ["crds", "deploy/rbac"]) {
-        const from = path.join(ROOT, d);
-        const to = path.join(root, d);
-        cpSync(from, to, { recursive: true });
-      }
-      const sources =
-        readdirSync(path.join(root, "crds")).length + readdirSync(path.join(root, "deploy/rbac")).length;
-      assert.equal(syncChart({ check: false, root }).length, sources, "the first sync writes every copy");
-      assert.deepEqual(syncChart({ check: true, root }), []);
-      writeFileSync(path.join(root, "crds/walship.dev_sqlitereplicas.yaml"), "changed\n");
-      rmSync(path.join(root, "charts/walship/files/rbac/role.yaml"));
-      writeFileSync(path.join(root, "charts/walship/crds/old.yaml"), "old\n");
-      const drift = syncChart({ check: true, root });
-      assert.deepEqual(
-        drift.map((d) => `${d.file} ${d.problem}`).sort(),
-        [
-          "charts/walship/crds/old.yaml stale",
-          "charts/walship/crds/walship.dev_sqlitereplicas.yaml differs",
-          "charts/walship/files/rbac/role.yaml missing",
-        ].sort(),
-      );
-    } finally {
-      rmSync(root, { recursive: true, force: true });
+  it("the chart's crds/ and files/rbac are links to crds/ and deploy/rbac: one source, nothing to sync", () => {
+    for (const [link, target] of [
+      ["crds", "crds"],
+      ["files/rbac", "deploy/rbac"],
+    ] as const) {
+      const p = path.join(CHART, link);
+      assert.ok(lstatSync(p).isSymbolicLink(), `${p} is a symlink`);
+      assert.equal(realpathSync(p), realpathSync(path.join(ROOT, target)));
     }
+    assert.deepEqual(readdirSync(path.join(CHART, "files/rbac")).sort(), ["clusterrole.yaml", "role.yaml"]);
   });
 
   it("every alert links its own runbook page, and the runbook index lists each", () => {
