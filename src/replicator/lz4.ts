@@ -260,13 +260,13 @@ class FrameEncoder {
         i += LZ4_BLOCK_SIZE;
         continue;
       }
-      this.#block ??= new Uint8Array(LZ4_BLOCK_SIZE);
       const n = Math.min(LZ4_BLOCK_SIZE - this.#blockLen, chunk.length - i);
-      this.#block.set(chunk.subarray(i, i + n), this.#blockLen);
+      this.#reserve(this.#blockLen + n);
+      this.#block!.set(chunk.subarray(i, i + n), this.#blockLen);
       this.#blockLen += n;
       i += n;
       if (this.#blockLen === LZ4_BLOCK_SIZE) {
-        this.#emitBlock(this.#block, emit);
+        this.#emitBlock(this.#block!, emit);
         this.#blockLen = 0;
       }
     }
@@ -293,8 +293,21 @@ class FrameEncoder {
     emit(Buffer.from(LZ4_FRAME_HEADER));
   }
 
+  /**
+   * Grows the block buffer to hold `size` bytes, doubling from 64 KiB up to the 4 MiB block size:
+   * a small WAL segment never costs a 4 MiB allocation.
+   */
+  #reserve(size: number): void {
+    const have = this.#block?.length ?? 0;
+    if (have >= size) return;
+    const grown = new Uint8Array(Math.min(LZ4_BLOCK_SIZE, Math.max(size, have * 2, 64 * 1024)));
+    if (this.#block) grown.set(this.#block.subarray(0, this.#blockLen));
+    this.#block = grown;
+  }
+
   #emitBlock(data: Uint8Array, emit: (b: Uint8Array) => void): void {
-    this.#out ??= new Uint8Array(compressBound(LZ4_BLOCK_SIZE));
+    const bound = compressBound(data.length);
+    if (!this.#out || this.#out.length < bound) this.#out = new Uint8Array(bound);
     this.#table ??= newHashTable();
     const n = compressBlock(data, this.#out, this.#table);
     if (n < data.length) {
