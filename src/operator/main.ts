@@ -6,7 +6,7 @@
  */
 import { createServer, type Server } from "node:http";
 import os from "node:os";
-import { API_VERSION, SQLITE_REPLICA_PLURAL } from "../api/v1alpha1/index.ts";
+import { API_VERSION, SQLITE_REPLICA_PLURAL, SQLITE_RESTORE_PLURAL } from "../api/v1alpha1/index.ts";
 import { type FlagSpec, parseFlags } from "../cli/flags.ts";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { createLogger, type Logger } from "../shared/log.ts";
@@ -18,6 +18,9 @@ import type { StatefulSet } from "./kube/types.ts";
 import { WorkQueue } from "./kube/workqueue.ts";
 import { createOperatorMetrics, type OperatorMetrics } from "./metrics.ts";
 import { type SqliteReplicaObject, SqliteReplicaReconciler } from "./replica/reconcile.ts";
+import { type SqliteRestoreObject, SqliteRestoreReconciler } from "./restore/controller.ts";
+
+const RESTORE_KEY_PREFIX = "restore:";
 
 export interface OperatorOptions {
   kubeconfig?: string;
@@ -208,6 +211,24 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
     },
   );
 
+  // SqliteRestores share the queue under keys "restore:<namespace>/<name>".
+  const restorePath = opts.namespace
+    ? `/apis/${API_VERSION}/namespaces/${opts.namespace}/${SQLITE_RESTORE_PLURAL}`
+    : `/apis/${API_VERSION}/${SQLITE_RESTORE_PLURAL}`;
+  const restoreKey = (o: SqliteRestoreObject) => `${RESTORE_KEY_PREFIX}${keyOf(o)}`;
+  const restores = new Informer<SqliteRestoreObject>(
+    client,
+    { path: restorePath, resyncMs: opts.resyncMs },
+    {
+      onUpdate: (o) => queue.add(restoreKey(o)),
+      onDelete: () => {},
+      onError: (err) => {
+        metrics.informerRestarts.inc({ resource: "sqliterestores" });
+        log.warn({ err: describeError(err) }, "sqliterestore informer restarting");
+      },
+    },
+  );
+
   const events = new EventRecorder(client, opts.identity);
   const reconciler = new SqliteReplicaReconciler({
     client,
@@ -215,6 +236,13 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
     log,
     listReplicas: () => replicas.list(),
     options: { ...(opts.image ? { image: opts.image } : {}), bindPodIP: opts.bindPodIP, pollMs: opts.pollMs },
+  });
+  const restoreReconciler = new SqliteRestoreReconciler({
+    client,
+    events,
+    log,
+    listRestores: () => restores.list(),
+    options: opts.image ? { image: opts.image } : {},
   });
 
   let leading = !opts.leaderElection;
@@ -225,7 +253,7 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else if (path === "/readyz") {
       // A standby is ready (it is waiting for the Lease); the leader once its caches are filled.
-      const ready = !stopping && (!leading || (replicas.synced && statefulSets.synced));
+      const ready = !stopping && (!leading || (replicas.synced && statefulSets.synced && restores.synced));
       res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" }).end(ready ? "ok\n" : "not ready\n");
     } else if (path === "/metrics") {
       try {
@@ -248,7 +276,9 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
       const started = process.hrtime.bigint();
       const run = (async () => {
         try {
-          const r = await reconciler.reconcile(key);
+          const r = key.startsWith(RESTORE_KEY_PREFIX)
+            ? await restoreReconciler.reconcile(key.slice(RESTORE_KEY_PREFIX.length))
+            : await reconciler.reconcile(key);
           queue.forget(key);
           metrics.reconciles.inc({ result: r.requeueAfterMs !== undefined ? "requeue" : "success" });
           if (r.requeueAfterMs !== undefined) queue.addAfter(key, r.requeueAfterMs);
@@ -292,7 +322,7 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
       metrics.leader.set(1);
       log.info({ identity: opts.identity }, "leading");
     }
-    const runs = [replicas.run(signal), statefulSets.run(signal)];
+    const runs = [replicas.run(signal), statefulSets.run(signal), restores.run(signal)];
     const workers = Array.from({ length: opts.workers }, () => worker());
     await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
     queue.shutdown();

@@ -187,11 +187,14 @@ describe("SqliteRestore machine: InPlace", () => {
     assert.equal(d.status.phase, "ScalingUp");
   });
 
-  it("a restore Job that succeeds without a position fails (NoResult)", () => {
-    const d = step(
+  it("a restore Job that succeeds without a position (no termination message) still verifies and swaps", () => {
+    let d = step(
       obs({ status: { phase: "Restoring", originalReplicas: 1 }, jobs: { restore: { state: "Succeeded" } } }),
     );
-    assert.equal(d.status.failure?.reason, "NoResult");
+    assert.equal(d.status.phase, "Verifying");
+    assert.equal(d.status.restored, undefined);
+    d = step(obs({ status: d.status }));
+    assert.equal(d.status.phase, "Swapping");
   });
 });
 

@@ -249,23 +249,32 @@ export function decide(obs: Observed): Decision {
         fail(ctx, "RestoreFailed", jobFailure("restore", job));
         break;
       }
+      // The CLI restored to a staged file, checked it (integrity_check) and honoured the target; the
+      // position comes from its log (the termination message) when the runtime reports one.
       const result = parseRestoreResult(job.message ?? "");
-      if (!result) {
-        fail(ctx, "NoResult", "the restore Job succeeded but reported no restored position");
-        break;
-      }
-      s.restored = result;
-      enter(ctx, "Verifying", `restored to ${result.position}; integrity_check passed; checking the target`);
+      if (result) s.restored = result;
+      enter(
+        ctx,
+        "Verifying",
+        result
+          ? `restored to ${result.position}; integrity_check passed; checking the target`
+          : "restored; integrity_check passed; the Job reported no position",
+      );
       break;
     }
     case "Verifying": {
-      const problem = s.restored ? checkResult(spec, s.restored) : "no restored position recorded";
+      const problem = s.restored ? checkResult(spec, s.restored) : undefined;
       if (problem) {
         fail(ctx, "VerificationFailed", problem);
         break;
       }
       if (spec.mode === "NewClaim") {
-        finish(ctx, "Succeeded", "Restored", `restored to ${s.restored?.position} into claim ${s.claimName}`);
+        finish(
+          ctx,
+          "Succeeded",
+          "Restored",
+          `restored to ${s.restored?.position ?? s.target} into claim ${s.claimName}`,
+        );
         break;
       }
       ctx.actions.push({ kind: "createJob", step: "swap" });
@@ -329,7 +338,7 @@ export function decide(obs: Observed): Decision {
           ctx,
           "Succeeded",
           "Restored",
-          `restored to ${s.restored?.position}; ${want} pod(s) ready; previous database kept as ${s.backupPath}`,
+          `restored to ${s.restored?.position ?? s.target}; ${want} pod(s) ready; previous database kept as ${s.backupPath}`,
         );
       break;
     }

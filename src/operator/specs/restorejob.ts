@@ -99,7 +99,8 @@ const RESTORE_SCRIPT = [
   'rm -f "$S" "$S.tmp" "$S.tmp-wal" "$S.tmp-shm"',
   'out=$(walship restore -log-format json "$@" 2>&1); rc=$?',
   'printf "%s\\n" "$out" >&2',
-  'printf "%s\\n" "$out" | tail -c 3500 > /dev/termination-log',
+  // The runtime provides the file; never create one (a runtime without it has no message).
+  'if [ -f /dev/termination-log ]; then printf "%s\\n" "$out" | tail -c 3500 > /dev/termination-log; fi',
   'exit "$rc"',
 ].join("\n");
 

@@ -1,0 +1,246 @@
+/**
+ * The SqliteRestore controller: reads what the API server holds (the SqliteRestore, its SqliteReplica,
+ * the StatefulSet and its pods, the restore's Jobs and their pods' termination messages), asks the
+ * pure machine (machine.ts) for the next step, writes the status FIRST (so a restarted operator
+ * resumes from the recorded phase and never re-records the replica count after scaling to 0), then
+ * takes the actions (all idempotent: a Job or claim that exists is left alone; scaling sets a number)
+ * and records one Event per phase.
+ */
+import {
+  API_VERSION,
+  SQLITE_REPLICA_PLURAL,
+  SQLITE_RESTORE_PLURAL,
+  SqliteReplicaSpec,
+  SqliteRestoreSpec,
+  type SqliteRestoreStatus,
+} from "../../api/v1alpha1/index.ts";
+import type { Logger } from "../../shared/log.ts";
+import { isStatus, type KubeClient } from "../kube/client.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import type { KubeObject, Pod, StatefulSet } from "../kube/types.ts";
+import {
+  buildNewClaim,
+  buildRestoreJob,
+  RESTORE_JOB_CONTAINER,
+  restoreJobName,
+} from "../specs/restorejob.ts";
+import type { BuildOptions } from "../specs/statefulset.ts";
+import { isTargetProblem, resolveTarget } from "../specs/statefulset.ts";
+import {
+  type Action,
+  decide,
+  FINAL_PHASES,
+  type JobState,
+  type JobStep,
+  type OtherRestore,
+} from "./machine.ts";
+
+export interface SqliteRestoreObject extends KubeObject {
+  spec?: unknown;
+  status?: SqliteRestoreStatus;
+}
+
+interface JobObject extends KubeObject {
+  status?: {
+    conditions?: Array<{ type: string; status: string; reason?: string; message?: string }>;
+    succeeded?: number;
+    failed?: number;
+  };
+}
+
+export interface RestoreReconcilerDeps {
+  client: KubeClient;
+  events: EventRecorder;
+  log: Logger;
+  /** The SqliteRestores the informer holds (for the one-at-a-time rule). */
+  listRestores: () => SqliteRestoreObject[];
+  options: BuildOptions;
+}
+
+const STEPS: JobStep[] = ["restore", "swap", "rollback"];
+
+function crPath(ns: string, plural: string, name: string): string {
+  return `/apis/${API_VERSION}/namespaces/${ns}/${plural}/${name}`;
+}
+
+async function getOrUndefined<T>(client: KubeClient, path: string): Promise<T | undefined> {
+  try {
+    return await client.get<T>(path);
+  } catch (err) {
+    if (isStatus(err, 404)) return undefined;
+    throw err;
+  }
+}
+
+export class SqliteRestoreReconciler {
+  readonly #d: RestoreReconcilerDeps;
+
+  constructor(deps: RestoreReconcilerDeps) {
+    this.#d = deps;
+  }
+
+  /** One reconcile of `namespace/name`; returns when to look again. */
+  async reconcile(key: string): Promise<{ requeueAfterMs?: number }> {
+    const [ns = "", name = ""] = key.split("/");
+    const { client } = this.#d;
+    const path = crPath(ns, SQLITE_RESTORE_PLURAL, name);
+    const obj = await getOrUndefined<SqliteRestoreObject>(client, path);
+    if (!obj) return {};
+    const status = obj.status ?? {};
+    if (FINAL_PHASES.has(status.phase ?? "Pending")) return {};
+    const parsed = SqliteRestoreSpec.safeParse(obj.spec);
+    const replicaName = parsed.success ? parsed.data.sqliteReplicaName : undefined;
+    const replicaObj = replicaName
+      ? await getOrUndefined<{ spec?: unknown }>(client, crPath(ns, SQLITE_REPLICA_PLURAL, replicaName))
+      : undefined;
+    const rep = SqliteReplicaSpec.safeParse(replicaObj?.spec);
+    const stsName = status.statefulSetName ?? (rep.success ? rep.data.statefulSetName : undefined);
+    const sts = stsName
+      ? await getOrUndefined<StatefulSet>(client, `/apis/apps/v1/namespaces/${ns}/statefulsets/${stsName}`)
+      : undefined;
+    const podsRemaining = sts ? await this.#countPods(ns, sts) : 0;
+    const jobs: Partial<Record<JobStep, JobState>> = {};
+    for (const step of STEPS) {
+      const j = await this.#jobState(ns, restoreJobName(name, step));
+      if (j) jobs[step] = j;
+    }
+    const others: OtherRestore[] = this.#d
+      .listRestores()
+      .filter(
+        (o) =>
+          o.metadata?.namespace === ns &&
+          o.metadata?.name !== name &&
+          (o.spec as { sqliteReplicaName?: string } | undefined)?.sqliteReplicaName === replicaName,
+      )
+      .map((o) => ({
+        name: o.metadata?.name ?? "",
+        ...(o.status?.phase ? { phase: o.status.phase } : {}),
+        creationTimestamp: String(o.metadata?.creationTimestamp ?? ""),
+      }));
+
+    const decision = decide({
+      now: new Date(),
+      name,
+      creationTimestamp: String(obj.metadata?.creationTimestamp ?? ""),
+      ...(obj.metadata?.generation === undefined ? {} : { generation: obj.metadata.generation }),
+      spec: obj.spec,
+      status,
+      ...(replicaObj ? { replica: replicaObj.spec } : {}),
+      ...(sts ? { statefulSet: sts } : {}),
+      podsRemaining,
+      jobs,
+      others,
+    });
+
+    // Status first: the recorded phase is what a restarted operator resumes from.
+    const written = await client.request<SqliteRestoreObject>("PUT", `${path}/status`, {
+      body: { ...obj, status: decision.status },
+    });
+    for (const a of decision.actions) await this.#act(a, written, ns, name, sts);
+    for (const ev of decision.events) {
+      await this.#d.events.record(written, ev).catch((err: unknown) => {
+        this.#d.log.warn({ key, err: String(err) }, "record event failed");
+      });
+    }
+    if (decision.events.length > 0) {
+      this.#d.log.info(
+        { key, phase: decision.status.phase, message: decision.status.message },
+        "sqliterestore phase",
+      );
+    }
+    return decision.requeueAfterMs === undefined ? {} : { requeueAfterMs: decision.requeueAfterMs };
+  }
+
+  async #countPods(ns: string, sts: StatefulSet): Promise<number> {
+    const labels = sts.spec?.selector?.matchLabels ?? {};
+    const selector = Object.entries(labels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(",");
+    const list = await this.#d.client.request<{ items: Pod[] }>("GET", `/api/v1/namespaces/${ns}/pods`, {
+      query: { labelSelector: selector },
+    });
+    return list.items.filter((p) =>
+      (p.metadata?.ownerReferences ?? []).some(
+        (o) => o.kind === "StatefulSet" && o.name === sts.metadata?.name,
+      ),
+    ).length;
+  }
+
+  async #jobState(ns: string, jobName: string): Promise<JobState | undefined> {
+    const { client } = this.#d;
+    const job = await getOrUndefined<JobObject>(client, `/apis/batch/v1/namespaces/${ns}/jobs/${jobName}`);
+    if (!job) return undefined;
+    const cond = (t: string) => job.status?.conditions?.find((c) => c.type === t && c.status === "True");
+    const state: JobState["state"] = cond("Complete") ? "Succeeded" : cond("Failed") ? "Failed" : "Running";
+    if (state === "Running") return { state };
+    const pods = await client.request<{ items: Pod[] }>("GET", `/api/v1/namespaces/${ns}/pods`, {
+      query: { labelSelector: `job-name=${jobName}` },
+    });
+    const want = state === "Succeeded" ? "Succeeded" : "Failed";
+    const pod = pods.items
+      .filter((p) => p.status?.phase === want)
+      .sort((a, b) =>
+        String(b.metadata?.creationTimestamp).localeCompare(String(a.metadata?.creationTimestamp)),
+      )[0];
+    const term = pod?.status?.containerStatuses?.find((c) => c.name === RESTORE_JOB_CONTAINER)?.state
+      ?.terminated;
+    // The CLI's last lines when the runtime reports them; else why the Job controller failed it.
+    const message = term?.message ?? (state === "Failed" ? cond("Failed")?.message : undefined);
+    return { state, ...(message ? { message } : {}) };
+  }
+
+  async #act(a: Action, obj: SqliteRestoreObject, ns: string, name: string, sts: StatefulSet | undefined) {
+    const { client } = this.#d;
+    const status = obj.status ?? {};
+    if (a.kind === "scale") {
+      await client.request(
+        "PATCH",
+        `/apis/apps/v1/namespaces/${ns}/statefulsets/${status.statefulSetName}/scale`,
+        {
+          body: { spec: { replicas: a.replicas } },
+          contentType: "application/merge-patch+json",
+        },
+      );
+      return;
+    }
+    const spec = SqliteRestoreSpec.parse(obj.spec);
+    const replicaObj = await client.get<{ spec?: unknown }>(
+      crPath(ns, SQLITE_REPLICA_PLURAL, spec.sqliteReplicaName),
+    );
+    const replica = SqliteReplicaSpec.parse(replicaObj.spec);
+    if (!sts) return;
+    const restore = { name, namespace: ns, uid: obj.metadata?.uid ?? "" };
+    const create = async (path: string, body: unknown) => {
+      try {
+        await client.request("POST", path, { body });
+      } catch (err) {
+        if (!isStatus(err, 409)) throw err;
+      }
+    };
+    if (a.kind === "createClaim" || (a.step === "restore" && spec.mode === "NewClaim")) {
+      await create(
+        `/api/v1/namespaces/${ns}/persistentvolumeclaims`,
+        buildNewClaim({ restore, spec, replica, sts }),
+      );
+      if (a.kind === "createClaim") return;
+    }
+    const target = resolveTarget(replica, sts);
+    const mount = isTargetProblem(target)
+      ? { mountPath: replica.database.path.replace(/\/[^/]*$/, "") }
+      : { mountPath: target.mountPath, ...(target.subPath ? { subPath: target.subPath } : {}) };
+    const job = buildRestoreJob(
+      {
+        step: a.step,
+        restore,
+        spec,
+        replica,
+        sts,
+        pod: status.pod ?? `${sts.metadata?.name}-0`,
+        claimName: status.claimName ?? "",
+        mount,
+      },
+      this.#d.options,
+    );
+    await create(`/apis/batch/v1/namespaces/${ns}/jobs`, job);
+  }
+}
