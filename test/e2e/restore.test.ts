@@ -377,9 +377,9 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
           "GET",
           `/api/v1/namespaces/${NS}/pods?labelSelector=job-name%3Dkilled-restore`,
         );
-        return r.body.items.find((x) => x.status?.phase === "Running" || x.status?.phase === "Pending");
+        return r.body.items.find((x) => x.status?.phase === "Running");
       },
-      { what: "the restore Job's pod", timeoutMs: 120_000, intervalMs: 50 },
+      { what: "the restore Job's pod running", timeoutMs: 120_000, intervalMs: 25 },
     );
     await cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/${jobPod.metadata.name}`);
     const done = await waitPhase("killed", ["Succeeded", "Failed"]);
