@@ -507,6 +507,11 @@ interface RestoreResult {
   lastSeq: number;
   latest: RestoreRun;
   pointInTime: RestoreRun & { timestamp: string; expectedSeq: number };
+  /** WAL segments and WAL indexes in the replica (each index is one checkpoint to apply). */
+  segments: number;
+  walIndexes: number;
+  /** The other tool restoring this tool's replica (latest). */
+  crossLatest: RestoreRun & { by: Tool };
 }
 
 function restoredSeq(file: string): number {
@@ -610,6 +615,20 @@ async function restorePhase(ctx: Ctx, tool: Tool, base: string): Promise<Restore
     ["-timestamp", timestamp],
     "restore-pit",
   );
+  // The other tool restores this replica too (the layout is shared): tells a slow replica layout
+  // (more WAL indexes to apply) from a slow restore implementation.
+  const other: Tool = tool === "walship" ? "litestream" : "walship";
+  const cross = await timedRestore(
+    ctx,
+    other,
+    dir,
+    cfg,
+    db,
+    path.join(outDir, "cross.db"),
+    [],
+    "restore-cross",
+  );
+  const indexes = new Set(pol.segments.map((s) => s.key.slice(s.key.lastIndexOf("/") + 1, -17))).size;
   const walUpTo = (seq: number): number =>
     pol.segments.filter((s) => s.maxSeq <= seq).reduce((a, s) => a + s.walBytes, 0);
   rmSync(dir, { recursive: true, force: true });
@@ -628,9 +647,12 @@ async function restorePhase(ctx: Ctx, tool: Tool, base: string): Promise<Restore
     lastSeq: r.lastSeq,
     latest: run(latest, walBytes),
     pointInTime: { ...run(pit, walUpTo(pit.seq)), timestamp, expectedSeq },
+    segments: pol.segments.length,
+    walIndexes: indexes,
+    crossLatest: { by: other, ...run(cross, walBytes) },
   };
   log(
-    `  ${tool} restore latest ${res.latest.seconds} s (${res.latest.MiBps} MiB/s, seq ${latest.seq}/${r.lastSeq}); point in time ${res.pointInTime.seconds} s (seq ${pit.seq}, expected ${expectedSeq})`,
+    `  ${tool} restore: ${indexes} WAL indexes, ${pol.segments.length} segments; ${other} restores it in ${res.crossLatest.seconds} s; latest ${res.latest.seconds} s (${res.latest.MiBps} MiB/s, seq ${latest.seq}/${r.lastSeq}); point in time ${res.pointInTime.seconds} s (seq ${pit.seq}, expected ${expectedSeq})`,
   );
   return res;
 }
@@ -836,6 +858,12 @@ async function main(): Promise<void> {
       for (const t of tools) per[t].restore = rest[t];
       add("restore latest s", rest.walship?.latest.seconds, rest.litestream?.latest.seconds);
       add("restore latest MiB/s", rest.walship?.latest.MiBps, rest.litestream?.latest.MiBps);
+      add(
+        "restore latest s, of the other tool's replica",
+        rest.litestream?.crossLatest.seconds,
+        rest.walship?.crossLatest.seconds,
+      );
+      add("restore: WAL indexes in the replica", rest.walship?.walIndexes, rest.litestream?.walIndexes);
       add("restore latest peak RSS MiB", rest.walship?.latest.peakRssMiB, rest.litestream?.latest.peakRssMiB);
       add("restore point-in-time s", rest.walship?.pointInTime.seconds, rest.litestream?.pointInTime.seconds);
       add("restore point-in-time MiB/s", rest.walship?.pointInTime.MiBps, rest.litestream?.pointInTime.MiBps);
