@@ -398,13 +398,15 @@ export class Replica {
         skipped = true;
         return existing;
       }
+      // The record goes first, stamped now: the file about to be read holds nothing newer than `pos`,
+      // every commit stamped so far is at or before it, and a reader that finds the snapshot always
+      // finds its record (never falling back to the later object time for a moment).
+      const meta: SnapshotMetaDoc = { v: 1, index: pos.index, offset: pos.offset, time: Date.now() };
+      await this.client.putExtra(snapshotMetaKey(pos.generation, pos.index), encodeJson(meta), { signal });
       const fh = await open(this.db.path, "r");
       try {
         const body = fh.createReadStream({ autoClose: false }).pipe(createLz4Encoder());
-        const info = await this.client.writeSnapshot(pos.generation, pos.index, body, { signal });
-        const meta: SnapshotMetaDoc = { v: 1, index: pos.index, offset: pos.offset, time: Date.now() };
-        await this.client.putExtra(snapshotMetaKey(pos.generation, pos.index), encodeJson(meta), { signal });
-        return info;
+        return await this.client.writeSnapshot(pos.generation, pos.index, body, { signal });
       } finally {
         await fh.close();
       }
