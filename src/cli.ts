@@ -115,6 +115,12 @@ const commands: Record<string, Command> = {
         help: "replace an existing database (kept as a .pre-restore file)",
       },
       {
+        name: "verify-sql",
+        type: "string",
+        metavar: "QUERY",
+        help: "also require this query to return a row on the restored database before it is renamed into place",
+      },
+      {
         name: "refuse-if-replica-exists",
         type: "boolean",
         help: "restore nothing; exit 1 if the database is missing while a backup exists (a start-up guard)",
@@ -481,6 +487,7 @@ async function runRestore(
     ifDbNotExists: flags["if-db-not-exists"] === true,
     ifReplicaExists: flags["if-replica-exists"] === true,
     overwrite: flags.overwrite === true,
+    ...(typeof flags["verify-sql"] === "string" ? { verifySql: flags["verify-sql"] } : {}),
     log,
     onProgress,
   });

@@ -73,6 +73,8 @@ export interface RestoreOptions extends RestoreTarget {
   parallelism?: number;
   /** Move an existing database aside (to `<out>.pre-restore-<time>`) instead of refusing. */
   overwrite?: boolean;
+  /** A query that must succeed and return at least one row on the restored file before it is renamed. */
+  verifySql?: string;
   log?: Logger;
   onProgress?: (p: RestoreProgress) => void;
   signal?: AbortSignal;
@@ -396,6 +398,7 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
     progress.phase = "verify";
     report();
     integrityCheck(tmp);
+    if (opts.verifySql) verifyQuery(tmp, opts.verifySql);
     if (await exists(out)) {
       backupPath = `${out}.pre-restore-${new Date().toISOString().replace(/[:.]/g, "")}`;
       await rename(out, backupPath);
@@ -590,6 +593,25 @@ function integrityCheck(dbFile: string): void {
     });
   } finally {
     db?.close();
+  }
+}
+
+/** The user's own check: the query must run and return at least one row. */
+function verifyQuery(dbFile: string, sql: string): void {
+  let db: Database.Database | undefined;
+  let rows: unknown[];
+  try {
+    db = new Database(dbFile, { readonly: true, fileMustExist: true });
+    rows = db.prepare(sql).all();
+  } catch (err) {
+    throw new WalshipError(ErrorCodes.INTEGRITY, `restore: -verify-sql failed: ${describeError(err)}`, {
+      cause: err,
+    });
+  } finally {
+    db?.close();
+  }
+  if (rows.length === 0) {
+    throw new WalshipError(ErrorCodes.INTEGRITY, `restore: -verify-sql returned no row: ${sql}`);
   }
 }
 

@@ -137,6 +137,31 @@ describe("bad input", () => {
     assert.equal(readFileSync(out, "utf8"), "keep me");
   });
 
+  it("-verify-sql: a query that returns a row lets the restore through; none or an error stops it", async () => {
+    const ok = path.join(dir, "verify-ok.db");
+    const good = await walship([
+      "restore",
+      "-verify-sql",
+      "SELECT 1 FROM items LIMIT 1",
+      "-o",
+      ok,
+      `file://${replica}`,
+    ]);
+    assert.equal(good.code, 0, good.stderr);
+    assert.ok(readdirSync(dir).includes("verify-ok.db"));
+    for (const [sql, why] of [
+      ["SELECT 1 FROM items WHERE qty < 0", /returned no row/],
+      ["SELECT * FROM no_such_table", /-verify-sql failed: no such table/],
+    ] as const) {
+      const out = path.join(dir, "verify-bad.db");
+      const res = await walship(["restore", "-verify-sql", sql, "-o", out, `file://${replica}`]);
+      assert.equal(res.code, 1);
+      assert.equal(errorCode(res.stderr), "WALSHIP_ERR_INTEGRITY", res.stderr);
+      assert.match(res.stderr, why);
+      assert.ok(!readdirSync(dir).some((n) => n.startsWith("verify-bad.db")), "no output, no temporaries");
+    }
+  });
+
   it("an empty destination: an error, or exit 0 with -if-replica-exists", async () => {
     const empty = path.join(dir, "empty-replica");
     const res = await walship(["restore", "-o", path.join(dir, "none.db"), `file://${empty}`]);
