@@ -114,6 +114,8 @@ export class Db {
   #syncing: Promise<void> | undefined;
   #lastError: string | undefined;
   #paused = 0;
+  /** Where the last PASSIVE checkpoint left the shadow. */
+  #passiveAt: { generation: string; index: number; size: number } | undefined;
 
   constructor(dbPath: string, opts: DbOptions = {}) {
     this.path = path.resolve(dbPath);
@@ -619,15 +621,28 @@ export class Db {
     const F = frameSize(this.#pageSize);
     const W = (n: number) => WAL_HEADER_SIZE + n * F;
     const realSize = alignWalSize((await stat(this.walPath)).size, this.#pageSize);
+    // PASSIVE checkpoints leave the shadow as it is, so they count the pages added since the last one.
+    const last = this.#passiveAt;
+    const since =
+      last && last.generation === s.generation && last.index === s.index
+        ? s.size - last.size + WAL_HEADER_SIZE
+        : s.size;
     let mode: CheckpointMode | undefined;
     if (realSize >= W(this.truncatePageCount)) mode = "TRUNCATE";
     else if (this.maxCheckpointPageCount > 0 && s.size >= W(this.maxCheckpointPageCount)) mode = "RESTART";
-    else if (s.size >= W(this.minCheckpointPageCount)) mode = "PASSIVE";
-    else if (this.checkpointIntervalMs > 0 && s.size > W(1)) {
+    else if (since >= W(this.minCheckpointPageCount)) mode = "PASSIVE";
+    else if (this.checkpointIntervalMs > 0 && since > W(1)) {
       const dbStat = await stat(this.path);
       if (Date.now() - dbStat.mtimeMs > this.checkpointIntervalMs) mode = "PASSIVE";
     }
     if (mode) await this.#checkpoint(mode);
+    if (mode === "PASSIVE" && this.#state) {
+      this.#passiveAt = {
+        generation: this.#state.generation,
+        index: this.#state.index,
+        size: this.#state.size,
+      };
+    }
   }
 
   /**
@@ -640,6 +655,38 @@ export class Db {
     const m = this.metrics.checkpoints[mode];
     const started = performance.now();
     let locked = false;
+    if (mode === "PASSIVE") {
+      // Copy pages back without restarting the WAL. Our read transaction moves its mark up to every
+      // committed frame first; it stays above 0 after the back-fill, so no other connection can
+      // restart the WAL, and frames past the mark are not touched. No lock is needed, and the WAL
+      // index moves on only at the RESTART threshold (as Litestream's does), which keeps restores
+      // short.
+      try {
+        await this.#copy();
+        this.#endRead();
+        this.#beginRead();
+        const complete = await this.#backfill(1);
+        m.count++;
+        this.#log.debug({ mode, complete }, "checkpoint");
+      } catch (err) {
+        m.errors++;
+        try {
+          this.#beginRead();
+        } catch {
+          this.#disconnect();
+        }
+        throw new WalshipError(
+          ErrorCodes.SQLITE,
+          `checkpoint ${this.path} (${mode}): ${describeError(err)}`,
+          {
+            cause: err,
+          },
+        );
+      } finally {
+        m.seconds += (performance.now() - started) / 1000;
+      }
+      return;
+    }
     try {
       db.exec("BEGIN IMMEDIATE");
       locked = true;
@@ -647,7 +694,7 @@ export class Db {
       await this.#copy();
       const headerBefore = Buffer.from(this.#state.header);
       this.#endRead();
-      const complete = await this.#backfill(mode === "PASSIVE" ? 1 : 10);
+      const complete = await this.#backfill(10);
       // SQLite restarts the WAL only for a writer whose snapshot began after the backfill, so the lock
       // is taken anew. Should the application commit in between, its write restarts the WAL instead:
       // either way every old frame was copied above.

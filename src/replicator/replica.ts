@@ -384,7 +384,8 @@ export class Replica {
   async #snapshot(signal: AbortSignal | undefined, opts: { fresh?: boolean } = {}): Promise<SnapshotInfo> {
     const started = performance.now();
     if (opts.fresh) {
-      await this.db.checkpoint("PASSIVE");
+      // A RESTART checkpoint moves the WAL to a new index (PASSIVE ones no longer do).
+      await this.db.checkpoint("RESTART");
       // Upload what the checkpoint closed off below the new index first: once the snapshot exists,
       // retention may delete everything below it, and a late upload would land below it as a stray.
       if (this.#pos) await this.#sync(signal);

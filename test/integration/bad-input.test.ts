@@ -55,6 +55,7 @@ describe("bad input", () => {
   - path: ${dir}/app.db
     monitor-interval: 50ms
     min-checkpoint-page-count: 32
+    max-checkpoint-page-count: 64
     replicas:
       - url: file://${replica}
         sync-interval: 50ms

@@ -38,7 +38,8 @@ describe("restore options", () => {
       `dbs:
   - path: ${db}
     monitor-interval: 50ms
-    min-checkpoint-page-count: 48
+    min-checkpoint-page-count: 24
+    max-checkpoint-page-count: 48
     replicas:
       - url: file://${replica}
         sync-interval: 50ms
