@@ -14,6 +14,7 @@ import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { parseAllDocuments, stringify } from "yaml";
 import { renderDeploy } from "../../scripts/render-deploy.ts";
 import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
+import { appStatefulSet } from "../helpers/e2e.ts";
 import { helm, helmBin } from "../helpers/helm.ts";
 import { type Kubelet, startKubelet } from "../helpers/kubelet/index.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
@@ -400,38 +401,7 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
         `--from-literal=secret=${minio.secretAccessKey}`,
       ]);
       const objs = [
-        {
-          apiVersion: "apps/v1",
-          kind: "StatefulSet",
-          metadata: { name: "app", namespace: NS },
-          spec: {
-            serviceName: "app",
-            replicas: 1,
-            selector: { matchLabels: { app: "app" } },
-            template: {
-              metadata: { labels: { app: "app" } },
-              spec: {
-                terminationGracePeriodSeconds: 10,
-                containers: [
-                  {
-                    name: "app",
-                    image: "walship-test/app:1",
-                    args: ["serve"],
-                    env: [{ name: "DATA_DIR", value: mount }],
-                    volumeMounts: [{ name: "data", mountPath: mount }],
-                    readinessProbe: { httpGet: { path: "/ready", port: 8080 }, periodSeconds: 1 },
-                  },
-                ],
-              },
-            },
-            volumeClaimTemplates: [
-              {
-                metadata: { name: "data" },
-                spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
-              },
-            ],
-          },
-        },
+        appStatefulSet(NS, mount),
         {
           apiVersion: "walship.dev/v1alpha1",
           kind: "SqliteReplica",

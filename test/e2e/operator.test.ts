@@ -13,6 +13,7 @@ import { KubeClient } from "../../src/operator/kube/client.ts";
 import { type OperatorOptions, type RunningOperator, startOperator } from "../../src/operator/main.ts";
 import { nullLogger } from "../../src/shared/log.ts";
 import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
+import { appStatefulSet } from "../helpers/e2e.ts";
 import { type Kubelet, startKubelet } from "../helpers/kubelet/index.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
 import { freePort } from "../helpers/ports.ts";
@@ -174,38 +175,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
       `--from-literal=id=${minio.accessKeyId}`,
       `--from-literal=secret=${minio.secretAccessKey}`,
     ]);
-    await apply({
-      apiVersion: "apps/v1",
-      kind: "StatefulSet",
-      metadata: { name: "app", namespace: NS },
-      spec: {
-        serviceName: "app",
-        replicas: 1,
-        selector: { matchLabels: { app: "app" } },
-        template: {
-          metadata: { labels: { app: "app" } },
-          spec: {
-            terminationGracePeriodSeconds: 10,
-            containers: [
-              {
-                name: "app",
-                image: "walship-test/app:1",
-                args: ["serve"],
-                env: [{ name: "DATA_DIR", value: DATA_MOUNT }],
-                volumeMounts: [{ name: "data", mountPath: DATA_MOUNT }],
-                readinessProbe: { httpGet: { path: "/ready", port: 8080 }, periodSeconds: 1 },
-              },
-            ],
-          },
-        },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: "data" },
-            spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
-          },
-        ],
-      },
-    });
+    await apply(appStatefulSet(NS, DATA_MOUNT));
   });
 
   after(async () => {

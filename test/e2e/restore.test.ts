@@ -14,6 +14,7 @@ import { stringify } from "yaml";
 import { type OperatorOptions, type RunningOperator, startOperator } from "../../src/operator/main.ts";
 import { nullLogger } from "../../src/shared/log.ts";
 import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
+import { appStatefulSet } from "../helpers/e2e.ts";
 import { type Kubelet, startKubelet } from "../helpers/kubelet/index.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
 import { waitFor } from "../helpers/proc.ts";
@@ -182,38 +183,7 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
       `--from-literal=id=${minio.accessKeyId}`,
       `--from-literal=secret=${minio.secretAccessKey}`,
     ]);
-    await apply({
-      apiVersion: "apps/v1",
-      kind: "StatefulSet",
-      metadata: { name: "app", namespace: NS },
-      spec: {
-        serviceName: "app",
-        replicas: 1,
-        selector: { matchLabels: { app: "app" } },
-        template: {
-          metadata: { labels: { app: "app" } },
-          spec: {
-            terminationGracePeriodSeconds: 10,
-            containers: [
-              {
-                name: "app",
-                image: "walship-test/app:1",
-                args: ["serve"],
-                env: [{ name: "DATA_DIR", value: DATA_MOUNT }],
-                volumeMounts: [{ name: "data", mountPath: DATA_MOUNT }],
-                readinessProbe: { httpGet: { path: "/ready", port: 8080 }, periodSeconds: 1 },
-              },
-            ],
-          },
-        },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: "data" },
-            spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
-          },
-        ],
-      },
-    });
+    await apply(appStatefulSet(NS, DATA_MOUNT));
     await apply({
       apiVersion: "walship.dev/v1alpha1",
       kind: "SqliteReplica",
