@@ -1,5 +1,18 @@
 /** Every Prometheus metric of `walship operator`, declared here and nowhere else. */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { observeRequests } from "./kube/client.ts";
+
+/**
+ * The Kubernetes API requests of this process (every KubeClient), counted from the first import on:
+ * one counter per process, registered in every registry createOperatorMetrics makes.
+ */
+const kubeRequests = new Counter({
+  name: "walship_operator_kube_requests_total",
+  help: "Requests to the Kubernetes API server, by verb, resource and HTTP status code ('error': no answer).",
+  labelNames: ["verb", "resource", "code"],
+  registers: [],
+});
+observeRequests((verb, resource, code) => kubeRequests.inc({ verb, resource, code }));
 
 export interface OperatorMetrics {
   registry: Registry;
@@ -9,11 +22,13 @@ export interface OperatorMetrics {
   queueDepth: Gauge;
   leader: Gauge;
   informerRestarts: Counter<"resource">;
+  kubeRequests: Counter<"verb" | "resource" | "code">;
 }
 
 export function createOperatorMetrics(depth: () => number): OperatorMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  registry.registerMetric(kubeRequests);
   return {
     registry,
     reconciles: new Counter({
@@ -52,5 +67,6 @@ export function createOperatorMetrics(depth: () => number): OperatorMetrics {
       labelNames: ["resource"],
       registers: [registry],
     }),
+    kubeRequests,
   };
 }

@@ -42,6 +42,64 @@ export interface RequestOpts {
   timeoutMs?: number;
 }
 
+/**
+ * Called once per request the client sends, when its answer (or its failure) is known: the
+ * Kubernetes verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `apply`, `delete`), the
+ * resource (`pods`, `sqlitereplicas/status`, ...), and the HTTP status code, or `error` when no
+ * answer came (connection failure, timeout, abort).
+ */
+export type RequestObserver = (verb: string, resource: string, code: string) => void;
+
+const observers = new Set<RequestObserver>();
+
+/** Observes every request of every KubeClient in this process; returns the function that stops it. */
+export function observeRequests(fn: RequestObserver): () => void {
+  observers.add(fn);
+  return () => observers.delete(fn);
+}
+
+function notify(verb: string, resource: string, code: string): void {
+  for (const fn of observers) fn(verb, resource, code);
+}
+
+/**
+ * The verb and resource of a request, as the API server names them: `/api/v1/namespaces/x/pods` is
+ * `list pods`, `.../pods/p/status` with PUT is `update pods/status`, a server-side apply is `apply`.
+ */
+export function describeRequest(
+  method: string,
+  path: string,
+  contentType?: ContentType,
+  watch = false,
+): { verb: string; resource: string } {
+  const parts = path.split("?")[0]!.split("/").filter(Boolean);
+  // /api/v1/... or /apis/group/version/...
+  let rest = parts[0] === "api" ? parts.slice(2) : parts[0] === "apis" ? parts.slice(3) : parts;
+  if (rest[0] === "namespaces" && rest.length >= 3) rest = rest.slice(2);
+  const [resource = "", name, sub] = rest;
+  return {
+    verb: watch ? "watch" : verbOf(method.toUpperCase(), name !== undefined, contentType),
+    resource: sub ? `${resource}/${sub}` : resource,
+  };
+}
+
+function verbOf(method: string, named: boolean, contentType?: ContentType): string {
+  switch (method) {
+    case "GET":
+      return named ? "get" : "list";
+    case "POST":
+      return "create";
+    case "PUT":
+      return "update";
+    case "PATCH":
+      return contentType === "application/apply-patch+yaml" ? "apply" : "patch";
+    case "DELETE":
+      return named ? "delete" : "deletecollection";
+    default:
+      return method.toLowerCase();
+  }
+}
+
 export interface WatchEvent<T> {
   type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
   object: T;
@@ -102,9 +160,13 @@ export class KubeClient {
     }
     opts.signal = ro.signal;
     opts.timeout = ro.timeoutMs ?? 30_000;
+    const { verb, resource } = describeRequest(method, path, ro.contentType);
     return new Promise<T>((resolve, reject) => {
       const req = this.#send(url, opts);
+      let answered = false;
       req.on("response", (res) => {
+        answered = true;
+        notify(verb, resource, String(res.statusCode ?? 0));
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("error", reject);
@@ -129,7 +191,10 @@ export class KubeClient {
         });
       });
       req.on("timeout", () => req.destroy(new Error(`${method} ${path}: timed out`)));
-      req.on("error", reject);
+      req.on("error", (err) => {
+        if (!answered) notify(verb, resource, "error");
+        reject(err);
+      });
       req.end(payload);
     });
   }
@@ -155,10 +220,19 @@ export class KubeClient {
   ): AsyncGenerator<WatchEvent<T>> {
     const { url, opts } = await this.#options("GET", path, { ...query, watch: true });
     opts.signal = signal;
+    const { verb, resource } = describeRequest("GET", path, undefined, true);
     const res = await new Promise<import("node:http").IncomingMessage>((resolve, reject) => {
       const req = this.#send(url, opts);
-      req.on("response", resolve);
-      req.on("error", reject);
+      let answered = false;
+      req.on("response", (r) => {
+        answered = true;
+        notify(verb, resource, String(r.statusCode ?? 0));
+        resolve(r);
+      });
+      req.on("error", (err) => {
+        if (!answered) notify(verb, resource, "error");
+        reject(err);
+      });
       req.end();
     });
     if ((res.statusCode ?? 0) >= 300) {
