@@ -6,7 +6,7 @@
  *
  * Environment:
  *   BENCH_QUICK=1        small sizes and short runs (minutes instead of about an hour)
- *   BENCH_PHASES=a,b     only these phases: lag, ramp, heavy, snapshot, restore (default: all)
+ *   BENCH_PHASES=a,b     only these phases: lag, ramp, heavy, snapshot, restore, operator (default: all)
  *   BENCH_PROFILE=1      run walship under `node --cpu-prof`; profiles go to bench/results/
  *   BENCH_TOOLS=a,b      only these tools: walship, litestream (default: both)
  *   BENCH_HEAVY_MIBPS=n  heavy writer rate in MiB/s of rows (default: half what both sustained)
@@ -35,6 +35,7 @@ import {
   sampleProc,
   sleep,
 } from "./measure.ts";
+import { operatorBench, operatorParams, operatorRows } from "./operator.ts";
 import { type BenchParams, benchParams, type PacedReply, Writer } from "./workloads.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -46,7 +47,7 @@ const GiB = 1 << 30;
 
 type Tool = "walship" | "litestream";
 const ALL_TOOLS: Tool[] = ["walship", "litestream"];
-const ALL_PHASES = ["lag", "ramp", "heavy", "snapshot", "restore"] as const;
+const ALL_PHASES = ["lag", "ramp", "heavy", "snapshot", "restore", "operator"] as const;
 type Phase = (typeof ALL_PHASES)[number];
 
 interface Ctx {
@@ -764,7 +765,6 @@ async function main(): Promise<void> {
     mode: quick ? "quick" : "full",
     machine: machine(),
     params,
-    operator: "not measured: the operator does not exist yet (issue 5); its figures are left out",
   };
   const per: Record<Tool, Record<string, unknown>> = { walship: {}, litestream: {} };
   results.tools = per;
@@ -877,6 +877,20 @@ async function main(): Promise<void> {
         false,
       );
     }
+    if (phases.includes("operator")) {
+      // The operator alone, on the local control plane; litestream has no counterpart.
+      log("phase operator: reconcile SqliteReplicas on the local control plane (walship only)");
+      const smoke = process.env.BENCH_SMOKE === "1" ? { objects: 10, idleMs: 15_000 } : {};
+      const op = await operatorBench({
+        ...operatorParams(quick),
+        ...smoke,
+        walship: WALSHIP,
+        ...(profileDir ? { profileDir: path.join(profileDir, "operator") } : {}),
+        log,
+      });
+      results.operator = op;
+      for (const [figure, value] of operatorRows(op)) add(figure, value, undefined, false);
+    }
   } finally {
     client.destroy();
     await minio.close();
@@ -888,9 +902,8 @@ async function main(): Promise<void> {
     const text = table(rows);
     writeFileSync(path.join(RESULTS, `${stamp}.md`), `${text}\n`);
     console.log(`\n${text}\n`);
-    console.log(
-      "Operator figures (reconcile 200 SqliteReplicas, API requests/min): not measured, no operator yet.",
-    );
+    if (phases.includes("operator"))
+      console.log("The operator rows are walship's alone: litestream has no operator.");
     console.log(`bench: ${round((now() - started) / 60_000, 1)} min; figures in ${file}`);
     if (profileDir)
       console.log(`bench: walship CPU profiles in ${profileDir} (summarise: node bench/profile.ts DIR)`);
