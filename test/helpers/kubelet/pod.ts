@@ -98,6 +98,47 @@ export function mapCommand(m: ImageMapping | undefined, argv: string[]): string[
   return mapped === undefined ? argv : [...mapped, ...rest];
 }
 
+/** Where a container's termination message is read from when the spec names no path. */
+export const DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log";
+/** The kubelet's limits: the file's last 4096 bytes; the log fallback's last 80 lines or 2048 bytes. */
+export const MAX_TERMINATION_MESSAGE_BYTES = 4096;
+export const MAX_TERMINATION_LOG_LINES = 80;
+export const MAX_TERMINATION_LOG_BYTES = 2048;
+
+function fileSize(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** The bytes of `file` from `start` on, at most the last `max` of them; "" when it cannot be read. */
+export function readTail(file: string, start: number, max = Number.POSITIVE_INFINITY): string {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(file, "r");
+    const size = fs.fstatSync(fd).size;
+    const from = Math.max(start, size - max);
+    const buf = Buffer.alloc(Math.max(0, size - from));
+    fs.readSync(fd, buf, 0, buf.length, from);
+    return buf.toString("utf8");
+  } catch {
+    return "";
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/** The last `lines` lines of `text`, then at most its last `bytes` bytes (the kubelet's log fallback). */
+export function lastLines(text: string, lines: number, bytes: number): string {
+  const all = text.split("\n");
+  if (all.at(-1) === "") all.pop();
+  const kept = all.slice(-lines).join("\n") + (text.endsWith("\n") && all.length > 0 ? "\n" : "");
+  const buf = Buffer.from(kept, "utf8");
+  return buf.length <= bytes ? kept : buf.subarray(buf.length - bytes).toString("utf8");
+}
+
 class ContainerRun {
   readonly spec: V1Container;
   readonly init: boolean;
@@ -112,6 +153,9 @@ class ContainerRun {
   /** No further run will happen (completed and not to be restarted). */
   finished = false;
   proc: ContainerProcess | undefined;
+  /** This run's host file behind `terminationMessagePath`, and where its log output starts. */
+  termFile: string | undefined;
+  logStart = 0;
 
   constructor(spec: V1Container, init: boolean, afterInits: boolean) {
     this.spec = spec;
@@ -338,11 +382,13 @@ export class PodWorker {
     probes.abort();
     c.ready = false;
     c.started = false;
+    const message = this.#terminationMessage(c, exit.code);
     c.state = {
       kind: "terminated",
       exitCode: exit.code,
       ...(exit.signal === undefined ? {} : { signal: exit.code - 128 }),
       reason: exit.code === 0 ? "Completed" : "Error",
+      ...(message === "" ? {} : { message }),
       startedAt: proc.startedAt,
       finishedAt: exit.finishedAt,
       containerID: `process://${proc.pid}`,
@@ -387,16 +433,38 @@ export class PodWorker {
       this.#host.mountPoints.ensure(vm.mountPath, isFile);
       mounts.push({ source, target: vm.mountPath, readOnly: vm.readOnly === true || vol.readOnly });
     }
+    // As the kubelet: a fresh, empty host file per run, bind-mounted at terminationMessagePath.
+    const termPath = c.spec.terminationMessagePath || DEFAULT_TERMINATION_MESSAGE_PATH;
+    const termDir = path.join(this.#host.podDir(this.uid), "termination");
+    fs.mkdirSync(termDir, { recursive: true });
+    c.termFile = path.join(termDir, `${c.spec.name}-${c.restarts}-${Date.now()}`);
+    fs.writeFileSync(c.termFile, "", { mode: 0o666 });
+    fs.chmodSync(c.termFile, 0o666);
+    this.#host.mountPoints.ensure(termPath, true);
+    mounts.push({ source: c.termFile, target: termPath, readOnly: false });
+    const logFile = this.#host.logPath(this.namespace, this.name, c.spec.name);
+    c.logStart = fileSize(logFile);
     const cgroup = this.#host.cgroups.create(`${this.uid}-${c.spec.name}`);
     return ContainerProcess.start(this.#host.tools, {
       argv,
       env,
       cwd: c.spec.workingDir ?? mapping.cwd ?? process.cwd(),
       mounts,
-      logFile: this.#host.logPath(this.namespace, this.name, c.spec.name),
+      logFile,
       scriptFile: path.join(this.#host.podDir(this.uid), "run", `${c.spec.name}.sh`),
       cgroup,
     });
+  }
+
+  /** `state.terminated.message` of the run that just ended: the file, else (policy) the log tail. */
+  #terminationMessage(c: ContainerRun, exitCode: number): string {
+    const file = c.termFile === undefined ? "" : readTail(c.termFile, 0, MAX_TERMINATION_MESSAGE_BYTES);
+    if (file !== "" || exitCode === 0 || c.spec.terminationMessagePolicy !== "FallbackToLogsOnError") {
+      return file;
+    }
+    const logFile = this.#host.logPath(this.namespace, this.name, c.spec.name);
+    const logs = readTail(logFile, c.logStart, MAX_TERMINATION_LOG_BYTES);
+    return lastLines(logs, MAX_TERMINATION_LOG_LINES, MAX_TERMINATION_LOG_BYTES);
   }
 
   /** Runs a (non-sidecar) init container until it succeeds; false when it fails for good. */
@@ -664,6 +732,7 @@ export class PodWorker {
           exitCode: s.exitCode,
           ...(s.signal === undefined ? {} : { signal: s.signal }),
           reason: s.reason,
+          ...(s.message === undefined ? {} : { message: s.message }),
           startedAt: s.startedAt.toISOString(),
           finishedAt: s.finishedAt.toISOString(),
           containerID: s.containerID,
