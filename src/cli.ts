@@ -18,7 +18,13 @@ import {
   replicaFromUrl,
 } from "./replicator/config.ts";
 import { hex8 } from "./replicator/layout.ts";
-import { type NamedClient, planRestore, type RestoreProgress, restore } from "./replicator/restore.ts";
+import {
+  type NamedClient,
+  planRestore,
+  type RestoreProgress,
+  type RestoreTarget,
+  restore,
+} from "./replicator/restore.ts";
 import { startReplication } from "./replicator/run.ts";
 import { type ReplicatorServer, startServer } from "./replicator/server.ts";
 import { createReplicaClient } from "./replicator/storage/index.ts";
@@ -124,6 +130,11 @@ const commands: Record<string, Command> = {
         name: "refuse-if-replica-exists",
         type: "boolean",
         help: "restore nothing; exit 1 if the database is missing while a backup exists (a start-up guard)",
+      },
+      {
+        name: "dry-run",
+        type: "boolean",
+        help: "only plan: check the target can be restored and log the plan; download and write nothing",
       },
       {
         name: "log-format",
@@ -460,6 +471,13 @@ async function runRestore(
   }
   const log = createLogger({ format: logFormat(flags["log-format"]), stderr: true });
   if (flags["refuse-if-replica-exists"]) return refuseIfReplicaExists(clients, path.resolve(output), log);
+  const target: RestoreTarget = {
+    ...(typeof flags.replica === "string" ? { replica: flags.replica } : {}),
+    ...(typeof flags.generation === "string" ? { generation: flags.generation } : {}),
+    ...(index !== undefined ? { index } : {}),
+    ...(timestamp ? { timestamp } : {}),
+  };
+  if (flags["dry-run"]) return restoreDryRun(clients, target, flags["if-replica-exists"] === true, log);
   const tty = process.stderr.isTTY === true;
   let lastLine = 0;
   const onProgress = (p: RestoreProgress) => {
@@ -479,10 +497,7 @@ async function runRestore(
   };
   const result = await restore(clients, {
     outputPath: output,
-    ...(typeof flags.replica === "string" ? { replica: flags.replica } : {}),
-    ...(typeof flags.generation === "string" ? { generation: flags.generation } : {}),
-    ...(index !== undefined ? { index } : {}),
-    ...(timestamp ? { timestamp } : {}),
+    ...target,
     ...(parallelism ? { parallelism } : {}),
     ifDbNotExists: flags["if-db-not-exists"] === true,
     ifReplicaExists: flags["if-replica-exists"] === true,
@@ -520,6 +535,41 @@ async function runRestore(
       ...(result.backupPath ? { previousDatabase: result.backupPath } : {}),
     },
     "restored",
+  );
+  return 0;
+}
+
+/**
+ * -dry-run: plans the restore as `restore` would (destination, generation, snapshot, WAL up to the
+ * target) and logs it, downloading and writing nothing; fails as `restore` would when nothing can be
+ * restored (a time before the first snapshot, no backup, an unreachable destination).
+ */
+async function restoreDryRun(
+  clients: NamedClient[],
+  target: RestoreTarget,
+  ifReplicaExists: boolean,
+  log: Logger,
+): Promise<number> {
+  const plan = await planRestore(clients, target);
+  if (!plan) {
+    if (ifReplicaExists) {
+      log.info({}, "no backups found, nothing to restore");
+      return 0;
+    }
+    throw new WalshipError(ErrorCodes.RESTORE, "restore: no matching backups found");
+  }
+  const last = plan.cut?.index ?? plan.segments.at(-1)?.index ?? plan.snapshot.index;
+  log.info(
+    {
+      replica: plan.replica,
+      generation: plan.generation,
+      snapshotIndex: hex8(plan.snapshot.index),
+      upTo: `${plan.generation}/${hex8(last)}${plan.cut ? `:${plan.cut.offset}` : ""}`,
+      ...(plan.lastCommitTime ? { lastCommit: plan.lastCommitTime.toISOString() } : {}),
+      timeRule: plan.timeRule,
+      segments: plan.segments.length,
+    },
+    "restore plan",
   );
   return 0;
 }
