@@ -13,6 +13,7 @@ import type { StatefulSet } from "../../src/operator/kube/types.ts";
 import {
   buildNewClaim,
   buildRestoreJob,
+  jobDeadlineSeconds,
   type RestoreJobInput,
   restoreJobName,
   restorePaths,
@@ -135,6 +136,7 @@ describe("restore Jobs", () => {
         ],
       },
       spec: {
+        activeDeadlineSeconds: 3600,
         backoffLimit: 3,
         podFailurePolicy: {
           rules: [
@@ -256,10 +258,58 @@ describe("restore Jobs", () => {
         "/data/app.db",
         "/data/app.db.pre-restore-r1",
         "/data/app.db.restore-r1",
+        ...(step === "swap" ? ["Retain"] : []),
       ]);
       assert.equal(c?.env, undefined);
       assert.deepEqual(c?.volumeMounts, [{ name: "walship-data", mountPath: "/data" }]);
     }
+  });
+
+  it("plan: walship restore -dry-run with the restore Job's config, env and destinations, no data claim", () => {
+    const spec = {
+      sqliteReplicaName: "db",
+      mode: "InPlace",
+      destination: "minio",
+      target: { timestamp: "2026-11-22T03:59:30Z" },
+      verify: { sql: "SELECT 1" },
+    };
+    const plan = buildRestoreJob(input("plan", spec));
+    const restore = buildRestoreJob(input("restore", spec));
+    const pc = plan.spec.template.spec.containers[0];
+    const rc = restore.spec.template.spec.containers[0];
+    assert.equal(plan.metadata.name, "r1-plan");
+    assert.deepEqual(pc?.command?.slice(3), [
+      "plan",
+      "-dry-run",
+      "-config",
+      "/etc/walship/walship.yml",
+      "-replica",
+      "minio",
+      "-timestamp",
+      "2026-11-22T03:59:30Z",
+      "/data/app.db",
+    ]);
+    assert.doesNotMatch(pc?.command?.[2] ?? "", /rm -f/, "the plan removes nothing");
+    assert.deepEqual(pc?.env, rc?.env);
+    assert.equal(pc?.image, rc?.image);
+    assert.deepEqual(pc?.volumeMounts, rc?.volumeMounts?.slice(1));
+    assert.deepEqual(plan.spec.template.spec.volumes, restore.spec.template.spec.volumes.slice(1));
+    assert.equal(plan.spec.activeDeadlineSeconds, 3600);
+  });
+
+  it("spec.verify.sql becomes -verify-sql; spec.timeout becomes every Job's activeDeadlineSeconds", () => {
+    const spec = {
+      sqliteReplicaName: "db",
+      mode: "InPlace",
+      verify: { sql: "SELECT 1 FROM orders WHERE id = 'x'" },
+      timeout: "1h30m",
+    };
+    const cmd = buildRestoreJob(input("restore", spec)).spec.template.spec.containers[0]?.command ?? [];
+    assert.deepEqual(cmd.slice(-3), ["-verify-sql", "SELECT 1 FROM orders WHERE id = 'x'", "/data/app.db"]);
+    for (const step of ["plan", "restore", "swap", "rollback"] as const) {
+      assert.equal(buildRestoreJob(input(step, spec)).spec.activeDeadlineSeconds, 5400, step);
+    }
+    assert.equal(jobDeadlineSeconds(SqliteRestoreSpec.parse({ ...spec, timeout: "500ms" })), 1);
   });
 
   it("long names are shortened with a hash to 63 characters", () => {
@@ -272,9 +322,9 @@ describe("restore Jobs", () => {
 });
 
 describe("swap and rollback scripts (real /bin/sh, real files)", () => {
-  function setup() {
+  function setup(previousDatabase = "Retain") {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "walship-swap-"));
-    const spec = SqliteRestoreSpec.parse({ sqliteReplicaName: "db", mode: "InPlace" });
+    const spec = SqliteRestoreSpec.parse({ sqliteReplicaName: "db", mode: "InPlace", previousDatabase });
     const r = { ...replica, database: { ...replica.database, path: path.join(dir, "app.db") } };
     const p = restorePaths({ restore: { name: "r1", namespace: "shop", uid: "u" }, spec, replica: r });
     fs.writeFileSync(p.db, "old");
@@ -329,6 +379,19 @@ describe("swap and rollback scripts (real /bin/sh, real files)", () => {
     assert.equal(read(b.p.db), "old");
     assert.equal(read(b.p.staged), undefined);
     assert.equal(read(`${b.p.staged}.tmp`), undefined);
+  });
+
+  it("swap with previousDatabase Delete removes the moved database and its -wal; a re-run still passes", () => {
+    const { p, run } = setup("Delete");
+    const r = run("swap");
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(read(p.db), "new");
+    assert.equal(read(p.backup), undefined);
+    assert.equal(read(`${p.backup}-wal`), undefined);
+    assert.equal(read(`${p.db}-wal`), undefined);
+    assert.match(r.stdout, /previous database deleted/);
+    assert.equal(run("swap").status, 0);
+    assert.equal(read(p.db), "new");
   });
 
   it("swap without a staged file and without a database fails", () => {

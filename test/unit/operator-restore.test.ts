@@ -38,6 +38,14 @@ function sts(replicas: number, ready = replicas): StatefulSet {
 
 const NOW = new Date("2026-11-22T04:00:00.000Z");
 const GEN = "0123456789abcdef";
+const PLAN_LINE = JSON.stringify({
+  level: 30,
+  msg: "restore plan",
+  replica: "minio",
+  generation: GEN,
+  upTo: `${GEN}/0000000a:4152`,
+  lastCommit: "2026-11-22T03:59:00.000Z",
+});
 const RESTORED_LINE = JSON.stringify({
   level: 30,
   msg: "restored",
@@ -72,21 +80,58 @@ function step(o: Observed) {
 }
 
 describe("SqliteRestore machine: InPlace", () => {
-  it("Pending records the replica count and the claim, and scales to 0", () => {
+  it("Pending records the claim and runs the plan Job; nothing is scaled yet", () => {
     const d = step(obs());
-    assert.equal(d.status.phase, "ScalingDown");
-    assert.equal(d.status.originalReplicas, 2);
+    assert.equal(d.status.phase, "Planning");
+    assert.equal(d.status.originalReplicas, undefined);
     assert.equal(d.status.claimName, "data-app-0");
     assert.equal(d.status.pod, "app-0");
     assert.equal(d.status.backupPath, "/data/app.db.pre-restore-r1");
     assert.equal(d.status.target, "2026-11-22T03:59:30Z");
     assert.equal(d.status.startedAt, "2026-11-22T04:00:00Z");
-    assert.deepEqual(d.actions, [{ kind: "scale", replicas: 0 }]);
+    assert.deepEqual(d.actions, [{ kind: "createJob", step: "plan" }]);
     assert.deepEqual(
       d.events.map((e) => [e.type, e.reason]),
-      [["Normal", "ScalingDown"]],
+      [["Normal", "Planning"]],
     );
     assert.equal(d.status.conditions?.find((c) => c.type === "Admitted")?.status, "True");
+  });
+
+  it("a plan that passes records the replica count and scales to 0", () => {
+    const planning = { phase: "Planning" as const, claimName: "data-app-0", statefulSetName: "app" };
+    const running = step(obs({ status: planning, jobs: { plan: { state: "Running" } } }));
+    assert.equal(running.status.phase, "Planning");
+    assert.deepEqual(running.actions, []);
+    const d = step(obs({ status: planning, jobs: { plan: { state: "Succeeded", message: PLAN_LINE } } }));
+    assert.equal(d.status.phase, "ScalingDown");
+    assert.equal(d.status.originalReplicas, 2);
+    assert.deepEqual(d.actions, [{ kind: "scale", replicas: 0 }]);
+    assert.match(d.status.message ?? "", new RegExp(`plan: generation ${GEN}, up to ${GEN}/0000000a:4152`));
+  });
+
+  it("a plan that fails (target too early, no backup, bucket down) fails at once and never scales", () => {
+    const planning = { phase: "Planning" as const, claimName: "data-app-0", statefulSetName: "app" };
+    const failed = {
+      state: "Failed" as const,
+      reason: "PodFailurePolicy",
+      message:
+        "walship restore: restore: no snapshot was taken at or before 2001-01-01T00:00:00.000Z (backups start 2026-11-22T03:00:00.000Z); nothing to restore that early [WALSHIP_ERR_RESTORE]",
+    };
+    const d = step(obs({ status: planning, jobs: { plan: failed } }));
+    assert.equal(d.status.phase, "Failed");
+    assert.deepEqual(d.actions, []);
+    assert.equal(d.status.originalReplicas, undefined);
+    assert.equal(d.status.failure, undefined);
+    const complete = d.status.conditions?.find((c) => c.type === "Complete");
+    assert.equal(complete?.reason, "PlanFailed");
+    assert.match(
+      complete?.message ?? "",
+      /the plan Job failed: .*nothing to restore that early.*nothing was changed/,
+    );
+    assert.deepEqual(
+      d.events.map((e) => [e.type, e.reason]),
+      [["Warning", "Failed"]],
+    );
   });
 
   it("walks every phase to Succeeded, one Event per phase", () => {
@@ -94,6 +139,8 @@ describe("SqliteRestore machine: InPlace", () => {
     const phases: string[] = [];
     const script: Array<Partial<Observed>> = [
       {},
+      { jobs: { plan: { state: "Running" } } },
+      { jobs: { plan: { state: "Succeeded", message: PLAN_LINE } } },
       { podsRemaining: 1, statefulSet: sts(0, 1) },
       { podsRemaining: 0, statefulSet: sts(0, 0) },
       { jobs: { restore: { state: "Running" } } },
@@ -108,7 +155,16 @@ describe("SqliteRestore machine: InPlace", () => {
       for (const e of d.events) phases.push(e.reason);
       o = { ...o, ...change, status: d.status };
     }
-    assert.deepEqual(phases, ["ScalingDown", "Restoring", "Verifying", "Swapping", "ScalingUp", "Succeeded"]);
+    assert.deepEqual(phases, [
+      "Planning",
+      "ScalingDown",
+      "Restoring",
+      "Verifying",
+      "Swapping",
+      "ScalingUp",
+      "Succeeded",
+    ]);
+    assert.match(o.status.message ?? "", /previous database kept as \/data\/app.db.pre-restore-r1/);
     assert.equal(o.status.phase, "Succeeded");
     assert.equal(o.status.completedAt, "2026-11-22T04:00:00Z");
     assert.deepEqual(o.status.restored, {
@@ -198,6 +254,90 @@ describe("SqliteRestore machine: InPlace", () => {
   });
 });
 
+describe("SqliteRestore machine: timeouts, checks and the previous database", () => {
+  it("a Job past spec.timeout (DeadlineExceeded) rolls back, scales back, then Failed DeadlineExceeded", () => {
+    const spec = { sqliteReplicaName: "db", mode: "InPlace", timeout: "30m" };
+    const timedOut = {
+      state: "Failed" as const,
+      reason: "DeadlineExceeded",
+      message: "Job was active longer than specified deadline",
+    };
+    const base = {
+      originalReplicas: 2,
+      backupPath: "/data/app.db.pre-restore-r1",
+      phase: "Restoring" as const,
+    };
+    let d = step(obs({ spec, status: base, jobs: { restore: timedOut } }));
+    assert.equal(d.status.phase, "ScalingUp");
+    assert.equal(d.status.failure?.reason, "DeadlineExceeded");
+    assert.equal(
+      d.status.failure?.message,
+      "the restore Job did not finish within spec.timeout 30m (activeDeadlineSeconds 1800)",
+    );
+    assert.deepEqual(d.actions, [{ kind: "createJob", step: "rollback" }]);
+    const o = obs({ spec, status: d.status, statefulSet: sts(0, 0), podsRemaining: 0 });
+    d = step({ ...o, jobs: { rollback: { state: "Succeeded" } } });
+    assert.deepEqual(d.actions, [{ kind: "scale", replicas: 2 }]);
+    d = step({ ...o, statefulSet: sts(2, 2), jobs: { rollback: { state: "Succeeded" } } });
+    assert.equal(d.status.phase, "Failed");
+    assert.equal(d.status.conditions?.find((c) => c.type === "Complete")?.reason, "DeadlineExceeded");
+    assert.match(d.status.message ?? "", /spec\.timeout 30m/);
+  });
+
+  it("a plan Job past the timeout fails at once; a swap past it rolls back", () => {
+    const plan = step(
+      obs({
+        status: { phase: "Planning" },
+        jobs: { plan: { state: "Failed", reason: "DeadlineExceeded" } },
+      }),
+    );
+    assert.equal(plan.status.phase, "Failed");
+    assert.equal(plan.status.conditions?.find((c) => c.type === "Complete")?.reason, "DeadlineExceeded");
+    assert.match(
+      plan.status.message ?? "",
+      /the plan Job did not finish within spec\.timeout 1h \(activeDeadlineSeconds 3600\)/,
+    );
+    assert.deepEqual(plan.actions, []);
+    const swap = step(
+      obs({
+        status: { phase: "Swapping", originalReplicas: 1 },
+        jobs: { swap: { state: "Failed", reason: "DeadlineExceeded" } },
+      }),
+    );
+    assert.equal(swap.status.failure?.reason, "DeadlineExceeded");
+    assert.deepEqual(swap.actions, [{ kind: "createJob", step: "rollback" }]);
+  });
+
+  it("a failed check of the restored file (integrity_check or spec.verify.sql) is VerificationFailed", () => {
+    const failing = {
+      state: "Failed" as const,
+      reason: "PodFailurePolicy",
+      message:
+        '{"level":30,"msg":"snapshot restored"}\nwalship restore: restore: -verify-sql returned no row: SELECT 1 [WALSHIP_ERR_INTEGRITY]',
+    };
+    const d = step(
+      obs({
+        spec: { sqliteReplicaName: "db", mode: "InPlace", verify: { sql: "SELECT 1" } },
+        status: { phase: "Restoring", originalReplicas: 1 },
+        jobs: { restore: failing },
+      }),
+    );
+    assert.equal(d.status.failure?.reason, "VerificationFailed");
+    assert.match(d.status.failure?.message ?? "", /-verify-sql returned no row/);
+    assert.deepEqual(d.actions, [{ kind: "createJob", step: "rollback" }]);
+  });
+
+  it("previousDatabase: Delete says so when swapping and when done", () => {
+    const spec = { sqliteReplicaName: "db", mode: "InPlace", previousDatabase: "Delete" };
+    let d = step(obs({ spec, status: { phase: "Verifying", originalReplicas: 1, backupPath: "/b" } }));
+    assert.equal(d.status.phase, "Swapping");
+    assert.match(d.status.message ?? "", /deleted once the restored file is in place/);
+    d = step(obs({ spec, status: { ...d.status, phase: "ScalingUp" }, statefulSet: sts(1, 1) }));
+    assert.equal(d.status.phase, "Succeeded");
+    assert.match(d.status.message ?? "", /previous database deleted/);
+  });
+});
+
 describe("SqliteRestore machine: refusals", () => {
   it("a second restore of the same SqliteReplica is refused while one runs", () => {
     const d = step(
@@ -215,9 +355,11 @@ describe("SqliteRestore machine: refusals", () => {
     const older = [{ name: "r0", phase: "Pending" as const, creationTimestamp: "2026-11-22T03:57:00Z" }];
     assert.equal(step(obs({ others: older })).status.phase, "Failed");
     const newer = [{ name: "r2", creationTimestamp: "2026-11-22T03:59:00Z" }];
-    assert.equal(step(obs({ others: newer })).status.phase, "ScalingDown");
+    assert.equal(step(obs({ others: newer })).status.phase, "Planning");
     const done = [{ name: "r0", phase: "Succeeded" as const, creationTimestamp: "2026-11-22T03:57:00Z" }];
-    assert.equal(step(obs({ others: done })).status.phase, "ScalingDown");
+    assert.equal(step(obs({ others: done })).status.phase, "Planning");
+    const planning = [{ name: "r0", phase: "Planning" as const, creationTimestamp: "2026-11-22T03:59:00Z" }];
+    assert.equal(step(obs({ others: planning })).status.phase, "Failed", "a Planning restore holds it");
   });
 
   it("fails at once, changing nothing, when the SqliteReplica, the StatefulSet or the pod is wrong", () => {
@@ -247,6 +389,9 @@ describe("SqliteRestore machine: NewClaim", () => {
   it("creates the claim and the Job, verifies, and never scales", () => {
     const spec = { sqliteReplicaName: "db", mode: "NewClaim", newClaim: { name: "restored" } };
     let d = step(obs({ spec }));
+    assert.equal(d.status.phase, "Planning");
+    assert.deepEqual(d.actions, [{ kind: "createJob", step: "plan" }], "no claim before the plan passed");
+    d = step(obs({ spec, status: d.status, jobs: { plan: { state: "Succeeded", message: PLAN_LINE } } }));
     assert.equal(d.status.phase, "Restoring");
     assert.equal(d.status.claimName, "restored");
     assert.equal(d.status.originalReplicas, undefined);

@@ -4,10 +4,12 @@
  * is src/operator/restore/machine.ts; the CRD is generated from these schemas.
  */
 import { z } from "zod";
-import { Condition, cel, DnsLabel, DnsSubdomain, Quantity } from "./common.ts";
+import { Condition, cel, DnsLabel, DnsSubdomain, Duration, Quantity } from "./common.ts";
 
 export const SQLITE_RESTORE_KIND = "SqliteRestore";
 export const SQLITE_RESTORE_PLURAL = "sqliterestores";
+/** How long each of a restore's Jobs may run (its activeDeadlineSeconds) when spec.timeout is unset. */
+export const DEFAULT_RESTORE_TIMEOUT = "1h";
 
 export const RestoreTarget = cel(
   z.object({
@@ -60,6 +62,31 @@ export const SqliteRestoreSpec = cel(
       })
       .optional()
       .describe("The claim to create for mode NewClaim."),
+    verify: z
+      .object({
+        sql: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            "A query run on the restored file before it is used (walship restore -verify-sql): it must " +
+              "succeed and return at least one row, else the restore fails and the original is kept.",
+          ),
+      })
+      .optional()
+      .describe("Checks on the restored database besides PRAGMA integrity_check, which always runs."),
+    timeout: Duration.default(DEFAULT_RESTORE_TIMEOUT).describe(
+      "How long each Job of the restore (plan, restore, swap, rollback) may run, as its " +
+        "activeDeadlineSeconds. A Job past it fails the restore: InPlace puts the original back and scales up.",
+    ),
+    previousDatabase: z
+      .enum(["Retain", "Delete"])
+      .default("Retain")
+      .describe(
+        "InPlace: what becomes of the database the restore replaced, kept as <db>.pre-restore-<name> on " +
+          "the volume. Retain: kept until someone deletes it. Delete: removed by the swap Job once the " +
+          "restored file is in place.",
+      ),
   }),
   [
     {
@@ -74,6 +101,7 @@ export const SqliteRestoreSpec = cel(
 /** The phases, in order; Succeeded and Failed are final. */
 export const RESTORE_PHASES = [
   "Pending",
+  "Planning",
   "ScalingDown",
   "Restoring",
   "Verifying",

@@ -57,7 +57,7 @@ export interface RestoreReconcilerDeps {
   options: BuildOptions;
 }
 
-const STEPS: JobStep[] = ["restore", "swap", "rollback"];
+const STEPS: JobStep[] = ["plan", "restore", "swap", "rollback"];
 
 function crPath(ns: string, plural: string, name: string): string {
   return `/apis/${API_VERSION}/namespaces/${ns}/${plural}/${name}`;
@@ -186,7 +186,8 @@ export class SqliteRestoreReconciler {
       ?.terminated;
     // The CLI's last lines when the runtime reports them; else why the Job controller failed it.
     const message = term?.message ?? (state === "Failed" ? cond("Failed")?.message : undefined);
-    return { state, ...(message ? { message } : {}) };
+    const reason = state === "Failed" ? cond("Failed")?.reason : undefined;
+    return { state, ...(message ? { message } : {}), ...(reason ? { reason } : {}) };
   }
 
   async #act(a: Action, obj: SqliteRestoreObject, ns: string, name: string, sts: StatefulSet | undefined) {

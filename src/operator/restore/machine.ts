@@ -4,11 +4,14 @@
  * the other SqliteRestores of the same SqliteReplica) it decides the next status and the actions to
  * take. Nothing is kept in memory: a restarted operator reads the recorded phase and goes on.
  *
- * InPlace:  Pending -> ScalingDown -> Restoring -> Verifying -> Swapping -> ScalingUp -> Succeeded
- * NewClaim: Pending -> Restoring -> Verifying -> Succeeded
+ * InPlace:  Pending -> Planning -> ScalingDown -> Restoring -> Verifying -> Swapping -> ScalingUp -> Succeeded
+ * NewClaim: Pending -> Planning -> Restoring -> Verifying -> Succeeded
+ * Planning runs `walship restore -dry-run` in a Job: a target that cannot be restored (before the
+ * recoverability window, no backup, an unreachable bucket) fails there, before anything changed.
  * Any failure after ScalingDown records `status.failure`, runs the rollback Job (the original file
  * back, the staged file removed) in ScalingUp, scales back to the recorded count, and ends Failed.
- * Before anything changed (Pending) a failure ends Failed at once.
+ * Before anything changed (Pending, Planning) a failure ends Failed at once. Every Job has the
+ * spec's timeout as activeDeadlineSeconds; a Job past it fails the restore with `DeadlineExceeded`.
  */
 import {
   type Condition,
@@ -20,15 +23,18 @@ import {
 } from "../../api/v1alpha1/index.ts";
 import type { EventInput } from "../kube/events.ts";
 import type { StatefulSet } from "../kube/types.ts";
+import { jobDeadlineSeconds } from "../specs/restorejob.ts";
 import { setCondition } from "../status.ts";
-import { parseRestoreResult, type RestoreResult } from "./result.ts";
+import { describePlan, parseRestoreResult, type RestoreResult } from "./result.ts";
 
-export type JobStep = "restore" | "swap" | "rollback";
+export type JobStep = "plan" | "restore" | "swap" | "rollback";
 
 export interface JobState {
   state: "Running" | "Succeeded" | "Failed";
   /** The restore container's termination message (its last log lines), if any. */
   message?: string;
+  /** The reason of the Job's Failed condition (`DeadlineExceeded`, `BackoffLimitExceeded`, ...). */
+  reason?: string;
 }
 
 export interface OtherRestore {
@@ -195,6 +201,41 @@ function jobFailure(step: JobStep, job: JobState): string {
   return `the ${step} Job failed${text ? `: ${text}` : ""}`;
 }
 
+/**
+ * Why a failed Job failed, as a condition reason and message: past the spec's timeout
+ * (`DeadlineExceeded`), a check of the restored file that did not pass (`VerificationFailed`: the
+ * CLI's integrity_check or -verify-sql, which exit with WALSHIP_ERR_INTEGRITY), else `otherwise`.
+ */
+function classifyJobFailure(
+  spec: SqliteRestoreSpec,
+  step: JobStep,
+  job: JobState,
+  otherwise: string,
+): { reason: string; message: string } {
+  if (job.reason === "DeadlineExceeded") {
+    return {
+      reason: "DeadlineExceeded",
+      message: `the ${step} Job did not finish within spec.timeout ${spec.timeout} (activeDeadlineSeconds ${jobDeadlineSeconds(spec)})`,
+    };
+  }
+  const message = jobFailure(step, job);
+  if (step === "restore" && /\[WALSHIP_ERR_INTEGRITY\]/.test(job.message ?? "")) {
+    return { reason: "VerificationFailed", message };
+  }
+  return { reason: otherwise, message };
+}
+
+/** The step's Job once it has finished; else undefined, creating it if missing and looking again soon. */
+function finishedJob(ctx: Ctx, step: JobStep): JobState | undefined {
+  const job = ctx.obs.jobs[step];
+  if (!job) ctx.actions.push({ kind: "createJob", step });
+  if (!job || job.state === "Running") {
+    ctx.requeueAfterMs = POLL_MS;
+    return undefined;
+  }
+  return job;
+}
+
 /** One step of the machine. */
 export function decide(obs: Observed): Decision {
   const ctx: Ctx = { obs, status: structuredClone(obs.status), actions: [], events: [] };
@@ -220,6 +261,34 @@ export function decide(obs: Observed): Decision {
   const dbPath = rep.success ? rep.data.database.path : undefined;
 
   switch (phase) {
+    case "Planning": {
+      const job = finishedJob(ctx, "plan");
+      if (!job) break;
+      if (job.state === "Failed") {
+        const f = classifyJobFailure(spec, "plan", job, "PlanFailed");
+        fail(ctx, f.reason, `${f.message}; nothing was changed`);
+        break;
+      }
+      const plan = describePlan(job.message ?? "");
+      if (!obs.statefulSet) {
+        fail(ctx, "StatefulSetNotFound", `StatefulSet ${s.statefulSetName} is gone; nothing was changed`);
+        break;
+      }
+      if (spec.mode === "NewClaim") {
+        ctx.actions.push({ kind: "createClaim" }, { kind: "createJob", step: "restore" });
+        enter(ctx, "Restoring", `${plan}; restoring ${s.target} into new claim ${s.claimName}`);
+        break;
+      }
+      // Recorded now, before the scale: status is written before any action is taken.
+      s.originalReplicas = obs.statefulSet.spec?.replicas ?? 1;
+      ctx.actions.push({ kind: "scale", replicas: 0 });
+      enter(
+        ctx,
+        "ScalingDown",
+        `${plan}; scaling StatefulSet ${s.statefulSetName} from ${s.originalReplicas} to 0`,
+      );
+      break;
+    }
     case "ScalingDown": {
       if (!obs.statefulSet) {
         fail(ctx, "StatefulSetNotFound", `StatefulSet ${s.statefulSetName} is gone`);
@@ -235,18 +304,11 @@ export function decide(obs: Observed): Decision {
       break;
     }
     case "Restoring": {
-      const job = obs.jobs.restore;
-      if (!job) {
-        ctx.actions.push({ kind: "createJob", step: "restore" });
-        ctx.requeueAfterMs = POLL_MS;
-        break;
-      }
-      if (job.state === "Running") {
-        ctx.requeueAfterMs = POLL_MS;
-        break;
-      }
+      const job = finishedJob(ctx, "restore");
+      if (!job) break;
       if (job.state === "Failed") {
-        fail(ctx, "RestoreFailed", jobFailure("restore", job));
+        const f = classifyJobFailure(spec, "restore", job, "RestoreFailed");
+        fail(ctx, f.reason, f.message);
         break;
       }
       // The CLI restored to a staged file, checked it (integrity_check) and honoured the target; the
@@ -278,22 +340,21 @@ export function decide(obs: Observed): Decision {
         break;
       }
       ctx.actions.push({ kind: "createJob", step: "swap" });
-      enter(ctx, "Swapping", `replacing ${dbPath}; the previous database is kept as ${s.backupPath}`);
+      enter(
+        ctx,
+        "Swapping",
+        spec.previousDatabase === "Delete"
+          ? `replacing ${dbPath}; the previous database is deleted once the restored file is in place`
+          : `replacing ${dbPath}; the previous database is kept as ${s.backupPath}`,
+      );
       break;
     }
     case "Swapping": {
-      const job = obs.jobs.swap;
-      if (!job) {
-        ctx.actions.push({ kind: "createJob", step: "swap" });
-        ctx.requeueAfterMs = POLL_MS;
-        break;
-      }
-      if (job.state === "Running") {
-        ctx.requeueAfterMs = POLL_MS;
-        break;
-      }
+      const job = finishedJob(ctx, "swap");
+      if (!job) break;
       if (job.state === "Failed") {
-        fail(ctx, "SwapFailed", jobFailure("swap", job));
+        const f = classifyJobFailure(spec, "swap", job, "SwapFailed");
+        fail(ctx, f.reason, f.message);
         break;
       }
       ctx.actions.push({ kind: "scale", replicas: s.originalReplicas ?? 1 });
@@ -306,18 +367,11 @@ export function decide(obs: Observed): Decision {
     }
     case "ScalingUp": {
       if (s.failure) {
-        const job = obs.jobs.rollback;
-        if (!job) {
-          ctx.actions.push({ kind: "createJob", step: "rollback" });
-          ctx.requeueAfterMs = POLL_MS;
-          break;
-        }
-        if (job.state === "Running") {
-          ctx.requeueAfterMs = POLL_MS;
-          break;
-        }
-        if (job.state === "Failed" && !s.message?.includes("rollback Job failed")) {
-          s.message = `${s.failure.message}; ${jobFailure("rollback", job)}: the previous database may be at ${s.backupPath}`;
+        const job = finishedJob(ctx, "rollback");
+        if (!job) break;
+        if (job.state === "Failed" && !s.message?.includes("rollback Job")) {
+          const f = classifyJobFailure(spec, "rollback", job, "RollbackFailed");
+          s.message = `${s.failure.message}; ${f.message}: the previous database may be at ${s.backupPath}`;
         }
       }
       const want = s.originalReplicas ?? 1;
@@ -338,7 +392,11 @@ export function decide(obs: Observed): Decision {
           ctx,
           "Succeeded",
           "Restored",
-          `restored to ${s.restored?.position ?? s.target}; ${want} pod(s) ready; previous database kept as ${s.backupPath}`,
+          `restored to ${s.restored?.position ?? s.target}; ${want} pod(s) ready; ${
+            spec.previousDatabase === "Delete"
+              ? `previous database deleted (previousDatabase: Delete)`
+              : `previous database kept as ${s.backupPath}`
+          }`,
         );
       break;
     }
@@ -406,10 +464,11 @@ function pending(ctx: Ctx, spec: SqliteRestoreSpec): void {
     reason: "Admitted",
     message: `the only restore of SqliteReplica ${spec.sqliteReplicaName}`,
   });
+  const planning = `checking that ${s.target} can be restored from pod ${pod}'s replica (plan Job)`;
   if (spec.mode === "NewClaim") {
     s.claimName = spec.newClaim?.name;
-    ctx.actions.push({ kind: "createClaim" }, { kind: "createJob", step: "restore" });
-    enter(ctx, "Restoring", `restoring ${s.target} from pod ${pod}'s replica into new claim ${s.claimName}`);
+    ctx.actions.push({ kind: "createJob", step: "plan" });
+    enter(ctx, "Planning", planning);
     return;
   }
   const claim = claimFor(sts, rep.data.database.volumeName, pod);
@@ -424,9 +483,8 @@ function pending(ctx: Ctx, spec: SqliteRestoreSpec): void {
   }
   s.claimName = claim;
   s.backupPath = backupPathFor(rep.data.database.path, obs.name);
-  s.originalReplicas = sts.spec?.replicas ?? 1;
-  ctx.actions.push({ kind: "scale", replicas: 0 });
-  enter(ctx, "ScalingDown", `scaling StatefulSet ${stsName} from ${s.originalReplicas} to 0`);
+  ctx.actions.push({ kind: "createJob", step: "plan" });
+  enter(ctx, "Planning", planning);
 }
 
 function done(ctx: Ctx): Decision {

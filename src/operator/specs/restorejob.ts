@@ -1,6 +1,11 @@
 /**
- * The Jobs of a SqliteRestore, pure. Each runs our image on the claim that holds the database:
+ * The Jobs of a SqliteRestore, pure. Each runs our image; all but `plan` on the claim that holds the
+ * database:
  *
+ * - `plan`: `walship restore -dry-run` with the restore Job's config, env and destination volumes but
+ *   no data claim: checks that the target can be restored (a snapshot at or before the time, the
+ *   generation and index exist, the bucket answers) before anything is scaled or written. Its
+ *   termination message is the CLI's `restore plan` line, or its error.
  * - `restore`: `walship restore -o <staged file>` from the SqliteReplica's config, as the source pod
  *   (`POD_NAME` is that pod's name, so `<path>/${POD_NAME}` is its replica). The CLI restores to
  *   `<staged>.tmp`, runs `PRAGMA integrity_check`, then renames it to the staged file; the database
@@ -8,16 +13,18 @@
  *   restores to `/restore/<db file name>` on the new claim. The container's termination message is
  *   the CLI's last JSON log lines, from which the operator reads the restored position.
  * - `swap` (InPlace): moves the database and its -wal/-shm to `<db>.pre-restore-<name>` and the
- *   staged file into place. Idempotent: a re-run after a killed pod finishes the move.
+ *   staged file into place; with `previousDatabase: Delete` it then removes the moved files.
+ *   Idempotent: a re-run after a killed pod finishes the move.
  * - `rollback` (InPlace, after a failure): puts `<db>.pre-restore-<name>` (and -wal/-shm) back if it
  *   was moved, and removes the staged files.
  *
  * Pods are `restartPolicy: Never`; a killed pod is replaced (backoffLimit), a CLI error (exit 1 or 2)
- * fails the Job at once (podFailurePolicy).
+ * fails the Job at once (podFailurePolicy), and `activeDeadlineSeconds` is the spec's timeout.
  */
 import { createHash } from "node:crypto";
 import path from "node:path";
 import type { SqliteReplicaSpec, SqliteRestoreSpec } from "../../api/v1alpha1/index.ts";
+import { tryParseGoDuration } from "../../replicator/duration.ts";
 import type { Container, EnvVar, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
 import type { JobStep } from "../restore/machine.ts";
 import {
@@ -93,28 +100,42 @@ export function buildNewClaim(input: Omit<RestoreJobInput, "step" | "pod" | "cla
   };
 }
 
-/** The restore command: clears old staged files, runs the CLI, keeps its last lines as the message. */
-const RESTORE_SCRIPT = [
-  'S="$1"; shift',
-  'rm -f "$S" "$S.tmp" "$S.tmp-wal" "$S.tmp-shm"',
+/** Runs the CLI, prints its output, and keeps its last lines as the termination message. */
+const RUN_CLI = [
   'out=$(walship restore -log-format json "$@" 2>&1); rc=$?',
   'printf "%s\\n" "$out" >&2',
   // The runtime provides the file; never create one (a runtime without it has no message).
   'if [ -f /dev/termination-log ]; then printf "%s\\n" "$out" | tail -c 3500 > /dev/termination-log; fi',
   'exit "$rc"',
-].join("\n");
+];
 
-/** Database, backup, staged: move the database (and -wal, -shm) aside, then the staged file in. */
+/** The restore command: clears old staged files, then runs the CLI. */
+const RESTORE_SCRIPT = ['S="$1"; shift', 'rm -f "$S" "$S.tmp" "$S.tmp-wal" "$S.tmp-shm"', ...RUN_CLI].join(
+  "\n",
+);
+
+/** The plan command: the CLI with -dry-run; it touches no file. */
+const PLAN_SCRIPT = RUN_CLI.join("\n");
+
+/**
+ * Database, backup, staged, policy: move the database (and -wal, -shm) aside, then the staged file
+ * in; with policy Delete, remove the moved files once the staged file is in place.
+ */
 const SWAP_SCRIPT = [
   "set -eu",
-  'D="$1"; B="$2"; S="$3"',
+  'D="$1"; B="$2"; S="$3"; P="$4"',
   'if [ -e "$S" ]; then',
   '  if [ -e "$D" ]; then mv "$D" "$B"; fi',
   '  for x in -wal -shm; do if [ -e "$D$x" ]; then mv "$D$x" "$B$x"; fi; done',
   '  mv "$S" "$D"',
   "fi",
   'test -e "$D"',
-  'echo "swapped: $D (previous database kept as $B)"',
+  'if [ "$P" = Delete ]; then',
+  '  rm -f "$B" "$B-wal" "$B-shm"',
+  '  echo "swapped: $D (previous database deleted)"',
+  "else",
+  '  echo "swapped: $D (previous database kept as $B)"',
+  "fi",
 ].join("\n");
 
 /** Database, backup, staged: put the backup back if the database was moved, drop the staged files. */
@@ -129,6 +150,12 @@ const ROLLBACK_SCRIPT = [
   'rm -f "$S" "$S.tmp" "$S.tmp-wal" "$S.tmp-shm"',
   'echo "rolled back: $D"',
 ].join("\n");
+
+/** The spec's timeout as a Job's activeDeadlineSeconds (at least 1). */
+export function jobDeadlineSeconds(spec: Pick<SqliteRestoreSpec, "timeout">): number {
+  const d = tryParseGoDuration(spec.timeout);
+  return "ms" in d ? Math.max(1, Math.ceil(d.ms / 1000)) : 3600;
+}
 
 function targetFlags(spec: SqliteRestoreSpec): string[] {
   const t = spec.target;
@@ -156,7 +183,20 @@ export function restorePaths(input: Pick<RestoreJobInput, "restore" | "spec" | "
 
 function command(input: RestoreJobInput): string[] {
   const p = restorePaths(input);
+  const sql = input.spec.verify?.sql;
   switch (input.step) {
+    case "plan":
+      return [
+        "sh",
+        "-c",
+        PLAN_SCRIPT,
+        "plan",
+        "-dry-run",
+        "-config",
+        CONFIG_PATH,
+        ...targetFlags(input.spec),
+        p.db,
+      ];
     case "restore":
       return [
         "sh",
@@ -169,10 +209,11 @@ function command(input: RestoreJobInput): string[] {
         "-o",
         p.staged,
         ...targetFlags(input.spec),
+        ...(sql ? ["-verify-sql", sql] : []),
         p.db,
       ];
     case "swap":
-      return ["sh", "-c", SWAP_SCRIPT, "swap", p.db, p.backup, p.staged];
+      return ["sh", "-c", SWAP_SCRIPT, "swap", p.db, p.backup, p.staged, input.spec.previousDatabase];
     case "rollback":
       return ["sh", "-c", ROLLBACK_SCRIPT, "rollback", p.db, p.backup, p.staged];
   }
@@ -191,12 +232,14 @@ export function buildRestoreJob(input: RestoreJobInput, opts: BuildOptions = {})
         mountPath: input.mount.mountPath,
         ...(input.mount.subPath ? { subPath: input.mount.subPath } : {}),
       };
-  const mounts: VolumeMount[] = [dataMount];
-  const volumes: Volume[] = [
-    { name: RESTORE_DATA_VOLUME, persistentVolumeClaim: { claimName: input.claimName } },
-  ];
+  // The plan reads only the destinations: it must not wait for (or hold) the app's claim.
+  const mounts: VolumeMount[] = step === "plan" ? [] : [dataMount];
+  const volumes: Volume[] =
+    step === "plan"
+      ? []
+      : [{ name: RESTORE_DATA_VOLUME, persistentVolumeClaim: { claimName: input.claimName } }];
   let env: EnvVar[] | undefined;
-  if (step === "restore") {
+  if (step === "restore" || step === "plan") {
     mounts.push({ name: CONFIG_VOLUME, mountPath: CONFIG_DIR, readOnly: true });
     volumes.push({ name: CONFIG_VOLUME, configMap: { name: configMapName(input.spec.sqliteReplicaName) } });
     for (const d of replica.destinations) {
@@ -245,6 +288,7 @@ export function buildRestoreJob(input: RestoreJobInput, opts: BuildOptions = {})
       ],
     },
     spec: {
+      activeDeadlineSeconds: jobDeadlineSeconds(input.spec),
       backoffLimit: 3,
       podFailurePolicy: {
         rules: [
