@@ -1,9 +1,11 @@
 /**
  * SqliteRestore end to end: the real control plane (with kube-controller-manager's Job controller),
  * the process kubelet, MinIO, and the operator with only deploy/rbac. Rows are written with their
- * times into the app's database; restores go to a time between two writes, into a new claim, to a
- * time before the recoverability window; the restore Job's pod is killed mid-flow and the operator
- * is restarted mid-flow.
+ * times into the app's database; restores go to a time between two writes (the exact restore point
+ * read from the Job's termination message), into a new claim (which outlives its SqliteRestore), to a
+ * time before the recoverability window (refused by the plan Job before anything is scaled), with a
+ * user SQL check that fails; the restore Job's pod is killed mid-flow and the operator is restarted
+ * mid-flow.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -25,6 +27,16 @@ const WALSHIP = path.join(ROOT, "bin/walship");
 const NS = "e2e-restore";
 const DATA_MOUNT = "/var/lib/walship-e2e-restore/data";
 const BUCKET = "restores";
+/** The phases of an InPlace restore that succeeds, each also an Event. */
+const INPLACE_PHASES = [
+  "Planning",
+  "ScalingDown",
+  "Restoring",
+  "Verifying",
+  "Swapping",
+  "ScalingUp",
+  "Succeeded",
+];
 
 interface Row {
   id: number;
@@ -37,7 +49,15 @@ interface RestoreCr {
     message?: string;
     target?: string;
     originalReplicas?: number;
-    failure?: { reason: string; message: string };
+    failure?: { phase: string; reason: string; message: string };
+    restored?: {
+      destination?: string;
+      generation: string;
+      index: number;
+      offset: number;
+      position: string;
+      lastCommitTime?: string;
+    };
     conditions?: Array<{ type: string; status: string; reason: string; message: string }>;
     startedAt?: string;
     completedAt?: string;
@@ -45,7 +65,16 @@ interface RestoreCr {
 }
 interface PodLite {
   metadata: { name: string; uid: string; deletionTimestamp?: string; labels?: Record<string, string> };
-  status?: { phase?: string; podIP?: string; conditions?: Array<{ type: string; status: string }> };
+  status?: {
+    phase?: string;
+    podIP?: string;
+    conditions?: Array<{ type: string; status: string }>;
+    containerStatuses?: Array<{
+      name: string;
+      restartCount: number;
+      state?: { terminated?: { exitCode: number; message?: string } };
+    }>;
+  };
 }
 
 describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900_000 }, () => {
@@ -120,6 +149,22 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
       )
     ).body.status?.generation;
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const eventReasons = async (name: string) =>
+    (
+      await cp.request<{ items: Array<{ reason: string; involvedObject: { name: string } }> }>(
+        "GET",
+        `/api/v1/namespaces/${NS}/events`,
+      )
+    ).body.items
+      .filter((e) => e.involvedObject.name === name)
+      .map((e) => e.reason);
+  const stsReplicas = async () =>
+    (
+      await cp.request<{ spec: { replicas: number }; metadata: { generation: number } }>(
+        "GET",
+        `/apis/apps/v1/namespaces/${NS}/statefulsets/app`,
+      )
+    ).body;
   const waitSynced = async () => {
     // syncInterval 200ms: a few intervals after the last write, the WAL is in MinIO.
     await sleep(2000);
@@ -230,6 +275,59 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
     await cp?.stop();
   });
 
+  it("the process kubelet reports termination messages as a kubelet does (file, cap, log fallback)", async () => {
+    const long = "x".repeat(5000);
+    await apply({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "term-msg", namespace: NS },
+      spec: {
+        restartPolicy: "Never",
+        containers: [
+          {
+            name: "file",
+            image: "walship-test/walship",
+            command: ["sh", "-c", `printf 'a%s' '${long}' > /dev/termination-log; echo not-this`],
+          },
+          {
+            name: "fallback",
+            image: "walship-test/walship",
+            command: ["sh", "-c", "for i in $(seq 1 100); do echo line-$i; done; exit 3"],
+            terminationMessagePolicy: "FallbackToLogsOnError",
+          },
+          {
+            name: "custom",
+            image: "walship-test/walship",
+            command: ["sh", "-c", "echo done > /var/run/walship-e2e-term/msg"],
+            terminationMessagePath: "/var/run/walship-e2e-term/msg",
+          },
+          {
+            name: "nofallback",
+            image: "walship-test/walship",
+            command: ["sh", "-c", "echo failing; exit 4"],
+          },
+        ],
+      },
+    });
+    const done = await waitFor(
+      async () => {
+        const p = await pod("term-msg");
+        return p?.status?.phase === "Failed" ? p : undefined;
+      },
+      { what: "pod term-msg Failed", timeoutMs: 60_000, intervalMs: 250 },
+    );
+    const term = (c: string) => done.status?.containerStatuses?.find((x) => x.name === c)?.state?.terminated;
+    assert.equal(term("file")?.message, "x".repeat(4096), "the file's last 4096 bytes");
+    const fallback = term("fallback")?.message ?? "";
+    assert.equal(term("fallback")?.exitCode, 3);
+    assert.ok(fallback.endsWith("line-99\nline-100\n"), fallback.slice(-40));
+    assert.ok(!fallback.includes("line-20\n"), "only the last 80 lines");
+    assert.equal(fallback.split("\n").filter(Boolean)[0], "line-21");
+    assert.equal(term("custom")?.message, "done\n");
+    assert.equal(term("nofallback")?.message, undefined, "policy File: no log fallback");
+    await cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/term-msg`);
+  });
+
   it("InPlace to a time between two writes: the app sees exactly the rows at or before it", async () => {
     const p = await readyPod("app-0");
     writeRow("w1");
@@ -238,7 +336,7 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
     await sleep(2000);
     const target = new Date(Date.parse(w2.at) + 1000).toISOString();
     await sleep(1000);
-    writeRow("w3");
+    const w3 = writeRow("w3");
     await sleep(1500);
     writeRow("w4");
     await waitSynced();
@@ -247,12 +345,36 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
     assert.ok(expected.some((r) => r.pod === "w2") && !expected.some((r) => r.pod === "w3"));
 
     const generationBefore = await replicaGeneration();
-    await apply(restoreObj("pit", { mode: "InPlace", target: { timestamp: target } }));
+    await apply(
+      restoreObj("pit", {
+        mode: "InPlace",
+        target: { timestamp: target },
+        verify: { sql: "SELECT 1 FROM starts WHERE pod = 'w2'" },
+      }),
+    );
     const done = await waitPhase("pit", ["Succeeded", "Failed"]);
     assert.equal(done.status?.phase, "Succeeded", JSON.stringify(done.status));
     assert.equal(done.status?.target, target);
     assert.equal(done.status?.originalReplicas, 1);
     assert.ok(done.status?.startedAt && done.status.completedAt);
+    // The exact restore point, from the restore Job's termination message: the generation that was
+    // live at the target, and the commit of w2 (the last one at or before the target, before w3's).
+    const restored = done.status?.restored;
+    assert.ok(restored, `status.restored is set: ${JSON.stringify(done.status)}`);
+    assert.equal(restored.generation, generationBefore);
+    assert.equal(restored.destination, "minio");
+    assert.ok(restored.index >= 0 && restored.offset > 0, JSON.stringify(restored));
+    assert.equal(
+      restored.position,
+      `${restored.generation}/${restored.index.toString(16).padStart(8, "0")}:${restored.offset}`,
+    );
+    const last = Date.parse(restored.lastCommitTime ?? "");
+    assert.ok(last <= Date.parse(target), `last commit ${restored.lastCommitTime} at or before ${target}`);
+    assert.ok(
+      last >= Date.parse(w2.at),
+      `last commit ${restored.lastCommitTime} is w2's (${w2.at}) or later`,
+    );
+    assert.ok(last < Date.parse(w3.at), `last commit ${restored.lastCommitTime} is before w3 (${w3.at})`);
     const p2 = await readyPod("app-0", (x) => x.metadata.uid !== p.metadata.uid);
     const after = await rows(p2);
     // The restored rows, then the row this start of the app wrote.
@@ -276,17 +398,16 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
     } finally {
       b.close();
     }
-    const ev = await cp.request<{ items: Array<{ reason: string; involvedObject: { name: string } }> }>(
-      "GET",
-      `/api/v1/namespaces/${NS}/events`,
-    );
-    const reasons = ev.body.items.filter((e) => e.involvedObject.name === "pit").map((e) => e.reason);
-    for (const r of ["ScalingDown", "Restoring", "Verifying", "Swapping", "ScalingUp", "Succeeded"]) {
+    const reasons = await eventReasons("pit");
+    for (const r of INPLACE_PHASES) {
       assert.ok(reasons.includes(r), `Event ${r} in ${reasons.join(",")}`);
     }
     const table = (await cp.kubectl(["-n", NS, "get", "sqliterestores"])).stdout;
     assert.match(table, /NAME\s+REPLICA\s+TARGET\s+PHASE\s+RESTORED TO\s+AGE/);
-    assert.match(table, new RegExp(`pit\\s+db\\s+${target.replace(/[.]/g, "\\.")}\\s+Succeeded`));
+    assert.match(
+      table,
+      new RegExp(`pit\\s+db\\s+${target.replace(/[.]/g, "\\.")}\\s+Succeeded\\s+${restored.position}\\s`),
+    );
   });
 
   it("NewClaim restores into a new claim and leaves the app and its volume alone", async () => {
@@ -306,11 +427,32 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
     } finally {
       copy.close();
     }
+    // The new claim is labelled with its SqliteRestore but not owned by it: deleting the
+    // SqliteRestore garbage-collects its Jobs and leaves the restored data.
+    await cp.request("DELETE", `/apis/walship.dev/v1alpha1/namespaces/${NS}/sqliterestores/copy`);
+    await waitFor(
+      async () => {
+        const jobs = await cp.request<{ items: unknown[] }>(
+          "GET",
+          `/apis/batch/v1/namespaces/${NS}/jobs?labelSelector=walship.dev%2Fsqliterestore%3Dcopy`,
+        );
+        return jobs.body.items.length === 0 ? true : undefined;
+      },
+      { what: "the Jobs of SqliteRestore copy garbage-collected", timeoutMs: 60_000, intervalMs: 250 },
+    );
+    const pvc = await cp.request<{
+      metadata: { labels?: Record<string, string>; ownerReferences?: unknown[]; deletionTimestamp?: string };
+    }>("GET", `/api/v1/namespaces/${NS}/persistentvolumeclaims/restored-copy`);
+    assert.equal(pvc.status, 200, "the restored claim outlives its SqliteRestore");
+    assert.equal(pvc.body.metadata.deletionTimestamp, undefined);
+    assert.equal(pvc.body.metadata.ownerReferences, undefined);
+    assert.equal(pvc.body.metadata.labels?.["walship.dev/sqliterestore"], "copy");
+    assert.ok(fs.existsSync(path.join(kubelet.pvcDir(NS, "restored-copy"), "app.db")));
   });
 
   it("a second restore while one runs is refused with a condition", async () => {
-    await apply(restoreObj("first", { mode: "InPlace" }));
-    await waitPhase("first", ["ScalingDown", "Restoring", "Verifying", "Swapping", "ScalingUp", "Succeeded"]);
+    await apply(restoreObj("first", { mode: "InPlace", previousDatabase: "Delete" }));
+    await waitPhase("first", INPLACE_PHASES);
     await apply(restoreObj("second", { mode: "InPlace" }));
     const refused = await waitPhase("second", ["Failed", "Succeeded"]);
     const admitted = refused.status?.conditions?.find((c) => c.type === "Admitted");
@@ -318,23 +460,66 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
     assert.equal(admitted?.reason, "RestoreInProgress");
     const first = await waitPhase("first", ["Succeeded", "Failed"]);
     assert.equal(first.status?.phase, "Succeeded", JSON.stringify(first.status));
+    // previousDatabase: Delete: the swap removed the replaced database.
+    assert.ok(!fs.existsSync(`${dbFile()}.pre-restore-first`), "the previous database was deleted");
+    assert.ok(!fs.existsSync(`${dbFile()}.pre-restore-first-wal`));
     await readyPod("app-0");
   });
 
-  it("a target before the recoverability window fails clearly; the data is unchanged", async () => {
+  it("a target before the recoverability window fails in the plan; nothing is scaled or changed", async () => {
     const p = await readyPod("app-0");
     const before = await rows(p);
+    const stsBefore = await stsReplicas();
     await apply(restoreObj("too-old", { mode: "InPlace", target: { timestamp: "2001-01-01T00:00:00Z" } }));
     const done = await waitPhase("too-old", ["Succeeded", "Failed"]);
     assert.equal(done.status?.phase, "Failed");
-    assert.equal(done.status?.failure?.reason, "RestoreFailed");
-    // The process kubelet reports no termination message: the Job controller's reason stands in.
-    assert.match(done.status?.message ?? "", /the restore Job failed: .*exit code 1/);
-    assert.equal(done.status?.conditions?.find((c) => c.type === "Complete")?.reason, "RestoreFailed");
-    const p2 = await readyPod("app-0");
+    assert.equal(done.status?.conditions?.find((c) => c.type === "Complete")?.reason, "PlanFailed");
+    // The CLI's own error, from the plan Job's termination message.
+    assert.match(
+      done.status?.message ?? "",
+      /^the plan Job failed: .*no snapshot was taken at or before 2001-01-01T00:00:00\.000Z \(backups start .*\); nothing to restore that early \[WALSHIP_ERR_RESTORE\]; nothing was changed$/,
+    );
+    assert.equal(done.status?.failure, undefined, "no rollback: nothing to roll back");
+    assert.equal(done.status?.originalReplicas, undefined);
+    const reasons = await eventReasons("too-old");
+    assert.deepEqual(reasons.sort(), ["Failed", "Planning"]);
+    const stsAfter = await stsReplicas();
+    assert.equal(stsAfter.spec.replicas, stsBefore.spec.replicas, "the StatefulSet was never scaled");
+    assert.equal(
+      stsAfter.metadata.generation,
+      stsBefore.metadata.generation,
+      "the StatefulSet was not written",
+    );
+    const same = await pod("app-0");
+    assert.equal(same?.metadata.uid, p.metadata.uid, "the app pod was never stopped");
+    assert.equal(same?.status?.containerStatuses?.find((c) => c.name === "app")?.restartCount, 0);
+    assert.deepEqual(await rows(p), before, "every row is still there");
+    assert.ok(!fs.existsSync(`${dbFile()}.pre-restore-too-old`), "nothing was swapped");
+  });
+
+  it("a failing spec.verify.sql fails the restore (VerificationFailed) and keeps the original", async () => {
+    const p = await readyPod("app-0");
+    const before = await rows(p);
+    await apply(
+      restoreObj("checked", {
+        mode: "InPlace",
+        verify: { sql: "SELECT 1 FROM starts WHERE pod = 'no-such-pod'" },
+      }),
+    );
+    const done = await waitPhase("checked", ["Succeeded", "Failed"]);
+    assert.equal(done.status?.phase, "Failed", JSON.stringify(done.status));
+    assert.equal(done.status?.failure?.reason, "VerificationFailed");
+    assert.equal(done.status?.failure?.phase, "Restoring");
+    assert.match(
+      done.status?.failure?.message ?? "",
+      /the restore Job failed: .*-verify-sql returned no row: SELECT 1 FROM starts WHERE pod = 'no-such-pod' \[WALSHIP_ERR_INTEGRITY\]/,
+    );
+    assert.equal(done.status?.conditions?.find((c) => c.type === "Complete")?.reason, "VerificationFailed");
+    const p2 = await readyPod("app-0", (x) => x.metadata.uid !== p.metadata.uid);
     const after = await rows(p2);
     assert.deepEqual(after.slice(0, before.length), before, "every row is still there");
-    assert.ok(!fs.existsSync(`${dbFile()}.pre-restore-too-old`), "nothing was swapped");
+    assert.ok(!fs.existsSync(`${dbFile()}.pre-restore-checked`), "nothing was swapped");
+    assert.ok(!fs.existsSync(`${dbFile()}.restore-checked`), "the staged file was removed");
   });
 
   it("killing the restore Job's pod mid-restore: the original stays intact and the app comes back", async () => {
@@ -355,16 +540,7 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
     const done = await waitPhase("killed", ["Succeeded", "Failed"]);
     // Either the Job's next pod restored (the CLI only renames a checked file into place), or the
     // Job failed and the original was put back: both leave every row.
-    const events = (
-      await cp.request<{ items: Array<{ reason: string; involvedObject: { name: string } }> }>(
-        "GET",
-        `/api/v1/namespaces/${NS}/events`,
-      )
-    ).body.items.filter((e) => e.involvedObject.name === "killed");
-    assert.ok(
-      events.some((e) => e.reason === "ScalingUp"),
-      "scaled back up",
-    );
+    assert.ok((await eventReasons("killed")).includes("ScalingUp"), "scaled back up");
     const p2 = await readyPod("app-0", (x) => x.metadata.uid !== p.metadata.uid);
     const after = await rows(p2);
     assert.deepEqual(after.slice(0, before.length), before, `every row is there (${done.status?.phase})`);
@@ -379,6 +555,7 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
     op = undefined;
     const mid = await restoreCr("resumed");
     assert.ok(["ScalingDown", "Restoring", "Verifying", "Swapping"].includes(mid.status?.phase ?? ""));
+    assert.equal(mid.status?.originalReplicas, 1, "the count recorded before the scale survives");
     await sleep(1000);
     op = await startOperator(operatorOptions("restore-2"), nullLogger());
     const done = await waitPhase("resumed", ["Succeeded", "Failed"]);
