@@ -13,7 +13,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke infra demo demo-cluster demo-down deploy clean bench
+.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke infra demo demo-local demo-down deploy clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -64,14 +64,14 @@ test: deps build check infra ## install everything the tests need and run them a
 test-unit: deps build ## only the fast unit tests
 	$(NODE) --test $(TEST_FLAGS) test/unit/*.test.ts
 
-demo: deps build ## replicate a sample database to a local directory, restore it, and compare
-	$(NODE) scripts/demo.ts
-
-demo-cluster: deps build ## the operator on a local control plane: helm install, a StatefulSet replicating to MinIO, a restore
+demo: deps build ## Walship on a local control plane: helm install, a StatefulSet replicating to MinIO, live status, a SqliteRestore (KEEP=1 leaves it up)
 	test/infra/install minio etcd kubernetes helm
 	$(NODE) scripts/demo-cluster.ts $(if $(KEEP),--keep)
 
-demo-down: ## stop a `make demo-cluster KEEP=1` left running
+demo-local: deps build ## the replicator alone, no cluster: replicate a sample database to a directory, restore it, compare
+	$(NODE) scripts/demo.ts
+
+demo-down: ## stop a `make demo KEEP=1` left running and clean up
 	@if [ -f .demo/cluster/pid ]; then pid=$$(cat .demo/cluster/pid); \
 	  if kill -TERM $$pid 2>/dev/null; then for i in $$(seq 60); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; fi; fi
 	rm -rf .demo/cluster

@@ -1,21 +1,20 @@
 /**
- * `make demo-cluster`: the operator on a local Kubernetes control plane, no cluster or Docker needed.
+ * `make demo`: Walship on a local Kubernetes control plane, no cluster, cloud account or Docker needed.
  * Starts the test components (etcd, kube-apiserver, kube-controller-manager, MinIO and the process
  * kubelet, which runs pods as local processes: the walship image maps to bin/walship, the example
- * app's image to a small SQLite writer), `helm install`s charts/walship, applies
- * deploy/examples/minio.yaml (its endpoint and Secret pointed at the local MinIO), shows
- * `kubectl get sqlitereplicas` with a live generation and lag, applies the SqliteRestore example
- * (accepted by its CRD; its controller is not written yet), and restores the pod's database from
- * MinIO with `walship restore` to show the rows are there.
+ * app's image to a small SQLite writer that adds a row at each start), `helm install`s charts/walship,
+ * applies deploy/examples/minio.yaml (its endpoint and Secret pointed at the local MinIO), shows
+ * `kubectl get sqlitereplicas` with a live generation and lag, restarts the app (a second row), and
+ * runs an InPlace SqliteRestore through the operator to the moment between the two rows: the app
+ * comes back with the first row only, and replication goes on in a new generation.
  *
- * Without --keep it tears everything down and exits. With --keep it stays up, printing the
- * kubeconfig to use, until SIGINT/SIGTERM or `make demo-down` (which signals the pid in
- * .demo/cluster/pid). Must run as root (the process kubelet bind-mounts volumes).
+ * Without --keep it tears everything down and exits (non-zero if any step did not do what it shows).
+ * With --keep it stays up, printing the kubeconfig to use, until SIGINT/SIGTERM or `make demo-down`
+ * (which signals the pid in .demo/cluster/pid). Must run as root (the process kubelet bind-mounts
+ * volumes).
  */
-import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import Database from "better-sqlite3";
 import { parseAllDocuments, stringify } from "yaml";
 import { type ControlPlane, startControlPlane } from "../test/helpers/controlplane.ts";
 import { helm } from "../test/helpers/helm.ts";
@@ -61,9 +60,47 @@ async function kubectl(args: string[]): Promise<string> {
   return r.stdout;
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Row {
+  id: number;
+  pod: string;
+  at: string;
+}
+
+/** The rows the example app sees, from its /rows endpoint on app-0's pod IP. */
+async function appRows(): Promise<Row[]> {
+  const ip = await kubectl(["-n", "shop", "get", "pod", "app-0", "-o", "jsonpath={.status.podIP}"]);
+  const res = await fetch(`http://${ip}:8080/rows`);
+  if (!res.ok) throw new Error(`GET /rows on app-0 (${ip}): HTTP ${res.status}`);
+  return (await res.json()) as Row[];
+}
+
+/** A field of SqliteReplica shop/app, by kubectl jsonpath. */
+function replicaField(jsonpath: string): Promise<string> {
+  return kubectl(["-n", "shop", "get", "sqlr", "app", "-o", `jsonpath=${jsonpath}`]);
+}
+
+async function replicaReady(): Promise<boolean> {
+  return (await replicaField('{.status.conditions[?(@.type=="Ready")].status}')) === "True";
+}
+
+/** Waits until the SqliteReplica reports a sync after `at` (so a row written then is in the bucket). */
+async function waitSynced(at: string): Promise<void> {
+  await waitFor(
+    async () => {
+      const t = await replicaField("{.status.lastSyncTime}");
+      return t !== "" && Date.parse(t) > Date.parse(at);
+    },
+    { what: `a sync after ${at}`, timeoutMs: 60_000, intervalMs: 1000 },
+  );
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0)
-    throw new Error("demo-cluster: must run as root (the process kubelet bind-mounts volumes)");
+    throw new Error(
+      "make demo: must run as root (the process kubelet bind-mounts volumes); `make demo-local` needs no root",
+    );
   if (existsSync(path.join(DIR, "pid"))) {
     const pid = Number(readFileSync(path.join(DIR, "pid"), "utf8"));
     let alive = false;
@@ -71,7 +108,7 @@ async function main(): Promise<void> {
       process.kill(pid, 0);
       alive = true;
     } catch {}
-    if (alive) throw new Error(`demo-cluster: already running (pid ${pid}); make demo-down first`);
+    if (alive) throw new Error(`make demo: already running (pid ${pid}); make demo-down first`);
   }
   rmSync(DIR, { recursive: true, force: true });
   mkdirSync(DIR, { recursive: true });
@@ -81,6 +118,8 @@ async function main(): Promise<void> {
   cp = await startControlPlane();
   minio = await startMinio();
   await minio.createBucket("replicas");
+  // The restore Job runs `sh -c '... walship restore ...'`: walship must be on the pods' PATH.
+  process.env.PATH = `${path.join(ROOT, "bin")}:${process.env.PATH}`;
   kubelet = await startKubelet({
     kubeconfig: cp.kubeconfig,
     images: {
@@ -149,15 +188,7 @@ async function main(): Promise<void> {
   say("waiting for the operator to inject the replicator and the pod to replicate");
   await waitFor(
     async () => {
-      const out = await kubectl([
-        "-n",
-        "shop",
-        "get",
-        "sqlr",
-        "app",
-        "-o",
-        "jsonpath={.status.phase} {.status.generation}",
-      ]);
+      const out = await replicaField("{.status.phase} {.status.generation}");
       return /^Replicating [0-9a-f]{16}$/.test(out.trim());
     },
     { what: "SqliteReplica shop/app Replicating", timeoutMs: 180_000, intervalMs: 1000 },
@@ -170,68 +201,86 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 2000));
   }
 
-  say("a new app pod writes another row; then a SqliteRestore");
+  say("the app writes a row at each start: restart it, then restore to the moment between the two rows");
+  const before = await appRows();
+  await sleep(2000);
+  const target = new Date().toISOString();
+  await sleep(1500);
+  const pod0 = await kubectl(["-n", "shop", "get", "pod", "app-0", "-o", "jsonpath={.metadata.uid}"]);
+  process.stdout.write("$ kubectl -n shop delete pod app-0\n");
   await kubectl(["-n", "shop", "delete", "pod", "app-0", "--wait=true"]);
   await waitFor(
     async () =>
-      (await kubectl([
+      (await kubectl(["-n", "shop", "get", "pod", "app-0", "-o", "jsonpath={.metadata.uid}"])) !== pod0 &&
+      (await replicaReady()),
+    { what: "app-0 back and the SqliteReplica Ready", timeoutMs: 180_000, intervalMs: 1000 },
+  );
+  const all = await appRows();
+  if (all.length !== before.length + 1)
+    throw new Error(`expected one more row after the restart: ${JSON.stringify(all)}`);
+  await waitSynced(all[all.length - 1]!.at);
+  process.stdout.write(
+    `rows in the app now (GET /rows on app-0):\n${all.map((r) => `  ${JSON.stringify(r)}`).join("\n")}\n`,
+  );
+
+  const restore = {
+    apiVersion: "walship.dev/v1alpha1",
+    kind: "SqliteRestore",
+    metadata: { name: "before-restart", namespace: "shop" },
+    spec: { sqliteReplicaName: "app", pod: "app-0", target: { timestamp: target }, mode: "InPlace" },
+  };
+  const restoreFile = path.join(DIR, "sqliterestore.yaml");
+  writeFileSync(restoreFile, stringify(restore));
+  process.stdout.write(`\n$ cat ${path.relative(ROOT, restoreFile)}\n${stringify(restore)}`);
+  process.stdout.write(`$ kubectl apply -f ${path.relative(ROOT, restoreFile)}\n`);
+  process.stdout.write(await kubectl(["apply", "-f", restoreFile]));
+  let lastPhase = "";
+  const phase = await waitFor(
+    async () => {
+      const p = await kubectl([
         "-n",
         "shop",
         "get",
-        "sqlr",
-        "app",
+        "sqlrestore",
+        "before-restart",
         "-o",
-        'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
-      ])) === "True",
-    { what: "Ready again", timeoutMs: 120_000, intervalMs: 1000 },
+        "jsonpath={.status.phase}",
+      ]);
+      if (p && p !== lastPhase) {
+        lastPhase = p;
+        process.stdout.write(
+          `\n$ kubectl get sqliterestores -n shop\n${await kubectl(["-n", "shop", "get", "sqliterestores"])}`,
+        );
+      }
+      return p === "Succeeded" || p === "Failed" ? p : undefined;
+    },
+    { what: "the SqliteRestore to finish", timeoutMs: 300_000, intervalMs: 500 },
   );
-  await new Promise((r) => setTimeout(r, 3000));
-  const restore = readFileSync(path.join(ROOT, "deploy/examples/sqliterestore.yaml"), "utf8").replace(
-    /timestamp: ".*"/,
-    `timestamp: "${new Date().toISOString().replace(/\.\d+Z$/, "Z")}"`,
-  );
-  writeFileSync(path.join(DIR, "sqliterestore.yaml"), restore);
-  process.stdout.write(await kubectl(["apply", "-f", path.join(DIR, "sqliterestore.yaml")]));
-  process.stdout.write(await kubectl(["-n", "shop", "get", "sqliterestores"]));
+  process.stdout.write(`\n$ kubectl -n shop describe sqliterestore before-restart\n`);
+  process.stdout.write(await kubectl(["-n", "shop", "describe", "sqliterestore", "before-restart"]));
+  if (phase !== "Succeeded") throw new Error("the SqliteRestore failed (see its status above)");
+
+  await waitFor(replicaReady, {
+    what: "the SqliteReplica Ready after the restore",
+    timeoutMs: 180_000,
+    intervalMs: 1000,
+  });
+  const after = await appRows();
+  const kept = all.filter((r) => Date.parse(r.at) <= Date.parse(target));
   process.stdout.write(
-    "(the SqliteRestore controller is not written yet: the CRD validated the object. The same restore by hand:)\n",
+    `\nrows in the app after the restore (the restored ones, then the row of this start):\n`,
   );
-  const cfg = path.join(DIR, "restore.yml");
-  writeFileSync(
-    cfg,
-    stringify({
-      dbs: [
-        {
-          path: "/data/app.db",
-          replicas: [
-            {
-              name: "minio",
-              type: "s3",
-              bucket: "replicas",
-              path: "shop/app/app-0",
-              endpoint: minio.endpoint,
-              region: minio.region,
-              "access-key-id": minio.accessKeyId,
-              "secret-access-key": minio.secretAccessKey,
-            },
-          ],
-        },
-      ],
-    }),
-  );
-  const out = path.join(DIR, "restored.db");
-  process.stdout.write(
-    `$ walship restore -config ${path.relative(ROOT, cfg)} -o ${path.relative(ROOT, out)} /data/app.db\n`,
-  );
-  const r = spawnSync(WALSHIP, ["restore", "-config", cfg, "-o", out, "/data/app.db"], { encoding: "utf8" });
-  process.stdout.write(r.stdout + r.stderr);
-  if (r.status !== 0) throw new Error(`walship restore exited ${r.status}`);
-  const db = new Database(out, { readonly: true });
-  const rows = db.prepare("SELECT id, pod, at FROM starts ORDER BY id").all();
-  db.close();
-  process.stdout.write(`restored ${rows.length} rows (one per start of the app pod):\n`);
-  for (const row of rows) process.stdout.write(`  ${JSON.stringify(row)}\n`);
-  if (rows.length < 2) throw new Error("expected the rows of both starts in the restored database");
+  process.stdout.write(`${after.map((r) => `  ${JSON.stringify(r)}`).join("\n")}\n`);
+  const restored = after.slice(0, -1);
+  if (JSON.stringify(restored) !== JSON.stringify(kept))
+    throw new Error(`expected exactly the rows at or before ${target}: ${JSON.stringify(kept)}`);
+  process.stdout.write(`the row written after ${target} is gone; replication goes on in a new generation:\n`);
+  for (let i = 0; i < 2; i++) {
+    process.stdout.write(
+      `\n$ kubectl get sqlitereplicas -n shop\n${await kubectl(["-n", "shop", "get", "sqlitereplicas"])}`,
+    );
+    await sleep(2000);
+  }
 
   if (keep) {
     say("running; stop with Ctrl-C or make demo-down");

@@ -1,5 +1,5 @@
 /**
- * `make demo`: the replicator's main job on this machine, no cloud account needed.
+ * `make demo-local`: the replicator's main job on this machine, no cloud account needed.
  * Creates a sample database, runs a write workload while `walship replicate` streams it to a local
  * directory, then restores the latest state and a point in time and shows that each copy matches.
  */
@@ -136,7 +136,9 @@ dbs:
     `${name.padEnd(16)} source ${String(want.rows).padStart(6)} rows ${want.sha}   restored ${String(got.rows).padStart(6)} rows ${got.sha}   ${want.sha === got.sha ? "MATCH" : "DIFFERENT"}\n`;
   process.stdout.write(row("latest", expectLatest, gotLatest));
   process.stdout.write(row("point in time", midpoint!.expect, gotPitr));
-  process.stdout.write(`\nfiles are in ${path.relative(root, dir)}/; 'make demo' starts afresh each time.\n`);
+  process.stdout.write(
+    `\nfiles are in ${path.relative(root, dir)}/; 'make demo-local' starts afresh each time.\n`,
+  );
   if (gotLatest.sha !== expectLatest.sha || gotPitr.sha !== midpoint!.expect.sha || code !== 0)
     process.exitCode = 1;
 }
