@@ -20,6 +20,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
+import { Backfiller } from "./backfill.ts";
 import { isGenerationName, metaDir, parseShadowName, shadow } from "./layout.ts";
 import { alignWalSize, frameSize, parseWalHeader, scanFrames, WAL_HEADER_SIZE } from "./sqlite/wal.ts";
 import { MAX_INDEX, type Pos } from "./types.ts";
@@ -114,6 +115,7 @@ export class Db {
   #syncing: Promise<void> | undefined;
   #lastError: string | undefined;
   #paused = 0;
+  readonly #backfiller = new Backfiller();
   /** Where the last PASSIVE checkpoint left the shadow. */
   #passiveAt: { generation: string; index: number; size: number } | undefined;
 
@@ -264,6 +266,7 @@ export class Db {
     this.#watcher = undefined;
     await this.#syncing;
     this.#disconnect();
+    await this.#backfiller.close();
   }
 
   /**
@@ -736,24 +739,12 @@ export class Db {
     }
   }
 
-  /** PASSIVE checkpoints from a separate connection until the WAL is fully copied back (or tries run out). */
-  async #backfill(tries: number): Promise<boolean> {
-    const ckpt = new Database(this.path, { timeout: this.busyTimeoutMs, fileMustExist: true });
-    try {
-      for (let i = 0; i < tries; i++) {
-        const [row] = ckpt.pragma("wal_checkpoint(PASSIVE)") as Array<{
-          busy: number;
-          log: number;
-          checkpointed: number;
-        }>;
-        if (!row) return false;
-        if (row.log === row.checkpointed) return true;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      return false;
-    } finally {
-      ckpt.close();
-    }
+  /**
+   * PASSIVE checkpoints from a separate connection until the WAL is fully copied back (or tries run
+   * out), on the back-fill worker thread so uploads and wake-ups go on meanwhile.
+   */
+  #backfill(tries: number): Promise<boolean> {
+    return this.#backfiller.run(this.path, { busyTimeoutMs: this.busyTimeoutMs, tries });
   }
 
   async #cleanShadow(): Promise<void> {
