@@ -1,6 +1,6 @@
 /**
  * walship_operator_kube_requests_total: every request of a KubeClient is counted by verb, resource and
- * code. The API server here is a fake (a node:http server answering fixed JSON): what is under test is
+ * code; and requests share one kept-alive connection. The API server here is a fake (a node:http server answering fixed JSON): what is under test is
  * the client's counting, not Kubernetes.
  */
 import assert from "node:assert/strict";
@@ -88,7 +88,26 @@ describe("walship_operator_kube_requests_total", () => {
     await new Promise<void>((r) => fake.listen(0, "127.0.0.1", r));
     url = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`;
   });
-  after(() => new Promise<void>((r) => fake.close(() => r())));
+  after(
+    () =>
+      new Promise<void>((r) => {
+        fake.close(() => r());
+        fake.closeAllConnections();
+      }),
+  );
+
+  it("keeps the connection alive across requests (no new connection per request)", async () => {
+    let connections = 0;
+    const count = () => connections++;
+    fake.on("connection", count);
+    try {
+      const client = clientFor(url);
+      for (let i = 0; i < 5; i++) await client.get("/api/v1/namespaces/ns/pods");
+      assert.equal(connections, 1);
+    } finally {
+      fake.off("connection", count);
+    }
+  });
 
   it("counts each request once by verb, resource and code, failures as 'error'", async () => {
     const metrics = createOperatorMetrics(() => 0);

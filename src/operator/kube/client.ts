@@ -3,8 +3,12 @@
  * handling (files, in-cluster service account, TLS and token options); requests are plain node:https
  * so that server-side apply, merge patches, status writes and watches are all under our control.
  */
-import { request as httpRequest, type RequestOptions } from "node:http";
-import { request as httpsRequest } from "node:https";
+import { Agent as HttpAgent, request as httpRequest, type RequestOptions } from "node:http";
+import {
+  Agent as HttpsAgent,
+  type RequestOptions as HttpsRequestOptions,
+  request as httpsRequest,
+} from "node:https";
 import { createInterface } from "node:readline";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
@@ -108,6 +112,8 @@ export interface WatchEvent<T> {
 export class KubeClient {
   readonly #kc: KubeConfig;
   readonly #server: URL;
+  /** One keep-alive agent for the TLS settings last seen (a rotated certificate gets a new one). */
+  #agent: { key: string; agent: HttpAgent } | undefined;
 
   constructor(kc: KubeConfig) {
     const cluster = kc.getCurrentCluster();
@@ -138,8 +144,33 @@ export class KubeClient {
     for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const opts: RequestOptions & { headers: Record<string, string> } = { method, headers: {} };
     await this.#kc.applyToHTTPSOptions(opts as Parameters<KubeConfig["applyToHTTPSOptions"]>[0]);
+    opts.agent = this.#keepAliveAgent(url, opts);
     opts.headers.accept = "application/json";
     return { url, opts };
+  }
+
+  /**
+   * The kubeconfig's agent does not keep connections alive: every request would open a new TLS
+   * connection (a handshake on both sides). This one does, with the same TLS settings.
+   */
+  #keepAliveAgent(url: URL, opts: HttpsRequestOptions): HttpAgent {
+    const tls = {
+      ca: opts.ca,
+      cert: opts.cert,
+      key: opts.key,
+      rejectUnauthorized: opts.rejectUnauthorized,
+      servername: opts.servername,
+    };
+    const key = JSON.stringify(Object.values(tls).map((v) => (v === undefined ? null : String(v))));
+    if (this.#agent?.key !== key) {
+      this.#agent?.agent.destroy();
+      const agent =
+        url.protocol === "http:"
+          ? new HttpAgent({ keepAlive: true })
+          : new HttpsAgent({ ...tls, keepAlive: true });
+      this.#agent = { key, agent };
+    }
+    return this.#agent.agent;
   }
 
   #send(url: URL, opts: RequestOptions) {
