@@ -71,6 +71,8 @@ export interface IdleResult {
   walshipDevPerMin: number;
   /** ... and the apiserver's (apiserver_request_total), the cross-check. */
   apiserverWalshipDevPerMin: number;
+  /** The apiserver's walship.dev requests per `VERB resource/subresource code`, per minute. */
+  apiserverWalshipDev: Record<string, number>;
   /** Every request the apiserver served meanwhile (all clients: the controller manager too), per minute. */
   apiserverAllPerMin: number;
   cpuSec: number;
@@ -78,8 +80,11 @@ export interface IdleResult {
   cpuPercent: number;
   /** Highest VmRSS sampled each second during the window. */
   maxRssMiB: number;
-  /** At the end of the window: V8 heap in use, and open file descriptors (connections included). */
+  /** At the end of the window: V8 heap in use and reserved, memory outside the V8 heap (buffers),
+   * and open file descriptors (connections included). */
   heapUsedMiB: number;
+  heapTotalMiB: number;
+  externalMiB: number;
   openFds: number;
 }
 
@@ -337,6 +342,28 @@ async function apiserverMetrics(cp: ControlPlane): Promise<Sample[]> {
   return parseProm(String(r.body)).filter((s) => s.name === "apiserver_request_total");
 }
 
+/** The apiserver's walship.dev requests between two scrapes, per `VERB resource[/subresource] code`. */
+function byKey(a0: Sample[], a1: Sample[], scale: (x: number) => number): Record<string, number> {
+  const key = (l: Record<string, string>) =>
+    `${l.verb} ${l.resource}${l.subresource ? `/${l.subresource}` : ""} ${l.code}`;
+  const out: Record<string, number> = {};
+  for (const [sign, list] of [
+    [-1, a0],
+    [1, a1],
+  ] as const) {
+    for (const x of list) {
+      if (x.labels.group !== "walship.dev") continue;
+      const k = key(x.labels);
+      out[k] = (out[k] ?? 0) + sign * x.value;
+    }
+  }
+  return Object.fromEntries(
+    Object.entries(out)
+      .filter(([, v]) => v > 0)
+      .map(([k, v]) => [k, scale(v)]),
+  );
+}
+
 async function idleWindow(cp: ControlPlane, op: RunningOp, ms: number): Promise<IdleResult> {
   // Both scraped at once, so that the two counts cover (nearly) the same window.
   const [m0, a0] = await Promise.all([scrape(op), apiserverMetrics(cp)]);
@@ -379,11 +406,14 @@ async function idleWindow(cp: ControlPlane, op: RunningOp, ms: number): Promise<
     reconcilesPerMin: perMin(d(RECONCILES)),
     walshipDevPerMin: perMin(d(REQ, walshipDev)),
     apiserverWalshipDevPerMin: perMin(apiDelta(apiWalshipDev)),
+    apiserverWalshipDev: byKey(a0, a1, perMin),
     apiserverAllPerMin: perMin(apiDelta(() => true)),
     cpuSec: round(p1.cpuSec - p0.cpuSec, 2),
     cpuPercent: round(((p1.cpuSec - p0.cpuSec) / (minutes * 60)) * 100, 1),
     maxRssMiB: round(maxRss / 2 ** 20),
     heapUsedMiB: round(sum(m1, "nodejs_heap_size_used_bytes") / 2 ** 20),
+    heapTotalMiB: round(sum(m1, "nodejs_heap_size_total_bytes") / 2 ** 20),
+    externalMiB: round(sum(m1, "nodejs_external_memory_bytes") / 2 ** 20),
     openFds: readdirSync(`/proc/${op.proc.pid}/fd`).length,
   };
 }
