@@ -347,20 +347,24 @@ export class Replica {
     const file = this.db.shadowWalPath(pos.generation, pos.index);
     const started = performance.now();
     const body = createReadStream(file, { start: pos.offset, end: end - 1 }).pipe(createLz4Encoder());
-    const info = await this.client.writeWalSegment(pos.generation, pos.index, pos.offset, body, { signal });
-    this.metrics.walBytes += end - pos.offset;
     // Commit times ride beside the segment; a segment without them falls back to its object time.
+    // Both are written at once (one round trip per sync, not two): restore reads a commit-times
+    // document only for a segment it lists, so one whose segment never landed is simply unused.
     const mine = this.#pending.filter(
       (c) => c.generation === pos.generation && c.index === pos.index && c.end > pos.offset && c.end <= end,
     );
+    const doc: CommitTimesDoc | undefined =
+      mine.length > 0 ? { v: 1, commits: mine.map((c) => [c.end, c.time]) } : undefined;
+    const [info] = await Promise.all([
+      this.client.writeWalSegment(pos.generation, pos.index, pos.offset, body, { signal }),
+      doc &&
+        this.client.putExtra(keys.commitTimes(pos.generation, pos.index, pos.offset), encodeJson(doc), {
+          signal,
+        }),
+    ]);
+    this.metrics.walBytes += end - pos.offset;
     const newest = mine.at(-1);
     if (newest) this.#lastDurableCommitAt = new Date(newest.time);
-    if (mine.length > 0) {
-      const doc: CommitTimesDoc = { v: 1, commits: mine.map((c) => [c.end, c.time]) };
-      await this.client.putExtra(keys.commitTimes(pos.generation, pos.index, pos.offset), encodeJson(doc), {
-        signal,
-      });
-    }
     this.#pending = this.#pending.filter(
       (c) =>
         c.generation === pos.generation && (c.index > pos.index || (c.index === pos.index && c.end > end)),
