@@ -85,5 +85,5 @@ clean: ## remove build output (the component cache under $(WALSHIP_CACHE) stays)
 	rm -rf dist node_modules .demo
 
 bench: deps build ## compare walship with litestream v0.3.13 (lag, throughput, CPU, memory, snapshot, restore)
-	test/infra/install minio litestream
+	test/infra/install minio litestream etcd kubernetes
 	$(NODE) bench/run.ts
