@@ -6,6 +6,7 @@
  */
 import { createServer, type Server } from "node:http";
 import os from "node:os";
+import { isDeepStrictEqual } from "node:util";
 import { API_VERSION, SQLITE_REPLICA_PLURAL, SQLITE_RESTORE_PLURAL } from "../api/v1alpha1/index.ts";
 import { type FlagSpec, parseFlags } from "../cli/flags.ts";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
@@ -178,12 +179,20 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
     ? `/apis/apps/v1/namespaces/${opts.namespace}/statefulsets`
     : "/apis/apps/v1/statefulsets";
 
+  // Set below; the handlers run only once the informers do, after it is.
+  let reconciler: SqliteReplicaReconciler | undefined;
   const replicas: Informer<SqliteReplicaObject> = new Informer<SqliteReplicaObject>(
     client,
     { path: crPath, resyncMs: opts.resyncMs },
     {
-      onUpdate: (o) => queue.add(keyOf(o)),
-      onDelete: (o) => queue.add(keyOf(o)),
+      onUpdate: (o, old) => {
+        if (old && (onlyStatusChanged(old, o) || reconciler?.isOwnReplicaWrite(o))) return;
+        queue.add(keyOf(o));
+      },
+      onDelete: (o) => {
+        reconciler?.forget(keyOf(o));
+        queue.add(keyOf(o));
+      },
       onError: (err) => {
         metrics.informerRestarts.inc({ resource: "sqlitereplicas" });
         log.warn({ err: describeError(err) }, "sqlitereplica informer restarting");
@@ -191,6 +200,7 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
     },
   );
   const requeueFor = (sts: StatefulSet) => {
+    if (reconciler?.isOwnWrite(sts)) return;
     for (const r of replicas.list()) {
       const spec = r.spec as { statefulSetName?: string } | undefined;
       if (r.metadata?.namespace === sts.metadata?.namespace && spec?.statefulSetName === sts.metadata?.name) {
@@ -230,13 +240,21 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
   );
 
   const events = new EventRecorder(client, opts.identity);
-  const reconciler = new SqliteReplicaReconciler({
+  reconciler = new SqliteReplicaReconciler({
     client,
     events,
     log,
     listReplicas: () => replicas.list(),
-    options: { ...(opts.image ? { image: opts.image } : {}), bindPodIP: opts.bindPodIP, pollMs: opts.pollMs },
+    getReplica: (key) => replicas.get(key),
+    getStatefulSet: (key) => statefulSets.get(key),
+    options: {
+      ...(opts.image ? { image: opts.image } : {}),
+      bindPodIP: opts.bindPodIP,
+      pollMs: opts.pollMs,
+      applyEveryMs: opts.resyncMs,
+    },
   });
+  const replicaReconciler = reconciler;
   const restoreReconciler = new SqliteRestoreReconciler({
     client,
     events,
@@ -278,7 +296,7 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
         try {
           const r = key.startsWith(RESTORE_KEY_PREFIX)
             ? await restoreReconciler.reconcile(key.slice(RESTORE_KEY_PREFIX.length))
-            : await reconciler.reconcile(key);
+            : await replicaReconciler.reconcile(key);
           queue.forget(key);
           metrics.reconciles.inc({ result: r.requeueAfterMs !== undefined ? "requeue" : "success" });
           if (r.requeueAfterMs !== undefined) queue.addAfter(key, r.requeueAfterMs);
@@ -323,6 +341,8 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
       log.info({ identity: opts.identity }, "leading");
     }
     const runs = [replicas.run(signal), statefulSets.run(signal), restores.run(signal)];
+    // Reconciles read the caches: a StatefulSet not cached yet must not look deleted.
+    await Promise.all([replicas.waitSynced(signal), statefulSets.waitSynced(signal)]);
     const workers = Array.from({ length: opts.workers }, () => worker());
     await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
     queue.shutdown();
@@ -341,6 +361,22 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
     await new Promise<void>((r) => server.close(() => r()));
   };
   return { ...(url ? { url } : {}), metrics, done, stop };
+}
+
+/**
+ * True when `now` differs from `old` in its status (or bookkeeping) only: the operator's own status
+ * writes come back as such events, and they need no reconcile (the operator writes status alone).
+ */
+export function onlyStatusChanged(old: SqliteReplicaObject, now: SqliteReplicaObject): boolean {
+  const m = (o: SqliteReplicaObject) => ({
+    generation: o.metadata?.generation,
+    uid: o.metadata?.uid,
+    deletionTimestamp: o.metadata?.deletionTimestamp,
+    finalizers: o.metadata?.finalizers,
+    labels: o.metadata?.labels,
+    annotations: o.metadata?.annotations,
+  });
+  return isDeepStrictEqual(m(old), m(now));
 }
 
 /** `walship operator [flags]`: runs until SIGTERM/SIGINT; returns the exit code. */

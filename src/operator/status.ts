@@ -107,13 +107,29 @@ export function conditionChanges(
  * status when it changed. Returns the written object (or the fresh one when nothing changed) and the
  * condition changes.
  */
-export async function patchStatus<S extends WithConditions>(
+export function patchStatus<S extends WithConditions>(
   client: KubeClient,
   path: string,
   ...txs: Transaction<S>[]
-): Promise<{ object: StatusObject<S>; changes: ConditionChange[] }> {
+): Promise<{ object: StatusObject<S>; changes: ConditionChange[]; written: boolean }> {
+  return patchStatusFrom(client, path, undefined, ...txs);
+}
+
+/**
+ * `patchStatus` starting from `current` (e.g. an informer's cached copy) instead of a read: no
+ * request at all when the transactions change nothing; a write with `current`'s resourceVersion
+ * otherwise, and on a 409 (the copy was stale) a re-read and another try.
+ */
+export async function patchStatusFrom<S extends WithConditions>(
+  client: KubeClient,
+  path: string,
+  current: StatusObject<S> | undefined,
+  ...txs: Transaction<S>[]
+): Promise<{ object: StatusObject<S>; changes: ConditionChange[]; written: boolean }> {
+  let base = current;
   for (let attempt = 0; ; attempt++) {
-    const fresh = await client.get<StatusObject<S>>(path);
+    const fresh = base ?? (await client.get<StatusObject<S>>(path));
+    base = undefined;
     const before = (fresh.status ?? {}) as S;
     const next = structuredClone(before);
     for (const tx of txs) tx(next);
@@ -121,12 +137,16 @@ export async function patchStatus<S extends WithConditions>(
       next.conditions ?? [],
       deriveReady(next.conditions ?? [], fresh.metadata?.generation),
     );
-    if (isDeepStrictEqual(next, before)) return { object: fresh, changes: [] };
+    if (isDeepStrictEqual(next, before)) return { object: fresh, changes: [], written: false };
     try {
       const written = await client.request<StatusObject<S>>("PUT", `${path}/status`, {
         body: { ...fresh, status: next },
       });
-      return { object: written, changes: conditionChanges(before.conditions, next.conditions) };
+      return {
+        object: written,
+        changes: conditionChanges(before.conditions, next.conditions),
+        written: true,
+      };
     } catch (err) {
       if (isStatus(err, 409) && attempt < 5) continue;
       throw err;

@@ -3,14 +3,15 @@
  * `namespace/name`. It never stops on its own: a failed list or watch is retried with jittered
  * exponential backoff, a 410 Gone (or a watch the server ended) relists, and the cache is reconciled
  * with the fresh list (objects gone while we were not watching are reported deleted). Every
- * `resyncMs` each cached object is handed to `onUpdate` again.
+ * `resyncMs` each cached object is handed to `onUpdate` again (without `old`).
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KubeClient } from "./client.ts";
 import type { KubeObject } from "./types.ts";
 
 export interface InformerHandlers<T> {
-  onUpdate(obj: T): void;
+  /** Added, changed, or handed again at a resync; `old` is the cached object it replaces, if any. */
+  onUpdate(obj: T, old?: T): void;
   onDelete(obj: T): void;
   /** A list or watch failed; the informer retries by itself. */
   onError?(err: unknown): void;
@@ -33,6 +34,7 @@ export class Informer<T extends KubeObject> {
   readonly #handlers: InformerHandlers<T>;
   readonly #cache = new Map<string, T>();
   #synced = false;
+  #syncWaiters: Array<() => void> = [];
   #restarts = 0;
 
   constructor(client: KubeClient, opts: InformerOptions, handlers: InformerHandlers<T>) {
@@ -52,6 +54,15 @@ export class Informer<T extends KubeObject> {
   /** True once the first list has filled the cache. */
   get synced(): boolean {
     return this.#synced;
+  }
+
+  /** Resolves once the cache is filled (or at once when `signal` aborts). */
+  waitSynced(signal?: AbortSignal): Promise<void> {
+    if (this.#synced || signal?.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#syncWaiters.push(resolve);
+      signal?.addEventListener("abort", () => resolve(), { once: true });
+    });
   }
 
   /** How many times list+watch was restarted after an error. */
@@ -96,8 +107,9 @@ export class Informer<T extends KubeObject> {
     for (const item of list.items) {
       const key = keyOf(item);
       seen.add(key);
+      const old = this.#cache.get(key);
       this.#cache.set(key, item);
-      this.#handlers.onUpdate(item);
+      this.#handlers.onUpdate(item, old);
     }
     for (const [key, obj] of this.#cache) {
       if (!seen.has(key)) {
@@ -106,6 +118,7 @@ export class Informer<T extends KubeObject> {
       }
     }
     this.#synced = true;
+    for (const w of this.#syncWaiters.splice(0)) w();
     return list.metadata.resourceVersion;
   }
 
@@ -131,8 +144,9 @@ export class Informer<T extends KubeObject> {
           this.#cache.delete(key);
           this.#handlers.onDelete(ev.object);
         } else {
+          const old = this.#cache.get(key);
           this.#cache.set(key, ev.object);
-          this.#handlers.onUpdate(ev.object);
+          this.#handlers.onUpdate(ev.object, old);
         }
       }
     }

@@ -3,9 +3,19 @@
  * the `ensure` steps in order, each either passing or stopping with a condition (and an Event from
  * the condition change). Errors are thrown to the worker, which requeues with backoff.
  *
- *   ensureValidSpec -> ensureStatefulSet -> ensureNoConflict -> ensureTarget -> ensureConfigMap
- *   -> ensureSecrets -> ensureInjected -> observePods
+ *   ensureValidSpec -> ensureStatefulSet -> ensureNoConflict -> ensureTarget
+ *   -> [apply: ensureConfigMap -> ensureSecrets -> ensureInjected] -> observePods
+ *
+ * The SqliteReplica and its StatefulSet come from the informers' caches when the context has them.
+ * The apply steps (two server-side applies and the Secret reads) run only when what would be applied
+ * differs from what this process last applied successfully, when the StatefulSet's spec changed
+ * since (its generation), when its template no longer carries the injection, or when the last apply
+ * is older than `applyEveryMs` (the repair of drift nothing here watches: an edited ConfigMap, a
+ * deleted Secret). Otherwise a reconcile is only the observation: the pod list (none when the
+ * StatefulSet has no pods), each Running pod's sidecar `/status`, and a status write when the status
+ * changed.
  */
+import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { z } from "zod";
 import {
@@ -20,6 +30,7 @@ import {
 import { describeError } from "../../shared/errors.ts";
 import { isStatus, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
+import { keyOf } from "../kube/informer.ts";
 import type { KubeObject, Pod, Secret, StatefulSet } from "../kube/types.ts";
 import { buildConfigMap, configHash, type RenderOptions, renderConfig } from "../specs/config.ts";
 import {
@@ -32,12 +43,13 @@ import {
 import {
   type BuildOptions,
   buildApplyPatch,
+  isInjected,
   isTargetProblem,
   removalPatch,
   resolveTarget,
   type Target,
 } from "../specs/statefulset.ts";
-import { type ConditionChange, patchStatus, setCondition, type Transaction } from "../status.ts";
+import { type ConditionChange, patchStatusFrom, setCondition, type Transaction } from "../status.ts";
 import { aggregate, fetchSidecarStatus, podFacts, RESTORE_FAILURE_PREFIX, restoreFailure } from "./pods.ts";
 
 export interface SqliteReplicaObject extends KubeObject {
@@ -51,7 +63,23 @@ export interface ReconcileContext {
   log: Logger;
   /** The cached SqliteReplicas (for the conflict check). */
   listReplicas(): SqliteReplicaObject[];
-  options: BuildOptions & RenderOptions & { pollMs?: number };
+  /** The cached SqliteReplica `namespace/name`; without it, each reconcile reads it from the API. */
+  getReplica?(key: string): SqliteReplicaObject | undefined;
+  /** The cached StatefulSet `namespace/name`; without it, each reconcile reads it from the API. */
+  getStatefulSet?(key: string): StatefulSet | undefined;
+  options: BuildOptions & RenderOptions & { pollMs?: number; applyEveryMs?: number };
+}
+
+/** What this process last applied for one SqliteReplica, to know when applying again changes nothing. */
+interface Applied {
+  crUid: string;
+  stsUid: string;
+  /** The hash of the ConfigMap and StatefulSet apply configurations. */
+  hash: string;
+  /** The StatefulSet's generation and resourceVersion that the apply returned. */
+  stsGeneration: number | undefined;
+  stsResourceVersion: string | undefined;
+  at: number;
 }
 
 export interface Result {
@@ -61,6 +89,8 @@ export interface Result {
 /** How often pods' sidecars are polled while all is well, and while not. */
 const POLL_READY_MS = 10_000;
 const POLL_WAITING_MS = 3_000;
+/** How long an unchanged apply is trusted before it is repeated anyway. */
+const APPLY_EVERY_MS = 300_000;
 const RETRY_BLOCKED_MS = 30_000;
 /** How long a sidecar that has just started may refuse /status before it counts as unreachable. */
 const SIDECAR_START_GRACE_MS = 10_000;
@@ -115,6 +145,11 @@ function clearFacts(s: SqliteReplicaStatus): void {
   }
 }
 
+/** The next poll interval while not settled: doubled, at most `maxMs` (never below the first). */
+export function nextWait(currentMs: number, maxMs: number): number {
+  return Math.max(POLL_WAITING_MS, Math.min(currentMs * 2, maxMs));
+}
+
 /** A step that stops reconcile: the Injected=False condition it sets, and when to look again. */
 class Blocked {
   readonly reason: string;
@@ -129,25 +164,87 @@ class Blocked {
 
 export class SqliteReplicaReconciler {
   readonly #ctx: ReconcileContext;
+  /** Per SqliteReplica key: what was last applied. */
+  readonly #applied = new Map<string, Applied>();
+  /**
+   * Per SqliteReplica key: the object our last write returned, and the resourceVersions it
+   * supersedes (a cache still holding one of those has not seen our write yet).
+   */
+  readonly #written = new Map<string, { object: SqliteReplicaObject; superseded: Set<string> }>();
+  /** Per SqliteReplica key: the current poll interval while it is not settled (backoff). */
+  readonly #waitMs = new Map<string, number>();
+  /** Per StatefulSet key: the resourceVersion our last apply returned (its watch event is ours). */
+  readonly #ownStsVersions = new Map<string, string>();
 
   constructor(ctx: ReconcileContext) {
     this.#ctx = ctx;
+  }
+
+  /** True when `sts` is exactly the version our own apply wrote: its watch event brings nothing new. */
+  isOwnWrite(sts: StatefulSet): boolean {
+    const rv = sts.metadata?.resourceVersion;
+    return rv !== undefined && this.#ownStsVersions.get(keyOf(sts)) === rv;
+  }
+
+  /** True when `cr` is a version this process wrote (or read before writing over it): nothing new. */
+  isOwnReplicaWrite(cr: SqliteReplicaObject): boolean {
+    const mine = this.#written.get(keyOf(cr));
+    const rv = cr.metadata?.resourceVersion;
+    if (!mine || rv === undefined || mine.object.metadata?.uid !== cr.metadata?.uid) return false;
+    return mine.object.metadata?.resourceVersion === rv || mine.superseded.has(rv);
+  }
+
+  /** Forgets a deleted SqliteReplica's bookkeeping. */
+  forget(key: string): void {
+    this.#applied.delete(key);
+    this.#written.delete(key);
+    this.#waitMs.delete(key);
+  }
+
+  /** The freshest copy of the SqliteReplica: the cache's, unless our own later write has not reached it. */
+  async #current(key: string, path: string): Promise<SqliteReplicaObject | undefined> {
+    if (!this.#ctx.getReplica) {
+      try {
+        return await this.#ctx.client.get<SqliteReplicaObject>(path);
+      } catch (err) {
+        if (isStatus(err, 404)) return undefined;
+        throw err;
+      }
+    }
+    const cached = this.#ctx.getReplica(key);
+    const mine = this.#written.get(key);
+    if (!cached) {
+      this.forget(key);
+      return undefined;
+    }
+    if (mine && mine.object.metadata?.uid === cached.metadata?.uid) {
+      if (mine.superseded.has(cached.metadata?.resourceVersion ?? "")) return mine.object;
+    }
+    this.#written.delete(key);
+    return cached;
+  }
+
+  #remember(key: string, before: SqliteReplicaObject, after: SqliteReplicaObject): void {
+    const prev = this.#written.get(key);
+    const superseded =
+      prev && prev.object.metadata?.uid === after.metadata?.uid ? prev.superseded : new Set<string>();
+    const rv = before.metadata?.resourceVersion;
+    if (rv) superseded.add(rv);
+    this.#written.set(key, { object: after, superseded });
   }
 
   /** Reconciles `namespace/name`. */
   async reconcile(key: string): Promise<Result> {
     const [ns = "", name = ""] = key.split("/");
     const path = crPath(ns, name);
-    let cr: SqliteReplicaObject;
-    try {
-      cr = await this.#ctx.client.get<SqliteReplicaObject>(path);
-    } catch (err) {
-      if (isStatus(err, 404)) return {};
-      throw err;
+    let cr = await this.#current(key, path);
+    if (!cr) return {};
+    if (cr.metadata?.deletionTimestamp) {
+      this.forget(key);
+      return this.#finalize(cr, path);
     }
-    if (cr.metadata?.deletionTimestamp) return this.#finalize(cr, path);
     if (!cr.metadata?.finalizers?.includes(FINALIZER)) {
-      await this.#ctx.client.request("PATCH", path, {
+      const patched = await this.#ctx.client.request<SqliteReplicaObject>("PATCH", path, {
         contentType: "application/merge-patch+json",
         body: {
           metadata: {
@@ -156,14 +253,19 @@ export class SqliteReplicaReconciler {
           },
         },
       });
-      return { requeueAfterMs: 0 };
+      if (!patched?.metadata?.finalizers?.includes(FINALIZER)) return { requeueAfterMs: 0 };
+      this.#remember(key, cr, patched);
+      cr = patched;
     }
-    const generation = cr.metadata.generation;
+    const generation = cr.metadata?.generation;
     try {
       return await this.#reconcile(cr, path, ns, name, generation);
     } catch (err) {
       if (err instanceof Blocked) {
+        this.#applied.delete(key);
+        this.#waitMs.delete(key);
         await this.#status(
+          key,
           cr,
           path,
           condTx(
@@ -188,6 +290,7 @@ export class SqliteReplicaReconciler {
     name: string,
     generation: number | undefined,
   ): Promise<Result> {
+    const key = `${ns}/${name}`;
     // Ensure the spec is valid (the CRD schema checked it at admission; this is the second check).
     const parsed = SqliteReplicaSpec.safeParse(cr.spec);
     if (!parsed.success) {
@@ -197,18 +300,13 @@ export class SqliteReplicaReconciler {
     const spec = parsed.data;
 
     // Ensure the StatefulSet exists.
-    let sts: StatefulSet;
-    try {
-      sts = await this.#ctx.client.get<StatefulSet>(stsPath(ns, spec.statefulSetName));
-    } catch (err) {
-      if (isStatus(err, 404)) {
-        throw new Blocked(
-          "StatefulSetNotFound",
-          `spec.statefulSetName: StatefulSet ${ns}/${spec.statefulSetName} not found`,
-          RETRY_BLOCKED_MS,
-        );
-      }
-      throw err;
+    const sts = await this.#statefulSet(ns, spec.statefulSetName);
+    if (!sts) {
+      throw new Blocked(
+        "StatefulSetNotFound",
+        `spec.statefulSetName: StatefulSet ${ns}/${spec.statefulSetName} not found`,
+        RETRY_BLOCKED_MS,
+      );
     }
 
     // Ensure no other SqliteReplica replicates this StatefulSet.
@@ -219,22 +317,41 @@ export class SqliteReplicaReconciler {
     if (isTargetProblem(target))
       throw new Blocked(target.reason, `${target.field}: ${target.message}`, RETRY_BLOCKED_MS);
 
-    // Ensure the owned ConfigMap holds the rendered config.
     const configText = renderConfig(spec, this.#ctx.options);
     const cm = buildConfigMap({ name, namespace: ns, uid: cr.metadata?.uid ?? "" }, configText);
-    await this.#ctx.client.apply(
-      `/api/v1/namespaces/${ns}/configmaps/${cm.metadata?.name}`,
-      cm,
-      FIELD_MANAGER,
-      true,
-    );
-
-    // Ensure every referenced Secret exists with its keys; otherwise inject nothing.
-    await this.#ensureSecrets(spec, ns);
-
-    // Ensure the StatefulSet's pod template carries the injection (server-side apply).
     const hash = configHash([configText]);
-    await this.#ensureInjected(sts, ns, name, spec, target, hash);
+    const patch = this.#stsPatch(ns, name, spec, target, hash);
+    const applyHash = createHash("sha256")
+      .update(JSON.stringify([cm, patch]))
+      .digest("hex");
+    if (this.#mustApply(key, cr, sts, hash, applyHash)) {
+      this.#applied.delete(key);
+      this.#waitMs.delete(key);
+      // Ensure the owned ConfigMap holds the rendered config.
+      await this.#ctx.client.apply(
+        `/api/v1/namespaces/${ns}/configmaps/${cm.metadata?.name}`,
+        cm,
+        FIELD_MANAGER,
+        true,
+      );
+
+      // Ensure every referenced Secret exists with its keys; otherwise inject nothing.
+      await this.#ensureSecrets(spec, ns);
+
+      // Ensure the StatefulSet's pod template carries the injection (server-side apply).
+      const written = await this.#ensureInjected(sts, ns, spec, patch);
+      this.#applied.set(key, {
+        crUid: cr.metadata?.uid ?? "",
+        stsUid: sts.metadata?.uid ?? "",
+        hash: applyHash,
+        stsGeneration: written?.metadata?.generation,
+        stsResourceVersion: written?.metadata?.resourceVersion,
+        at: Date.now(),
+      });
+      if (written?.metadata?.resourceVersion) {
+        this.#ownStsVersions.set(`${ns}/${spec.statefulSetName}`, written.metadata.resourceVersion);
+      }
+    }
 
     // Observe the pods' sidecars.
     const pods = await this.#observePods(sts, ns, spec, hash);
@@ -280,6 +397,7 @@ export class SqliteReplicaReconciler {
         : { type: "Degraded", status: "False", reason: "NoErrors", message: "" };
     const facts = aggregate(pods);
     await this.#status(
+      key,
       cr,
       path,
       condTx(
@@ -307,7 +425,47 @@ export class SqliteReplicaReconciler {
       },
     );
     const settled = replicating.status === "True" && degraded.status === "False";
-    return { requeueAfterMs: settled ? (this.#ctx.options.pollMs ?? POLL_READY_MS) : POLL_WAITING_MS };
+    const pollMs = this.#ctx.options.pollMs ?? POLL_READY_MS;
+    if (settled) {
+      this.#waitMs.delete(key);
+      return { requeueAfterMs: pollMs };
+    }
+    // Not settled: look again soon, then less and less often (pods that are not Running, or not
+    // there, change the StatefulSet's status, whose watch event wakes this one anyway).
+    const wait = this.#waitMs.get(key) ?? POLL_WAITING_MS;
+    this.#waitMs.set(key, nextWait(wait, reporting === 0 ? 3 * pollMs : pollMs));
+    return { requeueAfterMs: wait };
+  }
+
+  /** The StatefulSet, from the cache when there is one; undefined when it does not exist. */
+  async #statefulSet(ns: string, name: string): Promise<StatefulSet | undefined> {
+    if (this.#ctx.getStatefulSet) return this.#ctx.getStatefulSet(`${ns}/${name}`);
+    try {
+      return await this.#ctx.client.get<StatefulSet>(stsPath(ns, name));
+    } catch (err) {
+      if (isStatus(err, 404)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Whether the apply steps must run (see the file's comment). */
+  #mustApply(
+    key: string,
+    cr: SqliteReplicaObject,
+    sts: StatefulSet,
+    hash: string,
+    applyHash: string,
+  ): boolean {
+    const last = this.#applied.get(key);
+    if (!last) return true;
+    if (last.hash !== applyHash || last.crUid !== cr.metadata?.uid || last.stsUid !== sts.metadata?.uid) {
+      return true;
+    }
+    if (Date.now() - last.at >= (this.#ctx.options.applyEveryMs ?? APPLY_EVERY_MS)) return true;
+    // A cache that has not seen our apply yet holds an older generation; anything else must match.
+    const gen = sts.metadata?.generation;
+    if (last.stsGeneration !== undefined && gen !== undefined && gen < last.stsGeneration) return false;
+    return gen !== last.stsGeneration || !isInjected(sts, hash);
   }
 
   #ensureNoConflict(
@@ -386,14 +544,7 @@ export class SqliteReplicaReconciler {
     }
   }
 
-  async #ensureInjected(
-    sts: StatefulSet,
-    ns: string,
-    name: string,
-    spec: SqliteReplicaSpec,
-    target: Target,
-    hash: string,
-  ): Promise<void> {
+  #stsPatch(ns: string, name: string, spec: SqliteReplicaSpec, target: Target, hash: string): StatefulSet {
     const patch = buildApplyPatch(
       { name: spec.statefulSetName, namespace: ns },
       name,
@@ -404,8 +555,22 @@ export class SqliteReplicaReconciler {
     );
     const annotations = patch.spec?.template.metadata?.annotations;
     if (annotations) annotations[SQLITE_REPLICA_LABEL] = name;
+    return patch;
+  }
+
+  async #ensureInjected(
+    sts: StatefulSet,
+    ns: string,
+    spec: SqliteReplicaSpec,
+    patch: StatefulSet,
+  ): Promise<StatefulSet | undefined> {
     try {
-      await this.#ctx.client.apply(stsPath(ns, spec.statefulSetName), patch, FIELD_MANAGER, false);
+      return await this.#ctx.client.apply<StatefulSet>(
+        stsPath(ns, spec.statefulSetName),
+        patch,
+        FIELD_MANAGER,
+        false,
+      );
     } catch (err) {
       if (isStatus(err, 409)) {
         throw new Blocked(
@@ -431,6 +596,9 @@ export class SqliteReplicaReconciler {
       .map(([k, v]) => `${k}=${v}`)
       .join(",");
     if (selector === "") return [];
+    // Scaled to zero and no pod left: nothing to list (scaling up changes the StatefulSet, whose
+    // watch event brings this SqliteReplica back).
+    if (sts.spec?.replicas === 0 && (sts.status?.replicas ?? 0) === 0) return [];
     const list = await this.#ctx.client.request<{ items: Pod[] }>("GET", `/api/v1/namespaces/${ns}/pods`, {
       query: { labelSelector: selector },
     });
@@ -474,11 +642,18 @@ export class SqliteReplicaReconciler {
   }
 
   async #status(
+    key: string,
     cr: SqliteReplicaObject,
     path: string,
     ...txs: Transaction<SqliteReplicaStatus>[]
   ): Promise<void> {
-    const { object, changes } = await patchStatus<SqliteReplicaStatus>(this.#ctx.client, path, ...txs);
+    const { object, changes, written } = await patchStatusFrom<SqliteReplicaStatus>(
+      this.#ctx.client,
+      path,
+      this.#ctx.getReplica ? cr : undefined,
+      ...txs,
+    );
+    if (written && object.metadata) this.#remember(key, cr, object);
     await this.#recordChanges(object.metadata ? object : cr, changes);
   }
 
