@@ -6,6 +6,8 @@
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { stringify } from "yaml";
@@ -76,6 +78,52 @@ describe("SqliteReplica reconcile in steady state (real kube-apiserver)", { time
   const applyEveryMs = { value: 600_000 };
   let requests: string[] = [];
   let stopObserving: () => void = () => {};
+  // A stand-in for the pod's sidecar (no kubelet here to run a real one): an idle, healthy
+  // replicator's /status, or HTTP 500 while `sidecarFails`.
+  let sidecar: Server;
+  let sidecarPort = 0;
+  let sidecarFails = false;
+  const startedAt = new Date(Date.now() - 60_000).toISOString().replace(/\.\d{3}Z$/, "Z");
+  const statusDoc = () => {
+    const gen = "0123456789abcdef";
+    const pos = { generation: gen, index: 1, offset: 4152 };
+    return {
+      apiVersion: "walship.dev/v1alpha1",
+      kind: "ReplicatorStatus",
+      version: "test-stand-in",
+      time: startedAt,
+      ready: true,
+      databases: [
+        {
+          path: "/data/app.db",
+          ready: true,
+          generation: gen,
+          position: pos,
+          pageSize: 4096,
+          sizeBytes: 8192,
+          walSizeBytes: 4152,
+          replicas: [
+            {
+              name: "s3",
+              type: "s3",
+              location: "s3://bucket",
+              ready: true,
+              generation: gen,
+              position: pos,
+              lagSeconds: 0,
+              pendingTransactions: 0,
+              pendingBytes: 0,
+              lastSyncAt: startedAt,
+              lastSnapshot: { at: startedAt, index: 0 },
+              window: { oldest: startedAt, newest: startedAt },
+              syncCount: 1,
+              syncErrorCount: 0,
+            },
+          ],
+        },
+      ],
+    };
+  };
 
   const apply = async (obj: unknown) => {
     const file = path.join(cp.dir, `obj-${Math.random().toString(16).slice(2)}.yaml`);
@@ -103,6 +151,7 @@ describe("SqliteReplica reconcile in steady state (real kube-apiserver)", { time
         },
       ],
       syncInterval,
+      sidecar: { metricsPort: sidecarPort },
     },
   });
   /** Reconciles once and returns the requests it sent, as "verb resource". */
@@ -128,6 +177,13 @@ describe("SqliteReplica reconcile in steady state (real kube-apiserver)", { time
     (replicas.get(KEY)?.status as SqliteReplicaStatus | undefined)?.conditions?.find((c) => c.type === type);
 
   before(async () => {
+    sidecar = createServer((req, res) => {
+      req.resume();
+      if (sidecarFails) res.writeHead(500).end("down");
+      else res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(statusDoc()));
+    });
+    await new Promise<void>((r) => sidecar.listen(0, "127.0.0.1", r));
+    sidecarPort = (sidecar.address() as AddressInfo).port;
     cp = await startControlPlane({ controllerManager: false });
     await cp.kubectl(["apply", "-f", path.join(ROOT, "crds")]);
     await cp.kubectl(["wait", "--for=condition=Established", "crd/sqlitereplicas.walship.dev"]);
@@ -185,6 +241,7 @@ describe("SqliteReplica reconcile in steady state (real kube-apiserver)", { time
     stopObserving();
     abort.abort();
     await cp?.stop();
+    sidecar?.close();
   });
 
   it("a new SqliteReplica: finalizer, the applies and the status in one reconcile", async () => {
@@ -246,6 +303,76 @@ describe("SqliteReplica reconcile in steady state (real kube-apiserver)", { time
     assert.ok(r.requests.includes("apply statefulsets"), r.requests.join(", "));
     const sts = await client.get<StatefulSet>(`/apis/apps/v1/namespaces/${NS}/statefulsets/app`);
     assert.ok(sts.spec?.template.spec?.initContainers?.some((c) => c.name === "walship"));
+  });
+
+  it("a Ready pod: polled on the listed pod until the StatefulSet changes or the sidecar fails", async () => {
+    // What the controller manager and the kubelet would do: one pod from the injected template, Running.
+    await cp.kubectl(["-n", NS, "scale", "statefulset", "app", "--replicas=1"]);
+    const sts = await client.get<StatefulSet>(`/apis/apps/v1/namespaces/${NS}/statefulsets/app`);
+    const podPath = `/api/v1/namespaces/${NS}/pods`;
+    await client.request("POST", podPath, {
+      body: {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: {
+          name: "app-0",
+          labels: sts.spec?.template.metadata?.labels,
+          annotations: sts.spec?.template.metadata?.annotations,
+        },
+        // The claim the controller manager would make from the volumeClaimTemplate.
+        spec: {
+          ...sts.spec?.template.spec,
+          volumes: [...(sts.spec?.template.spec?.volumes ?? []), { name: "data", emptyDir: {} }],
+        },
+      },
+    });
+    await client.request("PATCH", `${podPath}/app-0/status`, {
+      contentType: "application/merge-patch+json",
+      body: {
+        status: {
+          phase: "Running",
+          podIP: "127.0.0.1",
+          podIPs: [{ ip: "127.0.0.1" }],
+          initContainerStatuses: [
+            {
+              name: "walship",
+              image: "x",
+              imageID: "",
+              ready: true,
+              restartCount: 0,
+              state: { running: { startedAt } },
+            },
+          ],
+        },
+      },
+    });
+    await settleCaches();
+    const first = await reconcileOnce();
+    assert.deepEqual(
+      first.requests,
+      ["list pods", "update sqlitereplicas/status"],
+      "a scale applies nothing",
+    );
+    assert.equal(first.result.requeueAfterMs, 10_000, "settled: the normal poll");
+    await settleCaches();
+    assert.equal(condition("Ready")?.status, "True");
+
+    const again = await reconcileOnce();
+    assert.deepEqual(again.requests, [], "the pod list is reused; nothing changed");
+
+    sidecarFails = true;
+    const failing = await reconcileOnce();
+    assert.deepEqual(failing.requests, ["list pods", "update sqlitereplicas/status"], "listed again at once");
+    await settleCaches();
+    assert.equal(condition("Degraded")?.status, "True");
+    sidecarFails = false;
+    assert.ok((await reconcileOnce()).requests.includes("list pods"), "a failing pod's list is not kept");
+    await settleCaches();
+    assert.deepEqual((await reconcileOnce()).requests, []);
+
+    await cp.kubectl(["-n", NS, "annotate", "statefulset", "app", "touched=1"]);
+    await settleCaches();
+    assert.deepEqual((await reconcileOnce()).requests, ["list pods"], "the StatefulSet changed");
   });
 
   it("an apply older than applyEveryMs is repeated: a deleted Secret is found", async () => {

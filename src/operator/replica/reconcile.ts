@@ -8,8 +8,8 @@
  *
  * The SqliteReplica and its StatefulSet come from the informers' caches when the context has them.
  * The apply steps (two server-side applies and the Secret reads) run only when what would be applied
- * differs from what this process last applied successfully, when the StatefulSet's spec changed
- * since (its generation), when its template no longer carries the injection, or when the last apply
+ * differs from what this process last applied successfully, when the StatefulSet's pod template
+ * changed since (compared with the one the apply returned), when its template no longer carries the injection, or when the last apply
  * is older than `applyEveryMs` (the repair of drift nothing here watches: an edited ConfigMap, a
  * deleted Secret). Otherwise a reconcile is only the observation: the pod list (none when the
  * StatefulSet has no pods), each Running pod's sidecar `/status`, and a status write when the status
@@ -76,8 +76,9 @@ interface Applied {
   stsUid: string;
   /** The hash of the ConfigMap and StatefulSet apply configurations. */
   hash: string;
-  /** The StatefulSet's generation and resourceVersion that the apply returned. */
+  /** The StatefulSet's generation, resourceVersion and pod template (hashed) that the apply returned. */
   stsGeneration: number | undefined;
+  stsTemplateHash: string;
   stsResourceVersion: string | undefined;
   at: number;
 }
@@ -89,6 +90,8 @@ export interface Result {
 /** How often pods' sidecars are polled while all is well, and while not. */
 const POLL_READY_MS = 10_000;
 const POLL_WAITING_MS = 3_000;
+/** How many polls a pod list may serve while nothing changed (see #observePods). */
+const POD_LIST_REUSE_POLLS = 6;
 /** How long an unchanged apply is trusted before it is repeated anyway. */
 const APPLY_EVERY_MS = 300_000;
 const RETRY_BLOCKED_MS = 30_000;
@@ -145,6 +148,12 @@ function clearFacts(s: SqliteReplicaStatus): void {
   }
 }
 
+function templateHash(sts: StatefulSet | undefined): string {
+  return createHash("sha256")
+    .update(JSON.stringify(sts?.spec?.template ?? null))
+    .digest("hex");
+}
+
 /** The next poll interval while not settled: doubled, at most `maxMs` (never below the first). */
 export function nextWait(currentMs: number, maxMs: number): number {
   return Math.max(POLL_WAITING_MS, Math.min(currentMs * 2, maxMs));
@@ -173,6 +182,8 @@ export class SqliteReplicaReconciler {
   readonly #written = new Map<string, { object: SqliteReplicaObject; superseded: Set<string> }>();
   /** Per SqliteReplica key: the current poll interval while it is not settled (backoff). */
   readonly #waitMs = new Map<string, number>();
+  /** Per SqliteReplica key: the last pod list, while it may be reused (see #observePods). */
+  readonly #podLists = new Map<string, { stsResourceVersion: string; at: number; items: Pod[] }>();
   /** Per StatefulSet key: the resourceVersion our last apply returned (its watch event is ours). */
   readonly #ownStsVersions = new Map<string, string>();
 
@@ -199,6 +210,7 @@ export class SqliteReplicaReconciler {
     this.#applied.delete(key);
     this.#written.delete(key);
     this.#waitMs.delete(key);
+    this.#podLists.delete(key);
   }
 
   /** The freshest copy of the SqliteReplica: the cache's, unless our own later write has not reached it. */
@@ -345,6 +357,7 @@ export class SqliteReplicaReconciler {
         stsUid: sts.metadata?.uid ?? "",
         hash: applyHash,
         stsGeneration: written?.metadata?.generation,
+        stsTemplateHash: templateHash(written),
         stsResourceVersion: written?.metadata?.resourceVersion,
         at: Date.now(),
       });
@@ -354,7 +367,7 @@ export class SqliteReplicaReconciler {
     }
 
     // Observe the pods' sidecars.
-    const pods = await this.#observePods(sts, ns, spec, hash);
+    const pods = await this.#observePods(key, sts, ns, spec, hash);
     const reporting = pods.length;
     const notReady = pods.filter((p) => !p.ready);
     const errors = pods.filter((p) => p.lastError);
@@ -462,10 +475,11 @@ export class SqliteReplicaReconciler {
       return true;
     }
     if (Date.now() - last.at >= (this.#ctx.options.applyEveryMs ?? APPLY_EVERY_MS)) return true;
-    // A cache that has not seen our apply yet holds an older generation; anything else must match.
+    // A cache that has not seen our apply yet holds an older generation; otherwise the pod template
+    // must be the one our apply left (a scale changes the generation, not the template).
     const gen = sts.metadata?.generation;
     if (last.stsGeneration !== undefined && gen !== undefined && gen < last.stsGeneration) return false;
-    return gen !== last.stsGeneration || !isInjected(sts, hash);
+    return templateHash(sts) !== last.stsTemplateHash || !isInjected(sts, hash);
   }
 
   #ensureNoConflict(
@@ -583,14 +597,39 @@ export class SqliteReplicaReconciler {
     }
   }
 
+  /**
+   * The pods' facts. The pod list is reused while every pod was ready and the StatefulSet has not
+   * changed since (pods created, deleted, rolled, turning ready or not all change its status), for at
+   * most POD_LIST_REUSE_POLLS polls; a reused list that finds a pod not ready or failing is dropped
+   * and the pods are listed again at once.
+   */
   async #observePods(
+    key: string,
     sts: StatefulSet,
     ns: string,
     spec: SqliteReplicaSpec,
     hash: string,
   ): Promise<PodReplicationStatus[]> {
-    const dbPath = spec.database.path;
-    const port = spec.sidecar?.metricsPort ?? 9090;
+    const rv = sts.metadata?.resourceVersion ?? "";
+    const maxAge = POD_LIST_REUSE_POLLS * (this.#ctx.options.pollMs ?? POLL_READY_MS);
+    const kept = this.#podLists.get(key);
+    this.#podLists.delete(key);
+    if (kept && kept.stsResourceVersion === rv && Date.now() - kept.at < maxAge) {
+      const out = await this.#pollPods(kept.items, spec, hash);
+      if (out.length > 0 && out.every((p) => p.ready && !p.lastError)) {
+        this.#podLists.set(key, kept);
+        return out;
+      }
+    }
+    const items = await this.#listPods(sts, ns);
+    const out = await this.#pollPods(items, spec, hash);
+    if (out.length > 0 && out.every((p) => p.ready && !p.lastError)) {
+      this.#podLists.set(key, { stsResourceVersion: rv, at: Date.now(), items });
+    }
+    return out;
+  }
+
+  async #listPods(sts: StatefulSet, ns: string): Promise<Pod[]> {
     const labels = sts.spec?.selector?.matchLabels ?? {};
     const selector = Object.entries(labels)
       .map(([k, v]) => `${k}=${v}`)
@@ -602,9 +641,15 @@ export class SqliteReplicaReconciler {
     const list = await this.#ctx.client.request<{ items: Pod[] }>("GET", `/api/v1/namespaces/${ns}/pods`, {
       query: { labelSelector: selector },
     });
+    return list.items;
+  }
+
+  async #pollPods(items: Pod[], spec: SqliteReplicaSpec, hash: string): Promise<PodReplicationStatus[]> {
+    const dbPath = spec.database.path;
+    const port = spec.sidecar?.metricsPort ?? 9090;
     const byName = (a: { name?: string }, b: { name?: string }) =>
       String(a.name).localeCompare(String(b.name), "en", { numeric: true });
-    const injected = list.items
+    const injected = items
       .filter((p) => p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== undefined)
       .filter((p) => (p.spec?.initContainers ?? []).some((c) => c.name === SIDECAR_CONTAINER))
       .filter((p) => !p.metadata?.deletionTimestamp);
