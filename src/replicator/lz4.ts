@@ -327,14 +327,26 @@ class FrameEncoder {
 // ---------------------------------------------------------------------------------------------
 // Decoder
 
-/** A FIFO of input chunks from which fixed-size pieces are taken without copying when possible. */
+/**
+ * A FIFO of input chunks from which fixed-size pieces are taken without copying when possible. A piece
+ * spanning chunks is assembled in a buffer reused by the next such piece: valid until the next `take`.
+ */
 class ByteQueue {
   #chunks: Uint8Array[] = [];
+  #spare = new Uint8Array(0);
   /** Index of the first live chunk in #chunks (consumed ones are dropped in batches). */
   #first = 0;
   /** Bytes already consumed from the first live chunk. */
   #head = 0;
   length = 0;
+
+  /** Drops every byte, keeping the spare buffer. */
+  clear(): void {
+    this.#chunks = [];
+    this.#first = 0;
+    this.#head = 0;
+    this.length = 0;
+  }
 
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
@@ -342,7 +354,7 @@ class ByteQueue {
     this.length += chunk.length;
   }
 
-  /** Removes and returns the next `n` bytes (the caller has checked `length >= n`). */
+  /** Removes and returns the next `n` bytes (the caller has checked `length >= n`); see the class note. */
   take(n: number): Uint8Array {
     const first = this.#chunks[this.#first] as Uint8Array;
     if (first.length - this.#head >= n) {
@@ -350,7 +362,8 @@ class ByteQueue {
       this.#advance(n);
       return out;
     }
-    const out = new Uint8Array(n);
+    if (this.#spare.length < n) this.#spare = new Uint8Array(n);
+    const out = this.#spare.subarray(0, n);
     let filled = 0;
     while (filled < n) {
       const c = this.#chunks[this.#first] as Uint8Array;
@@ -408,8 +421,14 @@ type DecodeState =
 
 const BLOCK_MAX_SIZES: Record<number, number> = { 4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20 };
 
-/** Incremental frame decoder: `push` input, `end` when the input is over; output goes to `emit`. */
-class FrameDecoder {
+/**
+ * Incremental frame decoder: `push` input, `end` when the input is over; output goes to `emit`.
+ * With `borrowOutput`, each chunk given to `emit` is a view of the decoder's scratch or of the input,
+ * valid only until `emit` returns (no copy, no allocation per block): for callers that consume it on
+ * the spot. Otherwise each chunk is a fresh Buffer the caller may keep.
+ */
+export class Lz4FrameDecoder {
+  readonly #borrow: boolean;
   #q = new ByteQueue();
   #state: DecodeState = "magic";
   /** Input bytes consumed so far, for error messages. */
@@ -432,9 +451,23 @@ class FrameDecoder {
   #scratch = new Uint8Array(0);
   #histLen = 0;
 
+  constructor(opts: { borrowOutput?: boolean } = {}) {
+    this.#borrow = opts.borrowOutput ?? false;
+  }
+
   push(chunk: Uint8Array, emit: (b: Uint8Array) => void): void {
     this.#q.push(chunk);
     this.#run(emit);
+  }
+
+  /** Forgets all input so far (keeping its buffers) to decode a new stream. */
+  reset(): void {
+    this.#q.clear();
+    this.#state = "magic";
+    this.#inPos = 0;
+    this.#frames = 0;
+    this.#skipLeft = 0;
+    this.#histLen = 0;
   }
 
   end(): void {
@@ -610,7 +643,7 @@ class FrameDecoder {
   #decodeBlock(body: Uint8Array, at: number, emit: (b: Uint8Array) => void): void {
     if (this.#blockRaw && this.#independent) {
       // A stored block needs no window: copy it out directly.
-      this.#emitOutput(Buffer.from(body), at, emit);
+      this.#emitOutput(this.#borrow ? body : Buffer.from(body), at, emit);
       return;
     }
     const hist = this.#independent ? 0 : this.#histLen;
@@ -638,17 +671,18 @@ class FrameDecoder {
         throw err;
       }
     }
-    const out = Buffer.from(s.subarray(hist, end));
+    const out = this.#borrow ? s.subarray(hist, end) : Buffer.from(s.subarray(hist, end));
+    // Emitted before the window moves: a borrowed `out` still views the scratch.
+    this.#emitOutput(out, at, emit);
     if (!this.#independent) {
       // Keep the last 64 KiB of output at the front of the scratch as the next block's window.
       const keep = Math.min(end, WINDOW_SIZE);
       s.copyWithin(0, end - keep, end);
       this.#histLen = keep;
     }
-    this.#emitOutput(out, at, emit);
   }
 
-  #emitOutput(out: Buffer, at: number, emit: (b: Uint8Array) => void): void {
+  #emitOutput(out: Uint8Array, at: number, emit: (b: Uint8Array) => void): void {
     this.#total += out.length;
     if (this.#contentSize !== null && this.#total > this.#contentSize) {
       throw corrupt(
@@ -723,7 +757,7 @@ export function lz4EncodeFrame(buf: Uint8Array): Buffer {
  */
 export function lz4DecodeFrame(buf: Uint8Array): Buffer {
   const parts: Uint8Array[] = [];
-  const dec = new FrameDecoder();
+  const dec = new Lz4FrameDecoder();
   dec.push(buf, (b) => {
     parts.push(b);
   });
@@ -760,7 +794,7 @@ export function createLz4Encoder(): Transform {
  * output. Memory stays within one block plus its 64 KiB window.
  */
 export function createLz4Decoder(): Transform {
-  const dec = new FrameDecoder();
+  const dec = new Lz4FrameDecoder();
   return new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
       try {

@@ -23,6 +23,7 @@ import {
   decompressBlock,
   LZ4_BLOCK_SIZE,
   LZ4_FRAME_HEADER,
+  Lz4FrameDecoder,
   lz4DecodeFrame,
   lz4EncodeFrame,
 } from "../../src/replicator/lz4.ts";
@@ -268,6 +269,41 @@ describe("lz4 decoder", () => {
     assert.deepEqual(lz4DecodeFrame(frame), data);
     const raw = await cliEncode(data, ["-B4", "-BD", "-BX"]);
     assert.deepEqual(lz4DecodeFrame(raw), data);
+  });
+
+  it("with borrowed output, gives the same bytes for any chunking, and decodes again after reset", async () => {
+    const data = Buffer.concat([rows(300_000, 5), noise(200_000, 6)]);
+    const frames = [
+      lz4EncodeFrame(data),
+      await cliEncode(data, ["-B4", "-BD"]),
+      await cliEncode(data, ["-B4", "-BD", "-BX"]),
+      await cliEncode(data, ["-B5", "--content-size"]),
+    ];
+    const dec = new Lz4FrameDecoder({ borrowOutput: true });
+    for (const frame of frames) {
+      for (const step of [frame.length, 65_536, 4_099, 1_000]) {
+        dec.reset();
+        const out: Buffer[] = [];
+        // The views are only valid during the call: copy them out there.
+        const keep = (b: Uint8Array): void => {
+          out.push(Buffer.from(b));
+        };
+        for (let at = 0; at < frame.length; at += step) dec.push(frame.subarray(at, at + step), keep);
+        dec.end();
+        assert.ok(Buffer.concat(out).equals(data), `chunks of ${step}`);
+      }
+    }
+    // A reset in the middle of a frame forgets it: the next stream decodes on its own.
+    dec.reset();
+    dec.push(frames[1]!.subarray(0, 70_000), () => undefined);
+    dec.reset();
+    const again: Buffer[] = [];
+    dec.push(frames[0]!, (b) => again.push(Buffer.from(b)));
+    dec.end();
+    assert.ok(Buffer.concat(again).equals(data));
+    // And an empty stream after a reset is an error, as it is for a new decoder.
+    dec.reset();
+    assertCorrupt(() => dec.end());
   });
 
   it("decodes concatenated and skippable frames", async () => {
