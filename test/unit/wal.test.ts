@@ -1,9 +1,11 @@
 /**
  * The WAL codec against real WAL files written by SQLite (better-sqlite3): header parsing, the
  * cumulative checksum chain, scanFrames on committed, uncommitted, corrupted and restarted WALs, and
- * big-endian WALs built with encodeFrame that SQLite itself must accept.
+ * big-endian WALs built with encodeFrame that SQLite itself must accept; WalApplier against SQLite's
+ * own checkpoints, byte for byte.
  */
 import assert from "node:assert/strict";
+import { closeSync, fstatSync, openSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -29,6 +31,7 @@ import {
   walChecksum,
   walFileInfo,
 } from "../../src/replicator/sqlite/wal.ts";
+import { dbHeaderPageSize, pageWriter, WalApplier } from "../../src/replicator/sqlite/wal-apply.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 
 let base = "";
@@ -476,31 +479,31 @@ describe("scanFrames", () => {
   });
 });
 
-describe("encodeFrame", () => {
-  /** Rebuilds a real WAL frame by frame with our encoder, in either byte order. */
-  function reencode(wal: Uint8Array, bigEndian: boolean): Buffer {
-    const h = parseWalHeader(wal);
-    const f = frameSize(h.pageSize);
-    const parts: Uint8Array[] = [
-      encodeWalHeader({
-        bigEndianChecksums: bigEndian,
-        pageSize: h.pageSize,
-        checkpointSeq: h.checkpointSeq,
-        salt1: h.salt1,
-        salt2: h.salt2,
-      }),
-    ];
-    const hdr = parseWalHeader(parts[0] as Uint8Array);
-    let sum: Checksum = headerSeed(hdr);
-    for (let at = WAL_HEADER_SIZE; at + f <= wal.length; at += f) {
-      const fh = parseFrameHeader(wal, at);
-      const out = encodeFrame(fh, wal.subarray(at + WAL_FRAME_HEADER_SIZE, at + f), bigEndian, sum);
-      parts.push(out.bytes);
-      sum = out.checksum;
-    }
-    return Buffer.concat(parts);
+/** Rebuilds a real WAL frame by frame with our encoder, in either byte order. */
+function reencode(wal: Uint8Array, bigEndian: boolean): Buffer {
+  const h = parseWalHeader(wal);
+  const f = frameSize(h.pageSize);
+  const parts: Uint8Array[] = [
+    encodeWalHeader({
+      bigEndianChecksums: bigEndian,
+      pageSize: h.pageSize,
+      checkpointSeq: h.checkpointSeq,
+      salt1: h.salt1,
+      salt2: h.salt2,
+    }),
+  ];
+  const hdr = parseWalHeader(parts[0] as Uint8Array);
+  let sum: Checksum = headerSeed(hdr);
+  for (let at = WAL_HEADER_SIZE; at + f <= wal.length; at += f) {
+    const fh = parseFrameHeader(wal, at);
+    const out = encodeFrame(fh, wal.subarray(at + WAL_FRAME_HEADER_SIZE, at + f), bigEndian, sum);
+    parts.push(out.bytes);
+    sum = out.checksum;
   }
+  return Buffer.concat(parts);
+}
 
+describe("encodeFrame", () => {
   it("reproduces SQLite's little-endian WAL byte for byte", async () => {
     const { wal } = await realWal(4, 20);
     assert.deepEqual(reencode(wal, false), wal);
@@ -585,5 +588,242 @@ describe("walChecksum throughput", {
       console.log(`walChecksum ${be ? "big" : "little"}-endian: ${mbps.toFixed(0)} MB/s`);
       assert.ok(mbps > 100);
     }
+  });
+});
+
+/**
+ * WalApplier against SQLite itself: the oracle applies each WAL the way restore did before, by
+ * putting it beside the database as `-wal` and running `wal_checkpoint(TRUNCATE)`.
+ */
+describe("WalApplier", () => {
+  type Step = (db: Database.Database) => void;
+
+  /** A snapshot (WAL empty) and the WAL of each step, SQLite restarting the WAL after each. */
+  async function history(steps: Step[], pragmas: string[] = []) {
+    const dir = await freshDir();
+    const dbPath = path.join(dir, "src.db");
+    const db = new Database(dbPath);
+    for (const p of pragmas) db.pragma(p);
+    db.pragma("journal_mode = WAL");
+    db.pragma("wal_autocheckpoint = 0");
+    db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
+    db.pragma("wal_checkpoint(TRUNCATE)");
+    const snapshot = await fs.readFile(dbPath);
+    const wals: Buffer[] = [];
+    try {
+      for (const step of steps) {
+        step(db);
+        wals.push(await fs.readFile(`${dbPath}-wal`));
+        const [row] = db.pragma("wal_checkpoint(TRUNCATE)") as Array<{ busy: number }>;
+        assert.equal(row?.busy, 0);
+      }
+    } finally {
+      db.close();
+    }
+    return { dir, snapshot, wals, source: await fs.readFile(dbPath) };
+  }
+
+  /** SQLite applies `wals` to `snapshot` one by one; returns the database file's bytes. */
+  async function bySqlite(dir: string, snapshot: Uint8Array, wals: Uint8Array[]): Promise<Buffer> {
+    const file = path.join(dir, `oracle-${++seq}.db`);
+    await fs.writeFile(file, snapshot);
+    for (const wal of wals) {
+      await fs.writeFile(`${file}-wal`, wal);
+      const db = new Database(file, { fileMustExist: true });
+      try {
+        db.pragma("wal_checkpoint(TRUNCATE)");
+      } finally {
+        db.close();
+      }
+    }
+    return fs.readFile(file);
+  }
+
+  /** WalApplier applies `wals` to `snapshot`, each pushed in chunks of the sizes `chunks` cycles through. */
+  async function byApplier(
+    dir: string,
+    snapshot: Uint8Array,
+    wals: Uint8Array[],
+    chunks: number[] = [1 << 20],
+    limits: Array<number | undefined> = [],
+    capacity?: number,
+  ): Promise<Buffer> {
+    const file = path.join(dir, `applied-${++seq}.db`);
+    await fs.writeFile(file, snapshot);
+    const fd = openSync(file, "r+");
+    try {
+      let dbSize = snapshot.length;
+      const pages = pageWriter(fd, capacity);
+      for (const [w, wal] of wals.entries()) {
+        const limit = limits[w];
+        const a = new WalApplier({
+          pages,
+          dbSize,
+          dbPageSize: snapshot.length >= 100 ? dbHeaderPageSize(snapshot) : 0,
+          ...(limit !== undefined ? { limit } : {}),
+        });
+        for (let at = 0, k = 0; at < wal.length; k++) {
+          const n = chunks[k % chunks.length]!;
+          // A fresh copy at an odd byte offset, so word reads are unaligned too.
+          const piece = Buffer.alloc(n + 1).subarray(1);
+          const got = Buffer.from(wal.subarray(at, at + n));
+          got.copy(piece);
+          a.push(piece.subarray(0, got.length));
+          at += got.length;
+        }
+        const r = a.finish();
+        assert.equal(a.received, wal.length);
+        dbSize = r.dbSize;
+        assert.equal(fstatSync(fd).size, dbSize);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return fs.readFile(file);
+  }
+
+  const blob = (n: number, k: number) => Buffer.alloc(n, `${k}-${"x".repeat(k % 13)}`);
+  const grow: Step = (db) => {
+    const ins = db.prepare("INSERT INTO t (v) VALUES (?)");
+    for (let k = 0; k < 4; k++)
+      db.transaction(() => {
+        for (let i = 0; i < 60; i++) ins.run(blob(700 + ((i * 37) % 2500), i + k));
+      })();
+  };
+  const update: Step = (db) => {
+    const up = db.prepare("UPDATE t SET v = ? WHERE id = ?");
+    for (let k = 0; k < 5; k++)
+      db.transaction(() => {
+        for (let i = 0; i < 40; i++) up.run(blob(900 + k * 100, i * k), 1 + ((i * 7 + k * 31) % 200));
+      })();
+  };
+  const shrink: Step = (db) => {
+    db.exec("DELETE FROM t WHERE id % 4 != 0");
+    db.exec("VACUUM");
+  };
+  const incremental: Step = (db) => {
+    db.exec("DELETE FROM t WHERE id % 3 != 0");
+    db.pragma("incremental_vacuum");
+  };
+
+  it("gives the database SQLite's checkpoints give, byte for byte: growth, updates, VACUUM, growth again", async () => {
+    const growThenShrink: Step = (db) => {
+      grow(db);
+      shrink(db);
+    };
+    const h = await history([grow, update, shrink, grow, growThenShrink, update]);
+    const want = await bySqlite(h.dir, h.snapshot, h.wals);
+    assert.deepEqual(want, h.source, "the oracle itself reproduces the source");
+    // The cases that matter are there: a WAL whose last commit shrinks the database below an earlier
+    // commit's size, holding frames of pages past its final size.
+    const shape = h.wals.map((w) => {
+      const hdr = parseWalHeader(w);
+      const f = frameSize(hdr.pageSize);
+      const last = scanAll(w, hdr).commits.at(-1)!.commitSize;
+      let maxPgno = 0;
+      for (let at = WAL_HEADER_SIZE; at + f <= w.length; at += f)
+        maxPgno = Math.max(maxPgno, parseFrameHeader(w, at).pgno);
+      return { last, maxPgno };
+    });
+    assert.ok(shape[2]!.last < shape[1]!.last, JSON.stringify(shape));
+    assert.ok(shape[4]!.maxPgno > shape[4]!.last, JSON.stringify(shape));
+    assert.deepEqual(await byApplier(h.dir, h.snapshot, h.wals), want);
+    // Page writes buffered one page at a time, or a few, shared across WALs.
+    assert.deepEqual(await byApplier(h.dir, h.snapshot, h.wals, [8192], [], 1), want);
+    assert.deepEqual(await byApplier(h.dir, h.snapshot, h.wals, [8192], [], 20_000), want);
+    // Frames split across chunks anywhere, unaligned, even one byte at a time.
+    assert.deepEqual(await byApplier(h.dir, h.snapshot, h.wals, [4096, 7, 1000, 33, 4120 * 3 + 5]), want);
+    assert.deepEqual(
+      await byApplier(h.dir, h.snapshot, h.wals.slice(0, 2), [1]),
+      await bySqlite(h.dir, h.snapshot, h.wals.slice(0, 2)),
+    );
+  });
+
+  it("matches SQLite with incremental auto-vacuum, 512- and 65536-byte pages, and big-endian checksums", async () => {
+    for (const pragmas of [["auto_vacuum = INCREMENTAL"], ["page_size = 512"], ["page_size = 65536"]]) {
+      const h = await history([grow, incremental, update, grow], pragmas);
+      const want = await bySqlite(h.dir, h.snapshot, h.wals);
+      assert.deepEqual(want, h.source);
+      assert.deepEqual(await byApplier(h.dir, h.snapshot, h.wals, [5000, 3]), want, pragmas.join());
+    }
+    const h = await history([grow, update]);
+    const be = h.wals.map((w) => reencode(w, true));
+    assert.equal(parseWalHeader(be[0]!).bigEndianChecksums, true);
+    const want = await bySqlite(h.dir, h.snapshot, be);
+    assert.deepEqual(want, h.source);
+    assert.deepEqual(await byApplier(h.dir, h.snapshot, be, [4096, 9]), want);
+  });
+
+  it("with a limit at a commit, applies exactly what SQLite applies from the WAL cut there", async () => {
+    const h = await history([grow, update]);
+    const wal = h.wals[1]!;
+    const hdr = parseWalHeader(wal);
+    const commits = scanAll(wal, hdr).commits;
+    assert.ok(commits.length >= 4);
+    for (const c of [commits[0]!, commits[2]!, commits.at(-1)!]) {
+      const want = await bySqlite(h.dir, h.snapshot, [h.wals[0]!, wal.subarray(0, c.end)]);
+      assert.deepEqual(await byApplier(h.dir, h.snapshot, h.wals, [3000], [undefined, c.end]), want);
+    }
+    // The bytes past the limit are not even read: garbage there changes nothing.
+    const dirty = Buffer.from(wal);
+    dirty.fill(0xee, commits[2]!.end);
+    const want = await bySqlite(h.dir, h.snapshot, [h.wals[0]!, wal.subarray(0, commits[2]!.end)]);
+    assert.deepEqual(
+      await byApplier(h.dir, h.snapshot, [h.wals[0]!, dirty], [3000], [undefined, commits[2]!.end]),
+      want,
+    );
+  });
+
+  it("applies nothing to an empty database file, as SQLite does (it deletes such a WAL unread)", async () => {
+    const h = await history([grow]);
+    const want = await bySqlite(h.dir, new Uint8Array(0), h.wals);
+    assert.equal(want.length, 0);
+    assert.equal((await byApplier(h.dir, new Uint8Array(0), h.wals)).length, 0);
+    // An empty WAL, or one with a header and no frame, changes nothing either.
+    const header = h.wals[0]!.subarray(0, WAL_HEADER_SIZE);
+    assert.deepEqual(await byApplier(h.dir, h.snapshot, [new Uint8Array(0), header]), h.snapshot);
+  });
+
+  it("rejects a bad frame, a partial frame, an uncommitted tail, a cut header and another page size with CORRUPT", async () => {
+    const h = await history([grow]);
+    const wal = h.wals[0]!;
+    const hdr = parseWalHeader(wal);
+    const f = frameSize(hdr.pageSize);
+    const commits = scanAll(wal, hdr).commits;
+    const attempt =
+      (bytes: Uint8Array, snapshot: Uint8Array = h.snapshot) =>
+      async () => {
+        await byApplier(h.dir, snapshot, [bytes], [2048]);
+      };
+    const rejects = async (fn: () => Promise<void>, offset?: number) => {
+      await assert.rejects(fn, (err: unknown) => {
+        assert.ok(err instanceof WalshipError, String(err));
+        assert.equal(err.code, ErrorCodes.CORRUPT);
+        if (offset !== undefined) assert.equal(err.details.offset, offset);
+        return true;
+      });
+    };
+    const pageByte = Buffer.from(wal);
+    flip(pageByte, WAL_HEADER_SIZE + 2 * f + WAL_FRAME_HEADER_SIZE + 50, 0x01);
+    await rejects(attempt(pageByte), WAL_HEADER_SIZE + 2 * f);
+    const salt = Buffer.from(wal);
+    flip(salt, WAL_HEADER_SIZE + 3 * f + 9, 0x01);
+    await rejects(attempt(salt), WAL_HEADER_SIZE + 3 * f);
+    const pgno0 = Buffer.from(
+      encodeFrame(
+        { pgno: 0, commitSize: 1, salt1: hdr.salt1, salt2: hdr.salt2 },
+        new Uint8Array(hdr.pageSize),
+        false,
+        headerSeed(hdr),
+      ).bytes,
+    );
+    await rejects(attempt(Buffer.concat([wal.subarray(0, WAL_HEADER_SIZE), pgno0])), WAL_HEADER_SIZE);
+    await rejects(attempt(wal.subarray(0, wal.length - 100)));
+    await rejects(attempt(wal.subarray(0, commits[0]!.end + f)), commits[0]!.end);
+    await rejects(attempt(wal.subarray(0, 20)));
+    const small = await history([grow], ["page_size = 1024"]);
+    await rejects(attempt(wal, small.snapshot));
+    // Control: the untouched WAL applies.
+    await attempt(wal)();
   });
 });
