@@ -89,14 +89,14 @@ export const OPERATOR_FLAGS: FlagSpec[] = [
     type: "string",
     metavar: "SECONDS",
     default: "300",
-    help: "re-queue every SqliteReplica this often",
+    help: "re-queue every SqliteReplica, and repeat its applies and Secret checks, this often",
   },
   {
     name: "poll",
     type: "string",
     metavar: "SECONDS",
     default: "10",
-    help: "poll a healthy SqliteReplica's sidecars this often",
+    help: "poll a healthy SqliteReplica's sidecars this often (from 3 s, backing off, while not settled)",
   },
   { name: "log-format", type: "string", metavar: "FORMAT", default: "json", help: "json or text" },
 ];
