@@ -1,7 +1,12 @@
 /**
  * Restore: plan which destination, generation, snapshot and WAL segments to use, then download,
  * verify and apply them to a temporary file that is renamed into place only after
- * `PRAGMA integrity_check` passes.
+ * `PRAGMA integrity_check` passes and the file is fsynced.
+ *
+ * How: WAL segments download ahead (in order, within a byte budget) while the snapshot streams in;
+ * each WAL index is applied as a complete SQLite checkpoint of it would, byte for byte, without
+ * opening the database: every frame is verified, then its page written (sqlite/wal-apply.ts). All
+ * writes to the file run in order on a worker thread (sqlite/file-writer.ts), beside the downloads.
  *
  * Where Walship goes past Litestream v0.3.13: listings are sorted, WAL indexes below the snapshot are
  * ignored, segments must be contiguous (each offset = previous offset + its decompressed length), every
@@ -9,18 +14,17 @@
  * and with Walship's commit-time index a timestamp restores exactly the transactions seen committed at
  * or before it.
  */
-import { createWriteStream } from "node:fs";
-import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { closeSync, fsyncSync, openSync } from "node:fs";
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import Database from "better-sqlite3";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import { type CommitTimesDoc, readJsonExtra, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
 import { hex8, keys } from "./layout.ts";
-import { createLz4Decoder } from "./lz4.ts";
-import { frameSize, parseWalHeader, scanFrames, WAL_HEADER_SIZE } from "./sqlite/wal.ts";
+import { Lz4FrameDecoder } from "./lz4.ts";
+import { FileWriter, offThreadPages } from "./sqlite/file-writer.ts";
+import { dbHeaderPageSize, WalApplier } from "./sqlite/wal-apply.ts";
 import type { ReplicaClient } from "./storage/client.ts";
 import type { SnapshotInfo, WalSegmentInfo } from "./types.ts";
 
@@ -343,7 +347,6 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
   const log = (opts.log ?? nullLogger()).child({ output: out });
   const tmp = `${out}.tmp`;
   const parallelism = Math.max(1, opts.parallelism ?? DEFAULT_RESTORE_PARALLELISM);
-  const signal = opts.signal;
   const progress: RestoreProgress = {
     bytes: 0,
     segmentsDone: 0,
@@ -353,52 +356,131 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
   const report = () => opts.onProgress?.({ ...progress });
   await mkdir(path.dirname(out), { recursive: true });
   await removeTemporaries(out);
+  // Ends the downloads still running when the restore stops early.
+  const stop = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
   let backupPath: string | undefined;
+  let fd: number | undefined;
+  let writer: FileWriter | undefined;
   try {
-    // 1. The snapshot.
-    const body = await plan.client.snapshotReader(plan.generation, plan.snapshot.index, { signal });
-    await pipeline(
-      body,
-      countBytes(progress, report),
-      createLz4Decoder(),
-      createWriteStream(tmp, { mode: 0o600 }),
-      { signal },
-    );
+    fd = openSync(tmp, "w+", 0o600);
+    // The file is written on a worker thread, in order, while this thread downloads and verifies.
+    writer = new FileWriter(fd, tmp);
+    const w = writer;
+    // WAL segments download ahead (in order, within a byte budget) while the snapshot streams in.
+    const fetcher = new SegmentFetcher(plan, parallelism, PREFETCH_BYTES, signal);
+    fetcher.fill(0);
+
+    // 1. The snapshot, decoded straight into the file.
+    let dbSize = 0;
+    const head = new Uint8Array(100);
+    const snapName = `${plan.client.location}/${keys.snapshot(plan.generation, plan.snapshot.index)}`;
+    try {
+      const body = await plan.client.snapshotReader(plan.generation, plan.snapshot.index, { signal });
+      const dec = new Lz4FrameDecoder({ borrowOutput: true });
+      const write = (b: Uint8Array) => {
+        if (dbSize < head.length) head.set(b.subarray(0, head.length - dbSize), dbSize);
+        const copy = w.buffer(b.length);
+        copy.set(b);
+        w.write(copy, dbSize).catch(() => undefined);
+        dbSize += b.length;
+      };
+      for await (const chunk of body) {
+        progress.bytes += (chunk as Buffer).length;
+        report();
+        dec.push(chunk as Buffer, write);
+        if (w.pending > WRITES_IN_FLIGHT) await w.drain(WRITES_IN_FLIGHT);
+      }
+      dec.end();
+    } catch (err) {
+      throw wrapCorrupt(err, `restore: snapshot ${snapName}`, { object: snapName });
+    }
     log.info({ generation: plan.generation, index: plan.snapshot.index }, "snapshot restored");
 
-    // 2. WAL indexes: download in parallel, apply strictly in order.
-    const byIndex = new Map<number, WalSegmentInfo[]>();
-    for (const seg of plan.segments) {
-      const list = byIndex.get(seg.index) ?? [];
-      list.push(seg);
-      byIndex.set(seg.index, list);
+    // 2. WAL indexes, in order: each segment is decoded, every frame verified and its page written
+    //    into the file, as a checkpoint of that index would (see sqlite/wal-apply.ts).
+    progress.phase = "apply";
+    let dbPageSize = 0;
+    if (dbSize > 0 && plan.segments.length > 0) {
+      try {
+        dbPageSize = dbHeaderPageSize(head.subarray(0, Math.min(dbSize, head.length)));
+      } catch (err) {
+        throw wrapCorrupt(err, `restore: snapshot ${snapName}`, { object: snapName });
+      }
     }
-    const indexes = [...byIndex.keys()].sort((a, b) => a - b);
-    progress.phase = "wal";
-    // A window of `parallelism` downloads runs ahead of the index being applied.
-    const downloads: Array<Promise<{ file: string; length: number }>> = [];
-    const fetchIndex = (i: number) => {
-      const idx = indexes[i]!;
-      const p = downloadIndex(plan, idx, byIndex.get(idx)!, out, progress, report, signal);
-      p.catch(() => undefined);
-      downloads[i] = p;
-    };
-    for (let i = 0; i < Math.min(parallelism, indexes.length); i++) fetchIndex(i);
+    const pages = offThreadPages(w);
+    // One decoder for every segment: its buffers (a block and its window) are allocated once.
+    const dec = new Lz4FrameDecoder({ borrowOutput: true });
+    let restoredIndex = plan.snapshot.index;
     let restoredEnd = 0;
-    for (let i = 0; i < indexes.length; i++) {
-      const { file, length } = await downloads[i]!;
-      if (i + parallelism < indexes.length) fetchIndex(i + parallelism);
-      progress.phase = "apply";
-      await applyWal(tmp, file, indexes[i]!);
-      restoredEnd = length;
+    let indexes = 0;
+    for (let i = 0; i < plan.segments.length; ) {
+      const index = plan.segments[i]!.index;
+      const what = `${plan.generation}/${hex8(index)}`;
+      const cut = plan.cut && plan.cut.index === index ? plan.cut.offset : undefined;
+      const applier = new WalApplier({
+        pages,
+        dbSize,
+        dbPageSize,
+        ...(cut !== undefined ? { limit: cut } : {}),
+      });
+      for (; i < plan.segments.length && plan.segments[i]!.index === index; i++) {
+        const seg = plan.segments[i]!;
+        const name = segName(plan, seg);
+        if (seg.offset !== applier.received) {
+          throw new WalshipError(
+            ErrorCodes.CORRUPT,
+            `restore: WAL segment ${name} starts at offset ${seg.offset} but the previous segments end at ${applier.received}`,
+            { details: { object: name } },
+          );
+        }
+        try {
+          dec.reset();
+          const push = (b: Uint8Array) => applier.push(b);
+          for await (const chunk of await fetcher.take(i)) {
+            progress.bytes += chunk.length;
+            dec.push(chunk, push);
+            if (w.pending > PAGE_BATCHES_IN_FLIGHT) await w.drain(PAGE_BATCHES_IN_FLIGHT);
+          }
+          dec.end();
+        } catch (err) {
+          throw wrapCorrupt(err, `restore: WAL index ${what}, segment ${name}`, { object: name });
+        }
+        fetcher.fill(i + 1);
+        progress.segmentsDone++;
+        report();
+      }
+      if (cut !== undefined && cut > applier.received) {
+        throw new WalshipError(
+          ErrorCodes.CORRUPT,
+          `restore: WAL index ${what} is shorter than its commit-time index says`,
+        );
+      }
+      let applied: ReturnType<WalApplier["finish"]>;
+      try {
+        applied = applier.finish();
+      } catch (err) {
+        throw wrapCorrupt(err, `restore: WAL index ${what}`, { index: what });
+      }
+      dbSize = applied.dbSize;
+      restoredIndex = index;
+      restoredEnd = applied.end;
+      indexes++;
     }
-    log.info({ indexes: indexes.length, segments: plan.segments.length }, "wal applied");
+    await w.drain();
+    log.info({ indexes, segments: plan.segments.length }, "wal applied");
 
-    // 3. Verify before the file may take the database's name.
+    // 3. Verify before the file may take the database's name. The file was written with plain
+    //    writes; it is made durable (on the writer thread, while SQLite checks it) before the rename.
     progress.phase = "verify";
     report();
+    const synced = w.sync();
     integrityCheck(tmp);
     if (opts.verifySql) verifyQuery(tmp, opts.verifySql);
+    await synced;
+    await w.close();
+    closeSync(fd);
+    fd = undefined;
     if (await exists(out)) {
       backupPath = `${out}.pre-restore-${new Date().toISOString().replace(/[:.]/g, "")}`;
       await rename(out, backupPath);
@@ -407,12 +489,13 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
       }
     }
     await rename(tmp, out);
+    syncDir(path.dirname(out));
     return {
       outputPath: out,
       replica: plan.replica,
       generation: plan.generation,
       snapshotIndex: plan.snapshot.index,
-      index: indexes.at(-1) ?? plan.snapshot.index,
+      index: restoredIndex,
       offset: restoredEnd,
       timeRule: plan.timeRule,
       ...(plan.lastCommitTime ? { lastCommitTime: plan.lastCommitTime } : {}),
@@ -424,154 +507,113 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
     if (err instanceof WalshipError) throw err;
     throw new WalshipError(ErrorCodes.RESTORE, `restore ${out}: ${describeError(err)}`, { cause: err });
   } finally {
+    stop.abort();
+    // The writer thread finishes what it was asked before the descriptor is closed.
+    await writer?.close();
+    if (fd !== undefined) closeSync(fd);
     await removeTemporaries(out);
   }
+}
 
-  /** Downloads, decodes and checks one index's segments into `<out>.tmp-<index>-wal`; applies the cut. */
-  async function downloadIndex(
-    p: RestorePlan,
-    index: number,
-    segs: WalSegmentInfo[],
-    outPath: string,
-    prog: RestoreProgress,
-    rep: () => void,
-    sig: AbortSignal | undefined,
-  ): Promise<{ file: string; length: number }> {
-    const file = `${outPath}.tmp-${hex8(index)}-wal`;
-    const fh = await open(file, "w", 0o600);
-    let length = 0;
-    try {
-      for (const seg of segs) {
-        if (seg.offset !== length) {
-          throw new WalshipError(
-            ErrorCodes.CORRUPT,
-            `restore: WAL segment ${segName(p, seg)} starts at offset ${seg.offset} but the previous segments end at ${length}`,
-            { details: { object: segName(p, seg) } },
-          );
-        }
-        const body = await p.client.walSegmentReader(p.generation, seg.index, seg.offset, { signal: sig });
-        try {
-          for await (const chunk of body.pipe(countBytes(prog, rep)).pipe(createLz4Decoder())) {
-            const buf = chunk as Buffer;
-            await fh.write(buf, 0, buf.length, length);
-            length += buf.length;
-          }
-        } catch (err) {
-          throw new WalshipError(
-            ErrorCodes.CORRUPT,
-            `restore: WAL segment ${segName(p, seg)}: ${describeError(err)}`,
-            {
-              cause: err,
-              details: { object: segName(p, seg) },
-            },
-          );
-        }
-        prog.segmentsDone++;
-        rep();
-      }
-      if (p.cut && p.cut.index === index) {
-        if (p.cut.offset > length) {
-          throw new WalshipError(
-            ErrorCodes.CORRUPT,
-            `restore: WAL index ${hex8(index)} is shorter than its commit-time index says`,
-          );
-        }
-        await fh.truncate(p.cut.offset);
-        length = p.cut.offset;
-      }
-      await fh.sync();
-    } finally {
-      await fh.close();
+/** Snapshot blocks (up to 4 MiB each) and page batches (32 MiB each) queued for the writer thread. */
+const WRITES_IN_FLIGHT = 8;
+const PAGE_BATCHES_IN_FLIGHT = 2;
+
+/** Stored bytes of WAL segments that may wait in memory, downloaded ahead of the one being applied. */
+const PREFETCH_BYTES = 64 << 20;
+
+/**
+ * Downloads WAL segments ahead of the one being applied, in order: at most `parallelism` at a time
+ * and `maxBytes` of stored (compressed) bytes waiting. A segment not fetched ahead (the budget was
+ * full, or it alone exceeds it) is streamed when its turn comes, so memory stays bounded.
+ */
+class SegmentFetcher {
+  readonly #plan: RestorePlan;
+  readonly #parallelism: number;
+  readonly #maxBytes: number;
+  readonly #signal: AbortSignal;
+  #next = 0;
+  #running = 0;
+  #waitingBytes = 0;
+  readonly #ahead = new Map<number, Promise<Buffer[]>>();
+
+  constructor(plan: RestorePlan, parallelism: number, maxBytes: number, signal: AbortSignal) {
+    this.#plan = plan;
+    this.#parallelism = parallelism;
+    this.#maxBytes = maxBytes;
+    this.#signal = signal;
+  }
+
+  /** Starts downloads from segment `from` on while the limits allow. */
+  fill(from: number): void {
+    const segs = this.#plan.segments;
+    if (this.#next < from) this.#next = from;
+    while (this.#next < segs.length && this.#running < this.#parallelism) {
+      const size = segs[this.#next]!.size;
+      if (this.#waitingBytes + size > this.#maxBytes) return;
+      const i = this.#next++;
+      this.#running++;
+      this.#waitingBytes += size;
+      const p = this.#download(i).finally(() => {
+        this.#running--;
+        this.fill(this.#next);
+      });
+      p.catch(() => undefined);
+      this.#ahead.set(i, p);
     }
-    await verifyWalFile(file, `${p.generation}/${hex8(index)}`);
-    return { file, length };
+  }
+
+  /** The stored bytes of segment `i`: downloaded ahead, or streamed now. */
+  async take(i: number): Promise<AsyncIterable<Buffer> | Iterable<Buffer>> {
+    const ahead = this.#ahead.get(i);
+    if (ahead) {
+      this.#ahead.delete(i);
+      try {
+        return await ahead;
+      } finally {
+        this.#waitingBytes -= this.#plan.segments[i]!.size;
+      }
+    }
+    if (this.#next <= i) this.#next = i + 1;
+    return this.#open(i);
+  }
+
+  async #open(i: number): Promise<AsyncIterable<Buffer>> {
+    const seg = this.#plan.segments[i]!;
+    return this.#plan.client.walSegmentReader(this.#plan.generation, seg.index, seg.offset, {
+      signal: this.#signal,
+    });
+  }
+
+  async #download(i: number): Promise<Buffer[]> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of await this.#open(i)) chunks.push(chunk as Buffer);
+    return chunks;
+  }
+}
+
+/** Adds `prefix` to an error's message; a WalshipError keeps its code, anything else becomes CORRUPT. */
+function wrapCorrupt(err: unknown, prefix: string, details: Record<string, unknown>): WalshipError {
+  if (err instanceof WalshipError && err.code !== ErrorCodes.CORRUPT) return err;
+  const code = err instanceof WalshipError ? err.code : ErrorCodes.CORRUPT;
+  return new WalshipError(code, `${prefix}: ${describeError(err)}`, {
+    cause: err,
+    details: { ...(err instanceof WalshipError ? err.details : {}), ...details },
+  });
+}
+
+/** Makes a rename in `dir` durable. */
+function syncDir(dir: string): void {
+  const d = openSync(dir, "r");
+  try {
+    fsyncSync(d);
+  } finally {
+    closeSync(d);
   }
 }
 
 function segName(p: RestorePlan, seg: WalSegmentInfo): string {
   return `${p.client.location}/${keys.segment(p.generation, seg.index, seg.offset)}`;
-}
-
-/** Every frame must carry the header's salts and a checksum that chains, and the file must end on a commit. */
-async function verifyWalFile(file: string, what: string): Promise<void> {
-  const fh = await open(file, "r");
-  try {
-    const { size } = await fh.stat();
-    if (size === 0) return;
-    const head = Buffer.alloc(WAL_HEADER_SIZE);
-    await fh.read(head, 0, WAL_HEADER_SIZE, 0);
-    let hdr: ReturnType<typeof parseWalHeader>;
-    try {
-      hdr = parseWalHeader(head);
-    } catch (err) {
-      throw new WalshipError(ErrorCodes.CORRUPT, `restore: WAL index ${what}: ${describeError(err)}`, {
-        cause: err,
-      });
-    }
-    const F = frameSize(hdr.pageSize);
-    const buf = Buffer.allocUnsafe(Math.max(1, Math.floor((4 << 20) / F)) * F);
-    let offset = WAL_HEADER_SIZE;
-    let seed: [number, number] = [hdr.checksum1, hdr.checksum2];
-    let lastCommitEnd = WAL_HEADER_SIZE;
-    while (offset < size) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - offset), offset);
-      const scan = scanFrames(buf.subarray(0, bytesRead), {
-        pageSize: hdr.pageSize,
-        bigEndian: hdr.bigEndianChecksums,
-        salt1: hdr.salt1,
-        salt2: hdr.salt2,
-        seed,
-        startOffset: offset,
-      });
-      if (scan.lastCommitEnd > lastCommitEnd) lastCommitEnd = scan.lastCommitEnd;
-      if (scan.validEnd !== offset + bytesRead) {
-        throw new WalshipError(
-          ErrorCodes.CORRUPT,
-          `restore: WAL index ${what}: bad frame (checksum or salt) at offset ${scan.validEnd}`,
-          { details: { offset: scan.validEnd } },
-        );
-      }
-      offset += bytesRead;
-      seed = [buf.readUInt32BE(bytesRead - F + 16), buf.readUInt32BE(bytesRead - F + 20)];
-    }
-    if (lastCommitEnd !== size) {
-      throw new WalshipError(
-        ErrorCodes.CORRUPT,
-        `restore: WAL index ${what}: ends with an uncommitted transaction at offset ${lastCommitEnd}`,
-      );
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Lets SQLite replay one WAL file into the database and truncate it. */
-async function applyWal(dbFile: string, walFile: string, index: number): Promise<void> {
-  await rename(walFile, `${dbFile}-wal`);
-  let db: Database.Database | undefined;
-  try {
-    db = new Database(dbFile, { fileMustExist: true });
-    const [row] = db.pragma("wal_checkpoint(TRUNCATE)") as Array<{
-      busy: number;
-      log: number;
-      checkpointed: number;
-    }>;
-    if (row?.busy !== 0 || row.log !== row.checkpointed) {
-      throw new WalshipError(
-        ErrorCodes.RESTORE,
-        `restore: applying WAL index ${hex8(index)} did not complete (busy=${row?.busy})`,
-      );
-    }
-  } catch (err) {
-    if (err instanceof WalshipError) throw err;
-    throw new WalshipError(
-      ErrorCodes.CORRUPT,
-      `restore: applying WAL index ${hex8(index)}: ${describeError(err)}`,
-      { cause: err },
-    );
-  } finally {
-    db?.close();
-  }
 }
 
 function integrityCheck(dbFile: string): void {
@@ -625,16 +667,6 @@ async function removeTemporaries(out: string): Promise<void> {
       .filter((n) => n === base || n.startsWith(`${base}-`))
       .map((n) => rm(path.join(dir, n), { force: true })),
   );
-}
-
-function countBytes(progress: RestoreProgress, report: () => void): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      progress.bytes += chunk.length;
-      report();
-      cb(null, chunk);
-    },
-  });
 }
 
 async function exists(p: string): Promise<boolean> {
