@@ -339,16 +339,19 @@ export class SqliteReplicaReconciler {
     if (this.#mustApply(key, cr, sts, hash, applyHash)) {
       this.#applied.delete(key);
       this.#waitMs.delete(key);
-      // Ensure the owned ConfigMap holds the rendered config.
-      await this.#ctx.client.apply(
-        `/api/v1/namespaces/${ns}/configmaps/${cm.metadata?.name}`,
-        cm,
-        FIELD_MANAGER,
-        true,
-      );
-
-      // Ensure every referenced Secret exists with its keys; otherwise inject nothing.
-      await this.#ensureSecrets(spec, ns);
+      // Ensure the owned ConfigMap holds the rendered config, and (at the same time) that every
+      // referenced Secret exists with its keys; otherwise inject nothing.
+      const [applied, checked] = await Promise.allSettled([
+        this.#ctx.client.apply(
+          `/api/v1/namespaces/${ns}/configmaps/${cm.metadata?.name}`,
+          cm,
+          FIELD_MANAGER,
+          true,
+        ),
+        this.#ensureSecrets(spec, ns),
+      ]);
+      if (applied.status === "rejected") throw applied.reason;
+      if (checked.status === "rejected") throw checked.reason;
 
       // Ensure the StatefulSet's pod template carries the injection (server-side apply).
       const written = await this.#ensureInjected(sts, ns, spec, patch);
@@ -703,13 +706,14 @@ export class SqliteReplicaReconciler {
   }
 
   async #recordChanges(cr: KubeObject, changes: ConditionChange[]): Promise<void> {
-    for (const ch of changes) {
-      if (ch.type === "Ready" && ch.to.status !== "True") continue; // the cause has its own Event
+    // One Event per change, sent at once (they are independent; a reconcile waits for the slowest).
+    const record = async (ch: ConditionChange): Promise<void> => {
+      if (ch.type === "Ready" && ch.to.status !== "True") return; // the cause has its own Event
       const bad =
         WARNING_REASONS.has(ch.to.reason) &&
         (ch.to.type === "Degraded" ? ch.to.status === "True" : ch.to.status !== "True");
-      if (ch.to.type === "Degraded" && ch.to.status === "False" && !ch.from) continue;
-      if (ch.to.type === "Replicating" && ch.to.status === "Unknown") continue;
+      if (ch.to.type === "Degraded" && ch.to.status === "False" && !ch.from) return;
+      if (ch.to.type === "Replicating" && ch.to.status === "Unknown") return;
       try {
         await this.#ctx.events.record(
           { ...cr, apiVersion: API_VERSION, kind: "SqliteReplica" },
@@ -722,7 +726,8 @@ export class SqliteReplicaReconciler {
       } catch (err) {
         this.#ctx.log.warn({ err: describeError(err), reason: ch.to.reason }, "record event failed");
       }
-    }
+    };
+    await Promise.all(changes.map(record));
     for (const ch of changes) {
       this.#ctx.log.info(
         {
