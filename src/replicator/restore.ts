@@ -228,12 +228,20 @@ export async function planRestore(
   let lastCommitTime: number | undefined;
   if (T !== undefined) {
     const kept: WalSegmentInfo[] = [];
-    for (const seg of segments) {
+    // The commit-time documents are read in order, a window of them ahead (one request each).
+    const docs: Array<Promise<CommitTimesDoc | undefined>> = [];
+    const docOf = (j: number): Promise<CommitTimesDoc | undefined> => {
+      const seg = segments[j]!;
       const key = keys.commitTimes(generation, seg.index, seg.offset);
-      const doc =
-        timeRule === "commit-times" && extras.has(key)
-          ? await readJsonExtra<CommitTimesDoc>(client, key, signal)
-          : undefined;
+      if (timeRule !== "commit-times" || !extras.has(key)) return Promise.resolve(undefined);
+      const p = readJsonExtra<CommitTimesDoc>(client, key, signal);
+      p.catch(() => undefined);
+      return p;
+    };
+    for (const [j, seg] of segments.entries()) {
+      for (let k = docs.length; k < Math.min(segments.length, j + COMMIT_DOCS_AHEAD); k++)
+        docs.push(docOf(k));
+      const doc = await docs[j]!;
       if (doc && doc.commits.length > 0) {
         const within = doc.commits.filter(([, t]) => t <= T);
         if (within.length === 0) break;
@@ -262,6 +270,9 @@ export async function planRestore(
     ...(lastCommitTime !== undefined ? { lastCommitTime: new Date(lastCommitTime) } : {}),
   };
 }
+
+/** Commit-time documents read ahead of the one being looked at, when restoring to a time. */
+const COMMIT_DOCS_AHEAD = 16;
 
 /** When a snapshot's state was taken: Walship records it beside the layout; otherwise the object time. */
 async function snapshotTime(
