@@ -8,9 +8,9 @@
  *
  * The SqliteReplica and its StatefulSet come from the informers' caches when the context has them.
  * The apply steps (two server-side applies and the Secret reads) run only when what would be applied
- * differs from what this process last applied successfully, when the StatefulSet's pod template
- * changed since (compared with the one the apply returned), when its template no longer carries the injection, or when the last apply
- * is older than `applyEveryMs` (the repair of drift nothing here watches: an edited ConfigMap, a
+ * differs from what this process last applied successfully, when the StatefulSet's pod template is
+ * not the one that apply returned or no longer carries the injection, or when the last apply is
+ * older than `applyEveryMs` (the repair of drift nothing here watches: an edited ConfigMap, a
  * deleted Secret). Otherwise a reconcile is only the observation: the pod list (none when the
  * StatefulSet has no pods), each Running pod's sidecar `/status`, and a status write when the status
  * changed.
@@ -76,10 +76,9 @@ interface Applied {
   stsUid: string;
   /** The hash of the ConfigMap and StatefulSet apply configurations. */
   hash: string;
-  /** The StatefulSet's generation, resourceVersion and pod template (hashed) that the apply returned. */
+  /** The StatefulSet's generation and pod template (hashed) that the apply returned. */
   stsGeneration: number | undefined;
   stsTemplateHash: string;
-  stsResourceVersion: string | undefined;
   at: number;
 }
 
@@ -361,7 +360,6 @@ export class SqliteReplicaReconciler {
         hash: applyHash,
         stsGeneration: written?.metadata?.generation,
         stsTemplateHash: templateHash(written),
-        stsResourceVersion: written?.metadata?.resourceVersion,
         at: Date.now(),
       });
       if (written?.metadata?.resourceVersion) {
