@@ -54,6 +54,8 @@ export interface DbOptions {
   /** Watch the WAL file for changes (inotify) so commits are seen within milliseconds. Default true. */
   watch?: boolean;
   log?: Logger;
+  /** Test seams (named so nothing else uses them): runs between the WAL check and the copy. */
+  testHooks?: { afterVerify?: () => void };
 }
 
 /** A commit observed in the WAL: where its last frame ends, and when we saw it. */
@@ -116,6 +118,7 @@ export class Db {
   #lastError: string | undefined;
   #paused = 0;
   readonly #backfiller = new Backfiller();
+  readonly #testHooks: DbOptions["testHooks"];
   /** Where the last PASSIVE checkpoint left the shadow. */
   #passiveAt: { generation: string; index: number; size: number } | undefined;
 
@@ -133,6 +136,7 @@ export class Db {
       throw new WalshipError(ErrorCodes.CONFIG, "open db: min-checkpoint-page-count must be greater than 0");
     }
     this.#watchEnabled = opts.watch ?? true;
+    this.#testHooks = opts.testHooks;
     this.#log = (opts.log ?? nullLogger()).child({ db: this.path });
     const zero = () => ({ count: 0, errors: 0, seconds: 0 });
     this.metrics = {
@@ -501,8 +505,23 @@ export class Db {
     if (realHeader.length < WAL_HEADER_SIZE) {
       throw new WalshipError(ErrorCodes.WAL, `read wal ${this.walPath}: header is missing`);
     }
-    const realSize = (await stat(this.walPath)).size;
+    const s = this.#state;
+    if (s && Buffer.compare(realHeader, Buffer.from(s.header)) !== 0) {
+      // The WAL was restarted by another process (while we were down, or between our read
+      // transactions). Decide under SQLite's write lock: the new WAL is written from its start
+      // towards our last frame, and a writer moving on between the check that our last frame
+      // survived and the copy of the old frames after it would cut that copy short unnoticed.
+      return await this.#withWriteLock(async () => {
+        const header = await readRange(this.walPath, 0, WAL_HEADER_SIZE);
+        return this.#verifyAndCopyUnlocked(header, (await stat(this.walPath)).size);
+      });
+    }
+    return this.#verifyAndCopyUnlocked(realHeader, (await stat(this.walPath)).size);
+  }
+
+  async #verifyAndCopyUnlocked(realHeader: Buffer, realSize: number): Promise<boolean> {
     const { reason, restart } = await this.#verify(realHeader, realSize);
+    this.#testHooks?.afterVerify?.();
     if (reason) {
       await this.#newGeneration(reason, realHeader);
       await this.#copy();
@@ -516,6 +535,18 @@ export class Db {
       changed = true;
     }
     return changed;
+  }
+
+  /** Runs `fn` holding SQLite's write lock on our connection (BEGIN IMMEDIATE ... COMMIT). */
+  async #withWriteLock<T>(fn: () => Promise<T>): Promise<T> {
+    const db = this.#db;
+    if (!db) throw new WalshipError(ErrorCodes.SQLITE, `lock ${this.path}: database is not open`);
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      return await fn();
+    } finally {
+      db.exec("COMMIT");
+    }
   }
 
   async #newGeneration(reason: string, realHeader: Uint8Array): Promise<void> {
@@ -665,9 +696,12 @@ export class Db {
       // index moves on only at the RESTART threshold (as Litestream's does), which keeps restores
       // short.
       try {
-        await this.#copy();
         this.#endRead();
         this.#beginRead();
+        // Copy up to (at least) the new mark before anything is written back: the back-fill can
+        // reach frames up to our mark, and a frame written back but never copied would be lost if
+        // the WAL were restarted while we are down.
+        await this.#copy();
         const complete = await this.#backfill(1);
         m.count++;
         this.#log.debug({ mode, complete }, "checkpoint");
