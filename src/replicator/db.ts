@@ -680,8 +680,9 @@ export class Db {
   }
 
   /**
-   * Checkpoint under the write lock: top up, copy the WAL back into the database, then restart the WAL
-   * with our own write so the restart happens at a point we have fully copied.
+   * PASSIVE: copy the WAL back into the database without restarting it. RESTART and TRUNCATE: under
+   * the write lock, top up, copy back, then restart the WAL with our own write so the restart happens
+   * at a point we have fully copied.
    */
   async #checkpoint(mode: CheckpointMode): Promise<void> {
     const db = this.#db;
@@ -689,13 +690,13 @@ export class Db {
     const m = this.metrics.checkpoints[mode];
     const started = performance.now();
     let locked = false;
-    if (mode === "PASSIVE") {
-      // Copy pages back without restarting the WAL. Our read transaction moves its mark up to every
-      // committed frame first; it stays above 0 after the back-fill, so no other connection can
-      // restart the WAL, and frames past the mark are not touched. No lock is needed, and the WAL
-      // index moves on only at the RESTART threshold (as Litestream's does), which keeps restores
-      // short.
-      try {
+    try {
+      if (mode === "PASSIVE") {
+        // Copy pages back without restarting the WAL. Our read transaction moves its mark up to every
+        // committed frame first; it stays above 0 after the back-fill, so no other connection can
+        // restart the WAL, and frames past the mark are not touched. No lock is needed, and the WAL
+        // index moves on only at the RESTART threshold (as Litestream's does), which keeps restores
+        // short.
         this.#endRead();
         this.#beginRead();
         // Copy up to (at least) the new mark before anything is written back: the back-fill can
@@ -705,26 +706,8 @@ export class Db {
         const complete = await this.#backfill(1);
         m.count++;
         this.#log.debug({ mode, complete }, "checkpoint");
-      } catch (err) {
-        m.errors++;
-        try {
-          this.#beginRead();
-        } catch {
-          this.#disconnect();
-        }
-        throw new WalshipError(
-          ErrorCodes.SQLITE,
-          `checkpoint ${this.path} (${mode}): ${describeError(err)}`,
-          {
-            cause: err,
-          },
-        );
-      } finally {
-        m.seconds += (performance.now() - started) / 1000;
+        return;
       }
-      return;
-    }
-    try {
       db.exec("BEGIN IMMEDIATE");
       locked = true;
       // No one can commit now: copy everything committed so far, then copy it back into the database.
