@@ -24,6 +24,9 @@
  *   (`B.R.your-objectstorage.com`) and R2 (`B.ACCOUNT.r2.cloudflarestorage.com`) hosts.
  * - `~` is expanded in `meta-path` and `key-path` too; `type:` is case-insensitive.
  * - Duplicate database paths are an error.
+ * - `age:` (client-side encryption) is refused: Walship does not encrypt yet, and accepting the key
+ *   would store the replica in plaintext while the user believes it is encrypted. The error names the
+ *   key's path and never quotes its value (an identity is a secret key).
  */
 import { readFile } from "node:fs/promises";
 import os from "node:os";
@@ -94,8 +97,6 @@ export interface ReplicaConfig {
   retentionCheckIntervalMs: number;
   /** Undefined = no validation. */
   validationIntervalMs?: number;
-  /** age keys, one per entry (`AGE-SECRET-KEY-1…` identities, `age1…` recipients). */
-  age?: { identities: string[]; recipients: string[] };
   file?: FileSettings;
   s3?: S3Settings;
   gcs?: GcsSettings;
@@ -456,9 +457,6 @@ const duration = z
     return r.ms;
   });
 
-const stringList = z.array(z.string({ error: "expected a string" }), { error: "expected a list" }).nullish();
-
-const ageShape = { identities: stringList, recipients: stringList };
 const replicaShape = {
   type: text,
   name: text,
@@ -482,7 +480,8 @@ const replicaShape = {
   user: text,
   password: text,
   "key-path": text,
-  age: z.object(ageShape, { error: "expected a mapping" }).nullish(),
+  /** Read only to be refused (see the head of this file); any value, even empty, is an error. */
+  age: z.unknown().optional(),
 };
 const replicaSchema = z.object(replicaShape, { error: "expected a mapping" });
 const dbShape = {
@@ -790,8 +789,14 @@ function buildDb(rdb: RawDb, at: Seg[], ctx: Ctx): DbConfig {
   return db;
 }
 
+/** The refusal of `age:`, one text for every place that meets the key. */
+const AGE_REFUSED =
+  "client-side encryption is not supported yet, and Walship would store this replica unencrypted; " +
+  "remove the age key (and encrypt at the destination, e.g. S3 server-side encryption) to replicate";
+
 function buildReplica(raw: RawReplica, at: Seg[], ctx: Ctx): ReplicaConfig {
   const key = (k: string): Seg[] => [...at, k];
+  if ("age" in raw && raw.age !== undefined) ctx.fail(key("age"), AGE_REFUSED);
   if (raw.path !== undefined && isUrl(raw.path)) {
     ctx.fail(key("path"), `replica path cannot be a URL, use the url key instead: ${raw.path}`);
   }
@@ -831,7 +836,6 @@ function buildReplica(raw: RawReplica, at: Seg[], ctx: Ctx): ReplicaConfig {
   };
   if (raw["snapshot-interval"]) r.snapshotIntervalMs = raw["snapshot-interval"];
   if (raw["validation-interval"]) r.validationIntervalMs = raw["validation-interval"];
-  if (raw.age) r.age = buildAge(raw.age, key("age"), ctx);
 
   switch (type) {
     case "file":
@@ -851,30 +855,6 @@ function buildReplica(raw: RawReplica, at: Seg[], ctx: Ctx): ReplicaConfig {
       break;
   }
   return r;
-}
-
-function buildAge(
-  raw: NonNullable<RawReplica["age"]>,
-  at: Seg[],
-  ctx: Ctx,
-): { identities: string[]; recipients: string[] } | undefined {
-  // Each entry is key text; like age's parsers, one entry may hold several lines and # comments.
-  const keysOf = (list: string[] | null | undefined, field: string, re: RegExp, what: string): string[] => {
-    const out: string[] = [];
-    (list ?? []).forEach((entry, i) => {
-      for (const line of entry.split(/\r?\n/)) {
-        const t = line.trim();
-        if (t === "" || t.startsWith("#")) continue;
-        if (!re.test(t)) ctx.fail([...at, field, i], `not an age ${what} (${re.source.slice(1, -8)}...)`);
-        out.push(t);
-      }
-    });
-    return out;
-  };
-  const identities = keysOf(raw.identities, "identities", /^AGE-SECRET-KEY-1[0-9A-Z]+$/, "identity");
-  const recipients = keysOf(raw.recipients, "recipients", /^age1[0-9a-z]+$/, "recipient");
-  if (identities.length === 0 && recipients.length === 0) return undefined;
-  return { identities, recipients };
 }
 
 type KeyFn = (k: string) => Seg[];
@@ -1008,7 +988,7 @@ function collectWarnings(plain: Plain, out: string[]): void {
     return true;
   };
   const replica = (r: Plain | undefined, segs: Seg[]) => {
-    if (check(r, Object.keys(replicaShape), segs)) check(r.age, Object.keys(ageShape), [...segs, "age"]);
+    check(r, Object.keys(replicaShape), segs);
   };
   if (!check(plain, Object.keys(rootShape), [])) return;
   check(plain.logging, Object.keys(loggingShape), ["logging"]);
@@ -1031,7 +1011,7 @@ function collectWarnings(plain: Plain, out: string[]): void {
 /**
  * A replica from a URL (`s3://`, `file://`, `gcs://`, `abs://`, `sftp://`), with defaults, as
  * `walship replicate DB URL` and the read commands build them. `base` supplies the common settings
- * (name, intervals, age); the URL decides type and backend settings.
+ * (name, intervals); the URL decides type and backend settings.
  */
 export function replicaFromUrl(url: string, base: Partial<ReplicaConfig> = {}): ReplicaConfig {
   const fail: Ctx["fail"] = (segs, problem) => {
