@@ -6,7 +6,8 @@
 # rather than `npm ci`: npm 11 (what Node 24 ships) rejects this lock in `npm ci` because it prunes
 # other platforms' optional binaries from the lock it writes (see the Makefile). --no-save leaves
 # the lock as committed, so the versions are still the locked ones.
-# test/integration/image.test.ts runs the deps stage's RUN lines and the ENTRYPOINT outside Docker.
+# test/infra/images builds this file unchanged with buildah (offline); test/integration/image.test.ts runs
+# the CLI inside the built image, and every end-to-end test runs it on a real node.
 ARG NODE_IMAGE=node:24-bookworm-slim
 
 # Compile TypeScript to dist/ (needs the dev dependencies: typescript).
@@ -34,6 +35,9 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY package.json ./
+# `walship` on the PATH: the operator's pod specs (sidecar, restore init container, restore Jobs) run
+# `walship ...` as their command, and so can users (`kubectl exec ... -- walship snapshots ...`).
+RUN chmod 0755 /app/dist/main.js && ln -s /app/dist/main.js /usr/local/bin/walship
 # The image's unprivileged "node" user, by number so that runAsNonRoot can verify it. Nothing is
 # written under /app: the replicator writes beside its database (a volume) and the operator only to
 # the API server, so readOnlyRootFilesystem works. The one exception is validation
@@ -42,5 +46,5 @@ USER 1000:1000
 # No init process: walship installs its own SIGTERM/SIGINT handlers (a PID 1 without handlers would
 # ignore them): the replicator syncs once more and exits 0, the operator finishes running reconciles
 # and gives its Lease up. Node reaps its own children (the -exec child).
-ENTRYPOINT ["node", "/app/dist/main.js"]
+ENTRYPOINT ["walship"]
 CMD ["version"]

@@ -1,23 +1,17 @@
 /**
- * The container image without a Docker engine: the Dockerfile's rules (hadolint when it is installed,
- * plus our own checks), and its build and production-install steps run outside Docker, exactly as
- * the Dockerfile writes them (the RUN lines of the `build` and `deps` stages, in a copy of the
- * files they COPY), then the ENTRYPOINT runs the CLI from the result.
+ * The container image: the Dockerfile's rules (hadolint, plus our own checks), then the real image,
+ * built from the Dockerfile unchanged by buildah (test/infra/images, offline, no Docker engine), run
+ * with runc through `buildah run`: the CLI as the pod specs call it (`walship` on the PATH), as the
+ * image's user and as another, its native SQLite module, and a replicate/restore round trip on a
+ * mounted directory. Pods on the real node run the same image (test/e2e, test/smoke/node.test.ts).
  */
 import assert from "node:assert/strict";
-import {
-  accessSync,
-  constants,
-  cpSync,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  symlinkSync,
-} from "node:fs";
+import { accessSync, chownSync, constants, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import Database from "better-sqlite3";
 import { binDir } from "../helpers/cache.ts";
+import { type ImageContainer, imageConfig, startImageContainer } from "../helpers/node/images.ts";
 import { makeTempDir, removeTempDir, runCommand } from "../helpers/proc.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -100,14 +94,19 @@ describe("Dockerfile rules", () => {
     for (const s of parsed.stages) assert.equal(s.from, "${NODE_IMAGE}");
   });
 
-  it("the final stage runs as a numeric non-root user with an exec-form ENTRYPOINT of the built CLI", () => {
+  it("the final stage runs as a numeric non-root user with `walship` (on the PATH) as its ENTRYPOINT", () => {
     const user = final.body.filter((i) => i.op === "USER").at(-1);
     assert.ok(user, "final stage has a USER");
     assert.match(user.args, /^[1-9]\d*(:[1-9]\d*)?$/, "numeric uid, not 0, so runAsNonRoot can check it");
     const entry = final.body.find((i) => i.op === "ENTRYPOINT");
     assert.ok(entry);
-    assert.deepEqual(JSON.parse(entry.args), ["node", "/app/dist/main.js"]);
-    assert.ok(!final.body.some((i) => i.op === "RUN"), "nothing is installed or written in the final stage");
+    assert.deepEqual(JSON.parse(entry.args), ["walship"]);
+    const runs = final.body.filter((i) => i.op === "RUN");
+    assert.deepEqual(
+      runs.map((r) => r.args),
+      ["chmod 0755 /app/dist/main.js && ln -s /app/dist/main.js /usr/local/bin/walship"],
+      "the final stage only links the CLI onto the PATH",
+    );
     assert.ok(!final.body.some((i) => i.op === "ADD"));
     assert.ok(
       final.body.some((i) => i.op === "COPY" && /--from=deps\s+\/app\/node_modules/.test(i.args)),
@@ -139,107 +138,99 @@ describe("Dockerfile rules", () => {
   });
 });
 
-describe("the image's build and install steps, run outside Docker", { timeout: 600_000 }, () => {
+describe("the image built from the Dockerfile (buildah), run with runc", { timeout: 1_800_000 }, () => {
+  const REF = "docker.io/walship-test/walship:dev";
+  let box: ImageContainer;
   let dir = "";
-  const env = () => ({
-    PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? ""}`,
-    npm_config_cache: path.join(dir, "npm-cache"),
-  });
-  /** COPY lines of a stage copy from the repo into `workdir`; RUN lines run with sh there. */
-  const runStage = async (s: Stage, workdir: string, skipRunMatching?: RegExp) => {
-    mkdirSync(workdir, { recursive: true });
-    for (const i of s.body) {
-      if (i.op === "COPY" && !i.args.startsWith("--from")) {
-        const words = i.args.split(/\s+/);
-        const dest = words.at(-1)!;
-        for (const src of words.slice(0, -1)) {
-          const to = dest.endsWith("/")
-            ? path.join(workdir, dest, path.basename(src))
-            : path.join(workdir, dest);
-          cpSync(path.join(ROOT, src), to, { recursive: true });
-        }
-      } else if (i.op === "RUN") {
-        if (skipRunMatching?.test(i.args)) continue;
-        const r = await runCommand("sh", ["-c", i.args], {
-          cwd: workdir,
-          env: env(),
-          timeoutMs: 480_000,
-          allowFailure: true,
-        });
-        assert.equal(r.code, 0, `RUN ${i.args}\n${r.stdout.slice(-2000)}${r.stderr.slice(-4000)}`);
-      }
-    }
-  };
-  const app = () => path.join(dir, "app");
 
   before(async () => {
+    // Builds it when its inputs changed (make test has done so already: then a stamp check).
+    await runCommand(path.join(ROOT, "test/infra/images"), ["walship"], { timeoutMs: 1_500_000 });
     dir = makeTempDir("image");
-    // build stage: its `npm install` (dev dependencies, for tsc) is the one the repo's node_modules
-    // already holds, so they are linked in; `npm run build` runs as written.
-    const build = path.join(dir, "build");
-    mkdirSync(build);
-    symlinkSync(path.join(ROOT, "node_modules"), path.join(build, "node_modules"));
-    await runStage(stage("build"), build, /^npm install\b/);
-    // deps stage: the production install, as written, against the network registry.
-    await runStage(stage("deps"), app());
-    // final stage: COPY --from=build /src/dist ./dist, COPY package.json ./
-    cpSync(path.join(build, "dist"), path.join(app(), "dist"), { recursive: true });
-    cpSync(path.join(ROOT, "package.json"), path.join(app(), "package.json"));
+    box = await startImageContainer(REF, { mounts: [[dir, "/data"]] });
   });
-  after(() => {
+  after(async () => {
+    await box?.remove();
     if (dir) removeTempDir(dir);
   });
 
-  const entry = (args: string[]) => {
-    const e = JSON.parse(final.body.find((i) => i.op === "ENTRYPOINT")!.args) as string[];
-    const [cmd, ...rest] = e.map((w) => w.replace(/^\/app\//, `${app()}/`));
-    assert.equal(cmd, "node");
-    return runCommand(process.execPath, [...rest, ...args], {
-      cwd: "/",
-      env: { NODE_ENV: "production" },
-      allowFailure: true,
-    });
-  };
-
-  it("installs no dev dependency", () => {
-    const mods = readdirSync(path.join(app(), "node_modules"));
-    for (const dev of ["typescript", "@biomejs", "@types/better-sqlite3", "@aws-sdk/client-sts"])
-      assert.ok(!existsSync(path.join(app(), "node_modules", dev)), `${dev} installed`);
-    for (const dep of ["better-sqlite3", "prom-client", "zod", "@kubernetes"]) assert.ok(mods.includes(dep));
+  it("is configured as the Dockerfile says: user 1000:1000, ENTRYPOINT walship, NODE_ENV=production", async () => {
+    const cfg = await imageConfig(REF);
+    assert.equal(cfg.User, "1000:1000");
+    assert.deepEqual(cfg.Entrypoint, ["walship"]);
+    assert.deepEqual(cfg.Cmd, ["version"]);
+    assert.ok(cfg.Env?.includes("NODE_ENV=production"), JSON.stringify(cfg.Env));
   });
 
-  it("runs `walship version`, `replicate -h` and `operator -h` from the installed app", async () => {
+  it("has `walship` on the PATH, as the pod specs call it, for any user", async () => {
     const pkg = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { version: string };
-    const v = await entry(["version"]);
-    assert.equal(v.code, 0, v.stderr);
-    assert.match(v.stdout, new RegExp(pkg.version.replaceAll(".", "\\.")));
-    const r = await entry(["replicate", "-h"]);
+    for (const user of ["1000:1000", "10001:10001", "0:0"]) {
+      const v = await box.run(["walship", "version"], { user });
+      assert.equal(v.code, 0, `${user}: ${v.stderr}`);
+      assert.equal(v.stdout.trim(), `v${pkg.version}`);
+    }
+    const which = await box.run(["sh", "-c", "command -v walship"]);
+    assert.equal(which.stdout.trim(), "/usr/local/bin/walship");
+    const r = await box.run(["walship", "replicate", "-h"]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout + r.stderr, /-config/);
-    const o = await entry(["operator", "-h"]);
+    const o = await box.run(["walship", "operator", "-h"]);
     assert.equal(o.code, 0, o.stderr);
     assert.match(o.stdout + o.stderr, /-leader-elect/);
   });
 
-  it("loads the installed better-sqlite3 native module", async () => {
-    const r = await runCommand(
-      process.execPath,
-      [
-        "--input-type=module",
-        "-e",
-        "import D from 'better-sqlite3'; console.log(new D(':memory:').prepare('select sqlite_version() v').get().v)",
-      ],
-      { cwd: app(), allowFailure: true },
-    );
+  it("installs no dev dependency and loads the native better-sqlite3 module", async () => {
+    const ls = await box.run(["sh", "-c", "ls /app/node_modules /app/node_modules/@types 2>/dev/null"]);
+    for (const dev of ["typescript", "@biomejs", "@aws-sdk/client-sts"])
+      assert.doesNotMatch(ls.stdout, new RegExp(`^${dev.split("/").at(-1)}$`, "m"), `${dev} installed`);
+    for (const dep of ["better-sqlite3", "prom-client", "zod", "@kubernetes"])
+      assert.match(ls.stdout, new RegExp(`^${dep}$`, "m"));
+    const r = await box.run([
+      "node",
+      "-e",
+      "const D = require('/app/node_modules/better-sqlite3'); console.log(new D(':memory:').prepare('select sqlite_version() v').get().v)",
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^3\.\d+\.\d+/);
   });
 
-  it("writes nothing under /app while running", async () => {
-    const list = (d: string): string[] =>
-      readdirSync(d, { recursive: true, withFileTypes: false }).map(String).sort();
-    const before = list(path.join(app(), "dist"));
-    await entry(["version"]);
-    assert.deepEqual(list(path.join(app(), "dist")), before);
+  it("replicates and restores a database on a mounted directory, as uid 1000, writing nothing else", async () => {
+    const db = new Database(path.join(dir, "app.db"));
+    db.pragma("journal_mode = WAL");
+    db.exec("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('a'), ('b');");
+    db.close();
+    for (const f of ["", "app.db", "app.db-wal", "app.db-shm"]) {
+      try {
+        chownSync(path.join(dir, f), 1000, 1000);
+      } catch {
+        // -wal/-shm are gone once the last connection closed
+      }
+    }
+    mkdirSync(path.join(dir, "out"));
+    chownSync(path.join(dir, "out"), 1000, 1000);
+    writeFileSync(
+      path.join(dir, "run.sh"),
+      [
+        "walship replicate /data/app.db file:///data/replica & pid=$!",
+        "sleep 3; kill -TERM $pid; wait $pid; echo replicate=$?",
+        "walship restore -o /data/out/app.db file:///data/replica; echo restore=$?",
+      ].join("\n"),
+    );
+    const r = await box.run(["sh", "/data/run.sh"], { user: "1000:1000" });
+    assert.match(r.stdout, /replicate=0/, r.stdout + r.stderr);
+    assert.match(r.stdout, /restore=0/, r.stdout + r.stderr);
+    const restored = new Database(path.join(dir, "out/app.db"), { readonly: true });
+    try {
+      assert.deepEqual(restored.prepare("SELECT x FROM t ORDER BY x").all(), [{ x: "a" }, { x: "b" }]);
+    } finally {
+      restored.close();
+    }
+    // The image's root filesystem was not written (the container's upper layer holds no change under /app).
+    const changed = await box.changedPaths();
+    assert.deepEqual(
+      changed.filter((p) => p.startsWith("/app")),
+      [],
+      changed.join(", "),
+    );
   });
 });
