@@ -15,7 +15,12 @@ export const COMPONENT_OF = {
   helm: "helm",
   "kube-apiserver": "kubernetes",
   "kube-controller-manager": "kubernetes",
+  "kube-scheduler": "kubernetes",
+  kubelet: "kubernetes",
+  "kube-proxy": "kubernetes",
   kubectl: "kubernetes",
+  crictl: "crictl",
+  "local-path-provisioner": "local-path-provisioner",
 } as const;
 
 export type BinaryName = keyof typeof COMPONENT_OF;

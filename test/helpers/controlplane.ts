@@ -1,8 +1,10 @@
 /**
  * A real Kubernetes control plane for tests: etcd + kube-apiserver (+ kube-controller-manager), on
- * loopback with free ports, generated certificates (openssl) and a static admin token. No scheduler
- * and no kubelet: pods created by controllers stay unscheduled unless the test binds them (the process
- * kubelet in test/helpers/kubelet does).
+ * loopback with free ports, generated certificates (openssl) and a static admin token. Alone it has
+ * no scheduler and no node: pods stay Pending. With `node` (what test/helpers/node starts) the API
+ * server listens on the node's bridge gateway so pods can reach it, authorizes kubelets (Node,RBAC,
+ * NodeRestriction, client certificates for the kubelet and kube-proxy), the controller manager runs
+ * the node lifecycle controller (it lifts the not-ready taint of a new Node), and kube-scheduler runs.
  *
  *   const cp = await startControlPlane();
  *   try { await cp.kubectl(["apply", "-f", file]); } finally { await cp.stop(); }
@@ -32,6 +34,24 @@ export interface ControlPlaneOptions {
   apiserverArgs?: readonly string[];
   /** How long to wait for everything to be ready; default 60 s. */
   timeoutMs?: number;
+  /** Serve a real node (see the header); the addresses come from test/helpers/node. */
+  node?: NodeNetwork;
+}
+
+/** Where a real node's pods live: the API server listens on `address`, Services in `serviceCidr`. */
+export interface NodeNetwork {
+  /** The bridge gateway: the API server's bind and advertise address. */
+  address: string;
+  /** The Service range (a /24); its first address is the `kubernetes` Service. */
+  serviceCidr: string;
+  /** The Node's name (the kubelet's client certificate is for system:node:<name>). */
+  nodeName: string;
+}
+
+/** A client certificate signed by the control plane's CA. */
+export interface ClientCert {
+  cert: string;
+  key: string;
 }
 
 export interface ApiResponse<T = unknown> {
@@ -50,7 +70,11 @@ export interface ControlPlane {
   /** Path of the CA certificate that signed the apiserver's serving certificate. */
   caFile: string;
   /** Log files, for failure messages. */
-  logs: { etcd: string; apiserver: string; controllerManager?: string };
+  logs: { etcd: string; apiserver: string; controllerManager?: string; scheduler?: string };
+  /** With `node`: the kubelet's and kube-proxy's client certificates. */
+  nodeCerts?: { kubelet: ClientCert; kubeProxy: ClientCert };
+  /** Writes a kubeconfig that authenticates with a client certificate; returns its path. */
+  kubeconfigForCert(name: string, cert: ClientCert): string;
   /** A token for an existing ServiceAccount (TokenRequest API, 1 h). */
   tokenFor(namespace: string, name: string): Promise<string>;
   /** Writes a kubeconfig that authenticates with `token`; returns its path. */
@@ -67,8 +91,44 @@ async function openssl(dir: string, args: string[]): Promise<void> {
   await runCommand("openssl", args, { cwd: dir, timeoutMs: 30_000 });
 }
 
-/** CA, apiserver serving cert (SAN 127.0.0.1, localhost), service-account RSA key pair. */
-async function makePki(dir: string): Promise<void> {
+/** The first address of a /24 (or any IPv4 CIDR whose last octet is 0): 10.214.1.0/24 -> 10.214.1.1. */
+function firstAddress(cidr: string): string {
+  const [ip] = cidr.split("/");
+  const parts = (ip ?? "").split(".").map(Number);
+  parts[3] = (parts[3] ?? 0) + 1;
+  return parts.join(".");
+}
+
+/** A client certificate (EC P-256) for `subj`, signed by the CA in `dir`. */
+async function signClientCert(dir: string, name: string, subj: string): Promise<ClientCert> {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await openssl(dir, ["req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subj]);
+  writeFileSync(
+    join(dir, `${name}.ext`),
+    "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
+  );
+  await openssl(dir, [
+    "x509",
+    "-req",
+    "-in",
+    `${name}.csr`,
+    "-CA",
+    "ca.crt",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    `${name}.crt`,
+    "-days",
+    "30",
+    "-extfile",
+    `${name}.ext`,
+  ]);
+  return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+}
+
+/** CA, apiserver serving cert (SAN 127.0.0.1, localhost, extra IPs), service-account RSA key pair. */
+async function makePki(dir: string, extraIps: readonly string[] = []): Promise<void> {
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
   await openssl(
     dir,
@@ -89,7 +149,7 @@ async function makePki(dir: string): Promise<void> {
   writeFileSync(
     join(dir, "apiserver.ext"),
     [
-      "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc",
+      `subjectAltName=IP:127.0.0.1,${extraIps.map((ip) => `IP:${ip},`).join("")}DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc`,
       "extendedKeyUsage=serverAuth",
       "keyUsage=critical,digitalSignature,keyEncipherment",
       "",
@@ -194,6 +254,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const apiserverBin = binPath("kube-apiserver");
   const kcmBin = withKcm ? binPath("kube-controller-manager") : "";
   const kubectlBin = binPath("kubectl");
+  const node = opts.node;
+  const schedulerBin = node ? binPath("kube-scheduler") : "";
+  const host = node?.address ?? "127.0.0.1";
 
   const dir = makeTempDir("controlplane");
   const logDir = join(dir, "logs");
@@ -210,7 +273,18 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   try {
     mkdirSync(logDir);
     mkdirSync(join(dir, "etcd"));
-    await makePki(dir);
+    await makePki(dir, node ? [node.address, firstAddress(node.serviceCidr)] : []);
+    const nodeCerts = node
+      ? {
+          kubelet: await signClientCert(dir, "kubelet", `/O=system:nodes/CN=system:node:${node.nodeName}`),
+          kubeProxy: await signClientCert(dir, "kube-proxy", "/CN=system:kube-proxy"),
+          apiserverKubeletClient: await signClientCert(
+            dir,
+            "apiserver-kubelet-client",
+            "/O=system:masters/CN=kube-apiserver-kubelet-client",
+          ),
+        }
+      : undefined;
     const caFile = join(dir, "ca.crt");
     const ca = readFileSync(caFile, "utf8");
     const adminToken = `admin-${crypto.randomUUID()}`;
@@ -219,7 +293,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     });
 
     const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
-    const server = `https://127.0.0.1:${apiPort}`;
+    const server = `https://${host}:${apiPort}`;
     const kubeconfig = join(dir, "admin.kubeconfig");
     writeKubeconfig(kubeconfig, server, caFile, "admin", adminToken);
 
@@ -254,9 +328,10 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       apiserverBin,
       [
         `--etcd-servers=${etcdUrl}`,
-        "--bind-address=127.0.0.1",
-        // Set explicitly: offline machines may have no default route to derive it from.
-        "--advertise-address=127.0.0.1",
+        `--bind-address=${host}`,
+        // Set explicitly: offline machines may have no default route to derive it from. With a node, the
+        // `kubernetes` Service's endpoint: pods reach the API server there.
+        `--advertise-address=${host}`,
         `--secure-port=${apiPort}`,
         `--cert-dir=${dir}`,
         `--tls-cert-file=${join(dir, "apiserver.crt")}`,
@@ -265,8 +340,17 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         `--service-account-issuer=${server}`,
         `--service-account-key-file=${join(dir, "sa.pub")}`,
         `--service-account-signing-key-file=${join(dir, "sa.key")}`,
-        "--service-cluster-ip-range=10.0.0.0/24",
-        "--authorization-mode=RBAC",
+        `--service-cluster-ip-range=${node?.serviceCidr ?? "10.0.0.0/24"}`,
+        ...(nodeCerts
+          ? [
+              "--authorization-mode=Node,RBAC",
+              "--enable-admission-plugins=NodeRestriction",
+              `--kubelet-client-certificate=${nodeCerts.apiserverKubeletClient.cert}`,
+              `--kubelet-client-key=${nodeCerts.apiserverKubeletClient.key}`,
+              // Dial the kubelet at its InternalIP, never its hostname (that would be a DNS lookup).
+              "--kubelet-preferred-address-types=InternalIP",
+            ]
+          : ["--authorization-mode=RBAC"]),
         `--token-auth-file=${join(dir, "tokens.csv")}`,
         "--allow-privileged=true",
         "--profiling=false",
@@ -306,7 +390,11 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
           "--kube-api-burst=2000",
           `--cluster-signing-cert-file=${caFile}`,
           `--cluster-signing-key-file=${join(dir, "ca.key")}`,
-          "--controllers=*,-nodelifecycle,-cloud-node-lifecycle,-nodeipam,-ttl",
+          // The node lifecycle controller lifts the not-ready taint admission puts on every new Node;
+          // without a node it has nothing to do.
+          node
+            ? "--controllers=*,-cloud-node-lifecycle,-nodeipam,-ttl"
+            : "--controllers=*,-nodelifecycle,-cloud-node-lifecycle,-nodeipam,-ttl",
           "--profiling=false",
         ],
         { name: "kube-controller-manager", logDir },
@@ -324,6 +412,38 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       );
     }
 
+    let scheduler: ManagedProcess | undefined;
+    if (node) {
+      scheduler = spawnManaged(
+        schedulerBin,
+        [
+          `--kubeconfig=${kubeconfig}`,
+          `--authentication-kubeconfig=${kubeconfig}`,
+          `--authorization-kubeconfig=${kubeconfig}`,
+          "--leader-elect=false",
+          "--bind-address=127.0.0.1",
+          `--secure-port=${await freePort()}`,
+          "--profiling=false",
+        ],
+        { name: "kube-scheduler", logDir },
+      );
+      procs.push(scheduler);
+    }
+
+    const kubeconfigForCert = (name: string, cert: ClientCert): string => {
+      const path = join(dir, `${name}.kubeconfig`);
+      const cfg = {
+        apiVersion: "v1",
+        kind: "Config",
+        clusters: [{ name: "walship-test", cluster: { server, "certificate-authority": caFile } }],
+        users: [{ name, user: { "client-certificate": cert.cert, "client-key": cert.key } }],
+        contexts: [{ name: "walship-test", context: { cluster: "walship-test", user: name } }],
+        "current-context": "walship-test",
+      };
+      writeFileSync(path, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
+      return path;
+    };
+
     let kubeconfigN = 0;
     const cp: ControlPlane = {
       dir,
@@ -335,7 +455,10 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         etcd: etcd.logFile,
         apiserver: apiserver.logFile,
         ...(kcm ? { controllerManager: kcm.logFile } : {}),
+        ...(scheduler ? { scheduler: scheduler.logFile } : {}),
       },
+      ...(nodeCerts ? { nodeCerts: { kubelet: nodeCerts.kubelet, kubeProxy: nodeCerts.kubeProxy } } : {}),
+      kubeconfigForCert,
       async tokenFor(namespace, name) {
         const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}/token`;
         const r = await api("POST", path, {

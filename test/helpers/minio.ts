@@ -1,5 +1,6 @@
 /**
- * A real MinIO S3 server for tests, single drive, on 127.0.0.1 with a free port and a temp data dir.
+ * A real MinIO S3 server for tests, single drive, on 127.0.0.1 (or `host`: the real node's bridge
+ * gateway, where pods reach it) with a free port and a temp data dir.
  *
  *   const s3 = await startMinio();
  *   await s3.createBucket("replica");
@@ -19,12 +20,14 @@ export interface MinioOptions {
   accessKeyId?: string;
   secretAccessKey?: string;
   region?: string;
+  /** The address to listen on; default 127.0.0.1. Pods on the real node reach the bridge gateway. */
+  host?: string;
   /** How long to wait for readiness; default 60 s. */
   timeoutMs?: number;
 }
 
 export interface Minio {
-  /** http://127.0.0.1:port (use path-style addressing). */
+  /** http://<host>:port (use path-style addressing). */
   endpoint: string;
   port: number;
   accessKeyId: string;
@@ -65,7 +68,8 @@ export async function startMinio(opts: MinioOptions = {}): Promise<Minio> {
   const dataDir = join(dir, "data");
   const logFile = join(dir, "minio.log");
   const port = await freePort();
-  const endpoint = `http://127.0.0.1:${port}`;
+  const host = opts.host ?? "127.0.0.1";
+  const endpoint = `http://${host}:${port}`;
   const accessKeyId = opts.accessKeyId ?? "walship-test";
   const secretAccessKey = opts.secretAccessKey ?? "walship-test-secret";
   const region = opts.region ?? "us-east-1";
@@ -74,7 +78,7 @@ export async function startMinio(opts: MinioOptions = {}): Promise<Minio> {
   let closed = false;
 
   const start = async (): Promise<void> => {
-    const p = spawnManaged(bin, ["server", "--quiet", "--address", `127.0.0.1:${port}`, dataDir], {
+    const p = spawnManaged(bin, ["server", "--quiet", "--address", `${host}:${port}`, dataDir], {
       name: "minio",
       logFile,
       env: {
