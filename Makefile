@@ -6,6 +6,8 @@ SHELL := /bin/bash
 
 WALSHIP_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/walship
 export WALSHIP_CACHE
+# No cloud SDK may probe a metadata endpoint (off this machine) for credentials in tests or demos.
+export AWS_EC2_METADATA_DISABLED = true
 NODE = $(shell scripts/ensure-node)
 TSC = $(NODE) node_modules/typescript/bin/tsc
 BIOME = node_modules/.bin/biome
@@ -13,7 +15,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke infra demo demo-local demo-down deploy clean bench
+.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -55,17 +57,33 @@ deploy-manifests: deps ## render deploy/operator.yaml (kubectl apply -k deploy/)
 
 check: lint typecheck crds-check ## static checks
 
-infra: ## build or reuse the real test components (MinIO, litestream, etcd, kube-apiserver, helm)
+infra: ## build or reuse the real test components (MinIO, litestream, etcd, Kubernetes and the node's parts, helm)
 	test/infra/install
 
-test: deps build check infra ## install everything the tests need and run them all
+image: deps ## build the walship image from the Dockerfile (buildah, no registry) and print its reference
+	test/infra/images walship
+
+images: deps infra ## build or reuse every image the real node runs (walship, the test app, pause, helpers)
+	test/infra/images
+
+test: deps build check infra images ## install everything the tests need and run them all
 	$(NODE) --test $(TEST_FLAGS) $(TESTS)
 
 test-unit: deps build ## only the fast unit tests
 	$(NODE) --test $(TEST_FLAGS) test/unit/*.test.ts
 
-demo: deps build ## Walship on a local control plane: helm install, a StatefulSet replicating to MinIO, live status, a SqliteRestore (KEEP=1 leaves it up)
-	test/infra/install minio etcd kubernetes helm
+test-integration: deps build infra images ## the integration suites (real SQLite, MinIO, litestream, the image)
+	$(NODE) --test $(TEST_FLAGS) test/integration/*.test.ts
+
+test-smoke: deps build infra images ## the test components themselves (MinIO, litestream, control plane, the real node)
+	$(NODE) --test $(TEST_FLAGS) test/smoke/*.test.ts
+
+test-e2e: deps build infra images ## the end-to-end suites on the real node (needs root)
+	$(NODE) --test $(TEST_FLAGS) test/e2e/*.test.ts
+
+demo: deps build ## Walship on a local cluster (a real node): helm install, a StatefulSet replicating to MinIO, live status, a SqliteRestore (KEEP=1 leaves it up)
+	test/infra/install minio etcd kubernetes helm crictl local-path-provisioner
+	test/infra/images
 	$(NODE) scripts/demo-cluster.ts $(if $(KEEP),--keep)
 
 demo-local: deps build ## the replicator alone, no cluster: replicate a sample database to a directory, restore it, compare

@@ -1,8 +1,9 @@
 /**
- * `make demo`: Walship on a local Kubernetes control plane, no cluster, cloud account or Docker needed.
- * Starts the test components (etcd, kube-apiserver, kube-controller-manager, MinIO and the process
- * kubelet, which runs pods as local processes: the walship image maps to bin/walship, the example
- * app's image to a small SQLite writer that adds a row at each start), `helm install`s charts/walship,
+ * `make demo`: Walship on a local Kubernetes cluster, no cloud account, registry or Docker needed.
+ * Starts a real single-node cluster (test/helpers/node: etcd, kube-apiserver, kube-controller-manager,
+ * kube-scheduler, and a node with the kubelet, containerd, runc, kube-proxy and a default StorageClass)
+ * and MinIO, with the walship image built from the Dockerfile by buildah and the example app's image
+ * (a small SQLite writer that adds a row at each start) built on it; `helm install`s charts/walship,
  * applies deploy/examples/minio.yaml (its endpoint and Secret pointed at the local MinIO), shows
  * `kubectl get sqlitereplicas` with a live generation and lag, restarts the app (a second row), and
  * runs an InPlace SqliteRestore through the operator to the moment between the two rows: the app
@@ -10,22 +11,20 @@
  *
  * Without --keep it tears everything down and exits (non-zero if any step did not do what it shows).
  * With --keep it stays up, printing the kubeconfig to use, until SIGINT/SIGTERM or `make demo-down`
- * (which signals the pid in .demo/cluster/pid). Must run as root (the process kubelet bind-mounts
- * volumes).
+ * (which signals the pid in .demo/cluster/pid). Must run as root (containerd and the kubelet); every
+ * host setting the node changes is put back when it stops.
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseAllDocuments, stringify } from "yaml";
-import { type ControlPlane, startControlPlane } from "../test/helpers/controlplane.ts";
+import { RESTRICTED } from "../test/helpers/e2e.ts";
 import { helm } from "../test/helpers/helm.ts";
-import { type Kubelet, startKubelet } from "../test/helpers/kubelet/index.ts";
 import { type Minio, startMinio } from "../test/helpers/minio.ts";
+import { type Cluster, IMAGES, startCluster } from "../test/helpers/node/index.ts";
 import { waitFor } from "../test/helpers/proc.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const DIR = path.join(ROOT, ".demo/cluster");
-const WALSHIP = path.join(ROOT, "bin/walship");
-const APP = path.join(ROOT, "test/fixtures/apps/app.ts");
 const keep = process.argv.includes("--keep");
 
 function say(msg: string): void {
@@ -35,28 +34,29 @@ function say(msg: string): void {
 interface ExampleObject {
   kind: string;
   stringData?: Record<string, string>;
-  spec: { destinations: Array<{ s3: { endpoint?: string; region?: string } }> };
+  spec: {
+    destinations: Array<{ s3: { endpoint?: string; region?: string } }>;
+    template: { spec: { containers: Array<Record<string, unknown>> } };
+  };
 }
 
-let cp: ControlPlane | undefined;
+let cluster: Cluster | undefined;
 let minio: Minio | undefined;
-let kubelet: Kubelet | undefined;
 let stopping: Promise<void> | undefined;
 
 function teardown(): Promise<void> {
   stopping ??= (async () => {
     say("tearing down");
-    await kubelet?.stop().catch(() => {});
     await minio?.close().catch(() => {});
-    await cp?.stop().catch(() => {});
+    await cluster?.stop().catch(() => {});
     rmSync(DIR, { recursive: true, force: true });
   })();
   return stopping;
 }
 
 async function kubectl(args: string[]): Promise<string> {
-  if (!cp) throw new Error("no control plane");
-  const r = await cp.kubectl(args);
+  if (!cluster) throw new Error("no cluster");
+  const r = await cluster.kubectl(args);
   return r.stdout;
 }
 
@@ -99,7 +99,7 @@ async function waitSynced(at: string): Promise<void> {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0)
     throw new Error(
-      "make demo: must run as root (the process kubelet bind-mounts volumes); `make demo-local` needs no root",
+      "make demo: must run as root (containerd and the kubelet); `make demo-local` needs no root",
     );
   if (existsSync(path.join(DIR, "pid"))) {
     const pid = Number(readFileSync(path.join(DIR, "pid"), "utf8"));
@@ -114,47 +114,35 @@ async function main(): Promise<void> {
   mkdirSync(DIR, { recursive: true });
   writeFileSync(path.join(DIR, "pid"), `${process.pid}\n`);
 
-  say("starting etcd, kube-apiserver, kube-controller-manager, MinIO and the process kubelet");
-  cp = await startControlPlane();
-  minio = await startMinio();
+  say("starting a local cluster (control plane + a real node: kubelet, containerd, runc) and MinIO");
+  cluster = await startCluster();
+  const c = cluster;
+  minio = await startMinio({ host: c.gateway });
   await minio.createBucket("replicas");
-  // The restore Job runs `sh -c '... walship restore ...'`: walship must be on the pods' PATH.
-  process.env.PATH = `${path.join(ROOT, "bin")}:${process.env.PATH}`;
-  kubelet = await startKubelet({
-    kubeconfig: cp.kubeconfig,
-    images: {
-      "walship-demo/walship": { command: [WALSHIP], commandMap: { walship: [WALSHIP] } },
-      // The example's application image: a SQLite writer that adds a row at each start.
-      "registry.example.com/shop/app": {
-        command: [process.execPath, APP],
-        args: ["serve"],
-        env: { DATA_DIR: "/data" },
-      },
-    },
-  });
   const kubeconfig = path.join(DIR, "kubeconfig");
-  copyFileSync(cp.kubeconfig, kubeconfig);
+  copyFileSync(c.cp.kubeconfig, kubeconfig);
+  process.stdout.write(await kubectl(["get", "nodes", "-o", "wide"]));
 
-  say("helm install walship charts/walship (the image mapped to this checkout's bin/walship)");
+  say(`helm install walship charts/walship (image ${IMAGES.walship}, built from the Dockerfile)`);
+  await c.createNamespace("walship-system");
   const install = await helm([
     "--kubeconfig",
-    cp.kubeconfig,
+    c.cp.kubeconfig,
     "install",
     "walship",
     path.join(ROOT, "charts/walship"),
     "--namespace",
     "walship-system",
-    "--create-namespace",
     "--set",
-    "image.repository=walship-demo/walship,image.tag=dev,operator.listenOnPodIP=true",
+    `image.repository=${IMAGES.walship.split(":")[0]},image.tag=${IMAGES.walship.split(":")[1]}`,
     "--set",
-    "operator.sidecarBindPodIP=true,operator.poll=2,operator.logFormat=text",
+    "operator.poll=2,operator.logFormat=text",
   ]);
   process.stdout.write(install.stdout);
   await waitFor(
     async () =>
       (
-        await cp!.kubectl([
+        await c.kubectl([
           "-n",
           "walship-system",
           "get",
@@ -168,13 +156,24 @@ async function main(): Promise<void> {
   process.stdout.write(await kubectl(["-n", "walship-system", "get", "pods,lease"]));
 
   say("kubectl apply -f deploy/examples/minio.yaml (endpoint and credentials of the local MinIO)");
-  await kubectl(["create", "namespace", "shop"]);
+  await c.createNamespace("shop");
   const objs = parseAllDocuments(readFileSync(path.join(ROOT, "deploy/examples/minio.yaml"), "utf8")).map(
     (d) => d.toJS() as ExampleObject,
   );
   for (const o of objs) {
     if (o.kind === "Secret")
       o.stringData = { "access-key-id": minio.accessKeyId, "secret-access-key": minio.secretAccessKey };
+    if (o.kind === "StatefulSet") {
+      // The example's application image: a SQLite writer that adds a row at each start.
+      const app = o.spec.template.spec.containers[0]!;
+      Object.assign(app, {
+        image: IMAGES.app,
+        imagePullPolicy: "IfNotPresent",
+        args: ["serve"],
+        env: [{ name: "DATA_DIR", value: "/data" }],
+        securityContext: { ...RESTRICTED, ...(app.securityContext as object | undefined) },
+      });
+    }
     if (o.kind === "SqliteReplica") {
       const s3 = o.spec.destinations[0]!.s3;
       s3.endpoint = minio.endpoint;

@@ -3,8 +3,9 @@
  * values and with every option on, applied with `kubectl apply --dry-run=server` to the real control
  * plane; values.schema.json rejecting bad values; the chart's RBAC equal to deploy/rbac; the plain
  * manifests in deploy/ current and valid; the examples in deploy/examples valid against the CRDs;
- * and the operator installed by `helm install` (its pod run by the process kubelet, the image mapped
- * to bin/walship) with only the chart's RBAC injecting a StatefulSet that then replicates to MinIO.
+ * and the operator installed by `helm install` on the real node (test/helpers/node: the image built from
+ * the Dockerfile, run by containerd under Pod Security `restricted`) with only the chart's RBAC,
+ * injecting a StatefulSet that then replicates to MinIO.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -13,17 +14,15 @@ import { after, before, describe, it } from "node:test";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { parseAllDocuments, stringify } from "yaml";
 import { renderDeploy } from "../../scripts/render-deploy.ts";
-import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
-import { appStatefulSet } from "../helpers/e2e.ts";
+import type { ControlPlane } from "../helpers/controlplane.ts";
+import { appStatefulSet, type PodLite } from "../helpers/e2e.ts";
 import { helm, helmBin } from "../helpers/helm.ts";
-import { type Kubelet, startKubelet } from "../helpers/kubelet/index.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
+import { type Cluster, IMAGES, startCluster } from "../helpers/node/index.ts";
 import { waitFor } from "../helpers/proc.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const CHART = path.join(ROOT, "charts/walship");
-const APP = path.join(ROOT, "test/fixtures/apps/app.ts");
-const WALSHIP = path.join(ROOT, "bin/walship");
 
 /** Every option on: monitoring objects, a watched namespace, overrides. */
 const ALL_ON = [
@@ -89,7 +88,8 @@ const docs = (text: string) =>
     .map((d) => d.toJS() as K8sObject | null)
     .filter((d): d is K8sObject => d !== null);
 
-describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeout: 600_000 }, () => {
+describe("charts/walship (helm, the real node, MinIO)", { timeout: 900_000 }, () => {
+  let c: Cluster;
   let cp: ControlPlane;
   let tmp = "";
   const file = (name: string, text: string) => {
@@ -103,7 +103,8 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
 
   before(async () => {
     helmBin(); // fail early, naming the install command, when helm is not built
-    cp = await startControlPlane();
+    c = await startCluster();
+    cp = c.cp;
     tmp = fs.mkdtempSync(path.join(cp.dir, "chart-"));
     await cp.kubectl(["apply", "-f", path.join(ROOT, "crds")]);
     await cp.kubectl([
@@ -117,17 +118,11 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
       ),
     ]);
     await cp.kubectl(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
-    for (const ns of ["walship-system", "shop"]) await cp.kubectl(["create", "namespace", ns]);
-    // The operator's pod must pass the restricted Pod Security Standard (enforced at admission).
-    await cp.kubectl([
-      "label",
-      "namespace",
-      "walship-system",
-      "pod-security.kubernetes.io/enforce=restricted",
-    ]);
+    // The operator's pod and the injected app must pass the restricted Pod Security Standard.
+    for (const ns of ["walship-system", "shop"]) await c.createNamespace(ns);
   });
   after(async () => {
-    await cp?.stop();
+    await c?.stop();
   });
 
   it("helm lint --strict is clean, with the default values and with every option on", async () => {
@@ -295,16 +290,9 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
   });
 
   describe("the operator installed by helm install, with only the chart's RBAC", () => {
-    let kubelet: Kubelet;
     let minio: Minio;
-    const kubeletLines: string[] = [];
     const NS = "shop";
     const mount = "/var/lib/walship-chart-e2e/data";
-    interface PodLite {
-      metadata: { uid: string; deletionTimestamp?: string };
-      spec: { initContainers?: Array<{ name: string }> };
-      status?: { phase?: string; podIP?: string; conditions?: Array<{ type: string; status: string }> };
-    }
     const readyPod = (pred: (p: PodLite) => boolean) =>
       waitFor(
         async () => {
@@ -323,23 +311,13 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
       (await (await fetch(`http://${p.status?.podIP}:8080/rows`)).json()) as Array<{ id: number }>;
 
     before(async () => {
-      minio = await startMinio();
+      minio = await startMinio({ host: c.gateway });
       await minio.createBucket("replicas");
-      kubelet = await startKubelet({
-        kubeconfig: cp.kubeconfig,
-        images: {
-          "walship-test/app": { command: [process.execPath, APP] },
-          "walship-test/walship": { command: [WALSHIP], commandMap: { walship: [WALSHIP] } },
-        },
-        restartBackoffMs: { initial: 500, max: 4000 },
-        log: (l) => kubeletLines.push(l),
-      });
     });
     after(async () => {
       await helm(["--kubeconfig", cp.kubeconfig, "uninstall", "walship", "-n", "walship-system", "--wait"], {
         allowFailure: true,
       });
-      await kubelet?.stop();
       await minio?.close();
     });
 
@@ -354,9 +332,9 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
         "walship-system",
         "--skip-crds", // installed in before()
         "--set",
-        "image.repository=walship-test/walship,image.tag=dev,operator.listenOnPodIP=true",
+        `image.repository=${IMAGES.walship.split(":")[0]},image.tag=${IMAGES.walship.split(":")[1]}`,
         "--set",
-        "operator.sidecarBindPodIP=true,operator.poll=2,operator.resync=30,operator.logFormat=text",
+        "operator.poll=2,operator.resync=30,operator.logFormat=text",
       ]);
       assert.match(r.stdout, /Next step: replicate a StatefulSet's SQLite database/);
       const opPod = await waitFor(
@@ -375,8 +353,8 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
           );
         },
         { what: "operator pod Ready", timeoutMs: 120_000, intervalMs: 500 },
-      ).catch((err) => {
-        throw new Error(`${(err as Error).message}\n${kubeletLines.slice(-30).join("\n")}`);
+      ).catch(async (err) => {
+        throw new Error(`${(err as Error).message}\n${await c.describe("walship-system")}`);
       });
       const lease = await waitFor(
         async () => {
@@ -443,10 +421,8 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
         },
         { what: "SqliteReplica db Ready with a generation", timeoutMs: 180_000, intervalMs: 500 },
       ).catch(async (err) => {
-        const opLogs = await kubelet.logs("walship-system", opPod.metadata.name, "operator").catch(() => "");
-        throw new Error(
-          `${(err as Error).message}\n${kubeletLines.slice(-20).join("\n")}\n${opLogs.slice(-4000)}`,
-        );
+        const opLogs = await c.logs("walship-system", opPod.metadata.name, "operator");
+        throw new Error(`${(err as Error).message}\n${await c.describe(NS)}\n${opLogs.slice(-4000)}`);
       });
       assert.equal(ready.status?.phase, "Replicating");
       const table = (await cp.kubectl(["-n", NS, "get", "sqlitereplicas"])).stdout;
@@ -470,7 +446,7 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
       const scrape = await (await fetch(`http://${pod.body.status.podIP}:${port}/metrics`)).text();
       assert.match(scrape, /^walship_replica_up\{[^}]*name="minio"[^}]*\} 1$/m);
       // The operator used only the chart's RBAC: no forbidden errors in its log.
-      const opLogs = await kubelet.logs("walship-system", opPod.metadata.name, "operator");
+      const opLogs = await c.logs("walship-system", opPod.metadata.name, "operator");
       assert.doesNotMatch(opLogs, /forbidden/i);
     });
 
@@ -510,7 +486,7 @@ describe("charts/walship (helm, control plane, process kubelet, MinIO)", { timeo
         { what: "lag 0", timeoutMs: 30_000 },
       );
       await new Promise((r) => setTimeout(r, 1000));
-      const dir = kubelet.pvcDir(NS, "data-app-0");
+      const dir = await c.pvcDir(NS, "data-app-0");
       await cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/app-0`);
       await waitFor(
         async () => {

@@ -1,6 +1,6 @@
 /**
  * `make demo` (scripts/demo-cluster.ts) from start to teardown, as a user runs it: the control plane,
- * MinIO and the process kubelet, `helm install` of charts/walship, the example app replicating, and a
+ * MinIO and a real node (test/helpers/node), `helm install` of charts/walship, the example app replicating, and a
  * point-in-time SqliteRestore through the operator. The script itself checks that the app comes
  * back with exactly the rows at or before the target; this test checks that it exits 0, shows what
  * the README promises, and leaves nothing behind.

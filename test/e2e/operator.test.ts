@@ -1,27 +1,34 @@
 /**
- * walship operator end to end: the real control plane (etcd, kube-apiserver, controller manager), the
- * process kubelet running pods' containers as local processes (the walship image maps to bin/walship
- * in this checkout), and MinIO. The operator runs in-process with only the RBAC in deploy/rbac.
+ * walship operator end to end on the real node (test/helpers/node: kubelet, containerd, runc, the
+ * image built from the Dockerfile) with MinIO on the node's bridge. The operator is installed by
+ * `helm install` of charts/walship and runs as a pod with only the chart's RBAC; the test namespace
+ * enforces Pod Security `restricted`.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import Database from "better-sqlite3";
 import { stringify } from "yaml";
 import { KubeClient } from "../../src/operator/kube/client.ts";
-import { type OperatorOptions, type RunningOperator, startOperator } from "../../src/operator/main.ts";
-import { nullLogger } from "../../src/shared/log.ts";
-import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
-import { appStatefulSet } from "../helpers/e2e.ts";
-import { type Kubelet, startKubelet } from "../helpers/kubelet/index.ts";
+import {
+  appStatefulSet,
+  createS3Secret,
+  installOperator,
+  OPERATOR_NS,
+  type Operator,
+  type PodLite,
+  RESTRICTED,
+  readyPod as readyPodIn,
+  rows,
+  s3SqliteReplica,
+} from "../helpers/e2e.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
+import { type Cluster, startCluster } from "../helpers/node/index.ts";
 import { freePort } from "../helpers/ports.ts";
 import { waitFor } from "../helpers/proc.ts";
 
-const ROOT = path.resolve(import.meta.dirname, "../..");
-const APP = path.join(ROOT, "test/fixtures/apps/app.ts");
-const WALSHIP = path.join(ROOT, "bin/walship");
 const NS = "e2e";
 const DATA_MOUNT = "/var/lib/walship-e2e/data";
 const BUCKET = "replicas";
@@ -39,11 +46,6 @@ interface Cr {
     pods?: Array<{ name: string; ready: boolean; generation?: string; lagSeconds?: number }>;
   };
 }
-interface PodLite {
-  metadata: { name: string; uid: string; annotations?: Record<string, string>; deletionTimestamp?: string };
-  spec: { initContainers?: Array<{ name: string; command?: string[] }> };
-  status?: { phase?: string; podIP?: string; conditions?: Array<{ type: string; status: string }> };
-}
 interface StsLite {
   spec: {
     template: {
@@ -56,163 +58,48 @@ interface StsLite {
   };
 }
 
-describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 600_000 }, () => {
-  let cp: ControlPlane;
-  let kubelet: Kubelet;
+describe("walship operator (real node, helm-installed operator, MinIO)", { timeout: 900_000 }, () => {
+  let c: Cluster;
   let minio: Minio;
-  let op: RunningOperator | undefined;
-  let opKubeconfig = "";
-  const kubeletLines: string[] = [];
+  let op: Operator;
 
-  const apply = async (obj: unknown) => {
-    const file = path.join(cp.dir, `obj-${Math.random().toString(16).slice(2)}.yaml`);
-    fs.writeFileSync(file, stringify(obj));
-    await cp.kubectl(["apply", "-f", file]);
-  };
+  const apply = (obj: unknown) => c.apply(obj);
   const cr = async (name: string) =>
-    (await cp.request<Cr>("GET", `/apis/walship.dev/v1alpha1/namespaces/${NS}/sqlitereplicas/${name}`)).body;
+    (await c.cp.request<Cr>("GET", `/apis/walship.dev/v1alpha1/namespaces/${NS}/sqlitereplicas/${name}`))
+      .body;
   const cond = (c: Cr, type: string) => c.status?.conditions?.find((x) => x.type === type);
   const pod = async (name: string) => {
-    const r = await cp.request<PodLite>("GET", `/api/v1/namespaces/${NS}/pods/${name}`);
+    const r = await c.cp.request<PodLite>("GET", `/api/v1/namespaces/${NS}/pods/${name}`);
     return r.status === 200 ? r.body : undefined;
   };
   const sts = async (name: string) =>
-    (await cp.request<StsLite>("GET", `/apis/apps/v1/namespaces/${NS}/statefulsets/${name}`)).body;
+    (await c.cp.request<StsLite>("GET", `/apis/apps/v1/namespaces/${NS}/statefulsets/${name}`)).body;
   const events = async (name: string) => {
-    const r = await cp.request<{
+    const r = await c.cp.request<{
       items: Array<{ reason: string; type: string; message: string; involvedObject: { name: string } }>;
     }>("GET", `/api/v1/namespaces/${NS}/events`);
     return r.body.items.filter((e) => e.involvedObject.name === name);
   };
   const readyPod = (name: string, pred: (p: PodLite) => boolean = () => true) =>
-    waitFor(
-      async () => {
-        const p = await pod(name);
-        return p &&
-          !p.metadata.deletionTimestamp &&
-          p.status?.phase === "Running" &&
-          p.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
-          pred(p)
-          ? p
-          : undefined;
-      },
-      { what: `pod ${name} Running and Ready`, timeoutMs: 120_000, intervalMs: 250 },
-    ).catch(async (err) => {
-      const logs = await Promise.all(
-        ["walship-restore", "walship", "app"].map((c) => kubelet.logs(NS, name, c).catch(() => "")),
-      );
-      throw new Error(
-        `${(err as Error).message}\n${kubeletLines.slice(-20).join("\n")}\n${logs.map((l) => l.slice(-3000)).join("\n---\n")}`,
-      );
-    });
-  const operatorOptions = (identity: string): OperatorOptions => ({
-    kubeconfig: opKubeconfig,
-    leaderElection: true,
-    leaderElectionNamespace: "walship-system",
-    leaderElectionId: "walship-operator",
-    identity,
-    addr: "127.0.0.1:0",
-    image: "walship-test/walship:dev",
-    bindPodIP: true,
-    workers: 2,
-    resyncMs: 30_000,
-    pollMs: 2_000,
-    shutdownTimeoutMs: 5_000,
-  });
-  const rows = async (p: PodLite) => {
-    const res = await fetch(`http://${p.status?.podIP}:8080/rows`);
-    return (await res.json()) as Array<{ id: number; pod: string }>;
-  };
+    readyPodIn(c, NS, name, pred);
 
   before(async () => {
-    cp = await startControlPlane();
-    minio = await startMinio();
+    c = await startCluster();
+    minio = await startMinio({ host: c.gateway });
     await minio.createBucket(BUCKET);
-    kubelet = await startKubelet({
-      kubeconfig: cp.kubeconfig,
-      images: {
-        "walship-test/app": { command: [process.execPath, APP] },
-        "walship-test/walship": { command: [WALSHIP], commandMap: { walship: [WALSHIP] } },
-      },
-      restartBackoffMs: { initial: 500, max: 4000 },
-      log: (l) => kubeletLines.push(l),
-    });
-    await cp.kubectl(["apply", "-f", path.join(ROOT, "crds")]);
-    await cp.kubectl(["wait", "--for=condition=Established", "crd/sqlitereplicas.walship.dev"]);
-    // The operator's identity: a ServiceAccount with only deploy/rbac.
-    await cp.kubectl(["create", "namespace", "walship-system"]);
-    await cp.kubectl(["create", "namespace", NS]);
-    await cp.kubectl(["-n", "walship-system", "create", "serviceaccount", "walship-operator"]);
-    await cp.kubectl(["apply", "-f", path.join(ROOT, "deploy/rbac/clusterrole.yaml")]);
-    await cp.kubectl(["-n", "walship-system", "apply", "-f", path.join(ROOT, "deploy/rbac/role.yaml")]);
-    await cp.kubectl([
-      "create",
-      "clusterrolebinding",
-      "walship-operator",
-      "--clusterrole=walship-operator",
-      "--serviceaccount=walship-system:walship-operator",
-    ]);
-    await cp.kubectl([
-      "-n",
-      "walship-system",
-      "create",
-      "rolebinding",
-      "walship-operator-leader-election",
-      "--role=walship-operator-leader-election",
-      "--serviceaccount=walship-system:walship-operator",
-    ]);
-    // No admin credential reaches the operator: only this ServiceAccount's token.
-    opKubeconfig = await cp.kubeconfigFor(await cp.tokenFor("walship-system", "walship-operator"));
-    op = await startOperator(operatorOptions("e2e-1"), nullLogger());
-
-    await cp.kubectl([
-      "-n",
-      NS,
-      "create",
-      "secret",
-      "generic",
-      "s3-creds",
-      `--from-literal=id=${minio.accessKeyId}`,
-      `--from-literal=secret=${minio.secretAccessKey}`,
-    ]);
+    op = await installOperator(c);
+    await c.createNamespace(NS);
+    await createS3Secret(c, NS, minio);
     await apply(appStatefulSet(NS, DATA_MOUNT));
   });
 
   after(async () => {
-    await op?.stop();
-    await kubelet?.stop();
     await minio?.close();
-    await cp?.stop();
+    await c?.stop();
   });
 
-  const replica = (name: string, over: Record<string, unknown> = {}) => ({
-    apiVersion: "walship.dev/v1alpha1",
-    kind: "SqliteReplica",
-    metadata: { name, namespace: NS },
-    spec: {
-      statefulSetName: "app",
-      database: { path: `${DATA_MOUNT}/app.db`, volumeName: "data" },
-      destinations: [
-        {
-          name: "minio",
-          s3: {
-            bucket: BUCKET,
-            path: "app",
-            endpoint: minio.endpoint,
-            region: minio.region,
-            forcePathStyle: true,
-            credentials: {
-              accessKeyId: { name: "s3-creds", key: "id" },
-              secretAccessKey: { name: "s3-creds", key: "secret" },
-            },
-          },
-        },
-      ],
-      syncInterval: "200ms",
-      ...over,
-    },
-  });
-
+  const replica = (name: string, over: Record<string, unknown> = {}) =>
+    s3SqliteReplica(NS, name, minio, { mount: DATA_MOUNT, bucket: BUCKET }, over);
   it("injects the sidecar and the restore init container; data reaches MinIO; status shows Ready, generation, lag", async () => {
     const before0 = await readyPod("app-0");
     assert.equal(before0.spec.initContainers, undefined);
@@ -223,6 +110,9 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
       p.spec.initContainers?.map((c) => c.name),
       ["walship-restore", "walship"],
     );
+    // Real containers, run by containerd.
+    for (const st of [...(p.status?.initContainerStatuses ?? []), ...(p.status?.containerStatuses ?? [])])
+      assert.match(st.containerID ?? "", /^containerd:\/\/[0-9a-f]{64}$/, `${st.name}'s container ID`);
     const ready = await waitFor(
       async () => {
         const c = await cr("db");
@@ -231,7 +121,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
       { what: "SqliteReplica db Ready with a generation", timeoutMs: 60_000, intervalMs: 500 },
     ).catch(async (err) => {
       throw new Error(
-        `${(err as Error).message}: ${JSON.stringify((await cr("db")).status)}\n${await kubelet.logs(NS, "app-0", "walship")}`,
+        `${(err as Error).message}: ${JSON.stringify((await cr("db")).status)}\n${await c.logs(NS, "app-0", "walship")}`,
       );
     });
     assert.equal(ready.status?.phase, "Replicating");
@@ -246,10 +136,10 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
       .client()
       .send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: "app/app-0/generations/" }));
     assert.ok((listed.KeyCount ?? 0) > 0, "objects under app/app-0/generations/");
-    const table = (await cp.kubectl(["-n", NS, "get", "sqlitereplicas"])).stdout;
+    const table = (await c.kubectl(["-n", NS, "get", "sqlitereplicas"])).stdout;
     assert.match(table, /NAME\s+STATEFULSET\s+PHASE\s+GENERATION\s+LAG\s+LAST SYNC\s+AGE/);
     assert.match(table, new RegExp(`db\\s+app\\s+Replicating\\s+${ready.status?.generation}\\s+\\d`));
-    const m = await (await fetch(`${op?.url}/metrics`)).text();
+    const m = await (await fetch(`${await op.url()}/metrics`)).text();
     assert.match(m, /walship_operator_reconcile_total\{result="requeue"\} \d+/);
     assert.match(m, /walship_operator_workqueue_depth \d+/);
     assert.match(m, /walship_operator_leader 1/);
@@ -264,8 +154,8 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
       timeoutMs: 20_000,
     });
     await new Promise((r) => setTimeout(r, 1000));
-    const dir = kubelet.pvcDir(NS, "data-app-0");
-    await cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/app-0`);
+    const dir = await c.pvcDir(NS, "data-app-0");
+    await c.cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/app-0`);
     await waitFor(async () => ((await pod("app-0"))?.metadata.uid !== p.metadata.uid ? true : undefined), {
       what: "pod app-0 gone",
       timeoutMs: 60_000,
@@ -279,7 +169,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
       "every row synced before the delete is back",
     );
     assert.equal(after2.length, rowsBefore.length + 1, "plus the row of this start");
-    assert.match(await kubelet.logs(NS, "app-0", "walship-restore"), /restor/i);
+    assert.match(await c.logs(NS, "app-0", "walship-restore"), /restor/i);
   });
 
   it("an edit of the SqliteReplica rolls the pods", async () => {
@@ -303,14 +193,14 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
   it("a bad spec, a missing Secret, a second SqliteReplica on the same StatefulSet: a condition and an Event each", async () => {
     // Admission (the CRD schema) names the field.
     const bad = replica("bad", { database: { path: "relative.db", volumeName: "data" } });
-    const file = path.join(cp.dir, "bad.yaml");
+    const file = path.join(c.cp.dir, "bad.yaml");
     fs.writeFileSync(file, stringify(bad));
-    const rejected = await cp.kubectl(["apply", "-f", file], { allowFailure: true });
+    const rejected = await c.kubectl(["apply", "-f", file], { allowFailure: true });
     assert.notEqual(rejected.code, 0);
     assert.match(rejected.stderr, /spec\.database\.path/);
     // Reconcile names the field of what admission cannot know.
     await apply(replica("ghost", { statefulSetName: "ghost" }));
-    await cp.kubectl(["-n", NS, "delete", "secret", "s3-creds"]);
+    await c.kubectl(["-n", NS, "delete", "secret", "s3-creds"]);
     await apply({
       apiVersion: "apps/v1",
       kind: "StatefulSet",
@@ -326,6 +216,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
               {
                 name: "app",
                 image: "walship-test/app:1",
+                securityContext: RESTRICTED,
                 volumeMounts: [{ name: "data", mountPath: DATA_MOUNT }],
               },
             ],
@@ -377,7 +268,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
       const app = await sts("app");
       assert.equal(app.spec.template.metadata?.annotations?.["walship.dev/sqlitereplica"], "db");
     } finally {
-      await cp.kubectl([
+      await c.kubectl([
         "-n",
         NS,
         "create",
@@ -387,7 +278,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
         `--from-literal=id=${minio.accessKeyId}`,
         `--from-literal=secret=${minio.secretAccessKey}`,
       ]);
-      await cp.kubectl([
+      await c.kubectl([
         "-n",
         NS,
         "delete",
@@ -423,6 +314,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
               {
                 name: "app",
                 image: "walship-test/app:1",
+                securityContext: RESTRICTED,
                 args: ["serve"],
                 env: [{ name: "DATA_DIR", value: DATA_MOUNT }],
                 volumeMounts: [{ name: "data", mountPath: DATA_MOUNT }],
@@ -442,7 +334,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
           s3: {
             bucket: BUCKET,
             path: "far",
-            endpoint: `http://127.0.0.1:${deadPort}`,
+            endpoint: `http://${c.gateway}:${deadPort}`,
             region: minio.region,
             forcePathStyle: true,
             credentials: {
@@ -464,7 +356,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
         { what: "SqliteReplica far Degraded: ReplicationError", timeoutMs: 90_000, intervalMs: 500 },
       ).catch(async (err) => {
         throw new Error(
-          `${(err as Error).message}: ${JSON.stringify((await cr("far")).status)}\n${await kubelet.logs(NS, "far-0", "walship")}`,
+          `${(err as Error).message}: ${JSON.stringify((await cr("far")).status)}\n${await c.logs(NS, "far-0", "walship")}`,
         );
       });
       const d = cond(degraded, "Degraded");
@@ -485,13 +377,13 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
       );
       assert.match(ev.message, /far-0/);
     } finally {
-      await cp.kubectl(["-n", NS, "delete", "sqlitereplica", "far", "--wait=true", "--timeout=60s"]);
-      await cp.kubectl(["-n", NS, "delete", "statefulset", "far", "--wait=false"]);
+      await c.kubectl(["-n", NS, "delete", "sqlitereplica", "far", "--wait=true", "--timeout=60s"]);
+      await c.kubectl(["-n", NS, "delete", "statefulset", "far", "--wait=false"]);
     }
   });
 
   it("a StatefulSet with two pods: per-pod status for both, aggregated at the top (the largest lag)", async () => {
-    await cp.kubectl(["-n", NS, "scale", "statefulset", "app", "--replicas=2"]);
+    await c.kubectl(["-n", NS, "scale", "statefulset", "app", "--replicas=2"]);
     try {
       await readyPod("app-1", (x) => (x.spec.initContainers ?? []).some((c) => c.name === "walship"));
       const both = await waitFor(
@@ -522,7 +414,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
         .send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: "app/app-1/generations/" }));
       assert.ok((listed.KeyCount ?? 0) > 0, "objects under app/app-1/generations/");
     } finally {
-      await cp.kubectl(["-n", NS, "scale", "statefulset", "app", "--replicas=1"]);
+      await c.kubectl(["-n", NS, "scale", "statefulset", "app", "--replicas=1"]);
       await waitFor(async () => ((await pod("app-1")) === undefined ? true : undefined), {
         what: "pod app-1 gone",
         timeoutMs: 60_000,
@@ -533,7 +425,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
   it("deleting the SqliteReplica removes the injection and the app keeps running", async () => {
     const p = await readyPod("app-0");
     const rowsBefore = await rows(p);
-    await cp.kubectl(["-n", NS, "delete", "sqlitereplica", "db", "--wait=true", "--timeout=60s"]);
+    await c.kubectl(["-n", NS, "delete", "sqlitereplica", "db", "--wait=true", "--timeout=60s"]);
     const s = await sts("app");
     assert.equal(s.spec.template.spec.initContainers, undefined);
     assert.deepEqual(s.spec.template.spec.volumes ?? [], []);
@@ -544,7 +436,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
   });
 
   it("the operator's identity has only deploy/rbac: no Secret listing, no deletes, a Kubernetes API error code", async () => {
-    const client = KubeClient.load(opKubeconfig);
+    const client = KubeClient.load(await c.cp.kubeconfigFor(await c.cp.tokenFor(OPERATOR_NS, "walship")));
     for (const [method, p] of [
       ["GET", `/api/v1/namespaces/${NS}/secrets`],
       ["DELETE", `/apis/apps/v1/namespaces/${NS}/statefulsets/app`],
@@ -573,12 +465,11 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
           : undefined,
       { what: "StatefulSet app injected for again", timeoutMs: 30_000, intervalMs: 50 },
     );
-    await op?.stop();
-    op = undefined;
+    await op.stop();
     const mid = await cr("again");
     assert.notEqual(cond(mid, "Ready")?.status, "True", "stopped before it converged");
     assert.equal(mid.status?.generation, undefined);
-    op = await startOperator(operatorOptions("e2e-2"), nullLogger());
+    await op.start();
     const ready = await waitFor(
       async () => {
         const c = await cr("again");
@@ -596,7 +487,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
       ready.status?.pods?.map((x) => [x.name, x.ready]),
       [["app-0", true]],
     );
-    assert.match(await (await fetch(`${op.url}/metrics`)).text(), /walship_operator_leader 1/);
+    assert.match(await (await fetch(`${await op.url()}/metrics`)).text(), /walship_operator_leader 1/);
   });
 
   it("restoreOnStart RefuseIfReplicaExists: a pod whose database is gone stays in Init, with a condition and an Event", async () => {
@@ -617,14 +508,14 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
     );
     await new Promise((r) => setTimeout(r, 1000));
     // The database goes away while the pod is down.
-    await cp.kubectl(["-n", NS, "scale", "statefulset", "app", "--replicas=0"]);
+    await c.kubectl(["-n", NS, "scale", "statefulset", "app", "--replicas=0"]);
     await waitFor(async () => ((await pod("app-0")) === undefined ? true : undefined), {
       what: "pod app-0 gone",
       timeoutMs: 60_000,
     });
-    const dir = kubelet.pvcDir(NS, "data-app-0");
+    const dir = await c.pvcDir(NS, "data-app-0");
     for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
-    await cp.kubectl(["-n", NS, "scale", "statefulset", "app", "--replicas=1"]);
+    await c.kubectl(["-n", NS, "scale", "statefulset", "app", "--replicas=1"]);
     const held = await waitFor(
       async () => {
         const c = await cr("again");
@@ -646,7 +537,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
     );
     const heldPod = await pod("app-0");
     assert.equal(heldPod?.status?.phase, "Pending", "the app does not start");
-    assert.match(await kubelet.logs(NS, "app-0", "walship-restore"), /WALSHIP_ERR_EXISTS/);
+    assert.match(await c.logs(NS, "app-0", "walship-restore"), /WALSHIP_ERR_EXISTS/);
     assert.deepEqual(
       fs.readdirSync(dir).filter((f) => f.startsWith("app.db")),
       [],
@@ -661,7 +552,7 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
         timeoutMs: 30_000,
       },
     );
-    await cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/app-0`);
+    await c.cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/app-0`);
     const p2 = await readyPod(
       "app-0",
       (x) => x.metadata.uid !== heldPod?.metadata.uid && restoreHas("-if-replica-exists")(x),
@@ -673,6 +564,75 @@ describe("walship operator (control plane, process kubelet, MinIO)", { timeout: 
       what: "again Ready again",
       timeoutMs: 60_000,
       intervalMs: 500,
+    });
+  });
+
+  it("a destination outage: the app stays Ready (it stays in its Service), the SqliteReplica shows Degraded", async () => {
+    await apply(replica("again")); // as the test before leaves it; lets this one run alone too
+    const p = await readyPod("app-0", (x) => (x.spec.initContainers ?? []).some((i) => i.name === "walship"));
+    await waitFor(async () => (cond(await cr("again"), "Ready")?.status === "True" ? true : undefined), {
+      what: "again Ready before the outage",
+      timeoutMs: 60_000,
+      intervalMs: 500,
+    });
+    // The app keeps writing through the outage (a row a second, as another connection to its database).
+    const dataDir = await c.pvcDir(NS, "data-app-0");
+    let writes = 0;
+    const writer = setInterval(() => {
+      const db = new Database(path.join(dataDir, "app.db"));
+      try {
+        db.prepare("INSERT INTO starts (pod, at) VALUES (?, ?)").run(
+          `outage-${++writes}`,
+          new Date().toISOString(),
+        );
+      } finally {
+        db.close();
+      }
+    }, 1000);
+    await minio.stop();
+    let p2: PodLite | undefined;
+    let notReady = 0;
+    let degradedAt = 0;
+    try {
+      // Through the outage, until Degraded shows and 15 s after: the pod must never leave Ready.
+      await waitFor(
+        async () => {
+          const now = await pod("app-0");
+          const ready = now?.status?.conditions?.some((x) => x.type === "Ready" && x.status === "True");
+          if (!ready || now?.metadata.uid !== p.metadata.uid) notReady++;
+          const d = cond(await cr("again"), "Degraded");
+          if (!degradedAt && d?.status === "True" && d.reason === "ReplicationError") degradedAt = Date.now();
+          return degradedAt && Date.now() - degradedAt > 15_000 ? true : undefined;
+        },
+        { what: "again Degraded: ReplicationError during the outage", timeoutMs: 180_000, intervalMs: 250 },
+      ).catch(async (err) => {
+        throw new Error(`${(err as Error).message}: ${JSON.stringify((await cr("again")).status)}`);
+      });
+      assert.equal(notReady, 0, "the app pod stayed Ready (and the same pod) through the outage");
+      // A pod that starts during the outage (a rollout, a rescheduled pod) becomes Ready too: its
+      // replicator cannot sync yet, which is the SqliteReplica's business, not the Service's.
+      await c.cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/app-0`);
+      p2 = await readyPodIn(c, NS, "app-0", (x) => x.metadata.uid !== p.metadata.uid, 120_000);
+      assert.equal(minio.process, undefined, "MinIO was still down when the new pod became Ready");
+    } finally {
+      clearInterval(writer);
+      await minio.restart();
+    }
+    const back = await waitFor(
+      async () => {
+        const x = await cr("again");
+        return cond(x, "Ready")?.status === "True" && cond(x, "Degraded")?.status !== "True" ? x : undefined;
+      },
+      { what: "again Ready again after the outage", timeoutMs: 120_000, intervalMs: 500 },
+    );
+    assert.equal(back.status?.phase, "Replicating");
+    // Nothing written during the outage is lost: a restore of the latest state has every row.
+    assert.ok(p2);
+    const all = await rows(p2);
+    assert.equal(all.filter((r) => r.pod.startsWith("outage-")).length, writes);
+    await waitFor(async () => ((await cr("again")).status?.lagSeconds === 0 ? true : undefined), {
+      what: "lag 0 after the outage",
+      timeoutMs: 60_000,
     });
   });
 });

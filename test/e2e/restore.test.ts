@@ -1,6 +1,7 @@
 /**
- * SqliteRestore end to end: the real control plane (with kube-controller-manager's Job controller),
- * the process kubelet, MinIO, and the operator with only deploy/rbac. Rows are written with their
+ * SqliteRestore end to end on the real node (test/helpers/node), with MinIO on the node's bridge and
+ * the operator installed by `helm install` (a pod with only the chart's RBAC); the namespace enforces
+ * Pod Security `restricted`, so every restore Job's pod is admitted as restricted. Rows are written with their
  * times into the app's database; restores go to a time between two writes (the exact restore point
  * read from the Job's termination message), into a new claim (which outlives its SqliteRestore), to a
  * time before the recoverability window (refused by the plan Job before anything is scaled), with a
@@ -12,18 +13,21 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
-import { stringify } from "yaml";
-import { type OperatorOptions, type RunningOperator, startOperator } from "../../src/operator/main.ts";
-import { nullLogger } from "../../src/shared/log.ts";
-import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
-import { appStatefulSet } from "../helpers/e2e.ts";
-import { type Kubelet, startKubelet } from "../helpers/kubelet/index.ts";
+import {
+  appStatefulSet,
+  createS3Secret,
+  installOperator,
+  type Operator,
+  type PodLite,
+  type Row,
+  readyPod as readyPodIn,
+  rows,
+  s3SqliteReplica,
+} from "../helpers/e2e.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
+import { type Cluster, startCluster } from "../helpers/node/index.ts";
 import { waitFor } from "../helpers/proc.ts";
 
-const ROOT = path.resolve(import.meta.dirname, "../..");
-const APP = path.join(ROOT, "test/fixtures/apps/app.ts");
-const WALSHIP = path.join(ROOT, "bin/walship");
 const NS = "e2e-restore";
 const DATA_MOUNT = "/var/lib/walship-e2e-restore/data";
 const BUCKET = "restores";
@@ -38,11 +42,6 @@ const INPLACE_PHASES = [
   "Succeeded",
 ];
 
-interface Row {
-  id: number;
-  pod: string;
-  at: string;
-}
 interface RestoreCr {
   status?: {
     phase?: string;
@@ -63,73 +62,29 @@ interface RestoreCr {
     completedAt?: string;
   };
 }
-interface PodLite {
-  metadata: { name: string; uid: string; deletionTimestamp?: string; labels?: Record<string, string> };
-  status?: {
-    phase?: string;
-    podIP?: string;
-    conditions?: Array<{ type: string; status: string }>;
-    containerStatuses?: Array<{
-      name: string;
-      restartCount: number;
-      state?: { terminated?: { exitCode: number; message?: string } };
-    }>;
-  };
-}
 
-describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900_000 }, () => {
-  let cp: ControlPlane;
-  let kubelet: Kubelet;
+describe("SqliteRestore (real node, helm-installed operator, MinIO)", { timeout: 1_200_000 }, () => {
+  let c: Cluster;
   let minio: Minio;
-  let op: RunningOperator | undefined;
-  let opKubeconfig = "";
-  const kubeletLines: string[] = [];
+  let op: Operator;
+  /** The host directory of the app's claim data-app-0 (a local-path volume). */
+  let dataDir = "";
 
-  const apply = async (obj: unknown) => {
-    const file = path.join(cp.dir, `obj-${Math.random().toString(16).slice(2)}.yaml`);
-    fs.writeFileSync(file, stringify(obj));
-    await cp.kubectl(["apply", "-f", file]);
-  };
+  const apply = (obj: unknown) => c.apply(obj);
   const pod = async (name: string) => {
-    const r = await cp.request<PodLite>("GET", `/api/v1/namespaces/${NS}/pods/${name}`);
+    const r = await c.cp.request<PodLite>("GET", `/api/v1/namespaces/${NS}/pods/${name}`);
     return r.status === 200 ? r.body : undefined;
   };
   const restoreCr = async (name: string) =>
-    (await cp.request<RestoreCr>("GET", `/apis/walship.dev/v1alpha1/namespaces/${NS}/sqliterestores/${name}`))
-      .body;
+    (
+      await c.cp.request<RestoreCr>(
+        "GET",
+        `/apis/walship.dev/v1alpha1/namespaces/${NS}/sqliterestores/${name}`,
+      )
+    ).body;
   const readyPod = (name: string, pred: (p: PodLite) => boolean = () => true) =>
-    waitFor(
-      async () => {
-        const p = await pod(name);
-        return p &&
-          !p.metadata.deletionTimestamp &&
-          p.status?.phase === "Running" &&
-          p.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
-          pred(p)
-          ? p
-          : undefined;
-      },
-      { what: `pod ${name} Running and Ready`, timeoutMs: 120_000, intervalMs: 250 },
-    );
-  const rows = async (p: PodLite) => {
-    const res = await fetch(`http://${p.status?.podIP}:8080/rows`);
-    return (await res.json()) as Row[];
-  };
-  const operatorOptions = (identity: string): OperatorOptions => ({
-    kubeconfig: opKubeconfig,
-    leaderElection: false,
-    leaderElectionNamespace: "walship-system",
-    leaderElectionId: "walship-operator",
-    identity,
-    addr: "127.0.0.1:0",
-    image: "walship-test/walship:dev",
-    bindPodIP: true,
-    workers: 2,
-    resyncMs: 30_000,
-    pollMs: 2_000,
-    shutdownTimeoutMs: 5_000,
-  });
-  const dbFile = () => path.join(kubelet.pvcDir(NS, "data-app-0"), "app.db");
+    readyPodIn(c, NS, name, pred);
+  const dbFile = () => path.join(dataDir, "app.db");
   /** Inserts one row with its time straight into the app's database (the app keeps it open too). */
   const writeRow = (label: string): Row => {
     const db = new Database(dbFile());
@@ -143,7 +98,7 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
   };
   const replicaGeneration = async () =>
     (
-      await cp.request<{ status?: { generation?: string } }>(
+      await c.cp.request<{ status?: { generation?: string } }>(
         "GET",
         `/apis/walship.dev/v1alpha1/namespaces/${NS}/sqlitereplicas/db`,
       )
@@ -151,7 +106,7 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   const eventReasons = async (name: string) =>
     (
-      await cp.request<{ items: Array<{ reason: string; involvedObject: { name: string } }> }>(
+      await c.cp.request<{ items: Array<{ reason: string; involvedObject: { name: string } }> }>(
         "GET",
         `/api/v1/namespaces/${NS}/events`,
       )
@@ -160,7 +115,7 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
       .map((e) => e.reason);
   const stsReplicas = async () =>
     (
-      await cp.request<{ spec: { replicas: number }; metadata: { generation: number } }>(
+      await c.cp.request<{ spec: { replicas: number }; metadata: { generation: number } }>(
         "GET",
         `/apis/apps/v1/namespaces/${NS}/statefulsets/app`,
       )
@@ -184,148 +139,39 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
       { what: `SqliteRestore ${name} in ${phases.join("/")}`, timeoutMs, intervalMs: 250 },
     ).catch(async (err) => {
       throw new Error(
-        `${(err as Error).message}: ${JSON.stringify((await restoreCr(name)).status)}\n${kubeletLines.slice(-15).join("\n")}`,
+        `${(err as Error).message}: ${JSON.stringify((await restoreCr(name)).status)}\n${await c.describe(NS)}`,
       );
     });
 
   before(async () => {
-    // The restore Job runs `sh -c '... walship restore ...'`: walship must be on the kubelet's PATH.
-    process.env.PATH = `${path.join(ROOT, "bin")}:${process.env.PATH}`;
-    cp = await startControlPlane();
-    minio = await startMinio();
+    c = await startCluster();
+    minio = await startMinio({ host: c.gateway });
     await minio.createBucket(BUCKET);
-    kubelet = await startKubelet({
-      kubeconfig: cp.kubeconfig,
-      images: {
-        "walship-test/app": { command: [process.execPath, APP] },
-        "walship-test/walship": { command: [WALSHIP], commandMap: { walship: [WALSHIP] } },
-      },
-      restartBackoffMs: { initial: 500, max: 4000 },
-      log: (l) => kubeletLines.push(l),
-    });
-    await cp.kubectl(["apply", "-f", path.join(ROOT, "crds")]);
-    await cp.kubectl(["wait", "--for=condition=Established", "crd/sqliterestores.walship.dev"]);
-    await cp.kubectl(["create", "namespace", "walship-system"]);
-    await cp.kubectl(["create", "namespace", NS]);
-    await cp.kubectl(["-n", "walship-system", "create", "serviceaccount", "walship-operator"]);
-    await cp.kubectl(["apply", "-f", path.join(ROOT, "deploy/rbac/clusterrole.yaml")]);
-    await cp.kubectl([
-      "create",
-      "clusterrolebinding",
-      "walship-operator",
-      "--clusterrole=walship-operator",
-      "--serviceaccount=walship-system:walship-operator",
-    ]);
-    opKubeconfig = await cp.kubeconfigFor(await cp.tokenFor("walship-system", "walship-operator"));
-    op = await startOperator(operatorOptions("restore-1"), nullLogger());
-    await cp.kubectl([
-      "-n",
-      NS,
-      "create",
-      "secret",
-      "generic",
-      "s3-creds",
-      `--from-literal=id=${minio.accessKeyId}`,
-      `--from-literal=secret=${minio.secretAccessKey}`,
-    ]);
+    op = await installOperator(c);
+    await c.createNamespace(NS);
+    await createS3Secret(c, NS, minio);
     await apply(appStatefulSet(NS, DATA_MOUNT));
-    await apply({
-      apiVersion: "walship.dev/v1alpha1",
-      kind: "SqliteReplica",
-      metadata: { name: "db", namespace: NS },
-      spec: {
-        statefulSetName: "app",
-        database: { path: `${DATA_MOUNT}/app.db`, volumeName: "data" },
-        destinations: [
-          {
-            name: "minio",
-            s3: {
-              bucket: BUCKET,
-              path: "app",
-              endpoint: minio.endpoint,
-              region: minio.region,
-              forcePathStyle: true,
-              credentials: {
-                accessKeyId: { name: "s3-creds", key: "id" },
-                secretAccessKey: { name: "s3-creds", key: "secret" },
-              },
-            },
-          },
-        ],
-        syncInterval: "200ms",
-        restoreOnStart: "None",
-      },
-    });
+    await apply(
+      s3SqliteReplica(NS, "db", minio, { mount: DATA_MOUNT, bucket: BUCKET }, { restoreOnStart: "None" }),
+    );
     await waitFor(
       async () => {
-        const r = await cp.request<{ status?: { phase?: string } }>(
+        const r = await c.cp.request<{ status?: { phase?: string } }>(
           "GET",
           `/apis/walship.dev/v1alpha1/namespaces/${NS}/sqlitereplicas/db`,
         );
         return r.body.status?.phase === "Replicating" ? true : undefined;
       },
-      { what: "SqliteReplica db Replicating", timeoutMs: 120_000, intervalMs: 500 },
-    );
+      { what: "SqliteReplica db Replicating", timeoutMs: 180_000, intervalMs: 500 },
+    ).catch(async (err) => {
+      throw new Error(`${(err as Error).message}\n${await c.describe(NS)}`);
+    });
+    dataDir = await c.pvcDir(NS, "data-app-0");
   });
 
   after(async () => {
-    await op?.stop();
-    await kubelet?.stop();
     await minio?.close();
-    await cp?.stop();
-  });
-
-  it("the process kubelet reports termination messages as a kubelet does (file, cap, log fallback)", async () => {
-    const long = "x".repeat(5000);
-    await apply({
-      apiVersion: "v1",
-      kind: "Pod",
-      metadata: { name: "term-msg", namespace: NS },
-      spec: {
-        restartPolicy: "Never",
-        containers: [
-          {
-            name: "file",
-            image: "walship-test/walship",
-            command: ["sh", "-c", `printf 'a%s' '${long}' > /dev/termination-log; echo not-this`],
-          },
-          {
-            name: "fallback",
-            image: "walship-test/walship",
-            command: ["sh", "-c", "for i in $(seq 1 100); do echo line-$i; done; exit 3"],
-            terminationMessagePolicy: "FallbackToLogsOnError",
-          },
-          {
-            name: "custom",
-            image: "walship-test/walship",
-            command: ["sh", "-c", "echo done > /var/run/walship-e2e-term/msg"],
-            terminationMessagePath: "/var/run/walship-e2e-term/msg",
-          },
-          {
-            name: "nofallback",
-            image: "walship-test/walship",
-            command: ["sh", "-c", "echo failing; exit 4"],
-          },
-        ],
-      },
-    });
-    const done = await waitFor(
-      async () => {
-        const p = await pod("term-msg");
-        return p?.status?.phase === "Failed" ? p : undefined;
-      },
-      { what: "pod term-msg Failed", timeoutMs: 60_000, intervalMs: 250 },
-    );
-    const term = (c: string) => done.status?.containerStatuses?.find((x) => x.name === c)?.state?.terminated;
-    assert.equal(term("file")?.message, "x".repeat(4096), "the file's last 4096 bytes");
-    const fallback = term("fallback")?.message ?? "";
-    assert.equal(term("fallback")?.exitCode, 3);
-    assert.ok(fallback.endsWith("line-99\nline-100\n"), fallback.slice(-40));
-    assert.ok(!fallback.includes("line-20\n"), "only the last 80 lines");
-    assert.equal(fallback.split("\n").filter(Boolean)[0], "line-21");
-    assert.equal(term("custom")?.message, "done\n");
-    assert.equal(term("nofallback")?.message, undefined, "policy File: no log fallback");
-    await cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/term-msg`);
+    await c?.stop();
   });
 
   it("InPlace to a time between two writes: the app sees exactly the rows at or before it", async () => {
@@ -402,7 +248,7 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
     for (const r of INPLACE_PHASES) {
       assert.ok(reasons.includes(r), `Event ${r} in ${reasons.join(",")}`);
     }
-    const table = (await cp.kubectl(["-n", NS, "get", "sqliterestores"])).stdout;
+    const table = (await c.kubectl(["-n", NS, "get", "sqliterestores"])).stdout;
     assert.match(table, /NAME\s+REPLICA\s+TARGET\s+PHASE\s+RESTORED TO\s+AGE/);
     assert.match(
       table,
@@ -420,7 +266,7 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
     const same = await pod("app-0");
     assert.equal(same?.metadata.uid, p.metadata.uid, "the app pod was not touched");
     assert.deepEqual(await rows(p), before, "the original database is unchanged");
-    const copy = new Database(path.join(kubelet.pvcDir(NS, "restored-copy"), "app.db"), { readonly: true });
+    const copy = new Database(path.join(await c.pvcDir(NS, "restored-copy"), "app.db"), { readonly: true });
     try {
       const got = copy.prepare("SELECT id, pod, at FROM starts ORDER BY id").all();
       assert.deepEqual(got, before);
@@ -429,10 +275,10 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
     }
     // The new claim is labelled with its SqliteRestore but not owned by it: deleting the
     // SqliteRestore garbage-collects its Jobs and leaves the restored data.
-    await cp.request("DELETE", `/apis/walship.dev/v1alpha1/namespaces/${NS}/sqliterestores/copy`);
+    await c.cp.request("DELETE", `/apis/walship.dev/v1alpha1/namespaces/${NS}/sqliterestores/copy`);
     await waitFor(
       async () => {
-        const jobs = await cp.request<{ items: unknown[] }>(
+        const jobs = await c.cp.request<{ items: unknown[] }>(
           "GET",
           `/apis/batch/v1/namespaces/${NS}/jobs?labelSelector=walship.dev%2Fsqliterestore%3Dcopy`,
         );
@@ -440,14 +286,14 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
       },
       { what: "the Jobs of SqliteRestore copy garbage-collected", timeoutMs: 60_000, intervalMs: 250 },
     );
-    const pvc = await cp.request<{
+    const pvc = await c.cp.request<{
       metadata: { labels?: Record<string, string>; ownerReferences?: unknown[]; deletionTimestamp?: string };
     }>("GET", `/api/v1/namespaces/${NS}/persistentvolumeclaims/restored-copy`);
     assert.equal(pvc.status, 200, "the restored claim outlives its SqliteRestore");
     assert.equal(pvc.body.metadata.deletionTimestamp, undefined);
     assert.equal(pvc.body.metadata.ownerReferences, undefined);
     assert.equal(pvc.body.metadata.labels?.["walship.dev/sqliterestore"], "copy");
-    assert.ok(fs.existsSync(path.join(kubelet.pvcDir(NS, "restored-copy"), "app.db")));
+    assert.ok(fs.existsSync(path.join(await c.pvcDir(NS, "restored-copy"), "app.db")));
   });
 
   it("a second restore while one runs is refused with a condition", async () => {
@@ -528,7 +374,7 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
     await apply(restoreObj("killed", { mode: "InPlace" }));
     const jobPod = await waitFor(
       async () => {
-        const r = await cp.request<{ items: PodLite[] }>(
+        const r = await c.cp.request<{ items: PodLite[] }>(
           "GET",
           `/api/v1/namespaces/${NS}/pods?labelSelector=job-name%3Dkilled-restore`,
         );
@@ -536,7 +382,7 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
       },
       { what: "the restore Job's pod running", timeoutMs: 120_000, intervalMs: 25 },
     );
-    await cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/${jobPod.metadata.name}`);
+    await c.cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/${jobPod.metadata.name}`);
     const done = await waitPhase("killed", ["Succeeded", "Failed"]);
     // Either the Job's next pod restored (the CLI only renames a checked file into place), or the
     // Job failed and the original was put back: both leave every row.
@@ -551,13 +397,12 @@ describe("SqliteRestore (control plane, process kubelet, MinIO)", { timeout: 900
     const before = await rows(p);
     await apply(restoreObj("resumed", { mode: "InPlace" }));
     await waitPhase("resumed", ["ScalingDown", "Restoring"]);
-    await op?.stop();
-    op = undefined;
+    await op.stop();
     const mid = await restoreCr("resumed");
     assert.ok(["ScalingDown", "Restoring", "Verifying", "Swapping"].includes(mid.status?.phase ?? ""));
     assert.equal(mid.status?.originalReplicas, 1, "the count recorded before the scale survives");
     await sleep(1000);
-    op = await startOperator(operatorOptions("restore-2"), nullLogger());
+    await op.start();
     const done = await waitPhase("resumed", ["Succeeded", "Failed"]);
     assert.equal(done.status?.phase, "Succeeded", JSON.stringify(done.status));
     const p2 = await readyPod("app-0", (x) => x.metadata.uid !== p.metadata.uid);
