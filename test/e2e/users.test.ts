@@ -95,8 +95,14 @@ describe("the replicator runs as the app's user (real node: uid 1000, uid 10001 
       assert.deepEqual(who, { uid: v.uid, gid: v.gid }, "the app's own user");
       const id = await c.exec(ns, "app-0", "walship", ["sh", "-c", "echo $(id -u):$(id -g)"]);
       assert.equal(id.stdout.trim(), `${v.uid}:${v.gid}`, "the sidecar runs as the app's user");
+      // The restore init container has ended: its effective user from its spec (container, then pod,
+      // then the image's 1000), and its file below (the restored database is created by it).
       const restoreSc = p.spec.initContainers?.find((i) => i.name === "walship-restore")?.securityContext;
-      assert.equal(restoreSc?.runAsUser ?? 1000, v.uid, "the restore init container runs as the app's user");
+      assert.equal(
+        restoreSc?.runAsUser ?? p.spec.securityContext?.runAsUser ?? 1000,
+        v.uid,
+        "the restore init container runs as the app's user",
+      );
 
       await waitFor(
         async () => {

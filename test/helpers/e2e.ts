@@ -148,10 +148,11 @@ export interface PodLite {
     initContainers?: Array<{
       name: string;
       command?: string[];
-      securityContext?: Record<string, unknown>;
+      securityContext?: { runAsUser?: number; runAsGroup?: number; [k: string]: unknown };
       ports?: Array<{ name?: string; containerPort: number }>;
     }>;
     containers?: Array<{ name: string; securityContext?: Record<string, unknown> }>;
+    securityContext?: { runAsUser?: number; runAsGroup?: number; fsGroup?: number };
   };
   status?: {
     phase?: string;
