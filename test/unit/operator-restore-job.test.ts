@@ -73,6 +73,7 @@ function input(step: RestoreJobInput["step"], specIn: unknown): RestoreJobInput 
     pod: "app-1",
     claimName: "data-app-1",
     mount: { mountPath: "/data" },
+    identity: { runAsUser: 1000, fsGroup: 1000 },
   };
 }
 
@@ -81,12 +82,13 @@ const labels = {
   "walship.dev/sqliterestore": "r1",
   "walship.dev/restore-step": "restore",
 };
-const resources = { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } };
+const resources = { requests: { cpu: "100m", memory: "256Mi" }, limits: { memory: "512Mi" } };
 const securityContext = {
   allowPrivilegeEscalation: false,
   capabilities: { drop: ["ALL"] },
   readOnlyRootFilesystem: true,
   runAsNonRoot: true,
+  runAsUser: 1000,
   seccompProfile: { type: "RuntimeDefault" },
 };
 

@@ -54,16 +54,35 @@ export const SecretKeyRef = z.object({
     .describe("The key in the Secret's data."),
 });
 
-/** A Kubernetes resource quantity ("100m", "128Mi", 1). */
+/**
+ * A non-negative Kubernetes resource quantity ("100m", "128Mi", "1.5Gi", 1): Kubernetes' quantity
+ * grammar without a sign.
+ */
 export const Quantity = z.union([
-  z.int().min(0),
+  z.int().min(0).max(Number.MAX_SAFE_INTEGER),
   z
     .string()
+    .max(64)
     .regex(
-      /^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$/,
-      'must be a quantity such as "100m", "128Mi" or "1"',
+      /^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$/,
+      'must be a non-negative quantity such as "100m", "128Mi" or "1"',
     ),
 ]);
+
+/** A resource name as Kubernetes spells them (`cpu`, `memory`, `example.com/gpu`). */
+const ResourceName = z
+  .string()
+  .max(253)
+  .regex(
+    /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$/,
+    "must be a resource name such as cpu, memory or ephemeral-storage",
+  );
+
+/** Requests and limits of a container. */
+export const ResourceRequirements = z.object({
+  requests: z.record(ResourceName, Quantity).optional(),
+  limits: z.record(ResourceName, Quantity).optional(),
+});
 
 export interface CelRule {
   /** The CEL expression, evaluated on the object it is attached to (`self`). */

@@ -11,7 +11,7 @@ import {
   DnsLabel,
   DnsSubdomain,
   Duration,
-  Quantity,
+  ResourceRequirements,
   SecretKeyRef,
 } from "./common.ts";
 
@@ -110,25 +110,38 @@ export const Destination = cel(
   ],
 );
 
-export const ResourceRequirements = z.object({
-  requests: z.record(z.string(), Quantity).optional(),
-  limits: z.record(z.string(), Quantity).optional(),
-});
+/** A Linux capability name as Kubernetes takes it (`NET_BIND_SERVICE`, `CAP_CHOWN`, `ALL`). */
+const Capability = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Z][A-Z0-9_]*$/, "must be a capability name such as NET_BIND_SERVICE or ALL");
+
+/** A Linux user or group id, as Kubernetes accepts them (0 to 2^31-1). */
+const LinuxId = z.int().min(0).max(2147483647);
 
 /** The subset of a container securityContext that can be overridden for the sidecar. */
 export const SidecarSecurityContext = z.object({
-  runAsUser: z.int().min(0).optional(),
-  runAsGroup: z.int().min(0).optional(),
+  runAsUser: LinuxId.optional(),
+  runAsGroup: LinuxId.optional(),
   runAsNonRoot: z.boolean().optional(),
   readOnlyRootFilesystem: z.boolean().optional(),
   allowPrivilegeEscalation: z.boolean().optional(),
   capabilities: z
-    .object({ add: z.array(z.string()).optional(), drop: z.array(z.string()).optional() })
+    .object({
+      add: z.array(Capability).max(64).optional(),
+      drop: z.array(Capability).max(64).optional(),
+    })
     .optional(),
   seccompProfile: z
     .object({
       type: z.enum(["RuntimeDefault", "Localhost", "Unconfined"]),
-      localhostProfile: z.string().optional(),
+      localhostProfile: z
+        .string()
+        .min(1)
+        .max(1024)
+        .regex(/^[-_./a-zA-Z0-9]+$/, "must be a relative file path of letters, digits, '-', '_', '.' and '/'")
+        .optional(),
     })
     .optional(),
 });
@@ -136,9 +149,13 @@ export const SidecarSecurityContext = z.object({
 export const Sidecar = z.object({
   image: z.string().min(1).optional().describe("The walship image; the operator's default when unset."),
   imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).optional(),
-  resources: ResourceRequirements.optional().describe("Resources of the sidecar and the restore container."),
+  resources: ResourceRequirements.optional().describe(
+    "The sidecar's resources; default requests cpu 50m, memory 128Mi, limit memory 384Mi.",
+  ),
   securityContext: SidecarSecurityContext.optional().describe(
-    "Replaces the default restricted securityContext of the sidecar and the restore container.",
+    "Merged field by field over the restricted securityContext that the sidecar, the restore container " +
+      "and the restore Jobs get as the app container's user and group (runAsUser, runAsGroup); a " +
+      "result that is not Pod Security restricted is reported in the Restricted condition.",
   ),
   metricsPort: z
     .int()
@@ -190,6 +207,11 @@ export const SqliteReplicaSpec = z.object({
       "over its backups. None: no init container.",
   ),
   sidecar: Sidecar.optional().describe("Overrides for the replicator sidecar."),
+  restoreResources: ResourceRequirements.optional().describe(
+    "Resources of the restore init container and of every SqliteRestore Job of this SqliteReplica " +
+      "(a SqliteRestore's spec.resources overrides it); default requests cpu 100m, memory 256Mi, " +
+      "limit memory 512Mi.",
+  ),
 });
 
 /** Per-pod replication facts, read from the pod's sidecar `/status`. */
@@ -203,6 +225,13 @@ export const PodReplicationStatus = z.object({
   windowOldest: z.string().optional().describe("The oldest time a restore can reach."),
   windowNewest: z.string().optional().describe("The newest time a restore can reach."),
   lastError: z.string().optional().describe("The current error of the database or a destination."),
+  reason: z
+    .string()
+    .optional()
+    .describe(
+      "Why the pod is not replicating: OutOfMemory, PermissionDenied, RestoreFailed, SidecarFailing, " +
+        "SidecarUnreachable or ReplicationError.",
+    ),
 });
 
 export const Phase = z.enum(["Pending", "Failed", "Injecting", "Replicating", "Degraded", "Deleting"]);

@@ -4,7 +4,15 @@
  * is src/operator/restore/machine.ts; the CRD is generated from these schemas.
  */
 import { z } from "zod";
-import { Condition, cel, DnsLabel, DnsSubdomain, Duration, Quantity } from "./common.ts";
+import {
+  Condition,
+  cel,
+  DnsLabel,
+  DnsSubdomain,
+  Duration,
+  Quantity,
+  ResourceRequirements,
+} from "./common.ts";
 
 export const SQLITE_RESTORE_KIND = "SqliteRestore";
 export const SQLITE_RESTORE_PLURAL = "sqliterestores";
@@ -78,6 +86,10 @@ export const SqliteRestoreSpec = cel(
     timeout: Duration.default(DEFAULT_RESTORE_TIMEOUT).describe(
       "How long each Job of the restore (plan, restore, swap, rollback) may run, as its " +
         "activeDeadlineSeconds. A Job past it fails the restore: InPlace puts the original back and scales up.",
+    ),
+    resources: ResourceRequirements.optional().describe(
+      "Resources of this restore's Jobs; the SqliteReplica's spec.restoreResources (or its default) " +
+        "when unset.",
     ),
     previousDatabase: z
       .enum(["Retain", "Delete"])

@@ -24,6 +24,7 @@ import {
   RESTORE_JOB_CONTAINER,
   restoreJobName,
 } from "../specs/restorejob.ts";
+import { appIdentity } from "../specs/security.ts";
 import type { BuildOptions } from "../specs/statefulset.ts";
 import { isTargetProblem, resolveTarget } from "../specs/statefulset.ts";
 import {
@@ -70,6 +71,19 @@ async function getOrUndefined<T>(client: KubeClient, path: string): Promise<T | 
     if (isStatus(err, 404)) return undefined;
     throw err;
   }
+}
+
+/** A Job pod's restore container killed out of memory, with its memory limit; undefined otherwise. */
+export function oomKill(pods: Pod[]): { limit?: string } | undefined {
+  for (const p of pods) {
+    const st = p.status?.containerStatuses?.find((c) => c.name === RESTORE_JOB_CONTAINER);
+    if (st?.state?.terminated?.reason !== "OOMKilled" && st?.lastState?.terminated?.reason !== "OOMKilled")
+      continue;
+    const limit = p.spec?.containers?.find((c) => c.name === RESTORE_JOB_CONTAINER)?.resources?.limits
+      ?.memory;
+    return limit === undefined ? {} : { limit: String(limit) };
+  }
+  return undefined;
 }
 
 export class SqliteRestoreReconciler {
@@ -187,7 +201,13 @@ export class SqliteRestoreReconciler {
     // The CLI's last lines when the runtime reports them; else why the Job controller failed it.
     const message = term?.message ?? (state === "Failed" ? cond("Failed")?.message : undefined);
     const reason = state === "Failed" ? cond("Failed")?.reason : undefined;
-    return { state, ...(message ? { message } : {}), ...(reason ? { reason } : {}) };
+    const oomKilled = state === "Failed" ? oomKill(pods.items) : undefined;
+    return {
+      state,
+      ...(message ? { message } : {}),
+      ...(reason ? { reason } : {}),
+      ...(oomKilled ? { oomKilled } : {}),
+    };
   }
 
   async #act(a: Action, obj: SqliteRestoreObject, ns: string, name: string, sts: StatefulSet | undefined) {
@@ -229,6 +249,10 @@ export class SqliteRestoreReconciler {
     const mount = isTargetProblem(target)
       ? { mountPath: replica.database.path.replace(/\/[^/]*$/, "") }
       : { mountPath: target.mountPath, ...(target.subPath ? { subPath: target.subPath } : {}) };
+    const podSpec = sts.spec?.template?.spec;
+    const identity = isTargetProblem(target)
+      ? appIdentity(podSpec, replica.appContainer ?? podSpec?.containers?.[0]?.name ?? "")
+      : target.identity;
     const job = buildRestoreJob(
       {
         step: a.step,
@@ -239,6 +263,7 @@ export class SqliteRestoreReconciler {
         pod: status.pod ?? `${sts.metadata?.name}-0`,
         claimName: status.claimName ?? "",
         mount,
+        identity,
       },
       this.#d.options,
     );

@@ -35,6 +35,8 @@ export interface JobState {
   message?: string;
   /** The reason of the Job's Failed condition (`DeadlineExceeded`, `BackoffLimitExceeded`, ...). */
   reason?: string;
+  /** A pod of the Job was killed out of memory (its container's memory limit, when it had one). */
+  oomKilled?: { limit?: string };
 }
 
 export interface OtherRestore {
@@ -203,7 +205,7 @@ function jobFailure(step: JobStep, job: JobState): string {
 
 /**
  * Why a failed Job failed, as a condition reason and message: past the spec's timeout
- * (`DeadlineExceeded`), a check of the restored file that did not pass (`VerificationFailed`: the
+ * (`DeadlineExceeded`), a pod killed out of memory (`OutOfMemory`, naming the limit), a check of the restored file that did not pass (`VerificationFailed`: the
  * CLI's integrity_check or -verify-sql, which exit with WALSHIP_ERR_INTEGRITY), else `otherwise`.
  */
 function classifyJobFailure(
@@ -216,6 +218,15 @@ function classifyJobFailure(
     return {
       reason: "DeadlineExceeded",
       message: `the ${step} Job did not finish within spec.timeout ${spec.timeout} (activeDeadlineSeconds ${jobDeadlineSeconds(spec)})`,
+    };
+  }
+  if (job.oomKilled) {
+    const limit = job.oomKilled.limit ? `limit ${job.oomKilled.limit}` : "no limit";
+    return {
+      reason: "OutOfMemory",
+      message:
+        `the ${step} Job ran out of memory (${limit}); raise this SqliteRestore's ` +
+        "spec.resources.limits.memory or the SqliteReplica's spec.restoreResources.limits.memory",
     };
   }
   const message = jobFailure(step, job);

@@ -37,12 +37,8 @@ import {
   fileVolumeName,
   MANAGED_BY_LABELS,
 } from "./names.ts";
-import {
-  type BuildOptions,
-  buildEnv,
-  DEFAULT_RESOURCES,
-  RESTRICTED_SECURITY_CONTEXT,
-} from "./statefulset.ts";
+import { type AppIdentity, replicatorSecurityContext } from "./security.ts";
+import { type BuildOptions, buildEnv, restoreResources } from "./statefulset.ts";
 
 export const SQLITE_RESTORE_LABEL = "walship.dev/sqliterestore";
 export const RESTORE_STEP_LABEL = "walship.dev/restore-step";
@@ -66,6 +62,8 @@ export interface RestoreJobInput {
   claimName: string;
   /** The app container's mount of the database volume (path and subPath). */
   mount: { mountPath: string; subPath?: string };
+  /** The app container's effective user and group: every Job runs as them (security.ts). */
+  identity: AppIdentity;
 }
 
 /** `<restore>-<step>`, shortened with a hash to stay a valid 63-character label value. */
@@ -77,7 +75,9 @@ export function restoreJobName(restoreName: string, step: JobStep): string {
 }
 
 /** The NewClaim PersistentVolumeClaim; size and class default to the StatefulSet's template. */
-export function buildNewClaim(input: Omit<RestoreJobInput, "step" | "pod" | "claimName" | "mount">) {
+export function buildNewClaim(
+  input: Omit<RestoreJobInput, "step" | "pod" | "claimName" | "mount" | "identity">,
+) {
   const nc = input.spec.newClaim;
   const tmpl = (input.sts.spec?.volumeClaimTemplates ?? []).find(
     (t) => t.metadata?.name === input.replica.database.volumeName,
@@ -264,9 +264,8 @@ export function buildRestoreJob(input: RestoreJobInput, opts: BuildOptions = {})
     command: command(input),
     ...(env ? { env } : {}),
     volumeMounts: mounts,
-    resources: (sc?.resources as Container["resources"]) ?? DEFAULT_RESOURCES,
-    securityContext:
-      (sc?.securityContext as Container["securityContext"] | undefined) ?? RESTRICTED_SECURITY_CONTEXT,
+    resources: (input.spec.resources as Container["resources"]) ?? restoreResources(replica),
+    securityContext: replicatorSecurityContext(input.identity, sc?.securityContext),
     terminationMessagePolicy: "FallbackToLogsOnError",
   };
   return {

@@ -9,7 +9,7 @@
  * (`removalPatch`) removes exactly what Walship added.
  */
 import type { SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
-import type { Container, EnvVar, SecurityContext, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
+import type { Container, EnvVar, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
 import {
   CONFIG_DIR,
   CONFIG_HASH_ANNOTATION,
@@ -24,6 +24,7 @@ import {
   SIDECAR_CONTAINER,
   s3EnvNames,
 } from "./names.ts";
+import { type AppIdentity, appIdentity, replicatorSecurityContext } from "./security.ts";
 
 /** Where the database lives in the pod, resolved from the StatefulSet. */
 export interface Target {
@@ -33,6 +34,8 @@ export interface Target {
   mountPath: string;
   /** The mount's subPath, if the app mounts part of the volume. */
   subPath?: string;
+  /** The app container's effective user and group (security.ts); the replicator runs as them. */
+  identity: AppIdentity;
 }
 
 /** Why a SqliteReplica cannot be attached to its StatefulSet; `field` names the spec field. */
@@ -98,6 +101,7 @@ export function resolveTarget(spec: SqliteReplicaSpec, sts: StatefulSet): Target
     volumeName: vol,
     mountPath: mount.mountPath,
     ...(mount.subPath ? { subPath: mount.subPath } : {}),
+    identity: appIdentity(podSpec, app.name),
   };
 }
 
@@ -111,18 +115,25 @@ export interface BuildOptions {
   image?: string;
 }
 
-/** The restricted securityContext (Pod Security Standards "restricted"). */
-export const RESTRICTED_SECURITY_CONTEXT: SecurityContext = {
-  allowPrivilegeEscalation: false,
-  capabilities: { drop: ["ALL"] },
-  readOnlyRootFilesystem: true,
-  runAsNonRoot: true,
-  seccompProfile: { type: "RuntimeDefault" },
+/**
+ * The sidecar's resources unless `spec.sidecar.resources` says otherwise. Measured peaks (RSS,
+ * docs/operator.md "Memory"): 180-190 MiB snapshotting a 1-4 GiB database, 240 MiB under a writer at
+ * 27 MiB/s of rows; the limit leaves a third on top of the highest.
+ */
+export const DEFAULT_SIDECAR_RESOURCES = {
+  requests: { cpu: "50m", memory: "128Mi" },
+  limits: { memory: "384Mi" },
 };
 
-export const DEFAULT_RESOURCES = {
-  requests: { cpu: "50m", memory: "64Mi" },
-  limits: { memory: "256Mi" },
+/**
+ * The restore init container's and every restore Job's resources unless `spec.restoreResources` (or
+ * a SqliteRestore's `spec.resources`) says otherwise. Measured peaks (docs/operator.md "Memory"):
+ * 247-329 MiB from a file replica for 64 MiB to 4 GiB databases, 386 MiB for 1 GiB + 1 GiB of WAL
+ * from MinIO; the memory does not grow with the database size.
+ */
+export const DEFAULT_RESTORE_RESOURCES = {
+  requests: { cpu: "100m", memory: "256Mi" },
+  limits: { memory: "512Mi" },
 };
 
 /** The env both containers get: the pod's name and IP, and each S3 destination's keys by reference. */
@@ -163,35 +174,53 @@ function buildMounts(spec: SqliteReplicaSpec, target: Target): VolumeMount[] {
   ];
 }
 
-function common(spec: SqliteReplicaSpec, target: Target, opts: BuildOptions): Omit<Container, "name"> {
+/** The resources of the restore init container and the restore Jobs. */
+export function restoreResources(spec: SqliteReplicaSpec): Container["resources"] {
+  return (spec.restoreResources as Container["resources"]) ?? DEFAULT_RESTORE_RESOURCES;
+}
+
+function common(
+  spec: SqliteReplicaSpec,
+  target: Target,
+  opts: BuildOptions,
+  resources: Container["resources"],
+): Omit<Container, "name"> {
   const sc = spec.sidecar;
   return {
     image: sc?.image ?? opts.image ?? DEFAULT_IMAGE,
     ...(sc?.imagePullPolicy ? { imagePullPolicy: sc.imagePullPolicy } : {}),
     env: buildEnv(spec),
     volumeMounts: buildMounts(spec, target),
-    resources: (sc?.resources as Container["resources"]) ?? DEFAULT_RESOURCES,
-    securityContext: (sc?.securityContext as SecurityContext | undefined) ?? RESTRICTED_SECURITY_CONTEXT,
+    resources,
+    securityContext: replicatorSecurityContext(target.identity, sc?.securityContext),
     terminationMessagePolicy: "FallbackToLogsOnError",
   };
 }
 
-/** The replicator as a native sidecar. */
+/**
+ * The replicator as a native sidecar. No readinessProbe: a native sidecar's readiness counts toward
+ * the pod's, so an unreachable bucket would take the app out of its Service; replication health is
+ * the SqliteReplica's status, the metrics and the alerts instead. A startupProbe on /healthz holds
+ * the app until the replicator serves (the kubelet starts the next container once a sidecar's
+ * startupProbe passes), and a livenessProbe restarts a replicator that stops answering.
+ */
 export function buildSidecar(spec: SqliteReplicaSpec, target: Target, opts: BuildOptions = {}): Container {
   const port = spec.sidecar?.metricsPort ?? 9090;
+  const healthz = { httpGet: { path: "/healthz", port: HTTP_PORT_NAME } };
   return {
     name: SIDECAR_CONTAINER,
     restartPolicy: "Always",
     command: ["walship", "replicate", "-config", CONFIG_PATH],
-    ...common(spec, target, opts),
+    ...common(spec, target, opts, sidecarResources(spec)),
     ports: [{ name: HTTP_PORT_NAME, containerPort: port, protocol: "TCP" }],
-    readinessProbe: {
-      httpGet: { path: "/readyz", port: HTTP_PORT_NAME },
-      periodSeconds: 5,
-      timeoutSeconds: 3,
-      failureThreshold: 3,
-    },
+    startupProbe: { ...healthz, periodSeconds: 1, timeoutSeconds: 3, failureThreshold: 120 },
+    livenessProbe: { ...healthz, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
   };
+}
+
+/** The sidecar's resources. */
+export function sidecarResources(spec: SqliteReplicaSpec): Container["resources"] {
+  return (spec.sidecar?.resources as Container["resources"]) ?? DEFAULT_SIDECAR_RESOURCES;
 }
 
 /**
@@ -214,7 +243,7 @@ export function buildRestoreContainer(
   return {
     name: RESTORE_CONTAINER,
     command: ["walship", "restore", "-config", CONFIG_PATH, ...policy, spec.database.path],
-    ...common(spec, target, opts),
+    ...common(spec, target, opts, restoreResources(spec)),
   };
 }
 
