@@ -65,8 +65,8 @@ dbs:
         path: 'prod/app/\${POD_NAME}'
         endpoint: 'http://127.0.0.1:9000'
         force-path-style: true
-        access-key-id: '\${WALSHIP_S3_MINIO_ACCESS_KEY_ID}'
-        secret-access-key: '\${WALSHIP_S3_MINIO_SECRET_ACCESS_KEY}'
+        access-key-id-file: '/var/run/walship/credentials/minio/access-key-id'
+        secret-access-key-file: '/var/run/walship/credentials/minio/secret-access-key'
         sync-interval: '1s'
         snapshot-interval: '1h'
         retention: '24h'
@@ -91,13 +91,8 @@ describe("replicator config", () => {
     assert.equal(renderConfig(spec), EXPECTED_CONFIG);
   });
 
-  it("is accepted by the replicator's parser, with the pod's name and keys expanded", () => {
-    const env = {
-      POD_NAME: "app-0",
-      POD_IP: "10.1.2.3",
-      WALSHIP_S3_MINIO_ACCESS_KEY_ID: "AKIA/x+y",
-      WALSHIP_S3_MINIO_SECRET_ACCESS_KEY: 's3cr#t: "quoted" \\ $x',
-    };
+  it("is accepted by the replicator's parser, with the pod's name expanded and the key files named", () => {
+    const env = { POD_NAME: "app-0", POD_IP: "10.1.2.3" };
     const cfg = parseConfig(renderConfig(spec, { bindPodIP: true }), { env });
     assert.deepEqual(cfg.warnings, []);
     assert.equal(cfg.addr, "10.1.2.3:9090");
@@ -111,8 +106,8 @@ describe("replicator config", () => {
       region: "us-east-1",
       forcePathStyle: true,
       skipVerify: false,
-      accessKeyId: "AKIA/x+y",
-      secretAccessKey: 's3cr#t: "quoted" \\ $x',
+      accessKeyIdFile: "/var/run/walship/credentials/minio/access-key-id",
+      secretAccessKeyFile: "/var/run/walship/credentials/minio/secret-access-key",
     });
     assert.equal(minio?.syncIntervalMs, 1000);
     assert.equal(minio?.snapshotIntervalMs, 3600_000);
@@ -158,16 +153,12 @@ describe("replicator config", () => {
 const ENV = [
   { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
   { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
-  { name: "WALSHIP_S3_MINIO_ACCESS_KEY_ID", valueFrom: { secretKeyRef: { name: "s3-creds", key: "id" } } },
-  {
-    name: "WALSHIP_S3_MINIO_SECRET_ACCESS_KEY",
-    valueFrom: { secretKeyRef: { name: "s3-creds", key: "secret" } },
-  },
 ];
 const MOUNTS = [
   { name: "data", mountPath: "/data" },
   { name: "walship-config", mountPath: "/etc/walship", readOnly: true },
   { name: "walship-dest-local", mountPath: "/var/lib/walship/destinations/local" },
+  { name: "walship-creds-minio", mountPath: "/var/run/walship/credentials/minio", readOnly: true },
 ];
 const COMMON = {
   image: "walship:test",
@@ -222,7 +213,7 @@ const RESTORE = {
 };
 
 describe("containers", () => {
-  it("the sidecar is a native sidecar as the app's user, with env from Secret refs, port, probes, no readiness", () => {
+  it("the sidecar is a native sidecar as the app's user, keys as files (no secret env), port, probes, no readiness", () => {
     assert.deepEqual(buildSidecar(spec, target, { image: "walship:test" }), SIDECAR);
   });
 
@@ -296,6 +287,15 @@ describe("StatefulSet apply configuration", () => {
             volumes: [
               { name: "walship-config", configMap: { name: "db-walship" } },
               { name: "walship-dest-local", persistentVolumeClaim: { claimName: "backup" } },
+              {
+                name: "walship-creds-minio",
+                projected: {
+                  sources: [
+                    { secret: { name: "s3-creds", items: [{ key: "id", path: "access-key-id" }] } },
+                    { secret: { name: "s3-creds", items: [{ key: "secret", path: "secret-access-key" }] } },
+                  ],
+                },
+              },
             ],
           },
         },

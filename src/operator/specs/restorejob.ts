@@ -38,7 +38,13 @@ import {
   MANAGED_BY_LABELS,
 } from "./names.ts";
 import { type AppIdentity, replicatorSecurityContext } from "./security.ts";
-import { type BuildOptions, buildEnv, restoreResources } from "./statefulset.ts";
+import {
+  type BuildOptions,
+  buildEnv,
+  credentialMounts,
+  credentialVolumes,
+  restoreResources,
+} from "./statefulset.ts";
 
 export const SQLITE_RESTORE_LABEL = "walship.dev/sqliterestore";
 export const RESTORE_STEP_LABEL = "walship.dev/restore-step";
@@ -251,8 +257,10 @@ export function buildRestoreJob(input: RestoreJobInput, opts: BuildOptions = {})
       });
       volumes.push({ name: fileVolumeName(d.name), persistentVolumeClaim: { claimName: d.file.claimName } });
     }
+    mounts.push(...credentialMounts(replica));
+    volumes.push(...credentialVolumes(replica));
     // The source pod's name, so the config's <path>/${POD_NAME} is that pod's replica.
-    env = buildEnv(replica)
+    env = buildEnv()
       .filter((e) => e.name !== "POD_IP")
       .map((e) => (e.name === "POD_NAME" ? { name: "POD_NAME", value: input.pod } : e));
   }

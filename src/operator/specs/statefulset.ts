@@ -4,7 +4,7 @@
  *
  * The apply configuration holds only Walship's fields: the restore init container, the replicator
  * sidecar (a native sidecar: an init container with `restartPolicy: Always`), the config volume,
- * the file destinations' claims, and the config-hash annotation. `initContainers` and `volumes` are
+ * the file destinations' claims, the S3 destinations' key volumes, and the config-hash annotation. `initContainers` and `volumes` are
  * lists keyed by name, so the user's entries are untouched; applying the empty configuration
  * (`removalPatch`) removes exactly what Walship added.
  */
@@ -15,14 +15,15 @@ import {
   CONFIG_HASH_ANNOTATION,
   CONFIG_PATH,
   CONFIG_VOLUME,
+  CREDENTIALS_DIR,
   configMapName,
+  credentialsVolumeName,
   DEFAULT_IMAGE,
   FILE_DESTINATIONS_DIR,
   fileVolumeName,
   HTTP_PORT_NAME,
   RESTORE_CONTAINER,
   SIDECAR_CONTAINER,
-  s3EnvNames,
 } from "./names.ts";
 import { type AppIdentity, appIdentity, replicatorSecurityContext } from "./security.ts";
 
@@ -136,28 +137,58 @@ export const DEFAULT_RESTORE_RESOURCES = {
   limits: { memory: "512Mi" },
 };
 
-/** The env both containers get: the pod's name and IP, and each S3 destination's keys by reference. */
-export function buildEnv(spec: SqliteReplicaSpec): EnvVar[] {
-  const env: EnvVar[] = [
+/** The env every Walship container gets: the pod's name and IP (no secret: keys come as files). */
+export function buildEnv(): EnvVar[] {
+  return [
     { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
     { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
   ];
-  for (const d of spec.destinations) {
+}
+
+/** The S3 destinations whose keys come from Secrets. */
+function keyedDestinations(spec: SqliteReplicaSpec) {
+  return spec.destinations.filter((d) => {
     const c = d.s3?.credentials;
-    if (!c || c.fromServiceAccount === true || !c.accessKeyId || !c.secretAccessKey) continue;
-    const names = s3EnvNames(d.name);
-    env.push(
-      {
-        name: names.accessKeyId,
-        valueFrom: { secretKeyRef: { name: c.accessKeyId.name, key: c.accessKeyId.key } },
+    return c && c.fromServiceAccount !== true && c.accessKeyId && c.secretAccessKey;
+  });
+}
+
+/**
+ * Each keyed S3 destination's projected volume: the two referenced Secret keys as the files
+ * `access-key-id` and `secret-access-key` (the kubelet updates them when the Secret changes).
+ */
+export function credentialVolumes(spec: SqliteReplicaSpec): Volume[] {
+  return keyedDestinations(spec).map((d) => {
+    const c = d.s3!.credentials;
+    return {
+      name: credentialsVolumeName(d.name),
+      projected: {
+        sources: [
+          {
+            secret: {
+              name: c.accessKeyId!.name,
+              items: [{ key: c.accessKeyId!.key, path: "access-key-id" }],
+            },
+          },
+          {
+            secret: {
+              name: c.secretAccessKey!.name,
+              items: [{ key: c.secretAccessKey!.key, path: "secret-access-key" }],
+            },
+          },
+        ],
       },
-      {
-        name: names.secretAccessKey,
-        valueFrom: { secretKeyRef: { name: c.secretAccessKey.name, key: c.secretAccessKey.key } },
-      },
-    );
-  }
-  return env;
+    };
+  });
+}
+
+/** The read-only mounts of `credentialVolumes`. */
+export function credentialMounts(spec: SqliteReplicaSpec): VolumeMount[] {
+  return keyedDestinations(spec).map((d) => ({
+    name: credentialsVolumeName(d.name),
+    mountPath: `${CREDENTIALS_DIR}/${d.name}`,
+    readOnly: true,
+  }));
 }
 
 function buildMounts(spec: SqliteReplicaSpec, target: Target): VolumeMount[] {
@@ -171,6 +202,7 @@ function buildMounts(spec: SqliteReplicaSpec, target: Target): VolumeMount[] {
     ...spec.destinations
       .filter((d) => d.file)
       .map((d) => ({ name: fileVolumeName(d.name), mountPath: `${FILE_DESTINATIONS_DIR}/${d.name}` })),
+    ...credentialMounts(spec),
   ];
 }
 
@@ -189,7 +221,7 @@ function common(
   return {
     image: sc?.image ?? opts.image ?? DEFAULT_IMAGE,
     ...(sc?.imagePullPolicy ? { imagePullPolicy: sc.imagePullPolicy } : {}),
-    env: buildEnv(spec),
+    env: buildEnv(),
     volumeMounts: buildMounts(spec, target),
     resources,
     securityContext: replicatorSecurityContext(target.identity, sc?.securityContext),
@@ -247,7 +279,7 @@ export function buildRestoreContainer(
   };
 }
 
-/** The volumes Walship adds: the config and each file destination's claim. */
+/** The volumes Walship adds: the config, each file destination's claim, each S3 destination's keys. */
 export function buildVolumes(name: string, spec: SqliteReplicaSpec): Volume[] {
   return [
     { name: CONFIG_VOLUME, configMap: { name: configMapName(name) } },
@@ -257,6 +289,7 @@ export function buildVolumes(name: string, spec: SqliteReplicaSpec): Volume[] {
         name: fileVolumeName(d.name),
         persistentVolumeClaim: { claimName: d.file?.claimName ?? "" },
       })),
+    ...credentialVolumes(spec),
   ];
 }
 
