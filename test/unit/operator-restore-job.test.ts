@@ -245,6 +245,7 @@ describe("restore Jobs", () => {
         name: "restored",
         namespace: "shop",
         labels: { "app.kubernetes.io/managed-by": "walship", "walship.dev/sqliterestore": "r1" },
+        annotations: { "walship.dev/sqliterestore-uid": "u-1" },
       },
       spec: {
         accessModes: ["ReadWriteOnce"],

@@ -386,18 +386,34 @@ describe("SqliteRestore machine: refusals", () => {
 });
 
 describe("SqliteRestore machine: NewClaim", () => {
-  it("creates the claim and the Job, verifies, and never scales", () => {
+  it("creates the claim, then the Job once the claim is its own, verifies, and never scales", () => {
     const spec = { sqliteReplicaName: "db", mode: "NewClaim", newClaim: { name: "restored" } };
-    let d = step(obs({ spec }));
+    let d = step(obs({ spec, newClaim: "missing" }));
     assert.equal(d.status.phase, "Planning");
     assert.deepEqual(d.actions, [{ kind: "createJob", step: "plan" }], "no claim before the plan passed");
-    d = step(obs({ spec, status: d.status, jobs: { plan: { state: "Succeeded", message: PLAN_LINE } } }));
+    d = step(
+      obs({
+        spec,
+        status: d.status,
+        newClaim: "missing",
+        jobs: { plan: { state: "Succeeded", message: PLAN_LINE } },
+      }),
+    );
     assert.equal(d.status.phase, "Restoring");
     assert.equal(d.status.claimName, "restored");
     assert.equal(d.status.originalReplicas, undefined);
-    assert.deepEqual(d.actions, [{ kind: "createClaim" }, { kind: "createJob", step: "restore" }]);
+    assert.deepEqual(d.actions, [{ kind: "createClaim" }], "the Job waits for the claim");
+    d = step(obs({ spec, status: d.status, newClaim: "missing" }));
+    assert.deepEqual(d.actions, [{ kind: "createClaim" }], "not seen yet: created again (idempotent)");
+    d = step(obs({ spec, status: d.status, newClaim: "ours" }));
+    assert.deepEqual(d.actions, [{ kind: "createJob", step: "restore" }]);
     d = step(
-      obs({ spec, status: d.status, jobs: { restore: { state: "Succeeded", message: RESTORED_LINE } } }),
+      obs({
+        spec,
+        status: d.status,
+        newClaim: "ours",
+        jobs: { restore: { state: "Succeeded", message: RESTORED_LINE } },
+      }),
     );
     assert.equal(d.status.phase, "Verifying");
     d = step(obs({ spec, status: d.status }));
@@ -407,9 +423,31 @@ describe("SqliteRestore machine: NewClaim", () => {
 
   it("a failed Job fails at once (the app was never touched)", () => {
     const spec = { sqliteReplicaName: "db", mode: "NewClaim", newClaim: { name: "restored" } };
-    const d = step(obs({ spec, status: { phase: "Restoring" }, jobs: { restore: { state: "Failed" } } }));
+    const d = step(
+      obs({ spec, status: { phase: "Restoring" }, newClaim: "ours", jobs: { restore: { state: "Failed" } } }),
+    );
     assert.equal(d.status.phase, "Failed");
     assert.deepEqual(d.actions, []);
+  });
+
+  it("never writes into a claim it did not create: refused at the start, after the plan, or later", () => {
+    const spec = { sqliteReplicaName: "db", mode: "NewClaim", newClaim: { name: "data-app-0" } };
+    const refused = (d: ReturnType<typeof step>) => {
+      assert.equal(d.status.phase, "Failed");
+      assert.deepEqual(d.actions, [], "no Job, no claim");
+      const c = d.status.conditions?.find((x) => x.type === "Complete");
+      assert.equal(c?.reason, "ClaimExists");
+      assert.match(
+        c?.message ?? "",
+        /^spec\.newClaim\.name: PersistentVolumeClaim data-app-0 already exists/,
+      );
+    };
+    refused(step(obs({ spec, newClaim: "foreign" })));
+    const planning = step(obs({ spec, newClaim: "missing" })).status;
+    refused(
+      step(obs({ spec, status: planning, newClaim: "foreign", jobs: { plan: { state: "Succeeded" } } })),
+    );
+    refused(step(obs({ spec, status: { ...planning, phase: "Restoring" }, newClaim: "foreign" })));
   });
 });
 

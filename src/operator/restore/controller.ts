@@ -23,6 +23,7 @@ import {
   buildRestoreJob,
   RESTORE_JOB_CONTAINER,
   restoreJobName,
+  SQLITE_RESTORE_UID_ANNOTATION,
 } from "../specs/restorejob.ts";
 import { appIdentity } from "../specs/security.ts";
 import type { BuildOptions } from "../specs/statefulset.ts";
@@ -132,6 +133,22 @@ export class SqliteRestoreReconciler {
         creationTimestamp: String(o.metadata?.creationTimestamp ?? ""),
       }));
 
+    let newClaim: "missing" | "ours" | "foreign" | undefined;
+    const claimName =
+      parsed.success && parsed.data.mode === "NewClaim" ? parsed.data.newClaim?.name : undefined;
+    if (claimName) {
+      const pvc = await getOrUndefined<KubeObject>(
+        client,
+        `/api/v1/namespaces/${ns}/persistentvolumeclaims/${claimName}`,
+      );
+      const uid = obj.metadata?.uid;
+      newClaim = !pvc
+        ? "missing"
+        : uid && pvc.metadata?.annotations?.[SQLITE_RESTORE_UID_ANNOTATION] === uid
+          ? "ours"
+          : "foreign";
+    }
+
     const decision = decide({
       now: new Date(),
       name,
@@ -144,6 +161,7 @@ export class SqliteRestoreReconciler {
       podsRemaining,
       jobs,
       others,
+      ...(newClaim ? { newClaim } : {}),
     });
 
     // Status first: the recorded phase is what a restarted operator resumes from.
@@ -238,12 +256,14 @@ export class SqliteRestoreReconciler {
         if (!isStatus(err, 409)) throw err;
       }
     };
-    if (a.kind === "createClaim" || (a.step === "restore" && spec.mode === "NewClaim")) {
+    if (a.kind === "createClaim") {
+      // A claim of that name that appeared meanwhile (409) is left alone: the next look finds it
+      // is not this restore's and fails the restore before anything is written.
       await create(
         `/api/v1/namespaces/${ns}/persistentvolumeclaims`,
         buildNewClaim({ restore, spec, replica, sts }),
       );
-      if (a.kind === "createClaim") return;
+      return;
     }
     const target = resolveTarget(replica, sts);
     const mount = isTargetProblem(target)

@@ -12,6 +12,9 @@
  * back, the staged file removed) in ScalingUp, scales back to the recorded count, and ends Failed.
  * Before anything changed (Pending, Planning) a failure ends Failed at once. Every Job has the
  * spec's timeout as activeDeadlineSeconds; a Job past it fails the restore with `DeadlineExceeded`.
+ * NewClaim never writes into a claim it did not create: a claim of that name that exists and is not
+ * this restore's fails it (`ClaimExists`) before anything is written, and the restore Job is created
+ * only once the claim is observed as this restore's.
  */
 import {
   type Condition,
@@ -61,6 +64,11 @@ export interface Observed {
   jobs: Partial<Record<JobStep, JobState>>;
   /** The other SqliteRestores naming the same SqliteReplica. */
   others: OtherRestore[];
+  /**
+   * NewClaim: the claim `spec.newClaim.name` as it is now: missing, created by this SqliteRestore
+   * (its `walship.dev/sqliterestore-uid` annotation is this restore's uid), or anything else.
+   */
+  newClaim?: "missing" | "ours" | "foreign";
 }
 
 export type Action =
@@ -286,7 +294,8 @@ export function decide(obs: Observed): Decision {
         break;
       }
       if (spec.mode === "NewClaim") {
-        ctx.actions.push({ kind: "createClaim" }, { kind: "createJob", step: "restore" });
+        if (claimNotOurs(ctx, spec)) break;
+        ctx.actions.push({ kind: "createClaim" });
         enter(ctx, "Restoring", `${plan}; restoring ${s.target} into new claim ${s.claimName}`);
         break;
       }
@@ -315,6 +324,15 @@ export function decide(obs: Observed): Decision {
       break;
     }
     case "Restoring": {
+      if (spec.mode === "NewClaim") {
+        if (claimNotOurs(ctx, spec)) break;
+        if (obs.newClaim !== "ours") {
+          // Created with the plan's success; not seen yet (or deleted since): create it, look again.
+          ctx.actions.push({ kind: "createClaim" });
+          ctx.requeueAfterMs = POLL_MS;
+          break;
+        }
+      }
       const job = finishedJob(ctx, "restore");
       if (!job) break;
       if (job.state === "Failed") {
@@ -417,6 +435,20 @@ export function decide(obs: Observed): Decision {
   return done(ctx);
 }
 
+/** NewClaim: fails (nothing written yet) when the claim exists and is not this restore's. */
+function claimNotOurs(ctx: Ctx, spec: SqliteRestoreSpec): boolean {
+  if (ctx.obs.newClaim !== "foreign") return false;
+  const name = spec.newClaim?.name ?? "";
+  finish(
+    ctx,
+    "Failed",
+    "ClaimExists",
+    `spec.newClaim.name: PersistentVolumeClaim ${name} already exists and was not created by this ` +
+      "SqliteRestore; nothing was written to it (name a new claim, or delete that one)",
+  );
+  return true;
+}
+
 function pending(ctx: Ctx, spec: SqliteRestoreSpec): void {
   const { obs, status: s } = ctx;
   const other = blocker(obs);
@@ -477,6 +509,7 @@ function pending(ctx: Ctx, spec: SqliteRestoreSpec): void {
   });
   const planning = `checking that ${s.target} can be restored from pod ${pod}'s replica (plan Job)`;
   if (spec.mode === "NewClaim") {
+    if (claimNotOurs(ctx, spec)) return;
     s.claimName = spec.newClaim?.name;
     ctx.actions.push({ kind: "createJob", step: "plan" });
     enter(ctx, "Planning", planning);

@@ -47,6 +47,8 @@ import {
 } from "./statefulset.ts";
 
 export const SQLITE_RESTORE_LABEL = "walship.dev/sqliterestore";
+/** On the NewClaim claim: the uid of the SqliteRestore that created it (the only one that writes it). */
+export const SQLITE_RESTORE_UID_ANNOTATION = "walship.dev/sqliterestore-uid";
 export const RESTORE_STEP_LABEL = "walship.dev/restore-step";
 export const RESTORE_JOB_CONTAINER = "walship-restore";
 /** The volume name of the database's claim in a restore Job. */
@@ -97,6 +99,7 @@ export function buildNewClaim(
       name: nc?.name ?? "",
       namespace: input.restore.namespace,
       labels: { ...MANAGED_BY_LABELS, [SQLITE_RESTORE_LABEL]: input.restore.name },
+      annotations: { [SQLITE_RESTORE_UID_ANNOTATION]: input.restore.uid },
     },
     spec: {
       accessModes: tmpl?.spec?.accessModes ?? ["ReadWriteOnce"],
