@@ -385,6 +385,46 @@ describe("SqliteRestore machine: refusals", () => {
   });
 });
 
+describe("SqliteRestore machine: a Job it did not create is never reused", () => {
+  const foreign = { state: "Succeeded" as const, foreign: true };
+
+  it("a leftover plan Job (even a succeeded one) fails the restore before anything changed", () => {
+    const planning = step(obs()).status;
+    const d = step(obs({ status: planning, jobs: { plan: foreign } }));
+    assert.equal(d.status.phase, "Failed");
+    assert.deepEqual(d.actions, [], "nothing scaled, nothing created");
+    const c = d.status.conditions?.find((x) => x.type === "Complete");
+    assert.equal(c?.reason, "JobExists");
+    assert.match(c?.message ?? "", /^Job r1-plan exists and was not created by this SqliteRestore/);
+  });
+
+  it("a leftover restore or swap Job after the scale-down: rolled back and scaled back, never read", () => {
+    const base = { originalReplicas: 2, backupPath: "/data/app.db.pre-restore-r1" };
+    for (const phase of ["Restoring", "Swapping"] as const) {
+      const job = phase === "Restoring" ? "restore" : "swap";
+      const d = step(obs({ status: { ...base, phase }, statefulSet: sts(0, 0), jobs: { [job]: foreign } }));
+      assert.equal(d.status.phase, "ScalingUp", phase);
+      assert.equal(d.status.failure?.reason, "JobExists");
+      assert.equal(d.status.restored, undefined, "its termination message was not read");
+      assert.deepEqual(d.actions, [{ kind: "createJob", step: "rollback" }]);
+    }
+  });
+
+  it("a leftover rollback Job is not waited for: scale back and say where the database may be", () => {
+    const status = {
+      phase: "ScalingUp" as const,
+      originalReplicas: 1,
+      backupPath: "/data/app.db.pre-restore-r1",
+      failure: { phase: "Swapping", reason: "SwapFailed", message: "the swap Job failed" },
+    };
+    let d = step(obs({ status, statefulSet: sts(0, 0), jobs: { rollback: foreign } }));
+    assert.deepEqual(d.actions, [{ kind: "scale", replicas: 1 }]);
+    assert.match(d.status.message ?? "", /Job r1-rollback exists .*: the previous database may be at/);
+    d = step(obs({ status: d.status, statefulSet: sts(1, 1), jobs: { rollback: foreign } }));
+    assert.equal(d.status.phase, "Failed");
+  });
+});
+
 describe("SqliteRestore machine: NewClaim", () => {
   it("creates the claim, then the Job once the claim is its own, verifies, and never scales", () => {
     const spec = { sqliteReplicaName: "db", mode: "NewClaim", newClaim: { name: "restored" } };

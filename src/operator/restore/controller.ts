@@ -116,7 +116,7 @@ export class SqliteRestoreReconciler {
     const podsRemaining = sts ? await this.#countPods(ns, sts) : 0;
     const jobs: Partial<Record<JobStep, JobState>> = {};
     for (const step of STEPS) {
-      const j = await this.#jobState(ns, restoreJobName(name, step));
+      const j = await this.#jobState(ns, restoreJobName(name, step), obj.metadata?.uid);
       if (j) jobs[step] = j;
     }
     const others: OtherRestore[] = this.#d
@@ -198,10 +198,18 @@ export class SqliteRestoreReconciler {
     ).length;
   }
 
-  async #jobState(ns: string, jobName: string): Promise<JobState | undefined> {
+  async #jobState(
+    ns: string,
+    jobName: string,
+    restoreUid: string | undefined,
+  ): Promise<JobState | undefined> {
     const { client } = this.#d;
     const job = await getOrUndefined<JobObject>(client, `/apis/batch/v1/namespaces/${ns}/jobs/${jobName}`);
     if (!job) return undefined;
+    const ours = (job.metadata?.ownerReferences ?? []).some(
+      (o) => o.controller === true && o.uid === restoreUid,
+    );
+    if (!ours || restoreUid === undefined) return { state: "Running", foreign: true };
     const cond = (t: string) => job.status?.conditions?.find((c) => c.type === t && c.status === "True");
     const state: JobState["state"] = cond("Complete") ? "Succeeded" : cond("Failed") ? "Failed" : "Running";
     if (state === "Running") return { state };

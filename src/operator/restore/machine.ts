@@ -14,7 +14,9 @@
  * spec's timeout as activeDeadlineSeconds; a Job past it fails the restore with `DeadlineExceeded`.
  * NewClaim never writes into a claim it did not create: a claim of that name that exists and is not
  * this restore's fails it (`ClaimExists`) before anything is written, and the restore Job is created
- * only once the claim is observed as this restore's.
+ * only once the claim is observed as this restore's. A Job of a step's name that this restore did
+ * not create is never reused: the restore fails `JobExists` (through the rollback once InPlace has
+ * scaled down).
  */
 import {
   type Condition,
@@ -26,7 +28,7 @@ import {
 } from "../../api/v1alpha1/index.ts";
 import type { EventInput } from "../kube/events.ts";
 import type { StatefulSet } from "../kube/types.ts";
-import { jobDeadlineSeconds } from "../specs/restorejob.ts";
+import { jobDeadlineSeconds, restoreJobName } from "../specs/restorejob.ts";
 import { setCondition } from "../status.ts";
 import { describePlan, parseRestoreResult, type RestoreResult } from "./result.ts";
 
@@ -40,6 +42,12 @@ export interface JobState {
   reason?: string;
   /** A pod of the Job was killed out of memory (its container's memory limit, when it had one). */
   oomKilled?: { limit?: string };
+  /**
+   * A Job of that name exists but this SqliteRestore did not create it (no controller reference to
+   * its uid: left over from an earlier SqliteRestore of the same name, or made by someone else). It
+   * is never reused: its state says nothing about this restore.
+   */
+  foreign?: boolean;
 }
 
 export interface OtherRestore {
@@ -244,9 +252,20 @@ function classifyJobFailure(
   return { reason: otherwise, message };
 }
 
+function foreignJobMessage(ctx: Ctx, step: JobStep): string {
+  return (
+    `Job ${restoreJobName(ctx.obs.name, step)} exists and was not created by this SqliteRestore (left ` +
+    "over from an earlier one of the same name?); it is not reused: delete it and create the SqliteRestore again"
+  );
+}
+
 /** The step's Job once it has finished; else undefined, creating it if missing and looking again soon. */
 function finishedJob(ctx: Ctx, step: JobStep): JobState | undefined {
   const job = ctx.obs.jobs[step];
+  if (job?.foreign) {
+    fail(ctx, "JobExists", foreignJobMessage(ctx, step));
+    return undefined;
+  }
   if (!job) ctx.actions.push({ kind: "createJob", step });
   if (!job || job.state === "Running") {
     ctx.requeueAfterMs = POLL_MS;
@@ -395,7 +414,12 @@ export function decide(obs: Observed): Decision {
       break;
     }
     case "ScalingUp": {
-      if (s.failure) {
+      if (s.failure && obs.jobs.rollback?.foreign) {
+        // Not reused, not waited for: scale back up and say where the previous database may be.
+        if (!s.message?.includes("not reused")) {
+          s.message = `${s.failure.message}; ${foreignJobMessage(ctx, "rollback")}: the previous database may be at ${s.backupPath}`;
+        }
+      } else if (s.failure) {
         const job = finishedJob(ctx, "rollback");
         if (!job) break;
         if (job.state === "Failed" && !s.message?.includes("rollback Job")) {
