@@ -194,7 +194,9 @@ describe("SqliteRestore machine: InPlace", () => {
     assert.equal(d.status.phase, "Restoring");
     assert.deepEqual(d.actions, [{ kind: "createJob", step: "restore" }]);
     assert.deepEqual(d.events, []);
-    const swap = step(obs({ status: { phase: "Swapping", originalReplicas: 2 }, podsRemaining: 0 }));
+    const swap = step(
+      obs({ status: { phase: "Swapping", originalReplicas: 2 }, statefulSet: sts(0, 0), podsRemaining: 0 }),
+    );
     assert.deepEqual(swap.actions, [{ kind: "createJob", step: "swap" }]);
   });
 
@@ -249,7 +251,7 @@ describe("SqliteRestore machine: InPlace", () => {
     );
     assert.equal(d.status.phase, "Verifying");
     assert.equal(d.status.restored, undefined);
-    d = step(obs({ status: d.status }));
+    d = step(obs({ status: d.status, statefulSet: sts(0, 0), podsRemaining: 0 }));
     assert.equal(d.status.phase, "Swapping");
   });
 });
@@ -329,7 +331,14 @@ describe("SqliteRestore machine: timeouts, checks and the previous database", ()
 
   it("previousDatabase: Delete says so when swapping and when done", () => {
     const spec = { sqliteReplicaName: "db", mode: "InPlace", previousDatabase: "Delete" };
-    let d = step(obs({ spec, status: { phase: "Verifying", originalReplicas: 1, backupPath: "/b" } }));
+    let d = step(
+      obs({
+        spec,
+        status: { phase: "Verifying", originalReplicas: 1, backupPath: "/b" },
+        statefulSet: sts(0, 0),
+        podsRemaining: 0,
+      }),
+    );
     assert.equal(d.status.phase, "Swapping");
     assert.match(d.status.message ?? "", /deleted once the restored file is in place/);
     d = step(obs({ spec, status: { ...d.status, phase: "ScalingUp" }, statefulSet: sts(1, 1) }));
@@ -382,6 +391,51 @@ describe("SqliteRestore machine: refusals", () => {
     const d = step(obs({ status: { phase: "Succeeded" } }));
     assert.deepEqual(d.actions, []);
     assert.deepEqual(d.events, []);
+  });
+});
+
+describe("SqliteRestore machine: a scale-up during an InPlace restore", () => {
+  const restored = {
+    generation: GEN,
+    index: 10,
+    offset: 4152,
+    position: `${GEN}/0000000a:4152`,
+    lastCommitTime: "2026-11-22T03:59:00.000Z",
+  };
+  const status = { phase: "Verifying" as const, originalReplicas: 2, backupPath: "/d.pre", restored };
+
+  it("is checked before the swap: the database is not swapped, the restore rolls back", () => {
+    for (const [replicas, pods] of [
+      [1, 0],
+      [0, 1],
+      [3, 3],
+    ] as const) {
+      const d = step(obs({ status, statefulSet: sts(replicas, 0), podsRemaining: pods }));
+      assert.equal(d.status.phase, "ScalingUp", `${replicas}/${pods}`);
+      assert.equal(d.status.failure?.reason, "ScaledUp");
+      assert.match(
+        d.status.failure?.message ?? "",
+        new RegExp(
+          `^StatefulSet app was scaled to ${replicas} \\(${pods} pod\\(s\\)\\) while the restore ran`,
+        ),
+      );
+      assert.deepEqual(d.actions, [{ kind: "createJob", step: "rollback" }], "no swap Job");
+    }
+  });
+
+  it("and again in Swapping while the swap Job is not created yet; a running swap is left to finish", () => {
+    const swapping = { ...status, phase: "Swapping" as const };
+    let d = step(obs({ status: swapping, statefulSet: sts(1, 0), podsRemaining: 0 }));
+    assert.equal(d.status.failure?.reason, "ScaledUp");
+    d = step(obs({ status: swapping, statefulSet: sts(1, 0), jobs: { swap: { state: "Running" } } }));
+    assert.equal(d.status.phase, "Swapping");
+    assert.equal(d.status.failure, undefined);
+  });
+
+  it("at 0 with no pod left the swap goes ahead", () => {
+    const d = step(obs({ status, statefulSet: sts(0, 0), podsRemaining: 0 }));
+    assert.equal(d.status.phase, "Swapping");
+    assert.deepEqual(d.actions, [{ kind: "createJob", step: "swap" }]);
   });
 });
 

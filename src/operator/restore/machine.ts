@@ -16,7 +16,8 @@
  * this restore's fails it (`ClaimExists`) before anything is written, and the restore Job is created
  * only once the claim is observed as this restore's. A Job of a step's name that this restore did
  * not create is never reused: the restore fails `JobExists` (through the rollback once InPlace has
- * scaled down).
+ * scaled down). InPlace checks again before the swap that the StatefulSet is still at 0 with no pod:
+ * a scale-up meanwhile fails the restore `ScaledUp` (rollback, scale back) instead of swapping.
  */
 import {
   type Condition,
@@ -387,6 +388,11 @@ export function decide(obs: Observed): Decision {
         );
         break;
       }
+      const scaled = scaledUp(obs);
+      if (scaled) {
+        fail(ctx, "ScaledUp", scaled);
+        break;
+      }
       ctx.actions.push({ kind: "createJob", step: "swap" });
       enter(
         ctx,
@@ -398,6 +404,13 @@ export function decide(obs: Observed): Decision {
       break;
     }
     case "Swapping": {
+      // The swap moves files under the app's feet: not once a pod may run again (the Job is created
+      // when Verifying passes; a resumed operator may find it not created yet).
+      const scaled = obs.jobs.swap ? undefined : scaledUp(obs);
+      if (scaled) {
+        fail(ctx, "ScaledUp", scaled);
+        break;
+      }
       const job = finishedJob(ctx, "swap");
       if (!job) break;
       if (job.state === "Failed") {
@@ -457,6 +470,21 @@ export function decide(obs: Observed): Decision {
       break;
   }
   return done(ctx);
+}
+
+/**
+ * InPlace, before the swap: why the database must not be swapped now, when the StatefulSet was
+ * scaled up again (by hand, a GitOps tool, an autoscaler) or one of its pods is back; else undefined.
+ */
+export function scaledUp(obs: Observed): string | undefined {
+  const sts = obs.statefulSet;
+  if (!sts) return `StatefulSet ${obs.status.statefulSetName} is gone`;
+  const want = sts.spec?.replicas ?? 1;
+  if (want === 0 && obs.podsRemaining === 0) return undefined;
+  return (
+    `StatefulSet ${sts.metadata?.name} was scaled to ${want} (${obs.podsRemaining} pod(s)) while the ` +
+    "restore ran; the database was not swapped"
+  );
 }
 
 /** NewClaim: fails (nothing written yet) when the claim exists and is not this restore's. */
