@@ -63,6 +63,19 @@ describe("SqliteReplica spec (zod)", () => {
     assert.equal(fieldOf({ ...minimal, destinations: [] }).field, "spec.destinations");
   });
 
+  it("rejects '.', '..' and '//' in database.path (a path must not climb out of its volume)", () => {
+    for (const p of ["/data/../etc/passwd", "/data/./app.db", "/data/..", "/data//app.db", "/../app.db"]) {
+      const f = fieldOf({ ...minimal, database: { path: p, volumeName: "data" } });
+      assert.equal(f.field, "spec.database.path", p);
+    }
+    for (const p of ["/data/..app.db", "/data/.app.db", "/data/a..b/app.db"]) {
+      assert.ok(
+        SqliteReplicaSpec.safeParse({ ...minimal, database: { path: p, volumeName: "data" } }).success,
+        p,
+      );
+    }
+  });
+
   it("rejects '$' in text that goes into the config file", () => {
     const bad = structuredClone(minimal);
     (bad.destinations[0]!.s3 as { path?: string }).path = "x/$HOME";

@@ -381,6 +381,19 @@ describe("resolveTarget", () => {
         "PathOutsideVolume",
         "spec.database.path",
       ],
+      // Under the mount by its text, outside it once resolved: refused even past the schema.
+      [
+        { ...spec, database: { path: "/data/../etc/passwd", volumeName: "data" } },
+        sts(),
+        "PathOutsideVolume",
+        "spec.database.path",
+      ],
+      [
+        { ...spec, database: { path: "/data/./app.db", volumeName: "data" } },
+        sts(),
+        "PathOutsideVolume",
+        "spec.database.path",
+      ],
     ];
     for (const [s, st, reason, field] of cases) {
       const r = resolveTarget(s, st);

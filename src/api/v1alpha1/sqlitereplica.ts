@@ -174,16 +174,27 @@ export const RestoreOnStart = z.enum(["IfReplicaExists", "RefuseIfReplicaExists"
 
 export const SqliteReplicaSpec = z.object({
   statefulSetName: DnsSubdomain.describe("The StatefulSet, in this namespace, whose pods hold the database."),
-  database: z.object({
-    path: ConfigText.min(2)
-      .max(1024)
-      .regex(/^\/.*[^/]$/, "must be an absolute file path")
-      .describe("The database file as the app container sees it, e.g. /data/app.db."),
-    volumeName: DnsLabel.describe(
-      "The volume that holds the database: a volumeClaimTemplate or a pod volume of the StatefulSet. " +
-        "The app container must mount it at a directory above the path.",
-    ),
-  }),
+  database: cel(
+    z.object({
+      path: ConfigText.min(2)
+        .max(1024)
+        .regex(/^\/.*[^/]$/, "must be an absolute file path")
+        .regex(/^(\/[^/]+)+$/, "must not contain '//'")
+        .describe("The database file as the app container sees it, e.g. /data/app.db."),
+      volumeName: DnsLabel.describe(
+        "The volume that holds the database: a volumeClaimTemplate or a pod volume of the StatefulSet. " +
+          "The app container must mount it at a directory above the path.",
+      ),
+    }),
+    [
+      {
+        rule: "!self.path.matches('/[.][.]?(/|$)')",
+        message: "path must not contain '.' or '..' segments",
+        fieldPath: ".path",
+        check: (d) => !/\/\.\.?(\/|$)/.test(d.path),
+      },
+    ],
+  ),
   appContainer: DnsLabel.optional().describe(
     "The container that uses the database; the first one when unset.",
   ),

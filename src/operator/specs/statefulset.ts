@@ -8,6 +8,7 @@
  * lists keyed by name, so the user's entries are untouched; applying the empty configuration
  * (`removalPatch`) removes exactly what Walship added.
  */
+import path from "node:path";
 import type { SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
 import type { Container, EnvVar, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
 import {
@@ -77,7 +78,9 @@ export function resolveTarget(spec: SqliteReplicaSpec, sts: StatefulSet): Target
     };
   }
   const dir = mount.mountPath.replace(/\/+$/, "");
-  if (!spec.database.path.startsWith(`${dir}/`)) {
+  // The schema refuses `.`/`..` segments; checked here too, so that no path can climb out of the volume.
+  const normal = path.posix.normalize(spec.database.path) === spec.database.path;
+  if (!normal || !spec.database.path.startsWith(`${dir}/`)) {
     return {
       reason: "PathOutsideVolume",
       field: "spec.database.path",
