@@ -403,6 +403,35 @@ describe("resolveTarget", () => {
     }
   });
 
+  it("refuses the sidecar's port when an app container or a native sidecar of the app declares it", () => {
+    const withPorts = (app: number, side?: number) => {
+      const s = sts();
+      s.spec!.template.spec!.containers[0]!.ports = [{ name: "http", containerPort: app }];
+      if (side !== undefined) {
+        s.spec!.template.spec!.initContainers = [
+          { name: "proxy", restartPolicy: "Always", ports: [{ containerPort: side }] },
+          { name: "setup", ports: [{ containerPort: 9191 }] }, // a plain init container: gone by then
+        ];
+      }
+      return s;
+    };
+    const r = resolveTarget(spec, withPorts(9090));
+    assert.ok(isTargetProblem(r));
+    assert.deepEqual(r, {
+      reason: "PortConflict",
+      field: "spec.sidecar.metricsPort",
+      message:
+        "container app declares port 9090 (http), where the walship sidecar would serve /metrics, " +
+        "/healthz and /status; set spec.sidecar.metricsPort to a free port",
+    });
+    const moved = SqliteReplicaSpec.parse({ ...spec, sidecar: { metricsPort: 9191 } });
+    assert.equal(isTargetProblem(resolveTarget(moved, withPorts(9090))), false);
+    assert.equal(isTargetProblem(resolveTarget(moved, withPorts(8080, 9191))), true);
+    const udp = withPorts(8080);
+    udp.spec!.template.spec!.containers[0]!.ports = [{ containerPort: 9090, protocol: "UDP" }];
+    assert.equal(isTargetProblem(resolveTarget(spec, udp)), false, "a UDP port does not clash");
+  });
+
   it("refuses a foreign container named walship, accepts its own injection", () => {
     const foreign = sts();
     foreign.spec!.template.spec!.initContainers = [{ name: "walship" }];

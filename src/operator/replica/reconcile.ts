@@ -113,6 +113,7 @@ const WARNING_REASONS = new Set([
   "VolumeNotMounted",
   "PathOutsideVolume",
   "NameClash",
+  "PortConflict",
   "SecretMissing",
   "FieldConflict",
   "ReplicationError",

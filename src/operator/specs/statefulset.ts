@@ -42,7 +42,13 @@ export interface Target {
 
 /** Why a SqliteReplica cannot be attached to its StatefulSet; `field` names the spec field. */
 export interface TargetProblem {
-  reason: "ContainerNotFound" | "VolumeNotFound" | "VolumeNotMounted" | "PathOutsideVolume" | "NameClash";
+  reason:
+    | "ContainerNotFound"
+    | "VolumeNotFound"
+    | "VolumeNotMounted"
+    | "PathOutsideVolume"
+    | "NameClash"
+    | "PortConflict";
   field: string;
   message: string;
 }
@@ -99,6 +105,25 @@ export function resolveTarget(spec: SqliteReplicaSpec, sts: StatefulSet): Target
       field: "spec.statefulSetName",
       message: `StatefulSet ${sts.metadata?.name} already has a container named ${clash.name} not added by Walship`,
     };
+  }
+  // The sidecar's port must be free in the pod's network namespace: every app container's, and the
+  // user's own native sidecars' (they run beside it); plain init containers have exited by then.
+  const port = spec.sidecar?.metricsPort ?? 9090;
+  const running = [
+    ...containers,
+    ...(podSpec?.initContainers ?? []).filter((c) => c.restartPolicy === "Always" && !ours.has(c.name)),
+  ];
+  for (const c of running) {
+    const p = (c.ports ?? []).find((x) => x.containerPort === port && (x.protocol ?? "TCP") === "TCP");
+    if (p) {
+      return {
+        reason: "PortConflict",
+        field: "spec.sidecar.metricsPort",
+        message:
+          `container ${c.name} declares port ${port}${p.name ? ` (${p.name})` : ""}, where the walship sidecar ` +
+          "would serve /metrics, /healthz and /status; set spec.sidecar.metricsPort to a free port",
+      };
+    }
   }
   return {
     appContainer: app.name,
