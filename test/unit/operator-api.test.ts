@@ -137,7 +137,12 @@ describe("structural rewrite", () => {
         type: "object",
         properties: {
           a: { $ref: "#/$defs/A", description: "d" },
-          q: { anyOf: [{ type: "integer" }, { type: "string", pattern: "^1$" }] },
+          q: {
+            anyOf: [
+              { type: "integer", minimum: 0 },
+              { type: "string", pattern: "^1$", maxLength: 8 },
+            ],
+          },
           c: { const: "v" },
           n: { type: "integer", minimum: -9007199254740991, maximum: 10 },
         },
@@ -150,7 +155,8 @@ describe("structural rewrite", () => {
       type: "object",
       properties: {
         a: { type: "string", description: "d" },
-        q: { "x-kubernetes-int-or-string": true },
+        // Each branch's value validations kept, on the node (they apply to values of their type only).
+        q: { "x-kubernetes-int-or-string": true, minimum: 0, pattern: "^1$", maxLength: 8 },
         c: { enum: ["v"] },
         n: { type: "integer", maximum: 10 },
       },

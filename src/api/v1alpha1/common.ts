@@ -33,13 +33,27 @@ export const DnsSubdomain = z
  */
 export const Duration = z
   .string()
-  .regex(/^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h|d))+$/, 'must be a duration such as "500ms", "10s" or "1h30m"');
+  .max(64)
+  .regex(/^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h|d))+$/, 'must be a duration such as "500ms", "10s" or "1h30m"')
+  .refine((v) => durationNs(v) < 2 ** 63, "must be at most 2562047h (a Go duration's range)");
+
+const UNIT_NS: Record<string, number> = { ns: 1, us: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9, d: 86400e9 };
+
+/** A duration's length in nanoseconds, as a float (enough to check the range). */
+function durationNs(v: string): number {
+  let total = 0;
+  for (const m of v.matchAll(/([0-9]+(?:\.[0-9]+)?)(ns|us|ms|s|m|h|d)/g))
+    total += Number(m[1]) * UNIT_NS[m[2]!]!;
+  return total;
+}
 
 /**
  * Text that goes into the replicator's config file. The file gets `$VAR` expansion (that is how the
  * pod's name and the Secret values get in), so user text must not contain `$`.
  */
-export const ConfigText = z.string().regex(/^[^$\n]*$/, "must not contain '$' or a newline");
+export const ConfigText = z
+  .string()
+  .regex(/^[^$\x00-\x1f\x7f]*$/, "must not contain '$', a newline or another control character");
 
 /** A key in a Secret in the SqliteReplica's namespace. */
 export const SecretKeyRef = z.object({
@@ -78,10 +92,15 @@ const ResourceName = z
     "must be a resource name such as cpu, memory or ephemeral-storage",
   );
 
-/** Requests and limits of a container. */
+const ResourceList = z
+  .record(ResourceName, Quantity)
+  .refine((r) => Object.keys(r).length <= 16, "must name at most 16 resources")
+  .meta({ maxProperties: 16 });
+
+/** Requests and limits of a container (at most 16 resources each). */
 export const ResourceRequirements = z.object({
-  requests: z.record(ResourceName, Quantity).optional(),
-  limits: z.record(ResourceName, Quantity).optional(),
+  requests: ResourceList.optional(),
+  limits: ResourceList.optional(),
 });
 
 export interface CelRule {

@@ -64,9 +64,13 @@ export const S3Destination = z.object({
     .optional()
     .describe("Key prefix in the bucket. Each pod replicates under <path>/<pod name>."),
   endpoint: ConfigText.min(1)
+    .max(1024)
     .optional()
     .describe("The store's URL for anything that is not AWS, e.g. http://minio.storage:9000."),
-  region: ConfigText.min(1).optional().describe("The region; looked up (AWS) or us-east-1 when unset."),
+  region: ConfigText.min(1)
+    .max(128)
+    .optional()
+    .describe("The region; looked up (AWS) or us-east-1 when unset."),
   forcePathStyle: z
     .boolean()
     .optional()
@@ -146,8 +150,18 @@ export const SidecarSecurityContext = z.object({
     .optional(),
 });
 
+/** An image reference: `[registry/]repository[:tag][@digest]`, no whitespace or control characters. */
+const ImageRef = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(
+    /^[a-z0-9]([-a-z0-9._:/]*[a-z0-9])?(:[\w][\w.-]{0,127})?(@[a-z0-9]+:[a-f0-9]{32,})?$/,
+    "must be an image reference such as registry.example.com/walship:0.1.0",
+  );
+
 export const Sidecar = z.object({
-  image: z.string().min(1).optional().describe("The walship image; the operator's default when unset."),
+  image: ImageRef.optional().describe("The walship image; the operator's default when unset."),
   imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).optional(),
   resources: ResourceRequirements.optional().describe(
     "The sidecar's resources; default requests cpu 50m, memory 128Mi, limit memory 384Mi.",
@@ -172,58 +186,70 @@ export const Sidecar = z.object({
  */
 export const RestoreOnStart = z.enum(["IfReplicaExists", "RefuseIfReplicaExists", "None"]);
 
-export const SqliteReplicaSpec = z.object({
-  statefulSetName: DnsSubdomain.describe("The StatefulSet, in this namespace, whose pods hold the database."),
-  database: cel(
-    z.object({
-      path: ConfigText.min(2)
-        .max(1024)
-        .regex(/^\/.*[^/]$/, "must be an absolute file path")
-        .regex(/^(\/[^/]+)+$/, "must not contain '//'")
-        .describe("The database file as the app container sees it, e.g. /data/app.db."),
-      volumeName: DnsLabel.describe(
-        "The volume that holds the database: a volumeClaimTemplate or a pod volume of the StatefulSet. " +
-          "The app container must mount it at a directory above the path.",
-      ),
-    }),
-    [
-      {
-        rule: "!self.path.matches('/[.][.]?(/|$)')",
-        message: "path must not contain '.' or '..' segments",
-        fieldPath: ".path",
-        check: (d) => !/\/\.\.?(\/|$)/.test(d.path),
-      },
-    ],
-  ),
-  appContainer: DnsLabel.optional().describe(
-    "The container that uses the database; the first one when unset.",
-  ),
-  destinations: z
-    .array(Destination)
-    .min(1)
-    .max(8)
-    .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] })
-    .describe("Where the WAL goes. Each destination keeps its own position."),
-  syncInterval: Duration.default(DEFAULT_SYNC_INTERVAL).describe("Upload the WAL at most this often."),
-  snapshotInterval: Duration.optional().describe(
-    "Take a snapshot this often; otherwise only per generation and for retention.",
-  ),
-  retention: Duration.default(DEFAULT_RETENTION).describe(
-    "Keep snapshots and the WAL after them this long; 0s keeps everything.",
-  ),
-  restoreOnStart: RestoreOnStart.default("IfReplicaExists").describe(
-    "IfReplicaExists: before the app starts, restore the database when the file is missing and a " +
-      "replica exists. RefuseIfReplicaExists: restore nothing, but keep the pod from starting (its init " +
-      "container fails) while the file is missing and a replica exists, so the app never starts empty " +
-      "over its backups. None: no init container.",
-  ),
-  sidecar: Sidecar.optional().describe("Overrides for the replicator sidecar."),
-  restoreResources: ResourceRequirements.optional().describe(
-    "Resources of the restore init container and of every SqliteRestore Job of this SqliteReplica " +
-      "(a SqliteRestore's spec.resources overrides it); default requests cpu 100m, memory 256Mi, " +
-      "limit memory 512Mi.",
-  ),
-});
+export const SqliteReplicaSpec = cel(
+  z.object({
+    statefulSetName: DnsSubdomain.describe(
+      "The StatefulSet, in this namespace, whose pods hold the database.",
+    ),
+    database: cel(
+      z.object({
+        path: ConfigText.min(2)
+          .max(1024)
+          .regex(/^\/.*[^/]$/, "must be an absolute file path")
+          .regex(/^(\/[^/]+)+$/, "must not contain '//'")
+          .describe("The database file as the app container sees it, e.g. /data/app.db."),
+        volumeName: DnsLabel.describe(
+          "The volume that holds the database: a volumeClaimTemplate or a pod volume of the StatefulSet. " +
+            "The app container must mount it at a directory above the path.",
+        ),
+      }),
+      [
+        {
+          rule: "!self.path.matches('/[.][.]?(/|$)')",
+          message: "path must not contain '.' or '..' segments",
+          fieldPath: ".path",
+          check: (d) => !/\/\.\.?(\/|$)/.test(d.path),
+        },
+      ],
+    ),
+    appContainer: DnsLabel.optional().describe(
+      "The container that uses the database; the first one when unset.",
+    ),
+    destinations: z
+      .array(Destination)
+      .min(1)
+      .max(8)
+      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] })
+      .describe("Where the WAL goes. Each destination keeps its own position."),
+    syncInterval: Duration.default(DEFAULT_SYNC_INTERVAL).describe("Upload the WAL at most this often."),
+    snapshotInterval: Duration.optional().describe(
+      "Take a snapshot this often; otherwise only per generation and for retention.",
+    ),
+    retention: Duration.default(DEFAULT_RETENTION).describe(
+      "Keep snapshots and the WAL after them this long; 0s keeps everything.",
+    ),
+    restoreOnStart: RestoreOnStart.default("IfReplicaExists").describe(
+      "IfReplicaExists: before the app starts, restore the database when the file is missing and a " +
+        "replica exists. RefuseIfReplicaExists: restore nothing, but keep the pod from starting (its init " +
+        "container fails) while the file is missing and a replica exists, so the app never starts empty " +
+        "over its backups. None: no init container.",
+    ),
+    sidecar: Sidecar.optional().describe("Overrides for the replicator sidecar."),
+    restoreResources: ResourceRequirements.optional().describe(
+      "Resources of the restore init container and of every SqliteRestore Job of this SqliteReplica " +
+        "(a SqliteRestore's spec.resources overrides it); default requests cpu 100m, memory 256Mi, " +
+        "limit memory 512Mi.",
+    ),
+  }),
+  [
+    {
+      rule: "self.destinations.all(a, self.destinations.exists_one(b, b.name == a.name))",
+      message: "destination names must be unique",
+      fieldPath: ".destinations",
+      check: (spec) => new Set(spec.destinations.map((d) => d.name)).size === spec.destinations.length,
+    },
+  ],
+);
 
 /** Per-pod replication facts, read from the pod's sidecar `/status`. */
 export const PodReplicationStatus = z.object({

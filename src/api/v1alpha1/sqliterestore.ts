@@ -52,7 +52,7 @@ export const SqliteRestoreSpec = cel(
     sqliteReplicaName: DnsSubdomain.describe(
       "The SqliteReplica, in this namespace, whose database to restore.",
     ),
-    pod: z.string().min(1).optional().describe("The pod whose replica to restore; the first pod when unset."),
+    pod: DnsSubdomain.optional().describe("The pod whose replica to restore; the first pod when unset."),
     destination: DnsLabel.optional().describe("The destination to restore from; the first when unset."),
     target: RestoreTarget.optional().describe("What to restore; the latest state when unset."),
     mode: z
@@ -65,7 +65,7 @@ export const SqliteRestoreSpec = cel(
     newClaim: z
       .object({
         name: DnsSubdomain,
-        storageClassName: z.string().optional(),
+        storageClassName: DnsSubdomain.optional(),
         size: Quantity.optional(),
       })
       .optional()
@@ -75,6 +75,8 @@ export const SqliteRestoreSpec = cel(
         sql: z
           .string()
           .min(1)
+          .max(16384)
+          .regex(/^[^\x00]*$/, "must not contain a NUL character")
           .optional()
           .describe(
             "A query run on the restored file before it is used (walship restore -verify-sql): it must " +
