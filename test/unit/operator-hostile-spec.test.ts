@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${HOME} is a hostile value, not a template
 /**
  * Hostile values in every kind of SqliteReplica and SqliteRestore field (issue 13): huge strings,
  * control characters, names that are not DNS labels, negative durations and sizes, unknown enum
