@@ -33,6 +33,7 @@ import { appStatefulSet } from "../helpers/e2e.ts";
 import { freePort } from "../helpers/ports.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { WALSHIP } from "../helpers/walship.ts";
+import { idleStatefulSet, s3Replica } from "./operator-fixtures.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const NS = "leak";
@@ -106,34 +107,9 @@ describe("no secret value in what Walship creates (real kube-apiserver)", { time
         data: { id: ID.toString("base64"), secret: SECRET.toString("base64") },
       },
     });
-    await apply({
-      ...appStatefulSet(NS, "/data"),
-      spec: { ...(appStatefulSet(NS, "/data").spec as object), replicas: 0 },
-    });
+    await apply(idleStatefulSet(appStatefulSet, NS));
     const closed = await freePort(); // nothing listens: the destination is down
-    await apply({
-      apiVersion: "walship.dev/v1alpha1",
-      kind: "SqliteReplica",
-      metadata: { name: "db", namespace: NS },
-      spec: {
-        statefulSetName: "app",
-        database: { path: "/data/app.db", volumeName: "data" },
-        destinations: [
-          {
-            name: "s3",
-            s3: {
-              bucket: "bucket",
-              endpoint: `http://127.0.0.1:${closed}`,
-              credentials: {
-                accessKeyId: { name: "creds", key: "id" },
-                secretAccessKey: { name: "creds", key: "secret" },
-              },
-            },
-          },
-        ],
-        sidecar: { metricsPort: port },
-      },
-    });
+    await apply(s3Replica(NS, `http://127.0.0.1:${closed}`, { sidecar: { metricsPort: port } }));
     const logger = operatorLogger();
     const informer = <T extends SqliteReplicaObject | StatefulSet | SqliteRestoreObject>(p: string) =>
       new Informer<T>(client, { path: p }, { onUpdate: () => {}, onDelete: () => {} });
