@@ -13,7 +13,7 @@ import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { createLogger, type Logger } from "../shared/log.ts";
 import { KubeClient } from "./kube/client.ts";
 import { EventRecorder } from "./kube/events.ts";
-import { Informer, keyOf } from "./kube/informer.ts";
+import { InformerSet, keyOf } from "./kube/informer.ts";
 import { LeaderElector } from "./kube/leader.ts";
 import type { StatefulSet } from "./kube/types.ts";
 import { WorkQueue } from "./kube/workqueue.ts";
@@ -25,8 +25,8 @@ const RESTORE_KEY_PREFIX = "restore:";
 
 export interface OperatorOptions {
   kubeconfig?: string;
-  /** Watch one namespace; all when undefined. */
-  namespace?: string;
+  /** Watch only these namespaces (an informer per namespace and resource); all when empty or unset. */
+  namespaces?: string[];
   leaderElection: boolean;
   leaderElectionNamespace: string;
   leaderElectionId: string;
@@ -49,7 +49,12 @@ export const OPERATOR_FLAGS: FlagSpec[] = [
     metavar: "PATH",
     help: "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)",
   },
-  { name: "namespace", type: "string", metavar: "NS", help: "watch only this namespace (default: all)" },
+  {
+    name: "namespace",
+    type: "string",
+    metavar: "NS[,NS...]",
+    help: "watch only these namespaces (default: all); needs rights in these only",
+  },
   { name: "leader-elect", type: "boolean", default: true, help: "elect one leader with a Lease" },
   {
     name: "leader-election-namespace",
@@ -111,6 +116,22 @@ function int(flag: string, v: string | boolean | undefined, min: number): number
   return n;
 }
 
+/** `-namespace a,b`: DNS labels, de-duplicated, in order. */
+export function namespaceList(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  const out: string[] = [];
+  for (const ns of value.split(",").map((x) => x.trim())) {
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(ns)) {
+      throw new WalshipError(
+        ErrorCodes.USAGE,
+        `parse flags: -namespace: ${JSON.stringify(ns)} is not a namespace name (a DNS label)`,
+      );
+    }
+    if (!out.includes(ns)) out.push(ns);
+  }
+  return out;
+}
+
 export function optionsFromFlags(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
@@ -122,7 +143,7 @@ export function optionsFromFlags(
   const str = (k: string) => (typeof f[k] === "string" && f[k] !== "" ? (f[k] as string) : undefined);
   return {
     ...(str("kubeconfig") ? { kubeconfig: str("kubeconfig") } : {}),
-    ...(str("namespace") ? { namespace: str("namespace") } : {}),
+    namespaces: namespaceList(str("namespace")),
     leaderElection: f["leader-elect"] === true,
     leaderElectionNamespace: str("leader-election-namespace") ?? env.POD_NAMESPACE ?? "",
     leaderElectionId: str("leader-election-id") ?? "walship-operator",
@@ -172,18 +193,21 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
   const metrics = createOperatorMetrics(() => queue.depth);
   const abort = new AbortController();
   const signal = abort.signal;
-  const crPath = opts.namespace
-    ? `/apis/${API_VERSION}/namespaces/${opts.namespace}/${SQLITE_REPLICA_PLURAL}`
-    : `/apis/${API_VERSION}/${SQLITE_REPLICA_PLURAL}`;
-  const stsPath = opts.namespace
-    ? `/apis/apps/v1/namespaces/${opts.namespace}/statefulsets`
-    : "/apis/apps/v1/statefulsets";
+  const crPath = (ns: string | undefined) =>
+    ns
+      ? `/apis/${API_VERSION}/namespaces/${ns}/${SQLITE_REPLICA_PLURAL}`
+      : `/apis/${API_VERSION}/${SQLITE_REPLICA_PLURAL}`;
+  const stsPath = (ns: string | undefined) =>
+    ns ? `/apis/apps/v1/namespaces/${ns}/statefulsets` : "/apis/apps/v1/statefulsets";
+  const namespaces = opts.namespaces ?? [];
 
   // Set below; the handlers run only once the informers do, after it is.
   let reconciler: SqliteReplicaReconciler | undefined;
-  const replicas: Informer<SqliteReplicaObject> = new Informer<SqliteReplicaObject>(
+  const replicas: InformerSet<SqliteReplicaObject> = new InformerSet<SqliteReplicaObject>(
     client,
-    { path: crPath, resyncMs: opts.resyncMs },
+    crPath,
+    namespaces,
+    { resyncMs: opts.resyncMs },
     {
       onUpdate: (o, old) => {
         if (old && (onlyStatusChanged(old, o) || reconciler?.isOwnReplicaWrite(o))) return;
@@ -208,9 +232,11 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
       }
     }
   };
-  const statefulSets = new Informer<StatefulSet>(
+  const statefulSets = new InformerSet<StatefulSet>(
     client,
-    { path: stsPath, resyncMs: opts.resyncMs * 10 },
+    stsPath,
+    namespaces,
+    { resyncMs: opts.resyncMs * 10 },
     {
       onUpdate: requeueFor,
       onDelete: requeueFor,
@@ -222,13 +248,16 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
   );
 
   // SqliteRestores share the queue under keys "restore:<namespace>/<name>".
-  const restorePath = opts.namespace
-    ? `/apis/${API_VERSION}/namespaces/${opts.namespace}/${SQLITE_RESTORE_PLURAL}`
-    : `/apis/${API_VERSION}/${SQLITE_RESTORE_PLURAL}`;
+  const restorePath = (ns: string | undefined) =>
+    ns
+      ? `/apis/${API_VERSION}/namespaces/${ns}/${SQLITE_RESTORE_PLURAL}`
+      : `/apis/${API_VERSION}/${SQLITE_RESTORE_PLURAL}`;
   const restoreKey = (o: SqliteRestoreObject) => `${RESTORE_KEY_PREFIX}${keyOf(o)}`;
-  const restores = new Informer<SqliteRestoreObject>(
+  const restores = new InformerSet<SqliteRestoreObject>(
     client,
-    { path: restorePath, resyncMs: opts.resyncMs },
+    restorePath,
+    namespaces,
+    { resyncMs: opts.resyncMs },
     {
       onUpdate: (o) => queue.add(restoreKey(o)),
       onDelete: () => {},
@@ -384,7 +413,10 @@ export async function runOperator(argv: string[]): Promise<number> {
   const opts = optionsFromFlags(argv);
   const log = createLogger({ format: opts.logFormat });
   const op = await startOperator(opts, log);
-  log.info({ url: op.url, namespace: opts.namespace ?? "(all)" }, "walship operator started");
+  log.info(
+    { url: op.url, namespaces: opts.namespaces?.length ? opts.namespaces : "(all)" },
+    "walship operator started",
+  );
   let signalled = false;
   const onSignal = (sig: string) => {
     if (signalled) return;

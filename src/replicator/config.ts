@@ -2,9 +2,13 @@
  * The replicator's configuration: Litestream v0.3.13's `litestream.yml` as users write it, plus a few
  * Walship keys. Parsing is data in, data out: no I/O except in `loadConfig`, no logging.
  *
- * Reading follows Litestream:
- * - The whole file text gets environment expansion first (`$VAR`, `${VAR}`, unset = empty), unless
- *   `expandEnv: false` (Litestream's `-no-expand-env`).
+ * Reading follows Litestream, with one safety difference:
+ * - Environment expansion (`$VAR`, `${VAR}`, unset = empty; off with `expandEnv: false`, Litestream's
+ *   `-no-expand-env`) applies to each scalar value after the YAML is parsed, not to the file text
+ *   before it as in Litestream. A value can therefore never change the file's structure: a secret
+ *   holding a quote, a newline and `exec: ...` stays one string instead of adding an `exec:` key.
+ *   A plain scalar that expands to an empty (or YAML null) value is "not set", as it would be in
+ *   Litestream. Keys and comments are not expanded.
  * - YAML 1.1 scalars as gopkg.in/yaml.v2 reads them: `yes`/`no`/`on`/`off` are booleans, a string
  *   setting keeps its text as written (`password: 0123` is "0123"), an empty value is "not set".
  * - Unknown keys are ignored, but each one is reported in `warnings` so the CLI can print it.
@@ -24,6 +28,12 @@
  *   (`B.R.your-objectstorage.com`) and R2 (`B.ACCOUNT.r2.cloudflarestorage.com`) hosts.
  * - `~` is expanded in `meta-path` and `key-path` too; `type:` is case-insensitive.
  * - Duplicate database paths are an error.
+ * - `access-key-id-file`/`secret-access-key-file` (s3): files holding the keys, read by the S3 client
+ *   each time it signs (so a rotated Kubernetes Secret mounted as files reaches a running
+ *   replicator); the operator uses them so that no credential passes through the config text.
+ * - Credentials lose trailing newlines (a Secret made from a file usually ends with one).
+ * - Error messages and warnings never quote a value that came from the environment, nor the
+ *   password of a URL.
  * - `age:` (client-side encryption) is refused: Walship does not encrypt yet, and accepting the key
  *   would store the replica in plaintext while the user believes it is encrypted. The error names the
  *   key's path and never quotes its value (an identity is a secret key).
@@ -53,6 +63,9 @@ export interface S3Settings {
   /** Undefined = the AWS default credential chain (env, files, instance roles). */
   accessKeyId?: string;
   secretAccessKey?: string;
+  /** Files holding the keys instead (both or neither; not with the keys themselves). Walship keys. */
+  accessKeyIdFile?: string;
+  secretAccessKeyFile?: string;
 }
 export interface FileSettings {
   /** Absolute, `~` expanded. */
@@ -216,6 +229,16 @@ export function expandEnvText(text: string, env: NodeJS.ProcessEnv): string {
   return out;
 }
 
+/** `scheme://user:password@host` becomes `scheme://user:(password)@host` anywhere in `text`. */
+export function redactUrlPasswords(text: string): string {
+  return text.replace(/(\b\w+:\/\/[^\s/@:"]*):[^\s/@"]*@/g, "$1:(password)@");
+}
+
+/** A credential as read: trailing newlines dropped (a Secret made from a file usually ends with one). */
+export function trimCredential(value: string): string {
+  return value.replace(/[\r\n]+$/, "");
+}
+
 /** `^\w+://`, Litestream's test for "this argument is a URL". */
 export function isUrl(s: string): boolean {
   return /^\w+:\/\//.test(s);
@@ -251,12 +274,13 @@ interface UrlParts {
 }
 
 function parseUrl(s: string): UrlParts | { problem: string } {
-  if (!isUrl(s)) return { problem: `replica url needs a scheme (s3://, file://, ...): ${JSON.stringify(s)}` };
+  const shown = JSON.stringify(redactUrlPasswords(s));
+  if (!isUrl(s)) return { problem: `replica url needs a scheme (s3://, file://, ...): ${shown}` };
   let u: URL;
   try {
     u = new URL(s);
   } catch {
-    return { problem: `invalid url ${JSON.stringify(s)}` };
+    return { problem: `invalid url ${shown}` };
   }
   try {
     const parts: UrlParts = {
@@ -268,7 +292,7 @@ function parseUrl(s: string): UrlParts | { problem: string } {
     if (u.password !== "") parts.password = decodeURIComponent(u.password);
     return parts;
   } catch {
-    return { problem: `invalid url ${JSON.stringify(s)}: bad percent-encoding` };
+    return { problem: `invalid url ${shown}: bad percent-encoding` };
   }
 }
 
@@ -364,7 +388,11 @@ const MAX_NODES = 100_000;
  * decides its own type the way yaml.v2 does for a Go field. Aliases are resolved and `<<` merge keys
  * applied (explicit keys win).
  */
-function toPlain(doc: Document, fail: (segs: Seg[], problem: string) => never): Plain {
+function toPlain(
+  doc: Document,
+  fail: (segs: Seg[], problem: string) => never,
+  expand?: (value: string) => string,
+): Plain {
   let count = 0;
   const walk = (node: unknown, segs: Seg[]): Plain => {
     if (++count > MAX_NODES) fail(segs, `document too large (more than ${MAX_NODES} nodes after aliases)`);
@@ -373,7 +401,8 @@ function toPlain(doc: Document, fail: (segs: Seg[], problem: string) => never): 
     if (isScalar(node)) {
       const v = node.value;
       if (v === null || v === undefined) return null;
-      const s = String(v);
+      const raw = String(v);
+      const s = expand && raw.includes("$") ? expand(raw) : raw;
       return node.type === "PLAIN" && YAML_NULLS.has(s) ? null : s;
     }
     if (isSeq(node)) return node.items.map((item, i) => walk(item, [...segs, i]));
@@ -469,6 +498,8 @@ const replicaShape = {
   "validation-interval": duration,
   "access-key-id": text,
   "secret-access-key": text,
+  "access-key-id-file": text,
+  "secret-access-key-file": text,
   region: text,
   bucket: text,
   endpoint: text,
@@ -529,6 +560,8 @@ const TYPE_KEYS: Record<ReplicaType, readonly string[]> = {
     "skip-verify",
     "access-key-id",
     "secret-access-key",
+    "access-key-id-file",
+    "secret-access-key-file",
   ],
   gcs: ["bucket"],
   abs: ["account-name", "account-key", "bucket", "endpoint"],
@@ -600,14 +633,32 @@ export function parseConfig(
   const env = opts.env ?? process.env;
   const prefix = opts.source ? `parse config ${opts.source}` : "parse config";
   const source = opts.source !== undefined ? { source: opts.source } : {};
-  const body = opts.expandEnv === false ? textIn : expandEnvText(textIn, env);
+  // Values that came from the environment: never quoted back in an error or a warning.
+  const fromEnv = new Set<string>();
+  const expand =
+    opts.expandEnv === false
+      ? undefined
+      : (value: string): string => {
+          const out = expandEnvText(value, env);
+          if (out !== value && out !== "") fromEnv.add(out);
+          return out;
+        };
+  const redact = (message: string): string => {
+    let out = redactUrlPasswords(message);
+    for (const v of fromEnv) {
+      out = out.split(JSON.stringify(v)).join("(a value from the environment)");
+      if (v.length >= 8) out = out.split(v).join("(a value from the environment)");
+    }
+    return out;
+  };
 
   const lineCounter = new LineCounter();
-  const doc = parseDocument(body, { schema: "failsafe", version: "1.1", uniqueKeys: true, lineCounter });
+  const doc = parseDocument(textIn, { schema: "failsafe", version: "1.1", uniqueKeys: true, lineCounter });
   const first = doc.errors[0];
   if (first) {
     const pos = first.linePos?.[0];
     const where = pos ? `line ${pos.line}, column ${pos.col}` : "yaml";
+    // The parser's first line only: the lines after it quote the source, which may hold a value.
     throw new WalshipError(
       ErrorCodes.CONFIG,
       `${prefix}: ${where}: ${first.message.split("\n")[0]?.replace(/ at line \d+, column \d+:?$/, "")}`,
@@ -633,12 +684,12 @@ export function parseConfig(
   const fail: (segs: Seg[], problem: string) => never = (segs, problem) => {
     const keyPath = formatKeyPath(segs);
     const line = lineOf(segs);
-    throw new WalshipError(ErrorCodes.CONFIG, `${prefix}: ${keyPath}: ${problem}`, {
+    throw new WalshipError(ErrorCodes.CONFIG, `${prefix}: ${keyPath}: ${redact(problem)}`, {
       details: { path: keyPath, ...(line !== undefined ? { line } : {}), ...source },
     });
   };
 
-  const plain = toPlain(doc, fail) ?? {};
+  const plain = toPlain(doc, fail, expand) ?? {};
   const parsed = rootSchema.safeParse(plain);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -677,6 +728,7 @@ export function parseConfig(
     seen.set(db.path, i);
     config.dbs.push(db);
   });
+  config.warnings = warnings.map(redact);
   return config;
 }
 
@@ -911,10 +963,26 @@ function buildS3(raw: RawReplica, url: UrlParts | undefined, key: KeyFn, ctx: Ct
   const s3: S3Settings = { bucket, path: prefix, forcePathStyle, skipVerify: raw["skip-verify"] ?? false };
   if (region !== undefined) s3.region = region;
   if (endpoint !== undefined) s3.endpoint = endpoint;
+  const idFile = raw["access-key-id-file"];
+  const secretFile = raw["secret-access-key-file"];
+  if (idFile !== undefined || secretFile !== undefined) {
+    if (idFile === undefined || secretFile === undefined) {
+      ctx.fail(
+        key(idFile === undefined ? "access-key-id-file" : "secret-access-key-file"),
+        "set access-key-id-file and secret-access-key-file together",
+      );
+    }
+    if (raw["access-key-id"] !== undefined || raw["secret-access-key"] !== undefined) {
+      ctx.fail(key("access-key-id-file"), "set the keys or the key files, not both");
+    }
+    s3.accessKeyIdFile = expandPath(idFile, ctx.cwd, ctx.homedir);
+    s3.secretAccessKeyFile = expandPath(secretFile, ctx.cwd, ctx.homedir);
+    return s3;
+  }
   const accessKeyId = raw["access-key-id"] ?? ctx.globalAccessKeyId;
   const secretAccessKey = raw["secret-access-key"] ?? ctx.globalSecretAccessKey;
-  if (accessKeyId !== undefined) s3.accessKeyId = accessKeyId;
-  if (secretAccessKey !== undefined) s3.secretAccessKey = secretAccessKey;
+  if (accessKeyId !== undefined) s3.accessKeyId = trimCredential(accessKeyId);
+  if (secretAccessKey !== undefined) s3.secretAccessKey = trimCredential(secretAccessKey);
   return s3;
 }
 
@@ -933,7 +1001,8 @@ function buildAbs(raw: RawReplica, url: UrlParts | undefined, key: KeyFn, ctx: C
     ctx.fail(key(url ? "url" : "bucket"), "bucket required for abs replica");
   const abs: AbsSettings = { bucket, path: url ? objectPrefixFromUrlPath(url.path) : (raw.path ?? "") };
   const accountName = raw["account-name"] ?? url?.username;
-  const accountKey = raw["account-key"] ?? (ctx.env.LITESTREAM_AZURE_ACCOUNT_KEY || undefined);
+  const rawKey = raw["account-key"] ?? (ctx.env.LITESTREAM_AZURE_ACCOUNT_KEY || undefined);
+  const accountKey = rawKey === undefined ? undefined : trimCredential(rawKey);
   if (accountName !== undefined) abs.accountName = accountName;
   if (accountKey !== undefined) abs.accountKey = accountKey;
   if (raw.endpoint !== undefined) abs.endpoint = raw.endpoint;
@@ -955,7 +1024,7 @@ function buildSftp(raw: RawReplica, url: UrlParts | undefined, key: KeyFn, ctx: 
   if (user === undefined) ctx.fail(key(url ? "url" : "user"), "user required for sftp replica");
   const sftp: SftpSettings = { host, user, path: url ? url.path : (raw.path ?? "") };
   const password = raw.password ?? url?.password;
-  if (password !== undefined) sftp.password = password;
+  if (password !== undefined) sftp.password = trimCredential(password);
   if (raw["key-path"] !== undefined) sftp.keyPath = expandPath(raw["key-path"], ctx.cwd, ctx.homedir);
   return sftp;
 }
@@ -1016,7 +1085,7 @@ function collectWarnings(plain: Plain, out: string[]): void {
 export function replicaFromUrl(url: string, base: Partial<ReplicaConfig> = {}): ReplicaConfig {
   const fail: Ctx["fail"] = (segs, problem) => {
     throw new WalshipError(ErrorCodes.CONFIG, `parse replica url: ${problem}`, {
-      details: { path: formatKeyPath(segs), url },
+      details: { path: formatKeyPath(segs), url: redactUrlPasswords(url) },
     });
   };
   const ctx: Ctx = { env: process.env, cwd: process.cwd(), homedir: os.homedir(), warnings: [], fail };
@@ -1053,7 +1122,7 @@ export function configFromArgs(dbPath: string, urls: string[], opts: { cwd?: str
   const names = new Map<string, number>();
   urls.forEach((u, i) => {
     const at: Seg[] = ["args", i + 1];
-    if (!isUrl(u)) fail(at, `not a replica URL: ${JSON.stringify(u)}`);
+    if (!isUrl(u)) fail(at, `not a replica URL: ${JSON.stringify(redactUrlPasswords(u))}`);
     const r = replicaFromUrlIn(u, {}, ctx, at);
     const prev = names.get(r.name);
     if (prev !== undefined) {

@@ -91,6 +91,24 @@ export const DestinationStatusSchema = z.object({
   validation: ValidationSchema.optional(),
 });
 
+/**
+ * A file the replicator needs and may not use, found when the database is not replicating: the path,
+ * what it needs there, and the error code (`EACCES`, `EPERM`, `EROFS`).
+ */
+export const AccessProblemSchema = z.object({
+  path: z.string(),
+  /** "read and write" (the database, -wal, -shm) or "create files in" (the directories). */
+  need: z.string(),
+  code: z.string(),
+});
+
+/** Who the replicator process runs as. */
+export const RunAsSchema = z.object({
+  uid: z.number().int(),
+  gid: z.number().int(),
+  groups: z.array(z.number().int()),
+});
+
 export const DatabaseStatusSchema = z.object({
   /** Absolute path of the database file. */
   path: z.string(),
@@ -104,6 +122,8 @@ export const DatabaseStatusSchema = z.object({
   sizeBytes: Count,
   walSizeBytes: Count,
   lastError: ErrorInfoSchema.optional(),
+  /** Set while the database is not replicating and a file it needs is not accessible. */
+  access: AccessProblemSchema.optional(),
   replicas: z.array(DestinationStatusSchema),
 });
 
@@ -116,6 +136,8 @@ export const ReplicatorStatusSchema = z.object({
   time: Timestamp,
   /** The same answer `/readyz` gives. */
   ready: z.boolean(),
+  /** The process's user and groups (absent on platforms without them). */
+  runAs: RunAsSchema.optional(),
   databases: z.array(DatabaseStatusSchema),
 });
 
@@ -124,6 +146,8 @@ export type ErrorInfo = z.infer<typeof ErrorInfoSchema>;
 export type RecoverabilityWindow = z.infer<typeof WindowSchema>;
 export type DestinationStatus = z.infer<typeof DestinationStatusSchema>;
 export type DatabaseStatus = z.infer<typeof DatabaseStatusSchema>;
+export type AccessProblem = z.infer<typeof AccessProblemSchema>;
+export type RunAs = z.infer<typeof RunAsSchema>;
 export type ReplicatorStatus = z.infer<typeof ReplicatorStatusSchema>;
 
 /** The body of `/readyz`: which database or destination is not ready, and why. */

@@ -63,6 +63,19 @@ describe("SqliteReplica spec (zod)", () => {
     assert.equal(fieldOf({ ...minimal, destinations: [] }).field, "spec.destinations");
   });
 
+  it("rejects '.', '..' and '//' in database.path (a path must not climb out of its volume)", () => {
+    for (const p of ["/data/../etc/passwd", "/data/./app.db", "/data/..", "/data//app.db", "/../app.db"]) {
+      const f = fieldOf({ ...minimal, database: { path: p, volumeName: "data" } });
+      assert.equal(f.field, "spec.database.path", p);
+    }
+    for (const p of ["/data/..app.db", "/data/.app.db", "/data/a..b/app.db"]) {
+      assert.ok(
+        SqliteReplicaSpec.safeParse({ ...minimal, database: { path: p, volumeName: "data" } }).success,
+        p,
+      );
+    }
+  });
+
   it("rejects '$' in text that goes into the config file", () => {
     const bad = structuredClone(minimal);
     (bad.destinations[0]!.s3 as { path?: string }).path = "x/$HOME";
@@ -124,7 +137,12 @@ describe("structural rewrite", () => {
         type: "object",
         properties: {
           a: { $ref: "#/$defs/A", description: "d" },
-          q: { anyOf: [{ type: "integer" }, { type: "string", pattern: "^1$" }] },
+          q: {
+            anyOf: [
+              { type: "integer", minimum: 0 },
+              { type: "string", pattern: "^1$", maxLength: 8 },
+            ],
+          },
           c: { const: "v" },
           n: { type: "integer", minimum: -9007199254740991, maximum: 10 },
         },
@@ -137,7 +155,8 @@ describe("structural rewrite", () => {
       type: "object",
       properties: {
         a: { type: "string", description: "d" },
-        q: { "x-kubernetes-int-or-string": true },
+        // Each branch's value validations kept, on the node (they apply to values of their type only).
+        q: { "x-kubernetes-int-or-string": true, minimum: 0, pattern: "^1$", maxLength: 8 },
         c: { enum: ["v"] },
         n: { type: "integer", maximum: 10 },
       },

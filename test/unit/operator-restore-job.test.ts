@@ -73,6 +73,7 @@ function input(step: RestoreJobInput["step"], specIn: unknown): RestoreJobInput 
     pod: "app-1",
     claimName: "data-app-1",
     mount: { mountPath: "/data" },
+    identity: { runAsUser: 1000, fsGroup: 1000 },
   };
 }
 
@@ -81,12 +82,13 @@ const labels = {
   "walship.dev/sqliterestore": "r1",
   "walship.dev/restore-step": "restore",
 };
-const resources = { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } };
+const resources = { requests: { cpu: "100m", memory: "256Mi" }, limits: { memory: "512Mi" } };
 const securityContext = {
   allowPrivilegeEscalation: false,
   capabilities: { drop: ["ALL"] },
   readOnlyRootFilesystem: true,
   runAsNonRoot: true,
+  runAsUser: 1000,
   seccompProfile: { type: "RuntimeDefault" },
 };
 
@@ -158,23 +160,19 @@ describe("restore Jobs", () => {
                 name: "walship-restore",
                 image: "walship:test",
                 command: cmd,
-                env: [
-                  { name: "POD_NAME", value: "app-1" },
-                  {
-                    name: "WALSHIP_S3_MINIO_ACCESS_KEY_ID",
-                    valueFrom: { secretKeyRef: { name: "s3", key: "id" } },
-                  },
-                  {
-                    name: "WALSHIP_S3_MINIO_SECRET_ACCESS_KEY",
-                    valueFrom: { secretKeyRef: { name: "s3", key: "secret" } },
-                  },
-                ],
+                // No secret in the env: the keys are files of a projected volume.
+                env: [{ name: "POD_NAME", value: "app-1" }],
                 volumeMounts: [
                   { name: "walship-data", mountPath: "/data" },
                   { name: "walship-config", mountPath: "/etc/walship", readOnly: true },
                   {
                     name: "walship-dest-local",
                     mountPath: "/var/lib/walship/destinations/local",
+                    readOnly: true,
+                  },
+                  {
+                    name: "walship-creds-minio",
+                    mountPath: "/var/run/walship/credentials/minio",
                     readOnly: true,
                   },
                 ],
@@ -187,6 +185,15 @@ describe("restore Jobs", () => {
               { name: "walship-data", persistentVolumeClaim: { claimName: "data-app-1" } },
               { name: "walship-config", configMap: { name: "db-walship" } },
               { name: "walship-dest-local", persistentVolumeClaim: { claimName: "backups" } },
+              {
+                name: "walship-creds-minio",
+                projected: {
+                  sources: [
+                    { secret: { name: "s3", items: [{ key: "id", path: "access-key-id" }] } },
+                    { secret: { name: "s3", items: [{ key: "secret", path: "secret-access-key" }] } },
+                  ],
+                },
+              },
             ],
           },
         },
@@ -238,6 +245,7 @@ describe("restore Jobs", () => {
         name: "restored",
         namespace: "shop",
         labels: { "app.kubernetes.io/managed-by": "walship", "walship.dev/sqliterestore": "r1" },
+        annotations: { "walship.dev/sqliterestore-uid": "u-1" },
       },
       spec: {
         accessModes: ["ReadWriteOnce"],

@@ -194,7 +194,9 @@ describe("SqliteRestore machine: InPlace", () => {
     assert.equal(d.status.phase, "Restoring");
     assert.deepEqual(d.actions, [{ kind: "createJob", step: "restore" }]);
     assert.deepEqual(d.events, []);
-    const swap = step(obs({ status: { phase: "Swapping", originalReplicas: 2 }, podsRemaining: 0 }));
+    const swap = step(
+      obs({ status: { phase: "Swapping", originalReplicas: 2 }, statefulSet: sts(0, 0), podsRemaining: 0 }),
+    );
     assert.deepEqual(swap.actions, [{ kind: "createJob", step: "swap" }]);
   });
 
@@ -249,7 +251,7 @@ describe("SqliteRestore machine: InPlace", () => {
     );
     assert.equal(d.status.phase, "Verifying");
     assert.equal(d.status.restored, undefined);
-    d = step(obs({ status: d.status }));
+    d = step(obs({ status: d.status, statefulSet: sts(0, 0), podsRemaining: 0 }));
     assert.equal(d.status.phase, "Swapping");
   });
 });
@@ -329,7 +331,14 @@ describe("SqliteRestore machine: timeouts, checks and the previous database", ()
 
   it("previousDatabase: Delete says so when swapping and when done", () => {
     const spec = { sqliteReplicaName: "db", mode: "InPlace", previousDatabase: "Delete" };
-    let d = step(obs({ spec, status: { phase: "Verifying", originalReplicas: 1, backupPath: "/b" } }));
+    let d = step(
+      obs({
+        spec,
+        status: { phase: "Verifying", originalReplicas: 1, backupPath: "/b" },
+        statefulSet: sts(0, 0),
+        podsRemaining: 0,
+      }),
+    );
     assert.equal(d.status.phase, "Swapping");
     assert.match(d.status.message ?? "", /deleted once the restored file is in place/);
     d = step(obs({ spec, status: { ...d.status, phase: "ScalingUp" }, statefulSet: sts(1, 1) }));
@@ -385,19 +394,120 @@ describe("SqliteRestore machine: refusals", () => {
   });
 });
 
+describe("SqliteRestore machine: a scale-up during an InPlace restore", () => {
+  const restored = {
+    generation: GEN,
+    index: 10,
+    offset: 4152,
+    position: `${GEN}/0000000a:4152`,
+    lastCommitTime: "2026-11-22T03:59:00.000Z",
+  };
+  const status = { phase: "Verifying" as const, originalReplicas: 2, backupPath: "/d.pre", restored };
+
+  it("is checked before the swap: the database is not swapped, the restore rolls back", () => {
+    for (const [replicas, pods] of [
+      [1, 0],
+      [0, 1],
+      [3, 3],
+    ] as const) {
+      const d = step(obs({ status, statefulSet: sts(replicas, 0), podsRemaining: pods }));
+      assert.equal(d.status.phase, "ScalingUp", `${replicas}/${pods}`);
+      assert.equal(d.status.failure?.reason, "ScaledUp");
+      assert.match(
+        d.status.failure?.message ?? "",
+        new RegExp(
+          `^StatefulSet app was scaled to ${replicas} \\(${pods} pod\\(s\\)\\) while the restore ran`,
+        ),
+      );
+      assert.deepEqual(d.actions, [{ kind: "createJob", step: "rollback" }], "no swap Job");
+    }
+  });
+
+  it("and again in Swapping while the swap Job is not created yet; a running swap is left to finish", () => {
+    const swapping = { ...status, phase: "Swapping" as const };
+    let d = step(obs({ status: swapping, statefulSet: sts(1, 0), podsRemaining: 0 }));
+    assert.equal(d.status.failure?.reason, "ScaledUp");
+    d = step(obs({ status: swapping, statefulSet: sts(1, 0), jobs: { swap: { state: "Running" } } }));
+    assert.equal(d.status.phase, "Swapping");
+    assert.equal(d.status.failure, undefined);
+  });
+
+  it("at 0 with no pod left the swap goes ahead", () => {
+    const d = step(obs({ status, statefulSet: sts(0, 0), podsRemaining: 0 }));
+    assert.equal(d.status.phase, "Swapping");
+    assert.deepEqual(d.actions, [{ kind: "createJob", step: "swap" }]);
+  });
+});
+
+describe("SqliteRestore machine: a Job it did not create is never reused", () => {
+  const foreign = { state: "Succeeded" as const, foreign: true };
+
+  it("a leftover plan Job (even a succeeded one) fails the restore before anything changed", () => {
+    const planning = step(obs()).status;
+    const d = step(obs({ status: planning, jobs: { plan: foreign } }));
+    assert.equal(d.status.phase, "Failed");
+    assert.deepEqual(d.actions, [], "nothing scaled, nothing created");
+    const c = d.status.conditions?.find((x) => x.type === "Complete");
+    assert.equal(c?.reason, "JobExists");
+    assert.match(c?.message ?? "", /^Job r1-plan exists and was not created by this SqliteRestore/);
+  });
+
+  it("a leftover restore or swap Job after the scale-down: rolled back and scaled back, never read", () => {
+    const base = { originalReplicas: 2, backupPath: "/data/app.db.pre-restore-r1" };
+    for (const phase of ["Restoring", "Swapping"] as const) {
+      const job = phase === "Restoring" ? "restore" : "swap";
+      const d = step(obs({ status: { ...base, phase }, statefulSet: sts(0, 0), jobs: { [job]: foreign } }));
+      assert.equal(d.status.phase, "ScalingUp", phase);
+      assert.equal(d.status.failure?.reason, "JobExists");
+      assert.equal(d.status.restored, undefined, "its termination message was not read");
+      assert.deepEqual(d.actions, [{ kind: "createJob", step: "rollback" }]);
+    }
+  });
+
+  it("a leftover rollback Job is not waited for: scale back and say where the database may be", () => {
+    const status = {
+      phase: "ScalingUp" as const,
+      originalReplicas: 1,
+      backupPath: "/data/app.db.pre-restore-r1",
+      failure: { phase: "Swapping", reason: "SwapFailed", message: "the swap Job failed" },
+    };
+    let d = step(obs({ status, statefulSet: sts(0, 0), jobs: { rollback: foreign } }));
+    assert.deepEqual(d.actions, [{ kind: "scale", replicas: 1 }]);
+    assert.match(d.status.message ?? "", /Job r1-rollback exists .*: the previous database may be at/);
+    d = step(obs({ status: d.status, statefulSet: sts(1, 1), jobs: { rollback: foreign } }));
+    assert.equal(d.status.phase, "Failed");
+  });
+});
+
 describe("SqliteRestore machine: NewClaim", () => {
-  it("creates the claim and the Job, verifies, and never scales", () => {
+  it("creates the claim, then the Job once the claim is its own, verifies, and never scales", () => {
     const spec = { sqliteReplicaName: "db", mode: "NewClaim", newClaim: { name: "restored" } };
-    let d = step(obs({ spec }));
+    let d = step(obs({ spec, newClaim: "missing" }));
     assert.equal(d.status.phase, "Planning");
     assert.deepEqual(d.actions, [{ kind: "createJob", step: "plan" }], "no claim before the plan passed");
-    d = step(obs({ spec, status: d.status, jobs: { plan: { state: "Succeeded", message: PLAN_LINE } } }));
+    d = step(
+      obs({
+        spec,
+        status: d.status,
+        newClaim: "missing",
+        jobs: { plan: { state: "Succeeded", message: PLAN_LINE } },
+      }),
+    );
     assert.equal(d.status.phase, "Restoring");
     assert.equal(d.status.claimName, "restored");
     assert.equal(d.status.originalReplicas, undefined);
-    assert.deepEqual(d.actions, [{ kind: "createClaim" }, { kind: "createJob", step: "restore" }]);
+    assert.deepEqual(d.actions, [{ kind: "createClaim" }], "the Job waits for the claim");
+    d = step(obs({ spec, status: d.status, newClaim: "missing" }));
+    assert.deepEqual(d.actions, [{ kind: "createClaim" }], "not seen yet: created again (idempotent)");
+    d = step(obs({ spec, status: d.status, newClaim: "ours" }));
+    assert.deepEqual(d.actions, [{ kind: "createJob", step: "restore" }]);
     d = step(
-      obs({ spec, status: d.status, jobs: { restore: { state: "Succeeded", message: RESTORED_LINE } } }),
+      obs({
+        spec,
+        status: d.status,
+        newClaim: "ours",
+        jobs: { restore: { state: "Succeeded", message: RESTORED_LINE } },
+      }),
     );
     assert.equal(d.status.phase, "Verifying");
     d = step(obs({ spec, status: d.status }));
@@ -407,9 +517,31 @@ describe("SqliteRestore machine: NewClaim", () => {
 
   it("a failed Job fails at once (the app was never touched)", () => {
     const spec = { sqliteReplicaName: "db", mode: "NewClaim", newClaim: { name: "restored" } };
-    const d = step(obs({ spec, status: { phase: "Restoring" }, jobs: { restore: { state: "Failed" } } }));
+    const d = step(
+      obs({ spec, status: { phase: "Restoring" }, newClaim: "ours", jobs: { restore: { state: "Failed" } } }),
+    );
     assert.equal(d.status.phase, "Failed");
     assert.deepEqual(d.actions, []);
+  });
+
+  it("never writes into a claim it did not create: refused at the start, after the plan, or later", () => {
+    const spec = { sqliteReplicaName: "db", mode: "NewClaim", newClaim: { name: "data-app-0" } };
+    const refused = (d: ReturnType<typeof step>) => {
+      assert.equal(d.status.phase, "Failed");
+      assert.deepEqual(d.actions, [], "no Job, no claim");
+      const c = d.status.conditions?.find((x) => x.type === "Complete");
+      assert.equal(c?.reason, "ClaimExists");
+      assert.match(
+        c?.message ?? "",
+        /^spec\.newClaim\.name: PersistentVolumeClaim data-app-0 already exists/,
+      );
+    };
+    refused(step(obs({ spec, newClaim: "foreign" })));
+    const planning = step(obs({ spec, newClaim: "missing" })).status;
+    refused(
+      step(obs({ spec, status: planning, newClaim: "foreign", jobs: { plan: { state: "Succeeded" } } })),
+    );
+    refused(step(obs({ spec, status: { ...planning, phase: "Restoring" }, newClaim: "foreign" })));
   });
 });
 

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Pod } from "../../src/operator/kube/types.ts";
 import { WorkQueue } from "../../src/operator/kube/workqueue.ts";
-import { aggregate, podFacts, restoreFailure } from "../../src/operator/replica/pods.ts";
+import { restoreFailure } from "../../src/operator/replica/failures.ts";
+import { aggregate, podFacts } from "../../src/operator/replica/pods.ts";
 import { conditionChanges, deriveReady, setCondition } from "../../src/operator/status.ts";
 import type { ReplicatorStatus } from "../../src/shared/protocol.ts";
 
@@ -128,6 +129,7 @@ describe("pod facts", () => {
       "/data/app.db",
     );
     assert.equal(b.lastError, "destination minio: NoSuchBucket");
+    assert.equal(b.reason, "ReplicationError");
     assert.deepEqual(aggregate([a, b]), {
       generation: "0123456789abcdef",
       lagSeconds: 4,
@@ -152,18 +154,23 @@ describe("restoreFailure", () => {
   };
 
   it("names the container, the exit code and what the refusing policy means", () => {
-    assert.equal(
-      restoreFailure(pod("Pending", failed), "RefuseIfReplicaExists"),
-      "init container walship-restore exited 1 (restarts 2): refusing to start: the database is missing " +
+    assert.deepEqual(restoreFailure(pod("Pending", failed), "RefuseIfReplicaExists"), {
+      reason: "RestoreFailed",
+      message:
+        "init container walship-restore exited 1 (restarts 2): refusing to start: the database is missing " +
         "while a replica exists (restoreOnStart RefuseIfReplicaExists); restore it, or set restoreOnStart " +
         "IfReplicaExists and delete the pod",
-    );
-    assert.equal(
+    });
+    assert.deepEqual(
       restoreFailure(
         pod("Pending", { ...failed, state: { terminated: { exitCode: 3, message: " boom\n" } } }),
         "IfReplicaExists",
       ),
-      "init container walship-restore exited 3 (restarts 2): the restore failed; see the container's log: boom",
+      {
+        reason: "RestoreFailed",
+        message:
+          "init container walship-restore exited 3 (restarts 2): the restore failed; see the container's log: boom",
+      },
     );
   });
 

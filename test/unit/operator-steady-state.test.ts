@@ -26,6 +26,7 @@ import { nullLogger } from "../../src/shared/log.ts";
 import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
 import { appStatefulSet } from "../helpers/e2e.ts";
 import { waitFor } from "../helpers/proc.ts";
+import { s3Replica } from "./operator-fixtures.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const NS = "steady";
@@ -130,30 +131,8 @@ describe("SqliteReplica reconcile in steady state (real kube-apiserver)", { time
     fs.writeFileSync(file, stringify(obj));
     await cp.kubectl(["apply", "-f", file]);
   };
-  const replica = (syncInterval: string) => ({
-    apiVersion: "walship.dev/v1alpha1",
-    kind: "SqliteReplica",
-    metadata: { name: "db", namespace: NS },
-    spec: {
-      statefulSetName: "app",
-      database: { path: "/data/app.db", volumeName: "data" },
-      destinations: [
-        {
-          name: "s3",
-          s3: {
-            bucket: "bucket",
-            endpoint: "http://127.0.0.1:1",
-            credentials: {
-              accessKeyId: { name: "creds", key: "id" },
-              secretAccessKey: { name: "creds", key: "secret" },
-            },
-          },
-        },
-      ],
-      syncInterval,
-      sidecar: { metricsPort: sidecarPort },
-    },
-  });
+  const replica = (syncInterval: string) =>
+    s3Replica(NS, "http://127.0.0.1:1", { syncInterval, sidecar: { metricsPort: sidecarPort } });
   /** Reconciles once and returns the requests it sent, as "verb resource". */
   const reconcileOnce = async () => {
     requests = [];

@@ -46,3 +46,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "walship.runbook" -}}
 {{- printf "%s/%s.md" (trimSuffix "/" .root.Values.monitoring.runbookBaseUrl) .alert -}}
 {{- end -}}
+
+{{/*
+The namespaces of the namespaced mode, as a JSON list: operator.watchNamespaces plus
+operator.watchNamespace, de-duplicated. Empty = cluster mode (every namespace).
+*/}}
+{{- define "walship.watchNamespaces" -}}
+{{- $list := concat (.Values.operator.watchNamespaces | default list) (list) -}}
+{{- if .Values.operator.watchNamespace -}}
+{{- $list = append $list .Values.operator.watchNamespace -}}
+{{- end -}}
+{{- toJson (uniq $list) -}}
+{{- end -}}

@@ -33,13 +33,27 @@ export const DnsSubdomain = z
  */
 export const Duration = z
   .string()
-  .regex(/^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h|d))+$/, 'must be a duration such as "500ms", "10s" or "1h30m"');
+  .max(64)
+  .regex(/^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h|d))+$/, 'must be a duration such as "500ms", "10s" or "1h30m"')
+  .refine((v) => durationNs(v) < 2 ** 63, "must be at most 2562047h (a Go duration's range)");
+
+const UNIT_NS: Record<string, number> = { ns: 1, us: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9, d: 86400e9 };
+
+/** A duration's length in nanoseconds, as a float (enough to check the range). */
+function durationNs(v: string): number {
+  let total = 0;
+  for (const m of v.matchAll(/([0-9]+(?:\.[0-9]+)?)(ns|us|ms|s|m|h|d)/g))
+    total += Number(m[1]) * UNIT_NS[m[2]!]!;
+  return total;
+}
 
 /**
  * Text that goes into the replicator's config file. The file gets `$VAR` expansion (that is how the
  * pod's name and the Secret values get in), so user text must not contain `$`.
  */
-export const ConfigText = z.string().regex(/^[^$\n]*$/, "must not contain '$' or a newline");
+export const ConfigText = z
+  .string()
+  .regex(/^[^$\x00-\x1f\x7f]*$/, "must not contain '$', a newline or another control character");
 
 /** A key in a Secret in the SqliteReplica's namespace. */
 export const SecretKeyRef = z.object({
@@ -54,16 +68,40 @@ export const SecretKeyRef = z.object({
     .describe("The key in the Secret's data."),
 });
 
-/** A Kubernetes resource quantity ("100m", "128Mi", 1). */
+/**
+ * A non-negative Kubernetes resource quantity ("100m", "128Mi", "1.5Gi", 1): Kubernetes' quantity
+ * grammar without a sign.
+ */
 export const Quantity = z.union([
-  z.int().min(0),
+  z.int().min(0).max(Number.MAX_SAFE_INTEGER),
   z
     .string()
+    .max(64)
     .regex(
-      /^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$/,
-      'must be a quantity such as "100m", "128Mi" or "1"',
+      /^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$/,
+      'must be a non-negative quantity such as "100m", "128Mi" or "1"',
     ),
 ]);
+
+/** A resource name as Kubernetes spells them (`cpu`, `memory`, `example.com/gpu`). */
+const ResourceName = z
+  .string()
+  .max(253)
+  .regex(
+    /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$/,
+    "must be a resource name such as cpu, memory or ephemeral-storage",
+  );
+
+const ResourceList = z
+  .record(ResourceName, Quantity)
+  .refine((r) => Object.keys(r).length <= 16, "must name at most 16 resources")
+  .meta({ maxProperties: 16 });
+
+/** Requests and limits of a container (at most 16 resources each). */
+export const ResourceRequirements = z.object({
+  requests: ResourceList.optional(),
+  limits: ResourceList.optional(),
+});
 
 export interface CelRule {
   /** The CEL expression, evaluated on the object it is attached to (`self`). */

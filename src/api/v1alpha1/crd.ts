@@ -79,13 +79,20 @@ export function structural(node: Schema, defs: Record<string, Schema> = {}): Sch
         out[k] = v;
     }
   }
-  // int | string: Kubernetes' int-or-string (quantities).
+  // int | string: Kubernetes' int-or-string (quantities). Each branch's value validations move onto
+  // the node, where they apply to the values of their type only (minimum to numbers, pattern and
+  // maxLength to strings), as controller-gen emits them.
   const anyOf = out.anyOf as Schema[] | undefined;
   if (anyOf && anyOf.length === 2) {
     const types = anyOf.map((s) => s.type).sort();
     if (types[0] === "integer" && types[1] === "string") {
       delete out.anyOf;
       out["x-kubernetes-int-or-string"] = true;
+      const int = anyOf.find((s) => s.type === "integer") ?? {};
+      const str = anyOf.find((s) => s.type === "string") ?? {};
+      if (typeof int.minimum === "number") out.minimum = int.minimum;
+      if (typeof str.pattern === "string") out.pattern = str.pattern;
+      if (typeof str.maxLength === "number") out.maxLength = str.maxLength;
     }
   }
   // Several string patterns from chained .regex(): zod emits allOf of {type, pattern}; structural

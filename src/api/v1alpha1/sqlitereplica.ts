@@ -11,7 +11,7 @@ import {
   DnsLabel,
   DnsSubdomain,
   Duration,
-  Quantity,
+  ResourceRequirements,
   SecretKeyRef,
 } from "./common.ts";
 
@@ -64,9 +64,13 @@ export const S3Destination = z.object({
     .optional()
     .describe("Key prefix in the bucket. Each pod replicates under <path>/<pod name>."),
   endpoint: ConfigText.min(1)
+    .max(1024)
     .optional()
     .describe("The store's URL for anything that is not AWS, e.g. http://minio.storage:9000."),
-  region: ConfigText.min(1).optional().describe("The region; looked up (AWS) or us-east-1 when unset."),
+  region: ConfigText.min(1)
+    .max(128)
+    .optional()
+    .describe("The region; looked up (AWS) or us-east-1 when unset."),
   forcePathStyle: z
     .boolean()
     .optional()
@@ -110,35 +114,62 @@ export const Destination = cel(
   ],
 );
 
-export const ResourceRequirements = z.object({
-  requests: z.record(z.string(), Quantity).optional(),
-  limits: z.record(z.string(), Quantity).optional(),
-});
+/** A Linux capability name as Kubernetes takes it (`NET_BIND_SERVICE`, `CAP_CHOWN`, `ALL`). */
+const Capability = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Z][A-Z0-9_]*$/, "must be a capability name such as NET_BIND_SERVICE or ALL");
+
+/** A Linux user or group id, as Kubernetes accepts them (0 to 2^31-1). */
+const LinuxId = z.int().min(0).max(2147483647);
 
 /** The subset of a container securityContext that can be overridden for the sidecar. */
 export const SidecarSecurityContext = z.object({
-  runAsUser: z.int().min(0).optional(),
-  runAsGroup: z.int().min(0).optional(),
+  runAsUser: LinuxId.optional(),
+  runAsGroup: LinuxId.optional(),
   runAsNonRoot: z.boolean().optional(),
   readOnlyRootFilesystem: z.boolean().optional(),
   allowPrivilegeEscalation: z.boolean().optional(),
   capabilities: z
-    .object({ add: z.array(z.string()).optional(), drop: z.array(z.string()).optional() })
+    .object({
+      add: z.array(Capability).max(64).optional(),
+      drop: z.array(Capability).max(64).optional(),
+    })
     .optional(),
   seccompProfile: z
     .object({
       type: z.enum(["RuntimeDefault", "Localhost", "Unconfined"]),
-      localhostProfile: z.string().optional(),
+      localhostProfile: z
+        .string()
+        .min(1)
+        .max(1024)
+        .regex(/^[-_./a-zA-Z0-9]+$/, "must be a relative file path of letters, digits, '-', '_', '.' and '/'")
+        .optional(),
     })
     .optional(),
 });
 
+/** An image reference: `[registry/]repository[:tag][@digest]`, no whitespace or control characters. */
+const ImageRef = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(
+    /^[a-z0-9]([-a-z0-9._:/]*[a-z0-9])?(:[\w][\w.-]{0,127})?(@[a-z0-9]+:[a-f0-9]{32,})?$/,
+    "must be an image reference such as registry.example.com/walship:0.1.0",
+  );
+
 export const Sidecar = z.object({
-  image: z.string().min(1).optional().describe("The walship image; the operator's default when unset."),
+  image: ImageRef.optional().describe("The walship image; the operator's default when unset."),
   imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).optional(),
-  resources: ResourceRequirements.optional().describe("Resources of the sidecar and the restore container."),
+  resources: ResourceRequirements.optional().describe(
+    "The sidecar's resources; default requests cpu 50m, memory 128Mi, limit memory 384Mi.",
+  ),
   securityContext: SidecarSecurityContext.optional().describe(
-    "Replaces the default restricted securityContext of the sidecar and the restore container.",
+    "Merged field by field over the restricted securityContext that the sidecar, the restore container " +
+      "and the restore Jobs get as the app container's user and group (runAsUser, runAsGroup); a " +
+      "result that is not Pod Security restricted is reported in the Restricted condition.",
   ),
   metricsPort: z
     .int()
@@ -155,42 +186,70 @@ export const Sidecar = z.object({
  */
 export const RestoreOnStart = z.enum(["IfReplicaExists", "RefuseIfReplicaExists", "None"]);
 
-export const SqliteReplicaSpec = z.object({
-  statefulSetName: DnsSubdomain.describe("The StatefulSet, in this namespace, whose pods hold the database."),
-  database: z.object({
-    path: ConfigText.min(2)
-      .max(1024)
-      .regex(/^\/.*[^/]$/, "must be an absolute file path")
-      .describe("The database file as the app container sees it, e.g. /data/app.db."),
-    volumeName: DnsLabel.describe(
-      "The volume that holds the database: a volumeClaimTemplate or a pod volume of the StatefulSet. " +
-        "The app container must mount it at a directory above the path.",
+export const SqliteReplicaSpec = cel(
+  z.object({
+    statefulSetName: DnsSubdomain.describe(
+      "The StatefulSet, in this namespace, whose pods hold the database.",
+    ),
+    database: cel(
+      z.object({
+        path: ConfigText.min(2)
+          .max(1024)
+          .regex(/^\/.*[^/]$/, "must be an absolute file path")
+          .regex(/^(\/[^/]+)+$/, "must not contain '//'")
+          .describe("The database file as the app container sees it, e.g. /data/app.db."),
+        volumeName: DnsLabel.describe(
+          "The volume that holds the database: a volumeClaimTemplate or a pod volume of the StatefulSet. " +
+            "The app container must mount it at a directory above the path.",
+        ),
+      }),
+      [
+        {
+          rule: "!self.path.matches('/[.][.]?(/|$)')",
+          message: "path must not contain '.' or '..' segments",
+          fieldPath: ".path",
+          check: (d) => !/\/\.\.?(\/|$)/.test(d.path),
+        },
+      ],
+    ),
+    appContainer: DnsLabel.optional().describe(
+      "The container that uses the database; the first one when unset.",
+    ),
+    destinations: z
+      .array(Destination)
+      .min(1)
+      .max(8)
+      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] })
+      .describe("Where the WAL goes. Each destination keeps its own position."),
+    syncInterval: Duration.default(DEFAULT_SYNC_INTERVAL).describe("Upload the WAL at most this often."),
+    snapshotInterval: Duration.optional().describe(
+      "Take a snapshot this often; otherwise only per generation and for retention.",
+    ),
+    retention: Duration.default(DEFAULT_RETENTION).describe(
+      "Keep snapshots and the WAL after them this long; 0s keeps everything.",
+    ),
+    restoreOnStart: RestoreOnStart.default("IfReplicaExists").describe(
+      "IfReplicaExists: before the app starts, restore the database when the file is missing and a " +
+        "replica exists. RefuseIfReplicaExists: restore nothing, but keep the pod from starting (its init " +
+        "container fails) while the file is missing and a replica exists, so the app never starts empty " +
+        "over its backups. None: no init container.",
+    ),
+    sidecar: Sidecar.optional().describe("Overrides for the replicator sidecar."),
+    restoreResources: ResourceRequirements.optional().describe(
+      "Resources of the restore init container and of every SqliteRestore Job of this SqliteReplica " +
+        "(a SqliteRestore's spec.resources overrides it); default requests cpu 100m, memory 256Mi, " +
+        "limit memory 512Mi.",
     ),
   }),
-  appContainer: DnsLabel.optional().describe(
-    "The container that uses the database; the first one when unset.",
-  ),
-  destinations: z
-    .array(Destination)
-    .min(1)
-    .max(8)
-    .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] })
-    .describe("Where the WAL goes. Each destination keeps its own position."),
-  syncInterval: Duration.default(DEFAULT_SYNC_INTERVAL).describe("Upload the WAL at most this often."),
-  snapshotInterval: Duration.optional().describe(
-    "Take a snapshot this often; otherwise only per generation and for retention.",
-  ),
-  retention: Duration.default(DEFAULT_RETENTION).describe(
-    "Keep snapshots and the WAL after them this long; 0s keeps everything.",
-  ),
-  restoreOnStart: RestoreOnStart.default("IfReplicaExists").describe(
-    "IfReplicaExists: before the app starts, restore the database when the file is missing and a " +
-      "replica exists. RefuseIfReplicaExists: restore nothing, but keep the pod from starting (its init " +
-      "container fails) while the file is missing and a replica exists, so the app never starts empty " +
-      "over its backups. None: no init container.",
-  ),
-  sidecar: Sidecar.optional().describe("Overrides for the replicator sidecar."),
-});
+  [
+    {
+      rule: "self.destinations.all(a, self.destinations.exists_one(b, b.name == a.name))",
+      message: "destination names must be unique",
+      fieldPath: ".destinations",
+      check: (spec) => new Set(spec.destinations.map((d) => d.name)).size === spec.destinations.length,
+    },
+  ],
+);
 
 /** Per-pod replication facts, read from the pod's sidecar `/status`. */
 export const PodReplicationStatus = z.object({
@@ -203,6 +262,13 @@ export const PodReplicationStatus = z.object({
   windowOldest: z.string().optional().describe("The oldest time a restore can reach."),
   windowNewest: z.string().optional().describe("The newest time a restore can reach."),
   lastError: z.string().optional().describe("The current error of the database or a destination."),
+  reason: z
+    .string()
+    .optional()
+    .describe(
+      "Why the pod is not replicating: OutOfMemory, PermissionDenied, RestoreFailed, SidecarFailing, " +
+        "SidecarUnreachable or ReplicationError.",
+    ),
 });
 
 export const Phase = z.enum(["Pending", "Failed", "Injecting", "Replicating", "Degraded", "Deleting"]);

@@ -4,7 +4,15 @@
  * is src/operator/restore/machine.ts; the CRD is generated from these schemas.
  */
 import { z } from "zod";
-import { Condition, cel, DnsLabel, DnsSubdomain, Duration, Quantity } from "./common.ts";
+import {
+  Condition,
+  cel,
+  DnsLabel,
+  DnsSubdomain,
+  Duration,
+  Quantity,
+  ResourceRequirements,
+} from "./common.ts";
 
 export const SQLITE_RESTORE_KIND = "SqliteRestore";
 export const SQLITE_RESTORE_PLURAL = "sqliterestores";
@@ -44,7 +52,7 @@ export const SqliteRestoreSpec = cel(
     sqliteReplicaName: DnsSubdomain.describe(
       "The SqliteReplica, in this namespace, whose database to restore.",
     ),
-    pod: z.string().min(1).optional().describe("The pod whose replica to restore; the first pod when unset."),
+    pod: DnsSubdomain.optional().describe("The pod whose replica to restore; the first pod when unset."),
     destination: DnsLabel.optional().describe("The destination to restore from; the first when unset."),
     target: RestoreTarget.optional().describe("What to restore; the latest state when unset."),
     mode: z
@@ -57,7 +65,7 @@ export const SqliteRestoreSpec = cel(
     newClaim: z
       .object({
         name: DnsSubdomain,
-        storageClassName: z.string().optional(),
+        storageClassName: DnsSubdomain.optional(),
         size: Quantity.optional(),
       })
       .optional()
@@ -67,6 +75,8 @@ export const SqliteRestoreSpec = cel(
         sql: z
           .string()
           .min(1)
+          .max(16384)
+          .regex(/^[^\x00]*$/, "must not contain a NUL character")
           .optional()
           .describe(
             "A query run on the restored file before it is used (walship restore -verify-sql): it must " +
@@ -78,6 +88,10 @@ export const SqliteRestoreSpec = cel(
     timeout: Duration.default(DEFAULT_RESTORE_TIMEOUT).describe(
       "How long each Job of the restore (plan, restore, swap, rollback) may run, as its " +
         "activeDeadlineSeconds. A Job past it fails the restore: InPlace puts the original back and scales up.",
+    ),
+    resources: ResourceRequirements.optional().describe(
+      "Resources of this restore's Jobs; the SqliteReplica's spec.restoreResources (or its default) " +
+        "when unset.",
     ),
     previousDatabase: z
       .enum(["Retain", "Delete"])

@@ -152,3 +152,48 @@ export class Informer<T extends KubeObject> {
     }
   }
 }
+
+/**
+ * One informer per namespace, read as one cache (or a single cluster-wide informer when
+ * `namespaces` is empty): the namespaced mode, where the operator may list and watch only in its
+ * namespaces (a Role in each, no ClusterRole).
+ */
+export class InformerSet<T extends KubeObject> {
+  readonly #parts: Informer<T>[];
+
+  /** `pathFor(undefined)` is the cluster-wide list path, `pathFor(ns)` a namespace's. */
+  constructor(
+    client: KubeClient,
+    pathFor: (namespace: string | undefined) => string,
+    namespaces: readonly string[],
+    opts: Omit<InformerOptions, "path">,
+    handlers: InformerHandlers<T>,
+  ) {
+    const paths = namespaces.length === 0 ? [pathFor(undefined)] : namespaces.map((ns) => pathFor(ns));
+    this.#parts = paths.map((path) => new Informer<T>(client, { ...opts, path }, handlers));
+  }
+
+  get(key: string): T | undefined {
+    for (const p of this.#parts) {
+      const o = p.get(key);
+      if (o) return o;
+    }
+    return undefined;
+  }
+
+  list(): T[] {
+    return this.#parts.flatMap((p) => p.list());
+  }
+
+  get synced(): boolean {
+    return this.#parts.every((p) => p.synced);
+  }
+
+  async waitSynced(signal?: AbortSignal): Promise<void> {
+    await Promise.all(this.#parts.map((p) => p.waitSynced(signal)));
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    await Promise.all(this.#parts.map((p) => p.run(signal)));
+  }
+}

@@ -3,31 +3,9 @@
  * shared/protocol.ts), and their aggregation for the SqliteReplica's status. The aggregation is pure.
  */
 
-import type { PodReplicationStatus, RestoreOnStart, SqliteReplicaStatus } from "../../api/v1alpha1/index.ts";
+import type { PodReplicationStatus, SqliteReplicaStatus } from "../../api/v1alpha1/index.ts";
 import { type ReplicatorStatus, ReplicatorStatusSchema } from "../../shared/protocol.ts";
-import type { Pod } from "../kube/types.ts";
-import { RESTORE_CONTAINER } from "../specs/names.ts";
-
-/** The start of every lastError that `restoreFailure` returns. */
-export const RESTORE_FAILURE_PREFIX = `init container ${RESTORE_CONTAINER} `;
-
-/**
- * A pod held before its app by a failing restore init container: the error to report, naming the
- * container, its exit code and what the policy makes of it. Undefined for any other pod.
- */
-export function restoreFailure(pod: Pod, policy: RestoreOnStart): string | undefined {
-  if (pod.status?.phase !== "Pending") return undefined;
-  const s = pod.status.initContainerStatuses?.find((c) => c.name === RESTORE_CONTAINER);
-  const term = s?.state?.terminated ?? s?.lastState?.terminated;
-  if (!s || !term || term.exitCode === 0) return undefined;
-  const why =
-    policy === "RefuseIfReplicaExists"
-      ? "refusing to start: the database is missing while a replica exists (restoreOnStart " +
-        "RefuseIfReplicaExists); restore it, or set restoreOnStart IfReplicaExists and delete the pod"
-      : "the restore failed; see the container's log";
-  const msg = term.message ? `: ${term.message.trim().slice(0, 500)}` : "";
-  return `${RESTORE_FAILURE_PREFIX}exited ${term.exitCode} (restarts ${s.restartCount}): ${why}${msg}`;
-}
+import { permissionMessage } from "./failures.ts";
 
 /** Fetches and parses one sidecar's /status. Throws with the URL on any failure. */
 export async function fetchSidecarStatus(url: string, timeoutMs = 3000): Promise<ReplicatorStatus> {
@@ -75,6 +53,18 @@ export function podFacts(pod: string, doc: ReplicatorStatus, dbPath: string): Po
     ...(db.lastError ? [`database: ${db.lastError.message}`] : []),
     ...reps.filter((r) => r.lastError).map((r) => `destination ${r.name}: ${r.lastError?.message}`),
   ];
+  if (db.access) {
+    const who = doc.runAs
+      ? `uid ${doc.runAs.uid} gid ${doc.runAs.gid} groups ${doc.runAs.groups.join(",") || "none"}`
+      : "an unknown user";
+    const op = db.access.need === "read and write" ? "read and write" : "create files in";
+    errors.unshift(
+      permissionMessage("the replicator", { code: db.access.code, op, path: db.access.path }, who),
+    );
+    out.reason = "PermissionDenied";
+  } else if (errors.length > 0) {
+    out.reason = "ReplicationError";
+  }
   if (errors.length > 0) out.lastError = errors.join("; ").slice(0, 2048);
   return out;
 }

@@ -20,7 +20,6 @@ import type { Logger } from "pino";
 import type { z } from "zod";
 import {
   API_VERSION,
-  type Condition,
   describeIssues,
   type PodReplicationStatus,
   SQLITE_REPLICA_PLURAL,
@@ -50,7 +49,15 @@ import {
   type Target,
 } from "../specs/statefulset.ts";
 import { type ConditionChange, patchStatusFrom, setCondition, type Transaction } from "../status.ts";
-import { aggregate, fetchSidecarStatus, podFacts, RESTORE_FAILURE_PREFIX, restoreFailure } from "./pods.ts";
+import {
+  type Cond,
+  degradedCondition,
+  injectedPhase,
+  replicatingCondition,
+  restrictedCondition,
+} from "./conditions.ts";
+import { restoreFailure, sidecarFailure } from "./failures.ts";
+import { aggregate, fetchSidecarStatus, podFacts } from "./pods.ts";
 
 export interface SqliteReplicaObject extends KubeObject {
   spec?: unknown;
@@ -106,18 +113,22 @@ const WARNING_REASONS = new Set([
   "VolumeNotMounted",
   "PathOutsideVolume",
   "NameClash",
+  "PortConflict",
   "SecretMissing",
   "FieldConflict",
   "ReplicationError",
   "SidecarUnreachable",
   "RestoreFailed",
+  "OutOfMemory",
+  "PermissionDenied",
+  "SidecarFailing",
+  "RunsAsRoot",
+  "NotRestricted",
 ]);
 
 const crPath = (ns: string, name: string) =>
   `/apis/${API_VERSION}/namespaces/${ns}/${SQLITE_REPLICA_PLURAL}/${name}`;
 const stsPath = (ns: string, name: string) => `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}`;
-
-type Cond = Omit<Condition, "lastTransitionTime" | "observedGeneration">;
 
 function condTx(generation: number | undefined, ...conds: Cond[]): Transaction<SqliteReplicaStatus> {
   return (s) => {
@@ -369,46 +380,15 @@ export class SqliteReplicaReconciler {
 
     // Observe the pods' sidecars.
     const pods = await this.#observePods(key, sts, ns, spec, hash);
-    const reporting = pods.length;
-    const notReady = pods.filter((p) => !p.ready);
-    const errors = pods.filter((p) => p.lastError);
-    const replicating: Cond =
-      reporting === 0
-        ? {
-            type: "Replicating",
-            status: "False",
-            reason: "Waiting",
-            message: "no pod runs the injected sidecar yet",
-          }
-        : notReady.length > 0
-          ? {
-              type: "Replicating",
-              status: "False",
-              reason: "NotReady",
-              message: `not replicating yet: ${notReady.map((p) => p.name).join(", ")}`,
-            }
-          : {
-              type: "Replicating",
-              status: "True",
-              reason: "AllPodsReplicating",
-              message: `${reporting} pod(s) replicating`,
-            };
-    const degraded: Cond =
-      errors.length > 0
-        ? {
-            type: "Degraded",
-            status: "True",
-            reason: errors.some((p) => p.lastError?.startsWith(RESTORE_FAILURE_PREFIX))
-              ? "RestoreFailed"
-              : errors.some((p) => p.lastError?.startsWith("get http"))
-                ? "SidecarUnreachable"
-                : "ReplicationError",
-            message: errors
-              .map((p) => `pod ${p.name}: ${p.lastError}`)
-              .join("; ")
-              .slice(0, 4000),
-          }
-        : { type: "Degraded", status: "False", reason: "NoErrors", message: "" };
+    const replicating = replicatingCondition(pods);
+    const degraded = degradedCondition(pods);
+    const sidecar = patch.spec?.template.spec?.initContainers?.find((c) => c.name === SIDECAR_CONTAINER);
+    const restricted = restrictedCondition(
+      sidecar?.securityContext ?? {},
+      target.identity,
+      target.appContainer,
+      spec.sidecar?.securityContext,
+    );
     const facts = aggregate(pods);
     await this.#status(
       key,
@@ -424,21 +404,18 @@ export class SqliteReplicaReconciler {
         },
         replicating,
         degraded,
+        restricted,
       ),
       (s) => {
         clearFacts(s);
         Object.assign(s, facts);
         if (pods.length > 0) s.pods = pods;
         s.configHash = hash;
-        s.phase =
-          degraded.status === "True"
-            ? "Degraded"
-            : replicating.status === "True"
-              ? "Replicating"
-              : "Injecting";
+        s.phase = injectedPhase(replicating, degraded);
       },
     );
     const settled = replicating.status === "True" && degraded.status === "False";
+    const reporting = pods.length;
     const pollMs = this.#ctx.options.pollMs ?? POLL_READY_MS;
     if (settled) {
       this.#waitMs.delete(key);
@@ -654,14 +631,25 @@ export class SqliteReplicaReconciler {
       .filter((p) => p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== undefined)
       .filter((p) => (p.spec?.initContainers ?? []).some((c) => c.name === SIDECAR_CONTAINER))
       .filter((p) => !p.metadata?.deletionTimestamp);
-    // Pods held in Init by a failing restore container: reported with the reason, not polled.
+    // Pods whose restore init container or sidecar failed: reported with the reason, not polled.
+    const now = new Date();
     const held: PodReplicationStatus[] = [];
     for (const p of injected) {
-      const err = restoreFailure(p, spec.restoreOnStart);
-      if (err) held.push({ name: p.metadata?.name ?? "", ready: false, lastError: err });
+      const problem = restoreFailure(p, spec.restoreOnStart) ?? sidecarFailure(p, now);
+      if (problem) {
+        held.push({
+          name: p.metadata?.name ?? "",
+          ready: false,
+          lastError: problem.message,
+          reason: problem.reason,
+        });
+      }
     }
+    const heldNames = new Set(held.map((h) => h.name));
     const pods = injected
-      .filter((p) => p.status?.podIP && p.status.phase === "Running")
+      .filter(
+        (p) => p.status?.podIP && p.status.phase === "Running" && !heldNames.has(p.metadata?.name ?? ""),
+      )
       .sort((a, b) => byName(a.metadata ?? {}, b.metadata ?? {}));
     const polled = await Promise.all(
       pods.map(async (p): Promise<PodReplicationStatus> => {
@@ -680,7 +668,7 @@ export class SqliteReplicaReconciler {
           return facts;
         } catch (err) {
           if (young) return { name: podName, ready: false };
-          return { name: podName, ready: false, lastError: describeError(err) };
+          return { name: podName, ready: false, lastError: describeError(err), reason: "SidecarUnreachable" };
         }
       }),
     );

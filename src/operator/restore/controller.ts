@@ -23,7 +23,9 @@ import {
   buildRestoreJob,
   RESTORE_JOB_CONTAINER,
   restoreJobName,
+  SQLITE_RESTORE_UID_ANNOTATION,
 } from "../specs/restorejob.ts";
+import { appIdentity } from "../specs/security.ts";
 import type { BuildOptions } from "../specs/statefulset.ts";
 import { isTargetProblem, resolveTarget } from "../specs/statefulset.ts";
 import {
@@ -72,6 +74,19 @@ async function getOrUndefined<T>(client: KubeClient, path: string): Promise<T | 
   }
 }
 
+/** A Job pod's restore container killed out of memory, with its memory limit; undefined otherwise. */
+export function oomKill(pods: Pod[]): { limit?: string } | undefined {
+  for (const p of pods) {
+    const st = p.status?.containerStatuses?.find((c) => c.name === RESTORE_JOB_CONTAINER);
+    if (st?.state?.terminated?.reason !== "OOMKilled" && st?.lastState?.terminated?.reason !== "OOMKilled")
+      continue;
+    const limit = p.spec?.containers?.find((c) => c.name === RESTORE_JOB_CONTAINER)?.resources?.limits
+      ?.memory;
+    return limit === undefined ? {} : { limit: String(limit) };
+  }
+  return undefined;
+}
+
 export class SqliteRestoreReconciler {
   readonly #d: RestoreReconcilerDeps;
 
@@ -101,7 +116,7 @@ export class SqliteRestoreReconciler {
     const podsRemaining = sts ? await this.#countPods(ns, sts) : 0;
     const jobs: Partial<Record<JobStep, JobState>> = {};
     for (const step of STEPS) {
-      const j = await this.#jobState(ns, restoreJobName(name, step));
+      const j = await this.#jobState(ns, restoreJobName(name, step), obj.metadata?.uid);
       if (j) jobs[step] = j;
     }
     const others: OtherRestore[] = this.#d
@@ -118,6 +133,22 @@ export class SqliteRestoreReconciler {
         creationTimestamp: String(o.metadata?.creationTimestamp ?? ""),
       }));
 
+    let newClaim: "missing" | "ours" | "foreign" | undefined;
+    const claimName =
+      parsed.success && parsed.data.mode === "NewClaim" ? parsed.data.newClaim?.name : undefined;
+    if (claimName) {
+      const pvc = await getOrUndefined<KubeObject>(
+        client,
+        `/api/v1/namespaces/${ns}/persistentvolumeclaims/${claimName}`,
+      );
+      const uid = obj.metadata?.uid;
+      newClaim = !pvc
+        ? "missing"
+        : uid && pvc.metadata?.annotations?.[SQLITE_RESTORE_UID_ANNOTATION] === uid
+          ? "ours"
+          : "foreign";
+    }
+
     const decision = decide({
       now: new Date(),
       name,
@@ -130,6 +161,7 @@ export class SqliteRestoreReconciler {
       podsRemaining,
       jobs,
       others,
+      ...(newClaim ? { newClaim } : {}),
     });
 
     // Status first: the recorded phase is what a restarted operator resumes from.
@@ -166,10 +198,18 @@ export class SqliteRestoreReconciler {
     ).length;
   }
 
-  async #jobState(ns: string, jobName: string): Promise<JobState | undefined> {
+  async #jobState(
+    ns: string,
+    jobName: string,
+    restoreUid: string | undefined,
+  ): Promise<JobState | undefined> {
     const { client } = this.#d;
     const job = await getOrUndefined<JobObject>(client, `/apis/batch/v1/namespaces/${ns}/jobs/${jobName}`);
     if (!job) return undefined;
+    const ours = (job.metadata?.ownerReferences ?? []).some(
+      (o) => o.controller === true && o.uid === restoreUid,
+    );
+    if (!ours || restoreUid === undefined) return { state: "Running", foreign: true };
     const cond = (t: string) => job.status?.conditions?.find((c) => c.type === t && c.status === "True");
     const state: JobState["state"] = cond("Complete") ? "Succeeded" : cond("Failed") ? "Failed" : "Running";
     if (state === "Running") return { state };
@@ -187,7 +227,13 @@ export class SqliteRestoreReconciler {
     // The CLI's last lines when the runtime reports them; else why the Job controller failed it.
     const message = term?.message ?? (state === "Failed" ? cond("Failed")?.message : undefined);
     const reason = state === "Failed" ? cond("Failed")?.reason : undefined;
-    return { state, ...(message ? { message } : {}), ...(reason ? { reason } : {}) };
+    const oomKilled = state === "Failed" ? oomKill(pods.items) : undefined;
+    return {
+      state,
+      ...(message ? { message } : {}),
+      ...(reason ? { reason } : {}),
+      ...(oomKilled ? { oomKilled } : {}),
+    };
   }
 
   async #act(a: Action, obj: SqliteRestoreObject, ns: string, name: string, sts: StatefulSet | undefined) {
@@ -218,17 +264,23 @@ export class SqliteRestoreReconciler {
         if (!isStatus(err, 409)) throw err;
       }
     };
-    if (a.kind === "createClaim" || (a.step === "restore" && spec.mode === "NewClaim")) {
+    if (a.kind === "createClaim") {
+      // A claim of that name that appeared meanwhile (409) is left alone: the next look finds it
+      // is not this restore's and fails the restore before anything is written.
       await create(
         `/api/v1/namespaces/${ns}/persistentvolumeclaims`,
         buildNewClaim({ restore, spec, replica, sts }),
       );
-      if (a.kind === "createClaim") return;
+      return;
     }
     const target = resolveTarget(replica, sts);
     const mount = isTargetProblem(target)
       ? { mountPath: replica.database.path.replace(/\/[^/]*$/, "") }
       : { mountPath: target.mountPath, ...(target.subPath ? { subPath: target.subPath } : {}) };
+    const podSpec = sts.spec?.template?.spec;
+    const identity = isTargetProblem(target)
+      ? appIdentity(podSpec, replica.appContainer ?? podSpec?.containers?.[0]?.name ?? "")
+      : target.identity;
     const job = buildRestoreJob(
       {
         step: a.step,
@@ -239,6 +291,7 @@ export class SqliteRestoreReconciler {
         pod: status.pod ?? `${sts.metadata?.name}-0`,
         claimName: status.claimName ?? "",
         mount,
+        identity,
       },
       this.#d.options,
     );

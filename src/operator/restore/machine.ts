@@ -12,6 +12,12 @@
  * back, the staged file removed) in ScalingUp, scales back to the recorded count, and ends Failed.
  * Before anything changed (Pending, Planning) a failure ends Failed at once. Every Job has the
  * spec's timeout as activeDeadlineSeconds; a Job past it fails the restore with `DeadlineExceeded`.
+ * NewClaim never writes into a claim it did not create: a claim of that name that exists and is not
+ * this restore's fails it (`ClaimExists`) before anything is written, and the restore Job is created
+ * only once the claim is observed as this restore's. A Job of a step's name that this restore did
+ * not create is never reused: the restore fails `JobExists` (through the rollback once InPlace has
+ * scaled down). InPlace checks again before the swap that the StatefulSet is still at 0 with no pod:
+ * a scale-up meanwhile fails the restore `ScaledUp` (rollback, scale back) instead of swapping.
  */
 import {
   type Condition,
@@ -23,7 +29,7 @@ import {
 } from "../../api/v1alpha1/index.ts";
 import type { EventInput } from "../kube/events.ts";
 import type { StatefulSet } from "../kube/types.ts";
-import { jobDeadlineSeconds } from "../specs/restorejob.ts";
+import { jobDeadlineSeconds, restoreJobName } from "../specs/restorejob.ts";
 import { setCondition } from "../status.ts";
 import { describePlan, parseRestoreResult, type RestoreResult } from "./result.ts";
 
@@ -35,6 +41,14 @@ export interface JobState {
   message?: string;
   /** The reason of the Job's Failed condition (`DeadlineExceeded`, `BackoffLimitExceeded`, ...). */
   reason?: string;
+  /** A pod of the Job was killed out of memory (its container's memory limit, when it had one). */
+  oomKilled?: { limit?: string };
+  /**
+   * A Job of that name exists but this SqliteRestore did not create it (no controller reference to
+   * its uid: left over from an earlier SqliteRestore of the same name, or made by someone else). It
+   * is never reused: its state says nothing about this restore.
+   */
+  foreign?: boolean;
 }
 
 export interface OtherRestore {
@@ -59,6 +73,11 @@ export interface Observed {
   jobs: Partial<Record<JobStep, JobState>>;
   /** The other SqliteRestores naming the same SqliteReplica. */
   others: OtherRestore[];
+  /**
+   * NewClaim: the claim `spec.newClaim.name` as it is now: missing, created by this SqliteRestore
+   * (its `walship.dev/sqliterestore-uid` annotation is this restore's uid), or anything else.
+   */
+  newClaim?: "missing" | "ours" | "foreign";
 }
 
 export type Action =
@@ -203,7 +222,7 @@ function jobFailure(step: JobStep, job: JobState): string {
 
 /**
  * Why a failed Job failed, as a condition reason and message: past the spec's timeout
- * (`DeadlineExceeded`), a check of the restored file that did not pass (`VerificationFailed`: the
+ * (`DeadlineExceeded`), a pod killed out of memory (`OutOfMemory`, naming the limit), a check of the restored file that did not pass (`VerificationFailed`: the
  * CLI's integrity_check or -verify-sql, which exit with WALSHIP_ERR_INTEGRITY), else `otherwise`.
  */
 function classifyJobFailure(
@@ -218,6 +237,15 @@ function classifyJobFailure(
       message: `the ${step} Job did not finish within spec.timeout ${spec.timeout} (activeDeadlineSeconds ${jobDeadlineSeconds(spec)})`,
     };
   }
+  if (job.oomKilled) {
+    const limit = job.oomKilled.limit ? `limit ${job.oomKilled.limit}` : "no limit";
+    return {
+      reason: "OutOfMemory",
+      message:
+        `the ${step} Job ran out of memory (${limit}); raise this SqliteRestore's ` +
+        "spec.resources.limits.memory or the SqliteReplica's spec.restoreResources.limits.memory",
+    };
+  }
   const message = jobFailure(step, job);
   if (step === "restore" && /\[WALSHIP_ERR_INTEGRITY\]/.test(job.message ?? "")) {
     return { reason: "VerificationFailed", message };
@@ -225,9 +253,20 @@ function classifyJobFailure(
   return { reason: otherwise, message };
 }
 
+function foreignJobMessage(ctx: Ctx, step: JobStep): string {
+  return (
+    `Job ${restoreJobName(ctx.obs.name, step)} exists and was not created by this SqliteRestore (left ` +
+    "over from an earlier one of the same name?); it is not reused: delete it and create the SqliteRestore again"
+  );
+}
+
 /** The step's Job once it has finished; else undefined, creating it if missing and looking again soon. */
 function finishedJob(ctx: Ctx, step: JobStep): JobState | undefined {
   const job = ctx.obs.jobs[step];
+  if (job?.foreign) {
+    fail(ctx, "JobExists", foreignJobMessage(ctx, step));
+    return undefined;
+  }
   if (!job) ctx.actions.push({ kind: "createJob", step });
   if (!job || job.state === "Running") {
     ctx.requeueAfterMs = POLL_MS;
@@ -275,7 +314,8 @@ export function decide(obs: Observed): Decision {
         break;
       }
       if (spec.mode === "NewClaim") {
-        ctx.actions.push({ kind: "createClaim" }, { kind: "createJob", step: "restore" });
+        if (claimNotOurs(ctx, spec)) break;
+        ctx.actions.push({ kind: "createClaim" });
         enter(ctx, "Restoring", `${plan}; restoring ${s.target} into new claim ${s.claimName}`);
         break;
       }
@@ -304,6 +344,15 @@ export function decide(obs: Observed): Decision {
       break;
     }
     case "Restoring": {
+      if (spec.mode === "NewClaim") {
+        if (claimNotOurs(ctx, spec)) break;
+        if (obs.newClaim !== "ours") {
+          // Created with the plan's success; not seen yet (or deleted since): create it, look again.
+          ctx.actions.push({ kind: "createClaim" });
+          ctx.requeueAfterMs = POLL_MS;
+          break;
+        }
+      }
       const job = finishedJob(ctx, "restore");
       if (!job) break;
       if (job.state === "Failed") {
@@ -339,6 +388,11 @@ export function decide(obs: Observed): Decision {
         );
         break;
       }
+      const scaled = scaledUp(obs);
+      if (scaled) {
+        fail(ctx, "ScaledUp", scaled);
+        break;
+      }
       ctx.actions.push({ kind: "createJob", step: "swap" });
       enter(
         ctx,
@@ -350,6 +404,13 @@ export function decide(obs: Observed): Decision {
       break;
     }
     case "Swapping": {
+      // The swap moves files under the app's feet: not once a pod may run again (the Job is created
+      // when Verifying passes; a resumed operator may find it not created yet).
+      const scaled = obs.jobs.swap ? undefined : scaledUp(obs);
+      if (scaled) {
+        fail(ctx, "ScaledUp", scaled);
+        break;
+      }
       const job = finishedJob(ctx, "swap");
       if (!job) break;
       if (job.state === "Failed") {
@@ -366,7 +427,12 @@ export function decide(obs: Observed): Decision {
       break;
     }
     case "ScalingUp": {
-      if (s.failure) {
+      if (s.failure && obs.jobs.rollback?.foreign) {
+        // Not reused, not waited for: scale back up and say where the previous database may be.
+        if (!s.message?.includes("not reused")) {
+          s.message = `${s.failure.message}; ${foreignJobMessage(ctx, "rollback")}: the previous database may be at ${s.backupPath}`;
+        }
+      } else if (s.failure) {
         const job = finishedJob(ctx, "rollback");
         if (!job) break;
         if (job.state === "Failed" && !s.message?.includes("rollback Job")) {
@@ -404,6 +470,35 @@ export function decide(obs: Observed): Decision {
       break;
   }
   return done(ctx);
+}
+
+/**
+ * InPlace, before the swap: why the database must not be swapped now, when the StatefulSet was
+ * scaled up again (by hand, a GitOps tool, an autoscaler) or one of its pods is back; else undefined.
+ */
+export function scaledUp(obs: Observed): string | undefined {
+  const sts = obs.statefulSet;
+  if (!sts) return `StatefulSet ${obs.status.statefulSetName} is gone`;
+  const want = sts.spec?.replicas ?? 1;
+  if (want === 0 && obs.podsRemaining === 0) return undefined;
+  return (
+    `StatefulSet ${sts.metadata?.name} was scaled to ${want} (${obs.podsRemaining} pod(s)) while the ` +
+    "restore ran; the database was not swapped"
+  );
+}
+
+/** NewClaim: fails (nothing written yet) when the claim exists and is not this restore's. */
+function claimNotOurs(ctx: Ctx, spec: SqliteRestoreSpec): boolean {
+  if (ctx.obs.newClaim !== "foreign") return false;
+  const name = spec.newClaim?.name ?? "";
+  finish(
+    ctx,
+    "Failed",
+    "ClaimExists",
+    `spec.newClaim.name: PersistentVolumeClaim ${name} already exists and was not created by this ` +
+      "SqliteRestore; nothing was written to it (name a new claim, or delete that one)",
+  );
+  return true;
 }
 
 function pending(ctx: Ctx, spec: SqliteRestoreSpec): void {
@@ -466,6 +561,7 @@ function pending(ctx: Ctx, spec: SqliteRestoreSpec): void {
   });
   const planning = `checking that ${s.target} can be restored from pod ${pod}'s replica (plan Job)`;
   if (spec.mode === "NewClaim") {
+    if (claimNotOurs(ctx, spec)) return;
     s.claimName = spec.newClaim?.name;
     ctx.actions.push({ kind: "createJob", step: "plan" });
     enter(ctx, "Planning", planning);

@@ -2,12 +2,12 @@
  * SqliteReplica -> the replicator's config file (walship.yml, a litestream.yml that `walship
  * replicate` and `walship restore` read) and the ConfigMap that carries it. Pure.
  *
- * No secret goes into the file: S3 keys are written as `${WALSHIP_S3_<NAME>_ACCESS_KEY_ID}` and the
- * containers get those variables from the Secret references (`env.valueFrom.secretKeyRef`); the
- * replicator expands them when it reads the file. Each pod replicates under its own prefix,
- * `<path>/${POD_NAME}`, so the pods of a StatefulSet never share a replica.
- *
- * Values are single-quoted in the YAML, so an expanded value may hold any character but `'`.
+ * No secret goes into the file, nor through the environment: an S3 destination's keys are named by
+ * `access-key-id-file`/`secret-access-key-file`, files of a projected volume of the referenced
+ * Secrets that the S3 client reads when it signs (so a rotated Secret reaches running pods, and no
+ * value of a Secret is ever part of the text the replicator parses). Each pod replicates under its
+ * own prefix, `<path>/${POD_NAME}`, so the pods of a StatefulSet never share a replica (the pod's
+ * name is a DNS label from the downward API, expanded per value by the replicator).
  */
 import { createHash } from "node:crypto";
 import { Document, Scalar } from "yaml";
@@ -16,10 +16,10 @@ import type { ConfigMap } from "../kube/types.ts";
 import {
   CONFIG_KEY,
   configMapName,
+  credentialFiles,
   FILE_DESTINATIONS_DIR,
   MANAGED_BY_LABELS,
   SQLITE_REPLICA_LABEL,
-  s3EnvNames,
 } from "./names.ts";
 
 export interface RenderOptions {
@@ -58,9 +58,9 @@ export function renderConfig(spec: SqliteReplicaSpec, opts: RenderOptions = {}):
       if (s3.forcePathStyle !== undefined) common["force-path-style"] = s3.forcePathStyle;
       if (s3.skipVerify !== undefined) common["skip-verify"] = s3.skipVerify;
       if (s3.credentials.fromServiceAccount !== true) {
-        const env = s3EnvNames(d.name);
-        common["access-key-id"] = `\${${env.accessKeyId}}`;
-        common["secret-access-key"] = `\${${env.secretAccessKey}}`;
+        const files = credentialFiles(d.name);
+        common["access-key-id-file"] = files.accessKeyId;
+        common["secret-access-key-file"] = files.secretAccessKey;
       }
     } else if (d.file) {
       Object.assign(common, {

@@ -32,8 +32,16 @@ export function fileVolumeName(destinationName: string): string {
   return `walship-dest-${destinationName}`;
 }
 
-/** The env var names carrying one S3 destination's keys (`my-s3` -> `WALSHIP_S3_MY_S3_ACCESS_KEY_ID`). */
-export function s3EnvNames(destinationName: string): { accessKeyId: string; secretAccessKey: string } {
-  const stem = `WALSHIP_S3_${destinationName.toUpperCase().replace(/-/g, "_")}`;
-  return { accessKeyId: `${stem}_ACCESS_KEY_ID`, secretAccessKey: `${stem}_SECRET_ACCESS_KEY` };
+/** Where an S3 destination's keys are mounted (a projected volume of its Secrets), read-only. */
+export const CREDENTIALS_DIR = "/var/run/walship/credentials";
+
+/** The pod volume holding one S3 destination's keys. */
+export function credentialsVolumeName(destinationName: string): string {
+  return `walship-creds-${destinationName}`;
+}
+
+/** The files of one S3 destination's keys, as the rendered config names them. */
+export function credentialFiles(destinationName: string): { accessKeyId: string; secretAccessKey: string } {
+  const dir = `${CREDENTIALS_DIR}/${destinationName}`;
+  return { accessKeyId: `${dir}/access-key-id`, secretAccessKey: `${dir}/secret-access-key` };
 }

@@ -37,14 +37,18 @@ import {
   fileVolumeName,
   MANAGED_BY_LABELS,
 } from "./names.ts";
+import { type AppIdentity, replicatorSecurityContext } from "./security.ts";
 import {
   type BuildOptions,
   buildEnv,
-  DEFAULT_RESOURCES,
-  RESTRICTED_SECURITY_CONTEXT,
+  credentialMounts,
+  credentialVolumes,
+  restoreResources,
 } from "./statefulset.ts";
 
 export const SQLITE_RESTORE_LABEL = "walship.dev/sqliterestore";
+/** On the NewClaim claim: the uid of the SqliteRestore that created it (the only one that writes it). */
+export const SQLITE_RESTORE_UID_ANNOTATION = "walship.dev/sqliterestore-uid";
 export const RESTORE_STEP_LABEL = "walship.dev/restore-step";
 export const RESTORE_JOB_CONTAINER = "walship-restore";
 /** The volume name of the database's claim in a restore Job. */
@@ -66,6 +70,8 @@ export interface RestoreJobInput {
   claimName: string;
   /** The app container's mount of the database volume (path and subPath). */
   mount: { mountPath: string; subPath?: string };
+  /** The app container's effective user and group: every Job runs as them (security.ts). */
+  identity: AppIdentity;
 }
 
 /** `<restore>-<step>`, shortened with a hash to stay a valid 63-character label value. */
@@ -77,7 +83,9 @@ export function restoreJobName(restoreName: string, step: JobStep): string {
 }
 
 /** The NewClaim PersistentVolumeClaim; size and class default to the StatefulSet's template. */
-export function buildNewClaim(input: Omit<RestoreJobInput, "step" | "pod" | "claimName" | "mount">) {
+export function buildNewClaim(
+  input: Omit<RestoreJobInput, "step" | "pod" | "claimName" | "mount" | "identity">,
+) {
   const nc = input.spec.newClaim;
   const tmpl = (input.sts.spec?.volumeClaimTemplates ?? []).find(
     (t) => t.metadata?.name === input.replica.database.volumeName,
@@ -91,6 +99,7 @@ export function buildNewClaim(input: Omit<RestoreJobInput, "step" | "pod" | "cla
       name: nc?.name ?? "",
       namespace: input.restore.namespace,
       labels: { ...MANAGED_BY_LABELS, [SQLITE_RESTORE_LABEL]: input.restore.name },
+      annotations: { [SQLITE_RESTORE_UID_ANNOTATION]: input.restore.uid },
     },
     spec: {
       accessModes: tmpl?.spec?.accessModes ?? ["ReadWriteOnce"],
@@ -251,8 +260,10 @@ export function buildRestoreJob(input: RestoreJobInput, opts: BuildOptions = {})
       });
       volumes.push({ name: fileVolumeName(d.name), persistentVolumeClaim: { claimName: d.file.claimName } });
     }
+    mounts.push(...credentialMounts(replica));
+    volumes.push(...credentialVolumes(replica));
     // The source pod's name, so the config's <path>/${POD_NAME} is that pod's replica.
-    env = buildEnv(replica)
+    env = buildEnv()
       .filter((e) => e.name !== "POD_IP")
       .map((e) => (e.name === "POD_NAME" ? { name: "POD_NAME", value: input.pod } : e));
   }
@@ -264,9 +275,8 @@ export function buildRestoreJob(input: RestoreJobInput, opts: BuildOptions = {})
     command: command(input),
     ...(env ? { env } : {}),
     volumeMounts: mounts,
-    resources: (sc?.resources as Container["resources"]) ?? DEFAULT_RESOURCES,
-    securityContext:
-      (sc?.securityContext as Container["securityContext"] | undefined) ?? RESTRICTED_SECURITY_CONTEXT,
+    resources: (input.spec.resources as Container["resources"]) ?? restoreResources(replica),
+    securityContext: replicatorSecurityContext(input.identity, sc?.securityContext),
     terminationMessagePolicy: "FallbackToLogsOnError",
   };
   return {

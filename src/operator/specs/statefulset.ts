@@ -4,26 +4,29 @@
  *
  * The apply configuration holds only Walship's fields: the restore init container, the replicator
  * sidecar (a native sidecar: an init container with `restartPolicy: Always`), the config volume,
- * the file destinations' claims, and the config-hash annotation. `initContainers` and `volumes` are
+ * the file destinations' claims, the S3 destinations' key volumes, and the config-hash annotation. `initContainers` and `volumes` are
  * lists keyed by name, so the user's entries are untouched; applying the empty configuration
  * (`removalPatch`) removes exactly what Walship added.
  */
+import path from "node:path";
 import type { SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
-import type { Container, EnvVar, SecurityContext, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
+import type { Container, EnvVar, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
 import {
   CONFIG_DIR,
   CONFIG_HASH_ANNOTATION,
   CONFIG_PATH,
   CONFIG_VOLUME,
+  CREDENTIALS_DIR,
   configMapName,
+  credentialsVolumeName,
   DEFAULT_IMAGE,
   FILE_DESTINATIONS_DIR,
   fileVolumeName,
   HTTP_PORT_NAME,
   RESTORE_CONTAINER,
   SIDECAR_CONTAINER,
-  s3EnvNames,
 } from "./names.ts";
+import { type AppIdentity, appIdentity, replicatorSecurityContext } from "./security.ts";
 
 /** Where the database lives in the pod, resolved from the StatefulSet. */
 export interface Target {
@@ -33,11 +36,19 @@ export interface Target {
   mountPath: string;
   /** The mount's subPath, if the app mounts part of the volume. */
   subPath?: string;
+  /** The app container's effective user and group (security.ts); the replicator runs as them. */
+  identity: AppIdentity;
 }
 
 /** Why a SqliteReplica cannot be attached to its StatefulSet; `field` names the spec field. */
 export interface TargetProblem {
-  reason: "ContainerNotFound" | "VolumeNotFound" | "VolumeNotMounted" | "PathOutsideVolume" | "NameClash";
+  reason:
+    | "ContainerNotFound"
+    | "VolumeNotFound"
+    | "VolumeNotMounted"
+    | "PathOutsideVolume"
+    | "NameClash"
+    | "PortConflict";
   field: string;
   message: string;
 }
@@ -73,7 +84,9 @@ export function resolveTarget(spec: SqliteReplicaSpec, sts: StatefulSet): Target
     };
   }
   const dir = mount.mountPath.replace(/\/+$/, "");
-  if (!spec.database.path.startsWith(`${dir}/`)) {
+  // The schema refuses `.`/`..` segments; checked here too, so that no path can climb out of the volume.
+  const normal = path.posix.normalize(spec.database.path) === spec.database.path;
+  if (!normal || !spec.database.path.startsWith(`${dir}/`)) {
     return {
       reason: "PathOutsideVolume",
       field: "spec.database.path",
@@ -93,11 +106,31 @@ export function resolveTarget(spec: SqliteReplicaSpec, sts: StatefulSet): Target
       message: `StatefulSet ${sts.metadata?.name} already has a container named ${clash.name} not added by Walship`,
     };
   }
+  // The sidecar's port must be free in the pod's network namespace: every app container's, and the
+  // user's own native sidecars' (they run beside it); plain init containers have exited by then.
+  const port = spec.sidecar?.metricsPort ?? 9090;
+  const running = [
+    ...containers,
+    ...(podSpec?.initContainers ?? []).filter((c) => c.restartPolicy === "Always" && !ours.has(c.name)),
+  ];
+  for (const c of running) {
+    const p = (c.ports ?? []).find((x) => x.containerPort === port && (x.protocol ?? "TCP") === "TCP");
+    if (p) {
+      return {
+        reason: "PortConflict",
+        field: "spec.sidecar.metricsPort",
+        message:
+          `container ${c.name} declares port ${port}${p.name ? ` (${p.name})` : ""}, where the walship sidecar ` +
+          "would serve /metrics, /healthz and /status; set spec.sidecar.metricsPort to a free port",
+      };
+    }
+  }
   return {
     appContainer: app.name,
     volumeName: vol,
     mountPath: mount.mountPath,
     ...(mount.subPath ? { subPath: mount.subPath } : {}),
+    identity: appIdentity(podSpec, app.name),
   };
 }
 
@@ -111,42 +144,79 @@ export interface BuildOptions {
   image?: string;
 }
 
-/** The restricted securityContext (Pod Security Standards "restricted"). */
-export const RESTRICTED_SECURITY_CONTEXT: SecurityContext = {
-  allowPrivilegeEscalation: false,
-  capabilities: { drop: ["ALL"] },
-  readOnlyRootFilesystem: true,
-  runAsNonRoot: true,
-  seccompProfile: { type: "RuntimeDefault" },
+/**
+ * The sidecar's resources unless `spec.sidecar.resources` says otherwise. Measured peaks (RSS,
+ * docs/operator.md "Memory"): 180-190 MiB snapshotting a 1-4 GiB database, 240 MiB under a writer at
+ * 27 MiB/s of rows; the limit leaves a third on top of the highest.
+ */
+export const DEFAULT_SIDECAR_RESOURCES = {
+  requests: { cpu: "50m", memory: "128Mi" },
+  limits: { memory: "384Mi" },
 };
 
-export const DEFAULT_RESOURCES = {
-  requests: { cpu: "50m", memory: "64Mi" },
-  limits: { memory: "256Mi" },
+/**
+ * The restore init container's and every restore Job's resources unless `spec.restoreResources` (or
+ * a SqliteRestore's `spec.resources`) says otherwise. Measured peaks (docs/operator.md "Memory"):
+ * 247-329 MiB from a file replica for 64 MiB to 4 GiB databases, 386 MiB for 1 GiB + 1 GiB of WAL
+ * from MinIO; the memory does not grow with the database size.
+ */
+export const DEFAULT_RESTORE_RESOURCES = {
+  requests: { cpu: "100m", memory: "256Mi" },
+  limits: { memory: "512Mi" },
 };
 
-/** The env both containers get: the pod's name and IP, and each S3 destination's keys by reference. */
-export function buildEnv(spec: SqliteReplicaSpec): EnvVar[] {
-  const env: EnvVar[] = [
+/** The env every Walship container gets: the pod's name and IP (no secret: keys come as files). */
+export function buildEnv(): EnvVar[] {
+  return [
     { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
     { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
   ];
-  for (const d of spec.destinations) {
+}
+
+/** The S3 destinations whose keys come from Secrets. */
+function keyedDestinations(spec: SqliteReplicaSpec) {
+  return spec.destinations.filter((d) => {
     const c = d.s3?.credentials;
-    if (!c || c.fromServiceAccount === true || !c.accessKeyId || !c.secretAccessKey) continue;
-    const names = s3EnvNames(d.name);
-    env.push(
-      {
-        name: names.accessKeyId,
-        valueFrom: { secretKeyRef: { name: c.accessKeyId.name, key: c.accessKeyId.key } },
+    return c && c.fromServiceAccount !== true && c.accessKeyId && c.secretAccessKey;
+  });
+}
+
+/**
+ * Each keyed S3 destination's projected volume: the two referenced Secret keys as the files
+ * `access-key-id` and `secret-access-key` (the kubelet updates them when the Secret changes).
+ */
+export function credentialVolumes(spec: SqliteReplicaSpec): Volume[] {
+  return keyedDestinations(spec).map((d) => {
+    const c = d.s3!.credentials;
+    return {
+      name: credentialsVolumeName(d.name),
+      projected: {
+        sources: [
+          {
+            secret: {
+              name: c.accessKeyId!.name,
+              items: [{ key: c.accessKeyId!.key, path: "access-key-id" }],
+            },
+          },
+          {
+            secret: {
+              name: c.secretAccessKey!.name,
+              items: [{ key: c.secretAccessKey!.key, path: "secret-access-key" }],
+            },
+          },
+        ],
       },
-      {
-        name: names.secretAccessKey,
-        valueFrom: { secretKeyRef: { name: c.secretAccessKey.name, key: c.secretAccessKey.key } },
-      },
-    );
-  }
-  return env;
+    };
+  });
+}
+
+/** The read-only mounts of `credentialVolumes`. */
+export function credentialMounts(spec: SqliteReplicaSpec): VolumeMount[] {
+  return keyedDestinations(spec).map((d) => ({
+    name: credentialsVolumeName(d.name),
+    mountPath: `${CREDENTIALS_DIR}/${d.name}`,
+    readOnly: true,
+  }));
 }
 
 function buildMounts(spec: SqliteReplicaSpec, target: Target): VolumeMount[] {
@@ -160,38 +230,57 @@ function buildMounts(spec: SqliteReplicaSpec, target: Target): VolumeMount[] {
     ...spec.destinations
       .filter((d) => d.file)
       .map((d) => ({ name: fileVolumeName(d.name), mountPath: `${FILE_DESTINATIONS_DIR}/${d.name}` })),
+    ...credentialMounts(spec),
   ];
 }
 
-function common(spec: SqliteReplicaSpec, target: Target, opts: BuildOptions): Omit<Container, "name"> {
+/** The resources of the restore init container and the restore Jobs. */
+export function restoreResources(spec: SqliteReplicaSpec): Container["resources"] {
+  return (spec.restoreResources as Container["resources"]) ?? DEFAULT_RESTORE_RESOURCES;
+}
+
+function common(
+  spec: SqliteReplicaSpec,
+  target: Target,
+  opts: BuildOptions,
+  resources: Container["resources"],
+): Omit<Container, "name"> {
   const sc = spec.sidecar;
   return {
     image: sc?.image ?? opts.image ?? DEFAULT_IMAGE,
     ...(sc?.imagePullPolicy ? { imagePullPolicy: sc.imagePullPolicy } : {}),
-    env: buildEnv(spec),
+    env: buildEnv(),
     volumeMounts: buildMounts(spec, target),
-    resources: (sc?.resources as Container["resources"]) ?? DEFAULT_RESOURCES,
-    securityContext: (sc?.securityContext as SecurityContext | undefined) ?? RESTRICTED_SECURITY_CONTEXT,
+    resources,
+    securityContext: replicatorSecurityContext(target.identity, sc?.securityContext),
     terminationMessagePolicy: "FallbackToLogsOnError",
   };
 }
 
-/** The replicator as a native sidecar. */
+/**
+ * The replicator as a native sidecar. No readinessProbe: a native sidecar's readiness counts toward
+ * the pod's, so an unreachable bucket would take the app out of its Service; replication health is
+ * the SqliteReplica's status, the metrics and the alerts instead. A startupProbe on /healthz holds
+ * the app until the replicator serves (the kubelet starts the next container once a sidecar's
+ * startupProbe passes), and a livenessProbe restarts a replicator that stops answering.
+ */
 export function buildSidecar(spec: SqliteReplicaSpec, target: Target, opts: BuildOptions = {}): Container {
   const port = spec.sidecar?.metricsPort ?? 9090;
+  const healthz = { httpGet: { path: "/healthz", port: HTTP_PORT_NAME } };
   return {
     name: SIDECAR_CONTAINER,
     restartPolicy: "Always",
     command: ["walship", "replicate", "-config", CONFIG_PATH],
-    ...common(spec, target, opts),
+    ...common(spec, target, opts, sidecarResources(spec)),
     ports: [{ name: HTTP_PORT_NAME, containerPort: port, protocol: "TCP" }],
-    readinessProbe: {
-      httpGet: { path: "/readyz", port: HTTP_PORT_NAME },
-      periodSeconds: 5,
-      timeoutSeconds: 3,
-      failureThreshold: 3,
-    },
+    startupProbe: { ...healthz, periodSeconds: 1, timeoutSeconds: 3, failureThreshold: 120 },
+    livenessProbe: { ...healthz, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
   };
+}
+
+/** The sidecar's resources. */
+export function sidecarResources(spec: SqliteReplicaSpec): Container["resources"] {
+  return (spec.sidecar?.resources as Container["resources"]) ?? DEFAULT_SIDECAR_RESOURCES;
 }
 
 /**
@@ -214,11 +303,11 @@ export function buildRestoreContainer(
   return {
     name: RESTORE_CONTAINER,
     command: ["walship", "restore", "-config", CONFIG_PATH, ...policy, spec.database.path],
-    ...common(spec, target, opts),
+    ...common(spec, target, opts, restoreResources(spec)),
   };
 }
 
-/** The volumes Walship adds: the config and each file destination's claim. */
+/** The volumes Walship adds: the config, each file destination's claim, each S3 destination's keys. */
 export function buildVolumes(name: string, spec: SqliteReplicaSpec): Volume[] {
   return [
     { name: CONFIG_VOLUME, configMap: { name: configMapName(name) } },
@@ -228,6 +317,7 @@ export function buildVolumes(name: string, spec: SqliteReplicaSpec): Volume[] {
         name: fileVolumeName(d.name),
         persistentVolumeClaim: { claimName: d.file?.claimName ?? "" },
       })),
+    ...credentialVolumes(spec),
   ];
 }
 

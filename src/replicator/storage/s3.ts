@@ -10,9 +10,9 @@
  * leading "/" kept), so both tools find the same keys. An empty path puts `generations/` at the
  * bucket root.
  *
- * - Credentials: the configured keys, else the AWS SDK's default chain (environment, web identity
- *   token file as IRSA sets it, EKS Pod Identity / container credentials, shared profile, instance
- *   metadata).
+ * - Credentials: the configured keys, or the key files (credential-file.ts: re-read while running),
+ *   else the AWS SDK's default chain (environment, web identity token file as IRSA sets it, EKS Pod
+ *   Identity / container credentials, shared profile, instance metadata).
  * - Bodies of up to one part (default 8 MiB) go up in one PutObject; larger ones stream up as a
  *   multipart upload holding one part in memory at a time, aborted on any failure or abort.
  * - The SDK's standard retry mode retries 5xx, 429/throttling, timeouts and dropped connections with
@@ -55,6 +55,7 @@ import {
   sortSegments,
   sortSnapshots,
 } from "./client.ts";
+import { fileKeyProvider } from "./credential-file.ts";
 import { checkField, checkGeneration, checkKey, checkPrefix } from "./names.ts";
 
 /** Default multipart part size: also the largest body sent as one PutObject. */
@@ -100,6 +101,8 @@ export interface S3ReplicaClientOptions {
   partSizeBytes?: number;
   /** Socket idle timeout per request; undefined = DEFAULT_REQUEST_TIMEOUT_MS; 0 = none. */
   requestTimeoutMs?: number;
+  /** Key files are read again after this long; undefined = DEFAULT_CREDENTIAL_REFRESH_MS. */
+  credentialRefreshMs?: number;
 }
 
 export class S3ReplicaClient implements ReplicaClient {
@@ -186,6 +189,11 @@ export class S3ReplicaClient implements ReplicaClient {
     // Without keys the SDK's default provider chain is used (credentials left unset on purpose).
     if (accessKeyId !== undefined && secretAccessKey !== undefined) {
       config.credentials = { accessKeyId, secretAccessKey };
+    } else if (settings.accessKeyIdFile && settings.secretAccessKeyFile) {
+      config.credentials = fileKeyProvider(
+        { accessKeyIdFile: settings.accessKeyIdFile, secretAccessKeyFile: settings.secretAccessKeyFile },
+        opts.credentialRefreshMs,
+      );
     }
     this.#config = config;
     if (settings.region || settings.endpoint !== undefined) {
