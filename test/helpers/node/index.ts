@@ -111,6 +111,8 @@ export interface Cluster {
 export interface ClusterOptions {
   /** How long to wait for the node to be Ready; default 120 s. */
   timeoutMs?: number;
+  /** How long to wait while another process has the machine's one node; default 1 h. */
+  lockTimeoutMs?: number;
 }
 
 function requireRoot(): void {
@@ -306,6 +308,60 @@ async function importImages(ctr: string, log: (l: string) => void): Promise<void
   }
 }
 
+/**
+ * One node per machine: the bridge, the nft tables and the daemons' paths are fixed. A lock directory
+ * holding its owner's pid serializes test processes (another worktree's, a helper's); a dead owner's
+ * lock is taken over (its leftovers are then swept).
+ */
+const LOCK_DIR = "/run/walship-node.lock";
+
+function lockOwner(): number | undefined {
+  try {
+    return Number(readFileSync(join(LOCK_DIR, "pid"), "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+async function acquireNodeLock(timeoutMs: number, log: (l: string) => void): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let said = false;
+  for (;;) {
+    try {
+      mkdirSync(LOCK_DIR);
+      writeFileSync(join(LOCK_DIR, "pid"), `${process.pid}\n`);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const owner = lockOwner();
+    if (owner === process.pid) return;
+    const alive = owner !== undefined && existsSync(`/proc/${owner}`);
+    if (!alive) {
+      // A dead owner (or one that had not written its pid yet: give it a moment).
+      await new Promise((r) => setTimeout(r, 200));
+      if (lockOwner() === owner) rmSync(LOCK_DIR, { recursive: true, force: true });
+      continue;
+    }
+    if (!said) {
+      log(`waiting for the node of process ${owner} to stop`);
+      process.stderr.write(`[node] another test process (pid ${owner}) has the node; waiting for it\n`);
+      said = true;
+    }
+    if (Date.now() > deadline) {
+      throw new InfraError(
+        "INFRA_TIMEOUT",
+        `the node is held by process ${owner} (${LOCK_DIR}) for too long`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+function releaseNodeLock(): void {
+  if (lockOwner() === process.pid) rmSync(LOCK_DIR, { recursive: true, force: true });
+}
+
 let exitHookInstalled = false;
 let active: { stopSync: () => void } | undefined;
 
@@ -338,11 +394,16 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     if (process.env.WALSHIP_NODE_DEBUG === "1") process.stderr.write(`[node] ${l}\n`);
   };
 
-  // The images, rebuilt when their inputs changed (make test has built them already: then this is a
-  // stamp check of a second).
-  await runCommand(join(ROOT, "test/infra/images"), [], { timeoutMs: 1_800_000 });
-
   installExitHook();
+  await acquireNodeLock(opts.lockTimeoutMs ?? 3_600_000, log);
+  // The images of this checkout, rebuilt when their inputs changed (make test has built them already:
+  // then this is a stamp check of a second). Under the lock: worktrees share the image names.
+  try {
+    await runCommand(join(ROOT, "test/infra/images"), [], { timeoutMs: 1_800_000 });
+  } catch (err) {
+    releaseNodeLock();
+    throw err;
+  }
   if (hasLeftovers()) {
     // A crashed run: its containerd state is still there, so its pods can be removed properly.
     const found = sweepHost({ removePods: () => startContainerdForSweep(containerd) });
@@ -365,6 +426,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     byName("kube-proxy")?.kill("SIGKILL");
     sweepHost({ removePods: removeAllPods });
     byName("containerd")?.kill("SIGKILL");
+    releaseNodeLock();
   };
   const stop = async (): Promise<void> => {
     if (stopped) return;
@@ -383,6 +445,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const left = sweepHost();
     if (left.length > 0) log(`put back: ${left.join("; ")}`);
     await cp?.stop();
+    releaseNodeLock();
   };
   active = { stopSync };
 
