@@ -20,6 +20,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
+import { accessProblem } from "./access.ts";
 import { Backfiller } from "./backfill.ts";
 import { isGenerationName, metaDir, parseShadowName, shadow } from "./layout.ts";
 import { alignWalSize, frameSize, parseWalHeader, scanFrames, WAL_HEADER_SIZE } from "./sqlite/wal.ts";
@@ -349,6 +350,15 @@ export class Db {
   #connect(): boolean {
     if (this.#db) return true;
     if (!fs.existsSync(this.path)) return false;
+    // Nothing is opened that this user may not write: SQLite would create -wal/-shm as this user, and
+    // an app running as another one could then no longer write its own database.
+    const denied = accessProblem(this.path, this.metaPath);
+    if (denied) {
+      throw new WalshipError(
+        ErrorCodes.SQLITE,
+        `open db ${this.path}: ${denied.code}: cannot ${denied.need} ${denied.path}; nothing was opened`,
+      );
+    }
     let db: Database.Database | undefined;
     let rtx: Database.Database | undefined;
     try {

@@ -10,8 +10,7 @@
  * Everything is computed per request from the live Db and Replica objects; only the destination
  * listing behind the recoverability window is cached (window.ts).
  */
-import { constants } from "node:fs";
-import { access, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -27,6 +26,7 @@ import {
   STATUS_API_VERSION,
   STATUS_KIND,
 } from "../shared/protocol.ts";
+import { accessProblem } from "./access.ts";
 import type { Db } from "./db.ts";
 import {
   type DbObservation,
@@ -338,32 +338,6 @@ export function runAs(): RunAs | undefined {
   return { uid: process.getuid(), gid: process.getgid(), groups: process.getgroups?.() ?? [] };
 }
 
-/**
- * The first file a database needs that this process may not use: the directory (to create `-wal`,
- * `-shm` and the meta directory), the database and its `-wal`/`-shm` (read and write), the meta
- * directory. Files that do not exist are skipped (the app has not created them yet).
- */
-export async function accessProblem(dbPath: string, metaPath: string): Promise<AccessProblem | undefined> {
-  const rw = constants.R_OK | constants.W_OK;
-  const dir = constants.W_OK | constants.X_OK;
-  const checks: Array<[string, number, string]> = [
-    [path.dirname(dbPath), dir, "create files in"],
-    [dbPath, rw, "read and write"],
-    [`${dbPath}-wal`, rw, "read and write"],
-    [`${dbPath}-shm`, rw, "read and write"],
-    [metaPath, dir, "create files in"],
-  ];
-  for (const [p, mode, need] of checks) {
-    try {
-      await access(p, mode);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "EACCES" || code === "EPERM" || code === "EROFS") return { path: p, need, code };
-    }
-  }
-  return undefined;
-}
-
 /** Adds `runAs`, and `access` to each database that is failing or has no generation yet. */
 async function addAccessProblems(doc: ReplicatorStatus, replication: Replication): Promise<void> {
   const who = runAs();
@@ -372,7 +346,7 @@ async function addAccessProblems(doc: ReplicatorStatus, replication: Replication
     doc.databases.map(async (d) => {
       if (d.ready && !d.lastError) return;
       const db = replication.dbs.find((x) => x.path === d.path);
-      const problem = db ? await accessProblem(db.path, db.metaPath) : undefined;
+      const problem = db ? accessProblem(db.path, db.metaPath) : undefined;
       if (problem) d.access = problem;
     }),
   );

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -96,5 +96,51 @@ describe("a replicator without access to the database", { skip: process.getuid?.
       op: "mkdir",
       path: path.join(data, ".app.db-litestream"),
     });
+  });
+
+  it("opens nothing it may not write: no -wal/-shm of its own beside an app's readable database", async () => {
+    // The app's database, readable by all but writable by its owner only, in a directory anyone may
+    // create files in (a local-path volume is 0777): SQLite would create -wal/-shm as this user, and
+    // the app could then no longer write its own database ("attempt to write a readonly database").
+    const data = path.join(dir, "c");
+    mkdirSync(data);
+    chmodSync(data, 0o777);
+    const db = path.join(data, "app.db");
+    const conn = new Database(db);
+    conn.pragma("journal_mode = wal");
+    conn.exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+    conn.close();
+    chownSync(db, OTHER_UID, OTHER_UID);
+    chmodSync(db, 0o644);
+    const port = await freePort();
+    const cfg = path.join(dir, "c.yml");
+    writeFileSync(
+      cfg,
+      `addr: 127.0.0.1:${port}\ndbs:\n  - path: ${db}\n    replicas:\n      - url: file://${dir}/c-replica\n`,
+    );
+    const child = spawn("setpriv", unprivileged(["replicate", "-config", cfg]), { stdio: "ignore" });
+    try {
+      let doc: ReplicatorStatus | undefined;
+      for (let i = 0; i < 100 && !doc?.databases[0]?.access; i++) {
+        await sleep(100);
+        try {
+          doc = ReplicatorStatusSchema.parse(await (await fetch(`http://127.0.0.1:${port}/status`)).json());
+        } catch {
+          // not listening yet
+        }
+      }
+      assert.deepEqual(doc?.databases[0]?.access, { path: db, need: "read and write", code: "EACCES" });
+      await sleep(1500); // a few more attempts to open it
+      assert.deepEqual(
+        readdirSync(data).filter((f) => f.startsWith("app.db")),
+        ["app.db"],
+        "no -wal or -shm was created",
+      );
+    } finally {
+      child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await once(child, "exit");
+      clearTimeout(killer);
+    }
   });
 });
