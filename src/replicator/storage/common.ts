@@ -83,3 +83,40 @@ export async function forEachLimited<T>(
   const rejected = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (rejected) throw rejected.reason;
 }
+
+/**
+ * Reads a body until it ends or passes `limit` bytes: a body that ends within it can go in one
+ * request. `rest()` yields what was read and then the remainder, for a streamed upload.
+ */
+export async function readHead(
+  body: AsyncIterable<unknown>,
+  limit: number,
+): Promise<{ ended: boolean; size: number; bytes(): Buffer; rest(): AsyncGenerator<Uint8Array> }> {
+  const it = body[Symbol.asyncIterator]() as AsyncIterator<unknown>;
+  const head: Uint8Array[] = [];
+  let size = 0;
+  let ended = false;
+  while (size <= limit) {
+    const r = await it.next();
+    if (r.done) {
+      ended = true;
+      break;
+    }
+    const c = toBytes(r.value);
+    head.push(c);
+    size += c.byteLength;
+  }
+  return {
+    ended,
+    size,
+    bytes: () => Buffer.concat(head, size),
+    rest: async function* () {
+      yield* head;
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return;
+        yield toBytes(r.value);
+      }
+    },
+  };
+}

@@ -28,7 +28,7 @@ import {
   forEachLimited,
   isAbortError,
   newOperationCounts,
-  toBytes,
+  readHead,
 } from "./common.ts";
 import { type ListedObject, type ObjectBackend, ObjectStoreClient } from "./object-store.ts";
 
@@ -178,36 +178,14 @@ class GcsBackend implements ObjectBackend {
   ): Promise<{ size: number; createdAt: Date }> {
     const file = this.#bucket().file(key);
     if (body instanceof Uint8Array) return this.#putBytes(file, key, body, signal);
-    if (signal) addAbortSignal(signal, body);
-    const it = body[Symbol.asyncIterator]() as AsyncIterator<unknown>;
-    // Read up to the threshold: a body that ends there goes in one request.
-    const head: Uint8Array[] = [];
-    let size = 0;
-    let ended = false;
+    let head: Awaited<ReturnType<typeof readHead>>;
     try {
-      while (size <= this.#threshold) {
-        const r = await it.next();
-        if (r.done) {
-          ended = true;
-          break;
-        }
-        const c = toBytes(r.value);
-        head.push(c);
-        size += c.byteLength;
-      }
+      head = await readHead(body, this.#threshold);
     } catch (err) {
       throw this.#error("write", key, err, signal);
     }
-    if (ended) return this.#putBytes(file, key, Buffer.concat(head, size), signal);
+    if (head.ended) return this.#putBytes(file, key, head.bytes(), signal);
 
-    const rest = async function* () {
-      yield* head;
-      for (;;) {
-        const r = await it.next();
-        if (r.done) return;
-        yield toBytes(r.value);
-      }
-    };
     let sent = 0;
     const counted = async function* (source: AsyncIterable<Uint8Array>) {
       for await (const c of source) {
@@ -217,7 +195,7 @@ class GcsBackend implements ObjectBackend {
     };
     try {
       await pipeline(
-        Readable.from(rest(), { objectMode: false }),
+        Readable.from(head.rest(), { objectMode: false }),
         counted,
         file.createWriteStream({ resumable: true, contentType: "application/octet-stream" }),
         signal ? { signal } : {},

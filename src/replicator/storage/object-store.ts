@@ -10,7 +10,7 @@
  * sorting every listing); a backend supplies only the five object verbs of `ObjectBackend` in terms of
  * full keys, and turns its SDK's failures into WalshipErrors (NotFoundError for a missing object).
  */
-import type { Readable } from "node:stream";
+import { addAbortSignal, type Readable } from "node:stream";
 import { isGenerationName, keys, parseSegmentName, parseSnapshotName } from "../layout.ts";
 import type { SnapshotInfo, WalSegmentInfo } from "../types.ts";
 import {
@@ -262,6 +262,8 @@ export class ObjectStoreClient implements ReplicaClient {
   ): Promise<{ size: number; createdAt: Date }> {
     try {
       checkSignal(signal, verb, this.#url(key));
+      // An abort also fails a body that is still being read.
+      if (signal && !(body instanceof Uint8Array)) addAbortSignal(signal, body);
       return await this.#b.put(key, body, signal);
     } finally {
       // A failed or aborted upload stops what feeds it (Litestream's stuck-pipe hang, #524); after a
