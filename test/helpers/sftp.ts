@@ -74,7 +74,11 @@ export interface SftpServer {
   /** The sshd listener; undefined while stopped. */
   readonly process: ManagedProcess | undefined;
   logFile: string;
-  /** Kills every per-connection sshd (the listener keeps running); returns how many. */
+  /**
+   * Signals every per-connection sshd process, the monitor and its unprivileged child that holds the
+   * socket (the listener keeps running); returns how many. SIGKILL drops the connections; SIGSTOP
+   * makes them hang (nothing is answered, the TCP connection stays up) until SIGCONT.
+   */
   killSessions(signal?: NodeJS.Signals): number;
   /** Stops the listener (live sessions go on until killed). */
   stop(): Promise<void>;
@@ -243,7 +247,7 @@ export async function startSftp(opts: SftpOptions = {}): Promise<SftpServer> {
       const listener = life.process?.pid;
       if (listener === undefined) return 0;
       let killed = 0;
-      for (const pid of childrenOf(listener)) {
+      for (const pid of descendantsOf(listener)) {
         try {
           process.kill(pid, signal);
           killed++;
@@ -281,7 +285,7 @@ export async function startSftp(opts: SftpOptions = {}): Promise<SftpServer> {
       restart: life.restart,
       async close() {
         const listener = life.process?.pid;
-        sessions = listener === undefined ? [] : childrenOf(listener);
+        sessions = listener === undefined ? [] : descendantsOf(listener);
         await life.close();
       },
     };
@@ -313,7 +317,20 @@ function idsOf(user: string): { uid: number; gid: number } {
   return { uid: Number(f[2]), gid: Number(f[3]) };
 }
 
-/** Direct children of a process (sshd forks one per connection). */
+/** Every process below a process (sshd forks a monitor per connection, which forks the session). */
+function descendantsOf(pid: number): number[] {
+  const out: number[] = [];
+  const todo = [pid];
+  for (let p = todo.pop(); p !== undefined; p = todo.pop()) {
+    for (const c of childrenOf(p)) {
+      out.push(c);
+      todo.push(c);
+    }
+  }
+  return out;
+}
+
+/** Direct children of a process. */
 function childrenOf(pid: number): number[] {
   const out: number[] = [];
   for (const name of readdirSync("/proc")) {
