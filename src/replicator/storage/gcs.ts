@@ -16,7 +16,7 @@
  *   cannot delete (retention needs storage.objects.delete) fail at start with a clear error.
  */
 import { randomBytes } from "node:crypto";
-import { addAbortSignal, Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { type File, IdempotencyStrategy, Storage, type StorageOptions } from "@google-cloud/storage";
 import { ErrorCodes, NotFoundError, WalshipError } from "../../shared/errors.ts";
