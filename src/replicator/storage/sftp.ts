@@ -128,6 +128,8 @@ interface Session {
   dead: boolean;
   /** Called once when it dies (a write waiting on its body must not wait for it forever). */
   onDeath: Set<() => void>;
+  /** Requests awaiting an answer: failed at once when the connection dies, so no timer outlives it. */
+  pending: Set<(err: Error) => void>;
 }
 
 export class SftpReplicaClient implements ReplicaClient {
@@ -145,6 +147,7 @@ export class SftpReplicaClient implements ReplicaClient {
   /** Directories known to exist (so a write does one round trip less). */
   readonly #dirs = new Set<string>();
   #warnedNoFsync = false;
+  #closed = false;
 
   constructor(opts: SftpReplicaClientOptions) {
     if (!opts?.host) throw new WalshipError(ErrorCodes.CONFIG, "create sftp replica: host required");
@@ -176,8 +179,12 @@ export class SftpReplicaClient implements ReplicaClient {
     this.location = `sftp://${opts.user}@${where}${this.#root.startsWith("/") ? "" : "/"}${this.#root}`;
   }
 
-  /** Closes the connection (a later call opens a new one). */
+  /**
+   * Closes the connection for good: requests in flight fail at once and later calls are refused, so
+   * nothing (a retry, a reconnect) keeps the process alive after shutdown.
+   */
   close(): void {
+    this.#closed = true;
     const s = this.#session;
     this.#session = undefined;
     s?.then((x) => this.#kill(x)).catch(() => {});
@@ -599,25 +606,37 @@ export class SftpReplicaClient implements ReplicaClient {
   ): Promise<T> {
     if (s.dead) return Promise.reject(transportError("sftp connection closed"));
     return new Promise<T>((resolve, reject) => {
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        s.pending.delete(fail);
+        reject(err);
+      };
       const timer = setTimeout(() => {
         const err = transportError(`${what}: no answer from the server in ${this.#requestTimeoutMs} ms`);
+        fail(err);
         this.#drop(s, err);
-        reject(err);
       }, this.#requestTimeoutMs);
+      s.pending.add(fail);
       try {
         start((err, value) => {
+          if (!s.pending.has(fail)) return; // failed already (timeout, connection gone)
           clearTimeout(timer);
+          s.pending.delete(fail);
           if (err) reject(err);
           else resolve(value as T);
         });
       } catch (err) {
-        clearTimeout(timer);
-        reject(err);
+        fail(err as Error);
       }
     });
   }
 
   #connected(): Promise<Session> {
+    if (this.#closed) {
+      return Promise.reject(
+        new WalshipError(ErrorCodes.ABORTED, `sftp ${this.location}: the client was closed`),
+      );
+    }
     this.#session ??= this.#connect().catch((err: unknown) => {
       this.#session = undefined;
       throw err;
@@ -632,10 +651,19 @@ export class SftpReplicaClient implements ReplicaClient {
   }
 
   #kill(s: Session): void {
-    if (!s.dead) for (const f of s.onDeath) f();
-    s.dead = true;
+    if (!s.dead) {
+      s.dead = true;
+      for (const f of s.onDeath) f();
+      const err = transportError("the sftp connection closed");
+      for (const fail of [...s.pending]) fail(err);
+    }
+    // end() says goodbye and half-closes; a hung server never closes its side, and ssh2's destroy()
+    // does nothing to a half-closed socket: destroy the socket itself soon after.
     s.client.end();
-    s.client.destroy();
+    const sock = (s.client as unknown as { _sock?: { destroy(): void; destroyed?: boolean } })._sock;
+    setTimeout(() => {
+      if (sock && !sock.destroyed) sock.destroy();
+    }, 500).unref();
     void this.#session?.then(
       (cur) => {
         if (cur === s) this.#session = undefined;
@@ -695,7 +723,13 @@ export class SftpReplicaClient implements ReplicaClient {
       };
     }
     const client = new Client();
-    const s: Session = { client, sftp: undefined as unknown as SFTPWrapper, dead: false, onDeath: new Set() };
+    const s: Session = {
+      client,
+      sftp: undefined as unknown as SFTPWrapper,
+      dead: false,
+      onDeath: new Set(),
+      pending: new Set(),
+    };
     return new Promise<Session>((resolve, reject) => {
       let ready = false;
       const fail = (err: Error) => {
@@ -723,11 +757,15 @@ export class SftpReplicaClient implements ReplicaClient {
           sftp.on("error", () => this.#kill(s));
           sftp.on("close", () => this.#kill(s));
           s.sftp = sftp;
+          if (this.#closed) return fail(new Error("the client was closed while connecting"));
           ready = true;
           resolve(s);
         });
       });
       client.connect(cfg);
+      // Small SFTP requests must not wait for Nagle + delayed ACK (~40 ms a round trip); Go's
+      // sockets, and so Litestream's, set TCP_NODELAY too.
+      client.setNoDelay(true);
     });
   }
 
