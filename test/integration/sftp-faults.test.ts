@@ -18,7 +18,7 @@ import { runLitestream } from "../helpers/litestream.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { type SftpServer, startSftp } from "../helpers/sftp.ts";
 import { integrityCheck, logicalHash, logicalHashOf, openWorkload, writeFor } from "../helpers/sqlite.ts";
-import { sleep, startReplicator, walship } from "../helpers/walship.ts";
+import { startReplicator, walship } from "../helpers/walship.ts";
 
 let sftp: SftpServer;
 const dirs: string[] = [];
