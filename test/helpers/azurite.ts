@@ -159,7 +159,19 @@ export async function startAzurite(opts: AzuriteOptions = {}): Promise<Azurite> 
       return new BlobServiceClient(endpoint, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY));
     },
     async createContainer(name) {
-      await az.client().getContainerClient(name).createIfNotExists();
+      if (!caFile) {
+        await az.client().getContainerClient(name).createIfNotExists();
+        return;
+      }
+      // This process does not trust the test certificate (NODE_EXTRA_CA_CERTS is read at start only):
+      // a short child that does.
+      const script = `import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
+await new BlobServiceClient(${JSON.stringify(endpoint)}, new StorageSharedKeyCredential(${JSON.stringify(AZURITE_ACCOUNT)}, ${JSON.stringify(AZURITE_KEY)})).getContainerClient(${JSON.stringify(name)}).createIfNotExists();`;
+      execFileSync(process.execPath, ["--input-type=module", "-e", script], {
+        cwd: dirname(createRequire(import.meta.url).resolve("@azure/storage-blob")),
+        env: { ...process.env, NODE_EXTRA_CA_CERTS: caFile },
+        stdio: ["ignore", "ignore", "pipe"],
+      });
     },
     stop: life.stop,
     restart: life.restart,

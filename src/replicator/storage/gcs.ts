@@ -2,8 +2,8 @@
  * The Google Cloud Storage destination (the only importer of @google-cloud/storage), in Litestream
  * v0.3.13's layout under the replica's path in a bucket (see object-store.ts for the names).
  *
- * - Credentials: `credentialsFile` (a service-account key, or any Application Default Credentials
- *   file), else ADC: GOOGLE_APPLICATION_CREDENTIALS, gcloud's well-known file, then the metadata
+ * - Credentials: `credentialsFile` (a service-account key, exchanged at its token_uri; or any other
+ *   Application Default Credentials file), else ADC: GOOGLE_APPLICATION_CREDENTIALS, gcloud's well-known file, then the metadata
  *   server (GKE Workload Identity, Cloud Run, GCE). With a custom `endpoint` (an emulator) no
  *   credentials are sent unless `authWithEndpoint`, as the Go client does with STORAGE_EMULATOR_HOST.
  * - Bodies up to `resumableThresholdBytes` (16 MiB, the Go client's chunk size) go up in one
@@ -19,6 +19,7 @@ import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { type File, IdempotencyStrategy, Storage, type StorageOptions } from "@google-cloud/storage";
+import { OAuth2Client } from "google-auth-library";
 import { ErrorCodes, NotFoundError, WalshipError } from "../../shared/errors.ts";
 import type { CallOptions, OperationCounts } from "./client.ts";
 import {
@@ -30,6 +31,7 @@ import {
   newOperationCounts,
   readHead,
 } from "./common.ts";
+import { exchangeServiceAccountKey, readCredentialsFile } from "./gcs-credentials.ts";
 import { type ListedObject, type ObjectBackend, ObjectStoreClient } from "./object-store.ts";
 
 /** Bodies up to this size go in one request (the Go client's default chunk size). */
@@ -130,7 +132,17 @@ class GcsBackend implements ObjectBackend {
     };
     if (opts.endpoint !== undefined) options.apiEndpoint = opts.endpoint;
     if (opts.authWithEndpoint) options.useAuthWithCustomEndpoint = true;
-    if (opts.credentialsFile) options.keyFilename = opts.credentialsFile;
+    if (opts.credentialsFile) {
+      const creds = readCredentialsFile(opts.credentialsFile);
+      if ("serviceAccount" in creds) {
+        // Tokens from the key's own token_uri (see gcs-credentials.ts).
+        const auth = new OAuth2Client();
+        auth.refreshHandler = () => exchangeServiceAccountKey(creds.serviceAccount);
+        options.authClient = auth;
+      } else {
+        options.credentials = creds.other;
+      }
+    }
     this.#storage = withoutEmulatorEnv(() => new Storage(options));
     this.#apiEndpoint = this.#storage.apiEndpoint;
     this.#auth = opts.endpoint === undefined || opts.authWithEndpoint === true;
