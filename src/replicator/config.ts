@@ -93,8 +93,8 @@ export interface AbsSettings {
   /** Walship key `sas-token`, else env AZURE_STORAGE_SAS_TOKEN. */
   sasToken?: string;
   /** Walship keys: files holding the account key or the SAS token (a mounted Secret). */
-  accountKeyPath?: string;
-  sasTokenPath?: string;
+  accountKeyFile?: string;
+  sasTokenFile?: string;
 }
 export interface SftpSettings {
   /** `host` or `host:port` (port 22 when absent). */
@@ -108,12 +108,16 @@ export interface SftpSettings {
   path: string;
   /** Walship key `host-key`: pinned server public keys (`ssh-ed25519 AAAA...`). */
   hostKeys?: string[];
-  /** Walship key `known-hosts-path`; undefined = ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts. */
-  knownHostsPath?: string;
+  /** Walship key `known-hosts-file`; undefined = ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts. */
+  knownHostsFile?: string;
   /** Walship key `insecure-ignore-host-key`: skip the host-key check (Litestream v0.3.13 never checks). */
   insecureIgnoreHostKey?: boolean;
-  /** Walship key `key-passphrase-path`: a file holding the private key's passphrase. */
-  keyPassphrasePath?: string;
+  /** Walship key `host-key-file`: a file of pinned public key lines (a mounted Secret). */
+  hostKeyFile?: string;
+  /** Walship key `password-file`: a file holding the password (a mounted Secret). */
+  passwordFile?: string;
+  /** Walship key `key-passphrase-file`: a file holding the private key's passphrase. */
+  keyPassphraseFile?: string;
   /** The passphrase from env WALSHIP_SFTP_KEY_PASSPHRASE. */
   keyPassphrase?: string;
 }
@@ -540,13 +544,15 @@ const replicaShape = {
     .union([z.string(), z.array(z.string())], { error: "expected a public key line or a list of them" })
     .nullish()
     .transform((v) => (v === null || v === undefined ? undefined : Array.isArray(v) ? v : [v])),
-  "known-hosts-path": text,
+  "known-hosts-file": text,
   "insecure-ignore-host-key": flag,
-  "key-passphrase-path": text,
+  "key-passphrase-file": text,
+  "host-key-file": text,
+  "password-file": text,
   "credentials-file": text,
   "sas-token": text,
-  "account-key-path": text,
-  "sas-token-path": text,
+  "account-key-file": text,
+  "sas-token-file": text,
   /** Read only to be refused (see the head of this file); any value, even empty, is an error. */
   age: z.unknown().optional(),
 };
@@ -606,8 +612,8 @@ const TYPE_KEYS: Record<ReplicaType, readonly string[]> = {
     "bucket",
     "endpoint",
     "sas-token",
-    "account-key-path",
-    "sas-token-path",
+    "account-key-file",
+    "sas-token-file",
   ],
   sftp: [
     "host",
@@ -615,9 +621,11 @@ const TYPE_KEYS: Record<ReplicaType, readonly string[]> = {
     "password",
     "key-path",
     "host-key",
-    "known-hosts-path",
+    "known-hosts-file",
     "insecure-ignore-host-key",
-    "key-passphrase-path",
+    "key-passphrase-file",
+    "host-key-file",
+    "password-file",
   ],
 };
 const COMMON_REPLICA_KEYS = [
@@ -1127,11 +1135,11 @@ function buildAbs(raw: RawReplica, url: UrlParts | undefined, key: KeyFn, ctx: C
   if (accountName !== undefined) abs.accountName = accountName;
   if (accountKey !== undefined) abs.accountKey = accountKey;
   if (sasToken !== undefined) abs.sasToken = sasToken;
-  if (raw["account-key-path"] !== undefined) {
-    abs.accountKeyPath = expandPath(raw["account-key-path"], ctx.cwd, ctx.homedir);
+  if (raw["account-key-file"] !== undefined) {
+    abs.accountKeyFile = expandPath(raw["account-key-file"], ctx.cwd, ctx.homedir);
   }
-  if (raw["sas-token-path"] !== undefined) {
-    abs.sasTokenPath = expandPath(raw["sas-token-path"], ctx.cwd, ctx.homedir);
+  if (raw["sas-token-file"] !== undefined) {
+    abs.sasTokenFile = expandPath(raw["sas-token-file"], ctx.cwd, ctx.homedir);
   }
   if (raw.endpoint !== undefined) abs.endpoint = httpUrl(raw.endpoint, key("endpoint"), ctx);
   if (url && !url.username && accountName !== undefined && accountName === bucket) {
@@ -1161,13 +1169,19 @@ function buildSftp(raw: RawReplica, url: UrlParts | undefined, key: KeyFn, ctx: 
   if (password !== undefined) sftp.password = trimCredential(password);
   if (raw["key-path"] !== undefined) sftp.keyPath = expandPath(raw["key-path"], ctx.cwd, ctx.homedir);
   if (raw["host-key"] !== undefined) sftp.hostKeys = raw["host-key"];
-  if (raw["known-hosts-path"] !== undefined) {
-    sftp.knownHostsPath = expandPath(raw["known-hosts-path"], ctx.cwd, ctx.homedir);
+  if (raw["known-hosts-file"] !== undefined) {
+    sftp.knownHostsFile = expandPath(raw["known-hosts-file"], ctx.cwd, ctx.homedir);
   }
   if (raw["insecure-ignore-host-key"] !== undefined)
     sftp.insecureIgnoreHostKey = raw["insecure-ignore-host-key"];
-  if (raw["key-passphrase-path"] !== undefined) {
-    sftp.keyPassphrasePath = expandPath(raw["key-passphrase-path"], ctx.cwd, ctx.homedir);
+  if (raw["host-key-file"] !== undefined) {
+    sftp.hostKeyFile = expandPath(raw["host-key-file"], ctx.cwd, ctx.homedir);
+  }
+  if (raw["password-file"] !== undefined) {
+    sftp.passwordFile = expandPath(raw["password-file"], ctx.cwd, ctx.homedir);
+  }
+  if (raw["key-passphrase-file"] !== undefined) {
+    sftp.keyPassphraseFile = expandPath(raw["key-passphrase-file"], ctx.cwd, ctx.homedir);
   }
   if (ctx.env.WALSHIP_SFTP_KEY_PASSPHRASE) sftp.keyPassphrase = ctx.env.WALSHIP_SFTP_KEY_PASSPHRASE;
   return sftp;

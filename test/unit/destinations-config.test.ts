@@ -1,7 +1,7 @@
 /**
  * Config keys and URL forms of the sftp, gcs and abs destinations: Litestream v0.3.13's (as seeds
- * 000 and 002 write them) and Walship's extensions (host-key, known-hosts-path,
- * insecure-ignore-host-key, key-passphrase-path, credentials-file, endpoint, sas-token, *-path, URL
+ * 000 and 002 write them) and Walship's extensions (host-key, known-hosts-file,
+ * insecure-ignore-host-key, key-passphrase-file, credentials-file, endpoint, sas-token, *-path, URL
  * query parameters, gs://, AZURE_STORAGE_* and STORAGE_EMULATOR_HOST). Pure: literal inputs.
  */
 import assert from "node:assert/strict";
@@ -59,24 +59,32 @@ user: u
 key-path: ~/.ssh/id_ed25519
 host-key:
   - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl
-known-hosts-path: ~/.ssh/kh
+known-hosts-file: ~/.ssh/kh
 insecure-ignore-host-key: false
-key-passphrase-path: secrets/pass`);
+key-passphrase-file: secrets/pass`);
     assert.deepEqual(r.sftp, {
       host: "h",
       user: "u",
       keyPath: "/home/me/.ssh/id_ed25519",
       path: "",
       hostKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"],
-      knownHostsPath: "/home/me/.ssh/kh",
+      knownHostsFile: "/home/me/.ssh/kh",
       insecureIgnoreHostKey: false,
-      keyPassphrasePath: "/work/secrets/pass",
+      keyPassphraseFile: "/work/secrets/pass",
     });
     assert.deepEqual(c.warnings, []);
     // One key as a plain string too.
     assert.deepEqual(replica("type: sftp\nhost: h\nuser: u\nhost-key: ssh-ed25519 AAAA").r.sftp?.hostKeys, [
       "ssh-ed25519 AAAA",
     ]);
+  });
+
+  it("reads host-key-file and password-file (files of a mounted Secret)", () => {
+    const { r } = replica(
+      "type: sftp\nhost: h\nuser: u\nhost-key-file: /run/s/host-key\npassword-file: /run/s/pw",
+    );
+    assert.equal(r.sftp?.hostKeyFile, "/run/s/host-key");
+    assert.equal(r.sftp?.passwordFile, "/run/s/pw");
   });
 
   it("takes the passphrase from WALSHIP_SFTP_KEY_PASSPHRASE", () => {
@@ -214,15 +222,15 @@ describe("abs config", () => {
 
   it("reads sas-token and the *-path keys, and ?endpoint= in the URL form", () => {
     const { r } = replica(
-      "url: abs://acct@cont/p?endpoint=http://127.0.0.1:10000/devstoreaccount1\nsas-token-path: /run/s/sas\naccount-key-path: /run/s/key",
+      "url: abs://acct@cont/p?endpoint=http://127.0.0.1:10000/devstoreaccount1\nsas-token-file: /run/s/sas\naccount-key-file: /run/s/key",
     );
     assert.deepEqual(r.abs, {
       accountName: "acct",
       bucket: "cont",
       path: "p",
       endpoint: "http://127.0.0.1:10000/devstoreaccount1",
-      sasTokenPath: "/run/s/sas",
-      accountKeyPath: "/run/s/key",
+      sasTokenFile: "/run/s/sas",
+      accountKeyFile: "/run/s/key",
     });
   });
 });

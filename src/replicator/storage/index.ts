@@ -79,8 +79,8 @@ function absCredentials(
   const out: Omit<AbsReplicaClientOptions, "container" | "path"> = {};
   if (a.accountName !== undefined) out.accountName = a.accountName;
   if (a.endpoint !== undefined) out.endpoint = a.endpoint;
-  const accountKey = a.accountKey ?? secretFile(a.accountKeyPath, `${where}.account-key-path`);
-  const sasToken = a.sasToken ?? secretFile(a.sasTokenPath, `${where}.sas-token-path`);
+  const accountKey = a.accountKey ?? secretFile(a.accountKeyFile, `${where}.account-key-file`);
+  const sasToken = a.sasToken ?? secretFile(a.sasTokenFile, `${where}.sas-token-file`);
   if (accountKey) out.accountKey = accountKey;
   else if (sasToken) out.sasToken = sasToken;
   else {
@@ -91,16 +91,24 @@ function absCredentials(
 }
 
 function sftpOptions(s: SftpSettings, where: string, log: Logger | undefined): SftpReplicaClientOptions {
-  const passphrase = s.keyPassphrase ?? secretFile(s.keyPassphrasePath, `${where}.key-passphrase-path`);
+  const passphrase = s.keyPassphrase ?? secretFile(s.keyPassphraseFile, `${where}.key-passphrase-file`);
+  const password = s.password ?? secretFile(s.passwordFile, `${where}.password-file`);
+  const pinned = [
+    ...(s.hostKeys ?? []),
+    ...(secretFile(s.hostKeyFile, `${where}.host-key-file`) ?? "")
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l !== "" && !l.startsWith("#")),
+  ];
   return {
     host: s.host,
     user: s.user as string,
     path: s.path,
-    ...(s.password !== undefined ? { password: s.password } : {}),
+    ...(password !== undefined ? { password } : {}),
     ...(s.keyPath !== undefined ? { keyPath: s.keyPath } : {}),
     ...(passphrase !== undefined ? { passphrase } : {}),
-    ...(s.hostKeys !== undefined ? { hostKeys: s.hostKeys } : {}),
-    ...(s.knownHostsPath !== undefined ? { knownHostsFiles: [s.knownHostsPath] } : {}),
+    ...(pinned.length > 0 ? { hostKeys: pinned } : {}),
+    ...(s.knownHostsFile !== undefined ? { knownHostsFiles: [s.knownHostsFile] } : {}),
     ...(s.insecureIgnoreHostKey ? { insecureIgnoreHostKey: true } : {}),
     ...(log !== undefined ? { log } : {}),
   };
