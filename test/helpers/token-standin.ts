@@ -38,7 +38,8 @@ export interface TokenStandIn {
 
 const b64url = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
 
-export async function startTokenStandIn(): Promise<TokenStandIn> {
+/** `listenHost`: 127.0.0.1 by default; the node's bridge gateway for pods. */
+export async function startTokenStandIn(listenHost = "127.0.0.1"): Promise<TokenStandIn> {
   const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
   const clientEmail = "walship-test@walship-test.iam.gserviceaccount.com";
@@ -130,12 +131,12 @@ export async function startTokenStandIn(): Promise<TokenStandIn> {
     }
     refuse(res, `no route ${req.method} ${path}`);
   };
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => srv.listen(0, listenHost, resolve));
   const { port } = srv.address() as AddressInfo;
-  url = `http://127.0.0.1:${port}`;
+  url = `http://${listenHost}:${port}`;
   return {
     url,
-    host: `127.0.0.1:${port}`,
+    host: `${listenHost}:${port}`,
     tokens,
     calls,
     azure,
@@ -156,6 +157,7 @@ export async function startTokenStandIn(): Promise<TokenStandIn> {
 export async function bearerProxy(
   target: string,
   token: () => string,
+  listenHost = "127.0.0.1",
 ): Promise<{ url: string; refused: number; passed: number; close(): Promise<void> }> {
   const t = new URL(target);
   const stats = { refused: 0, passed: 0 };
@@ -184,10 +186,10 @@ export async function bearerProxy(
     up.on("error", () => res.destroy());
     req.pipe(up);
   });
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => srv.listen(0, listenHost, resolve));
   const { port } = srv.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${listenHost}:${port}`,
     get refused() {
       return stats.refused;
     },
