@@ -13,8 +13,9 @@
  * Each hands out a distinct access token; Azure's is a JWT that Azurite's "basic" OAuth accepts
  * (issuer sts.windows.net, audience https://storage.azure.com, a lifetime). Every request is recorded.
  *
- * Also: `bearerProxy`, a FAKE gate in front of a real emulator that passes only requests carrying
- * one bearer token (fake-gcs-server ignores credentials, so without it a test could not fail).
+ * Also: `gateProxy`, a FAKE gate in front of a real server that answers some requests itself, and
+ * `bearerProxy`, one that passes only requests carrying one bearer token (fake-gcs-server ignores
+ * credentials, so without it a test could not fail).
  */
 import { createVerify, generateKeyPairSync } from "node:crypto";
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from "node:http";
@@ -154,19 +155,47 @@ export async function startTokenStandIn(listenHost = "127.0.0.1"): Promise<Token
 }
 
 /** FAKE: forwards to `target` only requests with `Authorization: Bearer <token>`; 401 otherwise. */
-export async function bearerProxy(
+export function bearerProxy(
   target: string,
   token: () => string,
   listenHost = "127.0.0.1",
-): Promise<{ url: string; refused: number; passed: number; close(): Promise<void> }> {
+): Promise<GateProxy> {
+  return gateProxy(
+    target,
+    (req) =>
+      req.headers.authorization === `Bearer ${token()}`
+        ? undefined
+        : { status: 401, body: { error: { code: 401, message: "Invalid Credentials", errors: [] } } },
+    listenHost,
+  );
+}
+
+export interface GateProxy {
+  url: string;
+  /** Requests answered by the gate / passed to the target. */
+  readonly refused: number;
+  readonly passed: number;
+  close(): Promise<void>;
+}
+
+/**
+ * FAKE: an HTTP proxy in front of a real server that answers a request itself when `gate` returns an
+ * answer (a JSON body with a status), and forwards it unchanged otherwise.
+ */
+export async function gateProxy(
+  target: string,
+  gate: (req: IncomingMessage) => { status: number; body: unknown } | undefined,
+  listenHost = "127.0.0.1",
+): Promise<GateProxy> {
   const t = new URL(target);
   const stats = { refused: 0, passed: 0 };
   const srv = createServer((req, res) => {
-    if (req.headers.authorization !== `Bearer ${token()}`) {
+    const answer = gate(req);
+    if (answer) {
       stats.refused++;
       req.resume();
-      res.writeHead(401, { "content-type": "application/json" });
-      res.end(JSON.stringify({ error: { code: 401, message: "Invalid Credentials", errors: [] } }));
+      res.writeHead(answer.status, { "content-type": "application/json" });
+      res.end(JSON.stringify(answer.body));
       return;
     }
     stats.passed++;

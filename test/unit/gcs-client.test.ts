@@ -7,8 +7,6 @@
  * test. The Node client gets the emulator as `endpoint`; STORAGE_EMULATOR_HOST is never set here.
  */
 import assert from "node:assert/strict";
-import { createServer, type IncomingMessage, request, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { GcsReplicaClient, type GcsReplicaClientOptions } from "../../src/replicator/storage/gcs.ts";
 import { ErrorCodes } from "../../src/shared/errors.ts";
@@ -20,6 +18,7 @@ import {
   replicaClientContract,
 } from "../contract/replica-client.contract.ts";
 import { type FakeGcs, startGcs } from "../helpers/gcs.ts";
+import { type GateProxy, gateProxy } from "../helpers/token-standin.ts";
 
 const G1 = "0a1b2c3d4e5f6071";
 const MiB = 1024 * 1024;
@@ -173,51 +172,20 @@ describe("gcs destination", () => {
 });
 
 /** FAKE: forwards everything to `target` except `method`, answered with GCS's 403 error body. */
-async function refusingProxy(
-  target: string,
-  method: string,
-): Promise<{ url: string; close(): Promise<void> }> {
-  const t = new URL(target);
-  const srv = createServer((req: IncomingMessage, res: ServerResponse) => {
-    if (req.method === method) {
-      req.resume();
-      res.writeHead(403, { "content-type": "application/json" });
-      res.end(
-        JSON.stringify({
-          error: {
-            code: 403,
-            message:
-              "walship-test@example.iam.gserviceaccount.com does not have storage.objects.delete access",
-            errors: [{ reason: "forbidden", message: "forbidden" }],
+function refusingProxy(target: string, method: string): Promise<GateProxy> {
+  return gateProxy(target, (req) =>
+    req.method === method
+      ? {
+          status: 403,
+          body: {
+            error: {
+              code: 403,
+              message:
+                "walship-test@example.iam.gserviceaccount.com does not have storage.objects.delete access",
+              errors: [{ reason: "forbidden", message: "forbidden" }],
+            },
           },
-        }),
-      );
-      return;
-    }
-    const up = request(
-      {
-        host: t.hostname,
-        port: t.port,
-        method: req.method,
-        path: req.url,
-        headers: { ...req.headers, host: t.host },
-      },
-      (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      },
-    );
-    up.on("error", () => res.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  const { port } = srv.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise((resolve) => {
-        srv.closeAllConnections();
-        srv.close(() => resolve());
-      }),
-  };
+        }
+      : undefined,
+  );
 }

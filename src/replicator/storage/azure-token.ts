@@ -9,11 +9,11 @@
  */
 import { readFile } from "node:fs/promises";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
+import { requestToken } from "./oauth-token.ts";
 
 export const STORAGE_SCOPE = "https://storage.azure.com/.default";
 const DEFAULT_AUTHORITY = "https://login.microsoftonline.com/";
 const REFRESH_EARLY_MS = 5 * 60_000;
-const TIMEOUT_MS = 30_000;
 
 export interface WorkloadIdentityOptions {
   tenantId: string;
@@ -75,45 +75,12 @@ export class WorkloadIdentityCredential {
       client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
       client_assertion: assertion,
     });
-    const timeout = AbortSignal.timeout(TIMEOUT_MS);
-    let res: Response;
-    try {
-      res = await fetch(url, {
-        method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded" },
-        body,
-        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-      });
-    } catch (err) {
-      throw new WalshipError(
-        ErrorCodes.STORAGE,
-        `azure workload identity: token request to ${url} failed: ${(err as Error).message}`,
-        { cause: err, details: { authority } },
-      );
-    }
-    const text = await res.text();
-    let json: { access_token?: unknown; expires_in?: unknown; error?: unknown; error_description?: unknown } =
-      {};
-    try {
-      json = JSON.parse(text);
-    } catch {
-      // reported below
-    }
-    if (!res.ok || typeof json.access_token !== "string") {
-      const why =
-        typeof json.error === "string"
-          ? `${json.error}: ${String(json.error_description ?? "")}`
-          : text.slice(0, 200);
-      throw new WalshipError(
-        ErrorCodes.STORAGE,
-        `azure workload identity: the token endpoint ${url} refused client ${this.#o.clientId} (HTTP ${res.status}): ${why}`,
-        { details: { authority, httpStatus: res.status } },
-      );
-    }
-    const seconds = Number(json.expires_in);
-    return {
-      token: json.access_token,
-      expiresOnTimestamp: Date.now() + (Number.isFinite(seconds) && seconds > 0 ? seconds : 3600) * 1000,
-    };
+    const { token, expiresAt } = await requestToken(
+      url,
+      body,
+      { what: "azure workload identity", principal: `client ${this.#o.clientId}` },
+      signal,
+    );
+    return { token, expiresOnTimestamp: expiresAt };
   }
 }

@@ -7,9 +7,9 @@
 import { createSign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
+import { requestToken } from "./oauth-token.ts";
 
 export const STORAGE_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write";
-const TIMEOUT_MS = 30_000;
 
 export interface ServiceAccountKey {
   client_email: string;
@@ -88,43 +88,9 @@ export async function exchangeServiceAccountKey(
     grant_type: "urn:ietf:params:oauth:grant-type:jwt-bearer",
     assertion: `${header}.${claims}.${signature}`,
   });
-  let res: Response;
-  try {
-    res = await fetch(key.token_uri, {
-      method: "POST",
-      headers: { "content-type": "application/x-www-form-urlencoded" },
-      body,
-      signal: AbortSignal.timeout(TIMEOUT_MS),
-    });
-  } catch (err) {
-    throw new WalshipError(
-      ErrorCodes.STORAGE,
-      `gcs credentials: token request to ${key.token_uri} failed: ${(err as Error).message}`,
-      { cause: err, details: { tokenUri: key.token_uri } },
-    );
-  }
-  const text = await res.text();
-  let json: { access_token?: unknown; expires_in?: unknown; error?: unknown; error_description?: unknown } =
-    {};
-  try {
-    json = JSON.parse(text);
-  } catch {
-    // reported below
-  }
-  if (!res.ok || typeof json.access_token !== "string") {
-    const why =
-      typeof json.error === "string"
-        ? `${json.error}: ${String(json.error_description ?? "")}`
-        : text.slice(0, 200);
-    throw new WalshipError(
-      ErrorCodes.STORAGE,
-      `gcs credentials: ${key.token_uri} refused the key of ${key.client_email} (HTTP ${res.status}): ${why}`,
-      { details: { tokenUri: key.token_uri, httpStatus: res.status } },
-    );
-  }
-  const seconds = Number(json.expires_in);
-  return {
-    access_token: json.access_token,
-    expiry_date: Date.now() + (Number.isFinite(seconds) && seconds > 0 ? seconds : 3600) * 1000,
-  };
+  const { token, expiresAt } = await requestToken(key.token_uri, body, {
+    what: "gcs credentials",
+    principal: `the key of ${key.client_email}`,
+  });
+  return { access_token: token, expiry_date: expiresAt };
 }
