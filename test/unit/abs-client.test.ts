@@ -9,6 +9,8 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
   ContainerSASPermissions,
@@ -29,6 +31,7 @@ import {
   replicaClientContract,
 } from "../contract/replica-client.contract.ts";
 import { type Azurite, startAzurite } from "../helpers/azurite.ts";
+import { makeTempDir } from "../helpers/proc.ts";
 
 const G1 = "0a1b2c3d4e5f6071";
 const MiB = 1024 * 1024;
@@ -170,6 +173,34 @@ describe("abs destination", () => {
     await assert.rejects(r.writeWalSegment(G1, 2, 0, Buffer.from("x")), (err: unknown) => {
       assert.equal((err as { code?: string }).code, ErrorCodes.STORAGE);
       assert.match((err as Error).message, /access denied|Authorization/);
+      return true;
+    });
+  });
+
+  it("reads the account key from a file again, so a rotated Secret is used without a restart", async () => {
+    const container = await freshContainer("rotate");
+    const dir = makeTempDir("abs-key");
+    const keyFile = join(dir, "account-key");
+    const wrong = Buffer.from("a wrong key, rotated away soon!!").toString("base64");
+    writeFileSync(keyFile, `${wrong}\n`);
+    const c = new AbsReplicaClient({
+      container,
+      accountName: server().account,
+      endpoint: server().endpoint,
+      accountKeyFile: keyFile,
+      credentialRefreshMs: 50,
+      maxAttempts: 1,
+    });
+    await assert.rejects(c.generations(), /credentials were refused/);
+    writeFileSync(keyFile, `${server().key}\n`);
+    await new Promise((r) => setTimeout(r, 100));
+    await c.writeWalSegment(G1, 1, 0, Buffer.from("after rotation"));
+    assert.equal((await c.walSegments(G1)).length, 1);
+    writeFileSync(keyFile, "");
+    await new Promise((r) => setTimeout(r, 100));
+    await assert.rejects(c.generations(), (err: unknown) => {
+      assert.equal((err as { code?: string }).code, ErrorCodes.CONFIG);
+      assert.match((err as Error).message, /account-key-file .* the file is empty/);
       return true;
     });
   });

@@ -202,6 +202,29 @@ describe("sftp destination", () => {
       }
     });
 
+    it("reads pinned keys from host-key-file (a mounted Secret) at each connection", async () => {
+      const dir = makeTempDir("host-key-file");
+      const file = join(dir, "host-key");
+      writeFileSync(
+        file,
+        `# the server's keys\n${server().hostKeyLine("ecdsa")}\n${server().hostKeyLine("ed25519")}\n`,
+      );
+      const c = client(freshPath("hkf"), { hostKeys: undefined, hostKeyFile: file });
+      try {
+        assert.deepEqual(await c.generations(), []);
+      } finally {
+        c.close();
+      }
+      writeFileSync(file, "not a key\n");
+      const bad = client(freshPath("hkf"), { hostKeys: undefined, hostKeyFile: file });
+      await assert.rejects(bad.generations(), (err: unknown) => {
+        assert.ok(err instanceof WalshipError);
+        assert.equal(err.code, ErrorCodes.CONFIG);
+        assert.match(err.message, /host-key-file .* not a public key/);
+        return true;
+      });
+    });
+
     it("skips the check only when asked (insecureIgnoreHostKey)", async () => {
       const c = client(freshPath("insecure"), {
         hostKeys: undefined,
@@ -235,6 +258,15 @@ describe("sftp destination", () => {
       });
       const wrong = client(freshPath("pass"), { keyPath: k.privatePath, passphrase: "wrong" });
       await assertCode(wrong.generations(), ErrorCodes.CONFIG);
+      // From key-passphrase-file, trailing newline dropped (as a Secret made from a file has one).
+      const passFile = join(makeTempDir("passphrase"), "passphrase");
+      writeFileSync(passFile, "correct horse\n");
+      const fromFile = client(freshPath("pass"), { keyPath: k.privatePath, passphraseFile: passFile });
+      try {
+        assert.deepEqual(await fromFile.generations(), []);
+      } finally {
+        fromFile.close();
+      }
     });
 
     it("logs in with an RSA key", async () => {

@@ -2,8 +2,8 @@
  * The Azure Blob Storage destination (the only importer of @azure/storage-blob), in Litestream
  * v0.3.13's layout under the replica's path in a container (see object-store.ts for the names).
  *
- * - Credentials, first that is set: the account key (shared key, as Litestream), a SAS token, the
- *   pod's workload identity (a federated token exchanged for a Storage token). With none, a clear
+ * - Credentials, first that is set: the account key (shared key, as Litestream), a SAS token (each
+ *   also from a file, re-read every 10 s so a rotated Secret is used), the pod's workload identity (a federated token exchanged for a Storage token). With none, a clear
  *   CONFIG error at construction.
  * - The endpoint: `endpoint` (an account URL, path-style for Azurite:
  *   http://127.0.0.1:10000/devstoreaccount1), else https://<account>.blob.core.windows.net.
@@ -13,6 +13,7 @@
  *   without it falls back to Last-Modified rather than failing (Litestream dereferences it blindly).
  * - Deletes one blob per request (Delete Blob), 16 at once; a missing blob is success.
  */
+import { readFileSync } from "node:fs";
 import { Readable } from "node:stream";
 import {
   AnonymousCredential,
@@ -38,6 +39,8 @@ export const DEFAULT_BLOCK_SIZE_BYTES = 4 * 1024 * 1024;
 /** Blocks staged at once in a streamed upload (memory: this many blocks). */
 const UPLOAD_CONCURRENCY = 2;
 export const DEFAULT_MAX_ATTEMPTS = 4;
+/** How long a key or SAS read from a file is used before the file is read again. */
+const CREDENTIAL_REFRESH_MS = 10_000;
 const DELETE_CONCURRENCY = 16;
 const PAGE_SIZE = 5000;
 
@@ -51,6 +54,14 @@ export interface AbsReplicaClientOptions {
   accountKey?: string;
   /** A SAS token (with or without the leading "?"). */
   sasToken?: string;
+  /**
+   * Files holding the key or the token (a mounted Secret), read again at most every 10 s before a
+   * request, so a rotated Secret is used without a restart.
+   */
+  accountKeyFile?: string;
+  sasTokenFile?: string;
+  /** How often those files are read again; default 10 s. */
+  credentialRefreshMs?: number;
   /** The pod's federated identity (Azure Workload Identity). */
   workloadIdentity?: WorkloadIdentityOptions;
   /** The account URL; default https://<account>.blob.core.windows.net. */
@@ -72,7 +83,8 @@ class AbsBackend implements ObjectBackend {
   readonly type = "abs";
   readonly base: string;
   readonly operations: OperationCounts = newOperationCounts();
-  readonly #container: ContainerClient;
+  /** The container client, rebuilt when a credential file changed (checked at most every 10 s). */
+  readonly #fresh: () => ContainerClient;
   readonly #name: string;
   readonly #blockSize: number;
   readonly #endpoint: string;
@@ -92,39 +104,68 @@ class AbsBackend implements ObjectBackend {
       );
     }
     const endpoint = (opts.endpoint ?? `https://${account}.blob.core.windows.net`).replace(/\/+$/, "");
-    const attempts = opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
-    const pipelineOptions = { retryOptions: { maxTries: attempts } };
-    let service: BlobServiceClient;
-    if (opts.accountKey) {
-      if (!account) {
-        throw new WalshipError(ErrorCodes.CONFIG, "create abs replica: account-key needs account-name", {
-          details: { path: "account-name" },
-        });
-      }
-      service = new BlobServiceClient(
-        endpoint,
-        new StorageSharedKeyCredential(account, opts.accountKey),
-        pipelineOptions,
-      );
-    } else if (opts.sasToken) {
-      const sas = opts.sasToken.replace(/^\?/, "");
-      service = new BlobServiceClient(`${endpoint}?${sas}`, new AnonymousCredential(), pipelineOptions);
-    } else if (opts.workloadIdentity) {
-      service = new BlobServiceClient(
-        endpoint,
-        new WorkloadIdentityCredential(opts.workloadIdentity),
-        pipelineOptions,
-      );
-    } else {
-      throw new WalshipError(
-        ErrorCodes.CONFIG,
-        `create abs replica: no credentials for account ${JSON.stringify(account ?? "")}: set account-key ` +
-          "(or AZURE_STORAGE_KEY / LITESTREAM_AZURE_ACCOUNT_KEY), sas-token (or AZURE_STORAGE_SAS_TOKEN), " +
-          "or run with Azure Workload Identity",
-        { details: { path: "account-key" } },
-      );
+    const pipelineOptions = { retryOptions: { maxTries: opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS } };
+    const keyFile = opts.accountKey ? undefined : opts.accountKeyFile;
+    const sasFile = opts.accountKey || opts.sasToken || keyFile ? undefined : opts.sasTokenFile;
+    if ((opts.accountKey || keyFile) && !account) {
+      throw new WalshipError(ErrorCodes.CONFIG, "create abs replica: account-key needs account-name", {
+        details: { path: "account-name" },
+      });
     }
-    this.#container = service.getContainerClient(opts.container);
+    /** A client for the current credential (a key or SAS from a file may change: see #fresh). */
+    const make = (secret: { key?: string; sas?: string }): ContainerClient => {
+      let service: BlobServiceClient;
+      if (secret.key) {
+        service = new BlobServiceClient(
+          endpoint,
+          new StorageSharedKeyCredential(account as string, secret.key),
+          pipelineOptions,
+        );
+      } else if (secret.sas) {
+        const sas = secret.sas.replace(/^\?/, "");
+        service = new BlobServiceClient(`${endpoint}?${sas}`, new AnonymousCredential(), pipelineOptions);
+      } else if (opts.workloadIdentity) {
+        service = new BlobServiceClient(
+          endpoint,
+          new WorkloadIdentityCredential(opts.workloadIdentity),
+          pipelineOptions,
+        );
+      } else {
+        throw new WalshipError(
+          ErrorCodes.CONFIG,
+          `create abs replica: no credentials for account ${JSON.stringify(account ?? "")}: set account-key ` +
+            "(or AZURE_STORAGE_KEY / LITESTREAM_AZURE_ACCOUNT_KEY), sas-token (or AZURE_STORAGE_SAS_TOKEN), " +
+            "or run with Azure Workload Identity",
+          { details: { path: "account-key" } },
+        );
+      }
+      return service.getContainerClient(opts.container);
+    };
+    if (keyFile || sasFile) {
+      const file = (keyFile ?? sasFile) as string;
+      const configKey = keyFile ? "account-key-file" : "sas-token-file";
+      const read = () => readSecretFile(file, configKey);
+      let value = read();
+      let at = Date.now();
+      let current = make(keyFile ? { key: value } : { sas: value });
+      this.#fresh = () => {
+        if (Date.now() - at >= (opts.credentialRefreshMs ?? CREDENTIAL_REFRESH_MS)) {
+          at = Date.now();
+          const next = read();
+          if (next !== value) {
+            value = next;
+            current = make(keyFile ? { key: value } : { sas: value });
+          }
+        }
+        return current;
+      };
+    } else {
+      const fixed = make({
+        ...(opts.accountKey ? { key: opts.accountKey } : {}),
+        ...(opts.sasToken ? { sas: opts.sasToken } : {}),
+      });
+      this.#fresh = () => fixed;
+    }
     this.#name = opts.container;
     this.#endpoint = endpoint;
     this.#blockSize = opts.blockSizeBytes ?? DEFAULT_BLOCK_SIZE_BYTES;
@@ -138,10 +179,10 @@ class AbsBackend implements ObjectBackend {
     onPage: (objects: ListedObject[], prefixes: string[]) => void | Promise<void>,
   ): Promise<void> {
     const pages = delimiter
-      ? this.#container
+      ? this.#fresh()
           .listBlobsByHierarchy("/", { prefix, abortSignal: signal })
           .byPage({ maxPageSize: PAGE_SIZE })
-      : this.#container.listBlobsFlat({ prefix, abortSignal: signal }).byPage({ maxPageSize: PAGE_SIZE });
+      : this.#fresh().listBlobsFlat({ prefix, abortSignal: signal }).byPage({ maxPageSize: PAGE_SIZE });
     try {
       for await (const page of pages) {
         this.operations.LIST.count++;
@@ -172,7 +213,7 @@ class AbsBackend implements ObjectBackend {
     body: Readable | Uint8Array,
     signal: AbortSignal | undefined,
   ): Promise<{ size: number; createdAt: Date }> {
-    const blob = this.#container.getBlockBlobClient(key);
+    const blob = this.#fresh().getBlockBlobClient(key);
     const headers = { blobHTTPHeaders: { blobContentType: "application/octet-stream" } };
     try {
       if (body instanceof Uint8Array) {
@@ -210,7 +251,7 @@ class AbsBackend implements ObjectBackend {
   async reader(key: string, signal: AbortSignal | undefined): Promise<Readable> {
     let stream: NodeJS.ReadableStream | undefined;
     try {
-      const res = await this.#container
+      const res = await this.#fresh()
         .getBlobClient(key)
         .download(0, undefined, { abortSignal: signal, maxRetryRequests: DEFAULT_MAX_ATTEMPTS });
       stream = res.readableStreamBody;
@@ -237,7 +278,7 @@ class AbsBackend implements ObjectBackend {
 
   async bytes(key: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
     try {
-      const buf = await this.#container
+      const buf = await this.#fresh()
         .getBlobClient(key)
         .downloadToBuffer(0, undefined, { abortSignal: signal });
       this.operations.GET.count++;
@@ -254,7 +295,7 @@ class AbsBackend implements ObjectBackend {
       DELETE_CONCURRENCY,
       async (key) => {
         try {
-          await this.#container.getBlobClient(key).deleteIfExists({ abortSignal: signal });
+          await this.#fresh().getBlobClient(key).deleteIfExists({ abortSignal: signal });
         } catch (err) {
           throw this.#error("delete", key, err, signal);
         }
@@ -334,6 +375,29 @@ export function accountFromEndpoint(endpoint: string | undefined): string | unde
   } catch {
     return undefined;
   }
+}
+
+/** A secret from a file, trailing newlines dropped; errors name the file, never the content. */
+function readSecretFile(file: string, key: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new WalshipError(
+      ErrorCodes.CONFIG,
+      `read ${key} ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
+      {
+        details: { path: key, file },
+      },
+    );
+  }
+  const value = text.replace(/[\r\n]+$/, "");
+  if (value === "") {
+    throw new WalshipError(ErrorCodes.CONFIG, `read ${key} ${file}: the file is empty`, {
+      details: { path: key, file },
+    });
+  }
+  return value;
 }
 
 function restError(err: unknown): { status: number | undefined; code: string | undefined } {

@@ -137,7 +137,14 @@ class GcsBackend implements ObjectBackend {
       if ("serviceAccount" in creds) {
         // Tokens from the key's own token_uri (see gcs-credentials.ts).
         const auth = new OAuth2Client();
-        auth.refreshHandler = () => exchangeServiceAccountKey(creds.serviceAccount);
+        // The file is read again at every refresh (about hourly), so a rotated Secret is used.
+        const file = opts.credentialsFile;
+        auth.refreshHandler = () => {
+          const now = readCredentialsFile(file);
+          return exchangeServiceAccountKey(
+            "serviceAccount" in now ? now.serviceAccount : creds.serviceAccount,
+          );
+        };
         options.authClient = auth;
       } else {
         options.credentials = creds.other;

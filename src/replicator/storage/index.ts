@@ -1,5 +1,4 @@
 /** Builds the storage client a destination's config asks for. */
-import { readFileSync } from "node:fs";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { AbsSettings, ReplicaConfig, SftpSettings } from "../config.ts";
@@ -45,13 +44,13 @@ export function createReplicaClient(
     case "abs": {
       const a = cfg.abs;
       if (!a?.bucket) throw needs(where, "abs", "bucket");
-      return new AbsReplicaClient({ ...absCredentials(a, where, env), container: a.bucket, path: a.path });
+      return new AbsReplicaClient({ ...absCredentials(a, env), container: a.bucket, path: a.path });
     }
     case "sftp": {
       const s = cfg.sftp;
       if (!s?.host) throw needs(where, "sftp", "host");
       if (!s.user) throw needs(where, "sftp", "user");
-      return new SftpReplicaClient(sftpOptions(s, where, opts.log));
+      return new SftpReplicaClient(sftpOptions(s, opts.log));
     }
     default:
       throw new WalshipError(
@@ -73,16 +72,15 @@ function needs(where: string, type: string, key: string): WalshipError {
 /** The first credential that is set: account key (key, file), SAS (token, file), workload identity. */
 function absCredentials(
   a: AbsSettings,
-  where: string,
   env: NodeJS.ProcessEnv,
 ): Omit<AbsReplicaClientOptions, "container" | "path"> {
   const out: Omit<AbsReplicaClientOptions, "container" | "path"> = {};
   if (a.accountName !== undefined) out.accountName = a.accountName;
   if (a.endpoint !== undefined) out.endpoint = a.endpoint;
-  const accountKey = a.accountKey ?? secretFile(a.accountKeyFile, `${where}.account-key-file`);
-  const sasToken = a.sasToken ?? secretFile(a.sasTokenFile, `${where}.sas-token-file`);
-  if (accountKey) out.accountKey = accountKey;
-  else if (sasToken) out.sasToken = sasToken;
+  if (a.accountKey) out.accountKey = a.accountKey;
+  else if (a.accountKeyFile) out.accountKeyFile = a.accountKeyFile;
+  else if (a.sasToken) out.sasToken = a.sasToken;
+  else if (a.sasTokenFile) out.sasTokenFile = a.sasTokenFile;
   else {
     const wi = workloadIdentityFromEnv(env);
     if (wi) out.workloadIdentity = wi;
@@ -90,39 +88,20 @@ function absCredentials(
   return out;
 }
 
-function sftpOptions(s: SftpSettings, where: string, log: Logger | undefined): SftpReplicaClientOptions {
-  const passphrase = s.keyPassphrase ?? secretFile(s.keyPassphraseFile, `${where}.key-passphrase-file`);
-  const password = s.password ?? secretFile(s.passwordFile, `${where}.password-file`);
-  const pinned = [
-    ...(s.hostKeys ?? []),
-    ...(secretFile(s.hostKeyFile, `${where}.host-key-file`) ?? "")
-      .split("\n")
-      .map((l) => l.trim())
-      .filter((l) => l !== "" && !l.startsWith("#")),
-  ];
+function sftpOptions(s: SftpSettings, log: Logger | undefined): SftpReplicaClientOptions {
   return {
     host: s.host,
     user: s.user as string,
     path: s.path,
-    ...(password !== undefined ? { password } : {}),
+    ...(s.password !== undefined ? { password: s.password } : {}),
+    ...(s.passwordFile !== undefined ? { passwordFile: s.passwordFile } : {}),
     ...(s.keyPath !== undefined ? { keyPath: s.keyPath } : {}),
-    ...(passphrase !== undefined ? { passphrase } : {}),
-    ...(pinned.length > 0 ? { hostKeys: pinned } : {}),
+    ...(s.keyPassphrase !== undefined ? { passphrase: s.keyPassphrase } : {}),
+    ...(s.keyPassphraseFile !== undefined ? { passphraseFile: s.keyPassphraseFile } : {}),
+    ...(s.hostKeys !== undefined ? { hostKeys: s.hostKeys } : {}),
+    ...(s.hostKeyFile !== undefined ? { hostKeyFile: s.hostKeyFile } : {}),
     ...(s.knownHostsFile !== undefined ? { knownHostsFiles: [s.knownHostsFile] } : {}),
     ...(s.insecureIgnoreHostKey ? { insecureIgnoreHostKey: true } : {}),
     ...(log !== undefined ? { log } : {}),
   };
-}
-
-/** A secret kept in a file (a mounted Secret), trimmed; a CONFIG error naming the key if unreadable. */
-function secretFile(file: string | undefined, key: string): string | undefined {
-  if (file === undefined) return undefined;
-  try {
-    return readFileSync(file, "utf8").trim();
-  } catch (err) {
-    throw new WalshipError(ErrorCodes.CONFIG, `${key}: cannot read ${file}: ${(err as Error).message}`, {
-      cause: err,
-      details: { path: key },
-    });
-  }
 }

@@ -91,6 +91,13 @@ export interface SftpReplicaClientOptions {
   path?: string;
   /** Pinned server keys (`ssh-ed25519 AAAA...` lines). Checked instead of known_hosts. */
   hostKeys?: readonly string[];
+  /**
+   * Files of a mounted Secret: pinned host keys (one line each), the password, the passphrase. Read
+   * at every connection, like keyPath, so a rotated Secret is used from the next reconnect on.
+   */
+  hostKeyFile?: string;
+  passwordFile?: string;
+  passphraseFile?: string;
   /** known_hosts files; default ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts. */
   knownHostsFiles?: readonly string[];
   /** Accept any host key (Litestream v0.3.13's behaviour). */
@@ -682,22 +689,27 @@ export class SftpReplicaClient implements ReplicaClient {
       keepaliveInterval: o.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS,
       keepaliveCountMax: o.keepaliveCountMax ?? DEFAULT_KEEPALIVE_COUNT_MAX,
     };
-    if (o.password) cfg.password = o.password;
+    const password =
+      o.password ?? (o.passwordFile ? await this.#readSecret(o.passwordFile, "password-file") : undefined);
+    const passphrase =
+      o.passphrase ??
+      (o.passphraseFile ? await this.#readSecret(o.passphraseFile, "key-passphrase-file") : undefined);
+    if (password) cfg.password = password;
     const key = o.privateKey ?? (o.keyPath ? await this.#readKey(o.keyPath) : undefined);
     if (key !== undefined) {
-      const parsed = utils.parseKey(key, o.passphrase);
+      const parsed = utils.parseKey(key, passphrase);
       if (parsed instanceof Error) {
         const encrypted = /passphrase|encrypted/i.test(parsed.message);
         throw new WalshipError(
           ErrorCodes.CONFIG,
-          encrypted && !o.passphrase
+          encrypted && !passphrase
             ? `sftp ${this.location}: the private key ${o.keyPath ?? "(inline)"} is passphrase-protected; set passphrase`
             : `sftp ${this.location}: cannot read the private key ${o.keyPath ?? "(inline)"}: ${parsed.message}`,
           { details: { path: o.keyPath ? "key-path" : "private-key" } },
         );
       }
       cfg.privateKey = key;
-      if (o.passphrase) cfg.passphrase = o.passphrase;
+      if (passphrase) cfg.passphrase = passphrase;
     }
     if (cfg.password === undefined && cfg.privateKey === undefined) {
       throw new WalshipError(
@@ -784,11 +796,37 @@ export class SftpReplicaClient implements ReplicaClient {
     }
   }
 
-  /** The pinned keys, else what the known_hosts files say about this host. */
-  async #knownKeys(): Promise<{ keys: HostKey[]; revoked: HostKey[] }> {
-    if (this.#o.hostKeys && this.#o.hostKeys.length > 0) {
-      return { keys: this.#o.hostKeys.map((l) => parsePublicKey(l) as HostKey), revoked: [] };
+  /** A secret from a file, trailing newlines dropped; errors name the file, never the content. */
+  async #readSecret(file: string, key: string): Promise<string> {
+    try {
+      return (await readFile(file, "utf8")).replace(/[\r\n]+$/, "");
+    } catch (err) {
+      throw new WalshipError(
+        ErrorCodes.CONFIG,
+        `sftp ${this.location}: cannot read ${key} ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
+        { details: { path: key, file } },
+      );
     }
+  }
+
+  /** The pinned keys (host-key, host-key-file), else what the known_hosts files say about this host. */
+  async #knownKeys(): Promise<{ keys: HostKey[]; revoked: HostKey[] }> {
+    const pinned = [...(this.#o.hostKeys ?? [])];
+    if (this.#o.hostKeyFile) {
+      for (const line of (await this.#readSecret(this.#o.hostKeyFile, "host-key-file")).split("\n")) {
+        const l = line.trim();
+        if (l === "" || l.startsWith("#")) continue;
+        if (!parsePublicKey(l)) {
+          throw new WalshipError(
+            ErrorCodes.CONFIG,
+            `sftp ${this.location}: host-key-file ${this.#o.hostKeyFile} holds a line that is not a public key ("ssh-ed25519 AAAA...")`,
+            { details: { path: "host-key-file" } },
+          );
+        }
+        pinned.push(l);
+      }
+    }
+    if (pinned.length > 0) return { keys: pinned.map((l) => parsePublicKey(l) as HostKey), revoked: [] };
     const files = this.#o.knownHostsFiles ?? [
       path.join(homedir(), ".ssh", "known_hosts"),
       "/etc/ssh/ssh_known_hosts",
@@ -813,7 +851,7 @@ export class SftpReplicaClient implements ReplicaClient {
     const name = knownHostsName(this.#host, this.#port);
     const fp = `${blobType(presented)} ${fingerprint(presented)}`;
     const line = `${blobType(presented)} ${presented.toString("base64")}`;
-    const source = this.#o.hostKeys?.length ? "the pinned host-key" : "known_hosts";
+    const source = this.#o.hostKeys?.length || this.#o.hostKeyFile ? "the pinned host-key" : "known_hosts";
     switch (reason) {
       case "revoked":
         return `sftp ${this.location}: the server's host key ${fp} is marked @revoked in known_hosts`;
