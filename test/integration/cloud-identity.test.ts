@@ -20,7 +20,7 @@ import { after, before, describe, it } from "node:test";
 import { type Azurite, startAzurite } from "../helpers/azurite.ts";
 import { type FakeGcs, startGcs } from "../helpers/gcs.ts";
 import { logicalHash, logicalHashOf, openWorkload, writeFor } from "../helpers/sqlite.ts";
-import { bearerProxy, startTokenStandIn, type TokenStandIn } from "../helpers/token-standin.ts";
+import { bearerProxy, gateProxy, startTokenStandIn, type TokenStandIn } from "../helpers/token-standin.ts";
 import { sleep, startReplicator, walship } from "../helpers/walship.ts";
 
 let standIn: TokenStandIn;
@@ -115,6 +115,43 @@ describe("gcs credentials from the environment", () => {
       assert.ok(!standIn.calls.some((c) => c.startsWith("refused")), standIn.calls.join(","));
     } finally {
       await proxy.close();
+    }
+  });
+
+  it("credentials that cannot delete stop `walship replicate` at start, naming the permission", async () => {
+    // FAKE: the emulator enforces no permissions; this gate refuses every DELETE with GCS's 403.
+    const gate = await gateProxy(gcs.endpoint, (req) =>
+      req.method === "DELETE"
+        ? {
+            status: 403,
+            body: { error: { code: 403, message: "does not have storage.objects.delete access" } },
+          }
+        : undefined,
+    );
+    try {
+      const dir = tempDir();
+      const db = path.join(dir, "app.db");
+      const app = openWorkload(db, 53);
+      app.step();
+      app.close();
+      const cfg = path.join(dir, "walship.yml");
+      writeFileSync(
+        cfg,
+        `dbs:\n  - path: ${db}\n    replicas:\n      - url: gcs://identity/nodelete\n        endpoint: ${gate.url}\n`,
+      );
+      const env = cleanEnv(dir, { GCE_METADATA_HOST: standIn.host });
+      const rep = startReplicator(["-config", cfg], { env });
+      const code = await Promise.race([
+        new Promise<number | null>((resolve) => rep.child.once("exit", (c) => resolve(c))),
+        sleep(30_000).then(() => "still running" as const),
+      ]);
+      if (code === "still running") await rep.stop();
+      assert.notEqual(code, "still running", `replicate kept running:\n${rep.output()}`);
+      assert.notEqual(code, 0);
+      assert.match(rep.output(), /cannot delete objects \(storage\.objects\.delete denied, HTTP 403\)/);
+      assert.match(rep.output(), /roles\/storage\.objectAdmin/);
+    } finally {
+      await gate.close();
     }
   });
 
