@@ -31,6 +31,7 @@ import {
   replicaClientContract,
 } from "../contract/replica-client.contract.ts";
 import { type Azurite, startAzurite } from "../helpers/azurite.ts";
+import { freePort } from "../helpers/ports.ts";
 import { makeTempDir } from "../helpers/proc.ts";
 
 const G1 = "0a1b2c3d4e5f6071";
@@ -244,5 +245,20 @@ describe("abs destination", () => {
     assert.equal(accountFromEndpoint("https://myacct.blob.core.windows.net/"), "myacct");
     assert.equal(accountFromEndpoint(undefined), undefined);
     assert.equal(accountFromEndpoint("not a url"), undefined);
+  });
+
+  it("a failed upload stops the body that feeds it (no producer left blocked on a pipe)", async () => {
+    // A port nobody listens on: every request fails at once.
+    const port = await freePort();
+    const container = "never-created";
+    const c = client(container, {
+      endpoint: `http://127.0.0.1:${port}/devstoreaccount1`,
+      maxAttempts: 1,
+      blockSizeBytes: 1024 * 1024,
+    });
+    const { stream } = generatedBody(64 * 1024 * 1024, 64 * 1024);
+    await assertCode(c.writeSnapshot(G1, 1, stream), ErrorCodes.STORAGE);
+    assert.ok(stream.destroyed, "the body is destroyed");
+    assert.ok(!stream.readableEnded, "and was not read to its end");
   });
 });

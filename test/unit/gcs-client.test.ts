@@ -18,6 +18,7 @@ import {
   replicaClientContract,
 } from "../contract/replica-client.contract.ts";
 import { type FakeGcs, startGcs } from "../helpers/gcs.ts";
+import { freePort } from "../helpers/ports.ts";
 import { type GateProxy, gateProxy } from "../helpers/token-standin.ts";
 
 const G1 = "0a1b2c3d4e5f6071";
@@ -168,6 +169,20 @@ describe("gcs destination", () => {
     await assertCode(c.walSegmentReader(G1, 9, 0), ErrorCodes.NOT_FOUND);
     await c.writeWalSegment(G1, 9, 0, new Uint8Array(0));
     assert.equal((await readAll(await c.walSegmentReader(G1, 9, 0))).length, 0);
+  });
+
+  it("a failed upload stops the body that feeds it (no producer left blocked on a pipe)", async () => {
+    // A port nobody listens on: every request fails at once.
+    const port = await freePort();
+    const c = client("any-bucket", {
+      endpoint: `http://127.0.0.1:${port}`,
+      maxAttempts: 1,
+      resumableThresholdBytes: 1024 * 1024,
+    });
+    const { stream } = generatedBody(64 * 1024 * 1024, 64 * 1024);
+    await assertCode(c.writeSnapshot(G1, 1, stream), ErrorCodes.STORAGE);
+    assert.ok(stream.destroyed, "the body is destroyed");
+    assert.ok(!stream.readableEnded, "and was not read to its end");
   });
 });
 
