@@ -21,7 +21,7 @@ import {
   sortSnapshots,
 } from "./client.ts";
 import { checkSignal, rootPrefix } from "./common.ts";
-import { checkField, checkGeneration, checkKey, checkPrefix } from "./names.ts";
+import { checkGeneration, checkKey, checkPrefix, checkSegment, checkSnapshot, segmentKeys } from "./names.ts";
 
 /** One object of a listing. */
 export interface ListedObject {
@@ -133,24 +133,21 @@ export class ObjectStoreClient implements ReplicaClient {
     body: Readable,
     opts?: CallOptions,
   ): Promise<SnapshotInfo> {
-    checkGeneration(generation, "write snapshot");
-    checkField(index, "write snapshot", "index");
+    checkSnapshot(generation, index, "write snapshot");
     const key = this.#key(keys.snapshot(generation, index));
     const { size, createdAt } = await this.#put(key, "write", body, opts?.signal);
     return { generation, index, size, createdAt };
   }
 
   async snapshotReader(generation: string, index: number, opts?: CallOptions): Promise<Readable> {
-    checkGeneration(generation, "read snapshot");
-    checkField(index, "read snapshot", "index");
+    checkSnapshot(generation, index, "read snapshot");
     const key = this.#key(keys.snapshot(generation, index));
     checkSignal(opts?.signal, "read", this.#url(key));
     return this.#b.reader(key, opts?.signal);
   }
 
   async deleteSnapshot(generation: string, index: number, opts?: CallOptions): Promise<void> {
-    checkGeneration(generation, "delete snapshot");
-    checkField(index, "delete snapshot", "index");
+    checkSnapshot(generation, index, "delete snapshot");
     const key = this.#key(keys.snapshot(generation, index));
     checkSignal(opts?.signal, "delete", this.#url(key));
     await this.#b.delete([key], opts?.signal);
@@ -185,9 +182,7 @@ export class ObjectStoreClient implements ReplicaClient {
     body: Readable | Uint8Array,
     opts?: CallOptions,
   ): Promise<WalSegmentInfo> {
-    checkGeneration(generation, "write wal segment");
-    checkField(index, "write wal segment", "index");
-    checkField(offset, "write wal segment", "offset");
+    checkSegment(generation, index, offset, "write wal segment");
     const key = this.#key(keys.segment(generation, index, offset));
     const { size, createdAt } = await this.#put(key, "write", body, opts?.signal);
     return { generation, index, offset, size, createdAt };
@@ -199,9 +194,7 @@ export class ObjectStoreClient implements ReplicaClient {
     offset: number,
     opts?: CallOptions,
   ): Promise<Readable> {
-    checkGeneration(generation, "read wal segment");
-    checkField(index, "read wal segment", "index");
-    checkField(offset, "read wal segment", "offset");
+    checkSegment(generation, index, offset, "read wal segment");
     const key = this.#key(keys.segment(generation, index, offset));
     checkSignal(opts?.signal, "read", this.#url(key));
     return this.#b.reader(key, opts?.signal);
@@ -211,13 +204,7 @@ export class ObjectStoreClient implements ReplicaClient {
     segments: ReadonlyArray<{ generation: string; index: number; offset: number }>,
     opts?: CallOptions,
   ): Promise<void> {
-    // Check every name before deleting anything, so a bad entry deletes nothing.
-    const list = segments.map((s) => {
-      checkGeneration(s.generation, "delete wal segments");
-      checkField(s.index, "delete wal segments", "index");
-      checkField(s.offset, "delete wal segments", "offset");
-      return this.#key(keys.segment(s.generation, s.index, s.offset));
-    });
+    const list = segmentKeys(segments, "delete wal segments").map((k) => this.#key(k));
     checkSignal(opts?.signal, "delete wal segments", this.location);
     await this.#b.delete(list, opts?.signal);
   }

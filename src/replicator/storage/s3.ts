@@ -56,7 +56,7 @@ import {
   sortSnapshots,
 } from "./client.ts";
 import { fileKeyProvider } from "./credential-file.ts";
-import { checkField, checkGeneration, checkKey, checkPrefix } from "./names.ts";
+import { checkGeneration, checkKey, checkPrefix, checkSegment, checkSnapshot, segmentKeys } from "./names.ts";
 
 /** Default multipart part size: also the largest body sent as one PutObject. */
 export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
@@ -254,8 +254,7 @@ export class S3ReplicaClient implements ReplicaClient {
     body: Readable,
     opts?: CallOptions,
   ): Promise<SnapshotInfo> {
-    checkGeneration(generation, "write snapshot");
-    checkField(index, "write snapshot", "index");
+    checkSnapshot(generation, index, "write snapshot");
     const { size, createdAt } = await this.#put(
       this.#key(keys.snapshot(generation, index)),
       "write",
@@ -266,14 +265,12 @@ export class S3ReplicaClient implements ReplicaClient {
   }
 
   async snapshotReader(generation: string, index: number, opts?: CallOptions): Promise<Readable> {
-    checkGeneration(generation, "read snapshot");
-    checkField(index, "read snapshot", "index");
+    checkSnapshot(generation, index, "read snapshot");
     return this.#reader(this.#key(keys.snapshot(generation, index)), opts?.signal);
   }
 
   async deleteSnapshot(generation: string, index: number, opts?: CallOptions): Promise<void> {
-    checkGeneration(generation, "delete snapshot");
-    checkField(index, "delete snapshot", "index");
+    checkSnapshot(generation, index, "delete snapshot");
     const key = this.#key(keys.snapshot(generation, index));
     // S3 answers a delete of a missing key with success, as the contract wants.
     await this.#send("delete", key, opts?.signal, (s3, o) =>
@@ -309,9 +306,7 @@ export class S3ReplicaClient implements ReplicaClient {
     body: Readable | Uint8Array,
     opts?: CallOptions,
   ): Promise<WalSegmentInfo> {
-    checkGeneration(generation, "write wal segment");
-    checkField(index, "write wal segment", "index");
-    checkField(offset, "write wal segment", "offset");
+    checkSegment(generation, index, offset, "write wal segment");
     const key = this.#key(keys.segment(generation, index, offset));
     const { size, createdAt } = await this.#put(key, "write", body, opts);
     return { generation, index, offset, size, createdAt };
@@ -323,9 +318,7 @@ export class S3ReplicaClient implements ReplicaClient {
     offset: number,
     opts?: CallOptions,
   ): Promise<Readable> {
-    checkGeneration(generation, "read wal segment");
-    checkField(index, "read wal segment", "index");
-    checkField(offset, "read wal segment", "offset");
+    checkSegment(generation, index, offset, "read wal segment");
     return this.#reader(this.#key(keys.segment(generation, index, offset)), opts?.signal);
   }
 
@@ -333,13 +326,7 @@ export class S3ReplicaClient implements ReplicaClient {
     segments: ReadonlyArray<{ generation: string; index: number; offset: number }>,
     opts?: CallOptions,
   ): Promise<void> {
-    // Check every name before deleting anything, so a bad entry deletes nothing.
-    const list = segments.map((s) => {
-      checkGeneration(s.generation, "delete wal segments");
-      checkField(s.index, "delete wal segments", "index");
-      checkField(s.offset, "delete wal segments", "offset");
-      return this.#key(keys.segment(s.generation, s.index, s.offset));
-    });
+    const list = segmentKeys(segments, "delete wal segments").map((k) => this.#key(k));
     checkSignal(opts?.signal, "delete wal segments", this.location);
     await this.#deleteKeys(list, opts?.signal);
   }

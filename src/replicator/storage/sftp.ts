@@ -45,7 +45,7 @@ import {
   isAbortError,
   newOperationCounts,
 } from "./common.ts";
-import { checkField, checkGeneration, checkKey, checkPrefix } from "./names.ts";
+import { checkGeneration, checkKey, checkPrefix, checkSegment, checkSnapshot, segmentKeys } from "./names.ts";
 import { pipelinedRead, pipelinedWrite } from "./sftp-transfer.ts";
 import {
   blobType,
@@ -230,8 +230,7 @@ export class SftpReplicaClient implements ReplicaClient {
     body: Readable,
     opts?: CallOptions,
   ): Promise<SnapshotInfo> {
-    checkGeneration(generation, "write snapshot");
-    checkField(index, "write snapshot", "index");
+    checkSnapshot(generation, index, "write snapshot");
     const { size, mtime } = await this.#writeObject(
       keys.snapshot(generation, index),
       "write",
@@ -242,14 +241,12 @@ export class SftpReplicaClient implements ReplicaClient {
   }
 
   async snapshotReader(generation: string, index: number, opts?: CallOptions): Promise<Readable> {
-    checkGeneration(generation, "read snapshot");
-    checkField(index, "read snapshot", "index");
+    checkSnapshot(generation, index, "read snapshot");
     return this.#reader(keys.snapshot(generation, index), opts?.signal);
   }
 
   async deleteSnapshot(generation: string, index: number, opts?: CallOptions): Promise<void> {
-    checkGeneration(generation, "delete snapshot");
-    checkField(index, "delete snapshot", "index");
+    checkSnapshot(generation, index, "delete snapshot");
     await this.#unlinkAll([keys.snapshot(generation, index)], opts?.signal);
   }
 
@@ -278,9 +275,7 @@ export class SftpReplicaClient implements ReplicaClient {
     body: Readable | Uint8Array,
     opts?: CallOptions,
   ): Promise<WalSegmentInfo> {
-    checkGeneration(generation, "write wal segment");
-    checkField(index, "write wal segment", "index");
-    checkField(offset, "write wal segment", "offset");
+    checkSegment(generation, index, offset, "write wal segment");
     const key = keys.segment(generation, index, offset);
     const { size, mtime } = await this.#writeObject(key, "write", body, opts?.signal);
     return { generation, index, offset, size, createdAt: mtime };
@@ -292,9 +287,7 @@ export class SftpReplicaClient implements ReplicaClient {
     offset: number,
     opts?: CallOptions,
   ): Promise<Readable> {
-    checkGeneration(generation, "read wal segment");
-    checkField(index, "read wal segment", "index");
-    checkField(offset, "read wal segment", "offset");
+    checkSegment(generation, index, offset, "read wal segment");
     return this.#reader(keys.segment(generation, index, offset), opts?.signal);
   }
 
@@ -302,13 +295,7 @@ export class SftpReplicaClient implements ReplicaClient {
     segments: ReadonlyArray<{ generation: string; index: number; offset: number }>,
     opts?: CallOptions,
   ): Promise<void> {
-    // Check every name before deleting anything, so a bad entry deletes nothing.
-    const list = segments.map((s) => {
-      checkGeneration(s.generation, "delete wal segments");
-      checkField(s.index, "delete wal segments", "index");
-      checkField(s.offset, "delete wal segments", "offset");
-      return keys.segment(s.generation, s.index, s.offset);
-    });
+    const list = segmentKeys(segments, "delete wal segments");
     await this.#unlinkAll(list, opts?.signal);
   }
 
