@@ -32,6 +32,7 @@ import {
   isAbortError,
   newOperationCounts,
   readHead,
+  relayDownload,
 } from "./common.ts";
 import { type ListedObject, type ObjectBackend, ObjectStoreClient } from "./object-store.ts";
 
@@ -260,20 +261,7 @@ class AbsBackend implements ObjectBackend {
     }
     this.operations.GET.count++;
     if (!stream) return Readable.from([], { objectMode: false });
-    const src = stream;
-    const toError = (err: unknown) => this.#error("read", key, err, signal);
-    const ops = this.operations;
-    const relay = async function* () {
-      try {
-        for await (const chunk of src) {
-          ops.GET.bytes += (chunk as Buffer).length;
-          yield chunk as Buffer;
-        }
-      } catch (err) {
-        throw toError(err);
-      }
-    };
-    return Readable.from(relay(), { objectMode: false });
+    return relayDownload(stream, this.operations, (err) => this.#error("read", key, err, signal));
   }
 
   async bytes(key: string, signal: AbortSignal | undefined): Promise<Uint8Array> {

@@ -3,6 +3,7 @@
  * the replica root joined as Litestream joins it, and a bounded-concurrency loop.
  */
 import path from "node:path";
+import { Readable } from "node:stream";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 import type { OperationCounts } from "./client.ts";
 
@@ -119,4 +120,30 @@ export async function readHead(
       }
     },
   };
+}
+
+/**
+ * A download as the stream a reader returns: each chunk counted as GET bytes, a failure midway
+ * turned into our error (STORAGE or ABORTED) by `toError`, `cleanup` run however it ends.
+ */
+export function relayDownload(
+  source: AsyncIterable<unknown>,
+  counts: OperationCounts,
+  toError: (err: unknown) => Error,
+  cleanup?: () => void,
+): Readable {
+  const relay = async function* () {
+    try {
+      for await (const chunk of source) {
+        const c = chunk as Buffer;
+        counts.GET.bytes += c.length;
+        yield c;
+      }
+    } catch (err) {
+      throw toError(err);
+    } finally {
+      cleanup?.();
+    }
+  };
+  return Readable.from(relay(), { objectMode: false });
 }

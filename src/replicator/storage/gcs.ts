@@ -30,6 +30,7 @@ import {
   isAbortError,
   newOperationCounts,
   readHead,
+  relayDownload,
 } from "./common.ts";
 import { exchangeServiceAccountKey, readCredentialsFile } from "./gcs-credentials.ts";
 import { type ListedObject, type ObjectBackend, ObjectStoreClient } from "./object-store.ts";
@@ -250,21 +251,12 @@ class GcsBackend implements ObjectBackend {
     const body = res.body
       ? Readable.fromWeb(res.body as import("node:stream/web").ReadableStream)
       : Readable.from([]);
-    const toError = (err: unknown) => this.#error("read", key, err, signal);
-    const ops = this.operations;
-    const relay = async function* () {
-      try {
-        for await (const chunk of body) {
-          ops.GET.bytes += (chunk as Buffer).length;
-          yield chunk as Buffer;
-        }
-      } catch (err) {
-        throw toError(err);
-      } finally {
-        body.destroy();
-      }
-    };
-    return Readable.from(relay(), { objectMode: false });
+    return relayDownload(
+      body,
+      this.operations,
+      (err) => this.#error("read", key, err, signal),
+      () => body.destroy(),
+    );
   }
 
   async bytes(key: string, signal: AbortSignal | undefined): Promise<Uint8Array> {

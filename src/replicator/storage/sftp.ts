@@ -24,7 +24,7 @@
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import path from "node:path";
-import { addAbortSignal, Readable } from "node:stream";
+import { addAbortSignal, type Readable } from "node:stream";
 import ssh2, { type ConnectConfig, type SFTPWrapper, type Client as SshClient } from "ssh2";
 import { ErrorCodes, NotFoundError, WalshipError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -44,6 +44,7 @@ import {
   forEachLimited,
   isAbortError,
   newOperationCounts,
+  relayDownload,
 } from "./common.ts";
 import { checkGeneration, checkKey, checkPrefix, checkSegment, checkSnapshot, segmentKeys } from "./names.ts";
 import { pipelinedRead, pipelinedWrite } from "./sftp-transfer.ts";
@@ -443,25 +444,23 @@ export class SftpReplicaClient implements ReplicaClient {
     });
     this.operations.GET.count++;
     const { s, handle, size } = opened;
-    const toError = (err: unknown) => this.#error("read", key, err, signal);
     const guard = <T>(what: string, start: (cb: (e?: Error | null, v?: T) => void) => void) =>
       this.#req<T>(s, what, start);
-    const ops = this.operations;
-    const depth = this.#depth;
-    const relay = async function* () {
-      try {
-        for await (const piece of pipelinedRead(s.sftp, guard, handle, size, depth)) {
-          if (signal?.aborted) throw abortedError("read", key, signal.reason);
-          ops.GET.bytes += piece.length;
-          yield piece;
-        }
-      } catch (err) {
-        throw toError(err);
-      } finally {
-        if (!s.dead) s.sftp.close(handle, () => {});
+    const pieces = pipelinedRead(s.sftp, guard, handle, size, this.#depth);
+    const checked = async function* () {
+      for await (const piece of pieces) {
+        if (signal?.aborted) throw abortedError("read", key, signal.reason);
+        yield piece;
       }
     };
-    return Readable.from(relay(), { objectMode: false });
+    return relayDownload(
+      checked(),
+      this.operations,
+      (err) => this.#error("read", key, err, signal),
+      () => {
+        if (!s.dead) s.sftp.close(handle, () => {});
+      },
+    );
   }
 
   async #unlinkAll(list: readonly string[], signal: AbortSignal | undefined): Promise<void> {
