@@ -47,12 +47,16 @@ export interface ObjectBackend {
     delimiter: boolean,
     signal: AbortSignal | undefined,
     onPage: (objects: ListedObject[], prefixes: string[]) => void | Promise<void>,
+    /** For messages: "list snapshots", ... */
+    verb?: string,
   ): Promise<void>;
   /** Stores a body (replacing), or rejects leaving any previous object as it was. */
   put(
     key: string,
     body: Readable | Uint8Array,
     signal: AbortSignal | undefined,
+    /** For messages: "write" (layout objects) or "put" (extras). */
+    verb?: string,
   ): Promise<{ size: number; createdAt: Date }>;
   /** A stream of the stored bytes; NotFoundError before any byte when missing. */
   reader(key: string, signal: AbortSignal | undefined): Promise<Readable>;
@@ -90,12 +94,18 @@ export class ObjectStoreClient implements ReplicaClient {
     const prefix = this.#key(`${keys.generations}/`);
     checkSignal(opts?.signal, "list generations", this.#url(prefix));
     const found = new Set<string>();
-    await this.#b.list(prefix, true, opts?.signal, (_objects, prefixes) => {
-      for (const p of prefixes) {
-        const name = p.slice(prefix.length).replace(/\/$/, "");
-        if (isGenerationName(name)) found.add(name);
-      }
-    });
+    await this.#b.list(
+      prefix,
+      true,
+      opts?.signal,
+      (_objects, prefixes) => {
+        for (const p of prefixes) {
+          const name = p.slice(prefix.length).replace(/\/$/, "");
+          if (isGenerationName(name)) found.add(name);
+        }
+      },
+      "list generations",
+    );
     return [...found].sort();
   }
 
@@ -106,9 +116,15 @@ export class ObjectStoreClient implements ReplicaClient {
     // finishes the job; the other order could strand extras no listing ever finds again.
     for (const dir of [keys.walshipGeneration(generation), keys.generation(generation)]) {
       const found: string[] = [];
-      await this.#b.list(this.#key(`${dir}/`), false, opts?.signal, (objects) => {
-        for (const o of objects) found.push(o.key);
-      });
+      await this.#b.list(
+        this.#key(`${dir}/`),
+        false,
+        opts?.signal,
+        (objects) => {
+          for (const o of objects) found.push(o.key);
+        },
+        "delete generation",
+      );
       await this.#b.delete(found, opts?.signal);
     }
   }
@@ -118,12 +134,18 @@ export class ObjectStoreClient implements ReplicaClient {
     const prefix = this.#key(`${keys.snapshots(generation)}/`);
     checkSignal(opts?.signal, "list snapshots", this.#url(prefix));
     const out: SnapshotInfo[] = [];
-    await this.#b.list(prefix, true, opts?.signal, (objects) => {
-      for (const o of objects) {
-        const parsed = parseSnapshotName(o.key.slice(prefix.length));
-        if (parsed) out.push({ generation, index: parsed.index, size: o.size, createdAt: o.createdAt });
-      }
-    });
+    await this.#b.list(
+      prefix,
+      true,
+      opts?.signal,
+      (objects) => {
+        for (const o of objects) {
+          const parsed = parseSnapshotName(o.key.slice(prefix.length));
+          if (parsed) out.push({ generation, index: parsed.index, size: o.size, createdAt: o.createdAt });
+        }
+      },
+      "list snapshots",
+    );
     return sortSnapshots(out);
   }
 
@@ -158,20 +180,26 @@ export class ObjectStoreClient implements ReplicaClient {
     const prefix = this.#key(`${keys.wal(generation)}/`);
     checkSignal(opts?.signal, "list wal segments", this.#url(prefix));
     const out: WalSegmentInfo[] = [];
-    await this.#b.list(prefix, true, opts?.signal, (objects) => {
-      for (const o of objects) {
-        const parsed = parseSegmentName(o.key.slice(prefix.length));
-        if (parsed) {
-          out.push({
-            generation,
-            index: parsed.index,
-            offset: parsed.offset,
-            size: o.size,
-            createdAt: o.createdAt,
-          });
+    await this.#b.list(
+      prefix,
+      true,
+      opts?.signal,
+      (objects) => {
+        for (const o of objects) {
+          const parsed = parseSegmentName(o.key.slice(prefix.length));
+          if (parsed) {
+            out.push({
+              generation,
+              index: parsed.index,
+              offset: parsed.offset,
+              size: o.size,
+              createdAt: o.createdAt,
+            });
+          }
         }
-      }
-    });
+      },
+      "list wal segments",
+    );
     return sortSegments(out);
   }
 
@@ -226,9 +254,15 @@ export class ObjectStoreClient implements ReplicaClient {
     const full = this.#key(prefix);
     checkSignal(opts?.signal, "list extras", this.#url(full));
     const out: string[] = [];
-    await this.#b.list(full, false, opts?.signal, (objects) => {
-      for (const o of objects) if (o.key.startsWith(this.#root)) out.push(o.key.slice(this.#root.length));
-    });
+    await this.#b.list(
+      full,
+      false,
+      opts?.signal,
+      (objects) => {
+        for (const o of objects) if (o.key.startsWith(this.#root)) out.push(o.key.slice(this.#root.length));
+      },
+      "list extras",
+    );
     return out.sort();
   }
 
@@ -251,7 +285,7 @@ export class ObjectStoreClient implements ReplicaClient {
       checkSignal(signal, verb, this.#url(key));
       // An abort also fails a body that is still being read.
       if (signal && !(body instanceof Uint8Array)) addAbortSignal(signal, body);
-      return await this.#b.put(key, body, signal);
+      return await this.#b.put(key, body, signal, verb);
     } finally {
       // A failed or aborted upload stops what feeds it (Litestream's stuck-pipe hang, #524); after a
       // full read this does nothing.
