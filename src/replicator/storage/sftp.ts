@@ -49,13 +49,12 @@ import {
 import { checkGeneration, checkKey, checkPrefix, checkSegment, checkSnapshot, segmentKeys } from "./names.ts";
 import { pipelinedRead, pipelinedWrite } from "./sftp-transfer.ts";
 import {
-  blobType,
-  fingerprint,
+  explainHostKey,
   type HostKey,
   hostKeyAlgorithms,
-  knownHostKeys,
-  knownHostsName,
   parsePublicKey,
+  pinnedHostKeys,
+  readKnownHosts,
   verifyHostKey,
 } from "./ssh-host-keys.ts";
 
@@ -797,62 +796,28 @@ export class SftpReplicaClient implements ReplicaClient {
 
   /** The pinned keys (host-key, host-key-file), else what the known_hosts files say about this host. */
   async #knownKeys(): Promise<{ keys: HostKey[]; revoked: HostKey[] }> {
-    const pinned = [...(this.#o.hostKeys ?? [])];
-    if (this.#o.hostKeyFile) {
-      for (const line of (await this.#readSecret(this.#o.hostKeyFile, "host-key-file")).split("\n")) {
-        const l = line.trim();
-        if (l === "" || l.startsWith("#")) continue;
-        if (!parsePublicKey(l)) {
-          throw new WalshipError(
-            ErrorCodes.CONFIG,
-            `sftp ${this.location}: host-key-file ${this.#o.hostKeyFile} holds a line that is not a public key ("ssh-ed25519 AAAA...")`,
-            { details: { path: "host-key-file" } },
-          );
-        }
-        pinned.push(l);
-      }
+    const fileText = this.#o.hostKeyFile
+      ? await this.#readSecret(this.#o.hostKeyFile, "host-key-file")
+      : undefined;
+    const pinned = pinnedHostKeys(this.#o.hostKeys ?? [], fileText);
+    if (pinned === "bad-line") {
+      throw new WalshipError(
+        ErrorCodes.CONFIG,
+        `sftp ${this.location}: host-key-file ${this.#o.hostKeyFile} holds a line that is not a public key ("ssh-ed25519 AAAA...")`,
+        { details: { path: "host-key-file" } },
+      );
     }
-    if (pinned.length > 0) return { keys: pinned.map((l) => parsePublicKey(l) as HostKey), revoked: [] };
-    const files = this.#o.knownHostsFiles ?? [
-      path.join(homedir(), ".ssh", "known_hosts"),
-      "/etc/ssh/ssh_known_hosts",
-    ];
-    const keys: HostKey[] = [];
-    const revoked: HostKey[] = [];
-    for (const f of files) {
-      let text: string;
-      try {
-        text = await readFile(f, "utf8");
-      } catch {
-        continue; // a missing file lists nothing
-      }
-      const found = knownHostKeys(text, this.#host, this.#port);
-      keys.push(...found.keys);
-      revoked.push(...found.revoked);
-    }
-    return { keys, revoked };
+    if (pinned.length > 0) return { keys: pinned, revoked: [] };
+    return readKnownHosts(
+      this.#o.knownHostsFiles ?? [path.join(homedir(), ".ssh", "known_hosts"), "/etc/ssh/ssh_known_hosts"],
+      this.#host,
+      this.#port,
+    );
   }
 
   #explainHostKey(presented: Buffer, reason: "revoked" | "unknown" | "mismatch"): string {
-    const name = knownHostsName(this.#host, this.#port);
-    const fp = `${blobType(presented)} ${fingerprint(presented)}`;
-    const line = `${blobType(presented)} ${presented.toString("base64")}`;
-    const source = this.#o.hostKeys?.length || this.#o.hostKeyFile ? "the pinned host-key" : "known_hosts";
-    switch (reason) {
-      case "revoked":
-        return `sftp ${this.location}: the server's host key ${fp} is marked @revoked in known_hosts`;
-      case "mismatch":
-        return (
-          `sftp ${this.location}: HOST KEY MISMATCH for ${name}: the server presented ${fp}, which is not ` +
-          `${source}; if the server's key really changed, update ${source}`
-        );
-      default:
-        return (
-          `sftp ${this.location}: the server's host key is not known: ${fp}; verify it, then pin it with ` +
-          `host-key: "${line}" (or add "${name} ${line}" to known_hosts, e.g. by connecting once with sftp), ` +
-          "or set insecure-ignore-host-key: true to skip the check as Litestream v0.3.13 does"
-        );
-    }
+    const pinned = Boolean(this.#o.hostKeys?.length || this.#o.hostKeyFile);
+    return `sftp ${this.location}: ${explainHostKey(presented, reason, this.#host, this.#port, pinned)}`;
   }
 
   // --- names and errors ------------------------------------------------------------------------

@@ -9,6 +9,7 @@
  * `@cert-authority` lines are skipped (certificates are not supported).
  */
 import { createHash, createHmac } from "node:crypto";
+import { readFile } from "node:fs/promises";
 
 export interface HostKey {
   /** The key's algorithm name as stored in the blob (ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa). */
@@ -134,4 +135,71 @@ export function verifyHostKey(
   if (known.revoked.some((k) => k.blob.equals(presented))) return { ok: false, reason: "revoked" };
   if (known.keys.some((k) => k.blob.equals(presented))) return { ok: true };
   return { ok: false, reason: known.keys.length === 0 ? "unknown" : "mismatch" };
+}
+
+/** Pinned keys from `host-key` lines and a host-key file's text (`#` comments and blanks skipped). */
+export function pinnedHostKeys(
+  lines: readonly string[],
+  fileText: string | undefined,
+): HostKey[] | "bad-line" {
+  const out: HostKey[] = [];
+  for (const raw of [...lines, ...(fileText ?? "").split("\n")]) {
+    const l = raw.trim();
+    if (l === "" || l.startsWith("#")) continue;
+    const key = parsePublicKey(l);
+    if (!key) return "bad-line";
+    out.push(key);
+  }
+  return out;
+}
+
+/** What known_hosts files list for a server; a missing file lists nothing. */
+export async function readKnownHosts(
+  files: readonly string[],
+  host: string,
+  port: number,
+): Promise<{ keys: HostKey[]; revoked: HostKey[] }> {
+  const keys: HostKey[] = [];
+  const revoked: HostKey[] = [];
+  for (const f of files) {
+    let text: string;
+    try {
+      text = await readFile(f, "utf8");
+    } catch {
+      continue;
+    }
+    const found = knownHostKeys(text, host, port);
+    keys.push(...found.keys);
+    revoked.push(...found.revoked);
+  }
+  return { keys, revoked };
+}
+
+/** Why a presented key was refused, with its fingerprint and how to trust it. */
+export function explainHostKey(
+  presented: Buffer,
+  reason: "revoked" | "unknown" | "mismatch",
+  host: string,
+  port: number,
+  pinned: boolean,
+): string {
+  const name = knownHostsName(host, port);
+  const fp = `${blobType(presented)} ${fingerprint(presented)}`;
+  const line = `${blobType(presented)} ${presented.toString("base64")}`;
+  const source = pinned ? "the pinned host-key" : "known_hosts";
+  switch (reason) {
+    case "revoked":
+      return `the server's host key ${fp} is marked @revoked in known_hosts`;
+    case "mismatch":
+      return (
+        `HOST KEY MISMATCH for ${name}: the server presented ${fp}, which is not ${source}; if the ` +
+        `server's key really changed, update ${source}`
+      );
+    default:
+      return (
+        `the server's host key is not known: ${fp}; verify it, then pin it with host-key: "${line}" ` +
+        `(or add "${name} ${line}" to known_hosts, e.g. by connecting once with sftp), or set ` +
+        "insecure-ignore-host-key: true to skip the check as Litestream v0.3.13 does"
+      );
+  }
 }
