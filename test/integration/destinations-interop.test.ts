@@ -12,7 +12,7 @@
  * own setup step (`sftp -P 2222 ...` once) fills.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -155,6 +155,64 @@ async function restoreBoth(b: Backend, cfg: string, db: string, dir: string, wan
     assert.equal(logicalHash(out), want, `${b.name}: ${name} restore differs`);
   }
 }
+
+describe("seed 000's litestream.yml as written (sftp, port 2222, chrooted sftp-only user)", () => {
+  before(() => sftpBackend.start());
+  after(() => sftpBackend.stop());
+
+  it("walship replicates and restores with it; litestream restores the same block as a replicas item", async () => {
+    const s = sftp as SftpServer;
+    const dir = tempDir("seed000");
+    const db = path.join(dir, "bot.db");
+    const cfg = path.join(dir, "litestream.yml");
+    // Seed 000's block, with PROXMOX_HOST_IP and the key's location filled in.
+    writeFileSync(
+      cfg,
+      `dbs:
+  - path: ${db}
+    replica:
+      type: sftp
+      host: 127.0.0.1:2222  # Use proxied port, not 22
+      user: litestream
+      key-path: ${s.keyPath}
+      path: /cacmin-bot
+`,
+    );
+    const app = openWorkload(db, 33);
+    const rep = startReplicator(["-config", cfg], { env: sftpBackend.env });
+    await writeFor(app, 2000);
+    await sleep(1500);
+    assert.equal(await rep.stop(), 0, rep.output());
+    const want = logicalHashOf(app.db);
+    app.close();
+    const out = path.join(dir, "walship.db");
+    const res = await walship(["restore", "-config", cfg, "-o", out, db], { env: sftpBackend.env });
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(logicalHash(out), want);
+    // Litestream v0.3.13 ignores the singular `replica:` key (v0.5's spelling): with this very file it
+    // finds no replica at all (and would not have replicated either).
+    const ignored = await runLitestream(["restore", "-config", cfg, "-o", path.join(dir, "x.db"), db], {
+      env: sftpBackend.env,
+      allowFailure: true,
+    });
+    assert.notEqual(ignored.code, 0);
+    assert.match(`${ignored.stdout}${ignored.stderr}`, /no matching backups found/);
+    // The same block as a `replicas:` list item: litestream restores what walship wrote.
+    const listCfg = path.join(dir, "litestream-list.yml");
+    writeFileSync(
+      listCfg,
+      readFileSync(cfg, "utf8")
+        .replace("    replica:\n      type: sftp", "    replicas:\n      - type: sftp")
+        .replace(/^ {6}(host|user|key-path|path):/gm, "        $1:"),
+    );
+    const lsOut = path.join(dir, "litestream.db");
+    const ls = await runLitestream(["restore", "-config", listCfg, "-o", lsOut, db], {
+      env: sftpBackend.env,
+    });
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.equal(logicalHash(lsOut), want);
+  });
+});
 
 for (const b of [sftpBackend, gcsBackend, absBackend]) {
   describe(`${b.name} destination, interop with litestream v0.3.13`, () => {
