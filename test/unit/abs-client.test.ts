@@ -174,6 +174,11 @@ describe("abs destination", () => {
     await assert.rejects(r.writeWalSegment(G1, 2, 0, Buffer.from("x")), (err: unknown) => {
       assert.equal((err as { code?: string }).code, ErrorCodes.STORAGE);
       assert.match((err as Error).message, /access denied|Authorization/);
+      // Neither the message nor the details carry the token's signature.
+      const sig = new URLSearchParams(ro).get("sig") as string;
+      assert.ok(sig.length > 10);
+      assert.ok(!(err as Error).message.includes(sig), "the SAS signature is not echoed");
+      assert.ok(!JSON.stringify((err as { details?: unknown }).details).includes(sig));
       return true;
     });
   });
