@@ -27,6 +27,7 @@ import {
 } from "./replicator/restore.ts";
 import { startReplication } from "./replicator/run.ts";
 import { type ReplicatorServer, startServer } from "./replicator/server.ts";
+import type { ReplicaClient } from "./replicator/storage/client.ts";
 import { createReplicaClient } from "./replicator/storage/index.ts";
 import { takeEarlySignals } from "./shared/early-signals.ts";
 import { describeError, ErrorCodes, WalshipError } from "./shared/errors.ts";
@@ -241,7 +242,16 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof WalshipError && err.code === ErrorCodes.USAGE)
       process.stderr.write(`\n${commandHelp(cmd)}\n`);
     return err instanceof WalshipError && err.code === ErrorCodes.USAGE ? 2 : 1;
+  } finally {
+    closeClients();
   }
+}
+
+/** The clients a read command opened: closed when it ends (an SSH connection would keep the process up). */
+const opened: ReplicaClient[] = [];
+
+function closeClients(): void {
+  for (const c of opened.splice(0)) c.close?.();
 }
 
 // --- operator --------------------------------------------------------------------------------------
@@ -307,10 +317,11 @@ async function resolveTarget(
     if (replicas.length === 0)
       throw new WalshipError(ErrorCodes.USAGE, `no replica named "${flags.replica}"`);
   }
-  const clients = replicas.map((r, i) => ({
-    name: r.name,
-    client: createReplicaClient(r, `replicas[${i}]`),
-  }));
+  const clients = replicas.map((r, i) => {
+    const client = createReplicaClient(r, `replicas[${i}]`);
+    opened.push(client);
+    return { name: r.name, client };
+  });
   return { clients, replicas, ...(dbPath ? { dbPath } : {}) };
 }
 

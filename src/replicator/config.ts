@@ -74,6 +74,12 @@ export interface FileSettings {
 export interface GcsSettings {
   bucket: string;
   path: string;
+  /** Walship key `endpoint`, a URL's `?endpoint=`, else STORAGE_EMULATOR_HOST. Undefined = Google. */
+  endpoint?: string;
+  /** Send credentials to `endpoint` too. False for STORAGE_EMULATOR_HOST (the Go client sends none). */
+  authWithEndpoint?: boolean;
+  /** Walship key `credentials-file`; undefined = Application Default Credentials. */
+  credentialsFile?: string;
 }
 export interface AbsSettings {
   accountName?: string;
@@ -82,8 +88,13 @@ export interface AbsSettings {
   /** The container. */
   bucket: string;
   path: string;
-  /** Undefined = `https://<accountName>.blob.core.windows.net`. */
+  /** Undefined = `https://<accountName>.blob.core.windows.net`. A URL's `?endpoint=` too. */
   endpoint?: string;
+  /** Walship key `sas-token`, else env AZURE_STORAGE_SAS_TOKEN. */
+  sasToken?: string;
+  /** Walship keys: files holding the account key or the SAS token (a mounted Secret). */
+  accountKeyFile?: string;
+  sasTokenFile?: string;
 }
 export interface SftpSettings {
   /** `host` or `host:port` (port 22 when absent). */
@@ -95,6 +106,20 @@ export interface SftpSettings {
   keyPath?: string;
   /** Remote directory, verbatim (a URL's path is not cleaned). */
   path: string;
+  /** Walship key `host-key`: pinned server public keys (`ssh-ed25519 AAAA...`). */
+  hostKeys?: string[];
+  /** Walship key `known-hosts-file`; undefined = ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts. */
+  knownHostsFile?: string;
+  /** Walship key `insecure-ignore-host-key`: skip the host-key check (Litestream v0.3.13 never checks). */
+  insecureIgnoreHostKey?: boolean;
+  /** Walship key `host-key-file`: a file of pinned public key lines (a mounted Secret). */
+  hostKeyFile?: string;
+  /** Walship key `password-file`: a file holding the password (a mounted Secret). */
+  passwordFile?: string;
+  /** Walship key `key-passphrase-file`: a file holding the private key's passphrase. */
+  keyPassphraseFile?: string;
+  /** The passphrase from env WALSHIP_SFTP_KEY_PASSPHRASE. */
+  keyPassphrase?: string;
 }
 
 export interface ReplicaConfig {
@@ -271,6 +296,8 @@ interface UrlParts {
   password?: string;
   /** Decoded path, verbatim (not cleaned). */
   path: string;
+  /** Query parameters (gcs, abs and sftp URLs take their Walship keys there). */
+  query: URLSearchParams;
 }
 
 function parseUrl(s: string): UrlParts | { problem: string } {
@@ -287,6 +314,7 @@ function parseUrl(s: string): UrlParts | { problem: string } {
       scheme: u.protocol.replace(/:$/, "").toLowerCase(),
       host: u.host,
       path: decodeURIComponent(u.pathname),
+      query: u.searchParams,
     };
     if (u.username !== "") parts.username = decodeURIComponent(u.username);
     if (u.password !== "") parts.password = decodeURIComponent(u.password);
@@ -511,6 +539,20 @@ const replicaShape = {
   user: text,
   password: text,
   "key-path": text,
+  // Walship extensions (a Litestream config never needs them).
+  "host-key": z
+    .union([z.string(), z.array(z.string())], { error: "expected a public key line or a list of them" })
+    .nullish()
+    .transform((v) => (v === null || v === undefined ? undefined : Array.isArray(v) ? v : [v])),
+  "known-hosts-file": text,
+  "insecure-ignore-host-key": flag,
+  "key-passphrase-file": text,
+  "host-key-file": text,
+  "password-file": text,
+  "credentials-file": text,
+  "sas-token": text,
+  "account-key-file": text,
+  "sas-token-file": text,
   /** Read only to be refused (see the head of this file); any value, even empty, is an error. */
   age: z.unknown().optional(),
 };
@@ -563,9 +605,28 @@ const TYPE_KEYS: Record<ReplicaType, readonly string[]> = {
     "access-key-id-file",
     "secret-access-key-file",
   ],
-  gcs: ["bucket"],
-  abs: ["account-name", "account-key", "bucket", "endpoint"],
-  sftp: ["host", "user", "password", "key-path"],
+  gcs: ["bucket", "endpoint", "credentials-file"],
+  abs: [
+    "account-name",
+    "account-key",
+    "bucket",
+    "endpoint",
+    "sas-token",
+    "account-key-file",
+    "sas-token-file",
+  ],
+  sftp: [
+    "host",
+    "user",
+    "password",
+    "key-path",
+    "host-key",
+    "known-hosts-file",
+    "insecure-ignore-host-key",
+    "key-passphrase-file",
+    "host-key-file",
+    "password-file",
+  ],
 };
 const COMMON_REPLICA_KEYS = [
   "type",
@@ -846,7 +907,8 @@ const AGE_REFUSED =
   "client-side encryption is not supported yet, and Walship would store this replica unencrypted; " +
   "remove the age key (and encrypt at the destination, e.g. S3 server-side encryption) to replicate";
 
-function buildReplica(raw: RawReplica, at: Seg[], ctx: Ctx): ReplicaConfig {
+function buildReplica(rawIn: RawReplica, at: Seg[], ctx: Ctx): ReplicaConfig {
+  let raw = rawIn;
   const key = (k: string): Seg[] => [...at, k];
   if ("age" in raw && raw.age !== undefined) ctx.fail(key("age"), AGE_REFUSED);
   if (raw.path !== undefined && isUrl(raw.path)) {
@@ -860,13 +922,14 @@ function buildReplica(raw: RawReplica, at: Seg[], ctx: Ctx): ReplicaConfig {
     if ("problem" in u) return ctx.fail(key("url"), u.problem);
     url = u;
   }
-  const declared = raw.type?.toLowerCase();
-  const typeName = url?.scheme ?? declared ?? "file";
+  // `gs` (gsutil's scheme) is an alias of `gcs`; Litestream v0.3.13 refuses it (#336).
+  const declared = gcsAlias(raw.type?.toLowerCase());
+  const typeName = gcsAlias(url?.scheme) ?? declared ?? "file";
   if (!(REPLICA_TYPES as readonly string[]).includes(typeName)) {
-    const hint = typeName === "gs" ? " (write gcs://)" : "";
-    ctx.fail(key(url ? "url" : "type"), `unknown replica type ${JSON.stringify(typeName)}${hint}`);
+    ctx.fail(key(url ? "url" : "type"), `unknown replica type ${JSON.stringify(typeName)}`);
   }
   const type = typeName as ReplicaType;
+  if (url) raw = withUrlQuery(raw, url, type, key, ctx);
   if (url && declared !== undefined && declared !== type) {
     ctx.warnings.push(
       `${formatKeyPath(key("type"))}: type ${JSON.stringify(raw.type)} ignored, the url scheme says ${type}`,
@@ -991,7 +1054,68 @@ function buildGcs(raw: RawReplica, url: UrlParts | undefined, key: KeyFn, ctx: C
   const bucket = url ? url.host : raw.bucket;
   if (bucket === undefined || bucket === "")
     ctx.fail(key(url ? "url" : "bucket"), "bucket required for gcs replica");
-  return { bucket, path: url ? objectPrefixFromUrlPath(url.path) : (raw.path ?? "") };
+  const gcs: GcsSettings = { bucket, path: url ? objectPrefixFromUrlPath(url.path) : (raw.path ?? "") };
+  const emulator = ctx.env.STORAGE_EMULATOR_HOST;
+  if (raw.endpoint !== undefined) {
+    gcs.endpoint = httpUrl(raw.endpoint, key("endpoint"), ctx);
+    gcs.authWithEndpoint = true;
+  } else if (emulator) {
+    // As the Go client: host:port or a URL; no credentials are sent to it.
+    gcs.endpoint = httpUrl(
+      /^\w+:\/\//.test(emulator) ? emulator : `http://${emulator}`,
+      ["STORAGE_EMULATOR_HOST"],
+      ctx,
+    );
+    gcs.authWithEndpoint = false;
+  }
+  if (raw["credentials-file"] !== undefined) {
+    gcs.credentialsFile = expandPath(raw["credentials-file"], ctx.cwd, ctx.homedir);
+  }
+  return gcs;
+}
+
+/** An http(s) URL with its path kept; trailing slashes dropped. */
+function httpUrl(v: string, at: Seg[], ctx: Ctx): string {
+  try {
+    const u = new URL(v);
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("scheme");
+    return v.replace(/\/+$/, "");
+  } catch {
+    return ctx.fail(at, `invalid endpoint ${JSON.stringify(v)}: expected an http(s) URL`);
+  }
+}
+
+function gcsAlias(t: string | undefined): string | undefined {
+  return t === "gs" ? "gcs" : t;
+}
+
+/**
+ * A gcs, abs or sftp URL's query parameters set that type's keys (a Walship extension, so that
+ * `restore URL` can reach an emulator endpoint or name a key file): `?endpoint=...`,
+ * `?key-path=...&host-key=...`. Keys set in YAML win; unknown parameters are an error.
+ */
+function withUrlQuery(raw: RawReplica, url: UrlParts, type: ReplicaType, key: KeyFn, ctx: Ctx): RawReplica {
+  if (type !== "gcs" && type !== "abs" && type !== "sftp") return raw;
+  const out: Record<string, unknown> = { ...raw };
+  for (const [k, v] of url.query) {
+    if (!TYPE_KEYS[type].includes(k) || k === "bucket" || k === "host" || k === "password") {
+      ctx.fail(
+        key("url"),
+        `unknown query parameter ${JSON.stringify(k)} for a ${type} url (it takes: ${TYPE_KEYS[type].filter((t) => !["bucket", "host", "password"].includes(t)).join(", ")})`,
+      );
+    }
+    if (out[k] !== undefined) continue;
+    if (k === "insecure-ignore-host-key") {
+      if (!YAML_TRUE.has(v) && !YAML_FALSE.has(v))
+        ctx.fail(key("url"), `invalid boolean ${JSON.stringify(v)} for ${k}`);
+      out[k] = YAML_TRUE.has(v);
+    } else if (k === "host-key") {
+      out[k] = [...((out[k] as string[] | undefined) ?? []), v];
+    } else {
+      out[k] = v;
+    }
+  }
+  return out as RawReplica;
 }
 
 function buildAbs(raw: RawReplica, url: UrlParts | undefined, key: KeyFn, ctx: Ctx): AbsSettings {
@@ -1000,12 +1124,30 @@ function buildAbs(raw: RawReplica, url: UrlParts | undefined, key: KeyFn, ctx: C
   if (bucket === undefined || bucket === "")
     ctx.fail(key(url ? "url" : "bucket"), "bucket required for abs replica");
   const abs: AbsSettings = { bucket, path: url ? objectPrefixFromUrlPath(url.path) : (raw.path ?? "") };
-  const accountName = raw["account-name"] ?? url?.username;
-  const rawKey = raw["account-key"] ?? (ctx.env.LITESTREAM_AZURE_ACCOUNT_KEY || undefined);
+  const accountName = raw["account-name"] ?? url?.username ?? (ctx.env.AZURE_STORAGE_ACCOUNT || undefined);
+  const rawKey =
+    raw["account-key"] ??
+    (ctx.env.LITESTREAM_AZURE_ACCOUNT_KEY || undefined) ??
+    (ctx.env.AZURE_STORAGE_KEY || undefined);
   const accountKey = rawKey === undefined ? undefined : trimCredential(rawKey);
+  const rawSas = raw["sas-token"] ?? (ctx.env.AZURE_STORAGE_SAS_TOKEN || undefined);
+  const sasToken = rawSas === undefined ? undefined : trimCredential(rawSas);
   if (accountName !== undefined) abs.accountName = accountName;
   if (accountKey !== undefined) abs.accountKey = accountKey;
-  if (raw.endpoint !== undefined) abs.endpoint = raw.endpoint;
+  if (sasToken !== undefined) abs.sasToken = sasToken;
+  if (raw["account-key-file"] !== undefined) {
+    abs.accountKeyFile = expandPath(raw["account-key-file"], ctx.cwd, ctx.homedir);
+  }
+  if (raw["sas-token-file"] !== undefined) {
+    abs.sasTokenFile = expandPath(raw["sas-token-file"], ctx.cwd, ctx.homedir);
+  }
+  if (raw.endpoint !== undefined) abs.endpoint = httpUrl(raw.endpoint, key("endpoint"), ctx);
+  if (url && !url.username && accountName !== undefined && accountName === bucket) {
+    ctx.warnings.push(
+      `${formatKeyPath(key("url"))}: abs://${bucket}/... names container ${JSON.stringify(bucket)} (the host is ` +
+        "the container, as in Litestream); for account and container write abs://ACCOUNT@CONTAINER/path",
+    );
+  }
   if (accountName === undefined && raw.endpoint === undefined) {
     ctx.warnings.push(
       `${formatKeyPath(key(url ? "url" : "account-name"))}: abs replica has no account name, so it cannot ` +
@@ -1026,6 +1168,22 @@ function buildSftp(raw: RawReplica, url: UrlParts | undefined, key: KeyFn, ctx: 
   const password = raw.password ?? url?.password;
   if (password !== undefined) sftp.password = trimCredential(password);
   if (raw["key-path"] !== undefined) sftp.keyPath = expandPath(raw["key-path"], ctx.cwd, ctx.homedir);
+  if (raw["host-key"] !== undefined) sftp.hostKeys = raw["host-key"];
+  if (raw["known-hosts-file"] !== undefined) {
+    sftp.knownHostsFile = expandPath(raw["known-hosts-file"], ctx.cwd, ctx.homedir);
+  }
+  if (raw["insecure-ignore-host-key"] !== undefined)
+    sftp.insecureIgnoreHostKey = raw["insecure-ignore-host-key"];
+  if (raw["host-key-file"] !== undefined) {
+    sftp.hostKeyFile = expandPath(raw["host-key-file"], ctx.cwd, ctx.homedir);
+  }
+  if (raw["password-file"] !== undefined) {
+    sftp.passwordFile = expandPath(raw["password-file"], ctx.cwd, ctx.homedir);
+  }
+  if (raw["key-passphrase-file"] !== undefined) {
+    sftp.keyPassphraseFile = expandPath(raw["key-passphrase-file"], ctx.cwd, ctx.homedir);
+  }
+  if (ctx.env.WALSHIP_SFTP_KEY_PASSPHRASE) sftp.keyPassphrase = ctx.env.WALSHIP_SFTP_KEY_PASSPHRASE;
   return sftp;
 }
 

@@ -143,6 +143,7 @@ export class Replica {
 
   close(): void {
     this.#unsubscribe();
+    this.client.close?.();
   }
 
   /** Runs the sync loop, the snapshotter and the retainer until the signal aborts. */

@@ -2,7 +2,7 @@
  * Wires a parsed config into running databases and destinations: one Db per `dbs[]` entry, one Replica
  * per destination, their loops, and a final sync on shutdown.
  */
-import { describeError } from "../shared/errors.ts";
+import { describeError, WalshipError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Config } from "./config.ts";
 import { Db } from "./db.ts";
@@ -21,6 +21,8 @@ export interface Replication {
 export async function startReplication(config: Config, log: Logger): Promise<Replication> {
   const dbs: Db[] = [];
   const replicas: Replica[] = [];
+  /** Destinations whose retention deletes: their credentials must be able to. */
+  const retaining: Replica[] = [];
   config.dbs.forEach((dc, i) => {
     const db = new Db(dc.path, {
       ...(dc.metaPath ? { metaPath: dc.metaPath } : {}),
@@ -34,7 +36,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
     });
     dbs.push(db);
     dc.replicas.forEach((rc, j) => {
-      const client = createReplicaClient(rc, `dbs[${i}].replicas[${j}]`);
+      const client = createReplicaClient(rc, `dbs[${i}].replicas[${j}]`, { log });
       const replica = new Replica(db, client, {
         name: rc.name,
         syncIntervalMs: rc.syncIntervalMs,
@@ -45,6 +47,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
         log: log.child({ db: db.path }),
       });
       replicas.push(replica);
+      if (rc.retentionMs > 0) retaining.push(replica);
       log.info(
         {
           db: db.path,
@@ -57,6 +60,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
       );
     });
   });
+  await checkAccess(retaining, log);
   const ac = new AbortController();
   for (const db of dbs) {
     await db.init();
@@ -104,4 +108,24 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
   }
 
   return { dbs, replicas, done, stop };
+}
+
+/**
+ * Destinations that can prove their credentials (GCS) do so before replication starts: credentials
+ * that cannot delete would only fail at the first retention pass, hours later. A refusal stops the
+ * start; any other failure (the network) is logged and replication starts anyway.
+ */
+async function checkAccess(replicas: Replica[], log: Logger): Promise<void> {
+  for (const r of replicas) {
+    if (!r.client.checkAccess) continue;
+    try {
+      await r.client.checkAccess();
+    } catch (err) {
+      if (err instanceof WalshipError && err.details.permission !== undefined) throw err;
+      log.warn(
+        { replica: r.name, err: describeError(err) },
+        "could not check the destination's access at start",
+      );
+    }
+  }
 }

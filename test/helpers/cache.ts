@@ -21,6 +21,7 @@ export const COMPONENT_OF = {
   kubectl: "kubernetes",
   crictl: "crictl",
   "local-path-provisioner": "local-path-provisioner",
+  "fake-gcs-server": "fake-gcs-server",
 } as const;
 
 export type BinaryName = keyof typeof COMPONENT_OF;

@@ -467,9 +467,13 @@ describe("parseConfig rules", () => {
       throwsConfig(() => parse(inReplica("url: /backups")), "dbs[0].replicas[0].url");
     });
 
-    it("unknown types are errors, gs:// included (v0.3.13 knows only gcs://)", () => {
+    it("unknown types are errors; gs:// is gcs:// (v0.3.13 refuses gs://, #336)", () => {
       throwsConfig(() => parse(inReplica("type: ftp")), "dbs[0].replicas[0].type");
-      throwsConfig(() => parse(inReplica("url: gs://bk/p")), "dbs[0].replicas[0].url");
+      throwsConfig(() => parse(inReplica("url: ftp://bk/p")), "dbs[0].replicas[0].url");
+      const r = parse(inReplica("url: gs://bk/p")).dbs[0]!.replicas[0]!;
+      assert.equal(r.type, "gcs");
+      assert.equal(r.name, "gcs");
+      assert.deepEqual(r.gcs, { bucket: "bk", path: "p" });
     });
 
     it("name defaults to the type; duplicates in one db are an error", () => {
@@ -1035,7 +1039,7 @@ describe("replicaFromUrl", () => {
 
   it("bad URLs are CONFIG errors", () => {
     throwsConfig(() => replicaFromUrl("/not/a/url"), "url");
-    throwsConfig(() => replicaFromUrl("gs://bk/p"), "url");
+    throwsConfig(() => replicaFromUrl("gs:///p"), "url");
     throwsConfig(() => replicaFromUrl("s3:///p"), "url");
     throwsConfig(() => replicaFromUrl("sftp://host/p"), "url");
   });

@@ -87,11 +87,11 @@ describe("SqliteReplica spec (zod)", () => {
     both.destinations[0]!.file = { claimName: "backup" };
     assert.deepEqual(fieldOf(both), {
       field: "spec.destinations[0]",
-      message: "set exactly one of s3 or file",
+      message: "set exactly one of s3, file, sftp, gcs or abs",
     });
 
     const neither = { ...minimal, destinations: [{ name: "x" }] };
-    assert.equal(fieldOf(neither).message, "set exactly one of s3 or file");
+    assert.equal(fieldOf(neither).message, "set exactly one of s3, file, sftp, gcs or abs");
 
     const halfKeys = structuredClone(minimal) as {
       destinations: Array<{ s3: { credentials: Record<string, unknown> } }>;

@@ -79,6 +79,116 @@ export const S3Destination = z.object({
   credentials: S3Credentials,
 });
 
+/** An object-store prefix: relative, as for S3. */
+const ObjectPath = ConfigText.max(1024)
+  .regex(/^[^/]/, "must not start with '/' (object stores that clean paths would hide the objects)")
+  .optional()
+  .describe("Key prefix. Each pod replicates under <path>/<pod name>.");
+
+export const SftpDestination = cel(
+  z.object({
+    host: ConfigText.min(1)
+      .max(260)
+      .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$/, "must be host or host:port")
+      .describe("The SSH server, host or host:port (22 when absent)."),
+    user: ConfigText.min(1).max(64).describe("The login user."),
+    path: ConfigText.max(1024)
+      .optional()
+      .describe(
+        "The remote directory (relative to the login directory unless it starts with '/'). Each pod " +
+          "replicates under <path>/<pod name>.",
+      ),
+    privateKey: SecretKeyRef.optional().describe("The private key (OpenSSH or PEM), from a Secret."),
+    passphrase: SecretKeyRef.optional().describe("The private key's passphrase, from a Secret."),
+    password: SecretKeyRef.optional().describe("A password instead of a key, from a Secret."),
+    hostKey: SecretKeyRef.optional().describe(
+      "The server's public host key(s), one 'ssh-ed25519 AAAA...' line each, from a Secret.",
+    ),
+    insecureIgnoreHostKey: z
+      .boolean()
+      .optional()
+      .describe("Accept any host key (Litestream v0.3.13's behaviour); instead of hostKey."),
+  }),
+  [
+    {
+      rule: "has(self.privateKey) != has(self.password)",
+      message: "set exactly one of privateKey or password",
+      check: (d) => (d.privateKey !== undefined) !== (d.password !== undefined),
+    },
+    {
+      rule: "!has(self.passphrase) || has(self.privateKey)",
+      message: "passphrase needs privateKey",
+      fieldPath: ".passphrase",
+      check: (d) => d.passphrase === undefined || d.privateKey !== undefined,
+    },
+    {
+      rule: "has(self.hostKey) != (has(self.insecureIgnoreHostKey) && self.insecureIgnoreHostKey)",
+      message: "set hostKey, or insecureIgnoreHostKey: true (not both)",
+      check: (d) => (d.hostKey !== undefined) !== (d.insecureIgnoreHostKey === true),
+    },
+  ],
+);
+
+/** Keys from a Secret, or the pod's own cloud identity (workload identity). */
+const fromServiceAccount = z
+  .boolean()
+  .optional()
+  .describe(
+    "Use the pod's workload identity (GKE Workload Identity, Azure Workload Identity) instead of a key.",
+  );
+
+export const GcsDestination = z.object({
+  bucket: ConfigText.min(3)
+    .max(222)
+    .regex(/^[a-z0-9][a-z0-9._-]*[a-z0-9]$/, "must be a GCS bucket name"),
+  path: ObjectPath,
+  endpoint: ConfigText.min(1).max(1024).optional().describe("Another JSON API endpoint (an emulator)."),
+  credentials: cel(
+    z.object({
+      serviceAccountKey: SecretKeyRef.optional().describe("A service-account key (JSON), from a Secret."),
+      fromServiceAccount,
+    }),
+    [
+      {
+        rule: "has(self.serviceAccountKey) != (has(self.fromServiceAccount) && self.fromServiceAccount)",
+        message: "set serviceAccountKey, or fromServiceAccount: true (not both)",
+        check: (c) => (c.serviceAccountKey !== undefined) !== (c.fromServiceAccount === true),
+      },
+    ],
+  ),
+});
+
+export const AbsDestination = z.object({
+  accountName: ConfigText.min(3)
+    .max(24)
+    .regex(/^[a-z0-9]+$/, "must be a storage account name"),
+  container: ConfigText.min(3)
+    .max(63)
+    .regex(/^[a-z0-9][a-z0-9-]*[a-z0-9]$/, "must be a container name"),
+  path: ObjectPath,
+  endpoint: ConfigText.min(1)
+    .max(1024)
+    .optional()
+    .describe("The account URL; default https://<accountName>.blob.core.windows.net."),
+  credentials: cel(
+    z.object({
+      accountKey: SecretKeyRef.optional().describe("The account's shared key, from a Secret."),
+      sasToken: SecretKeyRef.optional().describe("A SAS token for the container, from a Secret."),
+      fromServiceAccount,
+    }),
+    [
+      {
+        rule:
+          "(has(self.accountKey) ? 1 : 0) + (has(self.sasToken) ? 1 : 0) + " +
+          "(has(self.fromServiceAccount) && self.fromServiceAccount ? 1 : 0) == 1",
+        message: "set exactly one of accountKey, sasToken or fromServiceAccount: true",
+        check: (c) =>
+          (c.accountKey ? 1 : 0) + (c.sasToken ? 1 : 0) + (c.fromServiceAccount === true ? 1 : 0) === 1,
+      },
+    ],
+  ),
+});
+
 export const FileDestination = cel(
   z.object({
     claimName: DnsSubdomain.describe("A PersistentVolumeClaim in the namespace, mounted into the sidecar."),
@@ -104,12 +214,18 @@ export const Destination = cel(
     ),
     s3: S3Destination.optional().describe("An S3 or S3-compatible bucket."),
     file: FileDestination.optional().describe("A directory on a PersistentVolumeClaim."),
+    sftp: SftpDestination.optional().describe("A directory on an SSH server (SFTP)."),
+    gcs: GcsDestination.optional().describe("A Google Cloud Storage bucket."),
+    abs: AbsDestination.optional().describe("An Azure Blob Storage container."),
   }),
   [
     {
-      rule: "(has(self.s3) ? 1 : 0) + (has(self.file) ? 1 : 0) == 1",
-      message: "set exactly one of s3 or file",
-      check: (d) => (d.s3 ? 1 : 0) + (d.file ? 1 : 0) === 1,
+      rule:
+        "(has(self.s3) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.sftp) ? 1 : 0) + " +
+        "(has(self.gcs) ? 1 : 0) + (has(self.abs) ? 1 : 0) == 1",
+      message: "set exactly one of s3, file, sftp, gcs or abs",
+      check: (d) =>
+        (d.s3 ? 1 : 0) + (d.file ? 1 : 0) + (d.sftp ? 1 : 0) + (d.gcs ? 1 : 0) + (d.abs ? 1 : 0) === 1,
     },
   ],
 );

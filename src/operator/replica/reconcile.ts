@@ -32,6 +32,7 @@ import type { EventRecorder } from "../kube/events.ts";
 import { keyOf } from "../kube/informer.ts";
 import type { KubeObject, Pod, Secret, StatefulSet } from "../kube/types.ts";
 import { buildConfigMap, configHash, type RenderOptions, renderConfig } from "../specs/config.ts";
+import { destinationCredentials } from "../specs/credentials.ts";
 import {
   CONFIG_HASH_ANNOTATION,
   FIELD_MANAGER,
@@ -504,13 +505,7 @@ export class SqliteReplicaReconciler {
   async #ensureSecrets(spec: SqliteReplicaSpec, ns: string): Promise<void> {
     const cache = new Map<string, Secret | null>();
     for (const [i, d] of spec.destinations.entries()) {
-      const c = d.s3?.credentials;
-      if (!c || c.fromServiceAccount === true) continue;
-      for (const [field, ref] of [
-        ["accessKeyId", c.accessKeyId],
-        ["secretAccessKey", c.secretAccessKey],
-      ] as const) {
-        if (!ref) continue;
+      for (const { field, ref } of destinationCredentials(d)) {
         let secret = cache.get(ref.name);
         if (secret === undefined) {
           try {
@@ -521,7 +516,7 @@ export class SqliteReplicaReconciler {
           }
           cache.set(ref.name, secret);
         }
-        const at = `spec.destinations[${i}].s3.credentials.${field}`;
+        const at = `spec.destinations[${i}].${field}`;
         if (secret === null) {
           throw new Blocked("SecretMissing", `${at}: Secret ${ns}/${ref.name} not found`, RETRY_BLOCKED_MS);
         }

@@ -2,10 +2,11 @@
  * SqliteReplica -> the replicator's config file (walship.yml, a litestream.yml that `walship
  * replicate` and `walship restore` read) and the ConfigMap that carries it. Pure.
  *
- * No secret goes into the file, nor through the environment: an S3 destination's keys are named by
- * `access-key-id-file`/`secret-access-key-file`, files of a projected volume of the referenced
- * Secrets that the S3 client reads when it signs (so a rotated Secret reaches running pods, and no
- * value of a Secret is ever part of the text the replicator parses). Each pod replicates under its
+ * No secret goes into the file, nor through the environment: every credential a destination takes
+ * from a Secret (credentials.ts: S3 keys, an SSH key, passphrase, password and host key, a GCS
+ * service-account key, an Azure key or SAS) is named by its `*-file` key (`key-path` for the SSH key),
+ * a file of a projected volume of the referenced Secrets, so no value of a Secret is ever part of the
+ * text the replicator parses. Each pod replicates under its
  * own prefix, `<path>/${POD_NAME}`, so the pods of a StatefulSet never share a replica (the pod's
  * name is a DNS label from the downward API, expanded per value by the replicator).
  */
@@ -13,10 +14,10 @@ import { createHash } from "node:crypto";
 import { Document, Scalar } from "yaml";
 import type { SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
 import type { ConfigMap } from "../kube/types.ts";
+import { credentialPath, destinationCredentials } from "./credentials.ts";
 import {
   CONFIG_KEY,
   configMapName,
-  credentialFiles,
   FILE_DESTINATIONS_DIR,
   MANAGED_BY_LABELS,
   SQLITE_REPLICA_LABEL,
@@ -57,17 +58,36 @@ export function renderConfig(spec: SqliteReplicaSpec, opts: RenderOptions = {}):
       if (s3.region !== undefined) common.region = s3.region;
       if (s3.forcePathStyle !== undefined) common["force-path-style"] = s3.forcePathStyle;
       if (s3.skipVerify !== undefined) common["skip-verify"] = s3.skipVerify;
-      if (s3.credentials.fromServiceAccount !== true) {
-        const files = credentialFiles(d.name);
-        common["access-key-id-file"] = files.accessKeyId;
-        common["secret-access-key-file"] = files.secretAccessKey;
-      }
+    } else if (d.sftp) {
+      const sftp = d.sftp;
+      Object.assign(common, {
+        type: "sftp",
+        host: sftp.host,
+        user: sftp.user,
+        path: joinPrefix(sftp.path, POD_NAME_REF),
+      });
+      if (sftp.insecureIgnoreHostKey === true) common["insecure-ignore-host-key"] = true;
+    } else if (d.gcs) {
+      const gcs = d.gcs;
+      Object.assign(common, { type: "gcs", bucket: gcs.bucket, path: joinPrefix(gcs.path, POD_NAME_REF) });
+      if (gcs.endpoint !== undefined) common.endpoint = gcs.endpoint;
+    } else if (d.abs) {
+      const abs = d.abs;
+      Object.assign(common, {
+        type: "abs",
+        "account-name": abs.accountName,
+        bucket: abs.container,
+        path: joinPrefix(abs.path, POD_NAME_REF),
+      });
+      if (abs.endpoint !== undefined) common.endpoint = abs.endpoint;
     } else if (d.file) {
       Object.assign(common, {
         type: "file",
         path: joinPrefix(`${FILE_DESTINATIONS_DIR}/${d.name}/${d.file.path ?? ""}`, POD_NAME_REF),
       });
     }
+    // Every credential is a file of the projected Secret volume, named by its config key.
+    for (const c of destinationCredentials(d)) common[c.configKey] = credentialPath(d.name, c.file);
     common["sync-interval"] = spec.syncInterval;
     if (spec.snapshotInterval !== undefined) common["snapshot-interval"] = spec.snapshotInterval;
     common.retention = spec.retention;

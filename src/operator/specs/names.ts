@@ -32,16 +32,10 @@ export function fileVolumeName(destinationName: string): string {
   return `walship-dest-${destinationName}`;
 }
 
-/** Where an S3 destination's keys are mounted (a projected volume of its Secrets), read-only. */
+/** Where a destination's credentials are mounted (a projected volume of its Secrets), read-only. */
 export const CREDENTIALS_DIR = "/var/run/walship/credentials";
 
-/** The pod volume holding one S3 destination's keys. */
+/** The pod volume holding one destination's credentials. */
 export function credentialsVolumeName(destinationName: string): string {
   return `walship-creds-${destinationName}`;
-}
-
-/** The files of one S3 destination's keys, as the rendered config names them. */
-export function credentialFiles(destinationName: string): { accessKeyId: string; secretAccessKey: string } {
-  const dir = `${CREDENTIALS_DIR}/${destinationName}`;
-  return { accessKeyId: `${dir}/access-key-id`, secretAccessKey: `${dir}/secret-access-key` };
 }

@@ -11,6 +11,7 @@
 import path from "node:path";
 import type { SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
 import type { Container, EnvVar, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
+import { destinationCredentials } from "./credentials.ts";
 import {
   CONFIG_DIR,
   CONFIG_HASH_ANNOTATION,
@@ -173,50 +174,36 @@ export function buildEnv(): EnvVar[] {
   ];
 }
 
-/** The S3 destinations whose keys come from Secrets. */
-function keyedDestinations(spec: SqliteReplicaSpec) {
-  return spec.destinations.filter((d) => {
-    const c = d.s3?.credentials;
-    return c && c.fromServiceAccount !== true && c.accessKeyId && c.secretAccessKey;
-  });
-}
-
 /**
- * Each keyed S3 destination's projected volume: the two referenced Secret keys as the files
- * `access-key-id` and `secret-access-key` (the kubelet updates them when the Secret changes).
+ * Each destination's projected volume of the Secret keys it references (destinationCredentials), one
+ * file each (the kubelet updates them when a Secret changes). Destinations without any get none.
  */
 export function credentialVolumes(spec: SqliteReplicaSpec): Volume[] {
-  return keyedDestinations(spec).map((d) => {
-    const c = d.s3!.credentials;
-    return {
-      name: credentialsVolumeName(d.name),
-      projected: {
-        sources: [
-          {
-            secret: {
-              name: c.accessKeyId!.name,
-              items: [{ key: c.accessKeyId!.key, path: "access-key-id" }],
-            },
-          },
-          {
-            secret: {
-              name: c.secretAccessKey!.name,
-              items: [{ key: c.secretAccessKey!.key, path: "secret-access-key" }],
-            },
-          },
-        ],
+  return spec.destinations.flatMap((d) => {
+    const creds = destinationCredentials(d);
+    if (creds.length === 0) return [];
+    return [
+      {
+        name: credentialsVolumeName(d.name),
+        projected: {
+          sources: creds.map((c) => ({
+            secret: { name: c.ref.name, items: [{ key: c.ref.key, path: c.file }] },
+          })),
+        },
       },
-    };
+    ];
   });
 }
 
 /** The read-only mounts of `credentialVolumes`. */
 export function credentialMounts(spec: SqliteReplicaSpec): VolumeMount[] {
-  return keyedDestinations(spec).map((d) => ({
-    name: credentialsVolumeName(d.name),
-    mountPath: `${CREDENTIALS_DIR}/${d.name}`,
-    readOnly: true,
-  }));
+  return spec.destinations
+    .filter((d) => destinationCredentials(d).length > 0)
+    .map((d) => ({
+      name: credentialsVolumeName(d.name),
+      mountPath: `${CREDENTIALS_DIR}/${d.name}`,
+      readOnly: true,
+    }));
 }
 
 function buildMounts(spec: SqliteReplicaSpec, target: Target): VolumeMount[] {

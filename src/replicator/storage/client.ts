@@ -65,6 +65,15 @@ export interface ReplicaClient {
   /** Keys (relative to the root) under a prefix, sorted. */
   listExtras(prefix: string, opts?: CallOptions): Promise<string[]>;
   deleteExtras(keys: readonly string[], opts?: CallOptions): Promise<void>;
+
+  /**
+   * Proves at start that the credentials can write and delete (retention deletes), with an error
+   * naming what is missing. Optional: backends whose failures already say so at the first write
+   * leave it out.
+   */
+  checkAccess?(opts?: CallOptions): Promise<void>;
+  /** Releases connections (an SSH connection keeps the process alive); a later call reconnects. */
+  close?(): void;
 }
 
 /** Sorts snapshot and segment listings the one way every caller expects. */

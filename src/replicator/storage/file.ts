@@ -19,7 +19,7 @@ import { ErrorCodes, NotFoundError, WalshipError } from "../../shared/errors.ts"
 import { isGenerationName, keys, parseSegmentName, parseSnapshotName } from "../layout.ts";
 import type { SnapshotInfo, WalSegmentInfo } from "../types.ts";
 import { type CallOptions, type ReplicaClient, sortSegments, sortSnapshots } from "./client.ts";
-import { checkField, checkGeneration, checkKey, checkPrefix } from "./names.ts";
+import { checkGeneration, checkKey, checkPrefix, checkSegment, checkSnapshot, segmentKeys } from "./names.ts";
 
 /** Mode of the files we create (Litestream copies the database file's mode; 0600 without one). */
 export const DEFAULT_FILE_MODE = 0o600;
@@ -99,22 +99,19 @@ export class FileReplicaClient implements ReplicaClient {
     body: Readable,
     opts?: CallOptions,
   ): Promise<SnapshotInfo> {
-    checkGeneration(generation, "write snapshot");
-    checkField(index, "write snapshot", "index");
+    checkSnapshot(generation, index, "write snapshot");
     const key = keys.snapshot(generation, index);
     const st = await this.#writeObject(key, "write", body, opts?.signal);
     return { generation, index, size: st.size, createdAt: st.mtime };
   }
 
   async snapshotReader(generation: string, index: number, opts?: CallOptions): Promise<Readable> {
-    checkGeneration(generation, "read snapshot");
-    checkField(index, "read snapshot", "index");
+    checkSnapshot(generation, index, "read snapshot");
     return this.#openReader(keys.snapshot(generation, index), opts?.signal);
   }
 
   async deleteSnapshot(generation: string, index: number, opts?: CallOptions): Promise<void> {
-    checkGeneration(generation, "delete snapshot");
-    checkField(index, "delete snapshot", "index");
+    checkSnapshot(generation, index, "delete snapshot");
     const key = keys.snapshot(generation, index);
     checkSignal(opts?.signal, "delete", key);
     await this.#unlink(key);
@@ -143,9 +140,7 @@ export class FileReplicaClient implements ReplicaClient {
     body: Readable | Uint8Array,
     opts?: CallOptions,
   ): Promise<WalSegmentInfo> {
-    checkGeneration(generation, "write wal segment");
-    checkField(index, "write wal segment", "index");
-    checkField(offset, "write wal segment", "offset");
+    checkSegment(generation, index, offset, "write wal segment");
     const key = keys.segment(generation, index, offset);
     const st = await this.#writeObject(key, "write", body, opts?.signal);
     return { generation, index, offset, size: st.size, createdAt: st.mtime };
@@ -157,9 +152,7 @@ export class FileReplicaClient implements ReplicaClient {
     offset: number,
     opts?: CallOptions,
   ): Promise<Readable> {
-    checkGeneration(generation, "read wal segment");
-    checkField(index, "read wal segment", "index");
-    checkField(offset, "read wal segment", "offset");
+    checkSegment(generation, index, offset, "read wal segment");
     return this.#openReader(keys.segment(generation, index, offset), opts?.signal);
   }
 
@@ -167,13 +160,7 @@ export class FileReplicaClient implements ReplicaClient {
     segments: ReadonlyArray<{ generation: string; index: number; offset: number }>,
     opts?: CallOptions,
   ): Promise<void> {
-    // Check every name before deleting anything, so a bad entry deletes nothing.
-    const list = segments.map((s) => {
-      checkGeneration(s.generation, "delete wal segments");
-      checkField(s.index, "delete wal segments", "index");
-      checkField(s.offset, "delete wal segments", "offset");
-      return keys.segment(s.generation, s.index, s.offset);
-    });
+    const list = segmentKeys(segments, "delete wal segments");
     await this.#forEachLimited(list, opts?.signal, "delete", (key) => this.#unlink(key));
   }
 

@@ -1,11 +1,21 @@
 /** Builds the storage client a destination's config asks for. */
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
-import type { ReplicaConfig } from "../config.ts";
+import type { Logger } from "../../shared/log.ts";
+import type { AbsSettings, ReplicaConfig, SftpSettings } from "../config.ts";
+import { AbsReplicaClient, type AbsReplicaClientOptions } from "./abs.ts";
+import { workloadIdentityFromEnv } from "./azure-token.ts";
 import type { ReplicaClient } from "./client.ts";
 import { FileReplicaClient } from "./file.ts";
+import { GcsReplicaClient } from "./gcs.ts";
 import { S3ReplicaClient } from "./s3.ts";
+import { SftpReplicaClient, type SftpReplicaClientOptions } from "./sftp.ts";
 
-export function createReplicaClient(cfg: ReplicaConfig, where: string): ReplicaClient {
+export function createReplicaClient(
+  cfg: ReplicaConfig,
+  where: string,
+  opts: { log?: Logger; env?: NodeJS.ProcessEnv } = {},
+): ReplicaClient {
+  const env = opts.env ?? process.env;
   switch (cfg.type) {
     case "file": {
       if (!cfg.file?.path) throw new WalshipError(ErrorCodes.CONFIG, `${where}: file replica needs a path`);
@@ -19,11 +29,79 @@ export function createReplicaClient(cfg: ReplicaConfig, where: string): ReplicaC
       }
       return new S3ReplicaClient(cfg.s3);
     }
+    case "gcs": {
+      const g = cfg.gcs;
+      if (!g?.bucket) throw needs(where, "gcs", "bucket");
+      return new GcsReplicaClient({
+        bucket: g.bucket,
+        path: g.path,
+        ...(g.endpoint !== undefined
+          ? { endpoint: g.endpoint, authWithEndpoint: g.authWithEndpoint === true }
+          : {}),
+        ...(g.credentialsFile !== undefined ? { credentialsFile: g.credentialsFile } : {}),
+      });
+    }
+    case "abs": {
+      const a = cfg.abs;
+      if (!a?.bucket) throw needs(where, "abs", "bucket");
+      return new AbsReplicaClient({ ...absCredentials(a, env), container: a.bucket, path: a.path });
+    }
+    case "sftp": {
+      const s = cfg.sftp;
+      if (!s?.host) throw needs(where, "sftp", "host");
+      if (!s.user) throw needs(where, "sftp", "user");
+      return new SftpReplicaClient(sftpOptions(s, opts.log));
+    }
     default:
       throw new WalshipError(
         ErrorCodes.CONFIG,
-        `${where}: replica type "${cfg.type}" is not supported by this build yet (supported: file, s3)`,
-        { details: { path: `${where}.type` } },
+        `${where}: replica type "${String(cfg.type)}" is not supported`,
+        {
+          details: { path: `${where}.type` },
+        },
       );
   }
+}
+
+function needs(where: string, type: string, key: string): WalshipError {
+  return new WalshipError(ErrorCodes.CONFIG, `${where}: ${type} replica needs ${key}`, {
+    details: { path: `${where}.${key}` },
+  });
+}
+
+/** The first credential that is set: account key (key, file), SAS (token, file), workload identity. */
+function absCredentials(
+  a: AbsSettings,
+  env: NodeJS.ProcessEnv,
+): Omit<AbsReplicaClientOptions, "container" | "path"> {
+  const out: Omit<AbsReplicaClientOptions, "container" | "path"> = {};
+  if (a.accountName !== undefined) out.accountName = a.accountName;
+  if (a.endpoint !== undefined) out.endpoint = a.endpoint;
+  if (a.accountKey) out.accountKey = a.accountKey;
+  else if (a.accountKeyFile) out.accountKeyFile = a.accountKeyFile;
+  else if (a.sasToken) out.sasToken = a.sasToken;
+  else if (a.sasTokenFile) out.sasTokenFile = a.sasTokenFile;
+  else {
+    const wi = workloadIdentityFromEnv(env);
+    if (wi) out.workloadIdentity = wi;
+  }
+  return out;
+}
+
+function sftpOptions(s: SftpSettings, log: Logger | undefined): SftpReplicaClientOptions {
+  return {
+    host: s.host,
+    user: s.user as string,
+    path: s.path,
+    ...(s.password !== undefined ? { password: s.password } : {}),
+    ...(s.passwordFile !== undefined ? { passwordFile: s.passwordFile } : {}),
+    ...(s.keyPath !== undefined ? { keyPath: s.keyPath } : {}),
+    ...(s.keyPassphrase !== undefined ? { passphrase: s.keyPassphrase } : {}),
+    ...(s.keyPassphraseFile !== undefined ? { passphraseFile: s.keyPassphraseFile } : {}),
+    ...(s.hostKeys !== undefined ? { hostKeys: s.hostKeys } : {}),
+    ...(s.hostKeyFile !== undefined ? { hostKeyFile: s.hostKeyFile } : {}),
+    ...(s.knownHostsFile !== undefined ? { knownHostsFiles: [s.knownHostsFile] } : {}),
+    ...(s.insecureIgnoreHostKey ? { insecureIgnoreHostKey: true } : {}),
+    ...(log !== undefined ? { log } : {}),
+  };
 }

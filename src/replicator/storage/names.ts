@@ -3,7 +3,7 @@
  * layout could escape the root, or be written where no listing would ever find it.
  */
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
-import { isGenerationName } from "../layout.ts";
+import { isGenerationName, keys } from "../layout.ts";
 
 /** Index and offset fields are 8 hex digits in object names. */
 const MAX_NAME_FIELD = 0xffffffff;
@@ -73,4 +73,25 @@ export function checkPrefix(prefix: string, verb: string): void {
       },
     );
   }
+}
+
+/** The name checks of a snapshot verb: a generation and an index the layout can hold. */
+export function checkSnapshot(generation: string, index: number, verb: string): void {
+  checkGeneration(generation, verb);
+  checkField(index, verb, "index");
+}
+
+/** The name checks of a WAL segment verb: generation, index and offset. */
+export function checkSegment(generation: string, index: number, offset: number, verb: string): void {
+  checkSnapshot(generation, index, verb);
+  checkField(offset, verb, "offset");
+}
+
+/** Checks every entry before any is used (so a bad one deletes nothing); their layout keys. */
+export function segmentKeys(
+  segments: ReadonlyArray<{ generation: string; index: number; offset: number }>,
+  verb: string,
+): string[] {
+  for (const s of segments) checkSegment(s.generation, s.index, s.offset, verb);
+  return segments.map((s) => keys.segment(s.generation, s.index, s.offset));
 }

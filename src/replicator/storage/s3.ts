@@ -24,14 +24,12 @@
  */
 import { createHash } from "node:crypto";
 import { Agent as HttpsAgent } from "node:https";
-import path from "node:path";
 import { addAbortSignal, Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
   type CompletedPart,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
-  DeleteObjectCommand,
   DeleteObjectsCommand,
   GetBucketLocationCommand,
   GetObjectCommand,
@@ -45,18 +43,12 @@ import {
 import { ErrorCodes, NotFoundError, WalshipError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { S3Settings } from "../config.ts";
-import { isGenerationName, keys, parseSegmentName, parseSnapshotName } from "../layout.ts";
-import type { SnapshotInfo, WalSegmentInfo } from "../types.ts";
-import {
-  type CallOptions,
-  type Operation,
-  type OperationCounts,
-  type ReplicaClient,
-  sortSegments,
-  sortSnapshots,
-} from "./client.ts";
+import type { Operation, OperationCounts } from "./client.ts";
+import { abortedError, checkSignal, describe, isAbortError, newOperationCounts, toBytes } from "./common.ts";
 import { fileKeyProvider } from "./credential-file.ts";
-import { checkField, checkGeneration, checkKey, checkPrefix } from "./names.ts";
+import { type ListedObject, type ObjectBackend, ObjectStoreClient } from "./object-store.ts";
+
+export { rootPrefix } from "./common.ts";
 
 /** Default multipart part size: also the largest body sent as one PutObject. */
 export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
@@ -105,13 +97,18 @@ export interface S3ReplicaClientOptions {
   credentialRefreshMs?: number;
 }
 
-export class S3ReplicaClient implements ReplicaClient {
+/** A ReplicaClient for `s3://bucket/path` (the layout and name checks: object-store.ts). */
+export class S3ReplicaClient extends ObjectStoreClient {
+  constructor(settings: S3Settings, opts: S3ReplicaClientOptions = {}) {
+    super(new S3Backend(settings, opts), settings?.path ?? "");
+  }
+}
+
+class S3Backend implements ObjectBackend {
   readonly type = "s3";
-  readonly location: string;
+  readonly base: string;
   readonly #settings: S3Settings;
   readonly #bucket: string;
-  /** The key prefix every object key starts with: "" or ending in "/". */
-  readonly #root: string;
   readonly #partSize: number;
   readonly #config: S3ClientConfig;
   readonly #log: Logger | undefined;
@@ -164,8 +161,7 @@ export class S3ReplicaClient implements ReplicaClient {
 
     this.#settings = settings;
     this.#bucket = settings.bucket;
-    this.#root = rootPrefix(settings.path ?? "");
-    this.location = `s3://${this.#bucket}${this.#root === "" ? "" : `/${this.#root.replace(/\/$/, "")}`}`;
+    this.base = `s3://${this.#bucket}`;
     this.#partSize = partSize;
     this.#log = opts.log;
 
@@ -208,156 +204,42 @@ export class S3ReplicaClient implements ReplicaClient {
     this.#made?.destroy();
   }
 
-  async generations(opts?: CallOptions): Promise<string[]> {
-    const prefix = this.#key(`${keys.generations}/`);
-    const found = new Set<string>();
-    await this.#list("list generations", prefix, true, opts?.signal, (page) => {
-      for (const p of page.CommonPrefixes ?? []) {
-        const name = p.Prefix?.slice(prefix.length, -1);
-        if (name !== undefined && isGenerationName(name)) found.add(name);
-      }
-    });
-    return [...found].sort();
-  }
-
-  async deleteGeneration(generation: string, opts?: CallOptions): Promise<void> {
-    checkGeneration(generation, "delete generation");
-    checkSignal(opts?.signal, "delete generation", this.#url(this.#key(keys.generation(generation))));
-    // Extras first: if we stop halfway the generation is still listed and the next retention pass
-    // finishes the job; the other order could strand extras no listing ever finds again.
-    for (const dir of [keys.walshipGeneration(generation), keys.generation(generation)]) {
-      const prefix = this.#key(`${dir}/`);
-      await this.#list("delete generation", prefix, false, opts?.signal, async (page) => {
-        const found = (page.Contents ?? []).flatMap((o) => (o.Key === undefined ? [] : [o.Key]));
-        await this.#deleteKeys(found, opts?.signal);
-      });
-    }
-  }
-
-  async snapshots(generation: string, opts?: CallOptions): Promise<SnapshotInfo[]> {
-    checkGeneration(generation, "list snapshots");
-    const prefix = this.#key(`${keys.snapshots(generation)}/`);
-    const out: SnapshotInfo[] = [];
-    await this.#list("list snapshots", prefix, true, opts?.signal, (page) => {
-      for (const o of page.Contents ?? []) {
-        const parsed = parseSnapshotName(o.Key?.slice(prefix.length) ?? "");
-        if (parsed)
-          out.push({ generation, index: parsed.index, size: o.Size ?? 0, createdAt: objectTime(o) });
-      }
-    });
-    return sortSnapshots(out);
-  }
-
-  async writeSnapshot(
-    generation: string,
-    index: number,
-    body: Readable,
-    opts?: CallOptions,
-  ): Promise<SnapshotInfo> {
-    checkGeneration(generation, "write snapshot");
-    checkField(index, "write snapshot", "index");
-    const { size, createdAt } = await this.#put(
-      this.#key(keys.snapshot(generation, index)),
-      "write",
-      body,
-      opts,
-    );
-    return { generation, index, size, createdAt };
-  }
-
-  async snapshotReader(generation: string, index: number, opts?: CallOptions): Promise<Readable> {
-    checkGeneration(generation, "read snapshot");
-    checkField(index, "read snapshot", "index");
-    return this.#reader(this.#key(keys.snapshot(generation, index)), opts?.signal);
-  }
-
-  async deleteSnapshot(generation: string, index: number, opts?: CallOptions): Promise<void> {
-    checkGeneration(generation, "delete snapshot");
-    checkField(index, "delete snapshot", "index");
-    const key = this.#key(keys.snapshot(generation, index));
-    // S3 answers a delete of a missing key with success, as the contract wants.
-    await this.#send("delete", key, opts?.signal, (s3, o) =>
-      s3.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }), o),
-    );
-  }
-
-  async walSegments(generation: string, opts?: CallOptions): Promise<WalSegmentInfo[]> {
-    checkGeneration(generation, "list wal segments");
-    const prefix = this.#key(`${keys.wal(generation)}/`);
-    const out: WalSegmentInfo[] = [];
-    await this.#list("list wal segments", prefix, true, opts?.signal, (page) => {
-      for (const o of page.Contents ?? []) {
-        const parsed = parseSegmentName(o.Key?.slice(prefix.length) ?? "");
-        if (parsed) {
-          out.push({
-            generation,
-            index: parsed.index,
-            offset: parsed.offset,
-            size: o.Size ?? 0,
-            createdAt: objectTime(o),
-          });
-        }
-      }
-    });
-    return sortSegments(out);
-  }
-
-  async writeWalSegment(
-    generation: string,
-    index: number,
-    offset: number,
-    body: Readable | Uint8Array,
-    opts?: CallOptions,
-  ): Promise<WalSegmentInfo> {
-    checkGeneration(generation, "write wal segment");
-    checkField(index, "write wal segment", "index");
-    checkField(offset, "write wal segment", "offset");
-    const key = this.#key(keys.segment(generation, index, offset));
-    const { size, createdAt } = await this.#put(key, "write", body, opts);
-    return { generation, index, offset, size, createdAt };
-  }
-
-  async walSegmentReader(
-    generation: string,
-    index: number,
-    offset: number,
-    opts?: CallOptions,
-  ): Promise<Readable> {
-    checkGeneration(generation, "read wal segment");
-    checkField(index, "read wal segment", "index");
-    checkField(offset, "read wal segment", "offset");
-    return this.#reader(this.#key(keys.segment(generation, index, offset)), opts?.signal);
-  }
-
-  async deleteWalSegments(
-    segments: ReadonlyArray<{ generation: string; index: number; offset: number }>,
-    opts?: CallOptions,
+  async list(
+    prefix: string,
+    delimiter: boolean,
+    signal: AbortSignal | undefined,
+    onPage: (objects: ListedObject[], prefixes: string[]) => void | Promise<void>,
+    verb = "list",
   ): Promise<void> {
-    // Check every name before deleting anything, so a bad entry deletes nothing.
-    const list = segments.map((s) => {
-      checkGeneration(s.generation, "delete wal segments");
-      checkField(s.index, "delete wal segments", "index");
-      checkField(s.offset, "delete wal segments", "offset");
-      return this.#key(keys.segment(s.generation, s.index, s.offset));
-    });
-    checkSignal(opts?.signal, "delete wal segments", this.location);
-    await this.#deleteKeys(list, opts?.signal);
+    await this.#list(verb, prefix, delimiter, signal, (page) =>
+      onPage(
+        (page.Contents ?? []).flatMap((o) =>
+          o.Key === undefined ? [] : [{ key: o.Key, size: o.Size ?? 0, createdAt: objectTime(o) }],
+        ),
+        (page.CommonPrefixes ?? []).flatMap((p) => (p.Prefix === undefined ? [] : [p.Prefix])),
+      ),
+    );
   }
 
-  async putExtra(key: string, body: Uint8Array, opts?: CallOptions): Promise<void> {
-    checkKey(key, "put extra");
-    await this.#put(this.#key(key), "put", body, opts);
+  put(
+    key: string,
+    body: Readable | Uint8Array,
+    signal: AbortSignal | undefined,
+    verb = "write",
+  ): Promise<{ size: number; createdAt: Date }> {
+    return this.#put(key, verb, body, signal);
   }
 
-  async getExtra(key: string, opts?: CallOptions): Promise<Uint8Array> {
-    checkKey(key, "get extra");
-    const full = this.#key(key);
-    const signal = opts?.signal;
+  reader(key: string, signal: AbortSignal | undefined): Promise<Readable> {
+    return this.#reader(key, signal);
+  }
+
+  async bytes(key: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
     const out = await this.#send(
       "get",
-      full,
+      key,
       signal,
-      (s3, o) => s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: full }), o),
+      (s3, o) => s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }), o),
       true,
     );
     try {
@@ -365,49 +247,22 @@ export class S3ReplicaClient implements ReplicaClient {
       if (body === undefined) return new Uint8Array(0);
       return await body.transformToByteArray();
     } catch (err) {
-      throw this.#error("get", full, err, signal);
+      throw this.#error("get", key, err, signal);
     }
   }
 
-  async listExtras(prefix: string, opts?: CallOptions): Promise<string[]> {
-    checkPrefix(prefix, "list extras");
-    const full = this.#key(prefix);
-    const out: string[] = [];
-    await this.#list("list extras", full, false, opts?.signal, (page) => {
-      for (const o of page.Contents ?? []) {
-        if (o.Key?.startsWith(this.#root)) out.push(o.Key.slice(this.#root.length));
-      }
-    });
-    return out.sort();
-  }
-
-  async deleteExtras(list: readonly string[], opts?: CallOptions): Promise<void> {
-    for (const key of list) checkKey(key, "delete extras");
-    checkSignal(opts?.signal, "delete extras", this.location);
-    await this.#deleteKeys(
-      list.map((k) => this.#key(k)),
-      opts?.signal,
-    );
+  delete(keys: readonly string[], signal: AbortSignal | undefined): Promise<void> {
+    return this.#deleteKeys(keys, signal);
   }
 
   // -------------------------------------------------------------------------------------------------
-
-  /** The object key of a layout key (relative to the replica root). */
-  #key(rel: string): string {
-    return this.#root + rel;
-  }
 
   #url(key: string): string {
     return `s3://${this.#bucket}/${key}`;
   }
 
   /** Calls and bytes by Litestream's operation names (GET/PUT/DELETE/LIST), for its metrics. */
-  readonly operations: OperationCounts = {
-    GET: { count: 0, bytes: 0 },
-    PUT: { count: 0, bytes: 0 },
-    DELETE: { count: 0, bytes: 0 },
-    LIST: { count: 0, bytes: 0 },
-  };
+  readonly operations: OperationCounts = newOperationCounts();
 
   /** Counts each command that succeeds (once, however many attempts the SDK made). */
   #counted(client: S3Client): S3Client {
@@ -578,9 +433,8 @@ export class S3ReplicaClient implements ReplicaClient {
     key: string,
     verb: string,
     body: Readable | Uint8Array,
-    opts: CallOptions | undefined,
+    signal: AbortSignal | undefined,
   ): Promise<{ size: number; createdAt: Date }> {
-    const signal = opts?.signal;
     const url = this.#url(key);
     checkSignal(signal, verb, url);
     if (body instanceof Uint8Array && body.byteLength <= this.#partSize) {
@@ -870,13 +724,6 @@ class PartReader {
   }
 }
 
-/** The key prefix for a replica path, joined as Go's path.Join would: "" or ending in "/". */
-export function rootPrefix(p: string): string {
-  if (p === "") return "";
-  const joined = path.posix.join(p, "x");
-  return joined === "x" ? "" : joined.slice(0, -1);
-}
-
 /** Adds Content-MD5 to a DeleteObjects request (older stores require it) in place of newer checksums. */
 function addContentMd5(command: DeleteObjectsCommand): void {
   type Middleware = Parameters<typeof command.middlewareStack.addRelativeTo>[0];
@@ -925,30 +772,4 @@ function metadata(err: unknown): { httpStatusCode?: number; attempts?: number } 
 function isMissingKey(err: unknown): boolean {
   const code = s3Code(err);
   return code === "NoSuchKey" || (code === "NotFound" && metadata(err).httpStatusCode === 404);
-}
-
-function isAbortError(err: unknown): boolean {
-  return (
-    typeof err === "object" &&
-    err !== null &&
-    ((err as { name?: unknown }).name === "AbortError" || (err as { code?: unknown }).code === "ABORT_ERR")
-  );
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-function toBytes(chunk: unknown): Uint8Array {
-  if (chunk instanceof Uint8Array) return chunk;
-  if (typeof chunk === "string") return Buffer.from(chunk);
-  throw new WalshipError(ErrorCodes.STORAGE, `write object: body chunk is ${typeof chunk}, not bytes`);
-}
-
-function abortedError(verb: string, url: string, cause: unknown): WalshipError {
-  return new WalshipError(ErrorCodes.ABORTED, `${verb} ${url}: aborted`, { cause, details: { key: url } });
-}
-
-function checkSignal(signal: AbortSignal | undefined, verb: string, url: string): void {
-  if (signal?.aborted) throw abortedError(verb, url, signal.reason);
 }
