@@ -7,7 +7,9 @@
  * sidecar's port clashing with the app's is refused without touching the pods.
  */
 import assert from "node:assert/strict";
+import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
+import Database from "better-sqlite3";
 import {
   appStatefulSet,
   type Condition,
@@ -91,22 +93,42 @@ describe("secrets, permissions, memory and ports (real node, helm-installed oper
     await until(ns, "Ready", (x) => cond(x, "Ready")?.status === "True");
     const restarts = sidecarRestarts(p);
 
-    // A wrong secret key, written into the same Secret: the kubelet updates the projected volume
-    // (about a minute), the S3 client re-reads it (10 s), the next sync is refused.
-    await secret(ns, { id: Buffer.from(minio.accessKeyId), secret: Buffer.from("not-the-secret\n") });
-    const bad = await until(
-      ns,
-      "Degraded by the rotated key",
-      (x) => cond(x, "Degraded")?.status === "True",
-      240_000,
-    );
-    assert.match(cond(bad, "Degraded")?.message ?? "", /SignatureDoesNotMatch/);
-    // Rotated back (with a trailing newline, as a Secret made from a file has): Ready again.
-    await secret(ns, {
-      id: Buffer.from(`${minio.accessKeyId}\n`),
-      secret: Buffer.from(`${minio.secretAccessKey}\n`),
-    });
-    await until(ns, "Ready after the rotation back", (x) => cond(x, "Ready")?.status === "True", 240_000);
+    // The app keeps writing (a row a second into its database, from the host): a replicator only talks
+    // to its destination when it has something to upload.
+    const dataDir = await c.pvcDir(ns, "data-app-0");
+    const writer = setInterval(() => {
+      const db = new Database(path.join(dataDir, "app.db"));
+      try {
+        db.prepare("INSERT INTO starts (pod, at) VALUES (?, ?)").run("rotation", new Date().toISOString());
+      } finally {
+        db.close();
+      }
+    }, 1000);
+    try {
+      // A wrong secret key, written into the same Secret: the kubelet updates the projected volume
+      // (about a minute), the S3 client re-reads it (10 s), the next sync is refused.
+      await secret(ns, { id: Buffer.from(minio.accessKeyId), secret: Buffer.from("not-the-secret\n") });
+      const bad = await until(
+        ns,
+        "Degraded by the rotated key",
+        (x) => cond(x, "Degraded")?.status === "True",
+        240_000,
+      );
+      assert.match(cond(bad, "Degraded")?.message ?? "", /SignatureDoesNotMatch/);
+      // Rotated back (with a trailing newline, as a Secret made from a file has): Ready again.
+      await secret(ns, {
+        id: Buffer.from(`${minio.accessKeyId}\n`),
+        secret: Buffer.from(`${minio.secretAccessKey}\n`),
+      });
+      await until(
+        ns,
+        "Ready after the rotation back",
+        (x) => cond(x, "Ready")?.status === "True" && cond(x, "Degraded")?.status !== "True",
+        240_000,
+      );
+    } finally {
+      clearInterval(writer);
+    }
 
     const now = await getPod(c, ns, "app-0");
     assert.equal(now?.metadata.uid, p.metadata.uid, "the pod was not rolled");
