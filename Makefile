@@ -15,7 +15,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench
+.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -68,6 +68,15 @@ images: deps infra ## build or reuse every image the real node runs (walship, th
 
 test: deps build check infra images ## install everything the tests need and run them all
 	$(NODE) --test $(TEST_FLAGS) $(TESTS)
+
+# FUZZ_SECONDS per target (7 targets); figures in .fuzz/fuzz.json; findings go to test/fuzz/corpus/*/crash-*.
+FUZZ_SECONDS ?= 60
+fuzz: deps ## property-based fuzzing of the WAL parser, LZ4 decoder, config loader and restore planner (FUZZ_SECONDS each)
+	@mkdir -p .fuzz
+	nice -n 10 $(NODE) test/fuzz/run.ts --seconds $(FUZZ_SECONDS) --out .fuzz/fuzz.json
+
+fuzz-corpus: deps ## rebuild the fuzzers' seed corpus (test/fuzz/corpus/*/seed-*)
+	$(NODE) test/fuzz/make-corpus.ts
 
 test-unit: deps build ## only the fast unit tests
 	$(NODE) --test $(TEST_FLAGS) test/unit/*.test.ts

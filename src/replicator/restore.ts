@@ -20,7 +20,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
-import { type CommitTimesDoc, readJsonExtra, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
+import { type CommitTimesDoc, readCommitTimes, readSnapshotMeta } from "./extras.ts";
 import { hex8, keys } from "./layout.ts";
 import { Lz4FrameDecoder } from "./lz4.ts";
 import { FileWriter, offThreadPages } from "./sqlite/file-writer.ts";
@@ -234,7 +234,7 @@ export async function planRestore(
       const seg = segments[j]!;
       const key = keys.commitTimes(generation, seg.index, seg.offset);
       if (timeRule !== "commit-times" || !extras.has(key)) return Promise.resolve(undefined);
-      const p = readJsonExtra<CommitTimesDoc>(client, key, signal);
+      const p = readCommitTimes(client, key, signal);
       p.catch(() => undefined);
       return p;
     };
@@ -281,7 +281,7 @@ async function snapshotTime(
   s: SnapshotInfo,
   signal?: AbortSignal,
 ): Promise<number> {
-  const meta = await readJsonExtra<SnapshotMetaDoc>(client, snapshotMetaKey(generation, s.index), signal);
+  const meta = await readSnapshotMeta(client, generation, s.index, signal);
   return meta?.time ?? s.createdAt.getTime();
 }
 
