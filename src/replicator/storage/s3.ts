@@ -112,6 +112,7 @@ class S3Backend implements ObjectBackend {
   readonly #partSize: number;
   readonly #config: S3ClientConfig;
   readonly #log: Logger | undefined;
+  readonly #maxAttempts: number;
   #client: Promise<S3Client> | undefined;
   #made: S3Client | undefined;
   /** The region requests are signed for, once known. */
@@ -164,6 +165,7 @@ class S3Backend implements ObjectBackend {
     this.base = `s3://${this.#bucket}`;
     this.#partSize = partSize;
     this.#log = opts.log;
+    this.#maxAttempts = maxAttempts;
 
     const config: S3ClientConfig = {
       forcePathStyle: settings.forcePathStyle,
@@ -576,30 +578,85 @@ class S3Backend implements ObjectBackend {
     }
   }
 
-  /** Opens an object; a missing one is a NotFoundError here, not a stream error later. */
+  /**
+   * Opens an object; a missing one is a NotFoundError here, not a stream error later. A body that
+   * breaks off (a connection reset or dropped mid-download) is resumed where it stopped with a ranged
+   * GET of the same version (If-Match on its ETag), up to the attempts a request gets: the SDK retries
+   * a request only until its headers arrive, and one lost connection must not fail a whole restore.
+   */
   async #reader(key: string, signal: AbortSignal | undefined): Promise<Readable> {
-    const out = await this.#send(
-      "read",
-      key,
-      signal,
-      (s3, o) => s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }), o),
-      true,
-    );
-    const body = out.Body;
-    if (body === undefined) return Readable.from([], { objectMode: false });
-    if (!(body instanceof Readable)) {
-      throw new WalshipError(ErrorCodes.STORAGE, `read ${this.#url(key)}: the SDK gave no Node stream`, {
-        details: { bucket: this.#bucket, key },
-      });
-    }
-    if (signal) addAbortSignal(signal, body);
+    const get = (range?: { from: number; etag: string }) =>
+      this.#send(
+        "read",
+        key,
+        signal,
+        (s3, o) =>
+          s3.send(
+            new GetObjectCommand({
+              Bucket: this.#bucket,
+              Key: key,
+              ...(range ? { Range: `bytes=${range.from}-`, IfMatch: range.etag } : {}),
+            }),
+            o,
+          ),
+        true,
+      );
+    const out = await get();
+    const first = out.Body;
+    if (first === undefined) return Readable.from([], { objectMode: false });
+    const nodeBody = (body: unknown): Readable => {
+      if (!(body instanceof Readable)) {
+        throw new WalshipError(ErrorCodes.STORAGE, `read ${this.#url(key)}: the SDK gave no Node stream`, {
+          details: { bucket: this.#bucket, key },
+        });
+      }
+      if (signal) addAbortSignal(signal, body);
+      return body;
+    };
+    let body = nodeBody(first);
+    const total = out.ContentLength;
+    const etag = out.ETag;
+    const maxAttempts = this.#maxAttempts;
+    const log = this.#log;
+    const url = this.#url(key);
+    const bucket = this.#bucket;
     // Relay through a generator so a failure mid-stream arrives as our error (STORAGE or ABORTED).
     const toError = (err: unknown) => this.#error("read", key, err, signal);
     const relay = async function* () {
-      try {
-        for await (const chunk of body) yield chunk as Buffer;
-      } catch (err) {
-        throw toError(err);
+      let received = 0;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          for await (const chunk of body) {
+            received += (chunk as Buffer).length;
+            yield chunk as Buffer;
+          }
+          if (total === undefined || received >= total) return;
+          throw new WalshipError(
+            ErrorCodes.STORAGE,
+            `read ${url}: the body ended after ${received} of ${total} bytes`,
+            { details: { bucket, key, received, total } },
+          );
+        } catch (err) {
+          // Broke off after the last byte: nothing is missing.
+          if (total !== undefined && received >= total && !signal?.aborted) return;
+          const resumable =
+            !signal?.aborted &&
+            !isAbortError(err) &&
+            etag !== undefined &&
+            total !== undefined &&
+            attempt < maxAttempts;
+          if (!resumable) throw toError(err);
+          log?.warn(
+            { object: url, received, total, attempt, err: describe(err) },
+            "s3 download broke off; resuming it",
+          );
+          await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
+          try {
+            body = nodeBody((await get({ from: received, etag })).Body);
+          } catch (again) {
+            throw toError(again);
+          }
+        }
       }
     };
     return Readable.from(relay(), { objectMode: false });
