@@ -1,7 +1,9 @@
 /**
  * Bad input: a corrupt or truncated segment, a bad frame checksum, a missing snapshot, a gap in WAL
  * indexes, a bad config. Each gives a clear error and a non-zero exit, leaves no partial output, and
- * leaves an existing database untouched.
+ * leaves an existing database untouched. Case ids (B1...) are rows of the table in
+ * docs/reliability-bad-input.md; more objects (on file and MinIO) are in bad-objects.test.ts, configs
+ * in bad-config.test.ts, Secret values in bad-secrets.test.ts, CLI arguments in bad-args.test.ts.
  */
 import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -78,7 +80,7 @@ describe("bad input", () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("a corrupt segment (LZ4 bytes flipped)", async () => {
+  it("B1 a corrupt segment (LZ4 bytes flipped)", async () => {
     const root = copyReplica("corrupt");
     const name = walFiles(root).at(-2)!;
     const file = path.join(root, "generations", gen, "wal", name);
@@ -88,7 +90,7 @@ describe("bad input", () => {
     await expectRestoreFailure(root, "WALSHIP_ERR_CORRUPT", new RegExp(name.replace(/\./g, "\\.")));
   });
 
-  it("a truncated segment", async () => {
+  it("B2 a truncated segment", async () => {
     const root = copyReplica("truncated");
     const name = walFiles(root).at(-1)!;
     const file = path.join(root, "generations", gen, "wal", name);
@@ -97,7 +99,7 @@ describe("bad input", () => {
     await expectRestoreFailure(root, "WALSHIP_ERR_CORRUPT", new RegExp(name.replace(/\./g, "\\.")));
   });
 
-  it("a valid LZ4 frame holding a WAL frame with a bad checksum", async () => {
+  it("B3 a valid LZ4 frame holding a WAL frame with a bad checksum", async () => {
     const root = copyReplica("checksum");
     const name = walFiles(root).find((n) => !n.endsWith("_00000000.wal.lz4"))!;
     const file = path.join(root, "generations", gen, "wal", name);
@@ -107,7 +109,7 @@ describe("bad input", () => {
     await expectRestoreFailure(root, "WALSHIP_ERR_CORRUPT", /bad frame \(checksum or salt\)/);
   });
 
-  it("a missing snapshot", async () => {
+  it("B4 a missing snapshot", async () => {
     const root = copyReplica("nosnap");
     rmSync(path.join(root, "generations", gen, "snapshots"), { recursive: true });
     await expectRestoreFailure(
@@ -117,7 +119,7 @@ describe("bad input", () => {
     );
   });
 
-  it("a gap in WAL indexes", async () => {
+  it("B5 a gap in WAL indexes", async () => {
     const root = copyReplica("gap");
     const indexes = [...new Set(walFiles(root).map((n) => n.slice(0, 8)))];
     const middle = indexes[Math.floor(indexes.length / 2)]!;
@@ -126,7 +128,7 @@ describe("bad input", () => {
     await expectRestoreFailure(root, "WALSHIP_ERR_RESTORE", new RegExp(`missing WAL index ${middle}`));
   });
 
-  it("refuses to overwrite an existing database unless asked", async () => {
+  it("R1 refuses to overwrite an existing database unless asked", async () => {
     const out = path.join(dir, "exists.db");
     writeFileSync(out, "keep me");
     const res = await walship(["restore", "-o", out, `file://${replica}`]);
@@ -138,7 +140,7 @@ describe("bad input", () => {
     assert.equal(readFileSync(out, "utf8"), "keep me");
   });
 
-  it("-verify-sql: a query that returns a row lets the restore through; none or an error stops it", async () => {
+  it("R2 -verify-sql: a query that returns a row lets the restore through; none or an error stops it", async () => {
     const ok = path.join(dir, "verify-ok.db");
     const good = await walship([
       "restore",
@@ -163,7 +165,7 @@ describe("bad input", () => {
     }
   });
 
-  it("an empty destination: an error, or exit 0 with -if-replica-exists", async () => {
+  it("R3 an empty destination: an error, or exit 0 with -if-replica-exists", async () => {
     const empty = path.join(dir, "empty-replica");
     const res = await walship(["restore", "-o", path.join(dir, "none.db"), `file://${empty}`]);
     assert.equal(res.code, 1);
