@@ -80,6 +80,8 @@ export interface StorageFaultsOptions {
   rssBudgetMiB?: number;
   seed?: number;
   log?: (line: string) => void;
+  /** Write the replicator's log (JSON lines) here at the end. */
+  replicatorLog?: string;
 }
 
 interface FaultDef {
@@ -171,6 +173,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
   let tox: Toxiproxy | undefined;
   let fp: S3FaultProxy | undefined;
   let rep: Replicator | undefined;
+  let replicatorOutput: (() => string) | undefined;
   let app: Workload | undefined;
   let writing = true;
   let paused = false;
@@ -203,6 +206,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
     })();
     rep = startReplicator(["-config", cfg], { env });
     const r = rep;
+    replicatorOutput = () => r.output();
     const status = async () => {
       // A kept-alive connection the server has just closed fails once ("other side closed"): retry.
       for (let attempt = 1; ; attempt++) {
@@ -408,6 +412,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
     writing = false;
     await writer.catch(() => undefined);
     if (rep) await rep.stop().catch(() => undefined);
+    if (opts.replicatorLog && replicatorOutput) writeFileSync(opts.replicatorLog, replicatorOutput());
     app?.close();
     await fp?.close();
     await tox?.close();
@@ -422,12 +427,15 @@ if (import.meta.main) {
       "outage-seconds": { type: "string", default: "300" },
       out: { type: "string" },
       seed: { type: "string" },
+      only: { type: "string", multiple: true },
     },
   });
   const figures = await storageFaultsPart({
     faultSeconds: Number(values["fault-seconds"]),
     outageSeconds: Number(values["outage-seconds"]),
     ...(values.seed ? { seed: Number(values.seed) } : {}),
+    ...(values.only ? { only: values.only } : {}),
+    ...(values.out ? { replicatorLog: `${values.out}.replicator.log` } : {}),
     log: (l) => console.log(l),
   });
   console.log(JSON.stringify(figures, null, 2));
