@@ -15,7 +15,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus
+.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -74,6 +74,14 @@ FUZZ_SECONDS ?= 60
 fuzz: deps ## property-based fuzzing of the WAL parser, LZ4 decoder, config loader and restore planner (FUZZ_SECONDS each)
 	@mkdir -p .fuzz
 	nice -n 10 $(NODE) test/fuzz/run.ts --seconds $(FUZZ_SECONDS) --out .fuzz/fuzz.json
+
+# The storage-fault and fuzzing torture parts (about 30 min with the defaults); figures in .torture/faults.json.
+FAULT_SECONDS ?= 60
+OUTAGE_SECONDS ?= 300
+torture-faults: deps build ## storage faults (each kind FAULT_SECONDS, a MinIO outage OUTAGE_SECONDS) and fuzzing (FUZZ_SECONDS per target)
+	test/infra/install minio litestream toxiproxy
+	@mkdir -p .torture
+	nice -n 10 $(NODE) test/torture/faults.ts --fault-seconds $(FAULT_SECONDS) --outage-seconds $(OUTAGE_SECONDS) --fuzz-seconds $(FUZZ_SECONDS) --out .torture/faults.json
 
 fuzz-corpus: deps ## rebuild the fuzzers' seed corpus (test/fuzz/corpus/*/seed-*)
 	$(NODE) test/fuzz/make-corpus.ts
