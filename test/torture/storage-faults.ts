@@ -164,7 +164,9 @@ dbs:
 export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<StorageFaultsFigures> {
   const log = opts.log ?? (() => undefined);
   const normalLag = opts.normalLagSeconds ?? 3;
-  const recoveryLimit = opts.recoveryLimitSeconds ?? 45;
+  // A half-open connection is noticed by the S3 client's 30 s idle timeout; then the backoff (at most
+  // 10 s) and the catch-up.
+  const recoveryLimit = opts.recoveryLimitSeconds ?? 60;
   const rssBudget = opts.rssBudgetMiB ?? 150;
   const problems: string[] = [];
   const dir = makeTempDir("faults");
