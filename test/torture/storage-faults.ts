@@ -7,14 +7,15 @@
  * For each fault: it is on for `faultSeconds` while the app writes; then it is cleared and the time
  * until the lag is back under `normalLagSeconds` with no error is measured; then the writer pauses,
  * the replica catches up, and a restore straight from MinIO must equal the source (logical hash and
- * integrity_check). The replicator's RSS is sampled throughout. At the end a restore through the
- * faulty path (with S3 errors and truncated bodies on) and one with stock Litestream v0.3.13 must
- * equal the source too.
+ * integrity_check). The replicator's RSS is sampled throughout. At the end restores through the
+ * faulty path (30% of requests answered 503 SlowDown; 30% of bodies cut) must equal the source or
+ * fail clearly (a STORAGE error naming the object, no output), and one with stock Litestream v0.3.13
+ * must equal the source.
  *
  *   storageFaultsPart({ faultSeconds: 60, outageSeconds: 300 })   -> figures (JSON-able)
  *   node test/torture/storage-faults.ts --fault-seconds 60 --outage-seconds 300 --out faults.json
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
@@ -60,8 +61,13 @@ export interface StorageFaultsFigures {
   rssStartMiB: number;
   rssMaxMiB: number;
   faults: FaultFigures[];
-  /** Restores through the faulty path, with S3 errors and truncated bodies on. */
-  restoreUnderFaults: { ok: boolean; injected: Record<string, number>; error?: string };
+  /** Restores through the faulty path, with S3 errors or truncated bodies on. */
+  restoreUnderFaults: Array<{
+    faults: string;
+    outcome: "equal" | "failed clearly" | "wrong";
+    injected: Record<string, number>;
+    error?: string;
+  }>;
   litestreamRestoreEqual: boolean;
   /** Every check held: restores equal, lag recovered in time, memory within bounds. */
   ok: boolean;
@@ -361,28 +367,47 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
     if (code !== 0) problems.push(`replicator exited ${code} on SIGTERM`);
     rep = undefined;
 
-    fp.set({ kind: "status", status: 503, code: "SlowDown", share: 0.3 });
-    const injectedBefore = { ...fp.counts.injected };
-    const faulty = path.join(dir, "restore-through-faults.db");
-    let res = await walship(["restore", "-config", cfg, "-o", faulty, db], { env });
-    fp.set({ kind: "truncate", share: 0.3 });
-    const faulty2 = path.join(dir, "restore-through-truncation.db");
-    const res2 = await walship(["restore", "-config", cfg, "-o", faulty2, db], { env });
-    fp.set(undefined);
-    const injectedRestore: Record<string, number> = {};
-    for (const [k, v] of Object.entries(fp.counts.injected)) {
-      const n = v - (injectedBefore[k] ?? 0);
-      if (n > 0) injectedRestore[k] = n;
-    }
-    let restoreUnderFaults: StorageFaultsFigures["restoreUnderFaults"];
-    if (res.code === 0 && res2.code === 0) {
-      const ok = logicalHash(faulty) === want && logicalHash(faulty2) === want;
-      restoreUnderFaults = { ok, injected: injectedRestore };
-      if (!ok) problems.push("a restore through the faults differs from the source");
-    } else {
-      res = res.code !== 0 ? res : res2;
-      restoreUnderFaults = { ok: false, injected: injectedRestore, error: res.stderr.slice(-500) };
-      problems.push(`a restore through the faults failed: ${res.stderr.slice(-300)}`);
+    // Restores through the faulty path: each must equal the source, or fail clearly (STORAGE, naming
+    // the object, no output) when a request still fails after all its attempts.
+    const restoreUnderFaults: StorageFaultsFigures["restoreUnderFaults"] = [];
+    for (const [label, fault] of [
+      ["30% HTTP 503 SlowDown", { kind: "status", status: 503, code: "SlowDown", share: 0.3 }],
+      ["30% truncated bodies", { kind: "truncate", share: 0.3 }],
+    ] as const) {
+      const before = { ...fp.counts.injected };
+      fp.set(fault);
+      const file = path.join(dir, `restore-through-${label.replace(/[^a-z0-9]+/gi, "-")}.db`);
+      const res = await walship(["restore", "-config", cfg, "-o", file, db], { env });
+      fp.set(undefined);
+      const injected: Record<string, number> = {};
+      for (const [k, v] of Object.entries(fp.counts.injected)) {
+        const n = v - (before[k] ?? 0);
+        if (n > 0) injected[k] = n;
+      }
+      let outcome: "equal" | "failed clearly" | "wrong";
+      if (res.code === 0) outcome = logicalHash(file) === want ? "equal" : "wrong";
+      else {
+        const clear =
+          /\[WALSHIP_ERR_STORAGE\]/.test(res.stderr) &&
+          /read s3:\/\/faults\/app\//.test(res.stderr) &&
+          !existsSync(file);
+        outcome = clear ? "failed clearly" : "wrong";
+      }
+      restoreUnderFaults.push({
+        faults: label,
+        outcome,
+        injected,
+        ...(res.code !== 0
+          ? {
+              error: res.stderr
+                .split("\n")
+                .filter((l) => l.startsWith("walship"))
+                .join(" ")
+                .slice(0, 400),
+            }
+          : {}),
+      });
+      if (outcome === "wrong") problems.push(`a restore through ${label}: ${res.stderr.slice(-300)}`);
     }
 
     const lsOut = path.join(dir, "restore-litestream.db");
