@@ -47,6 +47,8 @@ export interface FaultFigures {
   recoverySeconds: number;
   restoreEqual: boolean;
   rssMaxMiB: number;
+  /** The V8 heap in use once the fault was over and the replica caught up. */
+  heapAfterMiB: number;
   errorSample?: string;
 }
 
@@ -60,6 +62,7 @@ export interface StorageFaultsFigures {
   baselineLagSeconds: number;
   rssStartMiB: number;
   rssMaxMiB: number;
+  heapStartMiB: number;
   faults: FaultFigures[];
   /** Restores through the faulty path, with S3 errors or truncated bodies on. */
   restoreUnderFaults: Array<{
@@ -256,7 +259,16 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
     const baselineLag = Math.max(...lags);
     const rssStart = rssMiB(r.child.pid);
     let rssMax = rssStart;
-    log(`storage faults: baseline lag ${baselineLag.toFixed(2)} s, RSS ${rssStart} MiB`);
+    /** The replicator's V8 heap in use (its /metrics), to tell a leak from a heap that grew and stays. */
+    const heapMiB = async (): Promise<number> => {
+      const text = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+      const m = /^nodejs_heap_size_used_bytes (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(text);
+      return m ? Math.round(Number(m[1]) / 1048576) : 0;
+    };
+    const heapStart = await heapMiB();
+    log(
+      `storage faults: baseline lag ${baselineLag.toFixed(2)} s, RSS ${rssStart} MiB, heap ${heapStart} MiB`,
+    );
 
     /** Pauses the app, lets the replica catch up, restores from MinIO directly and compares. */
     const restoreEquals = async (label: string): Promise<boolean> => {
@@ -334,6 +346,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       }
       const restoreEqual = await restoreEquals(d.name);
       rssMax = Math.max(rssMax, rssMiB(r.child.pid));
+      const heapAfter = await heapMiB().catch(() => 0);
       const f: FaultFigures = {
         fault: d.name,
         layer: d.layer,
@@ -344,11 +357,12 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
         recoverySeconds: Math.round(recovery * 10) / 10,
         restoreEqual,
         rssMaxMiB: rssMax,
+        heapAfterMiB: heapAfter,
         ...(errorSample ? { errorSample: errorSample.slice(0, 300) } : {}),
       };
       figures.push(f);
       log(
-        `storage faults: ${d.name}: ${f.syncErrors} failed syncs, max lag ${f.maxLagSeconds} s, recovered in ${f.recoverySeconds} s, restore ${restoreEqual ? "equal" : "DIFFERS"}, RSS max ${rssMax} MiB`,
+        `storage faults: ${d.name}: ${f.syncErrors} failed syncs, max lag ${f.maxLagSeconds} s, recovered in ${f.recoverySeconds} s, restore ${restoreEqual ? "equal" : "DIFFERS"}, RSS max ${rssMax} MiB, heap ${heapAfter} MiB`,
       );
     }
     if (rssMax > rssStart + rssBudget) problems.push(`RSS grew from ${rssStart} to ${rssMax} MiB`);
@@ -429,6 +443,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       baselineLagSeconds: baselineLag,
       rssStartMiB: rssStart,
       rssMaxMiB: rssMax,
+      heapStartMiB: heapStart,
       faults: figures,
       restoreUnderFaults,
       litestreamRestoreEqual,
