@@ -49,6 +49,8 @@ export interface FaultFigures {
   rssMaxMiB: number;
   /** The V8 heap in use once the fault was over and the replica caught up. */
   heapAfterMiB: number;
+  /** When the lag did not come back in time: samples of /status after the fault was cleared. */
+  recoveryTrace?: string[];
   errorSample?: string;
 }
 
@@ -91,6 +93,8 @@ export interface StorageFaultsOptions {
   log?: (line: string) => void;
   /** Write the replicator's log (JSON lines) here at the end. */
   replicatorLog?: string;
+  /** Without the HTTP fault proxy: the replicator talks to toxiproxy directly (HTTP faults then do nothing). */
+  noHttpProxy?: boolean;
 }
 
 interface FaultDef {
@@ -199,7 +203,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
     const port = await freePort();
     const cfg = path.join(dir, "walship.yml");
     const direct = path.join(dir, "direct.yml");
-    writeFileSync(cfg, s3Config(port, db, fp.endpoint, minio));
+    writeFileSync(cfg, s3Config(port, db, opts.noHttpProxy ? tp.endpoint : fp.endpoint, minio));
     writeFileSync(direct, s3Config(await freePort(), db, minio.endpoint, minio));
     const base = `http://127.0.0.1:${port}`;
     const env = { AWS_EC2_METADATA_DISABLED: "true" };
@@ -324,12 +328,17 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       await d.off();
       const cleared = Date.now();
       let recovery = Number.NaN;
+      // What the replica said while recovering, to show where a slow recovery stood.
+      const trace: string[] = [];
       try {
         await waitUntil(
           `${d.name}: lag back to normal`,
           async () => {
             const s = await status();
             maxLag = Math.max(maxLag, s.lagSeconds);
+            trace.push(
+              `+${((Date.now() - cleared) / 1000).toFixed(1)}s lag ${s.lagSeconds.toFixed(1)} pending ${s.pendingTransactions}/${s.pendingBytes}B${s.lastError ? ` error ${s.lastError.message.slice(0, 120)}` : ""}`,
+            );
             return s.lagSeconds <= normalLag && !s.lastError ? true : undefined;
           },
           recoveryLimit * 1000,
@@ -358,6 +367,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
         restoreEqual,
         rssMaxMiB: rssMax,
         heapAfterMiB: heapAfter,
+        ...(Number.isNaN(recovery) ? { recoveryTrace: trace.filter((_, i) => i % 8 === 0).slice(-40) } : {}),
         ...(errorSample ? { errorSample: errorSample.slice(0, 300) } : {}),
       };
       figures.push(f);
@@ -470,6 +480,7 @@ if (import.meta.main) {
       out: { type: "string" },
       seed: { type: "string" },
       only: { type: "string", multiple: true },
+      "no-http-proxy": { type: "boolean" },
     },
   });
   const figures = await storageFaultsPart({
@@ -477,6 +488,7 @@ if (import.meta.main) {
     outageSeconds: Number(values["outage-seconds"]),
     ...(values.seed ? { seed: Number(values.seed) } : {}),
     ...(values.only ? { only: values.only } : {}),
+    ...(values["no-http-proxy"] ? { noHttpProxy: true } : {}),
     ...(values.out ? { replicatorLog: `${values.out}.replicator.log` } : {}),
     log: (l) => console.log(l),
   });
