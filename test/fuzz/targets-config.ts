@@ -4,16 +4,13 @@
  * - `config`: mutated example configs and generated ones (known keys, hostile values: empty, huge,
  *   negative, NaN-ish durations, odd URLs, NULs, nested lists where scalars belong, YAML tags and
  *   aliases). It must give a Config or a CONFIG WalshipError whose `details.path` names a key.
- * - `config-secret`: the config text the operator renders (renderConfig, read-only use) for an S3
- *   destination (values single-quoted, credentials as `${WALSHIP_S3_<NAME>_*}`), with any string as
- *   the Secret's value.
+ * - `config-secret`: a config with its S3 keys as quoted `${VAR}` references (as users write them;
+ *   the operator used to), with any string as the variable's value.
  *   Whatever the value, it must never appear in an error, and never change another setting of the
  *   destination (bucket, path, endpoint, region): a Secret is not a way to send the data elsewhere.
  */
 import fc from "fast-check";
 import { stringify } from "yaml";
-import { SqliteReplicaSpec } from "../../src/api/v1alpha1/index.ts";
-import { renderConfig } from "../../src/operator/specs/config.ts";
 import { parseConfig } from "../../src/replicator/config.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 import { Invariant, mutatedBytes, type Target } from "./harness.ts";
@@ -190,27 +187,29 @@ export const configText: Target<string> = {
   },
 };
 
-/** The config the operator renders for one S3 destination whose keys come from a Secret. */
-export function operatorConfigText(): string {
-  return renderConfig(
-    SqliteReplicaSpec.parse({
-      statefulSetName: "app",
-      database: { path: "/data/app.db", volumeName: "data" },
-      destinations: [
-        {
-          name: "minio",
-          s3: {
-            bucket: "backups",
-            path: "prod/app/",
-            region: "us-east-1",
-            credentials: {
-              accessKeyId: { name: "s3-creds", key: "id" },
-              secretAccessKey: { name: "s3-creds", key: "secret" },
-            },
-          },
-        },
-      ],
-    }),
+/**
+ * A config as users write it for Litestream, the keys as `${VAR}` in single quotes (the operator no
+ * longer does this: it hands keys over as files, `*-key-file`).
+ */
+export function userConfigText(): string {
+  return (
+    `addr: ':9090'
+dbs:
+  - path: '/data/app.db'
+    replicas:
+      - name: 'minio'
+        type: 's3'
+        bucket: 'backups'
+        path: 'prod/app/$` +
+    `{POD_NAME}'
+        region: 'us-east-1'
+        access-key-id: '$` +
+    `{WALSHIP_S3_MINIO_ACCESS_KEY_ID}'
+        secret-access-key: '$` +
+    `{WALSHIP_S3_MINIO_SECRET_ACCESS_KEY}'
+        sync-interval: '1s'
+        retention: '24h'
+`
   );
 }
 
@@ -252,7 +251,7 @@ export function runSecret({ keyId, secret }: SecretInput): void {
   };
   let cfg: ReturnType<typeof parse>;
   try {
-    cfg = parse(operatorConfigText(), env);
+    cfg = parse(userConfigText(), env);
   } catch (err) {
     checkConfigError(err);
     const e = err as WalshipError;
@@ -280,10 +279,13 @@ export function runSecret({ keyId, secret }: SecretInput): void {
   );
   check(r?.s3?.region === "us-east-1", "a Secret value changed the region");
   check(r?.syncIntervalMs === 1000 && r?.retentionMs === 24 * 3600_000, "a Secret value changed an interval");
-  // Used as it is (an empty value means "not set", as Litestream has it).
-  if (secret !== "")
-    check(r?.s3?.secretAccessKey === secret, "the secret access key is not the Secret's value");
-  if (keyId !== "") check(r?.s3?.accessKeyId === keyId, "the access key id is not the Secret's value");
+  // Used as it is, but for a trailing newline (dropped, as from a key file); an empty value means
+  // "not set", as Litestream has it.
+  const asUsed = (v: string) => v.replace(/[\r\n]+$/, "");
+  if (asUsed(secret) !== "")
+    check(r?.s3?.secretAccessKey === asUsed(secret), "the secret access key is not the Secret's value");
+  if (asUsed(keyId) !== "")
+    check(r?.s3?.accessKeyId === asUsed(keyId), "the access key id is not the Secret's value");
 }
 
 export const configSecret: Target<SecretInput> = {

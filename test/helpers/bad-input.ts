@@ -60,14 +60,40 @@ export async function replicateSample(dir: string, seed: number): Promise<Replic
   );
   const app = openWorkload(db, seed, { vacuum: false });
   const rep = startReplicator(["-config", config]);
-  for (let i = 0; i < 60; i++) {
+  // Until the replica has several WAL indexes, one of them in several segments (the damage cases
+  // need both); on a busy machine that takes more steps.
+  const end = Date.now() + 60_000;
+  for (let i = 0; ; i++) {
     app.step();
     await sleep(20);
+    if (i >= 60 && i % 20 === 0 && (hasShape(replica) || Date.now() > end)) break;
   }
   await sleep(500);
   assert.equal(await rep.stop(), 0, rep.output());
   app.close();
+  assert.ok(hasShape(replica), "the sample has several WAL indexes, one in several segments");
   return { db, replica, config, sourceHash: logicalHash(db), replicaHash: treeHash(replica) };
+}
+
+/** At least 3 WAL indexes, and one of them (not the last) in 2 or more segments. */
+export function hasShape(replica: string): boolean {
+  let gens: string[];
+  try {
+    gens = readdirSync(path.join(replica, "generations"));
+  } catch {
+    return false;
+  }
+  if (gens.length !== 1) return false;
+  let names: string[];
+  try {
+    names = readdirSync(path.join(replica, "generations", gens[0]!, "wal"));
+  } catch {
+    return false;
+  }
+  const per = new Map<string, number>();
+  for (const n of names) per.set(n.slice(0, 8), (per.get(n.slice(0, 8)) ?? 0) + 1);
+  const indexes = [...per.keys()].sort();
+  return indexes.length >= 3 && indexes.slice(0, -1).some((i) => per.get(i)! >= 2);
 }
 
 /** Nothing already replicated was lost: the replica tree is as it was and restores to the source. */

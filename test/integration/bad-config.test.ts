@@ -222,9 +222,9 @@ const CASES: Case[] = [
   },
   {
     id: "C29",
-    what: "gs:// instead of gcs://",
-    text: () => cfg({ rep: "      - url: gs://bucket/x\n" }),
-    names: /dbs\[0\]\.replicas\[0\]\.url: unknown replica type "gs" \(write gcs:\/\/\)/,
+    what: "a GCS URL without a bucket",
+    text: () => cfg({ rep: "      - url: gcs://\n" }),
+    names: /dbs\[0\]\.replicas\[0\]\.url: bucket required for gcs replica/,
   },
   {
     id: "C30",

@@ -1,18 +1,14 @@
 /**
- * Bad input, hostile Secret values: the config the operator renders for an S3 destination (its keys
- * as `${WALSHIP_S3_<NAME>_*}`, filled from the Secret through the environment), run by the real
- * replicator against real MinIO with odd, wrong and hostile key values. Each gets a clear error naming
- * the field (access-key-id or secret-access-key), never echoes the value, and writes nothing.
- *
- * S6-S8 are a known open bug of src/replicator/config.ts (owned elsewhere, reported): `${VAR}` is
- * expanded in the text before YAML is parsed, so a value holding a quote or a newline breaks out of
- * its quotes. They run as `todo` until it is fixed. (A value of two single quotes silently becoming one
- * is the same bug; the fuzz regressions in test/unit/fuzz.test.ts hold it, as a wrong key cannot show
- * it here.) Case ids are the rows of the table in
+ * Bad input, hostile Secret values: the config the operator renders for an S3 destination (its keys as
+ * `access-key-id-file`/`secret-access-key-file`, the Secret's keys mounted as files), run by the real
+ * replicator against real MinIO with odd, wrong and hostile key values in those files. Each gets a
+ * clear error naming the field (access-key-id or secret-access-key), never echoes the value, and
+ * writes nothing. (S6-S8 once broke the config when keys were `${VAR}` references expanded into the
+ * text; the fuzz target config-secret keeps that path covered.) Case ids are the rows of the table in
  * docs/reliability-bad-input.md.
  */
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
@@ -69,7 +65,9 @@ function operatorConfig(port: number): string {
       ],
     }),
   );
-  return text.replace(`addr: ':${port}'`, `addr: '127.0.0.1:${port}'`);
+  return text
+    .replace(`addr: ':${port}'`, `addr: '127.0.0.1:${port}'`)
+    .replaceAll("/var/run/walship/credentials/", `${dir}/credentials/`);
 }
 
 async function objectsInBucket(): Promise<number> {
@@ -81,6 +79,14 @@ async function objectsInBucket(): Promise<number> {
   }
 }
 
+/** The Secret's keys as the kubelet mounts them: one file per key. */
+function writeKeys(keyId: string, secret: string): void {
+  const d = path.join(dir, "credentials", "minio");
+  mkdirSync(d, { recursive: true });
+  writeFileSync(path.join(d, "access-key-id"), keyId);
+  writeFileSync(path.join(d, "secret-access-key"), secret);
+}
+
 /** Runs the replicator with the Secret's values until its error shows (in /status or as an exit). */
 async function runWith(
   keyId: string,
@@ -89,12 +95,8 @@ async function runWith(
   const port = await freePort();
   const file = path.join(dir, `secrets-${port}.yml`);
   writeFileSync(file, operatorConfig(port));
-  const env = {
-    POD_NAME: "app-0",
-    AWS_EC2_METADATA_DISABLED: "true",
-    WALSHIP_S3_MINIO_ACCESS_KEY_ID: keyId,
-    WALSHIP_S3_MINIO_SECRET_ACCESS_KEY: secret,
-  };
+  writeKeys(keyId, secret);
+  const env = { POD_NAME: "app-0", AWS_EC2_METADATA_DISABLED: "true" };
   const rep = startReplicator(["-config", file], { env });
   try {
     const end = Date.now() + 20_000;
@@ -129,10 +131,8 @@ interface SecretCase {
   secret: string;
   /** The field the error must name. */
   field: RegExp;
-  todo?: string;
 }
 
-const KNOWN = "config.ts expands the environment into the text before parsing YAML (reported)";
 const CASES: SecretCase[] = [
   {
     id: "S1",
@@ -175,7 +175,6 @@ const CASES: SecretCase[] = [
     keyId: "walship-test",
     secret: "it's-a-secret",
     field: /secret-access-key/,
-    todo: KNOWN,
   },
   {
     id: "S7",
@@ -183,7 +182,6 @@ const CASES: SecretCase[] = [
     keyId: "walship-test",
     secret: "line-one\nline-two",
     field: /secret-access-key/,
-    todo: KNOWN,
   },
   {
     id: "S8",
@@ -191,13 +189,12 @@ const CASES: SecretCase[] = [
     keyId: "walship-test",
     secret: "x'\n        endpoint: 'http://127.0.0.1:1",
     field: /secret-access-key/,
-    todo: KNOWN,
   },
 ];
 
 describe("bad input: hostile Secret values", () => {
   for (const c of CASES) {
-    it(`${c.id} ${c.what}`, { ...(c.todo ? { todo: c.todo } : {}) }, async () => {
+    it(`${c.id} ${c.what}`, async () => {
       const res = await runWith(c.keyId, c.secret);
       assert.match(res.message, c.field, res.output.slice(-2000));
       if (res.exited) assert.equal(errorCode(res.output), "WALSHIP_ERR_CONFIG", res.output.slice(-2000));
@@ -213,11 +210,10 @@ describe("bad input: hostile Secret values", () => {
     const port = await freePort();
     const file = path.join(dir, "good.yml");
     writeFileSync(file, operatorConfig(port));
+    writeKeys(minio.accessKeyId, minio.secretAccessKey);
     const res = await walshipWithin(["snapshots", "-config", file, db], 20_000, {
       POD_NAME: "app-0",
       AWS_EC2_METADATA_DISABLED: "true",
-      WALSHIP_S3_MINIO_ACCESS_KEY_ID: minio.accessKeyId,
-      WALSHIP_S3_MINIO_SECRET_ACCESS_KEY: minio.secretAccessKey,
     });
     assert.equal(res.code, 0, res.stderr);
   });
