@@ -22,6 +22,8 @@ export const COMPONENT_OF = {
   crictl: "crictl",
   "local-path-provisioner": "local-path-provisioner",
   "fake-gcs-server": "fake-gcs-server",
+  promtool: "promtool",
+  actionlint: "actionlint",
 } as const;
 
 export type BinaryName = keyof typeof COMPONENT_OF;
