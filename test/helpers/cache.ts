@@ -24,6 +24,7 @@ export const COMPONENT_OF = {
   "fake-gcs-server": "fake-gcs-server",
   promtool: "promtool",
   actionlint: "actionlint",
+  "kubectl-krew": "krew",
 } as const;
 
 export type BinaryName = keyof typeof COMPONENT_OF;
