@@ -6,12 +6,14 @@
  * what MinIO holds, read by the sidecar with the pod's own credentials (pods/exec); `restore --wait`
  * follows a NewClaim restore to Succeeded (exit 0) and an InPlace restore to a time before the
  * backups to Failed (exit 1, the app untouched); `pause` removes the replicator (the pod rolls
- * without it, phase Paused) and `resume` brings it back.
+ * without it, phase Paused) and `resume` brings it back. The release bundle (scripts/plugin-dist.ts)
+ * reads the same, alone.
  */
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { pluginDist } from "../../scripts/plugin-dist.ts";
 import { binPath } from "../helpers/cache.ts";
 import {
   appStatefulSet,
@@ -24,7 +26,7 @@ import {
 } from "../helpers/e2e.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
 import { type Cluster, startCluster } from "../helpers/node/index.ts";
-import { type RunResult, runCommand, waitFor } from "../helpers/proc.ts";
+import { makeTempDir, type RunResult, runCommand, waitFor } from "../helpers/proc.ts";
 
 const NS = "e2e-plugin";
 const DATA_MOUNT = "/var/lib/walship-e2e-plugin/data";
@@ -139,6 +141,34 @@ describe("kubectl walship (real node, helm-installed operator, MinIO)", { timeou
       new RegExp(`^ {2}app-0 +minio +True +${rep.generation}/[0-9a-f]{8}:\\d+ `, "m"),
     );
     assert.match(text.stdout, /^Events:$/m);
+  });
+
+  it("the release bundle (one file, no node_modules beside it) reads the same through the cluster", async () => {
+    const dist = await pluginDist({ version: "v0.0.0-e2e", out: makeTempDir("plugin-dist") });
+    const dir = makeTempDir("plugin-unpacked");
+    await runCommand("tar", ["-xzf", dist.archive, "-C", dir]);
+    const env = { KUBECONFIG: c.cp.kubeconfig, PATH: `${path.dirname(process.execPath)}:/usr/bin:/bin` };
+    const st = await runCommand(path.join(dir, "kubectl-walship"), ["status", "db", "-n", NS, "-o", "json"], {
+      env,
+      cwd: dir,
+    });
+    const rep = JSON.parse(st.stdout) as Report;
+    assert.equal(rep.pods[0]?.destinations[0]?.ready, true);
+    const snaps = await runCommand(
+      path.join(dir, "kubectl-walship"),
+      ["snapshots", "db", "-n", NS, "-o", "json"],
+      {
+        env,
+        cwd: dir,
+        allowFailure: true,
+      },
+    );
+    assert.equal(snaps.code, 0, snaps.stderr);
+    const items = (JSON.parse(snaps.stdout) as { items: Array<{ generation: string }> }).items;
+    assert.ok(
+      items.some((x) => x.generation === rep.generation),
+      snaps.stdout,
+    );
   });
 
   it("snapshots and generations: what MinIO holds, read by the sidecar with the pod's credentials", async () => {
