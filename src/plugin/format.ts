@@ -69,7 +69,7 @@ export function cell(text: string | undefined, max = 80): string {
   return one.length > max ? `${one.slice(0, max - 1)}…` : one;
 }
 
-/** `yes` / `no`, as kubectl prints booleans in tables: True / False. */
+/** A boolean as kubectl prints one in tables: True / False; `-` when unknown. */
 export function bool(v: boolean | undefined): string {
   return v === undefined ? "-" : v ? "True" : "False";
 }
