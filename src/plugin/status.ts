@@ -4,7 +4,7 @@
  * the API server's pod proxy, which breaks the facts down per destination; recent Events and
  * SqliteRestores. `buildReport` and `formatReport` are pure; `collect` does the reading.
  */
-import { PAUSED_ANNOTATION, type PodReplicationStatus } from "../api/v1alpha1/index.ts";
+import { type Destination, PAUSED_ANNOTATION, type PodReplicationStatus } from "../api/v1alpha1/index.ts";
 import { SIDECAR_CONTAINER } from "../operator/specs/names.ts";
 import { describeError } from "../shared/errors.ts";
 import type { ReplicatorStatus } from "../shared/protocol.ts";
@@ -186,7 +186,7 @@ export function buildReport(input: StatusInput): StatusReport {
     statefulSet: spec?.statefulSetName ?? "",
     statefulSetFound: input.statefulSetFound,
     database: dbPath,
-    destinations: (spec?.destinations ?? []).map((d) => ({ name: d.name, type: d.s3 ? "s3" : "file" })),
+    destinations: (spec?.destinations ?? []).map((d) => ({ name: d.name, type: destinationType(d) })),
     ...pick(st, [
       "generation",
       "lagSeconds",
@@ -206,6 +206,13 @@ export function buildReport(input: StatusInput): StatusReport {
     events,
     restores,
   };
+}
+
+const DESTINATION_TYPES = ["s3", "file", "sftp", "gcs", "abs"] as const;
+
+/** Which kind of destination the spec sets: s3, file, sftp, gcs or abs. */
+export function destinationType(d: Destination): string {
+  return DESTINATION_TYPES.find((t) => d[t] !== undefined) ?? "unknown";
 }
 
 function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Partial<Pick<T, K>> {

@@ -5,13 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import type { Destination } from "../../src/api/v1alpha1/index.ts";
 import { GLOBAL_OPTS, oneName, parseArgs } from "../../src/plugin/args.ts";
 import { type Io, parseTimeout, run } from "../../src/plugin/cli.ts";
 import { ago, bytes, humanDuration, lag, windowAges } from "../../src/plugin/format.ts";
 import type { Pod } from "../../src/plugin/kube.ts";
 import { formatListing, listingCommand, parseListing } from "../../src/plugin/listing.ts";
 import { buildRestore, defaultRestoreName, failureOf, progressLine } from "../../src/plugin/restore.ts";
-import { buildReport, formatReport, type StatusInput } from "../../src/plugin/status.ts";
+import { buildReport, destinationType, formatReport, type StatusInput } from "../../src/plugin/status.ts";
 import { ErrorCodes, type WalshipError } from "../../src/shared/errors.ts";
 
 const NOW = new Date("2026-05-01T12:00:00Z");
@@ -346,6 +347,9 @@ describe("status report", () => {
     assert.equal(rep.phase, "Replicating");
     assert.equal(rep.paused, false);
     assert.deepEqual(rep.destinations, [{ name: "minio", type: "s3" }]);
+    for (const t of ["s3", "file", "sftp", "gcs", "abs"] as const) {
+      assert.equal(destinationType({ name: "d", [t]: {} } as unknown as Destination), t);
+    }
     assert.deepEqual(rep.pods[0]!.destinations, [
       {
         name: "minio",
