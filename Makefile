@@ -15,7 +15,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults
+.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -55,7 +55,20 @@ deploy-manifests: deps ## render deploy/operator.yaml (kubectl apply -k deploy/)
 	test/infra/install helm
 	$(NODE) scripts/render-deploy.ts
 
-check: lint typecheck crds-check ## static checks
+# The workflows cannot run here; actionlint (built once from the Go module proxy) checks them, and
+# their run: scripts with shellcheck.
+actionlint: ## lint .github/workflows (actionlint, with shellcheck for the run: scripts)
+	@test/infra/install actionlint >/dev/null
+	$(WALSHIP_CACHE)/bin/actionlint -shellcheck="$$(command -v shellcheck || true)" -pyflakes=
+
+check: lint typecheck crds-check actionlint ## static checks
+
+plugin-dist: deps ## the kubectl plugin as one file, its release archive and krew manifest, in dist/release/ (VERSION=v1.2.3)
+	$(NODE) scripts/plugin-dist.ts $(if $(VERSION),--version $(VERSION))
+
+chart-package: ## helm package charts/walship into dist/release/ (the links to crds/ and deploy/rbac are followed)
+	test/infra/install helm
+	$(WALSHIP_CACHE)/bin/helm package charts/walship --destination dist/release
 
 infra: ## build or reuse the real test components (MinIO, litestream, etcd, Kubernetes and the node's parts, helm)
 	test/infra/install
