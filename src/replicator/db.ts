@@ -22,7 +22,14 @@ import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import { Backfiller } from "./backfill.ts";
 import { isGenerationName, metaDir, parseShadowName, shadow } from "./layout.ts";
-import { alignWalSize, frameSize, parseWalHeader, scanFrames, WAL_HEADER_SIZE } from "./sqlite/wal.ts";
+import {
+  alignWalSize,
+  followsWal,
+  frameSize,
+  parseWalHeader,
+  scanFrames,
+  WAL_HEADER_SIZE,
+} from "./sqlite/wal.ts";
 import { MAX_INDEX, type Pos } from "./types.ts";
 
 export const DEFAULT_MONITOR_INTERVAL_MS = 1000;
@@ -54,8 +61,12 @@ export interface DbOptions {
   /** Watch the WAL file for changes (inotify) so commits are seen within milliseconds. Default true. */
   watch?: boolean;
   log?: Logger;
-  /** Test seams (named so nothing else uses them): runs between the WAL check and the copy. */
-  testHooks?: { afterVerify?: () => void };
+  /**
+   * Test seams (named so nothing else uses them): `afterVerify` runs between the WAL check and the
+   * copy; `afterBackfill` in our RESTART/TRUNCATE checkpoint, between the back-fill and our write
+   * that restarts the WAL (when no lock of ours holds the application off).
+   */
+  testHooks?: { afterVerify?: () => void; afterBackfill?: () => void };
 }
 
 /** A commit observed in the WAL: where its last frame ends, and when we saw it. */
@@ -107,6 +118,8 @@ export class Db {
   #watchEnabled: boolean;
   #db: Database.Database | undefined;
   #rtx: Database.Database | undefined;
+  /** Our first write and read transaction since connecting are in place (see #attach). */
+  #attached = false;
   #pageSize = 0;
   #state: ShadowState | undefined;
   #changed: PromiseWithResolvers<void> = Promise.withResolvers<void>();
@@ -247,6 +260,7 @@ export class Db {
     const started = performance.now();
     try {
       if (!this.#connect()) return;
+      if (!this.#attached) await this.#attach();
       await this.#ensureWal();
       const changed = await this.#verifyAndCopy();
       await this.#maybeCheckpoint();
@@ -361,17 +375,11 @@ export class Db {
         );
       }
       db.pragma("wal_autocheckpoint = 0");
-      db.exec(
-        "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);" +
-          "CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
-      );
       this.#pageSize = Number(db.pragma("page_size", { simple: true }));
       rtx = new Database(this.path, { timeout: this.busyTimeoutMs, fileMustExist: true });
       this.#db = db;
       this.#rtx = rtx;
-      // Write first so the WAL holds an unbackfilled frame: the read transaction then pins it.
-      this.#bumpSeq();
-      this.#beginRead();
+      this.#attached = false;
       this.#log.debug({ pageSize: this.#pageSize }, "db connected");
       return true;
     } catch (err) {
@@ -396,13 +404,61 @@ export class Db {
     this.#db?.close();
     this.#rtx = undefined;
     this.#db = undefined;
+    this.#attached = false;
+  }
+
+  /**
+   * After connecting, before our first write. While we were down nothing pinned the WAL: every
+   * complete checkpoint of the application was followed, at its next commit, by a restart over the
+   * old frames. A WAL the application restarted and then wrote back in full is still whole in the
+   * file, but our own first write would restart it once more and overwrite it before we copied it.
+   * So, holding the write lock (no one can commit, so no one can restart the WAL): catch up with the
+   * WAL as it is, then write (our frame is what the read transaction pins), begin the read
+   * transaction, and only then commit. Begun before our commit, the read transaction either pins the
+   * frames past its mark or, if the WAL was written back in full, holds read lock 0, which stops
+   * every back-fill until it ends: either way our commit is the only restart that can happen here,
+   * and a changed header afterwards is the WAL that directly follows the one we copied.
+   */
+  async #attach(): Promise<void> {
+    const db = this.#db!;
+    db.exec("BEGIN IMMEDIATE");
+    let header: Buffer | undefined;
+    try {
+      if (!this.#state) this.#state = await this.#loadState();
+      const size = (await stat(this.walPath).catch(() => undefined))?.size ?? 0;
+      if (this.#state && size >= WAL_HEADER_SIZE) {
+        const realHeader = await readRange(this.walPath, 0, WAL_HEADER_SIZE);
+        if (await this.#verifyAndCopyUnlocked(realHeader, size)) this.#notify();
+        header = Buffer.from(this.#state.header);
+      }
+      db.exec(
+        "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);" +
+          "CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
+      );
+      this.#bumpSeq();
+      this.#beginRead();
+      db.exec("COMMIT");
+    } catch (err) {
+      if (db.inTransaction) db.exec("ROLLBACK");
+      this.#endRead();
+      throw err;
+    }
+    this.#attached = true;
+    if (header) {
+      const now = await readRange(this.walPath, 0, WAL_HEADER_SIZE);
+      if (Buffer.compare(now, header) !== 0) {
+        await this.#startIndex(now);
+        await this.#copy();
+        this.#notify();
+      }
+    }
   }
 
   #beginRead(): void {
     const rtx = this.#rtx!;
     if (rtx.inTransaction) return;
     rtx.exec("BEGIN");
-    rtx.prepare("SELECT COUNT(1) FROM _litestream_seq").get();
+    rtx.prepare("SELECT COUNT(1) FROM sqlite_master").get();
   }
 
   #endRead(): void {
@@ -496,7 +552,13 @@ export class Db {
     if (real.length !== F || Buffer.compare(real, mine) !== 0) {
       return { reason: "wal overwritten by another process" };
     }
-    return sameHeader ? {} : { restart: true };
+    if (sameHeader) return {};
+    // Our last frame survived, but only the WAL that directly follows ours starts where we left off:
+    // with a WAL in between (written back, then overwritten) its frames are lost to the shadow.
+    if (!followsWal(parseWalHeader(s.header), parseWalHeader(realHeader))) {
+      return { reason: "wal restarted more than once by another process" };
+    }
+    return { restart: true };
   }
 
   async #verifyAndCopy(): Promise<boolean> {
@@ -720,6 +782,7 @@ export class Db {
       // either way every old frame was copied above.
       db.exec("COMMIT");
       locked = false;
+      this.#testHooks?.afterBackfill?.();
       if (mode === "TRUNCATE") db.pragma("journal_size_limit = 0");
       db.exec("BEGIN IMMEDIATE");
       locked = true;
@@ -730,7 +793,15 @@ export class Db {
       this.#beginRead();
       m.count++;
       const realHeader = await readRange(this.walPath, 0, WAL_HEADER_SIZE);
-      if (Buffer.compare(realHeader, headerBefore) !== 0) await this.#startIndex(realHeader);
+      if (Buffer.compare(realHeader, headerBefore) !== 0) {
+        // Restarted by our write or by the application's in the gap; had the application also
+        // written that WAL back and restarted it again, the WAL in between is lost to the shadow.
+        if (followsWal(parseWalHeader(headerBefore), parseWalHeader(realHeader))) {
+          await this.#startIndex(realHeader);
+        } else {
+          await this.#newGeneration("wal restarted more than once during our checkpoint", realHeader);
+        }
+      }
       await this.#copy();
       this.#log.debug({ mode, complete }, "checkpoint");
     } catch (err) {
