@@ -110,7 +110,8 @@ export class Replica {
     this.validationIntervalMs = opts.validationIntervalMs;
     this.#log = (opts.log ?? nullLogger()).child({ replica: this.name });
     this.#unsubscribe = db.onCommits((c) => {
-      this.#pending.push(...c);
+      // One by one: a copy after a long downtime can see more commits than a call takes arguments.
+      for (const commit of c) this.#pending.push(commit);
       // Bounded: while a destination is down for long, the oldest times are dropped and those
       // segments fall back to their object time at restore.
       if (this.#pending.length > MAX_PENDING_COMMITS)
@@ -164,6 +165,9 @@ export class Replica {
 
   async #syncLoop(signal: AbortSignal): Promise<void> {
     let backoff = this.syncIntervalMs;
+    // One listener for the loop's whole life: a promise per iteration would leave one listener
+    // behind on the signal at every sync (it settles only on abort).
+    const aborted = abortPromise(signal);
     while (!signal.aborted) {
       const changed = this.db.changed();
       const started = Date.now();
@@ -179,7 +183,7 @@ export class Replica {
       }
       // Wait for a change; syncs start at most once per sync-interval, counted from the previous
       // start (a ticker, as in Litestream), not from its end.
-      await Promise.race([changed, abortPromise(signal)]);
+      await Promise.race([changed, aborted]);
       const wait = started + this.syncIntervalMs - Date.now();
       if (wait > 0) await sleep(wait, undefined, { signal }).catch(() => undefined);
     }

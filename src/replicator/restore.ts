@@ -26,7 +26,7 @@ import { Lz4FrameDecoder } from "./lz4.ts";
 import { FileWriter, offThreadPages } from "./sqlite/file-writer.ts";
 import { dbHeaderPageSize, WalApplier } from "./sqlite/wal-apply.ts";
 import type { ReplicaClient } from "./storage/client.ts";
-import type { SnapshotInfo, WalSegmentInfo } from "./types.ts";
+import { type SnapshotInfo, timeSpan, type WalSegmentInfo } from "./types.ts";
 
 export const DEFAULT_RESTORE_PARALLELISM = 8;
 
@@ -134,14 +134,14 @@ export async function planRestore(
         if (segments.length > 0) withoutSnapshot.push(`${named.name}/${generation}`);
         continue;
       }
-      const times = [...snapshots, ...segments].map((o) => o.createdAt.getTime());
+      const span = timeSpan(snapshots, segments)!;
       const c: Candidate = {
         named,
         generation,
         snapshots,
         segments,
-        createdAt: Math.min(...times),
-        updatedAt: Math.max(...times),
+        createdAt: span.start,
+        updatedAt: span.end,
       };
       oldest = Math.min(oldest ?? c.createdAt, c.createdAt);
       if (T !== undefined) {
