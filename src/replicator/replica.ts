@@ -295,6 +295,9 @@ export class Replica {
     }
     let pos: Pos = this.#pos;
     for (;;) {
+      // Read before the file's size: the shadow's committed end only grows, and a later index means
+      // this one was closed whole.
+      const latest = this.db.pos();
       const file = this.db.shadowWalPath(pos.generation, pos.index);
       const size = await stat(file).then(
         (s) => s.size,
@@ -306,13 +309,16 @@ export class Replica {
         }
         break;
       }
-      if (size > pos.offset) {
-        await this.#uploadSegment(pos, size, signal);
-        pos = { ...pos, offset: size };
+      // The current index may be seen mid-append, its size inside a frame (the kernel extends the file
+      // page by page as it copies): upload only up to the last commit the Db has finished copying.
+      const current = latest && latest.generation === pos.generation && latest.index === pos.index;
+      const upTo = current ? Math.min(size, latest.offset) : size;
+      if (upTo > pos.offset) {
+        await this.#uploadSegment(pos, upTo, signal);
+        pos = { ...pos, offset: upTo };
         this.#pos = pos;
         continue;
       }
-      const latest = this.db.pos();
       if (latest && latest.generation === pos.generation && pos.index < latest.index) {
         pos = { generation: pos.generation, index: pos.index + 1, offset: 0 };
         this.#pos = pos;
