@@ -13,7 +13,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke infra demo demo-local demo-down deploy clean bench
+.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke infra demo demo-local demo-down deploy clean bench torture
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -87,3 +87,7 @@ clean: ## remove build output (the component cache under $(WALSHIP_CACHE) stays)
 bench: deps build ## compare walship with litestream v0.3.13 (lag, throughput, CPU, memory, snapshot, restore)
 	test/infra/install minio litestream etcd kubernetes
 	$(NODE) bench/run.ts
+
+torture: deps build ## reliability runs: SIGKILLs with restores compared, point-in-time restores, soak (TORTURE_PARTS, TORTURE_QUICK=1; docs/reliability.md)
+	test/infra/install minio litestream
+	TORTURE_COMMIT=$$(git rev-parse --short HEAD 2>/dev/null) nice -n $${TORTURE_NICE:-10} $(NODE) torture/run.ts
