@@ -29,6 +29,7 @@ import {
   parseWalHeader,
   scanFrames,
   WAL_HEADER_SIZE,
+  type WalHeader,
 } from "./sqlite/wal.ts";
 import { MAX_INDEX, type Pos } from "./types.ts";
 
@@ -421,14 +422,24 @@ export class Db {
    */
   async #attach(): Promise<void> {
     const db = this.#db!;
+    if (!this.#state) this.#state = await this.#loadState();
+    // Most of the catch-up before the lock, so the application waits only for what it commits
+    // meanwhile (a WAL grown large while we were down would hold it off for seconds): frames that
+    // continue ours (our salts, the checksum chain, up to a commit) are the old WAL's own, whatever
+    // happened to the WAL since, and the copy is checked again in the shadow because nothing pins
+    // the WAL yet. The check under the lock below decides whether they continue the generation.
+    if (this.#state && fs.existsSync(this.shadowWalPath(this.#state.generation, this.#state.index))) {
+      if (await this.#copy({ recheck: true })) this.#notify();
+    }
     db.exec("BEGIN IMMEDIATE");
     let header: Buffer | undefined;
     try {
-      if (!this.#state) this.#state = await this.#loadState();
       const size = (await stat(this.walPath).catch(() => undefined))?.size ?? 0;
       if (this.#state && size >= WAL_HEADER_SIZE) {
         const realHeader = await readRange(this.walPath, 0, WAL_HEADER_SIZE);
-        if (await this.#verifyAndCopyUnlocked(realHeader, size)) this.#notify();
+        // A new generation's WAL is copied after our commit, pinned by the read transaction (a WAL
+        // written back in full is in the database file, which its snapshot reads).
+        if (await this.#verifyAndCopyUnlocked(realHeader, size, { deferNewGeneration: true })) this.#notify();
         header = Buffer.from(this.#state.header);
       }
       db.exec(
@@ -581,12 +592,16 @@ export class Db {
     return this.#verifyAndCopyUnlocked(realHeader, (await stat(this.walPath)).size);
   }
 
-  async #verifyAndCopyUnlocked(realHeader: Buffer, realSize: number): Promise<boolean> {
+  async #verifyAndCopyUnlocked(
+    realHeader: Buffer,
+    realSize: number,
+    opts: { deferNewGeneration?: boolean } = {},
+  ): Promise<boolean> {
     const { reason, restart } = await this.#verify(realHeader, realSize);
     this.#testHooks?.afterVerify?.();
     if (reason) {
       await this.#newGeneration(reason, realHeader);
-      await this.#copy();
+      if (!opts.deferNewGeneration) await this.#copy();
       return true;
     }
     let changed = await this.#copy();
@@ -658,8 +673,11 @@ export class Db {
   /**
    * Appends the real WAL's new committed frames (same salts, checksums chaining) to the current
    * shadow file. Two passes in bounded memory: scan for the last commit, then copy bytes up to it.
+   * The second pass re-reads the WAL, which is safe while our read transaction or the write lock
+   * pins it; with `recheck` (nothing pins it), the appended bytes are verified in the shadow and cut
+   * off again if the WAL changed between the passes.
    */
-  async #copy(): Promise<boolean> {
+  async #copy(opts: { recheck?: boolean } = {}): Promise<boolean> {
     const s = this.#state!;
     const hdr = parseWalHeader(s.header);
     const F = frameSize(hdr.pageSize);
@@ -678,14 +696,7 @@ export class Db {
         const seenAt = Date.now();
         const whole = bytesRead - (bytesRead % F);
         if (whole === 0) break;
-        const scan = scanFrames(buf.subarray(0, whole), {
-          pageSize: hdr.pageSize,
-          bigEndian: hdr.bigEndianChecksums,
-          salt1: hdr.salt1,
-          salt2: hdr.salt2,
-          seed,
-          startOffset: offset,
-        });
+        const scan = scanFrames(buf.subarray(0, whole), chainFrom(hdr, seed, offset));
         for (const c of scan.commits)
           commits.push({ generation: s.generation, index: s.index, end: c.end, time: seenAt });
         if (scan.lastCommitEnd > end) {
@@ -698,7 +709,12 @@ export class Db {
         seed = [buf.readUInt32BE(whole - F + 16), buf.readUInt32BE(whole - F + 20)];
       }
       if (end === s.size) return false;
-      await appendRange(real, this.shadowWalPath(s.generation, s.index), s.size, end, buf);
+      const shadowFile = this.shadowWalPath(s.generation, s.index);
+      await appendRange(real, shadowFile, s.size, end, buf);
+      if (opts.recheck && !(await this.#appendedIntact(shadowFile, end, checksum, buf))) {
+        await fs.promises.truncate(shadowFile, s.size);
+        return false;
+      }
     } finally {
       await real.close();
     }
@@ -707,6 +723,38 @@ export class Db {
     s.checksum = checksum;
     if (commits.length > 0) for (const fn of this.#commitListeners) fn(commits);
     return true;
+  }
+
+  /** Whether the shadow's bytes from the committed size to `end` are frames that chain to `checksum` there. */
+  async #appendedIntact(
+    file: string,
+    end: number,
+    checksum: [number, number],
+    buf: Buffer,
+  ): Promise<boolean> {
+    const s = this.#state!;
+    const hdr = parseWalHeader(s.header);
+    const F = frameSize(hdr.pageSize);
+    const fh = await open(file, "r");
+    try {
+      let offset = s.size;
+      let seed = s.checksum;
+      let last = { end: s.size, checksum: s.checksum };
+      while (offset < end) {
+        const n = Math.min(buf.length - (buf.length % F), end - offset);
+        const { bytesRead } = await fh.read(buf, 0, n, offset);
+        if (bytesRead !== n) return false;
+        const scan = scanFrames(buf.subarray(0, n), chainFrom(hdr, seed, offset));
+        if (scan.validEnd < offset + n) return false;
+        if (scan.lastCommitEnd > last.end)
+          last = { end: scan.lastCommitEnd, checksum: scan.lastCommitChecksum };
+        offset += n;
+        seed = [buf.readUInt32BE(n - F + 16), buf.readUInt32BE(n - F + 20)];
+      }
+      return last.end === end && last.checksum[0] === checksum[0] && last.checksum[1] === checksum[1];
+    } finally {
+      await fh.close();
+    }
   }
 
   // --- checkpoints -------------------------------------------------------------------------------
@@ -906,6 +954,18 @@ export class Db {
     clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);
   }
+}
+
+/** scanFrames options for frames of the WAL with header `hdr`, chaining from `seed` at `offset`. */
+function chainFrom(hdr: WalHeader, seed: [number, number], offset: number) {
+  return {
+    pageSize: hdr.pageSize,
+    bigEndian: hdr.bigEndianChecksums,
+    salt1: hdr.salt1,
+    salt2: hdr.salt2,
+    seed,
+    startOffset: offset,
+  };
 }
 
 // --- small file helpers ----------------------------------------------------------------------------
