@@ -5,7 +5,8 @@
  * point-in-time restore precise to the transaction.
  */
 import { createReadStream } from "node:fs";
-import { open, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
+import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
@@ -13,6 +14,7 @@ import type { CommitRecord, Db } from "./db.ts";
 import { type CommitTimesDoc, encodeJson, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
 import { keys } from "./layout.ts";
 import { createLz4Decoder, createLz4Encoder } from "./lz4.ts";
+import { snapshotImage } from "./snapshot-image.ts";
 import type { ReplicaClient } from "./storage/client.ts";
 import { formatPos, type Pos, type SnapshotInfo } from "./types.ts";
 import { type ValidationResult, validateReplica } from "./validate.ts";
@@ -413,18 +415,22 @@ export class Replica {
         skipped = true;
         return existing;
       }
-      // The record goes first, stamped now: the file about to be read holds nothing newer than `pos`,
-      // every commit stamped so far is at or before it, and a reader that finds the snapshot always
-      // finds its record (never falling back to the later object time for a moment).
-      const meta: SnapshotMetaDoc = { v: 1, index: pos.index, offset: pos.offset, time: Date.now() };
+      // The record goes first, stamped now: the snapshot is the database exactly at `pos`, every
+      // commit stamped so far is at or before it, and a reader that finds the snapshot always finds
+      // its record (never falling back to the later object time for a moment).
+      const meta: SnapshotMetaDoc = {
+        v: 1,
+        index: pos.index,
+        offset: pos.offset,
+        time: Date.now(),
+        exact: true,
+      };
       await this.client.putExtra(snapshotMetaKey(pos.generation, pos.index), encodeJson(meta), { signal });
-      const fh = await open(this.db.path, "r");
-      try {
-        const body = fh.createReadStream({ autoClose: false }).pipe(createLz4Encoder());
-        return await this.client.writeSnapshot(pos.generation, pos.index, body, { signal });
-      } finally {
-        await fh.close();
-      }
+      // Not the file as it is: checkpoints may write frames back into it while it is read (see
+      // snapshot-image.ts); the pages of the index's frames up to `pos` are taken from the shadow.
+      const image = snapshotImage(this.db.path, this.db.shadowWalPath(pos.generation, pos.index), pos.offset);
+      const body = Readable.from(image).pipe(createLz4Encoder());
+      return await this.client.writeSnapshot(pos.generation, pos.index, body, { signal });
     });
     this.#lastSnapshotAt = new Date();
     this.#lastSnapshotIndex = info.index;

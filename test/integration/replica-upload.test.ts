@@ -12,12 +12,11 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSy
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
-import Database from "better-sqlite3";
 import { Db } from "../../src/replicator/db.ts";
 import { Replica } from "../../src/replicator/replica.ts";
 import { restore } from "../../src/replicator/restore.ts";
 import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
-import { integrityCheck, logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
+import { blobApp, integrityCheck, logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "walship-upload-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -25,13 +24,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 describe("replica upload", () => {
   it("never uploads past the shadow's last commit, even when the file is seen mid-append", async () => {
     const file = path.join(dir, "app.db");
-    const app = new Database(file);
-    app.pragma("journal_mode = WAL");
-    app.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
-    const insert = (n: number) =>
-      app.transaction(() => {
-        for (let i = 0; i < n; i++) app.prepare("INSERT INTO t (v) VALUES (randomblob(3000))").run();
-      })();
+    const { app, insert } = blobApp(file);
     insert(10);
     const client = new FileReplicaClient(path.join(dir, "replica"));
     const db = new Db(file, { watch: false });

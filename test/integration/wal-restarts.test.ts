@@ -23,13 +23,13 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { Db, type DbOptions } from "../../src/replicator/db.ts";
 import { Replica } from "../../src/replicator/replica.ts";
 import { restore } from "../../src/replicator/restore.ts";
 import { readWalFileHeader } from "../../src/replicator/sqlite/wal.ts";
 import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
-import { integrityCheck, logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
+import { blobApp, integrityCheck, logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
 
 const base = mkdtempSync(path.join(os.tmpdir(), "walship-walrestarts-"));
 after(() => rmSync(base, { recursive: true, force: true }));
@@ -47,14 +47,7 @@ function setup(name: string): Setup {
   const file = path.join(dir, "app.db");
   const client = new FileReplicaClient(path.join(dir, "replica"));
   mkdirSync(dir, { recursive: true });
-  const app = new Database(file);
-  app.pragma("journal_mode = WAL");
-  app.pragma("wal_autocheckpoint = 0");
-  app.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
-  const insert = (n: number, bytes = 3000) =>
-    app.transaction(() => {
-      for (let i = 0; i < n; i++) app.prepare("INSERT INTO t (v) VALUES (randomblob(?))").run(bytes);
-    })();
+  const { app, insert } = blobApp(file);
   return { dir, file, app, client, insert };
 }
 
