@@ -90,4 +90,4 @@ bench: deps build ## compare walship with litestream v0.3.13 (lag, throughput, C
 
 torture: deps build ## reliability runs: SIGKILLs with restores compared, point-in-time restores, soak (TORTURE_PARTS, TORTURE_QUICK=1; docs/reliability.md)
 	test/infra/install minio litestream
-	TORTURE_COMMIT=$$(git rev-parse --short HEAD 2>/dev/null) nice -n $${TORTURE_NICE:-10} $(NODE) torture/run.ts
+	TORTURE_COMMIT=$${TORTURE_COMMIT:-$$(git rev-parse --short HEAD 2>/dev/null)} nice -n $${TORTURE_NICE:-10} $(NODE) torture/run.ts

@@ -90,11 +90,15 @@ export const crash: TorturePart = {
     let app = startApp(appOpts, appLog);
     const checkedGens = new Set<string>();
 
+    const fail = (line: string) => {
+      failures.push(line);
+      log(`  crash: FAILURE ${line}`);
+    };
     const unexpectedExit = (p: ManagedProcess, what: "replicator" | "app"): boolean => {
       if (p.exitInfo === undefined) return false;
       if (what === "replicator") f.replicatorExitedOnItsOwn++;
       else f.appExitedOnItsOwn++;
-      failures.push(
+      fail(
         `cycle ${f.cycles}: the ${what} exited on its own (${JSON.stringify(p.exitInfo)}); log ${p.logFile}`,
       );
       return true;
@@ -109,26 +113,21 @@ export const crash: TorturePart = {
         await appReady(app);
         app.kill("SIGTERM");
         const exit = await app.exited;
-        if (exit.code !== 0)
-          failures.push(`check ${f.verifications}: the app exited ${JSON.stringify(exit)}`);
+        if (exit.code !== 0) fail(`check ${f.verifications}: the app exited ${JSON.stringify(exit)}`);
         const rep = await startReplicator(ctx, cfg, repLog);
         const caught = await waitCaughtUp(port, rep, 120_000);
-        if (caught) failures.push(`check ${f.verifications}: ${caught}`);
+        if (caught) fail(`check ${f.verifications}: ${caught}`);
         const stop = await rep.stop({ signal: "SIGTERM", graceMs: 60_000 });
         if (stop.code !== 0)
-          failures.push(
-            `check ${f.verifications}: the replicator's clean stop exited ${JSON.stringify(stop)}`,
-          );
+          fail(`check ${f.verifications}: the replicator's clean stop exited ${JSON.stringify(stop)}`);
         const src = checkOpen(holder);
         f.transactions = src.seq;
         if (src.integrity !== "ok" || src.ledger)
-          failures.push(
-            `check ${f.verifications}: the SOURCE is damaged: ${src.integrity} ${src.ledger ?? ""}`,
-          );
+          fail(`check ${f.verifications}: the SOURCE is damaged: ${src.integrity} ${src.ledger ?? ""}`);
         const res = await restoreEverywhere(ctx, cfg, db, dests, src, vdir);
         f.restores += res.restores;
         f.mismatches += res.problems.length;
-        for (const p of res.problems) failures.push(`check ${f.verifications} after cycle ${f.cycles}, ${p}`);
+        for (const p of res.problems) fail(`check ${f.verifications} after cycle ${f.cycles}, ${p}`);
         await checkGenerations(vdir);
       } finally {
         app = startApp(appOpts, appLog);
@@ -144,14 +143,14 @@ export const crash: TorturePart = {
     const checkGenerations = async (vdir: string): Promise<void> => {
       const fileDest = dests.find((d) => d.kind === "file");
       if (fileDest?.kind !== "file") return;
-      const gens = readdirSync(path.join(fileDest.path, "generations")).sort();
+      const gens = listDir(path.join(fileDest.path, "generations")).sort();
       f.generations = gens.length;
       // The newest generation was checked whole above; the others end where they were left.
       const latest = latestGeneration(fileDest.path, gens);
       for (const g of gens) {
         if (g === latest || checkedGens.has(g)) continue;
         checkedGens.add(g);
-        const snaps = readdirSync(path.join(fileDest.path, "generations", g, "snapshots")).filter((n) =>
+        const snaps = listDir(path.join(fileDest.path, "generations", g, "snapshots")).filter((n) =>
           n.endsWith(".lz4"),
         );
         if (snaps.length === 0) {
@@ -165,7 +164,7 @@ export const crash: TorturePart = {
         const why = err ?? judge(checkDb(out));
         if (why) {
           f.mismatches++;
-          failures.push(`generation ${g}: ${why}`);
+          fail(`generation ${g}: ${why}`);
         }
         rmSync(out, { force: true });
       }
@@ -210,6 +209,9 @@ export const crash: TorturePart = {
         if (last) break;
         if (c % 10 === 0) log(`  crash: ${c}/${cycles} cycles, ${seconds(Date.now() - started)} s`);
       }
+    } catch (err) {
+      // A fault of the harness itself ends the part, keeping what was found so far.
+      fail(`the crash part stopped at cycle ${f.cycles}: ${(err as Error).stack ?? String(err)}`);
     } finally {
       app.kill("SIGKILL");
       await app.exited;
@@ -225,6 +227,14 @@ export const crash: TorturePart = {
     };
   },
 };
+
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
 
 /** Why the replicator started each new generation, counted from its JSON log. */
 function newGenerationReasons(logFile: string): Record<string, number> {

@@ -76,6 +76,10 @@ export const pitr: TorturePart = {
     const roundSeconds = ctx.knob("PITR_ROUND_SECONDS", 20, 6);
     const destKinds = ctx.list("PITR_DESTS", ["file", "s3"]);
     const failures: string[] = [];
+    const fail = (line: string) => {
+      failures.push(line);
+      log(`  pitr: FAILURE ${line}`);
+    };
     const f = {
       rounds: 0,
       commits: 0,
@@ -141,11 +145,11 @@ export const pitr: TorturePart = {
       await new Promise((res) => setTimeout(res, roundSeconds * 1000));
       app.kill("SIGTERM");
       const appExit = await app.exited;
-      if (appExit.code !== 0) failures.push(`round ${round}: the app exited ${JSON.stringify(appExit)}`);
+      if (appExit.code !== 0) fail(`round ${round}: the app exited ${JSON.stringify(appExit)}`);
       const caught = await waitCaughtUp(port, rep, 120_000);
-      if (caught) failures.push(`round ${round}: ${caught}`);
+      if (caught) fail(`round ${round}: ${caught}`);
       const stop = await rep.stop({ signal: "SIGTERM", graceMs: 60_000 });
-      if (stop.code !== 0) failures.push(`round ${round}: the replicator exited ${JSON.stringify(stop)}`);
+      if (stop.code !== 0) fail(`round ${round}: the replicator exited ${JSON.stringify(stop)}`);
 
       const lines = readFileSync(journal, "utf8")
         .split("\n")
@@ -183,7 +187,7 @@ export const pitr: TorturePart = {
           got = checkDb(out);
         } catch (err) {
           f.positionMismatches++;
-          failures.push(`round ${round}: restore at ${s.gen}/${s.index}:${s.end}: ${(err as Error).message}`);
+          fail(`round ${round}: restore at ${s.gen}/${s.index}:${s.end}: ${(err as Error).message}`);
           continue;
         }
         const want = bySeq.get(got.seq);
@@ -191,11 +195,11 @@ export const pitr: TorturePart = {
           judge(got) ?? (got.seq > 0 && want?.h !== got.hash ? "not any state of the source" : undefined);
         if (why) {
           f.positionMismatches++;
-          failures.push(`round ${round}: restore at ${s.gen}/${s.index}:${s.end} (seq ${got.seq}): ${why}`);
+          fail(`round ${round}: restore at ${s.gen}/${s.index}:${s.end} (seq ${got.seq}): ${why}`);
         }
         if (got.seq > prevSeq + 1) {
           f.unstampedCommits += got.seq - prevSeq - 1;
-          failures.push(`round ${round}: commits ${prevSeq + 1}..${got.seq - 1} have no stamp of their own`);
+          fail(`round ${round}: commits ${prevSeq + 1}..${got.seq - 1} have no stamp of their own`);
         }
         if (got.seq > prevSeq) {
           stampOf.set(got.seq, s.time);
@@ -204,7 +208,7 @@ export const pitr: TorturePart = {
             delays.push(s.time - l.e);
             if (s.time < l.s) {
               f.stampBeforeBegin++;
-              failures.push(`round ${round}: commit ${got.seq} stamped ${s.time}, before it began (${l.s})`);
+              fail(`round ${round}: commit ${got.seq} stamped ${s.time}, before it began (${l.s})`);
             }
           }
           prevSeq = got.seq;
@@ -255,16 +259,14 @@ export const pitr: TorturePart = {
             : undefined);
         if (why) {
           f.timestampMismatches++;
-          failures.push(
-            `round ${round}: -timestamp ${new Date(T).toISOString()} (${kindOf} of commit ${k}): ${why}`,
-          );
+          fail(`round ${round}: -timestamp ${new Date(T).toISOString()} (${kindOf} of commit ${k}): ${why}`);
           continue;
         }
         const K2 = got!.seq;
         const began = bySeq.get(K2)?.s ?? 0;
         if (began > T) {
           f.neverLaterViolations++;
-          failures.push(`round ${round}: -timestamp ${T} restored commit ${K2}, begun at ${began}, after T`);
+          fail(`round ${round}: -timestamp ${T} restored commit ${K2}, begun at ${began}, after T`);
         }
         const inFlight = lines.some((x) => x.s <= T && T < x.e);
         const real = lines.filter((x) => x.e <= T).reduce((m, x) => Math.max(m, x.seq), 0);
