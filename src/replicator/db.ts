@@ -22,6 +22,7 @@ import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import { Backfiller } from "./backfill.ts";
 import { isGenerationName, metaDir, parseShadowName, shadow } from "./layout.ts";
+import { snapshotImage } from "./snapshot-image.ts";
 import {
   alignWalSize,
   followsWal,
@@ -31,6 +32,7 @@ import {
   WAL_HEADER_SIZE,
   type WalHeader,
 } from "./sqlite/wal.ts";
+import { readWalIndexHeader, type WalIndexHeader } from "./sqlite/wal-index.ts";
 import { MAX_INDEX, type Pos } from "./types.ts";
 
 export const DEFAULT_MONITOR_INTERVAL_MS = 1000;
@@ -121,6 +123,13 @@ export class Db {
   #rtx: Database.Database | undefined;
   /** Our first write and read transaction since connecting are in place (see #attach). */
   #attached = false;
+  /**
+   * Our own descriptors of the database and -shm files, open until close(). POSIX locks belong to
+   * the process, and closing any descriptor of a file drops every lock the process holds on it:
+   * opening and closing the -shm or the database file next to our SQLite connections would silently
+   * release their read marks and write lock (SQLite keeps its own descriptors open for this reason).
+   */
+  #files: { db?: FileHandle; shm?: FileHandle } = {};
   #pageSize = 0;
   #state: ShadowState | undefined;
   #changed: PromiseWithResolvers<void> = Promise.withResolvers<void>();
@@ -286,6 +295,37 @@ export class Db {
     await this.#syncing;
     this.#disconnect();
     await this.#backfiller.close();
+    // Only now, with no SQLite connection of ours left (see #files).
+    const { db, shm } = this.#files;
+    this.#files = {};
+    await db?.close();
+    await shm?.close();
+  }
+
+  /** The database file, read through our long-lived descriptor (see #files). */
+  async #dbFile(): Promise<FileHandle> {
+    this.#files.db ??= await open(this.path, "r");
+    return this.#files.db;
+  }
+
+  /** The wal-index header, read through our long-lived descriptor of -shm (see #files). */
+  async #walIndex(): Promise<WalIndexHeader | undefined> {
+    if (!this.#files.shm) {
+      try {
+        this.#files.shm = await open(`${this.path}-shm`, "r");
+      } catch {
+        return undefined;
+      }
+    }
+    return readWalIndexHeader(this.#files.shm);
+  }
+
+  /**
+   * The database exactly at `pos` (snapshot-image.ts), read through our own descriptor of the file:
+   * a snapshot that opened and closed one would drop SQLite's locks in this process (see #files).
+   */
+  async *imageAt(pos: Pos): AsyncGenerator<Buffer> {
+    yield* snapshotImage(await this.#dbFile(), this.shadowWalPath(pos.generation, pos.index), pos.offset);
   }
 
   /**
@@ -429,7 +469,7 @@ export class Db {
     // happened to the WAL since, and the copy is checked again in the shadow because nothing pins
     // the WAL yet. The check under the lock below decides whether they continue the generation.
     if (this.#state && fs.existsSync(this.shadowWalPath(this.#state.generation, this.#state.index))) {
-      if (await this.#copy({ recheck: true })) this.#notify();
+      if (await this.#copy({ recheck: true, onlyIndexed: true })) this.#notify();
     }
     db.exec("BEGIN IMMEDIATE");
     let header: Buffer | undefined;
@@ -597,8 +637,11 @@ export class Db {
     realSize: number,
     opts: { deferNewGeneration?: boolean } = {},
   ): Promise<boolean> {
-    const { reason, restart } = await this.#verify(realHeader, realSize);
+    let { reason, restart } = await this.#verify(realHeader, realSize);
     this.#testHooks?.afterVerify?.();
+    if (restart && !(await this.#tailInDatabase(realHeader))) {
+      reason = "wal restarted with frames after ours that the database does not hold";
+    }
     if (reason) {
       await this.#newGeneration(reason, realHeader);
       if (!opts.deferNewGeneration) await this.#copy();
@@ -612,6 +655,77 @@ export class Db {
       changed = true;
     }
     return changed;
+  }
+
+  /**
+   * After the WAL restarted: whether the old WAL's frames past ours were committed. The wal-index now
+   * describes the new WAL and cannot say, but SQLite restarts a WAL only once it is written back in
+   * full, so its committed frames are in the database file, while a transaction a writer wrote and
+   * never published (sqlite/wal-index.ts) is not. So the latest version of every page in those frames
+   * must be the database file's page. A page the new WAL also holds may have been written back from
+   * it since, and proves nothing either way: it is skipped. (So a never-published transaction is
+   * recognized by any page it changed that the new WAL did not; one whose pages the new WAL all
+   * rewrote and wrote back would pass. That takes a writer killed between its commit frame and the
+   * wal-index, our copy reaching exactly its start, and the WAL restarted before anyone wrote after it.)
+   */
+  async #tailInDatabase(realHeader: Uint8Array): Promise<boolean> {
+    const s = this.#state!;
+    const hdr = parseWalHeader(s.header);
+    const ps = hdr.pageSize;
+    const F = frameSize(ps);
+    const real = await open(this.walPath, "r");
+    const dbf = await this.#dbFile();
+    try {
+      const buf = this.#copyBuffer(Math.max(1, Math.floor(COPY_CHUNK_BYTES / F)) * F);
+      // Pages of the new WAL (any valid frame of it, committed or not).
+      const cur = parseWalHeader(realHeader);
+      const inNew = new Set<number>();
+      let seed: [number, number] = [cur.checksum1, cur.checksum2];
+      for (let offset = WAL_HEADER_SIZE; ; ) {
+        const { bytesRead } = await real.read(buf, 0, buf.length, offset);
+        const whole = bytesRead - (bytesRead % F);
+        if (whole === 0) break;
+        const scan = scanFrames(buf.subarray(0, whole), chainFrom(cur, seed, offset));
+        for (let p = 0; offset + p < scan.validEnd; p += F) inNew.add(buf.readUInt32BE(p));
+        if (scan.validEnd < offset + whole) break;
+        offset += whole;
+        seed = [buf.readUInt32BE(whole - F + 16), buf.readUInt32BE(whole - F + 20)];
+      }
+      // Where each page's latest frame is, per chunk, up to the last commit found so far.
+      const latest = new Map<number, number>();
+      const pending = new Map<number, number>();
+      let pages = 0;
+      let offset = s.size;
+      seed = s.checksum;
+      for (;;) {
+        const { bytesRead } = await real.read(buf, 0, buf.length, offset);
+        const whole = bytesRead - (bytesRead % F);
+        if (whole === 0) break;
+        const scan = scanFrames(buf.subarray(0, whole), chainFrom(hdr, seed, offset));
+        for (let p = 0; offset + p < scan.validEnd; p += F) {
+          pending.set(buf.readUInt32BE(p), offset + p + 24);
+          if (offset + p + F <= scan.lastCommitEnd && buf.readUInt32BE(p + 4) !== 0) {
+            for (const [pg, at] of pending) latest.set(pg, at);
+            pending.clear();
+            pages = buf.readUInt32BE(p + 4);
+          }
+        }
+        if (scan.validEnd < offset + whole) break;
+        offset += whole;
+        seed = [buf.readUInt32BE(whole - F + 16), buf.readUInt32BE(whole - F + 20)];
+      }
+      const a = Buffer.alloc(ps);
+      const b = Buffer.alloc(ps);
+      for (const [pgno, at] of latest) {
+        if (pgno > pages || inNew.has(pgno)) continue; // cut off by the last commit; or inconclusive
+        await real.read(a, 0, ps, at);
+        const { bytesRead } = await dbf.read(b, 0, ps, (pgno - 1) * ps);
+        if (bytesRead !== ps || !a.equals(b)) return false;
+      }
+      return true;
+    } finally {
+      await real.close();
+    }
   }
 
   /** Runs `fn` holding SQLite's write lock on our connection (BEGIN IMMEDIATE ... COMMIT). */
@@ -675,15 +789,24 @@ export class Db {
    * shadow file. Two passes in bounded memory: scan for the last commit, then copy bytes up to it.
    * The second pass re-reads the WAL, which is safe while our read transaction or the write lock
    * pins it; with `recheck` (nothing pins it), the appended bytes are verified in the shadow and cut
-   * off again if the WAL changed between the passes.
+   * off again if the WAL changed between the passes. With `onlyIndexed`, nothing is copied unless the
+   * wal-index describes this WAL (and so bounds the copy to what SQLite committed).
    */
-  async #copy(opts: { recheck?: boolean } = {}): Promise<boolean> {
+  async #copy(opts: { recheck?: boolean; onlyIndexed?: boolean } = {}): Promise<boolean> {
     const s = this.#state!;
     const hdr = parseWalHeader(s.header);
     const F = frameSize(hdr.pageSize);
     const commits: CommitRecord[] = [];
     let end = s.size;
     let checksum = s.checksum;
+    // Only what SQLite counts as committed: a transaction whose writer died before publishing it in
+    // the wal-index is complete in the file but not committed, and is written over next (see
+    // sqlite/wal-index.ts). The wal-index bounds the copy when it describes this WAL.
+    const idx = await this.#walIndex();
+    const indexed = idx?.salts.equals(Buffer.from(s.header.subarray(16, 24))) === true;
+    // Without that bound (the WAL has moved on), frames past ours need other proof (#tailInDatabase).
+    if (!indexed && opts.onlyIndexed) return false;
+    const committed = indexed ? WAL_HEADER_SIZE + idx!.mxFrame * F : Number.POSITIVE_INFINITY;
     const real = await open(this.walPath, "r");
     try {
       const chunkFrames = Math.max(1, Math.floor(COPY_CHUNK_BYTES / F));
@@ -691,7 +814,9 @@ export class Db {
       let offset = s.size;
       let seed = s.checksum;
       for (;;) {
-        const { bytesRead } = await real.read(buf, 0, buf.length, offset);
+        const want = Math.min(buf.length, committed - offset);
+        if (want <= 0) break;
+        const { bytesRead } = await real.read(buf, 0, want, offset);
         // Stamped after the read returned: every commit it saw happened no later than this.
         const seenAt = Date.now();
         const whole = bytesRead - (bytesRead % F);

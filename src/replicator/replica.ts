@@ -14,7 +14,6 @@ import type { CommitRecord, Db } from "./db.ts";
 import { type CommitTimesDoc, encodeJson, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
 import { keys } from "./layout.ts";
 import { createLz4Decoder, createLz4Encoder } from "./lz4.ts";
-import { snapshotImage } from "./snapshot-image.ts";
 import type { ReplicaClient } from "./storage/client.ts";
 import { formatPos, type Pos, type SnapshotInfo } from "./types.ts";
 import { type ValidationResult, validateReplica } from "./validate.ts";
@@ -428,8 +427,7 @@ export class Replica {
       await this.client.putExtra(snapshotMetaKey(pos.generation, pos.index), encodeJson(meta), { signal });
       // Not the file as it is: checkpoints may write frames back into it while it is read (see
       // snapshot-image.ts); the pages of the index's frames up to `pos` are taken from the shadow.
-      const image = snapshotImage(this.db.path, this.db.shadowWalPath(pos.generation, pos.index), pos.offset);
-      const body = Readable.from(image).pipe(createLz4Encoder());
+      const body = Readable.from(this.db.imageAt(pos)).pipe(createLz4Encoder());
       return await this.client.writeSnapshot(pos.generation, pos.index, body, { signal });
     });
     this.#lastSnapshotAt = new Date();

@@ -65,19 +65,25 @@ export async function indexFrames(shadow: FileHandle, end: number): Promise<Fram
 /**
  * Yields the database at shadow position `end` of `shadowFile` (see above). With no commit in the
  * index up to `end`, nothing was written back from it and the database file is yielded as it is.
+ * `db` is the caller's descriptor of the database file, left open: closing a descriptor of it would
+ * drop the locks SQLite holds on it in this process.
  */
 export async function* snapshotImage(
-  dbFile: string,
+  db: FileHandle,
   shadowFile: string,
   end: number,
 ): AsyncGenerator<Buffer> {
-  const db = await open(dbFile, "r");
   const shadow = await open(shadowFile, "r");
   try {
     const idx = await indexFrames(shadow, end);
     if (idx.pages === 0) {
-      for await (const chunk of db.createReadStream({ autoClose: false })) yield chunk as Buffer;
-      return;
+      const chunk = Buffer.alloc(1 << 20);
+      for (let at = 0; ; ) {
+        const { bytesRead } = await db.read(chunk, 0, chunk.length, at);
+        if (bytesRead === 0) return;
+        yield Buffer.from(chunk.subarray(0, bytesRead));
+        at += bytesRead;
+      }
     }
     const ps = idx.pageSize;
     for (let first = 1; first <= idx.pages; first += CHUNK_PAGES) {
@@ -105,6 +111,5 @@ export async function* snapshotImage(
     }
   } finally {
     await shadow.close();
-    await db.close();
   }
 }

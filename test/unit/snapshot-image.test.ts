@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { type FileHandle, open } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
@@ -16,9 +17,17 @@ const dir = mkdtempSync(path.join(os.tmpdir(), "walship-image-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 let n = 0;
 
+/** Our descriptors of the database files, closed only at the end (closing one drops SQLite's locks). */
+const handles: FileHandle[] = [];
+after(async () => {
+  for (const h of handles) await h.close();
+});
+
 async function image(db: string, wal: string, end: number): Promise<Buffer> {
+  const fh = await open(db, "r");
+  handles.push(fh);
   const parts: Buffer[] = [];
-  for await (const b of snapshotImage(db, wal, end)) parts.push(b);
+  for await (const b of snapshotImage(fh, wal, end)) parts.push(b);
   return Buffer.concat(parts);
 }
 
