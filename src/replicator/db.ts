@@ -129,7 +129,7 @@ export class Db {
    * opening and closing the -shm or the database file next to our SQLite connections would silently
    * release their read marks and write lock (SQLite keeps its own descriptors open for this reason).
    */
-  #files: { db?: FileHandle; shm?: FileHandle } = {};
+  #files: { db?: FileHandle; shm?: FileHandle; shmIno?: number } = {};
   #pageSize = 0;
   #state: ShadowState | undefined;
   #changed: PromiseWithResolvers<void> = Promise.withResolvers<void>();
@@ -308,11 +308,24 @@ export class Db {
     return this.#files.db;
   }
 
-  /** The wal-index header, read through our long-lived descriptor of -shm (see #files). */
+  /**
+   * The wal-index header, read through our long-lived descriptor of -shm (see #files). A -shm
+   * recreated since (every connection gone at some point) is another inode: the old descriptor's
+   * locks are on the old one, so it can be closed, and the new file opened.
+   */
   async #walIndex(): Promise<WalIndexHeader | undefined> {
+    const shmPath = `${this.path}-shm`;
+    const ino = (await stat(shmPath).catch(() => undefined))?.ino;
+    if (ino === undefined) return undefined;
+    if (this.#files.shm && this.#files.shmIno !== ino) {
+      await this.#files.shm.close();
+      this.#files.shm = undefined;
+    }
     if (!this.#files.shm) {
       try {
-        this.#files.shm = await open(`${this.path}-shm`, "r");
+        const fh = await open(shmPath, "r");
+        this.#files.shmIno = (await fh.stat()).ino;
+        this.#files.shm = fh;
       } catch {
         return undefined;
       }
