@@ -15,7 +15,7 @@
  *   node torture/app.ts '{"db":"/path/app.db","seed":1}'
  * SIGTERM ends it after the transaction under way (exit 0).
  */
-import { appendFileSync, closeSync, fsyncSync, openSync } from "node:fs";
+import { appendFileSync, closeSync, fsyncSync, openSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { logicalHashOf, rng } from "../test/helpers/sqlite.ts";
@@ -33,6 +33,8 @@ export interface AppOptions {
   maxBlobs?: number;
   /** Largest blob in bytes. */
   maxBlobBytes?: number;
+  /** Written with the process id once the app has opened its database and stops cleanly on SIGTERM. */
+  readyFile?: string;
   /** wal_autocheckpoint (0 = off). */
   autocheckpoint?: number;
   /** Chance per transaction of an explicit checkpoint of a random mode. */
@@ -106,7 +108,7 @@ async function main(): Promise<void> {
     } else if (k < 85) {
       extra++;
       db.exec(
-        `CREATE TABLE IF NOT EXISTS extra${extra} (k TEXT PRIMARY KEY, v REAL); INSERT INTO extra${extra} VALUES ('a', ${r()})`,
+        `CREATE TABLE IF NOT EXISTS extra${extra} (k TEXT PRIMARY KEY, v REAL); INSERT OR REPLACE INTO extra${extra} VALUES ('a', ${r()})`,
       );
       if (r() < 0.7) db.exec(`DROP TABLE IF EXISTS extra${extra - 2}`);
     } else if (k < 88) {
@@ -124,7 +126,7 @@ async function main(): Promise<void> {
     return (ledger.get(Date.now()) as { seq: number }).seq;
   });
   const jfd = o.journal ? openSync(o.journal, "a") : undefined;
-  process.stdout.write(`app ready ${process.pid}\n`);
+  if (o.readyFile) writeFileSync(o.readyFile, `${process.pid}\n`);
   const pauseMin = o.pauseMinMs ?? 0;
   const pauseMax = o.pauseMaxMs ?? 3;
   while (!stopping) {

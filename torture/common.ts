@@ -3,7 +3,7 @@
  * the part contract, one config both Walship and stock Litestream v0.3.13 read, the replicator and
  * application processes, and the checks a restored database must pass.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
@@ -171,19 +171,23 @@ export async function startReplicator(
   });
 }
 
-/** The torture application (torture/app.ts) in its own process. */
+/** The torture application (torture/app.ts) in its own process; it says it is ready in `<logFile>.ready`. */
 export function startApp(o: AppOptions, logFile: string): ManagedProcess {
-  return spawnManaged(process.execPath, [path.join(ROOT, "torture/app.ts"), JSON.stringify(o)], {
-    name: "app",
-    logFile,
-  });
+  return spawnManaged(
+    process.execPath,
+    [path.join(ROOT, "torture/app.ts"), JSON.stringify({ ...o, readyFile: `${logFile}.ready` })],
+    { name: "app", logFile },
+  );
 }
+
+/** How long a start-up may take on a loaded machine (two cores shared with other work). */
+export const STARTUP_TIMEOUT_MS = 300_000;
 
 /** Waits until the application has opened its database and will stop cleanly on SIGTERM. */
 export async function appReady(p: ManagedProcess): Promise<void> {
-  await waitFor(() => p.logTail(50).includes(`app ready ${p.pid}`), {
+  await waitFor(() => readFileSync(`${p.logFile}.ready`, "utf8").trim() === String(p.pid), {
     what: "the app to start",
-    timeoutMs: 60_000,
+    timeoutMs: STARTUP_TIMEOUT_MS,
     intervalMs: 50,
     processes: [p],
   });

@@ -31,6 +31,7 @@ import {
   type PartResult,
   restoreEverywhere,
   restoreWith,
+  STARTUP_TIMEOUT_MS,
   seconds,
   startApp,
   startReplicator,
@@ -115,7 +116,7 @@ export const crash: TorturePart = {
         const exit = await app.exited;
         if (exit.code !== 0) fail(`check ${f.verifications}: the app exited ${JSON.stringify(exit)}`);
         const rep = await startReplicator(ctx, cfg, repLog);
-        const caught = await waitCaughtUp(port, rep, 120_000);
+        const caught = await waitCaughtUp(port, rep, STARTUP_TIMEOUT_MS);
         if (caught) fail(`check ${f.verifications}: ${caught}`);
         const stop = await rep.stop({ signal: "SIGTERM", graceMs: 60_000 });
         if (stop.code !== 0)

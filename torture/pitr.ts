@@ -38,6 +38,7 @@ import {
   type PartResult,
   pct,
   restoreWith,
+  STARTUP_TIMEOUT_MS,
   seconds,
   startApp,
   startReplicator,
@@ -125,7 +126,7 @@ export const pitr: TorturePart = {
       const rep = await startReplicator(ctx, cfg, path.join(dir, "replicator.log"));
       await waitFor(async () => (await readStatus(port))?.databases[0]?.replicas[0]?.lastSnapshot, {
         what: "the first snapshot",
-        timeoutMs: 60_000,
+        timeoutMs: STARTUP_TIMEOUT_MS,
         processes: [rep],
       });
       const journal = path.join(dir, "journal.jsonl");
@@ -146,7 +147,7 @@ export const pitr: TorturePart = {
       app.kill("SIGTERM");
       const appExit = await app.exited;
       if (appExit.code !== 0) fail(`round ${round}: the app exited ${JSON.stringify(appExit)}`);
-      const caught = await waitCaughtUp(port, rep, 120_000);
+      const caught = await waitCaughtUp(port, rep, STARTUP_TIMEOUT_MS);
       if (caught) fail(`round ${round}: ${caught}`);
       const stop = await rep.stop({ signal: "SIGTERM", graceMs: 60_000 });
       if (stop.code !== 0) fail(`round ${round}: the replicator exited ${JSON.stringify(stop)}`);
