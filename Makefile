@@ -15,7 +15,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults
+.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults torture
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -135,3 +135,7 @@ clean: ## remove build output (the component cache under $(WALSHIP_CACHE) stays)
 bench: deps build ## compare walship with litestream v0.3.13 (lag, throughput, CPU, memory, snapshot, restore)
 	test/infra/install minio litestream etcd kubernetes
 	$(NODE) bench/run.ts
+
+torture: deps build ## reliability runs: SIGKILLs with restores compared, point-in-time restores, soak (TORTURE_PARTS, TORTURE_QUICK=1; docs/reliability.md)
+	test/infra/install minio litestream
+	TORTURE_COMMIT=$${TORTURE_COMMIT:-$$(git rev-parse --short HEAD 2>/dev/null)} nice -n $${TORTURE_NICE:-10} $(NODE) torture/run.ts

@@ -29,6 +29,7 @@ import { startReplication } from "./replicator/run.ts";
 import { type ReplicatorServer, startServer } from "./replicator/server.ts";
 import type { ReplicaClient } from "./replicator/storage/client.ts";
 import { createReplicaClient } from "./replicator/storage/index.ts";
+import { timeSpan } from "./replicator/types.ts";
 import { takeEarlySignals } from "./shared/early-signals.ts";
 import { describeError, ErrorCodes, WalshipError } from "./shared/errors.ts";
 import { createLogger, type LogFormat, type Logger } from "./shared/log.ts";
@@ -656,12 +657,9 @@ async function runListing(
           });
         }
       } else {
-        const times = [...(await client.snapshots(gen)), ...(await client.walSegments(gen))].map((o) =>
-          o.createdAt.getTime(),
-        );
-        if (times.length === 0) continue;
-        const start = Math.min(...times);
-        const end = Math.max(...times);
+        const span = timeSpan(await client.snapshots(gen), await client.walSegments(gen));
+        if (!span) continue;
+        const { start, end } = span;
         const ref = dbPath ? await dbModTime(dbPath) : Date.now();
         rows.push({
           name,

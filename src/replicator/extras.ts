@@ -17,6 +17,12 @@ export interface SnapshotMetaDoc {
   index: number;
   offset: number;
   time: number;
+  /**
+   * True when the snapshot is the database exactly at (index, offset) and needs none of the WAL
+   * (snapshot-image.ts). Absent on snapshots of earlier builds: those are the database file as it
+   * was read, consistent only with their index's WAL applied at least up to `offset`.
+   */
+  exact?: boolean;
 }
 
 export function snapshotMetaKey(generation: string, index: number): string {

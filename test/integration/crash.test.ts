@@ -67,6 +67,9 @@ async function crashRun(appCheckpoints: boolean): Promise<void> {
     writing = false;
     await writer;
     const rep = startReplicator(["-config", cfg]);
+    // Stopped only once running: on a loaded machine Node's start-up alone can outlast a fixed
+    // sleep, and a SIGTERM before the replicator's handlers are in kills it (exit code null).
+    for (let i = 0; i < 600 && !rep.output().includes('"initialized db"'); i++) await sleep(100);
     await sleep(1500);
     assert.equal(await rep.stop(), 0, rep.output());
   } finally {

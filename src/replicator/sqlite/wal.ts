@@ -368,6 +368,19 @@ export function checksumAt(buf: Uint8Array, end: number, pageSize: number, bufOf
 }
 
 /**
+ * Whether the WAL with header `next` can directly follow the one with header `prev`: one restart, no
+ * WAL in between. SQLite restarts a WAL (walRestartHdr) by adding one to salt-1 and drawing a new
+ * salt-2, and writes those salts into the next header. Two restarts add two, so a WAL in between,
+ * written back into the database and then overwritten, shows in salt-1. (A connection that never
+ * restarted a WAL draws fresh random salts when it writes the first frame of an empty one, as after a
+ * TRUNCATE checkpoint; such a WAL cannot be proven to follow and is not taken as the successor. The
+ * truncation lost the old frames anyway.) Salt-1 equal by chance after several restarts: 1 in 2^32.
+ */
+export function followsWal(prev: WalHeader, next: WalHeader): boolean {
+  return next.pageSize === prev.pageSize && next.salt1 === (prev.salt1 + 1) >>> 0;
+}
+
+/**
  * Reads and verifies the header of the WAL file at `path`. Returns null if the file does not exist or
  * is shorter than 32 bytes (SQLite treats such a WAL as empty); throws CORRUPT on a bad header.
  */
