@@ -15,7 +15,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench
+.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests deploy-check test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -55,7 +55,11 @@ deploy-manifests: deps ## render deploy/operator.yaml (kubectl apply -k deploy/)
 	test/infra/install helm
 	$(NODE) scripts/render-deploy.ts
 
-check: lint typecheck crds-check ## static checks
+deploy-check: deps ## fail if deploy/operator.yaml differs from what the chart renders
+	@test/infra/install helm >/dev/null
+	$(NODE) scripts/render-deploy.ts --check
+
+check: lint typecheck crds-check deploy-check ## static checks
 
 infra: ## build or reuse the real test components (MinIO, litestream, etcd, Kubernetes and the node's parts, helm)
 	test/infra/install

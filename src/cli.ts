@@ -6,7 +6,6 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { type FlagSpec, flagHelp, parseFlags, table } from "./cli/flags.ts";
 import {
   type Config,
   configFromArgs,
@@ -31,6 +30,7 @@ import type { ReplicaClient } from "./replicator/storage/client.ts";
 import { createReplicaClient } from "./replicator/storage/index.ts";
 import { takeEarlySignals } from "./shared/early-signals.ts";
 import { describeError, ErrorCodes, WalshipError } from "./shared/errors.ts";
+import { type FlagSpec, flagHelp, parseFlags, table } from "./shared/flags.ts";
 import { createLogger, type LogFormat, type Logger } from "./shared/log.ts";
 
 export const VERSION = readVersion();

@@ -43,8 +43,8 @@ import os from "node:os";
 import path from "node:path";
 import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
+import { isBareIntegerDuration, tryParseGoDuration } from "../shared/duration.ts";
 import { ErrorCodes, WalshipError } from "../shared/errors.ts";
-import { isBareIntegerDuration, tryParseGoDuration } from "./duration.ts";
 
 export type ReplicaType = "file" | "s3" | "gcs" | "abs" | "sftp";
 export const REPLICA_TYPES: readonly ReplicaType[] = ["file", "s3", "gcs", "abs", "sftp"];

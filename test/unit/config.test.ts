@@ -20,7 +20,7 @@ import {
   type ReplicaConfig,
   replicaFromUrl,
 } from "../../src/replicator/config.ts";
-import { formatGoDuration, parseGoDuration } from "../../src/replicator/duration.ts";
+import { formatGoDuration, parseGoDuration } from "../../src/shared/duration.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "config");

@@ -21,6 +21,7 @@ import type { KubeObject, Pod, StatefulSet } from "../kube/types.ts";
 import {
   buildNewClaim,
   buildRestoreJob,
+  type JobStep,
   RESTORE_JOB_CONTAINER,
   restoreJobName,
   SQLITE_RESTORE_UID_ANNOTATION,
@@ -28,14 +29,7 @@ import {
 import { appIdentity } from "../specs/security.ts";
 import type { BuildOptions } from "../specs/statefulset.ts";
 import { isTargetProblem, resolveTarget } from "../specs/statefulset.ts";
-import {
-  type Action,
-  decide,
-  FINAL_PHASES,
-  type JobState,
-  type JobStep,
-  type OtherRestore,
-} from "./machine.ts";
+import { type Action, decide, FINAL_PHASES, type JobState, type OtherRestore } from "./machine.ts";
 
 export interface SqliteRestoreObject extends KubeObject {
   spec?: unknown;

@@ -29,11 +29,9 @@ import {
 } from "../../api/v1alpha1/index.ts";
 import type { EventInput } from "../kube/events.ts";
 import type { StatefulSet } from "../kube/types.ts";
-import { jobDeadlineSeconds, restoreJobName } from "../specs/restorejob.ts";
+import { type JobStep, jobDeadlineSeconds, restoreJobName } from "../specs/restorejob.ts";
 import { setCondition } from "../status.ts";
 import { describePlan, parseRestoreResult, type RestoreResult } from "./result.ts";
-
-export type JobStep = "plan" | "restore" | "swap" | "rollback";
 
 export interface JobState {
   state: "Running" | "Succeeded" | "Failed";

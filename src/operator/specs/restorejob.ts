@@ -24,9 +24,8 @@
 import { createHash } from "node:crypto";
 import path from "node:path";
 import type { SqliteReplicaSpec, SqliteRestoreSpec } from "../../api/v1alpha1/index.ts";
-import { tryParseGoDuration } from "../../replicator/duration.ts";
+import { tryParseGoDuration } from "../../shared/duration.ts";
 import type { Container, EnvVar, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
-import type { JobStep } from "../restore/machine.ts";
 import {
   CONFIG_DIR,
   CONFIG_PATH,
@@ -45,6 +44,9 @@ import {
   credentialVolumes,
   restoreResources,
 } from "./statefulset.ts";
+
+/** The Jobs of a SqliteRestore, one per step (see the file's comment). */
+export type JobStep = "plan" | "restore" | "swap" | "rollback";
 
 export const SQLITE_RESTORE_LABEL = "walship.dev/sqliterestore";
 /** On the NewClaim claim: the uid of the SqliteRestore that created it (the only one that writes it). */
