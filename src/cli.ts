@@ -258,13 +258,14 @@ function closeClients(): void {
 
 /** The operator role: loaded only when asked for, so the replicator never loads the Kubernetes client. */
 async function runOperatorCommand(argv: string[]): Promise<number> {
-  const op = await import("./operator/main.ts");
   if (argv.some((a) => a === "-h" || a === "--help" || a === "-help")) {
+    const { OPERATOR_FLAGS } = await import("./operator/options.ts");
     process.stdout.write(
-      `Usage: walship operator [flags]\n\nWatches SqliteReplica and SqliteRestore resources and wires the replicator into\nStatefulSets. Runs until SIGTERM or SIGINT. See docs/operator.md.\n\nFlags:\n${flagHelp(op.OPERATOR_FLAGS)}\n`,
+      `Usage: walship operator [flags]\n\nWatches SqliteReplica and SqliteRestore resources and wires the replicator into\nStatefulSets. Runs until SIGTERM or SIGINT. See docs/operator.md.\n\nFlags:\n${flagHelp(OPERATOR_FLAGS)}\n`,
     );
     return 0;
   }
+  const op = await import("./operator/main.ts");
   if (takeEarlySignals().length > 0) return 0;
   try {
     return await op.runOperator(argv);

@@ -33,7 +33,6 @@ const ALL_ON = [
   "operator.replicas=2",
   "operator.watchNamespace=shop",
   "operator.sidecarImage=example.com/walship:1",
-  "operator.sidecarBindPodIP=true",
   "operator.listenOnPodIP=true",
   "operator.logFormat=text",
   "operator.extraArgs={-workers=3}",
@@ -177,13 +176,7 @@ describe("charts/walship (helm, the real node, MinIO)", { timeout: 900_000 }, ()
     };
     assert.equal(dep.spec.replicas, 2);
     const args = dep.spec.template.spec.containers[0]!.args;
-    for (const a of [
-      "-leader-elect=true",
-      "-namespace=shop",
-      "-sidecar-bind-pod-ip",
-      "-addr=$(POD_IP):8080",
-      "-workers=3",
-    ])
+    for (const a of ["-leader-elect=true", "-namespace=shop", "-addr=$(POD_IP):8080", "-workers=3"])
       assert.ok(args.includes(a), `${a} in ${args.join(" ")}`);
   });
 

@@ -31,7 +31,7 @@ import { isStatus, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { keyOf } from "../kube/informer.ts";
 import type { KubeObject, Pod, Secret, StatefulSet } from "../kube/types.ts";
-import { buildConfigMap, configHash, type RenderOptions, renderConfig } from "../specs/config.ts";
+import { buildConfigMap, configHash, renderConfig } from "../specs/config.ts";
 import { destinationCredentials } from "../specs/credentials.ts";
 import {
   CONFIG_HASH_ANNOTATION,
@@ -75,7 +75,7 @@ export interface ReconcileContext {
   getReplica?(key: string): SqliteReplicaObject | undefined;
   /** The cached StatefulSet `namespace/name`; without it, each reconcile reads it from the API. */
   getStatefulSet?(key: string): StatefulSet | undefined;
-  options: BuildOptions & RenderOptions & { pollMs?: number; applyEveryMs?: number };
+  options: BuildOptions & { pollMs?: number; applyEveryMs?: number };
 }
 
 /** What this process last applied for one SqliteReplica, to know when applying again changes nothing. */
@@ -340,7 +340,7 @@ export class SqliteReplicaReconciler {
     if (isTargetProblem(target))
       throw new Blocked(target.reason, `${target.field}: ${target.message}`, RETRY_BLOCKED_MS);
 
-    const configText = renderConfig(spec, this.#ctx.options);
+    const configText = renderConfig(spec);
     const cm = buildConfigMap({ name, namespace: ns, uid: cr.metadata?.uid ?? "" }, configText);
     const hash = configHash([configText]);
     const patch = this.#stsPatch(ns, name, spec, target, hash);

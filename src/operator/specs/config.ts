@@ -23,14 +23,6 @@ import {
   SQLITE_REPLICA_LABEL,
 } from "./names.ts";
 
-export interface RenderOptions {
-  /**
-   * Bind the sidecar's HTTP port on the pod IP (`${POD_IP}:port`) instead of every interface. Needed
-   * where pods share a network namespace (the process kubelet in tests); IPv4 only.
-   */
-  bindPodIP?: boolean;
-}
-
 /** A reference to the SqliteReplica, for labels and ownerReferences. */
 export interface OwnerInfo {
   name: string;
@@ -47,7 +39,7 @@ function joinPrefix(prefix: string | undefined, leaf: string): string {
 }
 
 /** The config file text. */
-export function renderConfig(spec: SqliteReplicaSpec, opts: RenderOptions = {}): string {
+export function renderConfig(spec: SqliteReplicaSpec): string {
   const port = spec.sidecar?.metricsPort ?? 9090;
   const replicas = spec.destinations.map((d) => {
     const common: Record<string, unknown> = { name: d.name };
@@ -94,7 +86,7 @@ export function renderConfig(spec: SqliteReplicaSpec, opts: RenderOptions = {}):
     return common;
   });
   const config = {
-    addr: opts.bindPodIP ? `\${POD_IP}:${port}` : `:${port}`,
+    addr: `:${port}`,
     logging: { type: "json" },
     dbs: [{ path: spec.database.path, replicas }],
   };

@@ -265,9 +265,7 @@ export function buildRestoreJob(input: RestoreJobInput, opts: BuildOptions = {})
     mounts.push(...credentialMounts(replica));
     volumes.push(...credentialVolumes(replica));
     // The source pod's name, so the config's <path>/${POD_NAME} is that pod's replica.
-    env = buildEnv()
-      .filter((e) => e.name !== "POD_IP")
-      .map((e) => (e.name === "POD_NAME" ? { name: "POD_NAME", value: input.pod } : e));
+    env = buildEnv().map((e) => (e.name === "POD_NAME" ? { name: "POD_NAME", value: input.pod } : e));
   }
   const sc = replica.sidecar;
   const container: Container = {

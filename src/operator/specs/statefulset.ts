@@ -166,12 +166,9 @@ export const DEFAULT_RESTORE_RESOURCES = {
   limits: { memory: "512Mi" },
 };
 
-/** The env every Walship container gets: the pod's name and IP (no secret: keys come as files). */
+/** The env every Walship container gets: the pod's name (no secret: keys come as files). */
 export function buildEnv(): EnvVar[] {
-  return [
-    { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
-    { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
-  ];
+  return [{ name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }];
 }
 
 /**
