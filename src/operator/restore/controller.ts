@@ -29,6 +29,7 @@ import {
 import { appIdentity } from "../specs/security.ts";
 import type { BuildOptions } from "../specs/statefulset.ts";
 import { isTargetProblem, resolveTarget } from "../specs/statefulset.ts";
+import { patchStatusFrom } from "../status.ts";
 import { type Action, decide, FINAL_PHASES, type JobState, type OtherRestore } from "./machine.ts";
 
 export interface SqliteRestoreObject extends KubeObject {
@@ -66,6 +67,12 @@ async function getOrUndefined<T>(client: KubeClient, path: string): Promise<T | 
     if (isStatus(err, 404)) return undefined;
     throw err;
   }
+}
+
+/** Makes `s` (a copy of the status read) the status the machine decided. */
+function replaceStatus(s: SqliteRestoreStatus, next: SqliteRestoreStatus): void {
+  for (const k of Object.keys(s) as (keyof SqliteRestoreStatus)[]) delete s[k];
+  Object.assign(s, structuredClone(next));
 }
 
 /** A Job pod's restore container killed out of memory, with its memory limit; undefined otherwise. */
@@ -158,10 +165,15 @@ export class SqliteRestoreReconciler {
       ...(newClaim ? { newClaim } : {}),
     });
 
-    // Status first: the recorded phase is what a restarted operator resumes from.
-    const written = await client.request<SqliteRestoreObject>("PUT", `${path}/status`, {
-      body: { ...obj, status: decision.status },
-    });
+    // Status first: the recorded phase is what a restarted operator resumes from. The decision was
+    // made from `obj`: a conflict (someone wrote it since) is thrown, and the next look decides again.
+    const { object: written } = await patchStatusFrom<SqliteRestoreStatus>(
+      client,
+      path,
+      obj,
+      [(s) => replaceStatus(s, decision.status)],
+      { conflictRetries: 0 },
+    );
     for (const a of decision.actions) await this.#act(a, written, ns, name, sts);
     for (const ev of decision.events) {
       await this.#d.events.record(written, ev).catch((err: unknown) => {

@@ -12,7 +12,7 @@
  */
 import { createHash } from "node:crypto";
 import { Document, Scalar } from "yaml";
-import type { SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
+import { metricsPort, type SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
 import type { ConfigMap } from "../kube/types.ts";
 import { credentialPath, destinationCredentials } from "./credentials.ts";
 import {
@@ -40,7 +40,7 @@ function joinPrefix(prefix: string | undefined, leaf: string): string {
 
 /** The config file text. */
 export function renderConfig(spec: SqliteReplicaSpec): string {
-  const port = spec.sidecar?.metricsPort ?? 9090;
+  const port = metricsPort(spec);
   const replicas = spec.destinations.map((d) => {
     const common: Record<string, unknown> = { name: d.name };
     if (d.s3) {

@@ -9,7 +9,7 @@
  * (`removalPatch`) removes exactly what Walship added.
  */
 import path from "node:path";
-import type { SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
+import { metricsPort, type SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
 import type { Container, EnvVar, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
 import { destinationCredentials } from "./credentials.ts";
 import {
@@ -109,7 +109,7 @@ export function resolveTarget(spec: SqliteReplicaSpec, sts: StatefulSet): Target
   }
   // The sidecar's port must be free in the pod's network namespace: every app container's, and the
   // user's own native sidecars' (they run beside it); plain init containers have exited by then.
-  const port = spec.sidecar?.metricsPort ?? 9090;
+  const port = metricsPort(spec);
   const running = [
     ...containers,
     ...(podSpec?.initContainers ?? []).filter((c) => c.restartPolicy === "Always" && !ours.has(c.name)),
@@ -249,7 +249,7 @@ function common(
  * startupProbe passes), and a livenessProbe restarts a replicator that stops answering.
  */
 export function buildSidecar(spec: SqliteReplicaSpec, target: Target, opts: BuildOptions = {}): Container {
-  const port = spec.sidecar?.metricsPort ?? 9090;
+  const port = metricsPort(spec);
   const healthz = { httpGet: { path: "/healthz", port: HTTP_PORT_NAME } };
   return {
     name: SIDECAR_CONTAINER,
