@@ -7,6 +7,7 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import type { Condition } from "../api/v1alpha1/index.ts";
+import { isoSeconds } from "../shared/format.ts";
 import { isStatus, type KubeClient } from "./kube/client.ts";
 import type { KubeObject } from "./kube/types.ts";
 
@@ -36,10 +37,7 @@ export function setCondition(
   const prev = conditions.find((x) => x.type === c.type);
   const next: Condition = {
     ...c,
-    lastTransitionTime:
-      prev && prev.status === c.status
-        ? prev.lastTransitionTime
-        : now.toISOString().replace(/\.\d{3}Z$/, "Z"),
+    lastTransitionTime: prev && prev.status === c.status ? prev.lastTransitionTime : isoSeconds(now),
   };
   return [...conditions.filter((x) => x.type !== c.type), next].sort((a, b) => a.type.localeCompare(b.type));
 }

@@ -30,7 +30,8 @@ import { appIdentity } from "../specs/security.ts";
 import type { BuildOptions } from "../specs/statefulset.ts";
 import { isTargetProblem, resolveTarget } from "../specs/statefulset.ts";
 import { patchStatusFrom } from "../status.ts";
-import { type Action, decide, FINAL_PHASES, type JobState, type OtherRestore } from "./machine.ts";
+import { decide } from "./machine.ts";
+import { type Action, FINAL_PHASES, type JobState, type OtherRestore } from "./types.ts";
 
 export interface SqliteRestoreObject extends KubeObject {
   spec?: unknown;

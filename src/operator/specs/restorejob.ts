@@ -25,6 +25,7 @@ import { createHash } from "node:crypto";
 import path from "node:path";
 import type { SqliteReplicaSpec, SqliteRestoreSpec } from "../../api/v1alpha1/index.ts";
 import { tryParseGoDuration } from "../../shared/duration.ts";
+import { hex8 } from "../../shared/format.ts";
 import type { Container, EnvVar, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
 import {
   CONFIG_DIR,
@@ -174,7 +175,7 @@ function targetFlags(spec: SqliteRestoreSpec): string[] {
   if (spec.destination) out.push("-replica", spec.destination);
   if (t?.timestamp) out.push("-timestamp", t.timestamp);
   if (t?.generation) out.push("-generation", t.generation);
-  if (t?.index !== undefined) out.push("-index", t.index.toString(16).padStart(8, "0"));
+  if (t?.index !== undefined) out.push("-index", hex8(t.index));
   return out;
 }
 
