@@ -31,15 +31,10 @@ import type { Logger } from "../../shared/log.ts";
 import { isStatus, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { KubeObject, StatefulSet } from "../kube/types.ts";
+import type { BuildOptions } from "../specs/common.ts";
 import { buildConfigMap, configHash, renderConfig } from "../specs/config.ts";
 import { FIELD_MANAGER, FINALIZER, SIDECAR_CONTAINER, SQLITE_REPLICA_LABEL } from "../specs/names.ts";
-import {
-  type BuildOptions,
-  buildApplyPatch,
-  isTargetProblem,
-  resolveTarget,
-  type Target,
-} from "../specs/statefulset.ts";
+import { buildApplyPatch, isTargetProblem, resolveTarget, type Target } from "../specs/statefulset.ts";
 import { patchStatusFrom, setCondition, type Transaction } from "../status.ts";
 import { Blocked, RETRY_BLOCKED_MS } from "./blocked.ts";
 import {

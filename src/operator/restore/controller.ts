@@ -18,6 +18,7 @@ import type { Logger } from "../../shared/log.ts";
 import { isStatus, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { KubeObject, Pod, StatefulSet } from "../kube/types.ts";
+import type { BuildOptions } from "../specs/common.ts";
 import {
   buildNewClaim,
   buildRestoreJob,
@@ -27,7 +28,6 @@ import {
   SQLITE_RESTORE_UID_ANNOTATION,
 } from "../specs/restorejob.ts";
 import { appIdentity } from "../specs/security.ts";
-import type { BuildOptions } from "../specs/statefulset.ts";
 import { isTargetProblem, resolveTarget } from "../specs/statefulset.ts";
 import { patchStatusFrom } from "../status.ts";
 import { decide } from "./machine.ts";

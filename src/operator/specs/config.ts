@@ -14,6 +14,7 @@ import { createHash } from "node:crypto";
 import { Document, Scalar } from "yaml";
 import { metricsPort, type SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
 import type { ConfigMap } from "../kube/types.ts";
+import { ownerReference } from "./common.ts";
 import { credentialPath, destinationCredentials } from "./credentials.ts";
 import {
   CONFIG_KEY,
@@ -123,16 +124,7 @@ export function buildConfigMap(owner: OwnerInfo, configText: string): ConfigMap 
       name: configMapName(owner.name),
       namespace: owner.namespace,
       labels: { ...MANAGED_BY_LABELS, [SQLITE_REPLICA_LABEL]: owner.name },
-      ownerReferences: [
-        {
-          apiVersion: "walship.dev/v1alpha1",
-          kind: "SqliteReplica",
-          name: owner.name,
-          uid: owner.uid,
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ],
+      ownerReferences: [ownerReference("SqliteReplica", owner)],
     },
     data: { [CONFIG_KEY]: configText },
   };
