@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import {
   type Config,
   configFromArgs,
+  createReplicaClient,
   defaultConfigPath,
   findDb,
   isUrl,
@@ -27,7 +28,6 @@ import {
 import { startReplication } from "./replicator/run.ts";
 import { type ReplicatorServer, startServer } from "./replicator/server.ts";
 import type { ReplicaClient } from "./replicator/storage/client.ts";
-import { createReplicaClient } from "./replicator/storage/index.ts";
 import { takeEarlySignals } from "./shared/early-signals.ts";
 import { describeError, ErrorCodes, WalshipError } from "./shared/errors.ts";
 import { type FlagSpec, flagHelp, parseFlags, table } from "./shared/flags.ts";

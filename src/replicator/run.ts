@@ -5,9 +5,9 @@
 import { describeError, WalshipError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Config } from "./config.ts";
+import { createReplicaClient } from "./config.ts";
 import { Db } from "./db.ts";
 import { Replica } from "./replica.ts";
-import { createReplicaClient } from "./storage/index.ts";
 
 export interface Replication {
   dbs: Db[];
