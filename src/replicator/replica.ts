@@ -27,11 +27,13 @@ const MAX_PENDING_COMMITS = 200_000;
 
 export interface ReplicaOptions {
   name: string;
+  /** Ship the shadow WAL this often. Default DEFAULT_SYNC_INTERVAL_MS (1 s). */
   syncIntervalMs?: number;
   /** Take a snapshot this often; undefined = only when a generation has none (and for retention). */
   snapshotIntervalMs?: number;
-  /** Keep snapshots (and the WAL after them) this long; 0 disables retention. */
+  /** Keep snapshots (and the WAL after them) this long; 0 disables retention. Default 24 h. */
   retentionMs?: number;
+  /** Run retention this often; 0 = never. Default DEFAULT_RETENTION_CHECK_INTERVAL_MS (1 h). */
   retentionCheckIntervalMs?: number;
   /** Validate the destination this often (restore at a pinned position and compare); undefined = off. */
   validationIntervalMs?: number;

@@ -4,17 +4,7 @@ import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 import { buildReplica, type Ctx } from "./build.ts";
 import { redactUrlPasswords } from "./env.ts";
 import type { RawReplica } from "./schema.ts";
-import {
-  type Config,
-  type DbConfig,
-  DEFAULT_CHECKPOINT_INTERVAL_MS,
-  DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
-  DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
-  DEFAULT_MONITOR_INTERVAL_MS,
-  DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS,
-  DEFAULT_TRUNCATE_PAGE_COUNT,
-  type ReplicaConfig,
-} from "./types.ts";
+import type { Config, DbConfig, ReplicaConfig } from "./types.ts";
 import { expandPath, isUrl } from "./url.ts";
 import { formatKeyPath, type Seg } from "./yaml.ts";
 
@@ -51,15 +41,7 @@ export function configFromArgs(dbPath: string, urls: string[], opts: { cwd?: str
   };
   const ctx: Ctx = { env: process.env, cwd, homedir: os.homedir(), warnings: [], fail };
   if (dbPath === "") fail(["args", 0], "database path required");
-  const db: DbConfig = {
-    path: expandPath(dbPath, cwd, ctx.homedir),
-    monitorIntervalMs: DEFAULT_MONITOR_INTERVAL_MS,
-    checkpointIntervalMs: DEFAULT_CHECKPOINT_INTERVAL_MS,
-    minCheckpointPageCount: DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
-    maxCheckpointPageCount: DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
-    truncatePageCount: DEFAULT_TRUNCATE_PAGE_COUNT,
-    replicas: [],
-  };
+  const db: DbConfig = { path: expandPath(dbPath, cwd, ctx.homedir), replicas: [] };
   const names = new Map<string, number>();
   urls.forEach((u, i) => {
     const at: Seg[] = ["args", i + 1];
@@ -77,7 +59,6 @@ export function configFromArgs(dbPath: string, urls: string[], opts: { cwd?: str
   });
   return {
     logging: { level: "info", type: "text", stderr: false },
-    shutdownSyncTimeoutMs: DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS,
     dbs: [db],
     warnings: ctx.warnings,
   };

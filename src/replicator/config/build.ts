@@ -13,21 +13,7 @@ import {
   replicaShape,
   TYPE_KEYS,
 } from "./schema.ts";
-import {
-  type Config,
-  type DbConfig,
-  DEFAULT_CHECKPOINT_INTERVAL_MS,
-  DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
-  DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
-  DEFAULT_MONITOR_INTERVAL_MS,
-  DEFAULT_RETENTION_CHECK_INTERVAL_MS,
-  DEFAULT_RETENTION_MS,
-  DEFAULT_SYNC_INTERVAL_MS,
-  DEFAULT_TRUNCATE_PAGE_COUNT,
-  REPLICA_TYPES,
-  type ReplicaConfig,
-  type ReplicaType,
-} from "./types.ts";
+import { type Config, type DbConfig, REPLICA_TYPES, type ReplicaConfig, type ReplicaType } from "./types.ts";
 import { expandPath, isUrl, parseUrl, type UrlParts } from "./url.ts";
 import { formatKeyPath, type Seg, YAML_FALSE, YAML_TRUE } from "./yaml.ts";
 
@@ -72,25 +58,27 @@ export function checkAddr(addr: string, ctx: Ctx): string {
 
 export function buildDb(rdb: RawDb, at: Seg[], ctx: Ctx): DbConfig {
   if (rdb.path === undefined) ctx.fail([...at, "path"], "database path required");
-  const minPages = rdb["min-checkpoint-page-count"] ?? DEFAULT_MIN_CHECKPOINT_PAGE_COUNT;
-  if (minPages <= 0)
-    ctx.fail([...at, "min-checkpoint-page-count"], `must be greater than 0, got ${minPages}`);
-  const nonNegative = (key: "max-checkpoint-page-count" | "truncate-page-count", dflt: number): number => {
-    const v = rdb[key] ?? dflt;
-    if (v < 0) ctx.fail([...at, key], `must not be negative, got ${v}`);
+  // Only what the file sets: the Db fills in its own defaults for the rest (db.ts).
+  const db: DbConfig = { path: expandPath(rdb.path, ctx.cwd, ctx.homedir), replicas: [] };
+  if (rdb["meta-path"] !== undefined) db.metaPath = expandPath(rdb["meta-path"], ctx.cwd, ctx.homedir);
+  if (rdb["monitor-interval"] !== undefined) db.monitorIntervalMs = rdb["monitor-interval"];
+  if (rdb["checkpoint-interval"] !== undefined) db.checkpointIntervalMs = rdb["checkpoint-interval"];
+  if (rdb["busy-timeout"] !== undefined) db.busyTimeoutMs = rdb["busy-timeout"];
+  const minPages = rdb["min-checkpoint-page-count"];
+  if (minPages !== undefined) {
+    if (minPages <= 0)
+      ctx.fail([...at, "min-checkpoint-page-count"], `must be greater than 0, got ${minPages}`);
+    db.minCheckpointPageCount = minPages;
+  }
+  const nonNegative = (key: "max-checkpoint-page-count" | "truncate-page-count"): number | undefined => {
+    const v = rdb[key];
+    if (v !== undefined && v < 0) ctx.fail([...at, key], `must not be negative, got ${v}`);
     return v;
   };
-  const db: DbConfig = {
-    path: expandPath(rdb.path, ctx.cwd, ctx.homedir),
-    monitorIntervalMs: rdb["monitor-interval"] ?? DEFAULT_MONITOR_INTERVAL_MS,
-    checkpointIntervalMs: rdb["checkpoint-interval"] ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
-    minCheckpointPageCount: minPages,
-    maxCheckpointPageCount: nonNegative("max-checkpoint-page-count", DEFAULT_MAX_CHECKPOINT_PAGE_COUNT),
-    truncatePageCount: nonNegative("truncate-page-count", DEFAULT_TRUNCATE_PAGE_COUNT),
-    replicas: [],
-  };
-  if (rdb["meta-path"] !== undefined) db.metaPath = expandPath(rdb["meta-path"], ctx.cwd, ctx.homedir);
-  if (rdb["busy-timeout"] !== undefined) db.busyTimeoutMs = rdb["busy-timeout"];
+  const maxPages = nonNegative("max-checkpoint-page-count");
+  if (maxPages !== undefined) db.maxCheckpointPageCount = maxPages;
+  const truncatePages = nonNegative("truncate-page-count");
+  if (truncatePages !== undefined) db.truncatePageCount = truncatePages;
 
   let list: Array<{ raw: RawReplica; at: Seg[] }>;
   if (rdb.replica && rdb.replicas && rdb.replicas.length > 0) {
@@ -165,13 +153,13 @@ export function buildReplica(rawIn: RawReplica, at: Seg[], ctx: Ctx): ReplicaCon
     }
   }
 
-  const r: ReplicaConfig = {
-    name: raw.name ?? type,
-    type,
-    syncIntervalMs: raw["sync-interval"] ?? DEFAULT_SYNC_INTERVAL_MS,
-    retentionMs: raw.retention ?? DEFAULT_RETENTION_MS,
-    retentionCheckIntervalMs: raw["retention-check-interval"] ?? DEFAULT_RETENTION_CHECK_INTERVAL_MS,
-  };
+  // Only what the file sets: the Replica fills in its own defaults for the rest (replica.ts).
+  const r: ReplicaConfig = { name: raw.name ?? type, type };
+  if (raw["sync-interval"] !== undefined) r.syncIntervalMs = raw["sync-interval"];
+  if (raw.retention !== undefined) r.retentionMs = raw.retention;
+  if (raw["retention-check-interval"] !== undefined) {
+    r.retentionCheckIntervalMs = raw["retention-check-interval"];
+  }
   if (raw["snapshot-interval"]) r.snapshotIntervalMs = raw["snapshot-interval"];
   if (raw["validation-interval"]) r.validationIntervalMs = raw["validation-interval"];
 

@@ -6,7 +6,7 @@ import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 import { buildDb, buildLogging, type Ctx, checkAddr } from "./build.ts";
 import { expandEnvText, redactUrlPasswords } from "./env.ts";
 import { rootSchema } from "./schema.ts";
-import { type Config, DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS } from "./types.ts";
+import type { Config } from "./types.ts";
 import { expandPath } from "./url.ts";
 import { collectWarnings } from "./warnings.ts";
 import { formatKeyPath, type Seg, toPlain } from "./yaml.ts";
@@ -105,12 +105,8 @@ export function parseConfig(
   if (raw["access-key-id"] !== undefined) ctx.globalAccessKeyId = raw["access-key-id"];
   if (raw["secret-access-key"] !== undefined) ctx.globalSecretAccessKey = raw["secret-access-key"];
 
-  const config: Config = {
-    logging: buildLogging(raw, ctx),
-    shutdownSyncTimeoutMs: raw["shutdown-sync-timeout"] ?? DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS,
-    dbs: [],
-    warnings,
-  };
+  const config: Config = { logging: buildLogging(raw, ctx), dbs: [], warnings };
+  if (raw["shutdown-sync-timeout"] !== undefined) config.shutdownSyncTimeoutMs = raw["shutdown-sync-timeout"];
   if (raw.addr !== undefined) config.addr = checkAddr(raw.addr, ctx);
   if (raw.exec !== undefined) config.exec = raw.exec;
   if (opts.source !== undefined) config.source = opts.source;

@@ -68,14 +68,14 @@ export interface SftpSettings {
 export interface ReplicaConfig {
   name: string;
   type: ReplicaType;
-  /** How often the shadow WAL is shipped. Default 1s. */
-  syncIntervalMs: number;
+  /** How often the shadow WAL is shipped. Undefined = the Replica's default (replica.ts), 1s. */
+  syncIntervalMs?: number;
   /** Undefined = no scheduled snapshots (Litestream default; a snapshot is still taken per generation). */
   snapshotIntervalMs?: number;
-  /** How long snapshots and WAL are kept. Default 24h; 0 disables retention (keep everything). */
-  retentionMs: number;
-  /** How often retention runs. Default 1h; 0 = never. */
-  retentionCheckIntervalMs: number;
+  /** How long snapshots and WAL are kept; 0 disables retention. Undefined = the Replica's, 24h. */
+  retentionMs?: number;
+  /** How often retention runs; 0 = never. Undefined = the Replica's default, 1h. */
+  retentionCheckIntervalMs?: number;
   /** Undefined = no validation. */
   validationIntervalMs?: number;
   file?: FileSettings;
@@ -90,16 +90,17 @@ export interface DbConfig {
   path: string;
   /** Undefined = `<dir>/.<name>-litestream`. */
   metaPath?: string;
-  /** How often the WAL is checked for changes. Default 1s; 0 = no background monitoring. */
-  monitorIntervalMs: number;
-  /** Time-based PASSIVE checkpoint. Default 1m; 0 disables. */
-  checkpointIntervalMs: number;
-  /** WAL pages that trigger a PASSIVE checkpoint. Default 1000; must be > 0. */
-  minCheckpointPageCount: number;
-  /** WAL pages that force a RESTART checkpoint. Default 10000; 0 disables. */
-  maxCheckpointPageCount: number;
-  /** WAL pages that force a TRUNCATE checkpoint. Default 500000; 0 disables. Walship key. */
-  truncatePageCount: number;
+  /*
+   * Each of the following is what the file sets; undefined = the Db's default (db.ts DbOptions says
+   * what each is and what 0 means).
+   */
+  monitorIntervalMs?: number;
+  checkpointIntervalMs?: number;
+  /** Must be > 0 when set. */
+  minCheckpointPageCount?: number;
+  maxCheckpointPageCount?: number;
+  /** Walship key `truncate-page-count`. */
+  truncatePageCount?: number;
   /** SQLite busy timeout, when the file sets `busy-timeout`. Undefined = the replicator's default. */
   busyTimeoutMs?: number;
   replicas: ReplicaConfig[];
@@ -111,8 +112,11 @@ export interface Config {
   /** A command to run as a child; replication stops when it exits. */
   exec?: string;
   logging: { level: "debug" | "info" | "warn" | "error"; type: "text" | "json"; stderr: boolean };
-  /** The final sync on SIGTERM gets this long. Walship key `shutdown-sync-timeout`, default 10s. */
-  shutdownSyncTimeoutMs: number;
+  /**
+   * The final sync on SIGTERM gets this long. Walship key `shutdown-sync-timeout`; undefined = the
+   * replication's default (run.ts), 10s.
+   */
+  shutdownSyncTimeoutMs?: number;
   dbs: DbConfig[];
   /** One line per ignored or suspicious key, naming its path (`dbs[0].replicas[0].encryption: ...`). */
   warnings: string[];
@@ -121,12 +125,3 @@ export interface Config {
 }
 
 export const DEFAULT_CONFIG_PATH = "/etc/litestream.yml";
-export const DEFAULT_SYNC_INTERVAL_MS = 1000;
-export const DEFAULT_RETENTION_MS = 24 * 3600_000;
-export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000;
-export const DEFAULT_MONITOR_INTERVAL_MS = 1000;
-export const DEFAULT_CHECKPOINT_INTERVAL_MS = 60_000;
-export const DEFAULT_MIN_CHECKPOINT_PAGE_COUNT = 1000;
-export const DEFAULT_MAX_CHECKPOINT_PAGE_COUNT = 10_000;
-export const DEFAULT_TRUNCATE_PAGE_COUNT = 500_000;
-export const DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS = 10_000;
