@@ -15,6 +15,7 @@ import { after, before, describe, it } from "node:test";
 import v8 from "node:v8";
 import vm from "node:vm";
 import Database from "better-sqlite3";
+import { Xxh32, xxh32 } from "../../src/replicator/lz4/xxhash32.ts";
 import {
   compressBlock,
   compressBound,
@@ -27,7 +28,6 @@ import {
   lz4DecodeFrame,
   lz4EncodeFrame,
 } from "../../src/replicator/lz4.ts";
-import { Xxh32, xxh32 } from "../../src/replicator/xxhash32.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 
 function which(cmd: string): boolean {
