@@ -9,7 +9,7 @@ import { homedir } from "node:os";
 import path from "node:path";
 import ssh2, { type ConnectConfig, type SFTPWrapper, type Client as SshClient } from "ssh2";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
-import { abortedError, describe } from "./common.ts";
+import { describe } from "./common.ts";
 import type { SftpReplicaClientOptions } from "./sftp.ts";
 import {
   explainHostKey,
@@ -334,24 +334,4 @@ export function isTransportError(err: unknown): boolean {
 export function hasExtension(sftp: SFTPWrapper, name: string): boolean {
   const ext = (sftp as unknown as { _extensions?: Record<string, string> })._extensions;
   return ext?.[name] !== undefined;
-}
-
-/** Settles with `p`, or rejects at once when the signal fires (the work goes on, unobserved). */
-export function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abortedError("sftp", "request", signal.reason));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err);
-      },
-    );
-  });
 }

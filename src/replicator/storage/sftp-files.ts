@@ -15,6 +15,7 @@ import {
   describe,
   forEachLimited,
   isAbortError,
+  raceAbort,
   relayDownload,
 } from "./common.ts";
 import {
@@ -23,7 +24,6 @@ import {
   isTransportError,
   NO_SUCH_FILE,
   PERMISSION_DENIED,
-  raceAbort,
   type Session,
   type SftpConnection,
   statusCode,
@@ -327,8 +327,9 @@ export class SftpFiles {
       checkSignal(signal, verb, this.#url(key));
       let s: Session | undefined;
       try {
-        s = await raceAbort(this.#conn.connected(), signal);
-        return await raceAbort(fn(s), signal);
+        const aborted = (reason: unknown) => abortedError("sftp", "request", reason);
+        s = await raceAbort(this.#conn.connected(), signal, aborted);
+        return await raceAbort(fn(s), signal, aborted);
       } catch (err) {
         if (err instanceof WalshipError && err.code !== ErrorCodes.STORAGE) throw err;
         const transport = s !== undefined && (s.dead || isTransportError(err));
