@@ -11,7 +11,6 @@
  * listing behind the recoverability window is cached (window.ts).
  */
 import { stat } from "node:fs/promises";
-import path from "node:path";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import {
   type HttpServer,
@@ -24,7 +23,6 @@ import {
 } from "../shared/http.ts";
 import type { Logger } from "../shared/log.ts";
 import {
-  type AccessProblem,
   type DatabaseStatus,
   type DestinationStatus,
   type Readiness,
