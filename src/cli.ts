@@ -17,7 +17,6 @@ import {
   type ReplicaConfig,
   replicaFromUrl,
 } from "./replicator/config.ts";
-import { hex8 } from "./replicator/layout.ts";
 import {
   type NamedClient,
   planRestore,
@@ -31,6 +30,7 @@ import type { ReplicaClient } from "./replicator/storage/client.ts";
 import { takeEarlySignals } from "./shared/early-signals.ts";
 import { describeError, ErrorCodes, WalshipError } from "./shared/errors.ts";
 import { type FlagSpec, flagHelp, parseFlags, table } from "./shared/flags.ts";
+import { hex8, isoSeconds } from "./shared/format.ts";
 import { createLogger, type LogFormat, type Logger } from "./shared/log.ts";
 
 export const VERSION = readVersion();
@@ -614,10 +614,6 @@ async function refuseIfReplicaExists(clients: NamedClient[], db: string, log: Lo
 
 // --- listings --------------------------------------------------------------------------------------------
 
-function iso(d: Date): string {
-  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
-}
-
 async function runListing(
   kind: "snapshots" | "generations" | "wal",
   flags: Record<string, string | boolean | undefined>,
@@ -635,7 +631,7 @@ async function runListing(
             generation: gen,
             index: s.index,
             size: s.size,
-            created: iso(s.createdAt),
+            created: isoSeconds(s.createdAt),
           });
         }
       } else if (kind === "wal") {
@@ -646,7 +642,7 @@ async function runListing(
             index: s.index,
             offset: s.offset,
             size: s.size,
-            created: iso(s.createdAt),
+            created: isoSeconds(s.createdAt),
           });
         }
       } else {
@@ -661,8 +657,8 @@ async function runListing(
           name,
           generation: gen,
           lag: formatLag(ref - end),
-          start: iso(new Date(start)),
-          end: iso(new Date(end)),
+          start: isoSeconds(new Date(start)),
+          end: isoSeconds(new Date(end)),
         });
       }
     }

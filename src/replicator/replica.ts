@@ -8,6 +8,7 @@ import { createReadStream } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
+import { hex8 } from "../shared/format.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import type { CommitRecord, Db } from "./db.ts";
 import { type CommitTimesDoc, encodeJson, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
@@ -431,7 +432,7 @@ export class Replica {
     this.metrics.snapshotCount++;
     this.#log.info(
       {
-        position: `${info.generation}/${info.index.toString(16).padStart(8, "0")}`,
+        position: `${info.generation}/${hex8(info.index)}`,
         size: info.size,
         elapsedMs: Math.round(performance.now() - started),
       },

@@ -4,6 +4,7 @@
  * Every check failure throws a CORRUPT WalshipError naming what is wrong and where.
  */
 import { WalshipError } from "../../shared/errors.ts";
+import { hex8 } from "../../shared/format.ts";
 import { corrupt, decompressBlock } from "./block.ts";
 import { ByteQueue } from "./byte-queue.ts";
 import { Xxh32, xxh32 } from "./xxhash32.ts";
@@ -104,7 +105,7 @@ export class Lz4FrameDecoder {
             this.#state = "skipSize";
           } else {
             throw corrupt(
-              `decode lz4: bad frame magic 0x${magic.toString(16).padStart(8, "0")} at input offset ${at}${this.#frames > 0 ? " (after the last frame)" : ""}`,
+              `decode lz4: bad frame magic 0x${hex8(magic)} at input offset ${at}${this.#frames > 0 ? " (after the last frame)" : ""}`,
               { offset: at, magic },
             );
           }
