@@ -25,6 +25,7 @@ import { Replica } from "../../src/replicator/replica.ts";
 import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
 import { formatGoDuration, parseGoDuration } from "../../src/shared/duration.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
+import { assertCode } from "../helpers/assert.ts";
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "config");
 const H = 3600_000;
@@ -63,12 +64,7 @@ function onlyReplica(c: Config): ReplicaConfig {
 
 /** Asserts a CONFIG error whose details.path is `key`. */
 function throwsConfig(fn: () => unknown, key: string): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof WalshipError, `expected WalshipError, got ${String(err)}`);
-    assert.equal(err.code, ErrorCodes.CONFIG);
-    assert.equal(err.details.path, key);
-    return true;
-  });
+  assertCode(fn, ErrorCodes.CONFIG, { path: key });
 }
 
 /**
