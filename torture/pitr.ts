@@ -21,11 +21,10 @@
 import { readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { loadConfig } from "../src/replicator/config.ts";
+import { createReplicaClient, loadConfig } from "../src/replicator/config.ts";
 import type { CommitTimesDoc } from "../src/replicator/extras.ts";
 import { keys, parseSegmentName } from "../src/replicator/layout.ts";
 import { restore } from "../src/replicator/restore.ts";
-import { createReplicaClient } from "../src/replicator/storage/index.ts";
 import { freePort } from "../test/helpers/ports.ts";
 import { waitFor } from "../test/helpers/proc.ts";
 import { type AppOptions, type JournalLine, LEDGER_SQL } from "./app.ts";

@@ -50,17 +50,23 @@ export type CheckpointMode = "PASSIVE" | "RESTART" | "TRUNCATE";
 
 export interface DbOptions {
   metaPath?: string;
-  /** How often the WAL is checked when no change notification arrives. */
+  /**
+   * How often the WAL is checked when no change notification arrives; 0 = no background monitoring.
+   * Default DEFAULT_MONITOR_INTERVAL_MS (1 s).
+   */
   monitorIntervalMs?: number;
-  /** Checkpoint when the database file has not changed for this long; 0 disables. */
+  /**
+   * Checkpoint when the database file has not changed for this long; 0 disables. Default
+   * DEFAULT_CHECKPOINT_INTERVAL_MS (1 min).
+   */
   checkpointIntervalMs?: number;
-  /** PASSIVE checkpoint once the shadow WAL holds this many pages. Must be > 0. */
+  /** PASSIVE checkpoint once the shadow WAL holds this many pages. Must be > 0. Default 1000. */
   minCheckpointPageCount?: number;
-  /** RESTART checkpoint once the shadow WAL holds this many pages; 0 disables. */
+  /** RESTART checkpoint once the shadow WAL holds this many pages; 0 disables. Default 10000. */
   maxCheckpointPageCount?: number;
-  /** TRUNCATE checkpoint once the real WAL holds this many pages. */
+  /** TRUNCATE checkpoint once the real WAL holds this many pages; 0 disables. Default 500000. */
   truncatePageCount?: number;
-  /** How long SQLite waits on a lock before answering busy (Walship key `busy-timeout`). */
+  /** How long SQLite waits on a lock before answering busy (`busy-timeout`). Default BUSY_TIMEOUT_MS. */
   busyTimeoutMs?: number;
   /** Watch the WAL file for changes (inotify) so commits are seen within milliseconds. Default true. */
   watch?: boolean;

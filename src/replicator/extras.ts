@@ -3,6 +3,7 @@
  * reads them): the commit times of each segment and the exact position of each snapshot.
  */
 import { isNotFound } from "../shared/errors.ts";
+import { hex8 } from "../shared/format.ts";
 import type { ReplicaClient } from "./storage/client.ts";
 
 /** Commit times of the transactions in one segment: `[endOffset, unixMillis]` pairs. */
@@ -26,7 +27,7 @@ export interface SnapshotMetaDoc {
 }
 
 export function snapshotMetaKey(generation: string, index: number): string {
-  return `walship/generations/${generation}/snapshots/${index.toString(16).padStart(8, "0")}.json`;
+  return `walship/generations/${generation}/snapshots/${hex8(index)}.json`;
 }
 
 export function encodeJson(doc: unknown): Uint8Array {

@@ -9,6 +9,7 @@ import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
+import { hex8 } from "../shared/format.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import type { CommitRecord, Db } from "./db.ts";
 import { type CommitTimesDoc, encodeJson, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
@@ -28,11 +29,13 @@ const MAX_PENDING_COMMITS = 200_000;
 
 export interface ReplicaOptions {
   name: string;
+  /** Ship the shadow WAL this often. Default DEFAULT_SYNC_INTERVAL_MS (1 s). */
   syncIntervalMs?: number;
   /** Take a snapshot this often; undefined = only when a generation has none (and for retention). */
   snapshotIntervalMs?: number;
-  /** Keep snapshots (and the WAL after them) this long; 0 disables retention. */
+  /** Keep snapshots (and the WAL after them) this long; 0 disables retention. Default 24 h. */
   retentionMs?: number;
+  /** Run retention this often; 0 = never. Default DEFAULT_RETENTION_CHECK_INTERVAL_MS (1 h). */
   retentionCheckIntervalMs?: number;
   /** Validate the destination this often (restore at a pinned position and compare); undefined = off. */
   validationIntervalMs?: number;
@@ -443,7 +446,7 @@ export class Replica {
     this.metrics.snapshotCount++;
     this.#log.info(
       {
-        position: `${info.generation}/${info.index.toString(16).padStart(8, "0")}`,
+        position: `${info.generation}/${hex8(info.index)}`,
         size: info.size,
         elapsedMs: Math.round(performance.now() - started),
       },

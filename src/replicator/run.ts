@@ -5,16 +5,22 @@
 import { describeError, WalshipError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Config } from "./config.ts";
+import { createReplicaClient } from "./config.ts";
 import { Db } from "./db.ts";
 import { Replica } from "./replica.ts";
-import { createReplicaClient } from "./storage/index.ts";
+
+/** How long the final sync at shutdown may take when the config does not say (`shutdown-sync-timeout`). */
+export const DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS = 10_000;
 
 export interface Replication {
   dbs: Db[];
   replicas: Replica[];
   /** Resolves when every loop has ended (after `stop`). */
   done: Promise<void>;
-  /** Stops the loops, runs one final sync of every database and destination, closes the databases. */
+  /**
+   * Stops the loops, runs one final sync of every database and destination (for at most
+   * `finalSyncTimeoutMs`, default DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS), closes the databases.
+   */
   stop(opts?: { finalSyncTimeoutMs?: number }): Promise<void>;
 }
 
@@ -31,7 +37,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
       minCheckpointPageCount: dc.minCheckpointPageCount,
       maxCheckpointPageCount: dc.maxCheckpointPageCount,
       truncatePageCount: dc.truncatePageCount,
-      ...(dc.busyTimeoutMs !== undefined ? { busyTimeoutMs: dc.busyTimeoutMs } : {}),
+      busyTimeoutMs: dc.busyTimeoutMs,
       log,
     });
     dbs.push(db);
@@ -47,14 +53,14 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
         log: log.child({ db: db.path }),
       });
       replicas.push(replica);
-      if (rc.retentionMs > 0) retaining.push(replica);
+      if (replica.retentionMs > 0) retaining.push(replica);
       log.info(
         {
           db: db.path,
           name: rc.name,
           type: rc.type,
           location: client.location,
-          syncIntervalMs: rc.syncIntervalMs,
+          syncIntervalMs: replica.syncIntervalMs,
         },
         "replicating to",
       );
@@ -93,7 +99,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
         }),
       );
     })();
-    const timeout = opts.finalSyncTimeoutMs ?? 10_000;
+    const timeout = opts.finalSyncTimeoutMs ?? DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
       final.then(() => false),

@@ -1,4 +1,5 @@
 /** Core value types of the replicator, shared by the database, the destinations and restore. */
+import { hex8 } from "../shared/format.ts";
 
 /** A position in the replicated WAL stream: generation, shadow WAL index, byte offset in that file. */
 export interface Pos {
@@ -50,7 +51,7 @@ export const MAX_INDEX = 0x7fffffff;
 
 /** `gen/IIIIIIII:offset`, the form Litestream prints positions in. */
 export function formatPos(p: Pos): string {
-  return `${p.generation}/${p.index.toString(16).padStart(8, "0")}:${p.offset}`;
+  return `${p.generation}/${hex8(p.index)}:${p.offset}`;
 }
 
 /** Orders positions within one generation. */

@@ -15,7 +15,7 @@ import { keys } from "../../src/replicator/layout.ts";
 import { type Replication, startReplication } from "../../src/replicator/run.ts";
 import { parseListenAddr, type ReplicatorServer, startServer } from "../../src/replicator/server.ts";
 import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
-import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
+import { ErrorCodes } from "../../src/shared/errors.ts";
 import { nullLogger } from "../../src/shared/log.ts";
 import {
   type DestinationStatus,
@@ -24,6 +24,7 @@ import {
   type ReplicatorStatus,
   ReplicatorStatusSchema,
 } from "../../src/shared/protocol.ts";
+import { assertCode } from "../helpers/assert.ts";
 
 const VERSION = "0.0.0-test";
 
@@ -83,11 +84,7 @@ describe("parseListenAddr", () => {
   });
   it("rejects anything else with a CONFIG error", () => {
     for (const bad of ["9090", "host", ":99999", "a:b:9090", ""]) {
-      assert.throws(
-        () => parseListenAddr(bad),
-        (err) => err instanceof WalshipError && err.code === ErrorCodes.CONFIG,
-        bad,
-      );
+      assertCode(() => parseListenAddr(bad), ErrorCodes.CONFIG, undefined, bad);
     }
   });
 });

@@ -1,8 +1,8 @@
 /** timeSpan: the first and last object time over listings, in one pass and for any listing size. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { table } from "../../src/cli/flags.ts";
 import { timeSpan } from "../../src/replicator/types.ts";
+import { table } from "../../src/shared/flags.ts";
 
 const at = (ms: number) => ({ createdAt: new Date(ms) });
 

@@ -12,6 +12,7 @@
  */
 import { open } from "node:fs/promises";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
+import { hex8 } from "../../shared/format.ts";
 
 export const WAL_HEADER_SIZE = 32;
 export const WAL_FRAME_HEADER_SIZE = 24;
@@ -112,7 +113,7 @@ export function parseWalHeader(buf: Uint8Array): WalHeader {
   const dv = view(buf);
   const magic = dv.getUint32(0);
   if (magic !== WAL_MAGIC_LE && magic !== WAL_MAGIC_BE) {
-    throw corrupt(`parse wal header: bad magic 0x${magic.toString(16).padStart(8, "0")}`, { magic });
+    throw corrupt(`parse wal header: bad magic 0x${hex8(magic)}`, { magic });
   }
   const h: WalHeader = {
     bigEndianChecksums: magic === WAL_MAGIC_BE,
@@ -137,15 +138,11 @@ export function parseWalHeader(buf: Uint8Array): WalHeader {
   const [c1, c2] = walChecksum(h.bigEndianChecksums, buf.subarray(0, 24), 0, 0);
   if (c1 !== h.checksum1 || c2 !== h.checksum2) {
     throw corrupt(
-      `parse wal header: checksum mismatch, stored ${hex(h.checksum1)}/${hex(h.checksum2)}, computed ${hex(c1)}/${hex(c2)}`,
+      `parse wal header: checksum mismatch, stored ${hex8(h.checksum1)}/${hex8(h.checksum2)}, computed ${hex8(c1)}/${hex8(c2)}`,
       { stored: [h.checksum1, h.checksum2], computed: [c1, c2] },
     );
   }
   return h;
-}
-
-function hex(n: number): string {
-  return n.toString(16).padStart(8, "0");
 }
 
 export interface WalHeaderFields {

@@ -3,7 +3,7 @@
  * booleans as `-name` (or `-name=false`). Parsing stops at the first positional argument, like Go's
  * flag package, except that a lone `--` also ends the flags.
  */
-import { ErrorCodes, WalshipError } from "../shared/errors.ts";
+import { ErrorCodes, WalshipError } from "./errors.ts";
 
 export interface FlagSpec {
   name: string;
