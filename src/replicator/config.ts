@@ -34,9 +34,11 @@
  * - Credentials lose trailing newlines (a Secret made from a file usually ends with one).
  * - Error messages and warnings never quote a value that came from the environment, nor the
  *   password of a URL.
- * - `age:` (client-side encryption) is refused: Walship does not encrypt yet, and accepting the key
- *   would store the replica in plaintext while the user believes it is encrypted. The error names the
- *   key's path and never quotes its value (an identity is a secret key).
+ * - `age:` (client-side encryption, age/keys.ts) is strict where Litestream is lax: an unknown key
+ *   under it (`recipient:`), an empty block, or a value that is not a list is an error, never a silent
+ *   plaintext replica. Errors name the key's path and never quote a key (an identity is a secret).
+ * - S3 server-side encryption (storage/s3-sse.ts): `server-side-encryption`, `sse-kms-key-id`,
+ *   `sse-customer-key`, `sse-customer-key-path` (Litestream v0.5's names), checked together.
  */
 import { readFile } from "node:fs/promises";
 import os from "node:os";
@@ -44,7 +46,9 @@ import path from "node:path";
 import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 import { ErrorCodes, WalshipError } from "../shared/errors.ts";
+import type { AgeSettings } from "./age/keys.ts";
 import { isBareIntegerDuration, tryParseGoDuration } from "./duration.ts";
+import { type SseSettings, sseProblem } from "./storage/s3-sse.ts";
 
 export type ReplicaType = "file" | "s3" | "gcs" | "abs" | "sftp";
 export const REPLICA_TYPES: readonly ReplicaType[] = ["file", "s3", "gcs", "abs", "sftp"];
@@ -66,6 +70,8 @@ export interface S3Settings {
   /** Files holding the keys instead (both or neither; not with the keys themselves). Walship keys. */
   accessKeyIdFile?: string;
   secretAccessKeyFile?: string;
+  /** Server-side encryption (Walship keys; Litestream v0.5's names). Undefined = none asked. */
+  sse?: SseSettings;
 }
 export interface FileSettings {
   /** Absolute, `~` expanded. */
@@ -140,6 +146,8 @@ export interface ReplicaConfig {
   gcs?: GcsSettings;
   abs?: AbsSettings;
   sftp?: SftpSettings;
+  /** Client-side encryption (`age:`); undefined = plaintext. */
+  age?: AgeSettings;
 }
 
 export interface DbConfig {
@@ -553,9 +561,39 @@ const replicaShape = {
   "sas-token": text,
   "account-key-file": text,
   "sas-token-file": text,
-  /** Read only to be refused (see the head of this file); any value, even empty, is an error. */
   age: z.unknown().optional(),
+  "server-side-encryption": text,
+  "sse-kms-key-id": text,
+  "sse-customer-key": text,
+  "sse-customer-key-path": text,
+  "sse-customer-algorithm": text,
 };
+
+const keyList = z.array(
+  z
+    .string({ error: "expected a string" })
+    .nullable()
+    .transform((v) => v ?? ""),
+  {
+    error: "expected a list of strings",
+  },
+);
+/** `age:`: Litestream's two lists, and Walship's key files and opt-in. Strict: see the head of this file. */
+const ageSchema = z.strictObject(
+  {
+    identities: keyList.nullish(),
+    recipients: keyList.nullish(),
+    "identity-files": keyList.nullish(),
+    "recipient-files": keyList.nullish(),
+    "allow-plaintext-generations": flag,
+  },
+  {
+    error: (iss) =>
+      iss.code === "unrecognized_keys"
+        ? `unknown key ${iss.keys.map((k) => JSON.stringify(k)).join(", ")} (age takes identities, recipients, identity-files, recipient-files, allow-plaintext-generations; Litestream would ignore it and write plaintext)`
+        : "expected a mapping with identities and recipients",
+  },
+);
 const replicaSchema = z.object(replicaShape, { error: "expected a mapping" });
 const dbShape = {
   path: text,
@@ -604,6 +642,11 @@ const TYPE_KEYS: Record<ReplicaType, readonly string[]> = {
     "secret-access-key",
     "access-key-id-file",
     "secret-access-key-file",
+    "server-side-encryption",
+    "sse-kms-key-id",
+    "sse-customer-key",
+    "sse-customer-key-path",
+    "sse-customer-algorithm",
   ],
   gcs: ["bucket", "endpoint", "credentials-file"],
   abs: [
@@ -902,15 +945,9 @@ function buildDb(rdb: RawDb, at: Seg[], ctx: Ctx): DbConfig {
   return db;
 }
 
-/** The refusal of `age:`, one text for every place that meets the key. */
-const AGE_REFUSED =
-  "client-side encryption is not supported yet, and Walship would store this replica unencrypted; " +
-  "remove the age key (and encrypt at the destination, e.g. S3 server-side encryption) to replicate";
-
 function buildReplica(rawIn: RawReplica, at: Seg[], ctx: Ctx): ReplicaConfig {
   let raw = rawIn;
   const key = (k: string): Seg[] => [...at, k];
-  if ("age" in raw && raw.age !== undefined) ctx.fail(key("age"), AGE_REFUSED);
   if (raw.path !== undefined && isUrl(raw.path)) {
     ctx.fail(key("path"), `replica path cannot be a URL, use the url key instead: ${raw.path}`);
   }
@@ -951,6 +988,7 @@ function buildReplica(rawIn: RawReplica, at: Seg[], ctx: Ctx): ReplicaConfig {
   };
   if (raw["snapshot-interval"]) r.snapshotIntervalMs = raw["snapshot-interval"];
   if (raw["validation-interval"]) r.validationIntervalMs = raw["validation-interval"];
+  if ("age" in raw) r.age = buildAge(raw.age, key, ctx);
 
   switch (type) {
     case "file":
@@ -973,6 +1011,60 @@ function buildReplica(rawIn: RawReplica, at: Seg[], ctx: Ctx): ReplicaConfig {
 }
 
 type KeyFn = (k: string) => Seg[];
+
+function buildAge(value: unknown, key: KeyFn, ctx: Ctx): AgeSettings {
+  const parsed = ageSchema.safeParse(value ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const segs = issue.path.filter((p): p is Seg => typeof p === "string" || typeof p === "number");
+    return ctx.fail([...key("age"), ...segs], issue.message);
+  }
+  const a = parsed.data;
+  const age: AgeSettings = {
+    identities: a.identities ?? [],
+    recipients: a.recipients ?? [],
+    identityFiles: (a["identity-files"] ?? []).map((f) => expandPath(f, ctx.cwd, ctx.homedir)),
+    recipientFiles: (a["recipient-files"] ?? []).map((f) => expandPath(f, ctx.cwd, ctx.homedir)),
+    allowPlaintextGenerations: a["allow-plaintext-generations"] ?? false,
+  };
+  if (
+    age.identities.length + age.identityFiles.length + age.recipients.length + age.recipientFiles.length ===
+    0
+  )
+    ctx.fail(
+      key("age"),
+      "empty: set identities and recipients (an empty age block would replicate in plaintext)",
+    );
+  return age;
+}
+
+function buildSse(
+  raw: RawReplica,
+  endpoint: string | undefined,
+  key: KeyFn,
+  ctx: Ctx,
+): SseSettings | undefined {
+  const mode = raw["server-side-encryption"];
+  if (mode !== undefined && mode !== "AES256" && mode !== "aws:kms")
+    ctx.fail(key("server-side-encryption"), `invalid value ${JSON.stringify(mode)}: use AES256 or aws:kms`);
+  const algorithm = raw["sse-customer-algorithm"];
+  if (algorithm !== undefined && algorithm !== "AES256")
+    ctx.fail(key("sse-customer-algorithm"), `invalid value ${JSON.stringify(algorithm)}: only AES256`);
+  const sse: SseSettings = {};
+  if (mode !== undefined) sse.serverSideEncryption = mode;
+  if (raw["sse-kms-key-id"] !== undefined) sse.kmsKeyId = raw["sse-kms-key-id"];
+  if (raw["sse-customer-key"] !== undefined) sse.customerKey = raw["sse-customer-key"];
+  if (raw["sse-customer-key-path"] !== undefined)
+    sse.customerKeyPath = expandPath(raw["sse-customer-key-path"], ctx.cwd, ctx.homedir);
+  if (Object.keys(sse).length === 0) {
+    if (algorithm !== undefined)
+      ctx.fail(key("sse-customer-algorithm"), "set sse-customer-key or sse-customer-key-path with it");
+    return undefined;
+  }
+  const problem = sseProblem(sse, endpoint);
+  if (problem) ctx.fail(key(problem.key), problem.message);
+  return sse;
+}
 
 function buildFile(raw: RawReplica, url: UrlParts | undefined, key: KeyFn, ctx: Ctx): FileSettings {
   let p = raw.path;
@@ -1026,6 +1118,8 @@ function buildS3(raw: RawReplica, url: UrlParts | undefined, key: KeyFn, ctx: Ct
   const s3: S3Settings = { bucket, path: prefix, forcePathStyle, skipVerify: raw["skip-verify"] ?? false };
   if (region !== undefined) s3.region = region;
   if (endpoint !== undefined) s3.endpoint = endpoint;
+  const sse = buildSse(raw, endpoint, key, ctx);
+  if (sse) s3.sse = sse;
   const idFile = raw["access-key-id-file"];
   const secretFile = raw["secret-access-key-file"];
   if (idFile !== undefined || secretFile !== undefined) {

@@ -9,7 +9,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { checkSse, parseCustomerKey, sseParams, sseSource } from "../../src/replicator/storage/s3-sse.ts";
+import { parseCustomerKey, sseParams, sseProblem, sseSource } from "../../src/replicator/storage/s3-sse.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 
 const KEY = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
@@ -26,29 +26,46 @@ function refused(fn: () => unknown, re: RegExp): void {
 }
 
 describe("S3 server-side encryption options", () => {
-  it("refuses SSE-C with another mode, both key sources, a KMS key with AES256, SSE-C over http", () => {
-    const w = "dbs[0].replicas[0]";
-    refused(
-      () => checkSse({ customerKey: KEY, serverSideEncryption: "AES256" }, w, undefined),
-      /^dbs\[0\]\.replicas\[0\]\.sse-customer-key: SSE-C \(a customer key\) cannot be combined/,
-    );
-    refused(
-      () => checkSse({ customerKeyPath: "/k", kmsKeyId: "k1" }, w, undefined),
-      /\.sse-customer-key-path: SSE-C/,
-    );
-    refused(() => checkSse({ customerKey: KEY, customerKeyPath: "/k" }, w, undefined), /not both/);
-    refused(
-      () => checkSse({ kmsKeyId: "k1", serverSideEncryption: "AES256" }, w, undefined),
-      /\.sse-kms-key-id: a KMS key needs server-side-encryption aws:kms/,
-    );
-    refused(
-      () => checkSse({ customerKey: KEY }, w, "http://127.0.0.1:9000"),
-      /SSE-C needs an https endpoint/,
-    );
-    checkSse({ customerKey: KEY }, w, "https://127.0.0.1:9000");
-    checkSse({ customerKey: KEY }, w, undefined);
-    checkSse({ serverSideEncryption: "AES256" }, w, "http://127.0.0.1:9000");
-    checkSse({ kmsKeyId: "k1" }, w, undefined);
+  it("refuses SSE-C with another mode, both key sources, a KMS key with AES256, SSE-C over http, a bad key", () => {
+    const cases: Array<[Parameters<typeof sseProblem>[0], string | undefined, string, RegExp]> = [
+      [
+        { customerKey: KEY, serverSideEncryption: "AES256" },
+        undefined,
+        "sse-customer-key",
+        /cannot be combined/,
+      ],
+      [{ customerKeyPath: "/k", kmsKeyId: "k1" }, undefined, "sse-customer-key-path", /cannot be combined/],
+      [{ customerKey: KEY, customerKeyPath: "/k" }, undefined, "sse-customer-key", /not both/],
+      [
+        { kmsKeyId: "k1", serverSideEncryption: "AES256" },
+        undefined,
+        "sse-kms-key-id",
+        /needs server-side-encryption aws:kms/,
+      ],
+      [{ customerKey: KEY }, "http://127.0.0.1:9000", "sse-customer-key", /SSE-C needs an https endpoint/],
+      [
+        { customerKeyPath: "/k" },
+        "HTTP://minio:9000",
+        "sse-customer-key-path",
+        /SSE-C needs an https endpoint/,
+      ],
+      [{ customerKey: "not-a-key" }, undefined, "sse-customer-key", /must be 32 bytes in base64/],
+    ];
+    for (const [s, endpoint, key, re] of cases) {
+      const p = sseProblem(s, endpoint);
+      assert.equal(p?.key, key, JSON.stringify(s));
+      assert.match(p?.message ?? "", re);
+      assert.ok(!p?.message.includes(KEY.slice(0, 20)), "the key leaked");
+    }
+    for (const [s, endpoint] of [
+      [{ customerKey: KEY }, "https://127.0.0.1:9000"],
+      [{ customerKey: KEY }, undefined],
+      [{ serverSideEncryption: "AES256" }, "http://127.0.0.1:9000"],
+      [{ kmsKeyId: "k1" }, undefined],
+      [{ serverSideEncryption: "aws:kms", kmsKeyId: "k1" }, undefined],
+    ] as const) {
+      assert.equal(sseProblem(s, endpoint), undefined, JSON.stringify(s));
+    }
   });
 
   it("an SSE-C key is base64 of exactly 32 bytes; a trailing newline is dropped", () => {
@@ -92,7 +109,7 @@ describe("S3 server-side encryption options", () => {
     try {
       const file = path.join(dir, "key");
       await fs.writeFile(file, `${KEY}\n`);
-      const source = sseSource({ customerKeyPath: file }, "r", 40);
+      const source = sseSource({ customerKeyPath: file }, 40);
       assert.equal((await source()).read.SSECustomerKey, KEY);
       await fs.writeFile(file, KEY2);
       assert.equal((await source()).read.SSECustomerKey, KEY);
@@ -100,13 +117,10 @@ describe("S3 server-side encryption options", () => {
       assert.equal((await source()).write.SSECustomerKey, KEY2);
       await fs.writeFile(file, "not a key");
       await new Promise((r) => setTimeout(r, 60));
-      await assert.rejects(
-        source(),
-        /^WalshipError: r\.sse-customer-key-path \(.*key\): an SSE-C key must be/,
-      );
+      await assert.rejects(source(), /^WalshipError: sse-customer-key-path .*key: an SSE-C key must be/);
       await fs.rm(file);
       await new Promise((r) => setTimeout(r, 60));
-      await assert.rejects(source(), /r\.sse-customer-key-path: read .*key: ENOENT/);
+      await assert.rejects(source(), /read sse-customer-key-path .*key: ENOENT/);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }

@@ -8,12 +8,29 @@ import type { ReplicaClient } from "./client.ts";
 import { FileReplicaClient } from "./file.ts";
 import { GcsReplicaClient } from "./gcs.ts";
 import { S3ReplicaClient } from "./s3.ts";
+import { SealedReplicaClient, sealingFor } from "./sealed.ts";
 import { SftpReplicaClient, type SftpReplicaClientOptions } from "./sftp.ts";
 
+/**
+ * The client for a destination, inside the sealing layer (sealed.ts): age-encrypted with `age:`,
+ * plaintext otherwise, and either way refusing objects of the other form. `writing`: for the
+ * replicator, whose age keys must include recipients.
+ */
 export function createReplicaClient(
   cfg: ReplicaConfig,
   where: string,
-  opts: { log?: Logger; env?: NodeJS.ProcessEnv } = {},
+  opts: { log?: Logger; env?: NodeJS.ProcessEnv; writing?: boolean } = {},
+): SealedReplicaClient {
+  return new SealedReplicaClient(
+    destinationClient(cfg, where, opts),
+    sealingFor(cfg.age, where, opts.writing ?? false),
+  );
+}
+
+function destinationClient(
+  cfg: ReplicaConfig,
+  where: string,
+  opts: { log?: Logger; env?: NodeJS.ProcessEnv },
 ): ReplicaClient {
   const env = opts.env ?? process.env;
   switch (cfg.type) {

@@ -43,12 +43,6 @@ export interface SseParams {
 
 const NONE: SseParams = { write: {}, read: {} };
 
-function sseError(where: string, key: string, message: string): WalshipError {
-  return new WalshipError(ErrorCodes.CONFIG, `${where}.${key}: ${message}`, {
-    details: { path: `${where}.${key}` },
-  });
-}
-
 /** Whether any server-side encryption is asked for. */
 export function hasSse(s: SseSettings | undefined): boolean {
   return (
@@ -60,38 +54,44 @@ export function hasSse(s: SseSettings | undefined): boolean {
   );
 }
 
-/** Checks the combination against the endpoint. Pure. */
-export function checkSse(s: SseSettings, where: string, endpoint: string | undefined): void {
+/** What is wrong with the combination, given the endpoint: the key to name and why. Pure. */
+export function sseProblem(
+  s: SseSettings,
+  endpoint: string | undefined,
+): { key: string; message: string } | undefined {
   const customer = s.customerKey !== undefined || s.customerKeyPath !== undefined;
+  const customerKey = s.customerKey !== undefined ? "sse-customer-key" : "sse-customer-key-path";
   if (s.customerKey !== undefined && s.customerKeyPath !== undefined)
-    throw sseError(where, "sse-customer-key", "set sse-customer-key or sse-customer-key-path, not both");
+    return { key: "sse-customer-key", message: "set sse-customer-key or sse-customer-key-path, not both" };
   if (customer && (s.serverSideEncryption !== undefined || s.kmsKeyId !== undefined))
-    throw sseError(
-      where,
-      s.customerKey !== undefined ? "sse-customer-key" : "sse-customer-key-path",
-      "SSE-C (a customer key) cannot be combined with server-side-encryption or sse-kms-key-id",
-    );
+    return {
+      key: customerKey,
+      message: "SSE-C (a customer key) cannot be combined with server-side-encryption or sse-kms-key-id",
+    };
   if (s.kmsKeyId !== undefined && s.serverSideEncryption === "AES256")
-    throw sseError(where, "sse-kms-key-id", "a KMS key needs server-side-encryption aws:kms, not AES256");
+    return { key: "sse-kms-key-id", message: "a KMS key needs server-side-encryption aws:kms, not AES256" };
   if (customer && endpoint !== undefined && /^http:\/\//i.test(endpoint))
-    throw sseError(
-      where,
-      s.customerKey !== undefined ? "sse-customer-key" : "sse-customer-key-path",
-      `SSE-C needs an https endpoint (the key is sent with every request), not ${endpoint}`,
-    );
-  if (s.customerKey !== undefined) parseCustomerKey(s.customerKey, `${where}.sse-customer-key`);
+    return {
+      key: customerKey,
+      message: `SSE-C needs an https endpoint (the key is sent with every request), not ${endpoint}`,
+    };
+  if (s.customerKey !== undefined && !isCustomerKey(s.customerKey))
+    return { key: "sse-customer-key", message: CUSTOMER_KEY_FORM };
+  return undefined;
+}
+
+const CUSTOMER_KEY_FORM =
+  "an SSE-C key must be 32 bytes in base64 (44 characters, e.g. from `openssl rand -base64 32`)";
+
+function isCustomerKey(key: string): boolean {
+  return /^[A-Za-z0-9+/]{43}=$/.test(key) && Buffer.from(key, "base64").length === 32;
 }
 
 /** A base64 256-bit key, its trailing newline dropped; the message never holds it. Pure. */
 export function parseCustomerKey(text: string, where: string): string {
   const key = text.replace(/[\r\n]+$/, "");
-  const ok = /^[A-Za-z0-9+/]{43}=$/.test(key) && Buffer.from(key, "base64").length === 32;
-  if (!ok)
-    throw new WalshipError(
-      ErrorCodes.CONFIG,
-      `${where}: an SSE-C key must be 32 bytes in base64 (44 characters, e.g. from \`openssl rand -base64 32\`)`,
-      { details: { path: where } },
-    );
+  if (!isCustomerKey(key))
+    throw new WalshipError(ErrorCodes.CONFIG, `${where}: ${CUSTOMER_KEY_FORM}`, { details: { path: where } });
   return key;
 }
 
@@ -115,19 +115,15 @@ export function sseParams(s: SseSettings | undefined, customerKey?: string): Sse
 /** The parameters for each request, the key file read again at most every `refreshMs`. */
 export function sseSource(
   s: SseSettings | undefined,
-  where: string,
   refreshMs = DEFAULT_SSE_KEY_REFRESH_MS,
 ): () => Promise<SseParams> {
   if (!s || !hasSse(s)) return async () => NONE;
   const file = s.customerKeyPath;
   if (file === undefined) {
-    const fixed = sseParams(
-      s,
-      s.customerKey !== undefined ? parseCustomerKey(s.customerKey, `${where}.sse-customer-key`) : undefined,
-    );
+    const key = s.customerKey !== undefined ? parseCustomerKey(s.customerKey, "sse-customer-key") : undefined;
+    const fixed = sseParams(s, key);
     return async () => fixed;
   }
-  const at = `${where}.sse-customer-key-path`;
   let cached: { params: SseParams; at: number } | undefined;
   return async () => {
     if (!cached || Date.now() - cached.at >= refreshMs) {
@@ -136,11 +132,14 @@ export function sseSource(
         text = await readFile(file, "utf8");
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code ?? "error";
-        throw new WalshipError(ErrorCodes.CONFIG, `${at}: read ${file}: ${code}`, {
-          details: { path: at, file },
+        throw new WalshipError(ErrorCodes.CONFIG, `read sse-customer-key-path ${file}: ${code}`, {
+          details: { path: "sse-customer-key-path", file },
         });
       }
-      cached = { params: sseParams(s, parseCustomerKey(text, `${at} (${file})`)), at: Date.now() };
+      cached = {
+        params: sseParams(s, parseCustomerKey(text, `sse-customer-key-path ${file}`)),
+        at: Date.now(),
+      };
     }
     return cached.params;
   };

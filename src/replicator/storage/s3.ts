@@ -47,6 +47,7 @@ import type { Operation, OperationCounts } from "./client.ts";
 import { abortedError, checkSignal, describe, isAbortError, newOperationCounts, toBytes } from "./common.ts";
 import { fileKeyProvider } from "./credential-file.ts";
 import { type ListedObject, type ObjectBackend, ObjectStoreClient } from "./object-store.ts";
+import { type SseParams, sseSource } from "./s3-sse.ts";
 
 export { rootPrefix } from "./common.ts";
 
@@ -112,6 +113,8 @@ class S3Backend implements ObjectBackend {
   readonly #partSize: number;
   readonly #config: S3ClientConfig;
   readonly #log: Logger | undefined;
+  /** Server-side encryption parameters for each request (s3-sse.ts). */
+  readonly #sse: () => Promise<SseParams>;
   #client: Promise<S3Client> | undefined;
   #made: S3Client | undefined;
   /** The region requests are signed for, once known. */
@@ -160,6 +163,7 @@ class S3Backend implements ObjectBackend {
     }
 
     this.#settings = settings;
+    this.#sse = sseSource(settings.sse);
     this.#bucket = settings.bucket;
     this.base = `s3://${this.#bucket}`;
     this.#partSize = partSize;
@@ -235,11 +239,12 @@ class S3Backend implements ObjectBackend {
   }
 
   async bytes(key: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const sse = await this.#sse();
     const out = await this.#send(
       "get",
       key,
       signal,
-      (s3, o) => s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }), o),
+      (s3, o) => s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key, ...sse.read }), o),
       true,
     );
     try {
@@ -464,6 +469,7 @@ class S3Backend implements ObjectBackend {
     bytes: Uint8Array,
     signal: AbortSignal | undefined,
   ): Promise<void> {
+    const sse = await this.#sse();
     await this.#send(verb, key, signal, (s3, o) =>
       s3.send(
         new PutObjectCommand({
@@ -471,6 +477,7 @@ class S3Backend implements ObjectBackend {
           Key: key,
           Body: bytes,
           ContentLength: bytes.byteLength,
+          ...sse.write,
         }),
         o,
       ),
@@ -503,8 +510,9 @@ class S3Backend implements ObjectBackend {
     parts: PartReader,
     signal: AbortSignal | undefined,
   ): Promise<number> {
+    const sse = await this.#sse();
     const created = await this.#send(verb, key, signal, (s3, o) =>
-      s3.send(new CreateMultipartUploadCommand({ Bucket: this.#bucket, Key: key }), o),
+      s3.send(new CreateMultipartUploadCommand({ Bucket: this.#bucket, Key: key, ...sse.write }), o),
     );
     const uploadId = created.UploadId;
     if (!uploadId) {
@@ -537,6 +545,7 @@ class S3Backend implements ObjectBackend {
               PartNumber: n,
               Body: part.bytes,
               ContentLength: part.bytes.byteLength,
+              ...sse.read,
             }),
             o,
           ),
@@ -578,11 +587,12 @@ class S3Backend implements ObjectBackend {
 
   /** Opens an object; a missing one is a NotFoundError here, not a stream error later. */
   async #reader(key: string, signal: AbortSignal | undefined): Promise<Readable> {
+    const sse = await this.#sse();
     const out = await this.#send(
       "read",
       key,
       signal,
-      (s3, o) => s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }), o),
+      (s3, o) => s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key, ...sse.read }), o),
       true,
     );
     const body = out.Body;

@@ -19,7 +19,7 @@
  */
 import type { Readable, Transform } from "node:stream";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
-import type { AgeKeyring } from "../age/keys.ts";
+import { type AgeKeyring, type AgeSettings, ageKeySource } from "../age/keys.ts";
 import {
   ageDecryptor,
   ageEncryptor,
@@ -42,6 +42,19 @@ export type Sealing =
       keys: () => Promise<AgeKeyring>;
       allowPlaintextGenerations?: boolean;
     };
+
+/**
+ * The sealing a replica's `age:` block asks for. `writing`: the replicator (recipients required and
+ * checked against the identities); restores and listings need identities only.
+ */
+export function sealingFor(age: AgeSettings | undefined, where: string, writing: boolean): Sealing {
+  if (!age) return { mode: "plain" };
+  return {
+    mode: "age",
+    keys: ageKeySource(age, `${where}.age`, { writing }),
+    allowPlaintextGenerations: age.allowPlaintextGenerations,
+  };
+}
 
 /** What one generation of a path holds, judged by one of its objects. */
 export interface GenerationForm {
