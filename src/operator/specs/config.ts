@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import { Document, Scalar } from "yaml";
 import type { SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
 import type { ConfigMap } from "../kube/types.ts";
-import { credentialPath, destinationCredentials } from "./credentials.ts";
+import { credentialPath, destinationCredentials, setConfigKey } from "./credentials.ts";
 import {
   CONFIG_KEY,
   configMapName,
@@ -58,6 +58,12 @@ export function renderConfig(spec: SqliteReplicaSpec, opts: RenderOptions = {}):
       if (s3.region !== undefined) common.region = s3.region;
       if (s3.forcePathStyle !== undefined) common["force-path-style"] = s3.forcePathStyle;
       if (s3.skipVerify !== undefined) common["skip-verify"] = s3.skipVerify;
+      const sse = s3.serverSideEncryption;
+      if (sse?.mode === "SSE-S3") common["server-side-encryption"] = "AES256";
+      if (sse?.mode === "SSE-KMS") {
+        common["server-side-encryption"] = "aws:kms";
+        if (sse.kmsKeyId !== undefined) common["sse-kms-key-id"] = sse.kmsKeyId;
+      }
     } else if (d.sftp) {
       const sftp = d.sftp;
       Object.assign(common, {
@@ -87,7 +93,10 @@ export function renderConfig(spec: SqliteReplicaSpec, opts: RenderOptions = {}):
       });
     }
     // Every credential is a file of the projected Secret volume, named by its config key.
-    for (const c of destinationCredentials(d)) common[c.configKey] = credentialPath(d.name, c.file);
+    for (const c of destinationCredentials(d))
+      setConfigKey(common, c.configKey, credentialPath(d.name, c.file));
+    if (d.age?.allowPlaintextGenerations === true)
+      setConfigKey(common, "age.allow-plaintext-generations", "true");
     common["sync-interval"] = spec.syncInterval;
     if (spec.snapshotInterval !== undefined) common["snapshot-interval"] = spec.snapshotInterval;
     common.retention = spec.retention;
