@@ -17,12 +17,17 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import os from "node:os";
 import path from "node:path";
 import { Readable, type Transform } from "node:stream";
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { generateX25519Identity, identityToRecipient } from "age-encryption";
 import Database from "better-sqlite3";
 import { ageDecryptor, ageEncryptor } from "../src/replicator/age/stream.ts";
 import { createLz4Decoder, createLz4Encoder } from "../src/replicator/lz4.ts";
-import { round } from "./measure.ts";
+import { type Minio, startMinio } from "../test/helpers/minio.ts";
+import { freePort } from "../test/helpers/ports.ts";
+import { spawnManaged, stopAll } from "../test/helpers/proc.ts";
+import { round, sampleProc, sleep } from "./measure.ts";
 import { makeRow } from "./rows.ts";
+import { Writer } from "./workloads.ts";
 
 const MiB = 1 << 20;
 const GiB = 1 << 30;
@@ -153,13 +158,169 @@ export async function pipelineBench(walMiB: number): Promise<PipelineResult> {
   }
 }
 
+export interface EndToEndRun {
+  variant: "plain" | "age";
+  walBytes: number;
+  cpuSec: number;
+  cpuSecPerGiB: number;
+  storedBytes: number;
+}
+
+const WALSHIP = path.join(path.dirname(new URL(import.meta.url).pathname), "../bin/walship");
+
+/** The replicator's litestream_replica_wal_bytes (WAL bytes it uploaded), from its /metrics. */
+async function walBytesUploaded(port: number): Promise<number | undefined> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const m = /^litestream_replica_wal_bytes\{[^}]*\} (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(text);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function storedBytes(minio: Minio, bucket: string): Promise<number> {
+  const c = minio.client();
+  let total = 0;
+  let token: string | undefined;
+  do {
+    const out = await c.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
+    for (const o of out.Contents ?? []) total += o.Size ?? 0;
+    token = out.IsTruncated ? out.NextContinuationToken : undefined;
+  } while (token);
+  c.destroy();
+  return total;
+}
+
+/** One `walship replicate` to MinIO under a paced writer; its CPU over the WAL it shipped. */
+async function endToEndRun(
+  minio: Minio,
+  variant: "plain" | "age",
+  seconds: number,
+  rowMiBps: number,
+): Promise<EndToEndRun> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `walship-bench-crypto-${variant}-`));
+  const bucket = `crypto-${variant}-${Date.now()}`;
+  await minio.createBucket(bucket);
+  const id = await generateX25519Identity();
+  const port = await freePort();
+  const db = path.join(dir, "app.db");
+  const cfg = path.join(dir, "walship.yml");
+  const age =
+    variant === "age"
+      ? `        age:\n          identities: ["${id}"]\n          recipients: ["${await identityToRecipient(id)}"]\n`
+      : "";
+  writeFileSync(
+    cfg,
+    `addr: 127.0.0.1:${port}
+dbs:
+  - path: ${db}
+    replicas:
+      - name: minio
+        type: s3
+        bucket: ${bucket}
+        path: app
+        endpoint: ${minio.endpoint}
+        region: us-east-1
+        force-path-style: true
+        access-key-id: ${minio.accessKeyId}
+        secret-access-key: ${minio.secretAccessKey}
+        sync-interval: 1s
+${age}`,
+  );
+  const writer = new Writer();
+  await writer.open(db);
+  const proc = spawnManaged(WALSHIP, ["replicate", "-config", cfg], {
+    name: `walship-${variant}`,
+    logDir: dir,
+  });
+  try {
+    for (let i = 0; (await walBytesUploaded(port)) === undefined; i++) {
+      if (i > 600) throw new Error(`${variant}: no metrics after 60 s; log ${proc.logFile}`);
+      await sleep(100);
+    }
+    await sleep(2000);
+    const cpu0 = sampleProc(proc.pid);
+    const wal0 = (await walBytesUploaded(port)) ?? 0;
+    const rowsPerTx = 64;
+    await writer.paced({
+      mode: "insert",
+      rowsPerTx,
+      rowBytes: 4000,
+      txPerSec: (rowMiBps * MiB) / (rowsPerTx * 4000),
+      durationMs: seconds * 1000,
+    });
+    // Until the uploads stop growing: everything written is shipped.
+    let last = -1;
+    for (;;) {
+      await sleep(2500);
+      const now = (await walBytesUploaded(port)) ?? 0;
+      if (now === last) break;
+      last = now;
+    }
+    const cpu1 = sampleProc(proc.pid);
+    const walBytes = last - wal0;
+    const cpuSec = (cpu1?.cpuSec ?? Number.NaN) - (cpu0?.cpuSec ?? Number.NaN);
+    const run: EndToEndRun = {
+      variant,
+      walBytes,
+      cpuSec: round(cpuSec, 2),
+      cpuSecPerGiB: round(cpuSec / (walBytes / GiB), 2),
+      storedBytes: await storedBytes(minio, bucket),
+    };
+    log(
+      `end to end, ${variant}: ${round(walBytes / MiB, 1)} MiB of WAL, ${run.cpuSec} CPU-s, ${run.cpuSecPerGiB} CPU-s per GiB, stored ${round(run.storedBytes / MiB, 1)} MiB`,
+    );
+    return run;
+  } finally {
+    await proc.stop({ signal: "SIGTERM", graceMs: 30_000 });
+    await writer.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function endToEndBench(seconds: number, rowMiBps: number): Promise<EndToEndRun[]> {
+  const minio = await startMinio();
+  try {
+    // plain, age, plain, age: alternated, so a change in the machine's load falls on both.
+    const runs: EndToEndRun[] = [];
+    for (const variant of ["plain", "age", "plain", "age"] as const)
+      runs.push(await endToEndRun(minio, variant, seconds, rowMiBps));
+    return runs;
+  } finally {
+    await minio.close();
+    await stopAll(10_000);
+  }
+}
+
+/** Per GiB of WAL: the mean of each variant's runs and their difference (what age adds). */
+export function endToEndSummary(runs: EndToEndRun[]): { plain: number; age: number; ageAdds: number } {
+  const mean = (v: string) => {
+    const r = runs.filter((x) => x.variant === v);
+    return r.reduce((a, x) => a + x.cpuSec, 0) / (r.reduce((a, x) => a + x.walBytes, 0) / GiB);
+  };
+  const plain = round(mean("plain"), 2);
+  const age = round(mean("age"), 2);
+  return { plain, age, ageAdds: round(age - plain, 2) };
+}
+
 async function main(): Promise<void> {
   const walMiB = Number(process.env.BENCH_CRYPTO_WAL_MIB ?? 256);
+  const seconds = Number(process.env.BENCH_CRYPTO_E2E_SEC ?? 60);
+  const rowMiBps = Number(process.env.BENCH_CRYPTO_MIBPS ?? 8);
   const pipeline = await pipelineBench(walMiB);
+  const endToEnd = seconds > 0 ? await endToEndBench(seconds, rowMiBps) : [];
+  const summary = endToEnd.length > 0 ? endToEndSummary(endToEnd) : undefined;
+  if (summary)
+    log(
+      `end to end, CPU-s per GiB of WAL: plain ${summary.plain}, age ${summary.age}: age adds ${summary.ageAdds}`,
+    );
   const out = {
     at: new Date().toISOString(),
     host: { cpus: os.cpus().length, load: os.loadavg() },
     pipeline,
+    endToEnd,
+    ...(summary ? { endToEndSummary: summary } : {}),
   };
   const dir = path.join(path.dirname(new URL(import.meta.url).pathname), "results");
   mkdirSync(dir, { recursive: true });
