@@ -15,7 +15,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check deploy-manifests test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench bench-crypto
+.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults bench-crypto
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -55,7 +55,20 @@ deploy-manifests: deps ## render deploy/operator.yaml (kubectl apply -k deploy/)
 	test/infra/install helm
 	$(NODE) scripts/render-deploy.ts
 
-check: lint typecheck crds-check ## static checks
+# The workflows cannot run here; actionlint (built once from the Go module proxy) checks them, and
+# their run: scripts with shellcheck.
+actionlint: ## lint .github/workflows (actionlint, with shellcheck for the run: scripts)
+	@test/infra/install actionlint >/dev/null
+	$(WALSHIP_CACHE)/bin/actionlint -shellcheck="$$(command -v shellcheck || true)" -pyflakes=
+
+check: lint typecheck crds-check actionlint ## static checks
+
+plugin-dist: deps ## the kubectl plugin as one file, its release archive and krew manifest, in dist/release/ (VERSION=v1.2.3)
+	$(NODE) scripts/plugin-dist.ts $(if $(VERSION),--version $(VERSION))
+
+chart-package: ## helm package charts/walship into dist/release/ (the links to crds/ and deploy/rbac are followed)
+	test/infra/install helm
+	$(WALSHIP_CACHE)/bin/helm package charts/walship --destination dist/release
 
 infra: ## build or reuse the real test components (MinIO, litestream, etcd, Kubernetes and the node's parts, helm)
 	test/infra/install
@@ -68,6 +81,23 @@ images: deps infra ## build or reuse every image the real node runs (walship, th
 
 test: deps build check infra images ## install everything the tests need and run them all
 	$(NODE) --test $(TEST_FLAGS) $(TESTS)
+
+# FUZZ_SECONDS per target (7 targets); figures in .fuzz/fuzz.json; findings go to test/fuzz/corpus/*/crash-*.
+FUZZ_SECONDS ?= 60
+fuzz: deps ## property-based fuzzing of the WAL parser, LZ4 decoder, config loader and restore planner (FUZZ_SECONDS each)
+	@mkdir -p .fuzz
+	nice -n 10 $(NODE) test/fuzz/run.ts --seconds $(FUZZ_SECONDS) --out .fuzz/fuzz.json
+
+# The storage-fault and fuzzing torture parts (about 30 min with the defaults); figures in .torture/faults.json.
+FAULT_SECONDS ?= 60
+OUTAGE_SECONDS ?= 300
+torture-faults: deps build ## storage faults (each kind FAULT_SECONDS, a MinIO outage OUTAGE_SECONDS) and fuzzing (FUZZ_SECONDS per target)
+	test/infra/install minio litestream toxiproxy
+	@mkdir -p .torture
+	nice -n 10 $(NODE) test/torture/faults.ts --fault-seconds $(FAULT_SECONDS) --outage-seconds $(OUTAGE_SECONDS) --fuzz-seconds $(FUZZ_SECONDS) --out .torture/faults.json
+
+fuzz-corpus: deps ## rebuild the fuzzers' seed corpus (test/fuzz/corpus/*/seed-*)
+	$(NODE) test/fuzz/make-corpus.ts
 
 test-unit: deps build ## only the fast unit tests
 	$(NODE) --test $(TEST_FLAGS) test/unit/*.test.ts

@@ -17,7 +17,7 @@ import {
   type ReplicaConfig,
   replicaFromUrl,
 } from "./replicator/config.ts";
-import { hex8 } from "./replicator/layout.ts";
+import { hex8, isGenerationName } from "./replicator/layout.ts";
 import {
   type NamedClient,
   planRestore,
@@ -226,7 +226,8 @@ export async function main(argv: string[]): Promise<number> {
   if (name === "operator") return runOperatorCommand(rest);
   const cmd = commands[name];
   if (!cmd) {
-    process.stderr.write(`walship ${name}: unknown command\n\n${usage()}\n`);
+    // Exit 1, as Litestream does for an unknown command.
+    process.stderr.write(`walship ${name}: unknown command [${ErrorCodes.USAGE}]\n\n${usage()}\n`);
     return 1;
   }
   try {
@@ -488,6 +489,12 @@ async function runRestore(
     ...(index !== undefined ? { index } : {}),
     ...(timestamp ? { timestamp } : {}),
   };
+  if (target.generation !== undefined && !isGenerationName(target.generation)) {
+    throw new WalshipError(
+      ErrorCodes.USAGE,
+      `invalid -generation "${target.generation}": a generation is 16 lowercase hex digits`,
+    );
+  }
   if (flags["dry-run"]) return restoreDryRun(clients, target, flags["if-replica-exists"] === true, log);
   const tty = process.stderr.isTTY === true;
   let lastLine = 0;

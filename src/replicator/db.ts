@@ -868,30 +868,49 @@ async function appendRange(
   to: number,
   buf: Buffer,
 ): Promise<void> {
-  const out = await open(dst, "r+");
   try {
-    const st = await out.stat();
-    if (st.size !== from) await out.truncate(from);
-    let pos = from;
-    while (pos < to) {
-      const n = Math.min(buf.length, to - pos);
-      const { bytesRead } = await src.read(buf, 0, n, pos);
-      if (bytesRead !== n) throw new WalshipError(ErrorCodes.WAL, `copy wal: short read at offset ${pos}`);
-      await out.write(buf, 0, n, pos);
-      pos += n;
+    const out = await open(dst, "r+");
+    try {
+      const st = await out.stat();
+      if (st.size !== from) await out.truncate(from);
+      let pos = from;
+      while (pos < to) {
+        const n = Math.min(buf.length, to - pos);
+        const { bytesRead } = await src.read(buf, 0, n, pos);
+        if (bytesRead !== n) throw new WalshipError(ErrorCodes.WAL, `copy wal: short read at offset ${pos}`);
+        await out.write(buf, 0, n, pos);
+        pos += n;
+      }
+      await out.sync();
+    } finally {
+      await out.close();
     }
-    await out.sync();
-  } finally {
-    await out.close();
+  } catch (err) {
+    // A full disk or a failing one: say which file (the next copy truncates the partial tail).
+    throw fileError(`copy wal to shadow wal ${dst}`, dst, err);
   }
 }
 
 async function writeDurable(file: string, data: Uint8Array): Promise<void> {
-  const fh = await open(file, "w", 0o600);
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    const fh = await open(file, "w", 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    throw fileError(`write ${file}`, file, err);
   }
+}
+
+/** A local file error (ENOSPC, EIO, EACCES, ...) as a WAL error naming the file; ours pass through. */
+function fileError(what: string, file: string, err: unknown): WalshipError {
+  if (err instanceof WalshipError) return err;
+  const errno = (err as NodeJS.ErrnoException).code;
+  return new WalshipError(ErrorCodes.WAL, `${what}: ${describeError(err)}`, {
+    cause: err,
+    details: { path: file, ...(errno ? { errno } : {}) },
+  });
 }

@@ -41,3 +41,50 @@ export async function readJsonExtra<T>(
     throw err;
   }
 }
+
+const isCount = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
+
+/** A commit-times document as Walship writes it: v 1, `[end, time]` pairs with ascending ends. */
+export function isCommitTimesDoc(doc: unknown): doc is CommitTimesDoc {
+  if (typeof doc !== "object" || doc === null) return false;
+  const d = doc as { v?: unknown; commits?: unknown };
+  if (d.v !== 1 || !Array.isArray(d.commits)) return false;
+  let prev = -1;
+  for (const c of d.commits as unknown[]) {
+    if (!Array.isArray(c) || c.length !== 2 || !isCount(c[0]) || !Number.isFinite(c[1])) return false;
+    if (c[0] <= prev) return false;
+    prev = c[0];
+  }
+  return true;
+}
+
+/** A snapshot record as Walship writes it: v 1, index, offset and time. */
+export function isSnapshotMetaDoc(doc: unknown): doc is SnapshotMetaDoc {
+  if (typeof doc !== "object" || doc === null) return false;
+  const d = doc as Partial<Record<keyof SnapshotMetaDoc, unknown>>;
+  return d.v === 1 && isCount(d.index) && isCount(d.offset) && Number.isFinite(d.time);
+}
+
+/**
+ * The commit times of a segment, or undefined when absent, unreadable or not in Walship's shape (an
+ * object some other tool put there): the segment then falls back to its object time.
+ */
+export async function readCommitTimes(
+  client: ReplicaClient,
+  key: string,
+  signal?: AbortSignal,
+): Promise<CommitTimesDoc | undefined> {
+  const doc = await readJsonExtra<unknown>(client, key, signal);
+  return isCommitTimesDoc(doc) ? doc : undefined;
+}
+
+/** A snapshot's record, or undefined when absent, unreadable or not in Walship's shape. */
+export async function readSnapshotMeta(
+  client: ReplicaClient,
+  generation: string,
+  index: number,
+  signal?: AbortSignal,
+): Promise<SnapshotMetaDoc | undefined> {
+  const doc = await readJsonExtra<unknown>(client, snapshotMetaKey(generation, index), signal);
+  return isSnapshotMetaDoc(doc) ? doc : undefined;
+}

@@ -20,7 +20,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
-import { type CommitTimesDoc, readJsonExtra, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
+import { type CommitTimesDoc, readCommitTimes, readSnapshotMeta } from "./extras.ts";
 import { hex8, keys } from "./layout.ts";
 import { Lz4FrameDecoder } from "./lz4.ts";
 import { FileWriter, offThreadPages } from "./sqlite/file-writer.ts";
@@ -234,7 +234,7 @@ export async function planRestore(
       const seg = segments[j]!;
       const key = keys.commitTimes(generation, seg.index, seg.offset);
       if (timeRule !== "commit-times" || !extras.has(key)) return Promise.resolve(undefined);
-      const p = readJsonExtra<CommitTimesDoc>(client, key, signal);
+      const p = readCommitTimes(client, key, signal);
       p.catch(() => undefined);
       return p;
     };
@@ -281,7 +281,7 @@ async function snapshotTime(
   s: SnapshotInfo,
   signal?: AbortSignal,
 ): Promise<number> {
-  const meta = await readJsonExtra<SnapshotMetaDoc>(client, snapshotMetaKey(generation, s.index), signal);
+  const meta = await readSnapshotMeta(client, generation, s.index, signal);
   return meta?.time ?? s.createdAt.getTime();
 }
 
@@ -486,7 +486,7 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
     progress.phase = "verify";
     report();
     const synced = w.sync();
-    integrityCheck(tmp);
+    integrityCheck(tmp, restoredFrom(plan, restoredIndex));
     if (opts.verifySql) verifyQuery(tmp, opts.verifySql);
     await synced;
     await w.close();
@@ -627,7 +627,15 @@ function segName(p: RestorePlan, seg: WalSegmentInfo): string {
   return `${p.client.location}/${keys.segment(p.generation, seg.index, seg.offset)}`;
 }
 
-function integrityCheck(dbFile: string): void {
+/** The objects a restore was built from, for an error that cannot point at one of them. */
+function restoredFrom(plan: RestorePlan, lastIndex: number): string {
+  const first = plan.snapshot.index;
+  const wal = plan.segments.length === 0 ? "no WAL" : `WAL indexes ${hex8(first)}..${hex8(lastIndex)}`;
+  return `${plan.client.location}/generations/${plan.generation} (snapshot ${hex8(first)}, ${wal})`;
+}
+
+/** PRAGMA integrity_check on the restored file; `from` names what it was built from. */
+function integrityCheck(dbFile: string, from: string): void {
   let db: Database.Database | undefined;
   try {
     db = new Database(dbFile, { fileMustExist: true });
@@ -636,14 +644,17 @@ function integrityCheck(dbFile: string): void {
     if (problems.length > 0) {
       throw new WalshipError(
         ErrorCodes.INTEGRITY,
-        `restore: integrity_check failed: ${problems.slice(0, 5).join("; ")}`,
+        `restore: integrity_check failed on the restore of ${from}: ${problems.slice(0, 5).join("; ")}`,
+        { details: { from } },
       );
     }
   } catch (err) {
     if (err instanceof WalshipError) throw err;
-    throw new WalshipError(ErrorCodes.INTEGRITY, `restore: integrity_check: ${describeError(err)}`, {
-      cause: err,
-    });
+    throw new WalshipError(
+      ErrorCodes.INTEGRITY,
+      `restore: integrity_check failed on the restore of ${from}: ${describeError(err)}`,
+      { cause: err, details: { from } },
+    );
   } finally {
     db?.close();
   }

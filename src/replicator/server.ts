@@ -13,11 +13,9 @@
 import { stat } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import path from "node:path";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import {
-  type AccessProblem,
   type DatabaseStatus,
   type DestinationStatus,
   type Readiness,

@@ -13,7 +13,7 @@
  */
 import { describeError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
-import { readJsonExtra, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
+import { readSnapshotMeta } from "./extras.ts";
 import type { Replica } from "./replica.ts";
 import type { ReplicaClient } from "./storage/client.ts";
 
@@ -49,12 +49,8 @@ export async function oldestRestorableTime(
     const first = (await client.snapshots(generation, { signal }))[0];
     if (!first) continue;
     // Same rule as restore: Walship's recorded snapshot time, else the object's time.
-    const meta = await readJsonExtra<SnapshotMetaDoc>(
-      client,
-      snapshotMetaKey(generation, first.index),
-      signal,
-    );
-    const time = meta && Number.isFinite(meta.time) ? meta.time : first.createdAt.getTime();
+    const meta = await readSnapshotMeta(client, generation, first.index, signal);
+    const time = meta ? meta.time : first.createdAt.getTime();
     if (oldest === undefined || time < oldest) oldest = time;
   }
   return oldest === undefined ? undefined : new Date(oldest);

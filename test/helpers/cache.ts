@@ -22,6 +22,10 @@ export const COMPONENT_OF = {
   crictl: "crictl",
   "local-path-provisioner": "local-path-provisioner",
   "fake-gcs-server": "fake-gcs-server",
+  "toxiproxy-server": "toxiproxy",
+  promtool: "promtool",
+  actionlint: "actionlint",
+  "kubectl-krew": "krew",
 } as const;
 
 export type BinaryName = keyof typeof COMPONENT_OF;

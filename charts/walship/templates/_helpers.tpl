@@ -58,3 +58,11 @@ operator.watchNamespace, de-duplicated. Empty = cluster mode (every namespace).
 {{- end -}}
 {{- toJson (uniq $list) -}}
 {{- end -}}
+
+{{/*
+A number as PromQL and people read it: 10485760, not 1.048576e+07 (how a YAML integer of a million or
+more would print, since values are float64); a fraction stays as it is (0.5).
+*/}}
+{{- define "walship.number" -}}
+{{- if eq (float64 .) (floor .) -}}{{- int64 . -}}{{- else -}}{{- . -}}{{- end -}}
+{{- end -}}

@@ -22,6 +22,13 @@ export const SQLITE_REPLICA_PLURAL = "sqlitereplicas";
 export const DEFAULT_METRICS_PORT = 9090;
 export const DEFAULT_SYNC_INTERVAL = "1s";
 export const DEFAULT_RETENTION = "24h";
+/**
+ * `walship.dev/paused: "true"` on a SqliteReplica pauses its replication: the operator removes the
+ * replicator (sidecar and restore init container) from the StatefulSet, so its pods roll without it,
+ * and reports phase Paused; removing the annotation injects it again (the pods roll once more). Set
+ * and removed by `kubectl walship pause|resume`.
+ */
+export const PAUSED_ANNOTATION = "walship.dev/paused";
 
 export const S3Credentials = cel(
   z
@@ -451,7 +458,15 @@ export const PodReplicationStatus = z.object({
     ),
 });
 
-export const Phase = z.enum(["Pending", "Failed", "Injecting", "Replicating", "Degraded", "Deleting"]);
+export const Phase = z.enum([
+  "Pending",
+  "Failed",
+  "Injecting",
+  "Replicating",
+  "Degraded",
+  "Paused",
+  "Deleting",
+]);
 
 export const SqliteReplicaStatus = z.object({
   observedGeneration: z.int().min(0).optional(),

@@ -12,6 +12,7 @@ import {
 import { createInterface } from "node:readline";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
+import { type ExecOptions, execIn } from "./exec.ts";
 
 /**
  * An HTTP error from the API server (code WALSHIP_ERR_KUBE): `status` and the Status object's
@@ -122,12 +123,31 @@ export class KubeClient {
     this.#server = new URL(cluster.server);
   }
 
-  /** From a kubeconfig file, else $KUBECONFIG / ~/.kube/config / the in-cluster service account. */
-  static load(kubeconfigPath?: string): KubeClient {
+  /**
+   * From a kubeconfig file, else $KUBECONFIG / ~/.kube/config / the in-cluster service account; with
+   * `context`, that context of it instead of the current one (WALSHIP_ERR_CONFIG when it has none).
+   */
+  static load(kubeconfigPath?: string, context?: string): KubeClient {
     const kc = new KubeConfig();
     if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
     else kc.loadFromDefault();
+    if (context !== undefined) {
+      if (!kc.getContextObject(context)) {
+        throw new WalshipError(ErrorCodes.CONFIG, `load kubeconfig: no context "${context}"`, {
+          details: { context },
+        });
+      }
+      kc.setCurrentContext(context);
+    }
     return new KubeClient(kc);
+  }
+
+  /**
+   * Runs `command` in a container (the pods/exec subresource, over a WebSocket) and collects its
+   * output; see exec.ts.
+   */
+  exec(ns: string, pod: string, container: string, command: string[], opts: ExecOptions = {}) {
+    return execIn(this.#kc, { ns, pod, container, command }, opts);
   }
 
   /** The namespace of the current context (or of the in-cluster service account). */

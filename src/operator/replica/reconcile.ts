@@ -3,6 +3,9 @@
  * the `ensure` steps in order, each either passing or stopping with a condition (and an Event from
  * the condition change). Errors are thrown to the worker, which requeues with backoff.
  *
+ * A paused SqliteReplica (annotation walship.dev/paused: "true") skips them all: what Walship added to
+ * the StatefulSet is removed, as on deletion, and the phase is Paused until the annotation goes.
+ *
  *   ensureValidSpec -> ensureStatefulSet -> ensureNoConflict -> ensureTarget
  *   -> [apply: ensureConfigMap -> ensureSecrets -> ensureInjected] -> observePods
  *
@@ -21,6 +24,7 @@ import type { z } from "zod";
 import {
   API_VERSION,
   describeIssues,
+  PAUSED_ANNOTATION,
   type PodReplicationStatus,
   SQLITE_REPLICA_PLURAL,
   SqliteReplicaSpec,
@@ -281,6 +285,8 @@ export class SqliteReplicaReconciler {
       cr = patched;
     }
     const generation = cr.metadata?.generation;
+    if (cr.metadata?.annotations?.[PAUSED_ANNOTATION] === "true")
+      return this.#pause(key, cr, path, generation);
     try {
       return await this.#reconcile(cr, path, ns, name, generation);
     } catch (err) {
@@ -722,37 +728,79 @@ export class SqliteReplicaReconciler {
     }
   }
 
+  /**
+   * Paused (the PAUSED_ANNOTATION): remove what Walship added to the StatefulSet, as deletion does,
+   * keep the finalizer, and say so in the status; nothing is polled until the annotation goes.
+   */
+  async #pause(
+    key: string,
+    cr: SqliteReplicaObject,
+    path: string,
+    generation: number | undefined,
+  ): Promise<Result> {
+    this.#applied.delete(key);
+    this.#waitMs.delete(key);
+    this.#podLists.delete(key);
+    const stsName = (cr.spec as { statefulSetName?: string } | undefined)?.statefulSetName ?? "";
+    await this.#removeInjection(cr);
+    const why = `paused by the annotation ${PAUSED_ANNOTATION}`;
+    await this.#status(
+      key,
+      cr,
+      path,
+      condTx(
+        generation,
+        {
+          type: "Injected",
+          status: "False",
+          reason: "Paused",
+          message: `${why}: the replicator is removed from StatefulSet ${stsName}`,
+        },
+        { type: "Replicating", status: "False", reason: "Paused", message: `${why}: nothing is replicated` },
+        { type: "Degraded", status: "False", reason: "Paused", message: "" },
+      ),
+      (s) => {
+        clearFacts(s);
+        s.phase = "Paused";
+      },
+    );
+    return {};
+  }
+
+  /** Removes exactly what Walship added to the StatefulSet, if this SqliteReplica added it. */
+  async #removeInjection(cr: SqliteReplicaObject): Promise<void> {
+    const ns = cr.metadata?.namespace ?? "";
+    const name = cr.metadata?.name ?? "";
+    const stsName = (cr.spec as { statefulSetName?: string } | undefined)?.statefulSetName;
+    if (!stsName) return;
+    try {
+      const sts = await this.#ctx.client.get<StatefulSet>(stsPath(ns, stsName));
+      if (sts.spec?.template?.metadata?.annotations?.[SQLITE_REPLICA_LABEL] !== name) return;
+      await this.#ctx.client.apply(
+        stsPath(ns, stsName),
+        removalPatch({ name: stsName, namespace: ns }),
+        FIELD_MANAGER,
+        true,
+      );
+      await this.#ctx.events
+        .record(
+          { ...cr, apiVersion: API_VERSION, kind: "SqliteReplica" },
+          {
+            type: "Normal",
+            reason: "Removed",
+            message: `removed the replicator from StatefulSet ${stsName}`,
+          },
+        )
+        .catch(() => undefined);
+    } catch (err) {
+      if (!isStatus(err, 404)) throw err;
+    }
+  }
+
   /** Deletion: remove exactly what Walship added (if this SqliteReplica added it), then the finalizer. */
   async #finalize(cr: SqliteReplicaObject, path: string): Promise<Result> {
     if (!cr.metadata?.finalizers?.includes(FINALIZER)) return {};
-    const ns = cr.metadata.namespace ?? "";
-    const name = cr.metadata.name ?? "";
-    const stsName = (cr.spec as { statefulSetName?: string } | undefined)?.statefulSetName;
-    if (stsName) {
-      try {
-        const sts = await this.#ctx.client.get<StatefulSet>(stsPath(ns, stsName));
-        if (sts.spec?.template?.metadata?.annotations?.[SQLITE_REPLICA_LABEL] === name) {
-          await this.#ctx.client.apply(
-            stsPath(ns, stsName),
-            removalPatch({ name: stsName, namespace: ns }),
-            FIELD_MANAGER,
-            true,
-          );
-          await this.#ctx.events
-            .record(
-              { ...cr, apiVersion: API_VERSION, kind: "SqliteReplica" },
-              {
-                type: "Normal",
-                reason: "Removed",
-                message: `removed the replicator from StatefulSet ${stsName}`,
-              },
-            )
-            .catch(() => undefined);
-        }
-      } catch (err) {
-        if (!isStatus(err, 404)) throw err;
-      }
-    }
+    await this.#removeInjection(cr);
     await this.#ctx.client.request("PATCH", path, {
       contentType: "application/merge-patch+json",
       body: {

@@ -1,0 +1,166 @@
+/**
+ * Local disk full under the database's directory: the database and its shadow WAL live on a small
+ * tmpfs this test mounts (as root; always unmounted in teardown), the destination elsewhere. A filler
+ * file takes the free space while the app writes. Expected: a clear error (ENOSPC, naming the file) in
+ * /status and the logs; the replicator keeps running; the app's database stays intact with every
+ * transaction it committed; once the filler is deleted, replication catches up by itself and a
+ * restore equals the source.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { after, before, it } from "node:test";
+import Database from "better-sqlite3";
+import { ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
+import { freePort } from "../helpers/ports.ts";
+import { makeTempDir } from "../helpers/proc.ts";
+import { integrityCheck, logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
+import { sleep, startReplicator, walship } from "../helpers/walship.ts";
+
+let dir = "";
+let mnt = "";
+let mounted = false;
+
+before(() => {
+  assert.equal(
+    process.getuid?.(),
+    0,
+    "this test mounts a tmpfs and must run as root (CI and the dev machines do)",
+  );
+  dir = makeTempDir("diskfull");
+  mnt = path.join(dir, "small");
+  mkdirSync(mnt);
+  execFileSync("mount", ["-t", "tmpfs", "-o", "size=6m,mode=0755", "walship-diskfull", mnt]);
+  mounted = true;
+});
+
+after(() => {
+  if (!mounted) return;
+  try {
+    execFileSync("umount", [mnt]);
+  } catch {
+    // Still busy (a process of a failed run): detach it now, it goes when the last user does.
+    execFileSync("umount", ["-l", mnt]);
+  }
+  mounted = false;
+});
+
+async function status(base: string) {
+  const res = await fetch(`${base}/status`);
+  return ReplicatorStatusSchema.parse(await res.json()).databases[0]!;
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms: number): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+/** Fills the file system, leaving about `leave` bytes free. */
+function fill(file: string, leave: number): void {
+  const s = statfsSync(mnt);
+  const free = s.bavail * s.bsize;
+  writeFileSync(file, Buffer.alloc(Math.max(0, free - leave)));
+}
+
+it("disk full under the database: a clear error, the app unharmed, replication resumes when space returns", async () => {
+  const db = path.join(mnt, "app.db");
+  const replica = path.join(dir, "replica");
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const cfg = path.join(dir, "walship.yml");
+  writeFileSync(
+    cfg,
+    `addr: 127.0.0.1:${port}
+dbs:
+  - path: ${db}
+    monitor-interval: 100ms
+    replicas:
+      - url: file://${replica}
+        sync-interval: 100ms
+`,
+  );
+  const app = new Database(db);
+  app.pragma("journal_mode = wal");
+  app.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
+  const insert = app.prepare("INSERT INTO t (v) VALUES (?)");
+  let committed = 0;
+  let appErrors = 0;
+  const write = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      try {
+        insert.run(Buffer.alloc(3000, committed & 0xff));
+        committed++;
+      } catch (err) {
+        // SQLITE_FULL is the app's own answer to a full disk; it must not corrupt anything.
+        assert.match(String((err as Error).message), /full|disk/i);
+        appErrors++;
+      }
+    }
+  };
+  write(20);
+  const rep = startReplicator(["-config", cfg]);
+  const filler = path.join(mnt, "filler");
+  try {
+    await waitFor(
+      "the first sync",
+      async () => ((await status(base)).replicas[0]!.ready ? true : undefined),
+      30_000,
+    );
+
+    // Leave room for the app's next writes, not for their copy in the shadow WAL as well.
+    fill(filler, 160 * 1024);
+    const errSeen = await waitFor(
+      "the disk-full error in /status",
+      async () => {
+        write(3);
+        const s = await status(base);
+        const msg = s.lastError?.message ?? s.replicas[0]!.lastError?.message;
+        return msg && /ENOSPC|no space/i.test(msg) ? msg : undefined;
+      },
+      30_000,
+    );
+    assert.match(errSeen, /ENOSPC|no space left/i);
+    assert.match(errSeen, new RegExp(path.basename(db).replace(".", "\\.")), "the error names the file");
+    await sleep(2000);
+    assert.equal(rep.child.exitCode, null, "the replicator keeps running");
+    assert.match(rep.output(), /ENOSPC|no space left/i, "the error is in the logs too");
+    // The app: its database is intact and holds every transaction it committed.
+    assert.equal(app.prepare("PRAGMA integrity_check").pluck().get() as string, "ok");
+    assert.equal(app.prepare("SELECT count(*) FROM t").pluck().get(), committed);
+
+    // Space returns: replication resumes by itself.
+    rmSync(filler);
+    write(10);
+    await waitFor(
+      "replication to resume",
+      async () => {
+        const s = await status(base);
+        const r = s.replicas[0]!;
+        return !s.lastError && !r.lastError && r.pendingTransactions === 0 && r.lagSeconds < 2
+          ? true
+          : undefined;
+      },
+      60_000,
+    );
+    const want = logicalHashOf(app);
+    const out = path.join(dir, "restored.db");
+    const res = await walship(["restore", "-o", out, `file://${replica}`]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(integrityCheck(out), "ok");
+    assert.equal(logicalHash(out), want, "the restore equals the source");
+    console.log(`disk full: ${committed} transactions committed, ${appErrors} refused by SQLite while full`);
+  } finally {
+    assert.equal(await rep.stop(), 0, rep.output().slice(-3000));
+    app.close();
+  }
+});
