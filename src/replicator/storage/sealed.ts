@@ -18,7 +18,7 @@
  *   write; nothing is written before it succeeds.
  */
 import type { Readable, Transform } from "node:stream";
-import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
+import { ErrorCodes, isNotFound, WalshipError } from "../../shared/errors.ts";
 import { type AgeKeyring, type AgeSettings, ageKeySource } from "../age/keys.ts";
 import {
   ageDecryptor,
@@ -130,27 +130,30 @@ export class SealedReplicaClient implements ReplicaClient {
     return `${this.inner.location.replace(/\/+$/, "")}/${key}`;
   }
 
-  /** The form of each generation of the path, from the first bytes of its newest snapshot (else its first segment). */
+  /**
+   * The form of each generation of the path, from the first bytes of its newest snapshot (else its
+   * first segment). An object deleted meanwhile (retention) is passed over.
+   */
   async inspect(opts?: CallOptions): Promise<GenerationForm[]> {
     const out: GenerationForm[] = [];
+    const look = async (generation: string, object: string, open: () => Promise<Readable>) => {
+      try {
+        out.push({ generation, object, form: formOf(sniff(await head(await open(), HEAD_BYTES))) });
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    };
     for (const generation of await this.inner.generations(opts)) {
       const snap = (await this.inner.snapshots(generation, opts)).at(-1);
-      if (snap) {
-        const bytes = await head(await this.inner.snapshotReader(generation, snap.index, opts), HEAD_BYTES);
-        out.push({ generation, object: keys.snapshot(generation, snap.index), form: formOf(sniff(bytes)) });
-        continue;
-      }
-      const seg = (await this.inner.walSegments(generation, opts))[0];
-      if (!seg) continue;
-      const bytes = await head(
-        await this.inner.walSegmentReader(generation, seg.index, seg.offset, opts),
-        HEAD_BYTES,
-      );
-      out.push({
-        generation,
-        object: keys.segment(generation, seg.index, seg.offset),
-        form: formOf(sniff(bytes)),
-      });
+      const seg = snap ? undefined : (await this.inner.walSegments(generation, opts))[0];
+      if (snap)
+        await look(generation, keys.snapshot(generation, snap.index), () =>
+          this.inner.snapshotReader(generation, snap.index, opts),
+        );
+      else if (seg)
+        await look(generation, keys.segment(generation, seg.index, seg.offset), () =>
+          this.inner.walSegmentReader(generation, seg.index, seg.offset, opts),
+        );
     }
     return out;
   }
