@@ -15,7 +15,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults bench-crypto
+.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults torture deploy-check bench-crypto
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,7 +61,7 @@ actionlint: ## lint .github/workflows (actionlint, with shellcheck for the run: 
 	@test/infra/install actionlint >/dev/null
 	$(WALSHIP_CACHE)/bin/actionlint -shellcheck="$$(command -v shellcheck || true)" -pyflakes=
 
-check: lint typecheck crds-check actionlint ## static checks
+check: lint typecheck crds-check deploy-check actionlint ## static checks
 
 plugin-dist: deps ## the kubectl plugin as one file, its release archive and krew manifest, in dist/release/ (VERSION=v1.2.3)
 	$(NODE) scripts/plugin-dist.ts $(if $(VERSION),--version $(VERSION))
@@ -69,6 +69,10 @@ plugin-dist: deps ## the kubectl plugin as one file, its release archive and kre
 chart-package: ## helm package charts/walship into dist/release/ (the links to crds/ and deploy/rbac are followed)
 	test/infra/install helm
 	$(WALSHIP_CACHE)/bin/helm package charts/walship --destination dist/release
+deploy-check: deps ## fail if deploy/operator.yaml differs from what the chart renders
+	@test/infra/install helm >/dev/null
+	$(NODE) scripts/render-deploy.ts --check
+
 
 infra: ## build or reuse the real test components (MinIO, litestream, etcd, Kubernetes and the node's parts, helm)
 	test/infra/install
@@ -139,3 +143,7 @@ bench: deps build ## compare walship with litestream v0.3.13 (lag, throughput, C
 bench-crypto: deps build ## the CPU cost of age encryption per GiB of WAL (pipeline and end to end, a few minutes)
 	test/infra/install minio
 	$(NODE) bench/crypto.ts
+
+torture: deps build ## reliability runs: SIGKILLs with restores compared, point-in-time restores, soak (TORTURE_PARTS, TORTURE_QUICK=1; docs/reliability.md)
+	test/infra/install minio litestream
+	TORTURE_COMMIT=$${TORTURE_COMMIT:-$$(git rev-parse --short HEAD 2>/dev/null)} nice -n $${TORTURE_NICE:-10} $(NODE) torture/run.ts

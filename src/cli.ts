@@ -6,10 +6,10 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { type FlagSpec, flagHelp, parseFlags, table } from "./cli/flags.ts";
 import {
   type Config,
   configFromArgs,
+  createReplicaClient,
   defaultConfigPath,
   findDb,
   isUrl,
@@ -17,7 +17,7 @@ import {
   type ReplicaConfig,
   replicaFromUrl,
 } from "./replicator/config.ts";
-import { hex8, isGenerationName } from "./replicator/layout.ts";
+import { isGenerationName } from "./replicator/layout.ts";
 import {
   type NamedClient,
   planRestore,
@@ -28,9 +28,11 @@ import {
 import { startReplication } from "./replicator/run.ts";
 import { type ReplicatorServer, startServer } from "./replicator/server.ts";
 import type { ReplicaClient } from "./replicator/storage/client.ts";
-import { createReplicaClient } from "./replicator/storage/index.ts";
+import { timeSpan } from "./replicator/types.ts";
 import { takeEarlySignals } from "./shared/early-signals.ts";
 import { describeError, ErrorCodes, WalshipError } from "./shared/errors.ts";
+import { type FlagSpec, flagHelp, parseFlags, table } from "./shared/flags.ts";
+import { hex8, isoSeconds } from "./shared/format.ts";
 import { createLogger, type LogFormat, type Logger } from "./shared/log.ts";
 
 export const VERSION = readVersion();
@@ -259,13 +261,14 @@ function closeClients(): void {
 
 /** The operator role: loaded only when asked for, so the replicator never loads the Kubernetes client. */
 async function runOperatorCommand(argv: string[]): Promise<number> {
-  const op = await import("./operator/main.ts");
   if (argv.some((a) => a === "-h" || a === "--help" || a === "-help")) {
+    const { OPERATOR_FLAGS } = await import("./operator/options.ts");
     process.stdout.write(
-      `Usage: walship operator [flags]\n\nWatches SqliteReplica and SqliteRestore resources and wires the replicator into\nStatefulSets. Runs until SIGTERM or SIGINT. See docs/operator.md.\n\nFlags:\n${flagHelp(op.OPERATOR_FLAGS)}\n`,
+      `Usage: walship operator [flags]\n\nWatches SqliteReplica and SqliteRestore resources and wires the replicator into\nStatefulSets. Runs until SIGTERM or SIGINT. See docs/operator.md.\n\nFlags:\n${flagHelp(OPERATOR_FLAGS)}\n`,
     );
     return 0;
   }
+  const op = await import("./operator/main.ts");
   if (takeEarlySignals().length > 0) return 0;
   try {
     return await op.runOperator(argv);
@@ -620,10 +623,6 @@ async function refuseIfReplicaExists(clients: NamedClient[], db: string, log: Lo
 
 // --- listings --------------------------------------------------------------------------------------------
 
-function iso(d: Date): string {
-  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
-}
-
 async function runListing(
   kind: "snapshots" | "generations" | "wal",
   flags: Record<string, string | boolean | undefined>,
@@ -641,7 +640,7 @@ async function runListing(
             generation: gen,
             index: s.index,
             size: s.size,
-            created: iso(s.createdAt),
+            created: isoSeconds(s.createdAt),
           });
         }
       } else if (kind === "wal") {
@@ -652,23 +651,20 @@ async function runListing(
             index: s.index,
             offset: s.offset,
             size: s.size,
-            created: iso(s.createdAt),
+            created: isoSeconds(s.createdAt),
           });
         }
       } else {
-        const times = [...(await client.snapshots(gen)), ...(await client.walSegments(gen))].map((o) =>
-          o.createdAt.getTime(),
-        );
-        if (times.length === 0) continue;
-        const start = Math.min(...times);
-        const end = Math.max(...times);
+        const span = timeSpan(await client.snapshots(gen), await client.walSegments(gen));
+        if (!span) continue;
+        const { start, end } = span;
         const ref = dbPath ? await dbModTime(dbPath) : Date.now();
         rows.push({
           name,
           generation: gen,
           lag: formatLag(ref - end),
-          start: iso(new Date(start)),
-          end: iso(new Date(end)),
+          start: isoSeconds(new Date(start)),
+          end: isoSeconds(new Date(end)),
         });
       }
     }

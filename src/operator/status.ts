@@ -1,11 +1,13 @@
 /**
- * Status changes go through `patchStatus(client, obj, ...transactions)` only: it re-reads the object,
- * applies the transactions to a copy of its status, derives `Ready`, skips the write when nothing
- * changed, and writes `/status` with the resourceVersion it read (optimistic lock), retrying on 409.
- * It returns the condition changes, from which the caller records Events.
+ * Status changes go through `patchStatusFrom(client, path, object, transactions)` only: it applies the
+ * transactions to a copy of the object's status, derives what follows from them (the SqliteReplica's
+ * `Ready`), skips the write when nothing changed, and writes `/status` with the resourceVersion it
+ * started from (optimistic lock), re-reading and retrying on 409. It returns the condition changes,
+ * from which the caller records Events.
  */
 import { isDeepStrictEqual } from "node:util";
 import type { Condition } from "../api/v1alpha1/index.ts";
+import { isoSeconds } from "../shared/format.ts";
 import { isStatus, type KubeClient } from "./kube/client.ts";
 import type { KubeObject } from "./kube/types.ts";
 
@@ -35,52 +37,16 @@ export function setCondition(
   const prev = conditions.find((x) => x.type === c.type);
   const next: Condition = {
     ...c,
-    lastTransitionTime:
-      prev && prev.status === c.status
-        ? prev.lastTransitionTime
-        : now.toISOString().replace(/\.\d{3}Z$/, "Z"),
+    lastTransitionTime: prev && prev.status === c.status ? prev.lastTransitionTime : isoSeconds(now),
   };
   return [...conditions.filter((x) => x.type !== c.type), next].sort((a, b) => a.type.localeCompare(b.type));
 }
 
-export function getCondition(conditions: Condition[] | undefined, type: string): Condition | undefined {
+export function getCondition(
+  conditions: readonly Condition[] | undefined,
+  type: string,
+): Condition | undefined {
   return conditions?.find((c) => c.type === type);
-}
-
-/**
- * Ready, derived: True when Injected and Replicating are True and Degraded is not True; otherwise
- * False with the reason and message of the first condition that says why.
- */
-export function deriveReady(
-  conditions: Condition[],
-  generation: number | undefined,
-): Omit<Condition, "lastTransitionTime"> {
-  const injected = getCondition(conditions, "Injected");
-  const replicating = getCondition(conditions, "Replicating");
-  const degraded = getCondition(conditions, "Degraded");
-  const base = generation === undefined ? {} : { observedGeneration: generation };
-  if (injected?.status !== "True") {
-    return {
-      ...base,
-      type: "Ready",
-      status: "False",
-      reason: injected?.reason ?? "NotInjected",
-      message: injected?.message ?? "",
-    };
-  }
-  if (degraded?.status === "True") {
-    return { ...base, type: "Ready", status: "False", reason: degraded.reason, message: degraded.message };
-  }
-  if (replicating?.status !== "True") {
-    return {
-      ...base,
-      type: "Ready",
-      status: "False",
-      reason: replicating?.reason ?? "Waiting",
-      message: replicating?.message ?? "",
-    };
-  }
-  return { ...base, type: "Ready", status: "True", reason: "Replicating", message: replicating.message };
 }
 
 /** The condition changes between two lists (status or reason). */
@@ -102,30 +68,34 @@ export function conditionChanges(
   return out;
 }
 
-/**
- * Re-reads `obj` at `path`, applies the transactions to its status, derives Ready, and writes the
- * status when it changed. Returns the written object (or the fresh one when nothing changed) and the
- * condition changes.
- */
-export function patchStatus<S extends WithConditions>(
-  client: KubeClient,
-  path: string,
-  ...txs: Transaction<S>[]
-): Promise<{ object: StatusObject<S>; changes: ConditionChange[]; written: boolean }> {
-  return patchStatusFrom(client, path, undefined, ...txs);
+export interface PatchOptions<S> {
+  /**
+   * Runs after the transactions, on the status about to be written, with the object's
+   * `.metadata.generation`: what is derived from the rest (the SqliteReplica's Ready condition).
+   */
+  derive?: (status: S, generation: number | undefined) => void;
+  /**
+   * How many times a 409 (the copy was stale) re-reads the object and applies the transactions again
+   * (default 5). 0: the 409 is thrown, for transactions decided from the copy they were given.
+   */
+  conflictRetries?: number;
 }
 
 /**
- * `patchStatus` starting from `current` (e.g. an informer's cached copy) instead of a read: no
- * request at all when the transactions change nothing; a write with `current`'s resourceVersion
- * otherwise, and on a 409 (the copy was stale) a re-read and another try.
+ * Applies the transactions to the status of `current` (e.g. an informer's cached copy; read from
+ * `path` when undefined), derives what follows (`opts.derive`), and writes `/status` when it changed,
+ * with the resourceVersion it started from (an optimistic lock); on a 409 re-reads and tries again
+ * (`opts.conflictRetries`). No request at all when a given copy's status would not change. Returns
+ * the written object (or the one read, when nothing changed) and the condition changes.
  */
 export async function patchStatusFrom<S extends WithConditions>(
   client: KubeClient,
   path: string,
   current: StatusObject<S> | undefined,
-  ...txs: Transaction<S>[]
+  txs: readonly Transaction<S>[],
+  opts: PatchOptions<S> = {},
 ): Promise<{ object: StatusObject<S>; changes: ConditionChange[]; written: boolean }> {
+  const retries = opts.conflictRetries ?? 5;
   let base = current;
   for (let attempt = 0; ; attempt++) {
     const fresh = base ?? (await client.get<StatusObject<S>>(path));
@@ -133,10 +103,7 @@ export async function patchStatusFrom<S extends WithConditions>(
     const before = (fresh.status ?? {}) as S;
     const next = structuredClone(before);
     for (const tx of txs) tx(next);
-    next.conditions = setCondition(
-      next.conditions ?? [],
-      deriveReady(next.conditions ?? [], fresh.metadata?.generation),
-    );
+    opts.derive?.(next, fresh.metadata?.generation);
     if (isDeepStrictEqual(next, before)) return { object: fresh, changes: [], written: false };
     try {
       const written = await client.request<StatusObject<S>>("PUT", `${path}/status`, {
@@ -148,7 +115,7 @@ export async function patchStatusFrom<S extends WithConditions>(
         written: true,
       };
     } catch (err) {
-      if (isStatus(err, 409) && attempt < 5) continue;
+      if (isStatus(err, 409) && attempt < retries) continue;
       throw err;
     }
   }

@@ -1,5 +1,5 @@
 /** How the plugin writes times, ages and sizes for people. Pure. */
-import { table } from "../cli/flags.ts";
+import { table } from "../shared/flags.ts";
 
 /**
  * A duration as kubectl shows ages: `45s`, `3m12s`, `45m`, `3h45m`, `40h`, `5d3h`, `30d`. Negative

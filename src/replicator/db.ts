@@ -23,7 +23,17 @@ import { type Logger, nullLogger } from "../shared/log.ts";
 import { accessProblem } from "./access.ts";
 import { Backfiller } from "./backfill.ts";
 import { isGenerationName, metaDir, parseShadowName, shadow } from "./layout.ts";
-import { alignWalSize, frameSize, parseWalHeader, scanFrames, WAL_HEADER_SIZE } from "./sqlite/wal.ts";
+import { snapshotImage } from "./snapshot-image.ts";
+import {
+  alignWalSize,
+  followsWal,
+  frameSize,
+  parseWalHeader,
+  scanFrames,
+  WAL_HEADER_SIZE,
+  type WalHeader,
+} from "./sqlite/wal.ts";
+import { readWalIndexHeader, type WalIndexHeader } from "./sqlite/wal-index.ts";
 import { MAX_INDEX, type Pos } from "./types.ts";
 
 export const DEFAULT_MONITOR_INTERVAL_MS = 1000;
@@ -40,23 +50,33 @@ export type CheckpointMode = "PASSIVE" | "RESTART" | "TRUNCATE";
 
 export interface DbOptions {
   metaPath?: string;
-  /** How often the WAL is checked when no change notification arrives. */
+  /**
+   * How often the WAL is checked when no change notification arrives; 0 = no background monitoring.
+   * Default DEFAULT_MONITOR_INTERVAL_MS (1 s).
+   */
   monitorIntervalMs?: number;
-  /** Checkpoint when the database file has not changed for this long; 0 disables. */
+  /**
+   * Checkpoint when the database file has not changed for this long; 0 disables. Default
+   * DEFAULT_CHECKPOINT_INTERVAL_MS (1 min).
+   */
   checkpointIntervalMs?: number;
-  /** PASSIVE checkpoint once the shadow WAL holds this many pages. Must be > 0. */
+  /** PASSIVE checkpoint once the shadow WAL holds this many pages. Must be > 0. Default 1000. */
   minCheckpointPageCount?: number;
-  /** RESTART checkpoint once the shadow WAL holds this many pages; 0 disables. */
+  /** RESTART checkpoint once the shadow WAL holds this many pages; 0 disables. Default 10000. */
   maxCheckpointPageCount?: number;
-  /** TRUNCATE checkpoint once the real WAL holds this many pages. */
+  /** TRUNCATE checkpoint once the real WAL holds this many pages; 0 disables. Default 500000. */
   truncatePageCount?: number;
-  /** How long SQLite waits on a lock before answering busy (Walship key `busy-timeout`). */
+  /** How long SQLite waits on a lock before answering busy (`busy-timeout`). Default BUSY_TIMEOUT_MS. */
   busyTimeoutMs?: number;
   /** Watch the WAL file for changes (inotify) so commits are seen within milliseconds. Default true. */
   watch?: boolean;
   log?: Logger;
-  /** Test seams (named so nothing else uses them): runs between the WAL check and the copy. */
-  testHooks?: { afterVerify?: () => void };
+  /**
+   * Test seams (named so nothing else uses them): `afterVerify` runs between the WAL check and the
+   * copy; `afterBackfill` in our RESTART/TRUNCATE checkpoint, between the back-fill and our write
+   * that restarts the WAL (when no lock of ours holds the application off).
+   */
+  testHooks?: { afterVerify?: () => void; afterBackfill?: () => void };
 }
 
 /** A commit observed in the WAL: where its last frame ends, and when we saw it. */
@@ -108,6 +128,15 @@ export class Db {
   #watchEnabled: boolean;
   #db: Database.Database | undefined;
   #rtx: Database.Database | undefined;
+  /** Our first write and read transaction since connecting are in place (see #attach). */
+  #attached = false;
+  /**
+   * Our own descriptors of the database and -shm files, open until close(). POSIX locks belong to
+   * the process, and closing any descriptor of a file drops every lock the process holds on it:
+   * opening and closing the -shm or the database file next to our SQLite connections would silently
+   * release their read marks and write lock (SQLite keeps its own descriptors open for this reason).
+   */
+  #files: { db?: FileHandle; shm?: FileHandle; shmIno?: number } = {};
   #pageSize = 0;
   #state: ShadowState | undefined;
   #changed: PromiseWithResolvers<void> = Promise.withResolvers<void>();
@@ -248,6 +277,7 @@ export class Db {
     const started = performance.now();
     try {
       if (!this.#connect()) return;
+      if (!this.#attached) await this.#attach();
       await this.#ensureWal();
       const changed = await this.#verifyAndCopy();
       await this.#maybeCheckpoint();
@@ -272,6 +302,50 @@ export class Db {
     await this.#syncing;
     this.#disconnect();
     await this.#backfiller.close();
+    // Only now, with no SQLite connection of ours left (see #files).
+    const { db, shm } = this.#files;
+    this.#files = {};
+    await db?.close();
+    await shm?.close();
+  }
+
+  /** The database file, read through our long-lived descriptor (see #files). */
+  async #dbFile(): Promise<FileHandle> {
+    this.#files.db ??= await open(this.path, "r");
+    return this.#files.db;
+  }
+
+  /**
+   * The wal-index header, read through our long-lived descriptor of -shm (see #files). A -shm
+   * recreated since (every connection gone at some point) is another inode: the old descriptor's
+   * locks are on the old one, so it can be closed, and the new file opened.
+   */
+  async #walIndex(): Promise<WalIndexHeader | undefined> {
+    const shmPath = `${this.path}-shm`;
+    const ino = (await stat(shmPath).catch(() => undefined))?.ino;
+    if (ino === undefined) return undefined;
+    if (this.#files.shm && this.#files.shmIno !== ino) {
+      await this.#files.shm.close();
+      this.#files.shm = undefined;
+    }
+    if (!this.#files.shm) {
+      try {
+        const fh = await open(shmPath, "r");
+        this.#files.shmIno = (await fh.stat()).ino;
+        this.#files.shm = fh;
+      } catch {
+        return undefined;
+      }
+    }
+    return readWalIndexHeader(this.#files.shm);
+  }
+
+  /**
+   * The database exactly at `pos` (snapshot-image.ts), read through our own descriptor of the file:
+   * a snapshot that opened and closed one would drop SQLite's locks in this process (see #files).
+   */
+  async *imageAt(pos: Pos): AsyncGenerator<Buffer> {
+    yield* snapshotImage(await this.#dbFile(), this.shadowWalPath(pos.generation, pos.index), pos.offset);
   }
 
   /**
@@ -371,17 +445,11 @@ export class Db {
         );
       }
       db.pragma("wal_autocheckpoint = 0");
-      db.exec(
-        "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);" +
-          "CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
-      );
       this.#pageSize = Number(db.pragma("page_size", { simple: true }));
       rtx = new Database(this.path, { timeout: this.busyTimeoutMs, fileMustExist: true });
       this.#db = db;
       this.#rtx = rtx;
-      // Write first so the WAL holds an unbackfilled frame: the read transaction then pins it.
-      this.#bumpSeq();
-      this.#beginRead();
+      this.#attached = false;
       this.#log.debug({ pageSize: this.#pageSize }, "db connected");
       return true;
     } catch (err) {
@@ -406,13 +474,71 @@ export class Db {
     this.#db?.close();
     this.#rtx = undefined;
     this.#db = undefined;
+    this.#attached = false;
+  }
+
+  /**
+   * After connecting, before our first write. While we were down nothing pinned the WAL: every
+   * complete checkpoint of the application was followed, at its next commit, by a restart over the
+   * old frames. A WAL the application restarted and then wrote back in full is still whole in the
+   * file, but our own first write would restart it once more and overwrite it before we copied it.
+   * So, holding the write lock (no one can commit, so no one can restart the WAL): catch up with the
+   * WAL as it is, then write (our frame is what the read transaction pins), begin the read
+   * transaction, and only then commit. Begun before our commit, the read transaction either pins the
+   * frames past its mark or, if the WAL was written back in full, holds read lock 0, which stops
+   * every back-fill until it ends: either way our commit is the only restart that can happen here,
+   * and a changed header afterwards is the WAL that directly follows the one we copied.
+   */
+  async #attach(): Promise<void> {
+    const db = this.#db!;
+    if (!this.#state) this.#state = await this.#loadState();
+    // Most of the catch-up before the lock, so the application waits only for what it commits
+    // meanwhile (a WAL grown large while we were down would hold it off for seconds): frames that
+    // continue ours (our salts, the checksum chain, up to a commit) are the old WAL's own, whatever
+    // happened to the WAL since, and the copy is checked again in the shadow because nothing pins
+    // the WAL yet. The check under the lock below decides whether they continue the generation.
+    if (this.#state && fs.existsSync(this.shadowWalPath(this.#state.generation, this.#state.index))) {
+      if (await this.#copy({ recheck: true, onlyIndexed: true })) this.#notify();
+    }
+    db.exec("BEGIN IMMEDIATE");
+    let header: Buffer | undefined;
+    try {
+      const size = (await stat(this.walPath).catch(() => undefined))?.size ?? 0;
+      if (this.#state && size >= WAL_HEADER_SIZE) {
+        const realHeader = await readRange(this.walPath, 0, WAL_HEADER_SIZE);
+        // A new generation's WAL is copied after our commit, pinned by the read transaction (a WAL
+        // written back in full is in the database file, which its snapshot reads).
+        if (await this.#verifyAndCopyUnlocked(realHeader, size, { deferNewGeneration: true })) this.#notify();
+        header = Buffer.from(this.#state.header);
+      }
+      db.exec(
+        "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);" +
+          "CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
+      );
+      this.#bumpSeq();
+      this.#beginRead();
+      db.exec("COMMIT");
+    } catch (err) {
+      if (db.inTransaction) db.exec("ROLLBACK");
+      this.#endRead();
+      throw err;
+    }
+    this.#attached = true;
+    if (header) {
+      const now = await readRange(this.walPath, 0, WAL_HEADER_SIZE);
+      if (Buffer.compare(now, header) !== 0) {
+        await this.#startIndex(now);
+        await this.#copy();
+        this.#notify();
+      }
+    }
   }
 
   #beginRead(): void {
     const rtx = this.#rtx!;
     if (rtx.inTransaction) return;
     rtx.exec("BEGIN");
-    rtx.prepare("SELECT COUNT(1) FROM _litestream_seq").get();
+    rtx.prepare("SELECT COUNT(1) FROM sqlite_master").get();
   }
 
   #endRead(): void {
@@ -506,7 +632,13 @@ export class Db {
     if (real.length !== F || Buffer.compare(real, mine) !== 0) {
       return { reason: "wal overwritten by another process" };
     }
-    return sameHeader ? {} : { restart: true };
+    if (sameHeader) return {};
+    // Our last frame survived, but only the WAL that directly follows ours starts where we left off:
+    // with a WAL in between (written back, then overwritten) its frames are lost to the shadow.
+    if (!followsWal(parseWalHeader(s.header), parseWalHeader(realHeader))) {
+      return { reason: "wal restarted more than once by another process" };
+    }
+    return { restart: true };
   }
 
   async #verifyAndCopy(): Promise<boolean> {
@@ -529,12 +661,19 @@ export class Db {
     return this.#verifyAndCopyUnlocked(realHeader, (await stat(this.walPath)).size);
   }
 
-  async #verifyAndCopyUnlocked(realHeader: Buffer, realSize: number): Promise<boolean> {
-    const { reason, restart } = await this.#verify(realHeader, realSize);
+  async #verifyAndCopyUnlocked(
+    realHeader: Buffer,
+    realSize: number,
+    opts: { deferNewGeneration?: boolean } = {},
+  ): Promise<boolean> {
+    let { reason, restart } = await this.#verify(realHeader, realSize);
     this.#testHooks?.afterVerify?.();
+    if (restart && !(await this.#tailInDatabase(realHeader))) {
+      reason = "wal restarted with frames after ours that the database does not hold";
+    }
     if (reason) {
       await this.#newGeneration(reason, realHeader);
-      await this.#copy();
+      if (!opts.deferNewGeneration) await this.#copy();
       return true;
     }
     let changed = await this.#copy();
@@ -545,6 +684,77 @@ export class Db {
       changed = true;
     }
     return changed;
+  }
+
+  /**
+   * After the WAL restarted: whether the old WAL's frames past ours were committed. The wal-index now
+   * describes the new WAL and cannot say, but SQLite restarts a WAL only once it is written back in
+   * full, so its committed frames are in the database file, while a transaction a writer wrote and
+   * never published (sqlite/wal-index.ts) is not. So the latest version of every page in those frames
+   * must be the database file's page. A page the new WAL also holds may have been written back from
+   * it since, and proves nothing either way: it is skipped. (So a never-published transaction is
+   * recognized by any page it changed that the new WAL did not; one whose pages the new WAL all
+   * rewrote and wrote back would pass. That takes a writer killed between its commit frame and the
+   * wal-index, our copy reaching exactly its start, and the WAL restarted before anyone wrote after it.)
+   */
+  async #tailInDatabase(realHeader: Uint8Array): Promise<boolean> {
+    const s = this.#state!;
+    const hdr = parseWalHeader(s.header);
+    const ps = hdr.pageSize;
+    const F = frameSize(ps);
+    const real = await open(this.walPath, "r");
+    const dbf = await this.#dbFile();
+    try {
+      const buf = this.#copyBuffer(Math.max(1, Math.floor(COPY_CHUNK_BYTES / F)) * F);
+      // Pages of the new WAL (any valid frame of it, committed or not).
+      const cur = parseWalHeader(realHeader);
+      const inNew = new Set<number>();
+      let seed: [number, number] = [cur.checksum1, cur.checksum2];
+      for (let offset = WAL_HEADER_SIZE; ; ) {
+        const { bytesRead } = await real.read(buf, 0, buf.length, offset);
+        const whole = bytesRead - (bytesRead % F);
+        if (whole === 0) break;
+        const scan = scanFrames(buf.subarray(0, whole), chainFrom(cur, seed, offset));
+        for (let p = 0; offset + p < scan.validEnd; p += F) inNew.add(buf.readUInt32BE(p));
+        if (scan.validEnd < offset + whole) break;
+        offset += whole;
+        seed = [buf.readUInt32BE(whole - F + 16), buf.readUInt32BE(whole - F + 20)];
+      }
+      // Where each page's latest frame is, per chunk, up to the last commit found so far.
+      const latest = new Map<number, number>();
+      const pending = new Map<number, number>();
+      let pages = 0;
+      let offset = s.size;
+      seed = s.checksum;
+      for (;;) {
+        const { bytesRead } = await real.read(buf, 0, buf.length, offset);
+        const whole = bytesRead - (bytesRead % F);
+        if (whole === 0) break;
+        const scan = scanFrames(buf.subarray(0, whole), chainFrom(hdr, seed, offset));
+        for (let p = 0; offset + p < scan.validEnd; p += F) {
+          pending.set(buf.readUInt32BE(p), offset + p + 24);
+          if (offset + p + F <= scan.lastCommitEnd && buf.readUInt32BE(p + 4) !== 0) {
+            for (const [pg, at] of pending) latest.set(pg, at);
+            pending.clear();
+            pages = buf.readUInt32BE(p + 4);
+          }
+        }
+        if (scan.validEnd < offset + whole) break;
+        offset += whole;
+        seed = [buf.readUInt32BE(whole - F + 16), buf.readUInt32BE(whole - F + 20)];
+      }
+      const a = Buffer.alloc(ps);
+      const b = Buffer.alloc(ps);
+      for (const [pgno, at] of latest) {
+        if (pgno > pages || inNew.has(pgno)) continue; // cut off by the last commit; or inconclusive
+        await real.read(a, 0, ps, at);
+        const { bytesRead } = await dbf.read(b, 0, ps, (pgno - 1) * ps);
+        if (bytesRead !== ps || !a.equals(b)) return false;
+      }
+      return true;
+    } finally {
+      await real.close();
+    }
   }
 
   /** Runs `fn` holding SQLite's write lock on our connection (BEGIN IMMEDIATE ... COMMIT). */
@@ -606,14 +816,26 @@ export class Db {
   /**
    * Appends the real WAL's new committed frames (same salts, checksums chaining) to the current
    * shadow file. Two passes in bounded memory: scan for the last commit, then copy bytes up to it.
+   * The second pass re-reads the WAL, which is safe while our read transaction or the write lock
+   * pins it; with `recheck` (nothing pins it), the appended bytes are verified in the shadow and cut
+   * off again if the WAL changed between the passes. With `onlyIndexed`, nothing is copied unless the
+   * wal-index describes this WAL (and so bounds the copy to what SQLite committed).
    */
-  async #copy(): Promise<boolean> {
+  async #copy(opts: { recheck?: boolean; onlyIndexed?: boolean } = {}): Promise<boolean> {
     const s = this.#state!;
     const hdr = parseWalHeader(s.header);
     const F = frameSize(hdr.pageSize);
     const commits: CommitRecord[] = [];
     let end = s.size;
     let checksum = s.checksum;
+    // Only what SQLite counts as committed: a transaction whose writer died before publishing it in
+    // the wal-index is complete in the file but not committed, and is written over next (see
+    // sqlite/wal-index.ts). The wal-index bounds the copy when it describes this WAL.
+    const idx = await this.#walIndex();
+    const indexed = idx?.salts.equals(Buffer.from(s.header.subarray(16, 24))) === true;
+    // Without that bound (the WAL has moved on), frames past ours need other proof (#tailInDatabase).
+    if (!indexed && opts.onlyIndexed) return false;
+    const committed = indexed ? WAL_HEADER_SIZE + idx!.mxFrame * F : Number.POSITIVE_INFINITY;
     const real = await open(this.walPath, "r");
     try {
       const chunkFrames = Math.max(1, Math.floor(COPY_CHUNK_BYTES / F));
@@ -621,19 +843,14 @@ export class Db {
       let offset = s.size;
       let seed = s.checksum;
       for (;;) {
-        const { bytesRead } = await real.read(buf, 0, buf.length, offset);
+        const want = Math.min(buf.length, committed - offset);
+        if (want <= 0) break;
+        const { bytesRead } = await real.read(buf, 0, want, offset);
         // Stamped after the read returned: every commit it saw happened no later than this.
         const seenAt = Date.now();
         const whole = bytesRead - (bytesRead % F);
         if (whole === 0) break;
-        const scan = scanFrames(buf.subarray(0, whole), {
-          pageSize: hdr.pageSize,
-          bigEndian: hdr.bigEndianChecksums,
-          salt1: hdr.salt1,
-          salt2: hdr.salt2,
-          seed,
-          startOffset: offset,
-        });
+        const scan = scanFrames(buf.subarray(0, whole), chainFrom(hdr, seed, offset));
         for (const c of scan.commits)
           commits.push({ generation: s.generation, index: s.index, end: c.end, time: seenAt });
         if (scan.lastCommitEnd > end) {
@@ -646,7 +863,12 @@ export class Db {
         seed = [buf.readUInt32BE(whole - F + 16), buf.readUInt32BE(whole - F + 20)];
       }
       if (end === s.size) return false;
-      await appendRange(real, this.shadowWalPath(s.generation, s.index), s.size, end, buf);
+      const shadowFile = this.shadowWalPath(s.generation, s.index);
+      await appendRange(real, shadowFile, s.size, end, buf);
+      if (opts.recheck && !(await this.#appendedIntact(shadowFile, end, checksum, buf))) {
+        await fs.promises.truncate(shadowFile, s.size);
+        return false;
+      }
     } finally {
       await real.close();
     }
@@ -655,6 +877,38 @@ export class Db {
     s.checksum = checksum;
     if (commits.length > 0) for (const fn of this.#commitListeners) fn(commits);
     return true;
+  }
+
+  /** Whether the shadow's bytes from the committed size to `end` are frames that chain to `checksum` there. */
+  async #appendedIntact(
+    file: string,
+    end: number,
+    checksum: [number, number],
+    buf: Buffer,
+  ): Promise<boolean> {
+    const s = this.#state!;
+    const hdr = parseWalHeader(s.header);
+    const F = frameSize(hdr.pageSize);
+    const fh = await open(file, "r");
+    try {
+      let offset = s.size;
+      let seed = s.checksum;
+      let last = { end: s.size, checksum: s.checksum };
+      while (offset < end) {
+        const n = Math.min(buf.length - (buf.length % F), end - offset);
+        const { bytesRead } = await fh.read(buf, 0, n, offset);
+        if (bytesRead !== n) return false;
+        const scan = scanFrames(buf.subarray(0, n), chainFrom(hdr, seed, offset));
+        if (scan.validEnd < offset + n) return false;
+        if (scan.lastCommitEnd > last.end)
+          last = { end: scan.lastCommitEnd, checksum: scan.lastCommitChecksum };
+        offset += n;
+        seed = [buf.readUInt32BE(n - F + 16), buf.readUInt32BE(n - F + 20)];
+      }
+      return last.end === end && last.checksum[0] === checksum[0] && last.checksum[1] === checksum[1];
+    } finally {
+      await fh.close();
+    }
   }
 
   // --- checkpoints -------------------------------------------------------------------------------
@@ -730,6 +984,7 @@ export class Db {
       // either way every old frame was copied above.
       db.exec("COMMIT");
       locked = false;
+      this.#testHooks?.afterBackfill?.();
       if (mode === "TRUNCATE") db.pragma("journal_size_limit = 0");
       db.exec("BEGIN IMMEDIATE");
       locked = true;
@@ -740,7 +995,15 @@ export class Db {
       this.#beginRead();
       m.count++;
       const realHeader = await readRange(this.walPath, 0, WAL_HEADER_SIZE);
-      if (Buffer.compare(realHeader, headerBefore) !== 0) await this.#startIndex(realHeader);
+      if (Buffer.compare(realHeader, headerBefore) !== 0) {
+        // Restarted by our write or by the application's in the gap; had the application also
+        // written that WAL back and restarted it again, the WAL in between is lost to the shadow.
+        if (followsWal(parseWalHeader(headerBefore), parseWalHeader(realHeader))) {
+          await this.#startIndex(realHeader);
+        } else {
+          await this.#newGeneration("wal restarted more than once during our checkpoint", realHeader);
+        }
+      }
       await this.#copy();
       this.#log.debug({ mode, complete }, "checkpoint");
     } catch (err) {
@@ -845,6 +1108,18 @@ export class Db {
     clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);
   }
+}
+
+/** scanFrames options for frames of the WAL with header `hdr`, chaining from `seed` at `offset`. */
+function chainFrom(hdr: WalHeader, seed: [number, number], offset: number) {
+  return {
+    pageSize: hdr.pageSize,
+    bigEndian: hdr.bigEndianChecksums,
+    salt1: hdr.salt1,
+    salt2: hdr.salt2,
+    seed,
+    startOffset: offset,
+  };
 }
 
 // --- small file helpers ----------------------------------------------------------------------------

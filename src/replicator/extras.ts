@@ -3,6 +3,7 @@
  * reads them): the commit times of each segment and the exact position of each snapshot.
  */
 import { isNotFound } from "../shared/errors.ts";
+import { hex8 } from "../shared/format.ts";
 import type { ReplicaClient } from "./storage/client.ts";
 
 /** Commit times of the transactions in one segment: `[endOffset, unixMillis]` pairs. */
@@ -17,10 +18,16 @@ export interface SnapshotMetaDoc {
   index: number;
   offset: number;
   time: number;
+  /**
+   * True when the snapshot is the database exactly at (index, offset) and needs none of the WAL
+   * (snapshot-image.ts). Absent on snapshots of earlier builds: those are the database file as it
+   * was read, consistent only with their index's WAL applied at least up to `offset`.
+   */
+  exact?: boolean;
 }
 
 export function snapshotMetaKey(generation: string, index: number): string {
-  return `walship/generations/${generation}/snapshots/${index.toString(16).padStart(8, "0")}.json`;
+  return `walship/generations/${generation}/snapshots/${hex8(index)}.json`;
 }
 
 export function encodeJson(doc: unknown): Uint8Array {

@@ -9,6 +9,7 @@
  * never looks.
  */
 import path from "node:path";
+import { hex8 } from "../shared/format.ts";
 
 const GEN_RE = /^[0-9a-f]{16}$/;
 const SNAPSHOT_RE = /^([0-9a-f]{8})\.snapshot\.lz4$/;
@@ -17,10 +18,6 @@ const SHADOW_RE = /^([0-9a-f]{8})\.wal$/;
 
 export function isGenerationName(s: string): boolean {
   return GEN_RE.test(s);
-}
-
-export function hex8(n: number): string {
-  return n.toString(16).padStart(8, "0");
 }
 
 export function snapshotName(index: number): string {

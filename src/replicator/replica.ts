@@ -5,9 +5,11 @@
  * point-in-time restore precise to the transaction.
  */
 import { createReadStream } from "node:fs";
-import { open, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
+import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
+import { hex8 } from "../shared/format.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import type { CommitRecord, Db } from "./db.ts";
 import { type CommitTimesDoc, encodeJson, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
@@ -27,11 +29,13 @@ const MAX_PENDING_COMMITS = 200_000;
 
 export interface ReplicaOptions {
   name: string;
+  /** Ship the shadow WAL this often. Default DEFAULT_SYNC_INTERVAL_MS (1 s). */
   syncIntervalMs?: number;
   /** Take a snapshot this often; undefined = only when a generation has none (and for retention). */
   snapshotIntervalMs?: number;
-  /** Keep snapshots (and the WAL after them) this long; 0 disables retention. */
+  /** Keep snapshots (and the WAL after them) this long; 0 disables retention. Default 24 h. */
   retentionMs?: number;
+  /** Run retention this often; 0 = never. Default DEFAULT_RETENTION_CHECK_INTERVAL_MS (1 h). */
   retentionCheckIntervalMs?: number;
   /** Validate the destination this often (restore at a pinned position and compare); undefined = off. */
   validationIntervalMs?: number;
@@ -110,7 +114,8 @@ export class Replica {
     this.validationIntervalMs = opts.validationIntervalMs;
     this.#log = (opts.log ?? nullLogger()).child({ replica: this.name });
     this.#unsubscribe = db.onCommits((c) => {
-      this.#pending.push(...c);
+      // One by one: a copy after a long downtime can see more commits than a call takes arguments.
+      for (const commit of c) this.#pending.push(commit);
       // Bounded: while a destination is down for long, the oldest times are dropped and those
       // segments fall back to their object time at restore.
       if (this.#pending.length > MAX_PENDING_COMMITS)
@@ -165,6 +170,9 @@ export class Replica {
 
   async #syncLoop(signal: AbortSignal): Promise<void> {
     let backoff = this.syncIntervalMs;
+    // One listener for the loop's whole life: a promise per iteration would leave one listener
+    // behind on the signal at every sync (it settles only on abort).
+    const aborted = abortPromise(signal);
     while (!signal.aborted) {
       const changed = this.db.changed();
       const started = Date.now();
@@ -180,7 +188,7 @@ export class Replica {
       }
       // Wait for a change; syncs start at most once per sync-interval, counted from the previous
       // start (a ticker, as in Litestream), not from its end.
-      await Promise.race([changed, abortPromise(signal)]);
+      await Promise.race([changed, aborted]);
       const wait = started + this.syncIntervalMs - Date.now();
       if (wait > 0) await sleep(wait, undefined, { signal }).catch(() => undefined);
     }
@@ -292,6 +300,9 @@ export class Replica {
     }
     let pos: Pos = this.#pos;
     for (;;) {
+      // Read before the file's size: the shadow's committed end only grows, and a later index means
+      // this one was closed whole.
+      const latest = this.db.pos();
       const file = this.db.shadowWalPath(pos.generation, pos.index);
       const size = await stat(file).then(
         (s) => s.size,
@@ -303,13 +314,16 @@ export class Replica {
         }
         break;
       }
-      if (size > pos.offset) {
-        await this.#uploadSegment(pos, size, signal);
-        pos = { ...pos, offset: size };
+      // The current index may be seen mid-append, its size inside a frame (the kernel extends the file
+      // page by page as it copies): upload only up to the last commit the Db has finished copying.
+      const current = latest && latest.generation === pos.generation && latest.index === pos.index;
+      const upTo = current ? Math.min(size, latest.offset) : size;
+      if (upTo > pos.offset) {
+        await this.#uploadSegment(pos, upTo, signal);
+        pos = { ...pos, offset: upTo };
         this.#pos = pos;
         continue;
       }
-      const latest = this.db.pos();
       if (latest && latest.generation === pos.generation && pos.index < latest.index) {
         pos = { generation: pos.generation, index: pos.index + 1, offset: 0 };
         this.#pos = pos;
@@ -404,18 +418,21 @@ export class Replica {
         skipped = true;
         return existing;
       }
-      // The record goes first, stamped now: the file about to be read holds nothing newer than `pos`,
-      // every commit stamped so far is at or before it, and a reader that finds the snapshot always
-      // finds its record (never falling back to the later object time for a moment).
-      const meta: SnapshotMetaDoc = { v: 1, index: pos.index, offset: pos.offset, time: Date.now() };
+      // The record goes first, stamped now: the snapshot is the database exactly at `pos`, every
+      // commit stamped so far is at or before it, and a reader that finds the snapshot always finds
+      // its record (never falling back to the later object time for a moment).
+      const meta: SnapshotMetaDoc = {
+        v: 1,
+        index: pos.index,
+        offset: pos.offset,
+        time: Date.now(),
+        exact: true,
+      };
       await this.client.putExtra(snapshotMetaKey(pos.generation, pos.index), encodeJson(meta), { signal });
-      const fh = await open(this.db.path, "r");
-      try {
-        const body = fh.createReadStream({ autoClose: false }).pipe(createLz4Encoder());
-        return await this.client.writeSnapshot(pos.generation, pos.index, body, { signal });
-      } finally {
-        await fh.close();
-      }
+      // Not the file as it is: checkpoints may write frames back into it while it is read (see
+      // snapshot-image.ts); the pages of the index's frames up to `pos` are taken from the shadow.
+      const body = Readable.from(this.db.imageAt(pos)).pipe(createLz4Encoder());
+      return await this.client.writeSnapshot(pos.generation, pos.index, body, { signal });
     });
     this.#lastSnapshotAt = new Date();
     this.#lastSnapshotIndex = info.index;
@@ -429,7 +446,7 @@ export class Replica {
     this.metrics.snapshotCount++;
     this.#log.info(
       {
-        position: `${info.generation}/${info.index.toString(16).padStart(8, "0")}`,
+        position: `${info.generation}/${hex8(info.index)}`,
         size: info.size,
         elapsedMs: Math.round(performance.now() - started),
       },

@@ -19,14 +19,16 @@ import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
+import { hex8 } from "../shared/format.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
-import { type CommitTimesDoc, readCommitTimes, readSnapshotMeta } from "./extras.ts";
-import { hex8, keys } from "./layout.ts";
+import { type CommitTimesDoc, readCommitTimes, readSnapshotMeta, type SnapshotMetaDoc } from "./extras.ts";
+import { keys } from "./layout.ts";
 import { Lz4FrameDecoder } from "./lz4.ts";
 import { FileWriter, offThreadPages } from "./sqlite/file-writer.ts";
+import { WAL_HEADER_SIZE } from "./sqlite/wal.ts";
 import { dbHeaderPageSize, WalApplier } from "./sqlite/wal-apply.ts";
 import type { ReplicaClient } from "./storage/client.ts";
-import type { SnapshotInfo, WalSegmentInfo } from "./types.ts";
+import { type SnapshotInfo, timeSpan, type WalSegmentInfo } from "./types.ts";
 
 export const DEFAULT_RESTORE_PARALLELISM = 8;
 
@@ -63,6 +65,11 @@ export interface RestorePlan {
   timeRule: TimeRule;
   /** Commit time of the last transaction restored, when known. */
   lastCommitTime?: Date;
+  /**
+   * Where in its index the snapshot was taken, for a snapshot of an earlier Walship build: its file
+   * is a consistent state only with that index's WAL applied at least that far.
+   */
+  snapshotOffset?: number;
 }
 
 export interface RestoreProgress {
@@ -120,7 +127,10 @@ export async function planRestore(
   let best: Candidate | undefined;
   let oldest: number | undefined;
   const live: Candidate[] = [];
+  const all: Candidate[] = [];
   const withoutSnapshot: string[] = [];
+  /** Generations whose only snapshots are missing their WAL. */
+  const unusable: string[] = [];
   for (const named of clients) {
     if (target.replica && named.name !== target.replica) continue;
     const gens = await named.client.generations({ signal });
@@ -134,23 +144,38 @@ export async function planRestore(
         if (segments.length > 0) withoutSnapshot.push(`${named.name}/${generation}`);
         continue;
       }
-      const times = [...snapshots, ...segments].map((o) => o.createdAt.getTime());
+      const span = timeSpan(snapshots, segments)!;
       const c: Candidate = {
         named,
         generation,
         snapshots,
         segments,
-        createdAt: Math.min(...times),
-        updatedAt: Math.max(...times),
+        createdAt: span.start,
+        updatedAt: span.end,
       };
       oldest = Math.min(oldest ?? c.createdAt, c.createdAt);
       if (T !== undefined) {
         // The generation that was live at T: the latest one started at or before it.
         if (c.createdAt > T) continue;
         live.push(c);
-      } else if (!best || c.updatedAt > best.updatedAt) {
-        best = c;
+      } else {
+        all.push(c);
       }
+    }
+  }
+  const metas = new MetaCache(signal);
+  if (T === undefined) {
+    // The most recently updated generation with a snapshot it can be restored from.
+    all.sort((a, b) => b.updatedAt - a.updatedAt);
+    for (const c of all) {
+      if (
+        target.index !== undefined ||
+        (await metas.usableOf(c.named.client, c.generation, c.snapshots, c.segments))
+      ) {
+        best = c;
+        break;
+      }
+      unusable.push(`${c.named.name}/${c.generation}`);
     }
   }
   if (T !== undefined) {
@@ -158,8 +183,8 @@ export async function planRestore(
     // snapshot came after T, the one before it still holds T.
     live.sort((a, b) => b.createdAt - a.createdAt);
     for (const c of live) {
-      const first = await snapshotTime(c.named.client, c.generation, c.snapshots[0]!, signal);
-      if (first <= T) {
+      const first = await snapshotTime(metas, c.named.client, c.generation, c.snapshots[0]!);
+      if (first <= T && (await metas.usableOf(c.named.client, c.generation, c.snapshots, c.segments))) {
         best = c;
         break;
       }
@@ -179,6 +204,13 @@ export async function planRestore(
       { details: { generations: withoutSnapshot } },
     );
   }
+  if (!best && unusable.length > 0) {
+    throw new WalshipError(
+      ErrorCodes.RESTORE,
+      `restore: no matching backups found: generation ${unusable.join(", ")} has only snapshots whose WAL never landed (taken inside a WAL index, they are not consistent without it)`,
+      { details: { generations: unusable } },
+    );
+  }
   if (!best) return undefined;
   const { named, generation } = best;
   const client = named.client;
@@ -191,8 +223,16 @@ export async function planRestore(
       ? new Set(await client.listExtras(keys.walshipGeneration(generation), { signal }))
       : new Set<string>();
   const walshipGen = [...extras].some((k) => k.includes("/commits/"));
+  const usable = (s: SnapshotInfo) => metas.usable(client, generation, s, best.segments);
   if (target.index !== undefined) {
-    snapshot = best.snapshots.filter((s) => s.index <= target.index!).at(-1);
+    // A snapshot in the target's own index must have been taken at or before the target offset: it
+    // holds the database at its position, which applying the frames up to the target cannot undo.
+    for (const s of best.snapshots) {
+      if (s.index > target.index) break;
+      const at = (await metas.get(client, generation, s))?.offset ?? 0;
+      if (s.index === target.index && target.offset !== undefined && at > target.offset) break;
+      if (await usable(s)) snapshot = s;
+    }
     if (!snapshot) {
       throw new WalshipError(
         ErrorCodes.RESTORE,
@@ -202,7 +242,7 @@ export async function planRestore(
   } else if (T !== undefined) {
     timeRule = walshipGen ? "commit-times" : "object-times";
     for (const s of best.snapshots) {
-      if ((await snapshotTime(client, generation, s, signal)) <= T) snapshot = s;
+      if ((await snapshotTime(metas, client, generation, s)) <= T && (await usable(s))) snapshot = s;
     }
     if (!snapshot) {
       const first = best.snapshots[0]!;
@@ -213,8 +253,11 @@ export async function planRestore(
       );
     }
   } else {
-    snapshot = best.snapshots.at(-1)!;
+    for (const s of best.snapshots) if (await usable(s)) snapshot = s;
+    snapshot ??= best.snapshots.at(-1)!;
   }
+  const snapMeta = await metas.get(client, generation, snapshot);
+  const snapshotOffset = needsWal(snapMeta) ? snapMeta!.offset : undefined;
 
   // Segments from the snapshot's index on; anything below it is not needed and is ignored.
   let segments = best.segments.filter((s) => s.index >= snapshot.index);
@@ -268,7 +311,64 @@ export async function planRestore(
     ...(cut ? { cut } : {}),
     timeRule,
     ...(lastCommitTime !== undefined ? { lastCommitTime: new Date(lastCommitTime) } : {}),
+    ...(snapshotOffset !== undefined ? { snapshotOffset } : {}),
   };
+}
+
+/**
+ * Whether a snapshot needs its index's WAL up to its offset: one of an earlier Walship build taken
+ * inside its index (the database file as it was read, see snapshot-image.ts). Exact snapshots and
+ * Litestream's (no record) are used as they are.
+ */
+function needsWal(meta: SnapshotMetaDoc | undefined): boolean {
+  return meta !== undefined && meta.exact !== true && meta.offset > WAL_HEADER_SIZE;
+}
+
+/**
+ * Walship's record of each snapshot's position (read once per restore), and whether a snapshot can
+ * be used: one that needs its index's WAL (needsWal) and whose WAL never landed (its replicator died
+ * between the two) is passed over.
+ */
+class MetaCache {
+  readonly #docs = new Map<string, Promise<SnapshotMetaDoc | undefined>>();
+  readonly #signal: AbortSignal | undefined;
+
+  constructor(signal: AbortSignal | undefined) {
+    this.#signal = signal;
+  }
+
+  get(client: ReplicaClient, generation: string, s: SnapshotInfo): Promise<SnapshotMetaDoc | undefined> {
+    const key = `${client.location}/${generation}/${s.index}`;
+    let p = this.#docs.get(key);
+    if (!p) {
+      p = readSnapshotMeta(client, generation, s.index, this.#signal);
+      this.#docs.set(key, p);
+    }
+    return p;
+  }
+
+  async usable(
+    client: ReplicaClient,
+    generation: string,
+    s: SnapshotInfo,
+    segments: WalSegmentInfo[],
+  ): Promise<boolean> {
+    const meta = await this.get(client, generation, s);
+    return !needsWal(meta) || segments.some((seg) => seg.index === s.index);
+  }
+
+  /** Whether any of a generation's snapshots is usable (newest first: usually the first answers). */
+  async usableOf(
+    client: ReplicaClient,
+    generation: string,
+    snapshots: SnapshotInfo[],
+    segments: WalSegmentInfo[],
+  ): Promise<boolean> {
+    for (let i = snapshots.length - 1; i >= 0; i--) {
+      if (await this.usable(client, generation, snapshots[i]!, segments)) return true;
+    }
+    return false;
+  }
 }
 
 /** Commit-time documents read ahead of the one being looked at, when restoring to a time. */
@@ -276,13 +376,12 @@ const COMMIT_DOCS_AHEAD = 16;
 
 /** When a snapshot's state was taken: Walship records it beside the layout; otherwise the object time. */
 async function snapshotTime(
+  metas: MetaCache,
   client: ReplicaClient,
   generation: string,
   s: SnapshotInfo,
-  signal?: AbortSignal,
 ): Promise<number> {
-  const meta = await readSnapshotMeta(client, generation, s.index, signal);
-  return meta?.time ?? s.createdAt.getTime();
+  return (await metas.get(client, generation, s))?.time ?? s.createdAt.getTime();
 }
 
 /** Every index from the snapshot's to the last one must be there, each starting at offset 0. */
@@ -424,6 +523,8 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
     const dec = new Lz4FrameDecoder({ borrowOutput: true });
     let restoredIndex = plan.snapshot.index;
     let restoredEnd = 0;
+    /** How far the snapshot's own index was applied. */
+    let snapshotIndexEnd = 0;
     let indexes = 0;
     for (let i = 0; i < plan.segments.length; ) {
       const index = plan.segments[i]!.index;
@@ -476,9 +577,17 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
       dbSize = applied.dbSize;
       restoredIndex = index;
       restoredEnd = applied.end;
+      if (index === plan.snapshot.index) snapshotIndexEnd = applied.end;
       indexes++;
     }
     await w.drain();
+    if (plan.snapshotOffset !== undefined && snapshotIndexEnd < plan.snapshotOffset) {
+      throw new WalshipError(
+        ErrorCodes.RESTORE,
+        `restore: snapshot ${snapName} was taken at offset ${plan.snapshotOffset} of its WAL index, and the WAL of that index here ends at ${snapshotIndexEnd}: the snapshot is not a consistent state without it (its replicator stopped between the two, or the target is before the snapshot)`,
+        { details: { object: snapName, offset: plan.snapshotOffset, walEnd: snapshotIndexEnd } },
+      );
+    }
     log.info({ indexes, segments: plan.segments.length }, "wal applied");
 
     // 3. Verify before the file may take the database's name. The file was written with plain

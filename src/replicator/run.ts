@@ -6,18 +6,24 @@ import { readFile, rm } from "node:fs/promises";
 import { describeError, ErrorCodes, hasCode, WalshipError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Config } from "./config.ts";
+import { createReplicaClient } from "./config.ts";
 import { Db } from "./db.ts";
 import { shadow } from "./layout.ts";
 import { Replica } from "./replica.ts";
-import { createReplicaClient } from "./storage/index.ts";
 import type { SealedReplicaClient } from "./storage/sealed.ts";
+
+/** How long the final sync at shutdown may take when the config does not say (`shutdown-sync-timeout`). */
+export const DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS = 10_000;
 
 export interface Replication {
   dbs: Db[];
   replicas: Replica[];
   /** Resolves when every loop has ended (after `stop`). */
   done: Promise<void>;
-  /** Stops the loops, runs one final sync of every database and destination, closes the databases. */
+  /**
+   * Stops the loops, runs one final sync of every database and destination (for at most
+   * `finalSyncTimeoutMs`, default DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS), closes the databases.
+   */
   stop(opts?: { finalSyncTimeoutMs?: number }): Promise<void>;
 }
 
@@ -35,7 +41,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
       minCheckpointPageCount: dc.minCheckpointPageCount,
       maxCheckpointPageCount: dc.maxCheckpointPageCount,
       truncatePageCount: dc.truncatePageCount,
-      ...(dc.busyTimeoutMs !== undefined ? { busyTimeoutMs: dc.busyTimeoutMs } : {}),
+      busyTimeoutMs: dc.busyTimeoutMs,
       log,
     });
     dbs.push(db);
@@ -52,7 +58,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
         log: log.child({ db: db.path }),
       });
       replicas.push(replica);
-      if (rc.retentionMs > 0) retaining.push(replica);
+      if (replica.retentionMs > 0) retaining.push(replica);
       log.info(
         {
           db: db.path,
@@ -60,7 +66,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
           type: rc.type,
           location: client.location,
           encryption: rc.age ? "age" : "none",
-          syncIntervalMs: rc.syncIntervalMs,
+          syncIntervalMs: replica.syncIntervalMs,
         },
         "replicating to",
       );
@@ -100,7 +106,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
         }),
       );
     })();
-    const timeout = opts.finalSyncTimeoutMs ?? 10_000;
+    const timeout = opts.finalSyncTimeoutMs ?? DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
       final.then(() => false),

@@ -11,9 +11,16 @@
  * listing behind the recoverability window is cached (window.ts).
  */
 import { stat } from "node:fs/promises";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
+import {
+  type HttpServer,
+  healthz,
+  JSON_TYPE,
+  type Route,
+  send,
+  serveHttp,
+  splitListenAddr,
+} from "../shared/http.ts";
 import type { Logger } from "../shared/log.ts";
 import {
   type DatabaseStatus,
@@ -47,25 +54,19 @@ export interface ServerOptions {
   windowWaitMs?: number;
 }
 
-export interface ReplicatorServer {
-  /** Where the server can be reached, e.g. `http://127.0.0.1:9090` (a wildcard address is given as loopback). */
-  url: string;
-  close(): Promise<void>;
-}
+export type ReplicatorServer = HttpServer;
 
 /** Splits `:9090`, `host:9090` or `[::1]:9090`. An empty host means every interface. */
 export function parseListenAddr(addr: string): { host: string | undefined; port: number } {
-  const m = /^(\[[^\]]*\]|[^:[\]]*):(\d{1,5})$/.exec(addr);
-  const port = m ? Number(m[2]) : Number.NaN;
-  if (!m || port > 65535) {
+  const where = splitListenAddr(addr);
+  if (!where) {
     throw new WalshipError(
       ErrorCodes.CONFIG,
       `parse listen address: ${JSON.stringify(addr)} is not host:port or :port (e.g. ":9090")`,
       { details: { path: "addr" } },
     );
   }
-  const host = m[1]!.replace(/^\[(.*)\]$/, "$1");
-  return { host: host === "" ? undefined : host, port };
+  return where;
 }
 
 export async function startServer(
@@ -73,7 +74,7 @@ export async function startServer(
   replication: Replication,
   opts: ServerOptions,
 ): Promise<ReplicatorServer> {
-  const { host, port } = parseListenAddr(addr);
+  const where = parseListenAddr(addr);
   const log = opts.log.child({ component: "http" });
   const metrics = new ReplicatorMetrics({ version: opts.version });
   const windows = new RecoverabilityWindows({
@@ -83,8 +84,8 @@ export async function startServer(
   });
   const positions = new PositionMemory();
 
-  const routes: Record<string, (res: http.ServerResponse) => Promise<void>> = {
-    "/healthz": async (res) => send(res, 200, "text/plain; charset=utf-8", "ok\n"),
+  const routes: Record<string, Route> = {
+    "/healthz": healthz,
     "/readyz": async (res) => {
       const body = readiness(replication, positions);
       send(res, body.ready ? 200 : 503, JSON_TYPE, `${JSON.stringify(body)}\n`);
@@ -101,62 +102,23 @@ export async function startServer(
     },
   };
 
-  const server = http.createServer((req, res) => {
-    const pathname = new URL(req.url ?? "/", "http://localhost").pathname;
-    const route = routes[pathname];
-    if (!route) {
-      send(res, 404, "text/plain; charset=utf-8", "not found\n");
-      return;
-    }
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      res.setHeader("Allow", "GET, HEAD");
-      send(res, 405, "text/plain; charset=utf-8", "method not allowed\n");
-      return;
-    }
-    route(res).catch((err: unknown) => {
-      log.error({ path: pathname, err: describeError(err) }, "http request failed");
-      if (!res.headersSent) send(res, 500, "text/plain; charset=utf-8", `${describeError(err)}\n`);
-      else res.destroy();
+  let server: HttpServer;
+  try {
+    server = await serveHttp(where, routes, log);
+  } catch (err) {
+    throw new WalshipError(ErrorCodes.CONFIG, `listen ${addr}: ${describeError(err)}`, {
+      cause: err,
+      details: { path: "addr" },
     });
-  });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (err) =>
-      reject(
-        new WalshipError(ErrorCodes.CONFIG, `listen ${addr}: ${describeError(err)}`, {
-          cause: err,
-          details: { path: "addr" },
-        }),
-      ),
-    );
-    server.listen({ port, ...(host !== undefined ? { host } : {}) }, resolve);
-  });
-  const bound = server.address() as AddressInfo;
-  const url = `http://${urlHost(bound.address)}:${bound.port}`;
-  log.info({ addr, url }, "http server listening");
-
+  }
+  log.info({ addr, url: server.url }, "http server listening");
   return {
-    url,
+    url: server.url,
     close: async () => {
       windows.close();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await server.close();
     },
   };
-}
-
-const JSON_TYPE = "application/json; charset=utf-8";
-
-function send(res: http.ServerResponse, code: number, type: string, body: string): void {
-  res.writeHead(code, { "Content-Type": type, "Cache-Control": "no-store" });
-  res.end(body);
-}
-
-function urlHost(address: string): string {
-  if (address === "::" || address === "0.0.0.0") return "127.0.0.1";
-  return address.includes(":") ? `[${address}]` : address;
 }
 
 /**

@@ -10,7 +10,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { describe, it } from "node:test";
 import type { ReplicaClient } from "../../src/replicator/storage/client.ts";
-import { type ErrorCode, ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
+import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
+import { assertCode } from "../helpers/assert.ts";
 
 export interface ContractOptions {
   /**
@@ -676,15 +677,6 @@ export function replicaClientContract(
         }),
       );
     });
-  });
-}
-
-/** Asserts a promise rejects with a WalshipError of the given code. */
-export async function assertCode(p: Promise<unknown>, code: ErrorCode): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof WalshipError, `expected a WalshipError, got ${String(err)}`);
-    assert.equal(err.code, code, `wrong code for: ${err.message}`);
-    return true;
   });
 }
 

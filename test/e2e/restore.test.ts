@@ -372,17 +372,31 @@ describe("SqliteRestore (real node, helm-installed operator, MinIO)", { timeout:
     const p = await readyPod("app-0");
     const before = await rows(p);
     await apply(restoreObj("killed", { mode: "InPlace" }));
-    const jobPod = await waitFor(
-      async () => {
-        const r = await c.cp.request<{ items: PodLite[] }>(
-          "GET",
-          `/api/v1/namespaces/${NS}/pods?labelSelector=job-name%3Dkilled-restore`,
-        );
-        return r.body.items.find((x) => x.status?.phase === "Running");
-      },
-      { what: "the restore Job's pod running", timeoutMs: 120_000, intervalMs: 25 },
+    // A small restore finishes in well under a second, between two looks at the pod: hold it
+    // mid-restore by stopping MinIO (SIGSTOP) once the Job exists, so its pod is certainly running
+    // and certainly not done when it is deleted.
+    await waitFor(
+      async () => ((await restoreCr("killed")).status?.phase === "Restoring" ? true : undefined),
+      { what: "SqliteRestore killed in Restoring", timeoutMs: 180_000, intervalMs: 25 },
     );
-    await c.cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/${jobPod.metadata.name}`);
+    const server = minio.process;
+    assert.ok(server, "MinIO runs");
+    server.kill("SIGSTOP");
+    try {
+      const jobPod = await waitFor(
+        async () => {
+          const r = await c.cp.request<{ items: PodLite[] }>(
+            "GET",
+            `/api/v1/namespaces/${NS}/pods?labelSelector=job-name%3Dkilled-restore`,
+          );
+          return r.body.items.find((x) => x.status?.phase === "Running");
+        },
+        { what: "the restore Job's pod running", timeoutMs: 120_000, intervalMs: 100 },
+      );
+      await c.cp.request("DELETE", `/api/v1/namespaces/${NS}/pods/${jobPod.metadata.name}`);
+    } finally {
+      server.kill("SIGCONT");
+    }
     const done = await waitPhase("killed", ["Succeeded", "Failed"]);
     // Either the Job's next pod restored (the CLI only renames a checked file into place), or the
     // Job failed and the original was put back: both leave every row.

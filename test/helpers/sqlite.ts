@@ -144,3 +144,23 @@ export async function writeFor(w: Workload, ms: number, pauseMs = 15): Promise<v
     await new Promise((r) => setTimeout(r, pauseMs));
   }
 }
+
+/**
+ * An application database in WAL mode with autocheckpoint off (checkpoints happen only when a test
+ * says so) and one table of blobs; `insert(n, bytes)` commits n rows of random bytes in one
+ * transaction.
+ */
+export function blobApp(file: string): { app: Database.Database; insert(n: number, bytes?: number): void } {
+  const app = new Database(file);
+  app.pragma("journal_mode = WAL");
+  app.pragma("wal_autocheckpoint = 0");
+  app.exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB)");
+  const ins = app.prepare("INSERT INTO t (v) VALUES (randomblob(?))");
+  return {
+    app,
+    insert: (n, bytes = 3000) =>
+      app.transaction(() => {
+        for (let i = 0; i < n; i++) ins.run(bytes);
+      })(),
+  };
+}

@@ -1,6 +1,7 @@
 /** Runs the built CLI (bin/walship) the way users do. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -81,4 +82,44 @@ export function startReplicator(args: string[], opts: { env?: NodeJS.ProcessEnv 
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A setting's value as a config writes it. */
+type Value = string | number | boolean;
+
+/**
+ * The text of a config with one database and one file destination (`url: file://<replica>`), the
+ * tests' usual shape: `dbKeys` and `replicaKeys` are written as given (e.g. `monitor-interval: 50ms`);
+ * `top` is prepended (e.g. `addr: 127.0.0.1:9090`).
+ */
+export function fileReplicaConfig(
+  db: string,
+  replica: string,
+  opts: { dbKeys?: Record<string, Value>; replicaKeys?: Record<string, Value>; top?: string } = {},
+): string {
+  const keys = (o: Record<string, Value> | undefined, indent: string) =>
+    Object.entries(o ?? {})
+      .map(([k, v]) => `${indent}${k}: ${String(v)}\n`)
+      .join("");
+  return (
+    `${opts.top ? `${opts.top}\n` : ""}dbs:\n  - path: ${db}\n${keys(opts.dbKeys, "    ")}` +
+    `    replicas:\n      - url: file://${replica}\n${keys(opts.replicaKeys, "        ")}`
+  );
+}
+
+/** Writes a config as `<dir>/<file>` (walship.yml) and returns its path. */
+export function writeConfig(dir: string, text: string, file = "walship.yml"): string {
+  const cfg = path.join(dir, file);
+  writeFileSync(cfg, text);
+  return cfg;
+}
+
+/** Writes a config into `dir` and starts `walship replicate -config` on it. */
+export function replicate(
+  dir: string,
+  text: string,
+  opts: { env?: NodeJS.ProcessEnv; file?: string } = {},
+): { cfg: string; rep: Replicator } {
+  const cfg = writeConfig(dir, text, opts.file);
+  return { cfg, rep: startReplicator(["-config", cfg], opts.env ? { env: opts.env } : {}) };
 }

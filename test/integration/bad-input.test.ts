@@ -13,7 +13,7 @@ import { after, before, describe, it } from "node:test";
 import { lz4DecodeFrame, lz4EncodeFrame } from "../../src/replicator/lz4.ts";
 import { hasShape } from "../helpers/bad-input.ts";
 import { openWorkload } from "../helpers/sqlite.ts";
-import { sleep, startReplicator, walship } from "../helpers/walship.ts";
+import { fileReplicaConfig, replicate, sleep, walship } from "../helpers/walship.ts";
 
 let dir: string;
 let replica: string;
@@ -51,21 +51,18 @@ describe("bad input", () => {
   before(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), "walship-bad-"));
     replica = path.join(dir, "replica");
-    const cfg = path.join(dir, "walship.yml");
-    writeFileSync(
-      cfg,
-      `dbs:
-  - path: ${dir}/app.db
-    monitor-interval: 50ms
-    min-checkpoint-page-count: 32
-    max-checkpoint-page-count: 64
-    replicas:
-      - url: file://${replica}
-        sync-interval: 50ms
-`,
-    );
     const app = openWorkload(path.join(dir, "app.db"), 7, { vacuum: false });
-    const rep = startReplicator(["-config", cfg]);
+    const { rep } = replicate(
+      dir,
+      fileReplicaConfig(`${dir}/app.db`, replica, {
+        dbKeys: {
+          "monitor-interval": "50ms",
+          "min-checkpoint-page-count": 32,
+          "max-checkpoint-page-count": 64,
+        },
+        replicaKeys: { "sync-interval": "50ms" },
+      }),
+    );
     // Until there are several WAL indexes (more steps on a busy machine).
     const end = Date.now() + 60_000;
     for (let i = 0; ; i++) {

@@ -5,14 +5,14 @@
  * and TRUNCATE at random).
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { setImmediate as yieldLoop } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { integrityCheck, logicalHash, logicalHashOf, openWorkload, rng } from "../helpers/sqlite.ts";
-import { sleep, startReplicator, walship } from "../helpers/walship.ts";
+import { fileReplicaConfig, sleep, startReplicator, walship, writeConfig } from "../helpers/walship.ts";
 
 const ROUNDS = Number(process.env.WALSHIP_CRASH_ROUNDS ?? 10);
 const dirs: string[] = [];
@@ -23,18 +23,16 @@ after(() => {
 async function crashRun(appCheckpoints: boolean): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "walship-crash-"));
   dirs.push(dir);
-  const cfg = path.join(dir, "walship.yml");
-  writeFileSync(
-    cfg,
-    `dbs:
-  - path: ${dir}/app.db
-    monitor-interval: 50ms
-    min-checkpoint-page-count: 200
-    max-checkpoint-page-count: 2000
-    replicas:
-      - url: file://${dir}/replica
-        sync-interval: 50ms
-`,
+  const cfg = writeConfig(
+    dir,
+    fileReplicaConfig(`${dir}/app.db`, `${dir}/replica`, {
+      dbKeys: {
+        "monitor-interval": "50ms",
+        "min-checkpoint-page-count": 200,
+        "max-checkpoint-page-count": 2000,
+      },
+      replicaKeys: { "sync-interval": "50ms" },
+    }),
   );
   const seed = Number(process.env.WALSHIP_TEST_SEED ?? Date.now() % 100000);
   const r = rng(seed);
@@ -67,6 +65,9 @@ async function crashRun(appCheckpoints: boolean): Promise<void> {
     writing = false;
     await writer;
     const rep = startReplicator(["-config", cfg]);
+    // Stopped only once running: on a loaded machine Node's start-up alone can outlast a fixed
+    // sleep, and a SIGTERM before the replicator's handlers are in kills it (exit code null).
+    for (let i = 0; i < 600 && !rep.output().includes('"initialized db"'); i++) await sleep(100);
     await sleep(1500);
     assert.equal(await rep.stop(), 0, rep.output());
   } finally {

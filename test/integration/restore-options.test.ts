@@ -12,7 +12,14 @@ import { lz4EncodeFrame } from "../../src/replicator/lz4.ts";
 import { encodeWalHeader } from "../../src/replicator/sqlite/wal.ts";
 import { runLitestream } from "../helpers/litestream.ts";
 import { integrityCheck, logicalHash, logicalHashOf, openWorkload } from "../helpers/sqlite.ts";
-import { sleep, startReplicator, walship } from "../helpers/walship.ts";
+import {
+  fileReplicaConfig,
+  replicate,
+  sleep,
+  startReplicator,
+  walship,
+  writeConfig,
+} from "../helpers/walship.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "walship-opts-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -25,27 +32,24 @@ interface Seg {
 
 describe("restore options", () => {
   const replica = path.join(dir, "replica");
-  const cfg = path.join(dir, "walship.yml");
   const db = path.join(dir, "app.db");
+  const cfg = path.join(dir, "walship.yml");
   let finalHash: string;
   let gens: string[];
   /** Source state at the end of each generation but the last. */
   const genEnds = new Map<string, string>();
 
   before(async () => {
-    writeFileSync(
-      cfg,
-      `dbs:
-  - path: ${db}
-    monitor-interval: 50ms
-    min-checkpoint-page-count: 24
-    max-checkpoint-page-count: 48
-    replicas:
-      - url: file://${replica}
-        sync-interval: 50ms
-        snapshot-interval: 1s
-        retention: 0
-`,
+    writeConfig(
+      dir,
+      fileReplicaConfig(db, replica, {
+        dbKeys: {
+          "monitor-interval": "50ms",
+          "min-checkpoint-page-count": 24,
+          "max-checkpoint-page-count": 48,
+        },
+        replicaKeys: { "sync-interval": "50ms", "snapshot-interval": "1s", retention: 0 },
+      }),
     );
     const app = openWorkload(db, 31, { vacuum: false });
     for (let g = 0; g < 2; g++) {
@@ -164,20 +168,17 @@ describe("retention", () => {
   it("removes snapshots, WAL and generations past the retention period and stays restorable", async () => {
     const d = mkdtempSync(path.join(dir, "ret-"));
     const replica = path.join(d, "replica");
-    const cfg = path.join(d, "walship.yml");
-    writeFileSync(
-      cfg,
-      `dbs:
-  - path: ${d}/app.db
-    monitor-interval: 50ms
-    min-checkpoint-page-count: 48
-    replicas:
-      - url: file://${replica}
-        sync-interval: 50ms
-        snapshot-interval: 1s
-        retention: 3s
-        retention-check-interval: 500ms
-`,
+    const cfg = writeConfig(
+      d,
+      fileReplicaConfig(`${d}/app.db`, replica, {
+        dbKeys: { "monitor-interval": "50ms", "min-checkpoint-page-count": 48 },
+        replicaKeys: {
+          "sync-interval": "50ms",
+          "snapshot-interval": "1s",
+          retention: "3s",
+          "retention-check-interval": "500ms",
+        },
+      }),
     );
     const app = openWorkload(path.join(d, "app.db"), 41, { vacuum: false });
     // An old generation first, then a new one that lives past the retention period.
@@ -233,21 +234,15 @@ describe("scheduled snapshots", () => {
   it("never replace an earlier snapshot, so earlier points in time stay restorable", async () => {
     const d = mkdtempSync(path.join(dir, "snap-"));
     const replica = path.join(d, "replica");
-    const cfg = path.join(d, "walship.yml");
-    writeFileSync(
-      cfg,
-      `dbs:
-  - path: ${d}/app.db
-    monitor-interval: 50ms
-    replicas:
-      - url: file://${replica}
-        sync-interval: 50ms
-        snapshot-interval: 700ms
-`,
-    );
     const app = openWorkload(path.join(d, "app.db"), 51, { vacuum: false });
     app.step();
-    const rep = startReplicator(["-config", cfg]);
+    const { rep } = replicate(
+      d,
+      fileReplicaConfig(`${d}/app.db`, replica, {
+        dbKeys: { "monitor-interval": "50ms" },
+        replicaKeys: { "sync-interval": "50ms", "snapshot-interval": "700ms" },
+      }),
+    );
     for (let i = 0; i < 100 && !rep.output().includes("snapshot written"); i++) await sleep(100);
     app.step();
     await sleep(300);

@@ -4,13 +4,13 @@
  * latest restore must be the very file stock Litestream restores from the same replica.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { runLitestream } from "../helpers/litestream.ts";
 import { integrityCheck, logicalHash, logicalHashOf, openWorkload, rng } from "../helpers/sqlite.ts";
-import { sleep, startReplicator, walship } from "../helpers/walship.ts";
+import { fileReplicaConfig, sleep, startReplicator, walship, writeConfig } from "../helpers/walship.ts";
 
 /** Restores into its own empty directory, then checks that only the database file is there. */
 async function restoreAlone(cfg: string, dir: string, name: string, extra: string[]): Promise<string> {
@@ -25,22 +25,15 @@ async function restoreAlone(cfg: string, dir: string, name: string, extra: strin
 }
 
 function config(dir: string, extra = ""): string {
-  const file = path.join(dir, "walship.yml");
-  writeFileSync(
-    file,
-    `dbs:
-  - path: ${dir}/app.db
-    monitor-interval: 100ms
-    min-checkpoint-page-count: 64
-    max-checkpoint-page-count: 400
-    replicas:
-      - name: local
-        url: file://${dir}/replica
-        sync-interval: 100ms
-        snapshot-interval: 3s
-${extra}`,
-  );
-  return file;
+  const text = fileReplicaConfig(`${dir}/app.db`, `${dir}/replica`, {
+    dbKeys: {
+      "monitor-interval": "100ms",
+      "min-checkpoint-page-count": 64,
+      "max-checkpoint-page-count": 400,
+    },
+    replicaKeys: { name: "local", "sync-interval": "100ms", "snapshot-interval": "3s" },
+  });
+  return writeConfig(dir, `${text}${extra}`);
 }
 
 describe("round trip through a file destination", () => {

@@ -15,7 +15,7 @@ import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
 import { ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
 import { freePort } from "../helpers/ports.ts";
 import { openWorkload } from "../helpers/sqlite.ts";
-import { sleep, startReplicator } from "../helpers/walship.ts";
+import { fileReplicaConfig, replicate, sleep } from "../helpers/walship.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "walship-validate-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -23,23 +23,15 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 describe("validation", () => {
   it("reports ok, repeatedly, while the app writes and the WAL is checkpointed", async () => {
     const port = await freePort();
-    const cfg = path.join(dir, "walship.yml");
-    writeFileSync(
-      cfg,
-      `addr: 127.0.0.1:${port}
-dbs:
-  - path: ${dir}/app.db
-    monitor-interval: 50ms
-    min-checkpoint-page-count: 32
-    replicas:
-      - url: file://${dir}/replica
-        sync-interval: 50ms
-        snapshot-interval: 2s
-        validation-interval: 700ms
-`,
-    );
     const app = openWorkload(path.join(dir, "app.db"), 71);
-    const rep = startReplicator(["-config", cfg]);
+    const { rep } = replicate(
+      dir,
+      fileReplicaConfig(`${dir}/app.db`, `${dir}/replica`, {
+        top: `addr: 127.0.0.1:${port}`,
+        dbKeys: { "monitor-interval": "50ms", "min-checkpoint-page-count": 32 },
+        replicaKeys: { "sync-interval": "50ms", "snapshot-interval": "2s", "validation-interval": "700ms" },
+      }),
+    );
     let writing = true;
     const writer = (async () => {
       while (writing) {

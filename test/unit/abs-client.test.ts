@@ -24,12 +24,8 @@ import {
   blobTime,
 } from "../../src/replicator/storage/abs.ts";
 import { ErrorCodes } from "../../src/shared/errors.ts";
-import {
-  assertCode,
-  bytesStream,
-  generatedBody,
-  replicaClientContract,
-} from "../contract/replica-client.contract.ts";
+import { bytesStream, generatedBody, replicaClientContract } from "../contract/replica-client.contract.ts";
+import { assertCode } from "../helpers/assert.ts";
 import { type Azurite, startAzurite } from "../helpers/azurite.ts";
 import { freePort } from "../helpers/ports.ts";
 import { makeTempDir } from "../helpers/proc.ts";

@@ -6,8 +6,8 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
-import { parseFlags, table } from "../../src/cli/flags.ts";
 import { parseTimestamp, splitShellWords } from "../../src/cli.ts";
+import { parseFlags, table } from "../../src/shared/flags.ts";
 import { sleep, startReplicator, WALSHIP, walship } from "../helpers/walship.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "walship-cli-"));

@@ -20,8 +20,12 @@ import {
   type ReplicaConfig,
   replicaFromUrl,
 } from "../../src/replicator/config.ts";
-import { formatGoDuration, parseGoDuration } from "../../src/replicator/duration.ts";
+import { Db } from "../../src/replicator/db.ts";
+import { Replica } from "../../src/replicator/replica.ts";
+import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
+import { formatGoDuration, parseGoDuration } from "../../src/shared/duration.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
+import { assertCode } from "../helpers/assert.ts";
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "config");
 const H = 3600_000;
@@ -60,15 +64,14 @@ function onlyReplica(c: Config): ReplicaConfig {
 
 /** Asserts a CONFIG error whose details.path is `key`. */
 function throwsConfig(fn: () => unknown, key: string): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof WalshipError, `expected WalshipError, got ${String(err)}`);
-    assert.equal(err.code, ErrorCodes.CONFIG);
-    assert.equal(err.details.path, key);
-    return true;
-  });
+  assertCode(fn, ErrorCodes.CONFIG, { path: key });
 }
 
-const REPLICA_DEFAULTS = { syncIntervalMs: 1000, retentionMs: 24 * H, retentionCheckIntervalMs: H };
+/**
+ * What a replica the file gives no intervals gets from the config: nothing. The Replica fills in its
+ * own defaults (replica.ts; see "defaults live with their owners" below).
+ */
+const REPLICA_DEFAULTS = {};
 
 describe("context configs (test/fixtures/config)", () => {
   it("000 cacmin: the sftp `replica:` block as written, at top level, is an unknown key", async () => {
@@ -104,7 +107,7 @@ describe("context configs (test/fixtures/config)", () => {
     assert.equal(r.syncIntervalMs, 10_000);
     assert.equal(r.snapshotIntervalMs, H);
     assert.equal(r.retentionMs, 168 * H);
-    assert.equal(r.retentionCheckIntervalMs, H);
+    assert.equal(r.retentionCheckIntervalMs, undefined);
     assert.equal(r.validationIntervalMs, undefined);
   });
 
@@ -135,7 +138,6 @@ describe("context configs (test/fixtures/config)", () => {
       syncIntervalMs: 10_000,
       snapshotIntervalMs: H,
       retentionMs: 168 * H,
-      retentionCheckIntervalMs: H,
       s3: {
         bucket: "postgres-1-backup",
         path: "yral-ai-chat/db",
@@ -288,9 +290,7 @@ describe("context configs (test/fixtures/config)", () => {
     assert.deepEqual(onlyReplica(c), {
       name: "s3",
       type: "s3",
-      syncIntervalMs: 1000,
       retentionMs: 720 * H,
-      retentionCheckIntervalMs: H,
       s3: {
         bucket: "your-bucket-name",
         path: "schedx/backups",
@@ -344,22 +344,11 @@ describe("context configs (test/fixtures/config)", () => {
 });
 
 describe("parseConfig rules", () => {
-  it("defaults for an entry with only a path", () => {
+  it("an entry with only a path sets only the path: the Db and the Replica own their defaults", () => {
     const c = parse("dbs:\n  - path: /d/a.db\n");
     assert.deepEqual(c, {
       logging: { level: "info", type: "text", stderr: false },
-      shutdownSyncTimeoutMs: 10_000,
-      dbs: [
-        {
-          path: "/d/a.db",
-          monitorIntervalMs: 1000,
-          checkpointIntervalMs: 60_000,
-          minCheckpointPageCount: 1000,
-          maxCheckpointPageCount: 10_000,
-          truncatePageCount: 500_000,
-          replicas: [],
-        },
-      ],
+      dbs: [{ path: "/d/a.db", replicas: [] }],
       warnings: [],
     });
   });
@@ -916,8 +905,8 @@ describe("parseConfig rules", () => {
 
     it("empty values and ~ mean unset", () => {
       const r = onlyReplica(parse(inReplica("path: /x\nsync-interval:\nretention: ~\nname: null")));
-      assert.equal(r.syncIntervalMs, 1000);
-      assert.equal(r.retentionMs, 24 * H);
+      assert.equal(r.syncIntervalMs, undefined);
+      assert.equal(r.retentionMs, undefined);
       assert.equal(r.name, "file");
       assert.deepEqual(parse("dbs:\n").dbs, []);
       assert.deepEqual(parse("dbs:\n  - path: /a\n    replicas:\n").dbs[0]!.replicas, []);
@@ -1068,7 +1057,7 @@ describe("replicaFromUrl", () => {
     assert.deepEqual(replicaFromUrl("file:///var/backups/app/../x/").file, { path: "/var/backups/x" });
   });
 
-  it("defaults, and the base's common settings", () => {
+  it("the base's common settings; the rest left to the Replica", () => {
     const r = replicaFromUrl("s3://bk/p", {
       name: "primary",
       syncIntervalMs: 10,
@@ -1079,7 +1068,7 @@ describe("replicaFromUrl", () => {
     assert.equal(r.type, "s3");
     assert.equal(r.syncIntervalMs, 10);
     assert.equal(r.retentionMs, 0);
-    assert.equal(r.retentionCheckIntervalMs, H);
+    assert.equal(r.retentionCheckIntervalMs, undefined);
     assert.equal(replicaFromUrl("gcs://bk/p").name, "gcs");
   });
 
@@ -1099,6 +1088,42 @@ describe("replicaFromUrl", () => {
   });
 });
 
+describe("defaults live with their owners", () => {
+  it("a config that sets nothing: the Db and the Replica it makes take Litestream's defaults", () => {
+    const c = parse("dbs:\n  - path: /d/a.db\n    replicas:\n      - path: /d/backup\n");
+    const dc = c.dbs[0]!;
+    const rc = dc.replicas[0]!;
+    const db = new Db(dc.path, {
+      monitorIntervalMs: dc.monitorIntervalMs,
+      checkpointIntervalMs: dc.checkpointIntervalMs,
+      minCheckpointPageCount: dc.minCheckpointPageCount,
+      maxCheckpointPageCount: dc.maxCheckpointPageCount,
+      truncatePageCount: dc.truncatePageCount,
+    });
+    assert.deepEqual(
+      [
+        db.monitorIntervalMs,
+        db.checkpointIntervalMs,
+        db.minCheckpointPageCount,
+        db.maxCheckpointPageCount,
+        db.truncatePageCount,
+      ],
+      [1000, 60_000, 1000, 10_000, 500_000],
+    );
+    const replica = new Replica(db, new FileReplicaClient(rc.file!.path), {
+      name: rc.name,
+      syncIntervalMs: rc.syncIntervalMs,
+      retentionMs: rc.retentionMs,
+      retentionCheckIntervalMs: rc.retentionCheckIntervalMs,
+    });
+    assert.deepEqual(
+      [replica.syncIntervalMs, replica.retentionMs, replica.retentionCheckIntervalMs],
+      [1000, 24 * H, H],
+    );
+    replica.close();
+  });
+});
+
 describe("command-line helpers", () => {
   it("configFromArgs builds one database with a replica per URL", () => {
     const c = configFromArgs("app.db", ["s3://bk/db", "file:///bak"], { cwd: "/srv" });
@@ -1111,7 +1136,8 @@ describe("command-line helpers", () => {
         ["file", "file"],
       ],
     );
-    assert.equal(c.dbs[0]!.minCheckpointPageCount, 1000);
+    assert.equal(c.dbs[0]!.minCheckpointPageCount, undefined);
+    assert.equal(c.shutdownSyncTimeoutMs, undefined);
     assert.deepEqual(c.logging, { level: "info", type: "text", stderr: false });
   });
 

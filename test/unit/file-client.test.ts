@@ -12,12 +12,12 @@ import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 import {
   abortingBody,
-  assertCode,
   bytesStream,
   failingBody,
   readAll,
   replicaClientContract,
 } from "../contract/replica-client.contract.ts";
+import { assertCode } from "../helpers/assert.ts";
 
 const GEN = "a1b2c3d4e5f60718";
 
@@ -56,10 +56,7 @@ async function tree(dir: string): Promise<string[]> {
 describe("FileReplicaClient", () => {
   it("takes only an absolute root and reports it as its location", () => {
     for (const bad of ["relative/dir", "", "./x"]) {
-      assert.throws(
-        () => new FileReplicaClient(bad),
-        (err: unknown) => err instanceof WalshipError && err.code === ErrorCodes.CONFIG,
-      );
+      assertCode(() => new FileReplicaClient(bad), ErrorCodes.CONFIG);
     }
     const c = new FileReplicaClient("/var/lib/replica/");
     assert.equal(c.type, "file");

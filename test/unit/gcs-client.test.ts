@@ -11,12 +11,12 @@ import { after, before, describe, it } from "node:test";
 import { GcsReplicaClient, type GcsReplicaClientOptions } from "../../src/replicator/storage/gcs.ts";
 import { ErrorCodes } from "../../src/shared/errors.ts";
 import {
-  assertCode,
   bytesStream,
   generatedBody,
   readAll,
   replicaClientContract,
 } from "../contract/replica-client.contract.ts";
+import { assertCode } from "../helpers/assert.ts";
 import { type FakeGcs, startGcs } from "../helpers/gcs.ts";
 import { freePort } from "../helpers/ports.ts";
 import { type GateProxy, gateProxy } from "../helpers/token-standin.ts";

@@ -15,6 +15,7 @@ import { after, before, describe, it } from "node:test";
 import v8 from "node:v8";
 import vm from "node:vm";
 import Database from "better-sqlite3";
+import { Xxh32, xxh32 } from "../../src/replicator/lz4/xxhash32.ts";
 import {
   compressBlock,
   compressBound,
@@ -27,8 +28,8 @@ import {
   lz4DecodeFrame,
   lz4EncodeFrame,
 } from "../../src/replicator/lz4.ts";
-import { Xxh32, xxh32 } from "../../src/replicator/xxhash32.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
+import { assertCode } from "../helpers/assert.ts";
 
 function which(cmd: string): boolean {
   try {
@@ -99,11 +100,7 @@ async function cliEncode(data: Uint8Array, flags: string[]): Promise<Buffer> {
 }
 
 function assertCorrupt(fn: () => unknown, what = ""): void {
-  assert.throws(
-    fn,
-    (err: unknown) => err instanceof WalshipError && err.code === ErrorCodes.CORRUPT,
-    `expected CORRUPT ${what}`,
-  );
+  assertCode(fn, ErrorCodes.CORRUPT, undefined, what);
 }
 
 function flipped(buf: Uint8Array, at: number, mask: number): Buffer {
@@ -421,13 +418,13 @@ describe("lz4 decoder", () => {
     );
     assert.deepEqual(Buffer.concat(out), data);
 
-    await assert.rejects(
+    await assertCode(
       pipeline(
         Readable.from([frame.subarray(0, frame.length - 3)]),
         createLz4Decoder(),
         new Writable({ write: (_c, _e, cb) => cb() }),
       ),
-      (err: unknown) => err instanceof WalshipError && err.code === ErrorCodes.CORRUPT,
+      ErrorCodes.CORRUPT,
     );
   });
 

@@ -14,7 +14,8 @@ import { after, before, describe, it } from "node:test";
 import { parseAllDocuments, stringify } from "yaml";
 import type { SqliteReplicaStatus, SqliteRestoreStatus } from "../../src/api/v1alpha1/index.ts";
 import { KubeClient } from "../../src/operator/kube/client.ts";
-import { namespaceList, type RunningOperator, startOperator } from "../../src/operator/main.ts";
+import { type RunningOperator, startOperator } from "../../src/operator/main.ts";
+import { namespaceList } from "../../src/operator/options.ts";
 import { nullLogger } from "../../src/shared/log.ts";
 import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
 import { appStatefulSet } from "../helpers/e2e.ts";
@@ -138,7 +139,6 @@ describe("the chart's namespaced mode", { timeout: 240_000 }, () => {
         identity: "namespaced-test",
         addr: "",
         image: "walship-test/walship:dev",
-        bindPodIP: false,
         workers: 2,
         resyncMs: 30_000,
         pollMs: 2_000,

@@ -7,14 +7,10 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { SqliteRestoreSpec, SqliteRestoreStatus } from "../../src/api/v1alpha1/index.ts";
 import type { StatefulSet } from "../../src/operator/kube/types.ts";
-import {
-  checkResult,
-  claimFor,
-  decide,
-  describeTarget,
-  type Observed,
-} from "../../src/operator/restore/machine.ts";
+import { checkResult, claimFor, describeTarget } from "../../src/operator/restore/findings.ts";
+import { decide } from "../../src/operator/restore/machine.ts";
 import { parseRestoreResult } from "../../src/operator/restore/result.ts";
+import type { Observed } from "../../src/operator/restore/types.ts";
 
 const replica = {
   statefulSetName: "app",

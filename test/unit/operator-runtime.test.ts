@@ -3,9 +3,10 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Pod } from "../../src/operator/kube/types.ts";
 import { WorkQueue } from "../../src/operator/kube/workqueue.ts";
+import { deriveReady } from "../../src/operator/replica/conditions.ts";
 import { restoreFailure } from "../../src/operator/replica/failures.ts";
 import { aggregate, podFacts } from "../../src/operator/replica/pods.ts";
-import { conditionChanges, deriveReady, setCondition } from "../../src/operator/status.ts";
+import { conditionChanges, setCondition } from "../../src/operator/status.ts";
 import type { ReplicatorStatus } from "../../src/shared/protocol.ts";
 
 describe("WorkQueue", () => {

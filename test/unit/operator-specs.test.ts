@@ -92,10 +92,10 @@ describe("replicator config", () => {
   });
 
   it("is accepted by the replicator's parser, with the pod's name expanded and the key files named", () => {
-    const env = { POD_NAME: "app-0", POD_IP: "10.1.2.3" };
-    const cfg = parseConfig(renderConfig(spec, { bindPodIP: true }), { env });
+    const env = { POD_NAME: "app-0" };
+    const cfg = parseConfig(renderConfig(spec), { env });
     assert.deepEqual(cfg.warnings, []);
-    assert.equal(cfg.addr, "10.1.2.3:9090");
+    assert.equal(cfg.addr, ":9090");
     const db = cfg.dbs[0]!;
     assert.equal(db.path, "/data/app.db");
     const [minio, aws, local] = db.replicas;
@@ -150,10 +150,7 @@ describe("replicator config", () => {
   });
 });
 
-const ENV = [
-  { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
-  { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
-];
+const ENV = [{ name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }];
 const MOUNTS = [
   { name: "data", mountPath: "/data" },
   { name: "walship-config", mountPath: "/etc/walship", readOnly: true },

@@ -204,7 +204,6 @@ describe("SqliteReplica reconcile in steady state (real kube-apiserver)", { time
       getStatefulSet: (k) => statefulSets.get(k),
       options: {
         image: "walship-test/walship:dev",
-        bindPodIP: false,
         pollMs: 10_000,
         get applyEveryMs() {
           return applyEveryMs.value;

@@ -27,12 +27,12 @@ import { replicaFromUrl, type S3Settings } from "../../src/replicator/config.ts"
 import { MIN_PART_SIZE_BYTES, rootPrefix, S3ReplicaClient } from "../../src/replicator/storage/s3.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 import {
-  assertCode,
   bytesStream,
   generatedBody,
   readAll,
   replicaClientContract,
 } from "../contract/replica-client.contract.ts";
+import { assertCode } from "../helpers/assert.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
 import { makeTempDir } from "../helpers/proc.ts";
 
@@ -167,8 +167,7 @@ describe("S3ReplicaClient", () => {
     });
 
     it("rejects a part size S3 cannot take, one key without the other, and no bucket with CONFIG", () => {
-      const config = (fn: () => unknown) =>
-        assert.throws(fn, (err: unknown) => err instanceof WalshipError && err.code === ErrorCodes.CONFIG);
+      const config = (fn: () => unknown) => assertCode(fn, ErrorCodes.CONFIG);
       config(() => new S3ReplicaClient(settings("b"), { partSizeBytes: MIN_PART_SIZE_BYTES - 1 }));
       config(() => new S3ReplicaClient(settings("b"), { maxAttempts: 0 }));
       config(() => new S3ReplicaClient(settings("b", "", { secretAccessKey: "" })));

@@ -19,12 +19,8 @@ import type { ReplicaClient } from "../../src/replicator/storage/client.ts";
 import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
 import { SealedReplicaClient, type Sealing } from "../../src/replicator/storage/sealed.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
-import {
-  assertCode,
-  bytesStream,
-  readAll,
-  replicaClientContract,
-} from "../contract/replica-client.contract.ts";
+import { bytesStream, readAll, replicaClientContract } from "../contract/replica-client.contract.ts";
+import { assertCode } from "../helpers/assert.ts";
 
 const G1 = "0a1b2c3d4e5f6071";
 const G2 = "1111111111111111";

@@ -16,7 +16,7 @@ import { type Replication, startReplication } from "../../src/replicator/run.ts"
 import { parseListenAddr, type ReplicatorServer, startServer } from "../../src/replicator/server.ts";
 import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
 import { SealedReplicaClient } from "../../src/replicator/storage/sealed.ts";
-import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
+import { ErrorCodes } from "../../src/shared/errors.ts";
 import { nullLogger } from "../../src/shared/log.ts";
 import {
   type DestinationStatus,
@@ -25,6 +25,7 @@ import {
   type ReplicatorStatus,
   ReplicatorStatusSchema,
 } from "../../src/shared/protocol.ts";
+import { assertCode } from "../helpers/assert.ts";
 
 const VERSION = "0.0.0-test";
 
@@ -84,11 +85,7 @@ describe("parseListenAddr", () => {
   });
   it("rejects anything else with a CONFIG error", () => {
     for (const bad of ["9090", "host", ":99999", "a:b:9090", ""]) {
-      assert.throws(
-        () => parseListenAddr(bad),
-        (err) => err instanceof WalshipError && err.code === ErrorCodes.CONFIG,
-        bad,
-      );
+      assertCode(() => parseListenAddr(bad), ErrorCodes.CONFIG, undefined, bad);
     }
   });
 });

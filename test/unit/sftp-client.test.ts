@@ -20,12 +20,12 @@ import {
 } from "../../src/replicator/storage/sftp.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 import {
-  assertCode,
   bytesStream,
   generatedBody,
   readAll,
   replicaClientContract,
 } from "../contract/replica-client.contract.ts";
+import { assertCode } from "../helpers/assert.ts";
 import { makeTempDir } from "../helpers/proc.ts";
 import { type SftpServer, startSftp } from "../helpers/sftp.ts";
 

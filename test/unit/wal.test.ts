@@ -33,6 +33,7 @@ import {
 } from "../../src/replicator/sqlite/wal.ts";
 import { dbHeaderPageSize, pageWriter, WalApplier } from "../../src/replicator/sqlite/wal-apply.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
+import { assertCode } from "../helpers/assert.ts";
 
 let base = "";
 before(async () => {
@@ -88,15 +89,6 @@ function referenceChecksum(bigEndian: boolean, data: Uint8Array, s0: number, s1:
     b = (b + x1 + a) % 2 ** 32;
   }
   return [a, b];
-}
-
-function assertCode(fn: () => unknown, code: string, detailKey?: string): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof WalshipError, `expected a WalshipError, got ${String(err)}`);
-    assert.equal(err.code, code);
-    if (detailKey !== undefined) assert.ok(detailKey in err.details, `details lack ${detailKey}`);
-    return true;
-  });
 }
 
 /** XORs one byte of `buf` in place. */
@@ -173,14 +165,14 @@ describe("wal header", () => {
       new DataView(b.buffer).setUint32(at, v);
       return b;
     };
-    assertCode(() => parseWalHeader(mutate(0, 0x377f0684)), ErrorCodes.CORRUPT, "magic");
-    assertCode(() => parseWalHeader(mutate(4, 3007001)), ErrorCodes.CORRUPT, "version");
-    assertCode(() => parseWalHeader(mutate(8, 4095)), ErrorCodes.CORRUPT, "pageSize");
-    assertCode(() => parseWalHeader(mutate(8, 256)), ErrorCodes.CORRUPT, "pageSize");
-    assertCode(() => parseWalHeader(mutate(8, 131072)), ErrorCodes.CORRUPT, "pageSize");
-    assertCode(() => parseWalHeader(mutate(16, 8)), ErrorCodes.CORRUPT, "computed");
-    assertCode(() => parseWalHeader(mutate(28, 1)), ErrorCodes.CORRUPT, "computed");
-    assertCode(() => parseWalHeader(good.subarray(0, 31)), ErrorCodes.CORRUPT, "length");
+    assertCode(() => parseWalHeader(mutate(0, 0x377f0684)), ErrorCodes.CORRUPT, { magic: true });
+    assertCode(() => parseWalHeader(mutate(4, 3007001)), ErrorCodes.CORRUPT, { version: true });
+    assertCode(() => parseWalHeader(mutate(8, 4095)), ErrorCodes.CORRUPT, { pageSize: true });
+    assertCode(() => parseWalHeader(mutate(8, 256)), ErrorCodes.CORRUPT, { pageSize: true });
+    assertCode(() => parseWalHeader(mutate(8, 131072)), ErrorCodes.CORRUPT, { pageSize: true });
+    assertCode(() => parseWalHeader(mutate(16, 8)), ErrorCodes.CORRUPT, { computed: true });
+    assertCode(() => parseWalHeader(mutate(28, 1)), ErrorCodes.CORRUPT, { computed: true });
+    assertCode(() => parseWalHeader(good.subarray(0, 31)), ErrorCodes.CORRUPT, { length: true });
   });
 
   it("accepts page sizes 512 and 65536 and both magics", () => {
@@ -216,10 +208,7 @@ describe("wal header", () => {
     await fs.writeFile(p, wal.subarray(0, 20));
     assert.deepEqual(await walFileInfo(p), { size: 20, header: null, alignedSize: 0 });
     await fs.writeFile(p, Buffer.alloc(64));
-    await assert.rejects(
-      walFileInfo(p),
-      (err: unknown) => err instanceof WalshipError && err.code === ErrorCodes.CORRUPT,
-    );
+    await assertCode(walFileInfo(p), ErrorCodes.CORRUPT);
   });
 });
 

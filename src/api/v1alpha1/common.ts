@@ -5,6 +5,7 @@
  * zod check, once as a CEL `x-kubernetes-validations` rule with the same message.
  */
 import { z } from "zod";
+import { tryParseGoDuration } from "../../shared/duration.ts";
 
 export const GROUP = "walship.dev";
 export const VERSION = "v1alpha1";
@@ -29,23 +30,14 @@ export const DnsSubdomain = z
 
 /**
  * A Go duration as the replicator reads it ("500ms", "10s", "1h30m", and Walship's "d"). The pattern
- * is the whole check at admission; the replicator's parser accepts every string it admits.
+ * is the whole check at admission; the replicator's parser (shared/duration.ts, also the range check
+ * here) accepts every string it admits.
  */
 export const Duration = z
   .string()
   .max(64)
   .regex(/^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h|d))+$/, 'must be a duration such as "500ms", "10s" or "1h30m"')
-  .refine((v) => durationNs(v) < 2 ** 63, "must be at most 2562047h (a Go duration's range)");
-
-const UNIT_NS: Record<string, number> = { ns: 1, us: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9, d: 86400e9 };
-
-/** A duration's length in nanoseconds, as a float (enough to check the range). */
-function durationNs(v: string): number {
-  let total = 0;
-  for (const m of v.matchAll(/([0-9]+(?:\.[0-9]+)?)(ns|us|ms|s|m|h|d)/g))
-    total += Number(m[1]) * UNIT_NS[m[2]!]!;
-  return total;
-}
+  .refine((v) => "ms" in tryParseGoDuration(v), "must be at most 2562047h (a Go duration's range)");
 
 /**
  * Text that goes into the replicator's config file. The file gets `$VAR` expansion (that is how the

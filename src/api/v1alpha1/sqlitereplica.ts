@@ -505,3 +505,8 @@ export type S3Destination = z.output<typeof S3Destination>;
 export type FileDestination = z.output<typeof FileDestination>;
 export type Phase = z.output<typeof Phase>;
 export type RestoreOnStart = z.output<typeof RestoreOnStart>;
+
+/** The sidecar's HTTP port: `spec.sidecar.metricsPort`, or the default when there is no `sidecar`. */
+export function metricsPort(spec: Pick<SqliteReplicaSpec, "sidecar">): number {
+  return spec.sidecar?.metricsPort ?? DEFAULT_METRICS_PORT;
+}

@@ -1,13 +1,19 @@
 /**
- * The SqliteReplica's conditions, derived from what reconcile observed. Pure: literal inputs in,
- * conditions out (test/unit/operator-conditions.test.ts). `Ready` is derived from these in status.ts.
+ * The SqliteReplica's conditions and phase, derived from what reconcile observed. Pure: literal inputs
+ * in, conditions out (test/unit/operator-conditions.test.ts, operator-security.test.ts). `Ready` is
+ * derived from the others (deriveReady) whenever the status is written (withReady).
  *
  * - Replicating: every pod that runs the sidecar reports ready.
  * - Degraded: some pod has a problem; the reason is the most telling one (failures.ts POD_REASONS).
  * - Restricted: whether the containers Walship adds meet Pod Security `restricted` (security.ts); not
  *   part of Ready (an app that runs as root is a choice), but said, with a Warning Event.
  */
-import type { Condition, Phase, PodReplicationStatus } from "../../api/v1alpha1/index.ts";
+import type {
+  Condition,
+  Phase,
+  PodReplicationStatus,
+  SqliteReplicaStatus,
+} from "../../api/v1alpha1/index.ts";
 import type { SecurityContext } from "../kube/types.ts";
 import {
   type AppIdentity,
@@ -15,6 +21,7 @@ import {
   restrictedProblems,
   type SecurityOverride,
 } from "../specs/security.ts";
+import { getCondition, setCondition } from "../status.ts";
 import { POD_REASONS, type PodReason } from "./failures.ts";
 
 export type Cond = Omit<Condition, "lastTransitionTime" | "observedGeneration">;
@@ -102,4 +109,108 @@ export function restrictedCondition(
 export function injectedPhase(replicating: Cond, degraded: Cond): Phase {
   if (degraded.status === "True") return "Degraded";
   return replicating.status === "True" ? "Replicating" : "Injecting";
+}
+
+/** The conditions and phase reconcile writes, and whether all is well (poll at the slow pace). */
+export interface DerivedStatus {
+  conditions: Cond[];
+  phase: Phase;
+  settled: boolean;
+}
+
+/** The StatefulSet carries the replicator: how its pods replicate, and the `restricted` finding. */
+export function injectedStatus(
+  statefulSetName: string,
+  pods: readonly PodReplicationStatus[],
+  restricted: Cond,
+): DerivedStatus {
+  const replicating = replicatingCondition(pods);
+  const degraded = degradedCondition(pods);
+  return {
+    conditions: [
+      {
+        type: "Injected",
+        status: "True",
+        reason: "Injected",
+        message: `StatefulSet ${statefulSetName} carries the replicator`,
+      },
+      replicating,
+      degraded,
+      restricted,
+    ],
+    phase: injectedPhase(replicating, degraded),
+    settled: replicating.status === "True" && degraded.status === "False",
+  };
+}
+
+/** A step stopped reconcile (Blocked): nothing is injected, for `reason`. */
+export function blockedStatus(reason: string, message: string): DerivedStatus {
+  return {
+    conditions: [
+      { type: "Injected", status: "False", reason, message },
+      { type: "Replicating", status: "Unknown", reason, message: "not injected" },
+    ],
+    phase: "Failed",
+    settled: false,
+  };
+}
+
+/** Paused by `annotation`: what Walship added to StatefulSet `statefulSetName` is removed. */
+export function pausedStatus(statefulSetName: string, annotation: string): DerivedStatus {
+  const why = `paused by the annotation ${annotation}`;
+  return {
+    conditions: [
+      {
+        type: "Injected",
+        status: "False",
+        reason: "Paused",
+        message: `${why}: the replicator is removed from StatefulSet ${statefulSetName}`,
+      },
+      { type: "Replicating", status: "False", reason: "Paused", message: `${why}: nothing is replicated` },
+      { type: "Degraded", status: "False", reason: "Paused", message: "" },
+    ],
+    phase: "Paused",
+    settled: true,
+  };
+}
+
+/**
+ * Ready, derived: True when Injected and Replicating are True and Degraded is not True; otherwise
+ * False with the reason and message of the first condition that says why.
+ */
+export function deriveReady(
+  conditions: readonly Condition[],
+  generation: number | undefined,
+): Omit<Condition, "lastTransitionTime"> {
+  const injected = getCondition(conditions, "Injected");
+  const replicating = getCondition(conditions, "Replicating");
+  const degraded = getCondition(conditions, "Degraded");
+  const base = generation === undefined ? {} : { observedGeneration: generation };
+  if (injected?.status !== "True") {
+    return {
+      ...base,
+      type: "Ready",
+      status: "False",
+      reason: injected?.reason ?? "NotInjected",
+      message: injected?.message ?? "",
+    };
+  }
+  if (degraded?.status === "True") {
+    return { ...base, type: "Ready", status: "False", reason: degraded.reason, message: degraded.message };
+  }
+  if (replicating?.status !== "True") {
+    return {
+      ...base,
+      type: "Ready",
+      status: "False",
+      reason: replicating?.reason ?? "Waiting",
+      message: replicating?.message ?? "",
+    };
+  }
+  return { ...base, type: "Ready", status: "True", reason: "Replicating", message: replicating.message };
+}
+
+/** PatchOptions.derive for a SqliteReplica: sets Ready from the other conditions. */
+export function withReady(s: SqliteReplicaStatus, generation: number | undefined): void {
+  s.conditions = setCondition(s.conditions ?? [], deriveReady(s.conditions ?? [], generation));
 }

@@ -3,9 +3,96 @@
  * shared/protocol.ts), and their aggregation for the SqliteReplica's status. The aggregation is pure.
  */
 
-import type { PodReplicationStatus, SqliteReplicaStatus } from "../../api/v1alpha1/index.ts";
+import {
+  metricsPort,
+  type PodReplicationStatus,
+  type SqliteReplicaSpec,
+  type SqliteReplicaStatus,
+} from "../../api/v1alpha1/index.ts";
+import { describeError } from "../../shared/errors.ts";
 import { type ReplicatorStatus, ReplicatorStatusSchema } from "../../shared/protocol.ts";
-import { permissionMessage } from "./failures.ts";
+import type { KubeClient } from "../kube/client.ts";
+import type { Pod, StatefulSet } from "../kube/types.ts";
+import { CONFIG_HASH_ANNOTATION, SIDECAR_CONTAINER } from "../specs/names.ts";
+import { permissionMessage, restoreFailure, sidecarFailure } from "./failures.ts";
+
+/** How long a sidecar that has just started may refuse /status before it counts as unreachable. */
+const SIDECAR_START_GRACE_MS = 10_000;
+
+/** The StatefulSet's pods (by its selector); none when it has no selector or is scaled to 0 with none left. */
+export async function listPods(client: KubeClient, sts: StatefulSet, ns: string): Promise<Pod[]> {
+  const labels = sts.spec?.selector?.matchLabels ?? {};
+  const selector = Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+  if (selector === "") return [];
+  // Scaled to zero and no pod left: nothing to list (scaling up changes the StatefulSet, whose
+  // watch event brings this SqliteReplica back).
+  if (sts.spec?.replicas === 0 && (sts.status?.replicas ?? 0) === 0) return [];
+  const list = await client.request<{ items: Pod[] }>("GET", `/api/v1/namespaces/${ns}/pods`, {
+    query: { labelSelector: selector },
+  });
+  return list.items;
+}
+
+/**
+ * Each injected pod's facts, sorted by name: a pod whose restore init container or sidecar failed is
+ * reported with the reason and not polled; each Running one's sidecar is asked for `/status`. A pod
+ * of an older config (`hash`) is not ready yet.
+ */
+export async function pollPods(
+  items: readonly Pod[],
+  spec: SqliteReplicaSpec,
+  hash: string,
+): Promise<PodReplicationStatus[]> {
+  const dbPath = spec.database.path;
+  const port = metricsPort(spec);
+  const byName = (a: { name?: string }, b: { name?: string }) =>
+    String(a.name).localeCompare(String(b.name), "en", { numeric: true });
+  const injected = items
+    .filter((p) => p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== undefined)
+    .filter((p) => (p.spec?.initContainers ?? []).some((c) => c.name === SIDECAR_CONTAINER))
+    .filter((p) => !p.metadata?.deletionTimestamp);
+  const now = new Date();
+  const held: PodReplicationStatus[] = [];
+  for (const p of injected) {
+    const problem = restoreFailure(p, spec.restoreOnStart) ?? sidecarFailure(p, now);
+    if (problem) {
+      held.push({
+        name: p.metadata?.name ?? "",
+        ready: false,
+        lastError: problem.message,
+        reason: problem.reason,
+      });
+    }
+  }
+  const heldNames = new Set(held.map((h) => h.name));
+  const pods = injected
+    .filter((p) => p.status?.podIP && p.status.phase === "Running" && !heldNames.has(p.metadata?.name ?? ""))
+    .sort((a, b) => byName(a.metadata ?? {}, b.metadata ?? {}));
+  const polled = await Promise.all(
+    pods.map(async (p): Promise<PodReplicationStatus> => {
+      const podName = p.metadata?.name ?? "";
+      // A sidecar that is not running yet, or just started, is not an error: the pod is not ready.
+      const sidecar = (p.status?.initContainerStatuses ?? []).find((c) => c.name === SIDECAR_CONTAINER);
+      const startedAt = sidecar?.state?.running?.startedAt;
+      if (!startedAt) return { name: podName, ready: false };
+      const young = Date.now() - new Date(startedAt).getTime() < SIDECAR_START_GRACE_MS;
+      try {
+        const doc = await fetchSidecarStatus(`http://${p.status?.podIP}:${port}/status`);
+        const facts = podFacts(podName, doc, dbPath);
+        if (p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== hash) {
+          facts.ready = false;
+        }
+        return facts;
+      } catch (err) {
+        if (young) return { name: podName, ready: false };
+        return { name: podName, ready: false, lastError: describeError(err), reason: "SidecarUnreachable" };
+      }
+    }),
+  );
+  return [...held, ...polled].sort(byName);
+}
 
 /** Fetches and parses one sidecar's /status. Throws with the URL on any failure. */
 export async function fetchSidecarStatus(url: string, timeoutMs = 3000): Promise<ReplicatorStatus> {

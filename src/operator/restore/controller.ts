@@ -18,24 +18,20 @@ import type { Logger } from "../../shared/log.ts";
 import { isStatus, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { KubeObject, Pod, StatefulSet } from "../kube/types.ts";
+import type { BuildOptions } from "../specs/common.ts";
 import {
   buildNewClaim,
   buildRestoreJob,
+  type JobStep,
   RESTORE_JOB_CONTAINER,
   restoreJobName,
   SQLITE_RESTORE_UID_ANNOTATION,
 } from "../specs/restorejob.ts";
 import { appIdentity } from "../specs/security.ts";
-import type { BuildOptions } from "../specs/statefulset.ts";
 import { isTargetProblem, resolveTarget } from "../specs/statefulset.ts";
-import {
-  type Action,
-  decide,
-  FINAL_PHASES,
-  type JobState,
-  type JobStep,
-  type OtherRestore,
-} from "./machine.ts";
+import { patchStatusFrom } from "../status.ts";
+import { decide } from "./machine.ts";
+import { type Action, FINAL_PHASES, type JobState, type OtherRestore } from "./types.ts";
 
 export interface SqliteRestoreObject extends KubeObject {
   spec?: unknown;
@@ -72,6 +68,12 @@ async function getOrUndefined<T>(client: KubeClient, path: string): Promise<T | 
     if (isStatus(err, 404)) return undefined;
     throw err;
   }
+}
+
+/** Makes `s` (a copy of the status read) the status the machine decided. */
+function replaceStatus(s: SqliteRestoreStatus, next: SqliteRestoreStatus): void {
+  for (const k of Object.keys(s) as (keyof SqliteRestoreStatus)[]) delete s[k];
+  Object.assign(s, structuredClone(next));
 }
 
 /** A Job pod's restore container killed out of memory, with its memory limit; undefined otherwise. */
@@ -164,10 +166,15 @@ export class SqliteRestoreReconciler {
       ...(newClaim ? { newClaim } : {}),
     });
 
-    // Status first: the recorded phase is what a restarted operator resumes from.
-    const written = await client.request<SqliteRestoreObject>("PUT", `${path}/status`, {
-      body: { ...obj, status: decision.status },
-    });
+    // Status first: the recorded phase is what a restarted operator resumes from. The decision was
+    // made from `obj`: a conflict (someone wrote it since) is thrown, and the next look decides again.
+    const { object: written } = await patchStatusFrom<SqliteRestoreStatus>(
+      client,
+      path,
+      obj,
+      [(s) => replaceStatus(s, decision.status)],
+      { conflictRetries: 0 },
+    );
     for (const a of decision.actions) await this.#act(a, written, ns, name, sts);
     for (const ev of decision.events) {
       await this.#d.events.record(written, ev).catch((err: unknown) => {

@@ -12,8 +12,9 @@
  */
 import { createHash } from "node:crypto";
 import { Document, Scalar } from "yaml";
-import type { SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
+import { metricsPort, type SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
 import type { ConfigMap } from "../kube/types.ts";
+import { ownerReference } from "./common.ts";
 import { credentialPath, destinationCredentials, setConfigKey } from "./credentials.ts";
 import {
   CONFIG_KEY,
@@ -22,14 +23,6 @@ import {
   MANAGED_BY_LABELS,
   SQLITE_REPLICA_LABEL,
 } from "./names.ts";
-
-export interface RenderOptions {
-  /**
-   * Bind the sidecar's HTTP port on the pod IP (`${POD_IP}:port`) instead of every interface. Needed
-   * where pods share a network namespace (the process kubelet in tests); IPv4 only.
-   */
-  bindPodIP?: boolean;
-}
 
 /** A reference to the SqliteReplica, for labels and ownerReferences. */
 export interface OwnerInfo {
@@ -47,8 +40,8 @@ function joinPrefix(prefix: string | undefined, leaf: string): string {
 }
 
 /** The config file text. */
-export function renderConfig(spec: SqliteReplicaSpec, opts: RenderOptions = {}): string {
-  const port = spec.sidecar?.metricsPort ?? 9090;
+export function renderConfig(spec: SqliteReplicaSpec): string {
+  const port = metricsPort(spec);
   const replicas = spec.destinations.map((d) => {
     const common: Record<string, unknown> = { name: d.name };
     if (d.s3) {
@@ -103,7 +96,7 @@ export function renderConfig(spec: SqliteReplicaSpec, opts: RenderOptions = {}):
     return common;
   });
   const config = {
-    addr: opts.bindPodIP ? `\${POD_IP}:${port}` : `:${port}`,
+    addr: `:${port}`,
     logging: { type: "json" },
     dbs: [{ path: spec.database.path, replicas }],
   };
@@ -140,16 +133,7 @@ export function buildConfigMap(owner: OwnerInfo, configText: string): ConfigMap 
       name: configMapName(owner.name),
       namespace: owner.namespace,
       labels: { ...MANAGED_BY_LABELS, [SQLITE_REPLICA_LABEL]: owner.name },
-      ownerReferences: [
-        {
-          apiVersion: "walship.dev/v1alpha1",
-          kind: "SqliteReplica",
-          name: owner.name,
-          uid: owner.uid,
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ],
+      ownerReferences: [ownerReference("SqliteReplica", owner)],
     },
     data: { [CONFIG_KEY]: configText },
   };

@@ -24,27 +24,24 @@
 import { createHash } from "node:crypto";
 import path from "node:path";
 import type { SqliteReplicaSpec, SqliteRestoreSpec } from "../../api/v1alpha1/index.ts";
-import { tryParseGoDuration } from "../../replicator/duration.ts";
+import { tryParseGoDuration } from "../../shared/duration.ts";
+import { hex8 } from "../../shared/format.ts";
 import type { Container, EnvVar, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
-import type { JobStep } from "../restore/machine.ts";
+import { type BuildOptions, ownerReference, walshipContainer } from "./common.ts";
 import {
   CONFIG_DIR,
   CONFIG_PATH,
   CONFIG_VOLUME,
   configMapName,
-  DEFAULT_IMAGE,
   FILE_DESTINATIONS_DIR,
   fileVolumeName,
   MANAGED_BY_LABELS,
 } from "./names.ts";
-import { type AppIdentity, replicatorSecurityContext } from "./security.ts";
-import {
-  type BuildOptions,
-  buildEnv,
-  credentialMounts,
-  credentialVolumes,
-  restoreResources,
-} from "./statefulset.ts";
+import type { AppIdentity } from "./security.ts";
+import { buildEnv, credentialMounts, credentialVolumes, restoreResources } from "./statefulset.ts";
+
+/** The Jobs of a SqliteRestore, one per step (see the file's comment). */
+export type JobStep = "plan" | "restore" | "swap" | "rollback";
 
 export const SQLITE_RESTORE_LABEL = "walship.dev/sqliterestore";
 /** On the NewClaim claim: the uid of the SqliteRestore that created it (the only one that writes it). */
@@ -172,7 +169,7 @@ function targetFlags(spec: SqliteRestoreSpec): string[] {
   if (spec.destination) out.push("-replica", spec.destination);
   if (t?.timestamp) out.push("-timestamp", t.timestamp);
   if (t?.generation) out.push("-generation", t.generation);
-  if (t?.index !== undefined) out.push("-index", t.index.toString(16).padStart(8, "0"));
+  if (t?.index !== undefined) out.push("-index", hex8(t.index));
   return out;
 }
 
@@ -263,22 +260,15 @@ export function buildRestoreJob(input: RestoreJobInput, opts: BuildOptions = {})
     mounts.push(...credentialMounts(replica));
     volumes.push(...credentialVolumes(replica));
     // The source pod's name, so the config's <path>/${POD_NAME} is that pod's replica.
-    env = buildEnv()
-      .filter((e) => e.name !== "POD_IP")
-      .map((e) => (e.name === "POD_NAME" ? { name: "POD_NAME", value: input.pod } : e));
+    env = buildEnv().map((e) => (e.name === "POD_NAME" ? { name: "POD_NAME", value: input.pod } : e));
   }
-  const sc = replica.sidecar;
-  const container: Container = {
+  const container = walshipContainer(replica, input.identity, opts, {
     name: RESTORE_JOB_CONTAINER,
-    image: sc?.image ?? opts.image ?? DEFAULT_IMAGE,
-    ...(sc?.imagePullPolicy ? { imagePullPolicy: sc.imagePullPolicy } : {}),
     command: command(input),
     ...(env ? { env } : {}),
     volumeMounts: mounts,
     resources: (input.spec.resources as Container["resources"]) ?? restoreResources(replica),
-    securityContext: replicatorSecurityContext(input.identity, sc?.securityContext),
-    terminationMessagePolicy: "FallbackToLogsOnError",
-  };
+  });
   return {
     apiVersion: "batch/v1",
     kind: "Job",
@@ -286,16 +276,7 @@ export function buildRestoreJob(input: RestoreJobInput, opts: BuildOptions = {})
       name: restoreJobName(restore.name, step),
       namespace: restore.namespace,
       labels,
-      ownerReferences: [
-        {
-          apiVersion: "walship.dev/v1alpha1",
-          kind: "SqliteRestore",
-          name: restore.name,
-          uid: restore.uid,
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ],
+      ownerReferences: [ownerReference("SqliteRestore", restore)],
     },
     spec: {
       activeDeadlineSeconds: jobDeadlineSeconds(input.spec),

@@ -9,8 +9,9 @@
  * (`removalPatch`) removes exactly what Walship added.
  */
 import path from "node:path";
-import type { SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
+import { metricsPort, type SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
 import type { Container, EnvVar, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
+import { type BuildOptions, walshipContainer } from "./common.ts";
 import { destinationCredentials } from "./credentials.ts";
 import {
   CONFIG_DIR,
@@ -20,14 +21,13 @@ import {
   CREDENTIALS_DIR,
   configMapName,
   credentialsVolumeName,
-  DEFAULT_IMAGE,
   FILE_DESTINATIONS_DIR,
   fileVolumeName,
   HTTP_PORT_NAME,
   RESTORE_CONTAINER,
   SIDECAR_CONTAINER,
 } from "./names.ts";
-import { type AppIdentity, appIdentity, replicatorSecurityContext } from "./security.ts";
+import { type AppIdentity, appIdentity } from "./security.ts";
 
 /** Where the database lives in the pod, resolved from the StatefulSet. */
 export interface Target {
@@ -109,7 +109,7 @@ export function resolveTarget(spec: SqliteReplicaSpec, sts: StatefulSet): Target
   }
   // The sidecar's port must be free in the pod's network namespace: every app container's, and the
   // user's own native sidecars' (they run beside it); plain init containers have exited by then.
-  const port = spec.sidecar?.metricsPort ?? 9090;
+  const port = metricsPort(spec);
   const running = [
     ...containers,
     ...(podSpec?.initContainers ?? []).filter((c) => c.restartPolicy === "Always" && !ours.has(c.name)),
@@ -139,12 +139,6 @@ export function isTargetProblem(t: Target | TargetProblem): t is TargetProblem {
   return "reason" in t;
 }
 
-/** Operator-wide settings the builders need. */
-export interface BuildOptions {
-  /** The image when the SqliteReplica names none. */
-  image?: string;
-}
-
 /**
  * The sidecar's resources unless `spec.sidecar.resources` says otherwise. Measured peaks (RSS,
  * docs/operator.md "Memory"): 180-190 MiB snapshotting a 1-4 GiB database, 240 MiB under a writer at
@@ -166,12 +160,9 @@ export const DEFAULT_RESTORE_RESOURCES = {
   limits: { memory: "512Mi" },
 };
 
-/** The env every Walship container gets: the pod's name and IP (no secret: keys come as files). */
+/** The env every Walship container gets: the pod's name (no secret: keys come as files). */
 export function buildEnv(): EnvVar[] {
-  return [
-    { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
-    { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
-  ];
+  return [{ name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }];
 }
 
 /**
@@ -226,24 +217,6 @@ export function restoreResources(spec: SqliteReplicaSpec): Container["resources"
   return (spec.restoreResources as Container["resources"]) ?? DEFAULT_RESTORE_RESOURCES;
 }
 
-function common(
-  spec: SqliteReplicaSpec,
-  target: Target,
-  opts: BuildOptions,
-  resources: Container["resources"],
-): Omit<Container, "name"> {
-  const sc = spec.sidecar;
-  return {
-    image: sc?.image ?? opts.image ?? DEFAULT_IMAGE,
-    ...(sc?.imagePullPolicy ? { imagePullPolicy: sc.imagePullPolicy } : {}),
-    env: buildEnv(),
-    volumeMounts: buildMounts(spec, target),
-    resources,
-    securityContext: replicatorSecurityContext(target.identity, sc?.securityContext),
-    terminationMessagePolicy: "FallbackToLogsOnError",
-  };
-}
-
 /**
  * The replicator as a native sidecar. No readinessProbe: a native sidecar's readiness counts toward
  * the pod's, so an unreachable bucket would take the app out of its Service; replication health is
@@ -252,13 +225,17 @@ function common(
  * startupProbe passes), and a livenessProbe restarts a replicator that stops answering.
  */
 export function buildSidecar(spec: SqliteReplicaSpec, target: Target, opts: BuildOptions = {}): Container {
-  const port = spec.sidecar?.metricsPort ?? 9090;
+  const port = metricsPort(spec);
   const healthz = { httpGet: { path: "/healthz", port: HTTP_PORT_NAME } };
   return {
-    name: SIDECAR_CONTAINER,
+    ...walshipContainer(spec, target.identity, opts, {
+      name: SIDECAR_CONTAINER,
+      command: ["walship", "replicate", "-config", CONFIG_PATH],
+      env: buildEnv(),
+      volumeMounts: buildMounts(spec, target),
+      resources: sidecarResources(spec),
+    }),
     restartPolicy: "Always",
-    command: ["walship", "replicate", "-config", CONFIG_PATH],
-    ...common(spec, target, opts, sidecarResources(spec)),
     ports: [{ name: HTTP_PORT_NAME, containerPort: port, protocol: "TCP" }],
     startupProbe: { ...healthz, periodSeconds: 1, timeoutSeconds: 3, failureThreshold: 120 },
     livenessProbe: { ...healthz, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
@@ -287,11 +264,13 @@ export function buildRestoreContainer(
   };
   const policy = flags[spec.restoreOnStart];
   if (!policy) return undefined;
-  return {
+  return walshipContainer(spec, target.identity, opts, {
     name: RESTORE_CONTAINER,
     command: ["walship", "restore", "-config", CONFIG_PATH, ...policy, spec.database.path],
-    ...common(spec, target, opts, restoreResources(spec)),
-  };
+    env: buildEnv(),
+    volumeMounts: buildMounts(spec, target),
+    resources: restoreResources(spec),
+  });
 }
 
 /** The volumes Walship adds: the config, each file destination's claim, each S3 destination's keys. */

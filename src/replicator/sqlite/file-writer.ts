@@ -90,7 +90,8 @@ export class FileWriter {
   /** Waits until at most `n` requests are unanswered (0: all done). Rejects if any failed. */
   async drain(n = 0): Promise<void> {
     while (this.#pending.size > n) {
-      const oldest = Math.min(...this.#pending.keys());
+      // Ids ascend and a Map iterates in insertion order: the first key is the oldest request.
+      const oldest = this.#pending.keys().next().value as number;
       await new Promise<void>((resolve, reject) => {
         const p = this.#pending.get(oldest)!;
         this.#pending.set(oldest, {

@@ -12,6 +12,7 @@
  */
 import { open } from "node:fs/promises";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
+import { hex8 } from "../../shared/format.ts";
 
 export const WAL_HEADER_SIZE = 32;
 export const WAL_FRAME_HEADER_SIZE = 24;
@@ -112,7 +113,7 @@ export function parseWalHeader(buf: Uint8Array): WalHeader {
   const dv = view(buf);
   const magic = dv.getUint32(0);
   if (magic !== WAL_MAGIC_LE && magic !== WAL_MAGIC_BE) {
-    throw corrupt(`parse wal header: bad magic 0x${magic.toString(16).padStart(8, "0")}`, { magic });
+    throw corrupt(`parse wal header: bad magic 0x${hex8(magic)}`, { magic });
   }
   const h: WalHeader = {
     bigEndianChecksums: magic === WAL_MAGIC_BE,
@@ -137,15 +138,11 @@ export function parseWalHeader(buf: Uint8Array): WalHeader {
   const [c1, c2] = walChecksum(h.bigEndianChecksums, buf.subarray(0, 24), 0, 0);
   if (c1 !== h.checksum1 || c2 !== h.checksum2) {
     throw corrupt(
-      `parse wal header: checksum mismatch, stored ${hex(h.checksum1)}/${hex(h.checksum2)}, computed ${hex(c1)}/${hex(c2)}`,
+      `parse wal header: checksum mismatch, stored ${hex8(h.checksum1)}/${hex8(h.checksum2)}, computed ${hex8(c1)}/${hex8(c2)}`,
       { stored: [h.checksum1, h.checksum2], computed: [c1, c2] },
     );
   }
   return h;
-}
-
-function hex(n: number): string {
-  return n.toString(16).padStart(8, "0");
 }
 
 export interface WalHeaderFields {
@@ -365,6 +362,19 @@ export function checksumAt(buf: Uint8Array, end: number, pageSize: number, bufOf
   }
   const dv = view(buf);
   return [dv.getUint32(rel), dv.getUint32(rel + 4)];
+}
+
+/**
+ * Whether the WAL with header `next` can directly follow the one with header `prev`: one restart, no
+ * WAL in between. SQLite restarts a WAL (walRestartHdr) by adding one to salt-1 and drawing a new
+ * salt-2, and writes those salts into the next header. Two restarts add two, so a WAL in between,
+ * written back into the database and then overwritten, shows in salt-1. (A connection that never
+ * restarted a WAL draws fresh random salts when it writes the first frame of an empty one, as after a
+ * TRUNCATE checkpoint; such a WAL cannot be proven to follow and is not taken as the successor. The
+ * truncation lost the old frames anyway.) Salt-1 equal by chance after several restarts: 1 in 2^32.
+ */
+export function followsWal(prev: WalHeader, next: WalHeader): boolean {
+  return next.pageSize === prev.pageSize && next.salt1 === (prev.salt1 + 1) >>> 0;
 }
 
 /**

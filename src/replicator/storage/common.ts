@@ -147,3 +147,30 @@ export function relayDownload(
   };
   return Readable.from(relay(), { objectMode: false });
 }
+
+/**
+ * Settles with `p`, or rejects at once with `aborted(reason)` when the signal fires first (the work
+ * goes on, unobserved): for SDK calls that do not take a signal, or do not stop on one.
+ */
+export function raceAbort<T>(
+  p: Promise<T>,
+  signal: AbortSignal | undefined,
+  aborted: (reason: unknown) => unknown,
+): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(aborted(signal.reason));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
+}

@@ -16,9 +16,11 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { ErrorCodes, NotFoundError, WalshipError } from "../../shared/errors.ts";
+import { syncDir } from "../fs.ts";
 import { isGenerationName, keys, parseSegmentName, parseSnapshotName } from "../layout.ts";
 import type { SnapshotInfo, WalSegmentInfo } from "../types.ts";
 import { type CallOptions, type ReplicaClient, sortSegments, sortSnapshots } from "./client.ts";
+import { abortedError, checkSignal, describe, isAbortError, toBytes } from "./common.ts";
 import { checkGeneration, checkKey, checkPrefix, checkSegment, checkSnapshot, segmentKeys } from "./names.ts";
 
 /** Mode of the files we create (Litestream copies the database file's mode; 0600 without one). */
@@ -359,7 +361,7 @@ export class FileReplicaClient implements ReplicaClient {
 
   #storageError(verb: string, key: string, err: unknown): WalshipError {
     const file = this.#path(key);
-    return new WalshipError(ErrorCodes.STORAGE, `${verb} ${key}: ${describeCause(err)}`, {
+    return new WalshipError(ErrorCodes.STORAGE, `${verb} ${key}: ${describe(err)}`, {
       cause: err,
       details: { key, path: file },
     });
@@ -374,24 +376,6 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
   }
 }
 
-function toBytes(chunk: unknown): Uint8Array {
-  if (chunk instanceof Uint8Array) return chunk;
-  if (typeof chunk === "string") return Buffer.from(chunk);
-  throw new WalshipError(ErrorCodes.STORAGE, `write object: body chunk is ${typeof chunk}, not bytes`);
-}
-
-/** Makes a rename in `dir` durable. Some file systems refuse fsync on a directory; that is not fatal. */
-async function syncDir(dir: string): Promise<void> {
-  const fh = await fs.open(dir, fsConstants.O_RDONLY);
-  try {
-    await fh.sync();
-  } catch (err) {
-    if (errno(err) !== "EINVAL" && errno(err) !== "ENOTSUP") throw err;
-  } finally {
-    await fh.close();
-  }
-}
-
 function errno(err: unknown): string | undefined {
   return typeof err === "object" && err !== null && "code" in err && typeof err.code === "string"
     ? err.code
@@ -402,20 +386,4 @@ function errno(err: unknown): string | undefined {
 function isMissing(err: unknown): boolean {
   const code = errno(err);
   return code === "ENOENT" || code === "ENOTDIR";
-}
-
-function isAbortError(err: unknown): boolean {
-  return err instanceof Error && (err.name === "AbortError" || errno(err) === "ABORT_ERR");
-}
-
-function describeCause(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-function abortedError(verb: string, key: string, cause: unknown): WalshipError {
-  return new WalshipError(ErrorCodes.ABORTED, `${verb} ${key}: aborted`, { cause, details: { key } });
-}
-
-function checkSignal(signal: AbortSignal | undefined, verb: string, key: string): void {
-  if (signal?.aborted) throw abortedError(verb, key, signal.reason);
 }

@@ -29,6 +29,7 @@ import {
   forEachLimited,
   isAbortError,
   newOperationCounts,
+  raceAbort,
   readHead,
   relayDownload,
 } from "./common.ts";
@@ -349,7 +350,7 @@ class GcsBackend implements ObjectBackend {
   ): Promise<T> {
     checkSignal(signal, verb, this.#url(key));
     try {
-      return await raceSignal(fn(), signal);
+      return await raceAbort(fn(), signal, abortError);
     } catch (err) {
       throw this.#error(verb, key, err, signal, notFound);
     }
@@ -440,28 +441,11 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-/** Settles with `p`, or rejects at once with an AbortError when the signal fires first. */
-function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => {
-      const e = new Error("aborted");
-      e.name = "AbortError";
-      reject(e);
-    };
-    if (signal.aborted) return onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (err) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err);
-      },
-    );
-  });
+/** An AbortError, as the SDK's own calls reject with on an abort. */
+function abortError(): Error {
+  const e = new Error("aborted");
+  e.name = "AbortError";
+  return e;
 }
 
 /**

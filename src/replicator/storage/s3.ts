@@ -42,12 +42,11 @@ import {
 } from "@aws-sdk/client-s3";
 import { ErrorCodes, NotFoundError, WalshipError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
-import type { S3Settings } from "../config.ts";
 import type { Operation, OperationCounts } from "./client.ts";
 import { abortedError, checkSignal, describe, isAbortError, newOperationCounts, toBytes } from "./common.ts";
 import { fileKeyProvider } from "./credential-file.ts";
 import { type ListedObject, type ObjectBackend, ObjectStoreClient } from "./object-store.ts";
-import { type SseParams, sseSource } from "./s3-sse.ts";
+import { type SseParams, type SseSettings, sseSource } from "./s3-sse.ts";
 
 export { rootPrefix } from "./common.ts";
 
@@ -91,6 +90,27 @@ const SMALL_BODY_BYTES = 256 * 1024;
 /** How many failed keys a delete error names in its message (all of them are in `details`). */
 const FAILED_KEYS_IN_MESSAGE = 10;
 
+/** Where and how to reach the bucket (the config's `s3` settings map onto it one to one). */
+export interface S3Settings {
+  bucket: string;
+  /** Key prefix. From a URL: cleaned, no leading `/`. From YAML: as written. "" = bucket root. */
+  path: string;
+  /** Undefined = look the bucket's region up (only when no endpoint is set). */
+  region?: string;
+  /** Full URL with scheme, e.g. `https://nyc3.digitaloceanspaces.com`. Undefined = AWS. */
+  endpoint?: string;
+  forcePathStyle: boolean;
+  /** Skip TLS certificate checks. */
+  skipVerify: boolean;
+  /** Undefined = the AWS default credential chain (env, files, instance roles). */
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  /** Files holding the keys instead (both or neither; not with the keys themselves). Walship keys. */
+  accessKeyIdFile?: string;
+  secretAccessKeyFile?: string;
+  /** Server-side encryption (Walship keys; Litestream v0.5's names). Undefined = none asked. */
+  sse?: SseSettings;
+}
 export interface S3ReplicaClientOptions {
   /** For the few events that are not thrown (a region lookup fallback, an upload left unaborted). */
   log?: Logger;

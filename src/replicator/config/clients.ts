@@ -1,15 +1,18 @@
-/** Builds the storage client a destination's config asks for. */
+/**
+ * The storage client a destination's config asks for: each client takes its own options, and this
+ * maps the config's settings onto them (storage/ never reads the config).
+ */
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
-import type { AbsSettings, ReplicaConfig, SftpSettings } from "../config.ts";
-import { AbsReplicaClient, type AbsReplicaClientOptions } from "./abs.ts";
-import { workloadIdentityFromEnv } from "./azure-token.ts";
-import type { ReplicaClient } from "./client.ts";
-import { FileReplicaClient } from "./file.ts";
-import { GcsReplicaClient } from "./gcs.ts";
-import { S3ReplicaClient } from "./s3.ts";
-import { SealedReplicaClient, sealingFor } from "./sealed.ts";
-import { SftpReplicaClient, type SftpReplicaClientOptions } from "./sftp.ts";
+import { AbsReplicaClient, type AbsReplicaClientOptions } from "../storage/abs.ts";
+import { workloadIdentityFromEnv } from "../storage/azure-token.ts";
+import type { ReplicaClient } from "../storage/client.ts";
+import { FileReplicaClient } from "../storage/file.ts";
+import { GcsReplicaClient } from "../storage/gcs.ts";
+import { S3ReplicaClient } from "../storage/s3.ts";
+import { SealedReplicaClient, sealingFor } from "../storage/sealed.ts";
+import { SftpReplicaClient, type SftpReplicaClientOptions } from "../storage/sftp.ts";
+import type { AbsSettings, ReplicaConfig, SftpSettings } from "./types.ts";
 
 /**
  * The client for a destination, inside the sealing layer (sealed.ts): age-encrypted with `age:`,

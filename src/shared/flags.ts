@@ -3,7 +3,7 @@
  * booleans as `-name` (or `-name=false`). Parsing stops at the first positional argument, like Go's
  * flag package, except that a lone `--` also ends the flags.
  */
-import { ErrorCodes, WalshipError } from "../shared/errors.ts";
+import { ErrorCodes, WalshipError } from "./errors.ts";
 
 export interface FlagSpec {
   name: string;
@@ -80,7 +80,11 @@ export function flagHelp(specs: FlagSpec[]): string {
 /** Lays out rows as aligned columns (two spaces between), like Go's tabwriter with padding 2. */
 export function table(header: string[], rows: string[][]): string {
   const all = [header, ...rows];
-  const widths = header.map((_, c) => Math.max(...all.map((r) => (r[c] ?? "").length)));
+  // A loop, not Math.max(...column): a listing of 160,000 rows would overflow the stack as arguments.
+  const widths = header.map(() => 0);
+  for (const r of all) {
+    for (let c = 0; c < widths.length; c++) widths[c] = Math.max(widths[c]!, (r[c] ?? "").length);
+  }
   return all
     .map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]! + 2))).join(""))
     .join("\n");

@@ -15,7 +15,7 @@
  * Results can be fractional (`300us` is 0.3 ms). Durations above Go's limit (2^63-1 ns, about 292
  * years) are rejected, as Go does.
  */
-import { ErrorCodes, WalshipError } from "../shared/errors.ts";
+import { ErrorCodes, WalshipError } from "./errors.ts";
 
 const NS_PER_MS = 1e6;
 /** Go's `time.Duration` is an int64 count of nanoseconds: values must stay below 2^63. */

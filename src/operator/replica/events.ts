@@ -1,0 +1,76 @@
+/**
+ * One Event per condition change of a SqliteReplica (a Warning when the new state is a problem), and
+ * one log line each. A failed Event is logged, never thrown: the status already says it.
+ */
+import { API_VERSION } from "../../api/v1alpha1/index.ts";
+import { describeError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import type { KubeObject } from "../kube/types.ts";
+import type { ConditionChange } from "../status.ts";
+
+/** Reasons that are a problem (a Warning Event) when their condition turns bad. */
+const WARNING_REASONS = new Set([
+  "InvalidSpec",
+  "StatefulSetNotFound",
+  "Conflict",
+  "ContainerNotFound",
+  "VolumeNotFound",
+  "VolumeNotMounted",
+  "PathOutsideVolume",
+  "NameClash",
+  "PortConflict",
+  "SecretMissing",
+  "FieldConflict",
+  "ReplicationError",
+  "SidecarUnreachable",
+  "RestoreFailed",
+  "OutOfMemory",
+  "PermissionDenied",
+  "SidecarFailing",
+  "RunsAsRoot",
+  "NotRestricted",
+]);
+
+/** `cr` as an Event's involved object. */
+export function asSqliteReplica(cr: KubeObject): KubeObject {
+  return { ...cr, apiVersion: API_VERSION, kind: "SqliteReplica" };
+}
+
+export async function recordChanges(
+  events: EventRecorder,
+  log: Logger,
+  cr: KubeObject,
+  changes: readonly ConditionChange[],
+): Promise<void> {
+  // One Event per change, sent at once (they are independent; a reconcile waits for the slowest).
+  const record = async (ch: ConditionChange): Promise<void> => {
+    if (ch.type === "Ready" && ch.to.status !== "True") return; // the cause has its own Event
+    const bad =
+      WARNING_REASONS.has(ch.to.reason) &&
+      (ch.to.type === "Degraded" ? ch.to.status === "True" : ch.to.status !== "True");
+    if (ch.to.type === "Degraded" && ch.to.status === "False" && !ch.from) return;
+    if (ch.to.type === "Replicating" && ch.to.status === "Unknown") return;
+    try {
+      await events.record(asSqliteReplica(cr), {
+        type: bad ? "Warning" : "Normal",
+        reason: ch.to.reason,
+        message: ch.to.message || `${ch.to.type} is ${ch.to.status}`,
+      });
+    } catch (err) {
+      log.warn({ err: describeError(err), reason: ch.to.reason }, "record event failed");
+    }
+  };
+  await Promise.all(changes.map(record));
+  for (const ch of changes) {
+    log.info(
+      {
+        sqlitereplica: `${cr.metadata?.namespace}/${cr.metadata?.name}`,
+        condition: ch.type,
+        status: ch.to.status,
+        reason: ch.to.reason,
+      },
+      "condition changed",
+    );
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * A destination uploads only what the shadow WAL holds committed. The shadow grows by plain appends,
+ * and while one is under way the kernel shows the file's size at each 4 KiB page it has copied: a
+ * `stat` then sees a size in the middle of a frame, and of a transaction. Found by the crash torture:
+ * a generation whose last upload ended 1256 bytes into a frame (at a page boundary of the file)
+ * could not be restored ("partial frame"), and neither could the latest state of a destination whose
+ * replicator died right after such an upload. Here the shadow is made to look exactly as it does
+ * mid-append (the real WAL's next frames, cut at a page boundary), and the destination is synced.
+ */
+import assert from "node:assert/strict";
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import { Db } from "../../src/replicator/db.ts";
+import { Replica } from "../../src/replicator/replica.ts";
+import { restore } from "../../src/replicator/restore.ts";
+import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
+import { blobApp, integrityCheck, logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
+
+const dir = mkdtempSync(path.join(os.tmpdir(), "walship-upload-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("replica upload", () => {
+  it("never uploads past the shadow's last commit, even when the file is seen mid-append", async () => {
+    const file = path.join(dir, "app.db");
+    const { app, insert } = blobApp(file);
+    insert(10);
+    const client = new FileReplicaClient(path.join(dir, "replica"));
+    const db = new Db(file, { watch: false });
+    await db.init();
+    await db.sync();
+    const replica = new Replica(db, client, { name: "file" });
+    await replica.sync();
+    const committed = logicalHashOf(app);
+    const pos = db.pos()!;
+
+    insert(10); // the next transaction, in the real WAL, not copied yet
+    const shadow = db.shadowWalPath(pos.generation, pos.index);
+    const wal = readFileSync(`${file}-wal`);
+    // What a stat of the shadow shows while the copy of that transaction is under way: its first
+    // frames, up to a page boundary of the file that falls inside a frame.
+    const torn = (Math.floor(pos.offset / 4096) + 3) * 4096;
+    assert.ok(torn > pos.offset && (torn - 32) % 4120 !== 0, "the cut falls inside a frame");
+    appendFileSync(shadow, wal.subarray(pos.offset, torn));
+    assert.equal(statSync(shadow).size, torn);
+
+    await replica.sync();
+    assert.deepEqual(replica.pos, db.pos(), "the destination stops at the shadow's last commit");
+    // The replicator dies here; a restore of the destination gives the last committed state.
+    const out = path.join(dir, "restored.db");
+    await restore([{ name: "file", client }], { outputPath: out });
+    assert.equal(integrityCheck(out), "ok");
+    assert.equal(logicalHash(out), committed);
+
+    truncateSync(shadow, pos.offset);
+    replica.close();
+    await db.close();
+    app.close();
+  });
+});
