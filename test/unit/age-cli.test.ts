@@ -211,24 +211,33 @@ describe("age: encrypted replicas", () => {
     const cfg = config(db, replica, both([A], [RA]));
     assert.equal((await replicateOnce(cfg)).code, 0);
     const out = path.join(path.dirname(db), "never.db");
-    for (const args of [
+    const attempts = [
       ["-config", config(db, replica, undefined), db],
       [`file://${replica}`],
       ["-config", config(db, replica, `identities: ["${B}"]`), db],
-    ]) {
-      const res = await walship(["restore", "-o", out, ...args]);
-      assert.equal(res.code, 1, res.stderr);
-      assert.equal(errorCode(res.stderr), "WALSHIP_ERR_ENCRYPTION", res.stderr);
-      assert.match(
-        res.stderr,
-        new RegExp(`${replica}/generations/[0-9a-f]{16}/snapshots/[0-9a-f]{8}\\.snapshot\\.lz4`),
-      );
-      assert.match(
-        res.stderr,
-        /an age-encrypted object, and the replica has no age keys|no configured age identity opens this object/,
-      );
-      assert.ok(!existsSync(out), "no database was written");
-      assertNoKeys(res.stderr);
+    ];
+    // The first object a restore opens is Walship's record of the snapshot (sealed like the
+    // snapshot); without those records (as Litestream writes a replica), the snapshot itself.
+    const record = `${replica}/walship/generations/[0-9a-f]{16}/snapshots/[0-9a-f]{8}\\.json`;
+    const snapshot = `${replica}/generations/[0-9a-f]{16}/snapshots/[0-9a-f]{8}\\.snapshot\\.lz4`;
+    for (const [named, prepare] of [
+      [record, () => {}],
+      [snapshot, () => rmSync(path.join(replica, "walship"), { recursive: true })],
+    ] as const) {
+      prepare();
+      for (const args of attempts) {
+        const res = await walship(["restore", "-o", out, ...args]);
+        assert.equal(res.code, 1, res.stderr);
+        assert.equal(errorCode(res.stderr), "WALSHIP_ERR_ENCRYPTION", res.stderr);
+        assert.match(
+          res.stderr,
+          new RegExp(
+            `${named}: (an age-encrypted object, and the replica has no age keys|no configured age identity opens this object)`,
+          ),
+        );
+        assert.ok(!existsSync(out), "no database was written");
+        assertNoKeys(res.stderr);
+      }
     }
   });
 
@@ -343,6 +352,10 @@ describe("age: encrypted replicas", () => {
       db,
     ]);
     assert.equal(errorCode(onlyB.stderr), "WALSHIP_ERR_ENCRYPTION", onlyB.stderr);
-    assert.match(onlyB.stderr, /\.snapshot\.lz4: no configured age identity opens this object/);
+    // The first object it opens: Walship's record of the old generation's snapshot.
+    assert.match(
+      onlyB.stderr,
+      /\/walship\/generations\/[0-9a-f]{16}\/snapshots\/[0-9a-f]{8}\.json: no configured age identity opens this object/,
+    );
   });
 });
