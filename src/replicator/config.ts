@@ -34,9 +34,11 @@
  * - Credentials lose trailing newlines (a Secret made from a file usually ends with one).
  * - Error messages and warnings never quote a value that came from the environment, nor the
  *   password of a URL.
- * - `age:` (client-side encryption) is refused: Walship does not encrypt yet, and accepting the key
- *   would store the replica in plaintext while the user believes it is encrypted. The error names the
- *   key's path and never quotes its value (an identity is a secret key).
+ * - `age:` (client-side encryption, age/keys.ts) is strict where Litestream is lax: an unknown key
+ *   under it (`recipient:`), an empty block, or a value that is not a list is an error, never a silent
+ *   plaintext replica. Errors name the key's path and never quote a key (an identity is a secret).
+ * - S3 server-side encryption (storage/s3-sse.ts): `server-side-encryption`, `sse-kms-key-id`,
+ *   `sse-customer-key`, `sse-customer-key-path` (Litestream v0.5's names), checked together.
  */
 export { configFromArgs, findDb, replicaFromUrl } from "./config/args.ts";
 export { createReplicaClient } from "./config/clients.ts";

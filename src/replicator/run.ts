@@ -2,12 +2,15 @@
  * Wires a parsed config into running databases and destinations: one Db per `dbs[]` entry, one Replica
  * per destination, their loops, and a final sync on shutdown.
  */
-import { describeError, WalshipError } from "../shared/errors.ts";
+import { readFile, rm } from "node:fs/promises";
+import { describeError, ErrorCodes, hasCode, WalshipError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Config } from "./config.ts";
 import { createReplicaClient } from "./config.ts";
 import { Db } from "./db.ts";
+import { shadow } from "./layout.ts";
 import { Replica } from "./replica.ts";
+import type { SealedReplicaClient } from "./storage/sealed.ts";
 
 /** How long the final sync at shutdown may take when the config does not say (`shutdown-sync-timeout`). */
 export const DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS = 10_000;
@@ -29,6 +32,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
   const replicas: Replica[] = [];
   /** Destinations whose retention deletes: their credentials must be able to. */
   const retaining: Replica[] = [];
+  const sealed: Array<{ db: Db; name: string; client: SealedReplicaClient }> = [];
   config.dbs.forEach((dc, i) => {
     const db = new Db(dc.path, {
       ...(dc.metaPath ? { metaPath: dc.metaPath } : {}),
@@ -42,7 +46,8 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
     });
     dbs.push(db);
     dc.replicas.forEach((rc, j) => {
-      const client = createReplicaClient(rc, `dbs[${i}].replicas[${j}]`, { log });
+      const client = createReplicaClient(rc, `dbs[${i}].replicas[${j}]`, { log, writing: true });
+      sealed.push({ db, name: rc.name, client });
       const replica = new Replica(db, client, {
         name: rc.name,
         syncIntervalMs: rc.syncIntervalMs,
@@ -60,6 +65,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
           name: rc.name,
           type: rc.type,
           location: client.location,
+          encryption: rc.age ? "age" : "none",
           syncIntervalMs: replica.syncIntervalMs,
         },
         "replicating to",
@@ -67,6 +73,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
     });
   });
   await checkAccess(retaining, log);
+  await checkSealing(sealed, log);
   const ac = new AbortController();
   for (const db of dbs) {
     await db.init();
@@ -114,6 +121,48 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
   }
 
   return { dbs, replicas, done, stop };
+}
+
+/**
+ * Before anything starts, each destination's age keys are read and checked, and its path is looked
+ * at (sealed.ts `check`): a path holding the other form (plaintext generations where age is set, age
+ * ones where it is not) stops the start, unless `age.allow-plaintext-generations` is set; then, if
+ * the database's current generation is one of those plaintext ones, its shadow generation pointer is
+ * removed so that a new generation (encrypted from its first snapshot) starts. A path that cannot be
+ * looked at now (the network) is looked at again before the first write, which waits for it.
+ */
+async function checkSealing(
+  list: Array<{ db: Db; name: string; client: SealedReplicaClient }>,
+  log: Logger,
+): Promise<void> {
+  for (const { db, name, client } of list) {
+    if (client.sealing.mode === "age") await client.sealing.keys();
+    let foreign: ReadonlySet<string>;
+    try {
+      foreign = await client.check();
+    } catch (err) {
+      if (hasCode(err, ErrorCodes.ENCRYPTION) || hasCode(err, ErrorCodes.CONFIG)) throw err;
+      log.warn(
+        { replica: name, err: describeError(err) },
+        "could not look at the destination's objects at start; looked at again before the first write",
+      );
+      continue;
+    }
+    if (foreign.size === 0) continue;
+    log.warn(
+      { replica: name, generations: [...foreign] },
+      "plaintext generations kept beside the encrypted ones (age.allow-plaintext-generations)",
+    );
+    const file = shadow.generationFile(db.metaPath);
+    const current = (await readFile(file, "utf8").catch(() => "")).trim();
+    if (foreign.has(current)) {
+      await rm(file, { force: true });
+      log.warn(
+        { replica: name, generation: current },
+        "the current generation is plaintext at this destination: a new generation starts",
+      );
+    }
+  }
 }
 
 /**

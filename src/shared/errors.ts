@@ -20,6 +20,11 @@ export const ErrorCodes = {
   EXISTS: "WALSHIP_ERR_EXISTS",
   /** The restored database failed PRAGMA integrity_check. */
   INTEGRITY: "WALSHIP_ERR_INTEGRITY",
+  /**
+   * An object's encryption does not match its replica's: a plaintext object where `age:` is
+   * configured, an age-encrypted one where it is not, or one that no configured identity opens.
+   */
+  ENCRYPTION: "WALSHIP_ERR_ENCRYPTION",
   /** A storage backend call failed (network, permissions, missing bucket). */
   STORAGE: "WALSHIP_ERR_STORAGE",
   /** A SQLite call failed. */

@@ -21,6 +21,11 @@ export interface ContractOptions {
   strayObjects?: boolean;
   /** Size of the streamed round-trip body; default 6 MiB + 123 bytes (past S3's 5 MiB part size). */
   bigBodyBytes?: number;
+  /**
+   * The stored size of a body of `n` bytes, as listings report it; default `n`. A client that
+   * transforms what it stores (the age sealing layer) gives its own.
+   */
+  storedSize?: (n: number) => number;
 }
 
 export type MakeClient = () => Promise<{ client: ReplicaClient; cleanup(): Promise<void> }>;
@@ -37,6 +42,7 @@ export function replicaClientContract(
 ): void {
   const strays = options.strayObjects ?? true;
   const bigBodyBytes = options.bigBodyBytes ?? 6 * 1024 * 1024 + 123;
+  const stored = options.storedSize ?? ((n: number) => n);
 
   /** Runs one test body against a fresh destination, cleaning up whatever happens. */
   const withClient = (fn: (c: ReplicaClient) => Promise<void>) => async () => {
@@ -96,7 +102,7 @@ export function replicaClientContract(
           const info = await c.writeSnapshot(G1, 1, chunked(body, 7_000));
           assert.equal(info.generation, G1);
           assert.equal(info.index, 1);
-          assert.equal(info.size, body.length);
+          assert.equal(info.size, stored(body.length));
           assertRecent(info.createdAt, before);
 
           assert.deepEqual(await readAll(await c.snapshotReader(G1, 1)), body);
@@ -104,7 +110,7 @@ export function replicaClientContract(
           assert.equal(list.length, 1);
           assert.equal(list[0]?.generation, G1);
           assert.equal(list[0]?.index, 1);
-          assert.equal(list[0]?.size, body.length);
+          assert.equal(list[0]?.size, stored(body.length));
           assertRecent(list[0]!.createdAt, before);
           assert.deepEqual(await c.generations(), [G1]);
         }),
@@ -114,11 +120,11 @@ export function replicaClientContract(
         "round-trips an empty body",
         withClient(async (c) => {
           const info = await c.writeSnapshot(G1, 0, Readable.from([]));
-          assert.equal(info.size, 0);
+          assert.equal(info.size, stored(0));
           assert.equal((await readAll(await c.snapshotReader(G1, 0))).length, 0);
           assert.deepEqual(
             (await c.snapshots(G1)).map((s) => [s.index, s.size]),
-            [[0, 0]],
+            [[0, stored(0)]],
           );
         }),
       );
@@ -128,7 +134,7 @@ export function replicaClientContract(
         withClient(async (c) => {
           const { stream, digest } = generatedBody(bigBodyBytes, 64 * 1024 + 1);
           const info = await c.writeSnapshot(G1, 2, stream);
-          assert.equal(info.size, bigBodyBytes);
+          assert.equal(info.size, stored(bigBodyBytes));
           const want = digest();
           const reader = await c.snapshotReader(G1, 2);
           const hash = createHash("sha256");
@@ -139,7 +145,7 @@ export function replicaClientContract(
           }
           assert.equal(got, bigBodyBytes);
           assert.equal(hash.digest("hex"), want);
-          assert.equal((await c.snapshots(G1))[0]?.size, bigBodyBytes);
+          assert.equal((await c.snapshots(G1))[0]?.size, stored(bigBodyBytes));
         }),
       );
 
@@ -149,12 +155,12 @@ export function replicaClientContract(
           await c.writeSnapshot(G1, 3, Readable.from([Buffer.from("first version, longer")]));
           const second = Buffer.from("second");
           const info = await c.writeSnapshot(G1, 3, Readable.from([second]));
-          assert.equal(info.size, second.length);
+          assert.equal(info.size, stored(second.length));
           assert.deepEqual(await readAll(await c.snapshotReader(G1, 3)), second);
           const list = await c.snapshots(G1);
           assert.deepEqual(
             list.map((s) => [s.index, s.size]),
-            [[3, second.length]],
+            [[3, stored(second.length)]],
           );
         }),
       );
@@ -171,7 +177,7 @@ export function replicaClientContract(
           );
           for (const s of list) {
             assert.equal(s.generation, G1);
-            assert.equal(s.size, Buffer.byteLength(`snap ${s.index}`));
+            assert.equal(s.size, stored(Buffer.byteLength(`snap ${s.index}`)));
           }
         }),
       );
@@ -224,8 +230,8 @@ export function replicaClientContract(
           const before = Date.now();
           const a = await c.writeWalSegment(G1, 2, 0, new Uint8Array(header));
           const b = await c.writeWalSegment(G1, 2, 0x1038, chunked(frames, 4096));
-          assert.deepEqual([a.generation, a.index, a.offset, a.size], [G1, 2, 0, header.length]);
-          assert.deepEqual([b.generation, b.index, b.offset, b.size], [G1, 2, 0x1038, frames.length]);
+          assert.deepEqual([a.generation, a.index, a.offset, a.size], [G1, 2, 0, stored(header.length)]);
+          assert.deepEqual([b.generation, b.index, b.offset, b.size], [G1, 2, 0x1038, stored(frames.length)]);
           assertRecent(a.createdAt, before);
           assertRecent(b.createdAt, before);
 
@@ -235,8 +241,8 @@ export function replicaClientContract(
           assert.deepEqual(
             list.map((s) => [s.generation, s.index, s.offset, s.size]),
             [
-              [G1, 2, 0, header.length],
-              [G1, 2, 0x1038, frames.length],
+              [G1, 2, 0, stored(header.length)],
+              [G1, 2, 0x1038, stored(frames.length)],
             ],
           );
           for (const s of list) assertRecent(s.createdAt, before);
@@ -272,7 +278,7 @@ export function replicaClientContract(
           );
           for (const s of list) {
             assert.equal(s.generation, G1);
-            assert.equal(s.size, Buffer.byteLength(`${s.index}:${s.offset}`));
+            assert.equal(s.size, stored(Buffer.byteLength(`${s.index}:${s.offset}`)));
           }
           assert.deepEqual(
             (await c.walSegments(G0)).map((s) => [s.generation, s.index, s.offset]),
@@ -289,7 +295,7 @@ export function replicaClientContract(
           assert.equal((await readAll(await c.walSegmentReader(G1, 1, 0))).toString(), "short");
           assert.deepEqual(
             (await c.walSegments(G1)).map((s) => [s.index, s.offset, s.size]),
-            [[1, 0, 5]],
+            [[1, 0, stored(5)]],
           );
         }),
       );
@@ -436,11 +442,11 @@ export function replicaClientContract(
           assert.deepEqual(await c.generations(), [G1]);
           assert.deepEqual(
             (await c.snapshots(G1)).map((s) => [s.index, s.size]),
-            [[1, Buffer.byteLength("real snapshot")]],
+            [[1, stored(Buffer.byteLength("real snapshot"))]],
           );
           assert.deepEqual(
             (await c.walSegments(G1)).map((s) => [s.index, s.offset, s.size]),
-            [[1, 0, Buffer.byteLength("real segment")]],
+            [[1, 0, stored(Buffer.byteLength("real segment"))]],
           );
         }),
       );
@@ -601,7 +607,7 @@ export function replicaClientContract(
           assert.equal((await readAll(await c.snapshotReader(G1, 1))).toString(), "previous");
           assert.deepEqual(
             (await c.snapshots(G1)).map((s) => [s.index, s.size]),
-            [[1, Buffer.byteLength("previous")]],
+            [[1, stored(Buffer.byteLength("previous"))]],
           );
         }),
       );
@@ -619,7 +625,7 @@ export function replicaClientContract(
           assert.equal((await readAll(await c.walSegmentReader(G1, 1, 0))).toString(), "previous");
           assert.deepEqual(
             (await c.walSegments(G1)).map((s) => [s.index, s.offset, s.size]),
-            [[1, 0, Buffer.byteLength("previous")]],
+            [[1, 0, stored(Buffer.byteLength("previous"))]],
           );
         }),
       );

@@ -1,6 +1,8 @@
 /**
  * A real MinIO S3 server for tests, single drive, on 127.0.0.1 (or `host`: the real node's bridge
- * gateway, where pods reach it) with a free port and a temp data dir.
+ * gateway, where pods reach it) with a free port and a temp data dir. Optionally over TLS (a
+ * self-signed certificate made here with openssl; clients trust `caFile`) and with MinIO's static KMS
+ * key, which server-side encryption (SSE-S3, SSE-KMS) needs; SSE-C needs TLS.
  *
  *   const s3 = await startMinio();
  *   await s3.createBucket("replica");
@@ -9,12 +11,22 @@
  *   await s3.close();     // stop and delete the data dir (also happens at process exit)
  */
 
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync } from "node:fs";
 import { request } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { binPath } from "./cache.ts";
 import { freePort } from "./ports.ts";
-import { type ManagedProcess, makeTempDir, removeTempDir, spawnManaged, waitFor } from "./proc.ts";
+import {
+  type ManagedProcess,
+  makeTempDir,
+  removeTempDir,
+  runCommand,
+  spawnManaged,
+  waitFor,
+} from "./proc.ts";
 
 export interface MinioOptions {
   accessKeyId?: string;
@@ -24,11 +36,23 @@ export interface MinioOptions {
   host?: string;
   /** How long to wait for readiness; default 60 s. */
   timeoutMs?: number;
+  /** Serve https with a self-signed certificate for `host` (SSE-C needs TLS). Default false. */
+  tls?: boolean;
+  /**
+   * Give MinIO a static KMS key (MINIO_KMS_SECRET_KEY) named `kmsKeyId`, so that SSE-S3 and SSE-KMS
+   * work. Default false.
+   */
+  kms?: boolean;
 }
 
+/** The name of the static KMS key a `kms: true` server holds (the SSE-KMS key id to use). */
+export const MINIO_KMS_KEY_ID = "walship-test-key";
+
 export interface Minio {
-  /** http://<host>:port (use path-style addressing). */
+  /** http://<host>:port, or https:// with `tls` (use path-style addressing). */
   endpoint: string;
+  /** With `tls`: the certificate to trust (PEM), e.g. as NODE_EXTRA_CA_CERTS or SSL_CERT_FILE. */
+  caFile?: string;
   port: number;
   accessKeyId: string;
   secretAccessKey: string;
@@ -50,9 +74,9 @@ export interface Minio {
   close(): Promise<void>;
 }
 
-function getStatus(url: string): Promise<number> {
+function getStatus(url: string, ca?: Buffer): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { timeout: 2_000 }, (res) => {
+    const req = (ca ? httpsRequest : request)(url, { timeout: 2_000, ...(ca ? { ca } : {}) }, (res) => {
       res.resume();
       res.on("end", () => resolve(res.statusCode ?? 0));
     });
@@ -62,6 +86,31 @@ function getStatus(url: string): Promise<number> {
   });
 }
 
+/** A self-signed server certificate for `host` (and localhost) in `<dir>/certs`, as MinIO reads it. */
+async function makeCert(dir: string, host: string): Promise<string> {
+  const certs = join(dir, "certs");
+  mkdirSync(certs, { recursive: true });
+  const san = /^[0-9.]+$/.test(host) ? `IP:${host}` : `DNS:${host}`;
+  await runCommand(
+    "openssl",
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+      .concat([
+        "-keyout",
+        "private.key",
+        "-out",
+        "public.crt",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=walship-test-minio",
+      ])
+      .concat(["-addext", `subjectAltName=${san},IP:127.0.0.1,DNS:localhost`])
+      .concat(["-addext", "extendedKeyUsage=serverAuth"]),
+    { cwd: certs, timeoutMs: 30_000 },
+  );
+  return join(certs, "public.crt");
+}
+
 export async function startMinio(opts: MinioOptions = {}): Promise<Minio> {
   const bin = binPath("minio");
   const dir = makeTempDir("minio");
@@ -69,7 +118,10 @@ export async function startMinio(opts: MinioOptions = {}): Promise<Minio> {
   const logFile = join(dir, "minio.log");
   const port = await freePort();
   const host = opts.host ?? "127.0.0.1";
-  const endpoint = `http://${host}:${port}`;
+  const caFile = opts.tls ? await makeCert(dir, host) : undefined;
+  const ca = caFile ? readFileSync(caFile) : undefined;
+  const endpoint = `${caFile ? "https" : "http"}://${host}:${port}`;
+  const kmsKey = opts.kms ? `${MINIO_KMS_KEY_ID}:${randomBytes(32).toString("base64")}` : undefined;
   const accessKeyId = opts.accessKeyId ?? "walship-test";
   const secretAccessKey = opts.secretAccessKey ?? "walship-test-secret";
   const region = opts.region ?? "us-east-1";
@@ -78,7 +130,9 @@ export async function startMinio(opts: MinioOptions = {}): Promise<Minio> {
   let closed = false;
 
   const start = async (): Promise<void> => {
-    const p = spawnManaged(bin, ["server", "--quiet", "--address", `${host}:${port}`, dataDir], {
+    const args = ["server", "--quiet", "--address", `${host}:${port}`];
+    if (caFile) args.push("--certs-dir", join(dir, "certs"));
+    const p = spawnManaged(bin, [...args, dataDir], {
       name: "minio",
       logFile,
       env: {
@@ -89,10 +143,11 @@ export async function startMinio(opts: MinioOptions = {}): Promise<Minio> {
         MINIO_UPDATE: "off",
         // Keep MinIO's config and certs dirs inside the temp dir, not in $HOME.
         HOME: dir,
+        ...(kmsKey ? { MINIO_KMS_SECRET_KEY: kmsKey } : {}),
       },
     });
     proc = p;
-    await waitFor(async () => (await getStatus(`${endpoint}/minio/health/ready`)) === 200, {
+    await waitFor(async () => (await getStatus(`${endpoint}/minio/health/ready`, ca)) === 200, {
       what: `minio ready at ${endpoint}`,
       timeoutMs,
       processes: [p],
@@ -107,6 +162,7 @@ export async function startMinio(opts: MinioOptions = {}): Promise<Minio> {
 
   const m: Minio = {
     endpoint,
+    ...(caFile ? { caFile } : {}),
     port,
     accessKeyId,
     secretAccessKey,
@@ -122,6 +178,7 @@ export async function startMinio(opts: MinioOptions = {}): Promise<Minio> {
         region,
         forcePathStyle: true,
         credentials: { accessKeyId, secretAccessKey },
+        ...(ca ? { requestHandler: { httpsAgent: new HttpsAgent({ ca }) } } : {}),
       });
     },
     async createBucket(name) {

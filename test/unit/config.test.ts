@@ -510,40 +510,86 @@ describe("parseConfig rules", () => {
       throwsConfig(() => parse(inReplica("name: f")), "dbs[0].replicas[0].path");
     });
 
-    it("age is refused wherever it appears, naming the key path and never quoting a key", () => {
-      // Walship does not encrypt yet: accepting the key would replicate in plaintext while the user
-      // believes the backups are encrypted (issue 13).
+    it("age: Litestream's lists and Walship's files, strict where Litestream is lax, never quoting a key", () => {
       const identity = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
       const recipient = "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq";
-      const cases: Array<[string, string]> = [
-        [
+      const r = onlyReplica(
+        parse(
           inReplica(
-            `path: /x\nage:\n  identities:\n    - |\n      # created\n      ${identity}\n  recipients: [${recipient}]`,
+            `path: /x\nage:\n  identities:\n    - |\n      # created\n      ${identity}\n  recipients: [${recipient}]\n  identity-files: [~/old.key]\n  allow-plaintext-generations: yes`,
           ),
-          "dbs[0].replicas[0].age",
-        ],
-        [inReplica(`path: /x\nage:\n  recipients: [${recipient}]`), "dbs[0].replicas[0].age"],
-        [inReplica("path: /x\nage: {}"), "dbs[0].replicas[0].age"],
-        [inReplica("path: /x\nage:"), "dbs[0].replicas[0].age"],
-        [inReplica("path: /x\nage: 5"), "dbs[0].replicas[0].age"],
-        [inDb(`replica:\n  url: s3://bk/p\n  age:\n    identities: [${identity}]`), "dbs[0].replica.age"],
+        ),
+      );
+      assert.deepEqual(r.age, {
+        identities: [`# created\n${identity}\n`],
+        recipients: [recipient],
+        identityFiles: ["/home/me/old.key"],
+        recipientFiles: [],
+        allowPlaintextGenerations: true,
+      });
+      assert.equal(onlyReplica(parse(inReplica("path: /x"))).age, undefined);
+      // Litestream writes plaintext for each of these; Walship refuses them, naming the key.
+      const cases: Array<[string, string, RegExp]> = [
+        [inReplica("path: /x\nage: {}"), "dbs[0].replicas[0].age", /empty/],
+        [inReplica("path: /x\nage:"), "dbs[0].replicas[0].age", /empty/],
+        [inReplica("path: /x\nage: 5"), "dbs[0].replicas[0].age", /expected a mapping/],
         [
-          `dbs:\n  - path: /a\n    replicas:\n      - path: /x\n      - path: /y\n        name: y\n        age:\n          recipients: [${recipient}]\n`,
-          "dbs[0].replicas[1].age",
+          inReplica(`path: /x\nage:\n  identities: [${identity}]\n  recipient: [${recipient}]`),
+          "dbs[0].replicas[0].age",
+          /unknown key "recipient" .*Litestream would ignore it and write plaintext/,
+        ],
+        [
+          inDb(`replica:\n  url: s3://bk/p\n  age:\n    identities: ${identity}`),
+          "dbs[0].replica.age.identities",
+          /expected a list/,
         ],
       ];
-      for (const [text, key] of cases) {
+      for (const [text, key, re] of cases) {
         throwsConfig(() => parse(text), key);
         assert.throws(
           () => parse(text),
           (err: Error) =>
-            err.message.includes(`${key}: client-side encryption is not supported yet`) &&
+            re.test(err.message) &&
             !err.message.includes("AGE-SECRET-KEY") &&
             !err.message.includes(recipient),
         );
       }
-      // A key that is only a comment or a look-alike elsewhere is not the age key.
-      assert.deepEqual(parse(inReplica("path: /x\n# age: {}")).warnings, []);
+    });
+
+    it("S3 server-side encryption keys, checked together", () => {
+      const s3 = (extra: string) => inReplica(`url: s3://bk/p\n${extra}`);
+      assert.deepEqual(onlyReplica(parse(s3("server-side-encryption: AES256"))).s3?.sse, {
+        serverSideEncryption: "AES256",
+      });
+      assert.deepEqual(onlyReplica(parse(s3("sse-kms-key-id: alias/k"))).s3?.sse, { kmsKeyId: "alias/k" });
+      assert.deepEqual(
+        onlyReplica(parse(s3("sse-customer-key-path: ~/k\nsse-customer-algorithm: AES256"))).s3?.sse,
+        {
+          customerKeyPath: "/home/me/k",
+        },
+      );
+      assert.equal(onlyReplica(parse(s3(""))).s3?.sse, undefined);
+      throwsConfig(
+        () => parse(s3("server-side-encryption: aes")),
+        "dbs[0].replicas[0].server-side-encryption",
+      );
+      throwsConfig(
+        () => parse(s3("sse-customer-algorithm: AES256")),
+        "dbs[0].replicas[0].sse-customer-algorithm",
+      );
+      throwsConfig(() => parse(s3("sse-customer-key: short")), "dbs[0].replicas[0].sse-customer-key");
+      throwsConfig(
+        () => parse(s3("sse-customer-key-path: /k\nserver-side-encryption: AES256")),
+        "dbs[0].replicas[0].sse-customer-key-path",
+      );
+      throwsConfig(
+        () => parse(s3("endpoint: http://minio:9000\nsse-customer-key-path: /k")),
+        "dbs[0].replicas[0].sse-customer-key-path",
+      );
+      assert.match(
+        parse(inReplica("path: /x\nserver-side-encryption: AES256")).warnings.join("\n"),
+        /server-side-encryption: not used by file replicas/,
+      );
     });
 
     it("interval settings; 0 snapshot/validation means none, 0 retention disables it", () => {

@@ -4,17 +4,13 @@
  * projected Secret volumes and mounts that carry every credential as a read-only file.
  */
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
-import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
-import { stringify } from "yaml";
+import { describe, it } from "node:test";
 import { SqliteReplicaSpec } from "../../src/api/v1alpha1/index.ts";
 import { renderConfig } from "../../src/operator/specs/config.ts";
 import { destinationCredentials } from "../../src/operator/specs/credentials.ts";
 import { credentialMounts, credentialVolumes } from "../../src/operator/specs/statefulset.ts";
 import { parseConfig } from "../../src/replicator/config.ts";
-import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
-import { ROOT } from "../helpers/e2e.ts";
+import { destinationAdmission } from "../helpers/admission.ts";
 
 const base = { statefulSetName: "app", database: { path: "/data/app.db", volumeName: "data" } };
 
@@ -257,30 +253,7 @@ describe("sftp, gcs and abs destinations in the operator", () => {
 describe("sftp, gcs and abs destinations at admission (real kube-apiserver, the CRD's CEL rules)", {
   timeout: 240_000,
 }, () => {
-  let cp: ControlPlane;
-  before(async () => {
-    cp = await startControlPlane({ controllerManager: false });
-    await cp.kubectl(["apply", "-f", path.join(ROOT, "crds")]);
-    await cp.kubectl(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
-    await cp.kubectl(["create", "namespace", "adm"]);
-  });
-  after(async () => {
-    await cp?.stop();
-  });
-
-  const admit = async (destination: unknown) => {
-    const file = path.join(cp.dir, `r-${Math.random().toString(16).slice(2)}.yaml`);
-    fs.writeFileSync(
-      file,
-      stringify({
-        apiVersion: "walship.dev/v1alpha1",
-        kind: "SqliteReplica",
-        metadata: { name: "r", namespace: "adm" },
-        spec: { ...base, destinations: [destination] },
-      }),
-    );
-    return cp.kubectl(["apply", "--dry-run=server", "-f", file], { allowFailure: true });
-  };
+  const admit = destinationAdmission(base);
 
   it("admits the spec above and refuses each broken destination with the rule's message", async () => {
     for (const d of spec.destinations) {

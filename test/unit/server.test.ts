@@ -15,6 +15,7 @@ import { keys } from "../../src/replicator/layout.ts";
 import { type Replication, startReplication } from "../../src/replicator/run.ts";
 import { parseListenAddr, type ReplicatorServer, startServer } from "../../src/replicator/server.ts";
 import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
+import { SealedReplicaClient } from "../../src/replicator/storage/sealed.ts";
 import { ErrorCodes } from "../../src/shared/errors.ts";
 import { nullLogger } from "../../src/shared/log.ts";
 import {
@@ -158,7 +159,12 @@ dbs:
 
   it("uses real file destinations", () => {
     assert.equal(replication.replicas.length, 2);
-    for (const r of replication.replicas) assert.ok(r.client instanceof FileReplicaClient);
+    for (const r of replication.replicas) {
+      // Every destination sits in the sealing layer (plain here), around the real client.
+      assert.ok(r.client instanceof SealedReplicaClient);
+      assert.equal(r.client.sealing.mode, "plain");
+      assert.ok(r.client.inner instanceof FileReplicaClient);
+    }
     assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+$/);
   });
 

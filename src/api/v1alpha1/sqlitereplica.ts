@@ -59,6 +59,35 @@ export const S3Credentials = cel(
   ],
 );
 
+export const S3ServerSideEncryption = cel(
+  z.object({
+    mode: z
+      .enum(["SSE-S3", "SSE-KMS", "SSE-C"])
+      .describe(
+        "SSE-S3: the store's own keys; SSE-KMS: a KMS key (kmsKeyId, else the store's default); " +
+          "SSE-C: a customer key from a Secret, sent with every request (needs an https endpoint; " +
+          "Litestream v0.3.13 cannot read such objects).",
+      ),
+    kmsKeyId: ConfigText.min(1).max(2048).optional().describe("The KMS key id or ARN, with SSE-KMS."),
+    customerKey: SecretKeyRef.optional().describe(
+      "With SSE-C: a Secret key holding the 256-bit key in base64 (openssl rand -base64 32).",
+    ),
+  }),
+  [
+    {
+      rule: "!has(self.kmsKeyId) || self.mode == 'SSE-KMS'",
+      message: "kmsKeyId goes with mode SSE-KMS",
+      fieldPath: ".kmsKeyId",
+      check: (e) => e.kmsKeyId === undefined || e.mode === "SSE-KMS",
+    },
+    {
+      rule: "has(self.customerKey) == (self.mode == 'SSE-C')",
+      message: "customerKey is required with mode SSE-C, and only with it",
+      check: (e) => (e.customerKey !== undefined) === (e.mode === "SSE-C"),
+    },
+  ],
+);
+
 export const S3Destination = z.object({
   bucket: z
     .string()
@@ -84,6 +113,10 @@ export const S3Destination = z.object({
     .describe("Path-style requests; on by default when an endpoint is set."),
   skipVerify: z.boolean().optional().describe("Skip TLS certificate checks (self-signed stores only)."),
   credentials: S3Credentials,
+  serverSideEncryption: S3ServerSideEncryption.optional().describe(
+    "Encryption by the store of what it keeps on disk (it sees the data). For encryption the store " +
+      "cannot read, use the destination's age.",
+  ),
 });
 
 /** An object-store prefix: relative, as for S3. */
@@ -214,6 +247,33 @@ export const FileDestination = cel(
   ],
 );
 
+/** Client-side encryption of a destination, as Litestream v0.3.13's age: (X25519 keys only). */
+export const AgeEncryption = z.object({
+  identities: z
+    .array(SecretKeyRef)
+    .min(1)
+    .max(16)
+    .describe(
+      "Secret keys holding age identities (AGE-SECRET-KEY-1..., an age-keygen file): what opens the " +
+        "replica. Keep the old identity here after a rotation until its backups are gone.",
+    ),
+  recipients: z
+    .array(SecretKeyRef)
+    .min(1)
+    .max(16)
+    .describe(
+      "Secret keys holding age recipients (age1..., one per line): what new objects are encrypted " +
+        "to. At least one must belong to an identity above.",
+    ),
+  allowPlaintextGenerations: z
+    .boolean()
+    .optional()
+    .describe(
+      "Start encrypting on a path that already holds plaintext backups (kept beside, readable only " +
+        "without age). Off: such a path is refused, as a replica mixing both cannot be restored.",
+    ),
+});
+
 export const Destination = cel(
   z.object({
     name: DnsLabel.max(40).describe(
@@ -224,6 +284,10 @@ export const Destination = cel(
     sftp: SftpDestination.optional().describe("A directory on an SSH server (SFTP)."),
     gcs: GcsDestination.optional().describe("A Google Cloud Storage bucket."),
     abs: AbsDestination.optional().describe("An Azure Blob Storage container."),
+    age: AgeEncryption.optional().describe(
+      "Encrypt every object with age before it leaves the pod (Litestream v0.3.13 compatible); keys " +
+        "from Secrets, never in the ConfigMap.",
+    ),
   }),
   [
     {

@@ -15,7 +15,7 @@ import { Document, Scalar } from "yaml";
 import { metricsPort, type SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
 import type { ConfigMap } from "../kube/types.ts";
 import { ownerReference } from "./common.ts";
-import { credentialPath, destinationCredentials } from "./credentials.ts";
+import { credentialPath, destinationCredentials, setConfigKey } from "./credentials.ts";
 import {
   CONFIG_KEY,
   configMapName,
@@ -51,6 +51,12 @@ export function renderConfig(spec: SqliteReplicaSpec): string {
       if (s3.region !== undefined) common.region = s3.region;
       if (s3.forcePathStyle !== undefined) common["force-path-style"] = s3.forcePathStyle;
       if (s3.skipVerify !== undefined) common["skip-verify"] = s3.skipVerify;
+      const sse = s3.serverSideEncryption;
+      if (sse?.mode === "SSE-S3") common["server-side-encryption"] = "AES256";
+      if (sse?.mode === "SSE-KMS") {
+        common["server-side-encryption"] = "aws:kms";
+        if (sse.kmsKeyId !== undefined) common["sse-kms-key-id"] = sse.kmsKeyId;
+      }
     } else if (d.sftp) {
       const sftp = d.sftp;
       Object.assign(common, {
@@ -80,7 +86,10 @@ export function renderConfig(spec: SqliteReplicaSpec): string {
       });
     }
     // Every credential is a file of the projected Secret volume, named by its config key.
-    for (const c of destinationCredentials(d)) common[c.configKey] = credentialPath(d.name, c.file);
+    for (const c of destinationCredentials(d))
+      setConfigKey(common, c.configKey, credentialPath(d.name, c.file));
+    if (d.age?.allowPlaintextGenerations === true)
+      setConfigKey(common, "age.allow-plaintext-generations", "true");
     common["sync-interval"] = spec.syncInterval;
     if (spec.snapshotInterval !== undefined) common["snapshot-interval"] = spec.snapshotInterval;
     common.retention = spec.retention;

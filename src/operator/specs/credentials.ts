@@ -19,7 +19,10 @@ export interface CredentialFile {
   ref: SecretKeyRef;
   /** The file name inside the destination's credentials directory. */
   file: string;
-  /** The replicator's config key that names the file. */
+  /**
+   * The replicator's config key that names the file: `key` (a scalar), or `parent.key[]` (an item of
+   * a list under a mapping, as `age.identity-files[]`).
+   */
   configKey: string;
 }
 
@@ -52,11 +55,39 @@ export function destinationCredentials(d: Destination): CredentialFile[] {
       "credentials-file",
     );
   }
+  if (d.s3?.serverSideEncryption?.customerKey) {
+    add(
+      "s3.serverSideEncryption.customerKey",
+      d.s3.serverSideEncryption.customerKey,
+      "sse-customer-key",
+      "sse-customer-key-path",
+    );
+  }
+  d.age?.identities.forEach((ref, i) => {
+    add(`age.identities[${i}]`, ref, `age-identity-${i}`, "age.identity-files[]");
+  });
+  d.age?.recipients.forEach((ref, i) => {
+    add(`age.recipients[${i}]`, ref, `age-recipient-${i}`, "age.recipient-files[]");
+  });
   if (d.abs && d.abs.credentials.fromServiceAccount !== true) {
     add("abs.credentials.accountKey", d.abs.credentials.accountKey, "account-key", "account-key-file");
     add("abs.credentials.sasToken", d.abs.credentials.sasToken, "sas-token", "sas-token-file");
   }
   return out;
+}
+
+/** Sets a credential's config key (`key`, or `parent.key[]`, see CredentialFile) in a replica's config. */
+export function setConfigKey(replica: Record<string, unknown>, configKey: string, value: string): void {
+  const dot = configKey.indexOf(".");
+  if (dot < 0) {
+    replica[configKey] = value;
+    return;
+  }
+  const name = configKey.slice(0, dot);
+  const parent = (replica[name] ?? {}) as Record<string, unknown>;
+  replica[name] = parent;
+  const key = configKey.slice(dot + 1).replace(/\[\]$/, "");
+  parent[key] = configKey.endsWith("[]") ? [...((parent[key] as unknown[] | undefined) ?? []), value] : value;
 }
 
 /** The absolute path of one credential file in the pod. */

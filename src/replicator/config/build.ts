@@ -4,7 +4,7 @@
  */
 
 import { splitListenAddr } from "../../shared/http.ts";
-import { buildAbs, buildFile, buildGcs, buildS3, buildSftp, type KeyFn } from "./destinations.ts";
+import { buildAbs, buildAge, buildFile, buildGcs, buildS3, buildSftp, type KeyFn } from "./destinations.ts";
 import {
   COMMON_REPLICA_KEYS,
   type RawDb,
@@ -113,15 +113,9 @@ export function buildDb(rdb: RawDb, at: Seg[], ctx: Ctx): DbConfig {
   return db;
 }
 
-/** The refusal of `age:`, one text for every place that meets the key. */
-const AGE_REFUSED =
-  "client-side encryption is not supported yet, and Walship would store this replica unencrypted; " +
-  "remove the age key (and encrypt at the destination, e.g. S3 server-side encryption) to replicate";
-
 export function buildReplica(rawIn: RawReplica, at: Seg[], ctx: Ctx): ReplicaConfig {
   let raw = rawIn;
   const key = (k: string): Seg[] => [...at, k];
-  if ("age" in raw && raw.age !== undefined) ctx.fail(key("age"), AGE_REFUSED);
   if (raw.path !== undefined && isUrl(raw.path)) {
     ctx.fail(key("path"), `replica path cannot be a URL, use the url key instead: ${raw.path}`);
   }
@@ -162,6 +156,7 @@ export function buildReplica(rawIn: RawReplica, at: Seg[], ctx: Ctx): ReplicaCon
   }
   if (raw["snapshot-interval"]) r.snapshotIntervalMs = raw["snapshot-interval"];
   if (raw["validation-interval"]) r.validationIntervalMs = raw["validation-interval"];
+  if ("age" in raw) r.age = buildAge(raw.age, key, ctx);
 
   switch (type) {
     case "file":

@@ -10,13 +10,30 @@ import type { ReplicaClient } from "../storage/client.ts";
 import { FileReplicaClient } from "../storage/file.ts";
 import { GcsReplicaClient } from "../storage/gcs.ts";
 import { S3ReplicaClient } from "../storage/s3.ts";
+import { SealedReplicaClient, sealingFor } from "../storage/sealed.ts";
 import { SftpReplicaClient, type SftpReplicaClientOptions } from "../storage/sftp.ts";
 import type { AbsSettings, ReplicaConfig, SftpSettings } from "./types.ts";
 
+/**
+ * The client for a destination, inside the sealing layer (sealed.ts): age-encrypted with `age:`,
+ * plaintext otherwise, and either way refusing objects of the other form. `writing`: for the
+ * replicator, whose age keys must include recipients.
+ */
 export function createReplicaClient(
   cfg: ReplicaConfig,
   where: string,
-  opts: { log?: Logger; env?: NodeJS.ProcessEnv } = {},
+  opts: { log?: Logger; env?: NodeJS.ProcessEnv; writing?: boolean } = {},
+): SealedReplicaClient {
+  return new SealedReplicaClient(
+    destinationClient(cfg, where, opts),
+    sealingFor(cfg.age, where, opts.writing ?? false),
+  );
+}
+
+function destinationClient(
+  cfg: ReplicaConfig,
+  where: string,
+  opts: { log?: Logger; env?: NodeJS.ProcessEnv },
 ): ReplicaClient {
   const env = opts.env ?? process.env;
   switch (cfg.type) {

@@ -1,13 +1,70 @@
-/** Each destination type's settings, from its keys or its URL, checked. */
+/** Each destination type's settings, from its keys or its URL, checked; and a replica's `age:`. */
+import type { AgeSettings } from "../age/keys.ts";
+import { type SseSettings, sseProblem } from "../storage/s3-sse.ts";
 import type { Ctx } from "./build.ts";
 import { trimCredential } from "./env.ts";
 import { DEFAULT_S3_REGION, parseS3Host, regionFromEndpointHost } from "./providers.ts";
-import type { RawReplica } from "./schema.ts";
+import { ageSchema, type RawReplica } from "./schema.ts";
 import type { AbsSettings, FileSettings, GcsSettings, S3Settings, SftpSettings } from "./types.ts";
 import { cleanPath, expandPath, objectPrefixFromUrlPath, type UrlParts } from "./url.ts";
 import { formatKeyPath, type Seg } from "./yaml.ts";
 
 export type KeyFn = (k: string) => Seg[];
+
+/** `age:` checked (schema.ts) and its key files made absolute; an empty block is an error. */
+export function buildAge(value: unknown, key: KeyFn, ctx: Ctx): AgeSettings {
+  const parsed = ageSchema.safeParse(value ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const segs = issue.path.filter((p): p is Seg => typeof p === "string" || typeof p === "number");
+    return ctx.fail([...key("age"), ...segs], issue.message);
+  }
+  const a = parsed.data;
+  const age: AgeSettings = {
+    identities: a.identities ?? [],
+    recipients: a.recipients ?? [],
+    identityFiles: (a["identity-files"] ?? []).map((f) => expandPath(f, ctx.cwd, ctx.homedir)),
+    recipientFiles: (a["recipient-files"] ?? []).map((f) => expandPath(f, ctx.cwd, ctx.homedir)),
+    allowPlaintextGenerations: a["allow-plaintext-generations"] ?? false,
+  };
+  if (
+    age.identities.length + age.identityFiles.length + age.recipients.length + age.recipientFiles.length ===
+    0
+  )
+    ctx.fail(
+      key("age"),
+      "empty: set identities and recipients (an empty age block would replicate in plaintext)",
+    );
+  return age;
+}
+
+function buildSse(
+  raw: RawReplica,
+  endpoint: string | undefined,
+  key: KeyFn,
+  ctx: Ctx,
+): SseSettings | undefined {
+  const mode = raw["server-side-encryption"];
+  if (mode !== undefined && mode !== "AES256" && mode !== "aws:kms")
+    ctx.fail(key("server-side-encryption"), `invalid value ${JSON.stringify(mode)}: use AES256 or aws:kms`);
+  const algorithm = raw["sse-customer-algorithm"];
+  if (algorithm !== undefined && algorithm !== "AES256")
+    ctx.fail(key("sse-customer-algorithm"), `invalid value ${JSON.stringify(algorithm)}: only AES256`);
+  const sse: SseSettings = {};
+  if (mode !== undefined) sse.serverSideEncryption = mode;
+  if (raw["sse-kms-key-id"] !== undefined) sse.kmsKeyId = raw["sse-kms-key-id"];
+  if (raw["sse-customer-key"] !== undefined) sse.customerKey = raw["sse-customer-key"];
+  if (raw["sse-customer-key-path"] !== undefined)
+    sse.customerKeyPath = expandPath(raw["sse-customer-key-path"], ctx.cwd, ctx.homedir);
+  if (Object.keys(sse).length === 0) {
+    if (algorithm !== undefined)
+      ctx.fail(key("sse-customer-algorithm"), "set sse-customer-key or sse-customer-key-path with it");
+    return undefined;
+  }
+  const problem = sseProblem(sse, endpoint);
+  if (problem) ctx.fail(key(problem.key), problem.message);
+  return sse;
+}
 
 export function buildFile(raw: RawReplica, url: UrlParts | undefined, key: KeyFn, ctx: Ctx): FileSettings {
   let p = raw.path;
@@ -61,6 +118,8 @@ export function buildS3(raw: RawReplica, url: UrlParts | undefined, key: KeyFn, 
   const s3: S3Settings = { bucket, path: prefix, forcePathStyle, skipVerify: raw["skip-verify"] ?? false };
   if (region !== undefined) s3.region = region;
   if (endpoint !== undefined) s3.endpoint = endpoint;
+  const sse = buildSse(raw, endpoint, key, ctx);
+  if (sse) s3.sse = sse;
   const idFile = raw["access-key-id-file"];
   const secretFile = raw["secret-access-key-file"];
   if (idFile !== undefined || secretFile !== undefined) {

@@ -95,9 +95,42 @@ export const replicaShape = {
   "sas-token": text,
   "account-key-file": text,
   "sas-token-file": text,
-  /** Read only to be refused (see the head of this file); any value, even empty, is an error. */
   age: z.unknown().optional(),
+  "server-side-encryption": text,
+  "sse-kms-key-id": text,
+  "sse-customer-key": text,
+  "sse-customer-key-path": text,
+  "sse-customer-algorithm": text,
 };
+
+const keyList = z.array(
+  z
+    .string({ error: "expected a string" })
+    .nullable()
+    .transform((v) => v ?? ""),
+  {
+    error: "expected a list of strings",
+  },
+);
+/**
+ * `age:`: Litestream's two lists, and Walship's key files and opt-in. Strict where Litestream is lax
+ * (config.ts): an unknown key under it would otherwise leave the replica in plaintext.
+ */
+export const ageSchema = z.strictObject(
+  {
+    identities: keyList.nullish(),
+    recipients: keyList.nullish(),
+    "identity-files": keyList.nullish(),
+    "recipient-files": keyList.nullish(),
+    "allow-plaintext-generations": flag,
+  },
+  {
+    error: (iss) =>
+      iss.code === "unrecognized_keys"
+        ? `unknown key ${iss.keys.map((k) => JSON.stringify(k)).join(", ")} (age takes identities, recipients, identity-files, recipient-files, allow-plaintext-generations; Litestream would ignore it and write plaintext)`
+        : "expected a mapping with identities and recipients",
+  },
+);
 const replicaSchema = z.object(replicaShape, { error: "expected a mapping" });
 export const dbShape = {
   path: text,
@@ -146,6 +179,11 @@ export const TYPE_KEYS: Record<ReplicaType, readonly string[]> = {
     "secret-access-key",
     "access-key-id-file",
     "secret-access-key-file",
+    "server-side-encryption",
+    "sse-kms-key-id",
+    "sse-customer-key",
+    "sse-customer-key-path",
+    "sse-customer-algorithm",
   ],
   gcs: ["bucket", "endpoint", "credentials-file"],
   abs: [

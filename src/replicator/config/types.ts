@@ -3,6 +3,7 @@
  * Every duration is in milliseconds, every path absolute.
  */
 
+import type { AgeSettings } from "../age/keys.ts";
 import type { S3Settings } from "../storage/s3.ts";
 
 export type { S3Settings } from "../storage/s3.ts";
@@ -83,6 +84,8 @@ export interface ReplicaConfig {
   gcs?: GcsSettings;
   abs?: AbsSettings;
   sftp?: SftpSettings;
+  /** Client-side encryption (`age:`); undefined = plaintext. */
+  age?: AgeSettings;
 }
 
 export interface DbConfig {

@@ -46,6 +46,7 @@ import type { Operation, OperationCounts } from "./client.ts";
 import { abortedError, checkSignal, describe, isAbortError, newOperationCounts, toBytes } from "./common.ts";
 import { fileKeyProvider } from "./credential-file.ts";
 import { type ListedObject, type ObjectBackend, ObjectStoreClient } from "./object-store.ts";
+import { type SseParams, type SseSettings, sseSource } from "./s3-sse.ts";
 
 export { rootPrefix } from "./common.ts";
 
@@ -107,6 +108,8 @@ export interface S3Settings {
   /** Files holding the keys instead (both or neither; not with the keys themselves). Walship keys. */
   accessKeyIdFile?: string;
   secretAccessKeyFile?: string;
+  /** Server-side encryption (Walship keys; Litestream v0.5's names). Undefined = none asked. */
+  sse?: SseSettings;
 }
 export interface S3ReplicaClientOptions {
   /** For the few events that are not thrown (a region lookup fallback, an upload left unaborted). */
@@ -136,6 +139,8 @@ class S3Backend implements ObjectBackend {
   readonly #partSize: number;
   readonly #config: S3ClientConfig;
   readonly #log: Logger | undefined;
+  /** Server-side encryption parameters for each request (s3-sse.ts). */
+  readonly #sse: () => Promise<SseParams>;
   readonly #maxAttempts: number;
   #client: Promise<S3Client> | undefined;
   #made: S3Client | undefined;
@@ -185,6 +190,7 @@ class S3Backend implements ObjectBackend {
     }
 
     this.#settings = settings;
+    this.#sse = sseSource(settings.sse);
     this.#bucket = settings.bucket;
     this.base = `s3://${this.#bucket}`;
     this.#partSize = partSize;
@@ -261,11 +267,12 @@ class S3Backend implements ObjectBackend {
   }
 
   async bytes(key: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const sse = await this.#sse();
     const out = await this.#send(
       "get",
       key,
       signal,
-      (s3, o) => s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }), o),
+      (s3, o) => s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key, ...sse.read }), o),
       true,
     );
     try {
@@ -490,6 +497,7 @@ class S3Backend implements ObjectBackend {
     bytes: Uint8Array,
     signal: AbortSignal | undefined,
   ): Promise<void> {
+    const sse = await this.#sse();
     await this.#send(verb, key, signal, (s3, o) =>
       s3.send(
         new PutObjectCommand({
@@ -497,6 +505,7 @@ class S3Backend implements ObjectBackend {
           Key: key,
           Body: bytes,
           ContentLength: bytes.byteLength,
+          ...sse.write,
         }),
         o,
       ),
@@ -529,8 +538,9 @@ class S3Backend implements ObjectBackend {
     parts: PartReader,
     signal: AbortSignal | undefined,
   ): Promise<number> {
+    const sse = await this.#sse();
     const created = await this.#send(verb, key, signal, (s3, o) =>
-      s3.send(new CreateMultipartUploadCommand({ Bucket: this.#bucket, Key: key }), o),
+      s3.send(new CreateMultipartUploadCommand({ Bucket: this.#bucket, Key: key, ...sse.write }), o),
     );
     const uploadId = created.UploadId;
     if (!uploadId) {
@@ -563,6 +573,7 @@ class S3Backend implements ObjectBackend {
               PartNumber: n,
               Body: part.bytes,
               ContentLength: part.bytes.byteLength,
+              ...sse.read,
             }),
             o,
           ),
@@ -609,6 +620,7 @@ class S3Backend implements ObjectBackend {
    * a request only until its headers arrive, and one lost connection must not fail a whole restore.
    */
   async #reader(key: string, signal: AbortSignal | undefined): Promise<Readable> {
+    const sse = await this.#sse();
     const get = (range?: { from: number; etag: string }) =>
       this.#send(
         "read",
@@ -619,6 +631,7 @@ class S3Backend implements ObjectBackend {
             new GetObjectCommand({
               Bucket: this.#bucket,
               Key: key,
+              ...sse.read,
               ...(range ? { Range: `bytes=${range.from}-`, IfMatch: range.etag } : {}),
             }),
             o,
