@@ -4,7 +4,8 @@
  * files this module writes. This file is the Db's public face and the order of its steps; the parts
  * live in db/: the SQLite connections (connection.ts), the shadow WAL and its copy (shadow.ts), the
  * checks that it still continues the real WAL (continuity.ts), checkpoints (checkpoint.ts), our own
- * file descriptors and file helpers (files.ts), the watcher (watch.ts), options and metrics (options.ts).
+ * file descriptors and file helpers (files.ts), the watcher (watch.ts), options and metrics (options.ts),
+ * where the shadow stands (state.ts).
  *
  * Lossless by construction:
  * - A read transaction is held at all times except during our own checkpoint, so no other
@@ -44,18 +45,8 @@ import { snapshotImage } from "./snapshot-image.ts";
 import { WAL_HEADER_SIZE } from "./sqlite/wal.ts";
 import type { Pos } from "./types.ts";
 
-export {
-  BUSY_TIMEOUT_MS,
-  type CheckpointMode,
-  type CommitRecord,
-  type DbMetrics,
-  type DbOptions,
-  DEFAULT_CHECKPOINT_INTERVAL_MS,
-  DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
-  DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
-  DEFAULT_MONITOR_INTERVAL_MS,
-  DEFAULT_TRUNCATE_PAGE_COUNT,
-} from "./db/options.ts";
+// The Db's options, defaults, metrics and commit records are part of its API.
+export * from "./db/options.ts";
 
 export class Db {
   readonly path: string;

@@ -19,8 +19,6 @@ import {
   DEFAULT_RETENTION_CHECK_INTERVAL_MS,
   DEFAULT_RETENTION_MS,
   DEFAULT_SYNC_INTERVAL_MS,
-  MAX_BACKOFF_MS,
-  MAX_PENDING_COMMITS,
   type ReplicaMetrics,
   type ReplicaOptions,
   type ReplicaStatus,
@@ -29,14 +27,13 @@ import type { ReplicaClient } from "./storage/client.ts";
 import { formatPos, type Pos, type SnapshotInfo } from "./types.ts";
 import { type ValidationResult, validateReplica } from "./validate.ts";
 
-export {
-  DEFAULT_RETENTION_CHECK_INTERVAL_MS,
-  DEFAULT_RETENTION_MS,
-  DEFAULT_SYNC_INTERVAL_MS,
-  type ReplicaMetrics,
-  type ReplicaOptions,
-  type ReplicaStatus,
-} from "./replica/options.ts";
+// A Replica's options, defaults, status and metrics are part of its API.
+export * from "./replica/options.ts";
+
+/** The longest wait between retries after a failed sync. */
+const MAX_BACKOFF_MS = 10_000;
+/** Commit times kept in memory per destination while they wait for their segment's upload. */
+const MAX_PENDING_COMMITS = 200_000;
 
 export class Replica {
   readonly name: string;

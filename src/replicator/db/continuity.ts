@@ -18,7 +18,7 @@ import {
 } from "../sqlite/wal.ts";
 import { MAX_INDEX } from "../types.ts";
 import { type HeldFiles, readRange } from "./files.ts";
-import { COPY_CHUNK_BYTES, type ShadowState } from "./options.ts";
+import { COPY_CHUNK_BYTES, type ShadowState } from "./state.ts";
 
 /** Decides whether the shadow WAL still continues the real one; returns a reason when it does not. */
 export async function verifyShadow(

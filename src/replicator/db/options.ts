@@ -1,4 +1,4 @@
-/** The Db's options, defaults and metrics, and the shadow WAL's state (db.ts re-exports what callers use). */
+/** The Db's options, defaults, metrics and commit records (db.ts re-exports them all). */
 
 import type { Logger } from "../../shared/log.ts";
 
@@ -9,8 +9,6 @@ export const DEFAULT_MAX_CHECKPOINT_PAGE_COUNT = 10_000;
 export const DEFAULT_TRUNCATE_PAGE_COUNT = 500_000;
 /** How long SQLite waits on a lock before answering busy. */
 export const BUSY_TIMEOUT_MS = 1000;
-/** Bytes read from the real WAL per step, so memory stays bounded whatever the WAL's size. */
-export const COPY_CHUNK_BYTES = 4 * 1024 * 1024;
 
 export type CheckpointMode = "PASSIVE" | "RESTART" | "TRUNCATE";
 
@@ -65,15 +63,4 @@ export interface DbMetrics {
   syncErrorCount: number;
   syncSeconds: number;
   checkpoints: Record<CheckpointMode, { count: number; errors: number; seconds: number }>;
-}
-
-export interface ShadowState {
-  generation: string;
-  index: number;
-  /** Size of the current shadow file (always a committed frame boundary). */
-  size: number;
-  /** Running checksum at `size`. */
-  checksum: [number, number];
-  /** The 32-byte header of the current shadow file. */
-  header: Uint8Array;
 }

@@ -13,13 +13,8 @@ import { isGenerationName, parseShadowName, shadow } from "../layout.ts";
 import { frameSize, parseWalHeader, scanFrames, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
 import { appendedIntact, chainFrom, tailInDatabase, verifyShadow } from "./continuity.ts";
 import { appendRange, type HeldFiles, writeDurable } from "./files.ts";
-import {
-  COPY_CHUNK_BYTES,
-  type CommitRecord,
-  type DbMetrics,
-  type DbOptions,
-  type ShadowState,
-} from "./options.ts";
+import type { CommitRecord, DbMetrics, DbOptions } from "./options.ts";
+import { COPY_CHUNK_BYTES, type ShadowState } from "./state.ts";
 
 export class ShadowWal {
   state: ShadowState | undefined;

@@ -7,10 +7,6 @@ import type { ValidationResult } from "../validate.ts";
 export const DEFAULT_SYNC_INTERVAL_MS = 1000;
 export const DEFAULT_RETENTION_MS = 24 * 3600_000;
 export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000;
-/** The longest wait between retries after a failed sync. */
-export const MAX_BACKOFF_MS = 10_000;
-/** Commit times kept in memory per destination while they wait for their segment's upload. */
-export const MAX_PENDING_COMMITS = 200_000;
 
 export interface ReplicaOptions {
   name: string;
