@@ -239,7 +239,7 @@ export class Db {
 
   /**
    * The database exactly at `pos` (snapshot-image.ts), read through our own descriptor of the file:
-   * a snapshot that opened and closed one would drop SQLite's locks in this process (see #files).
+   * a snapshot that opened and closed one would drop SQLite's locks in this process (see HeldFiles, db/files.ts).
    */
   async *imageAt(pos: Pos): AsyncGenerator<Buffer> {
     yield* snapshotImage(await this.#files.db(), this.shadowWalPath(pos.generation, pos.index), pos.offset);

@@ -36,7 +36,11 @@ export {
   type TimeRule,
 } from "./restore/types.ts";
 
-/** Plans and runs a restore. Returns "no-replica" when there is nothing to restore and `ifReplicaExists` allowed that, "db-exists" when the output exists and `ifDbNotExists` asked to leave it. */
+/**
+ * Plans and runs a restore. Returns "no-replica" when there is nothing to restore and
+ * `ifReplicaExists` allowed that, "db-exists" when the output exists and `ifDbNotExists` asked to
+ * leave it.
+ */
 export async function restore(
   clients: NamedClient[],
   opts: RestoreOptions & { ifDbNotExists?: boolean; ifReplicaExists?: boolean },

@@ -212,7 +212,7 @@ export class ShadowWal {
     // sqlite/wal-index.ts). The wal-index bounds the copy when it describes this WAL.
     const idx = await this.files.walIndex();
     const indexed = idx?.salts.equals(Buffer.from(s.header.subarray(16, 24))) === true;
-    // Without that bound (the WAL has moved on), frames past ours need other proof (#tailInDatabase).
+    // Without that bound (the WAL has moved on), frames past ours need other proof (tailInDatabase, continuity.ts).
     if (!indexed && opts.onlyIndexed) return false;
     const committed = indexed ? WAL_HEADER_SIZE + idx!.mxFrame * F : Number.POSITIVE_INFINITY;
     const real = await open(this.walPath, "r");
