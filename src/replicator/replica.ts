@@ -15,62 +15,25 @@ import type { CommitRecord, Db } from "./db.ts";
 import { type CommitTimesDoc, encodeJson, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
 import { keys } from "./layout.ts";
 import { createLz4Decoder, createLz4Encoder } from "./lz4.ts";
+import {
+  DEFAULT_RETENTION_CHECK_INTERVAL_MS,
+  DEFAULT_RETENTION_MS,
+  DEFAULT_SYNC_INTERVAL_MS,
+  type ReplicaMetrics,
+  type ReplicaOptions,
+  type ReplicaStatus,
+} from "./replica/options.ts";
 import type { ReplicaClient } from "./storage/client.ts";
 import { formatPos, type Pos, type SnapshotInfo } from "./types.ts";
 import { type ValidationResult, validateReplica } from "./validate.ts";
 
-export const DEFAULT_SYNC_INTERVAL_MS = 1000;
-export const DEFAULT_RETENTION_MS = 24 * 3600_000;
-export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000;
+// A Replica's options, defaults, status and metrics are part of its API.
+export * from "./replica/options.ts";
+
 /** The longest wait between retries after a failed sync. */
 const MAX_BACKOFF_MS = 10_000;
 /** Commit times kept in memory per destination while they wait for their segment's upload. */
 const MAX_PENDING_COMMITS = 200_000;
-
-export interface ReplicaOptions {
-  name: string;
-  /** Ship the shadow WAL this often. Default DEFAULT_SYNC_INTERVAL_MS (1 s). */
-  syncIntervalMs?: number;
-  /** Take a snapshot this often; undefined = only when a generation has none (and for retention). */
-  snapshotIntervalMs?: number;
-  /** Keep snapshots (and the WAL after them) this long; 0 disables retention. Default 24 h. */
-  retentionMs?: number;
-  /** Run retention this often; 0 = never. Default DEFAULT_RETENTION_CHECK_INTERVAL_MS (1 h). */
-  retentionCheckIntervalMs?: number;
-  /** Validate the destination this often (restore at a pinned position and compare); undefined = off. */
-  validationIntervalMs?: number;
-  log?: Logger;
-}
-
-export interface ReplicaStatus {
-  name: string;
-  type: string;
-  location: string;
-  pos?: Pos;
-  lastSyncAt?: Date;
-  lastSnapshotAt?: Date;
-  lastSnapshotIndex?: number;
-  lastError?: string;
-  lastErrorAt?: Date;
-  /** When the newest commit now durable on this destination was seen (the newest restorable time). */
-  lastDurableCommitAt?: Date;
-  /** The last validation's outcome, when validation is on. */
-  lastValidation?: ValidationResult;
-  /** Observed commits not yet durable on this destination. */
-  pendingCommits: number;
-  /** Time of the oldest observed commit not yet durable (lag starts here). */
-  oldestPendingAt?: Date;
-}
-
-export interface ReplicaMetrics {
-  walBytes: number;
-  syncCount: number;
-  syncErrorCount: number;
-  snapshotCount: number;
-  validationOk: number;
-  /** Mismatches and validations that could not complete. */
-  validationError: number;
-}
 
 export class Replica {
   readonly name: string;

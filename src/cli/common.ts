@@ -1,0 +1,108 @@
+/**
+ * What the CLI's commands share: the Command shape, common flags, reading the config, and the
+ * destinations of a target.
+ */
+
+import path from "node:path";
+import {
+  type Config,
+  createReplicaClient,
+  defaultConfigPath,
+  findDb,
+  isUrl,
+  loadConfig,
+  type ReplicaConfig,
+  replicaFromUrl,
+} from "../replicator/config.ts";
+import type { NamedClient } from "../replicator/restore.ts";
+import type { ReplicaClient } from "../replicator/storage/client.ts";
+import { ErrorCodes, WalshipError } from "../shared/errors.ts";
+import type { FlagSpec } from "../shared/flags.ts";
+import type { LogFormat } from "../shared/log.ts";
+
+export interface Command {
+  summary: string;
+  usage: string;
+  description: string;
+  flags: FlagSpec[];
+  run(flags: Record<string, string | boolean | undefined>, args: string[]): Promise<number>;
+}
+
+export const configFlags: FlagSpec[] = [
+  {
+    name: "config",
+    type: "string",
+    metavar: "PATH",
+    help: "config file (default $WALSHIP_CONFIG, $LITESTREAM_CONFIG or /etc/litestream.yml)",
+  },
+  { name: "no-expand-env", type: "boolean", help: "do not expand $VARS in the config file" },
+];
+export const replicaFlag: FlagSpec = {
+  name: "replica",
+  type: "string",
+  metavar: "NAME",
+  help: "only this destination",
+};
+export const jsonFlag: FlagSpec = { name: "json", type: "boolean", help: "print JSON instead of a table" };
+
+/** The clients a read command opened: closed when it ends (an SSH connection would keep the process up). */
+export const opened: ReplicaClient[] = [];
+
+export function closeClients(): void {
+  for (const c of opened.splice(0)) c.close?.();
+}
+
+export async function readConfig(flags: Record<string, string | boolean | undefined>): Promise<Config> {
+  const file = typeof flags.config === "string" ? flags.config : defaultConfigPath(process.env);
+  const config = await loadConfig(file, { expandEnv: !flags["no-expand-env"], env: process.env });
+  for (const w of config.warnings) process.stderr.write(`walship: warning: ${w}\n`);
+  return config;
+}
+
+/** The destinations for a DB path (from the config) or a replica URL. */
+export async function resolveTarget(
+  flags: Record<string, string | boolean | undefined>,
+  args: string[],
+): Promise<{ clients: NamedClient[]; dbPath?: string; replicas: ReplicaConfig[] }> {
+  const target = args[0];
+  if (!target) throw new WalshipError(ErrorCodes.USAGE, "a database path or replica URL is required");
+  if (args.length > 1)
+    throw new WalshipError(ErrorCodes.USAGE, `unexpected arguments: ${args.slice(1).join(" ")}`);
+  let replicas: ReplicaConfig[];
+  let dbPath: string | undefined;
+  if (isUrl(target)) {
+    if (typeof flags.config === "string") {
+      throw new WalshipError(ErrorCodes.USAGE, "cannot use a replica URL together with -config");
+    }
+    replicas = [replicaFromUrl(target)];
+  } else {
+    const config = await readConfig(flags);
+    const db = findDb(config, target);
+    if (!db) {
+      throw new WalshipError(
+        ErrorCodes.CONFIG,
+        `database ${path.resolve(target)} is not in config ${config.source ?? ""}`,
+      );
+    }
+    dbPath = db.path;
+    replicas = db.replicas;
+  }
+  if (typeof flags.replica === "string") {
+    replicas = replicas.filter((r) => r.name === flags.replica);
+    if (replicas.length === 0)
+      throw new WalshipError(ErrorCodes.USAGE, `no replica named "${flags.replica}"`);
+  }
+  const clients = replicas.map((r, i) => {
+    const client = createReplicaClient(r, `replicas[${i}]`);
+    opened.push(client);
+    return { name: r.name, client };
+  });
+  return { clients, replicas, ...(dbPath ? { dbPath } : {}) };
+}
+
+export function logFormat(flag: string | boolean | undefined, fallback?: LogFormat): LogFormat {
+  if (flag === "json" || flag === "text") return flag;
+  if (flag !== undefined)
+    throw new WalshipError(ErrorCodes.USAGE, `-log-format must be text or json, not "${String(flag)}"`);
+  return fallback ?? (process.stderr.isTTY ? "text" : "json");
+}
