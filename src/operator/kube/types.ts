@@ -6,6 +6,7 @@ export type {
   CoreV1Event as Event,
   V1ConfigMap as ConfigMap,
   V1Container as Container,
+  V1Deployment as Deployment,
   V1EnvVar as EnvVar,
   V1Lease as Lease,
   V1ObjectMeta as ObjectMeta,
