@@ -8,6 +8,7 @@ export type {
   V1Container as Container,
   V1Deployment as Deployment,
   V1EnvVar as EnvVar,
+  V1LabelSelector as LabelSelector,
   V1Lease as Lease,
   V1ObjectMeta as ObjectMeta,
   V1OwnerReference as OwnerReference,

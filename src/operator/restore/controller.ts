@@ -19,6 +19,7 @@ import {
 import type { Logger } from "../../shared/log.ts";
 import { isStatus, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
+import { selectorQuery } from "../kube/selector.ts";
 import type { KubeObject, Pod } from "../kube/types.ts";
 import type { BuildOptions } from "../specs/common.ts";
 import {
@@ -218,10 +219,7 @@ export class SqliteRestoreReconciler {
    * ReplicaSets, named `<Deployment>-<hash>`).
    */
   async #countPods(ns: string, sts: WorkloadObject, ref: WorkloadRef): Promise<number> {
-    const labels = sts.spec?.selector?.matchLabels ?? {};
-    const selector = Object.entries(labels)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(",");
+    const selector = selectorQuery(sts.spec?.selector);
     const list = await this.#d.client.request<{ items: Pod[] }>("GET", `/api/v1/namespaces/${ns}/pods`, {
       query: { labelSelector: selector },
     });
