@@ -59,6 +59,7 @@ import {
   type DerivedStatus,
   injectedStatus,
   pausedStatus,
+  refusalMessage,
   restrictedCondition,
   withReady,
 } from "./conditions.ts";
@@ -336,11 +337,11 @@ export class SqliteReplicaReconciler {
    * since two pods must never replicate one database to one replica; the message says so.
    */
   async #refuse(cr: SqliteReplicaObject, problem: TargetProblem, shape: boolean): Promise<never> {
-    let message = `${problem.field}: ${problem.message}`;
-    if (shape && (await removeInjection(this.#ctx.client, this.#ctx.events, cr))) {
-      message += "; the replicator was removed from its pod template";
-    }
-    throw new Blocked(problem.reason, message, RETRY_BLOCKED_MS);
+    const base = `${problem.field}: ${problem.message}`;
+    if (!shape) throw new Blocked(problem.reason, base, RETRY_BLOCKED_MS);
+    const removed = await removeInjection(this.#ctx.client, this.#ctx.events, cr);
+    const prior = cr.status?.conditions?.find((c) => c.type === "Injected");
+    throw new Blocked(problem.reason, refusalMessage(base, problem.reason, removed, prior), RETRY_BLOCKED_MS);
   }
 
   #stsPatch(ns: string, name: string, spec: SqliteReplicaSpec, target: Target, hash: string): StatefulSet {
