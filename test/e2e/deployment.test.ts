@@ -327,13 +327,28 @@ describe("a Deployment as the workload (real node, helm-installed operator, MinI
       await refused("VolumeNotAClaim"),
       /^spec\.database\.volumeName: volume data of Deployment roll is not a PersistentVolumeClaim/,
     );
-    const events = await get<{
-      items: Array<{ type: string; reason: string; involvedObject: { name: string } }>;
-    }>(`/api/v1/namespaces/${NS}/events`);
-    const warnings = events.items
-      .filter((e) => e.involvedObject.name === "roll-db" && e.type === "Warning")
-      .map((e) => e.reason);
-    for (const r of ["RollingUpdateStrategy", "TooManyReplicas", "VolumeNotAClaim"])
-      assert.ok(warnings.includes(r), `a Warning Event ${r} among ${warnings.join(",")}`);
+    // The operator records the Event after the status it reports (just seen): wait for the last one.
+    const want = ["RollingUpdateStrategy", "TooManyReplicas", "VolumeNotAClaim"];
+    const warnings = async () =>
+      (
+        await get<{
+          items: Array<{ type: string; reason: string; involvedObject: { name: string } }>;
+        }>(`/api/v1/namespaces/${NS}/events`)
+      ).items
+        .filter((e) => e.involvedObject.name === "roll-db" && e.type === "Warning")
+        .map((e) => e.reason);
+    await waitFor(
+      async () => {
+        const list = await warnings();
+        return want.every((r) => list.includes(r)) ? true : undefined;
+      },
+      {
+        what: "a Warning Event for each refusal",
+        timeoutMs: 30_000,
+        intervalMs: 250,
+      },
+    ).catch(async (err) => {
+      throw new Error(`${(err as Error).message}: ${(await warnings()).join(",")}`);
+    });
   });
 });
