@@ -378,7 +378,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       };
       figures.push(f);
       log(
-        `storage faults: ${d.name}: ${f.syncErrors} failed syncs, max lag ${f.maxLagSeconds} s, recovered in ${f.recoverySeconds} s, restore ${restoreEqual ? "equal" : "DIFFERS"}, RSS max ${rssMax} MiB, heap ${heapAfter} MiB`,
+        `storage faults: ${d.name}: ${f.syncErrors} failed syncs, max lag ${f.maxLagSeconds} s, ${Number.isNaN(f.recoverySeconds) ? `lag NOT back under ${normalLag} s within ${recoveryLimit} s` : `recovered in ${f.recoverySeconds} s`}, restore ${restoreEqual ? "equal" : "DIFFERS"}, RSS max ${rssMax} MiB, heap ${heapAfter} MiB`,
       );
     }
     if (rssMax > rssStart + rssBudget) problems.push(`RSS grew from ${rssStart} to ${rssMax} MiB`);
