@@ -14,7 +14,8 @@
  *   else the AWS SDK's default chain (environment, web identity token file as IRSA sets it, EKS Pod
  *   Identity / container credentials, shared profile, instance metadata).
  * - Bodies of up to one part (default 8 MiB) go up in one PutObject; larger ones stream up as a
- *   multipart upload holding one part in memory at a time, aborted on any failure or abort.
+ *   multipart upload (@aws-sdk/lib-storage's Upload, s3-upload.ts) with 2 parts in flight at once,
+ *   at most 48 MiB in memory, aborted on any failure or abort.
  * - The SDK's standard retry mode retries 5xx, 429/throttling, timeouts and dropped connections with
  *   exponential backoff and jitter; every part is an in-memory buffer, so every request can be retried.
  * - Every listing is sorted here: stores do not all return keys in order.
@@ -26,10 +27,6 @@ import { createHash } from "node:crypto";
 import { Agent as HttpsAgent } from "node:https";
 import { addAbortSignal, Readable } from "node:stream";
 import {
-  AbortMultipartUploadCommand,
-  type CompletedPart,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectsCommand,
   GetBucketLocationCommand,
   GetObjectCommand,
@@ -38,17 +35,18 @@ import {
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
-  UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { ErrorCodes, NotFoundError, WalshipError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { Operation, OperationCounts } from "./client.ts";
-import { abortedError, checkSignal, describe, isAbortError, newOperationCounts, toBytes } from "./common.ts";
+import { abortedError, checkSignal, describe, isAbortError, newOperationCounts } from "./common.ts";
 import { fileKeyProvider } from "./credential-file.ts";
 import { type ListedObject, type ObjectBackend, ObjectStoreClient } from "./object-store.ts";
 import { type SseParams, type SseSettings, sseSource } from "./s3-sse.ts";
+import { DEFAULT_UPLOAD_QUEUE_SIZE, uploadBody } from "./s3-upload.ts";
 
 export { rootPrefix } from "./common.ts";
+export { DEFAULT_UPLOAD_QUEUE_SIZE, MAX_PARTS } from "./s3-upload.ts";
 
 /** Default multipart part size: also the largest body sent as one PutObject. */
 export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
@@ -56,8 +54,6 @@ export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
 export const MIN_PART_SIZE_BYTES = 5 * 1024 * 1024;
 /** S3's largest part. */
 export const MAX_PART_SIZE_BYTES = 5 * 1024 * 1024 * 1024;
-/** S3's most parts in one multipart upload. */
-export const MAX_PARTS = 10_000;
 /** Attempts per request (first try included) before an error is returned. */
 export const DEFAULT_MAX_ATTEMPTS = 5;
 /**
@@ -85,8 +81,6 @@ const OPERATION_OF: Record<string, Operation> = {
   ListObjectsV2Command: "LIST",
 };
 
-/** Until a body passes this size its chunks are kept as they come; then one part buffer is allocated. */
-const SMALL_BODY_BYTES = 256 * 1024;
 /** How many failed keys a delete error names in its message (all of them are in `details`). */
 const FAILED_KEYS_IN_MESSAGE = 10;
 
@@ -118,6 +112,8 @@ export interface S3ReplicaClientOptions {
   maxAttempts?: number;
   /** Multipart part size, 5 MiB to 5 GiB; undefined = DEFAULT_PART_SIZE_BYTES. */
   partSizeBytes?: number;
+  /** Parts of one upload in flight at once; undefined = DEFAULT_UPLOAD_QUEUE_SIZE; 1 = one at a time. */
+  uploadQueueSize?: number;
   /** Socket idle timeout per request; undefined = DEFAULT_REQUEST_TIMEOUT_MS; 0 = none. */
   requestTimeoutMs?: number;
   /** Key files are read again after this long; undefined = DEFAULT_CREDENTIAL_REFRESH_MS. */
@@ -137,6 +133,7 @@ class S3Backend implements ObjectBackend {
   readonly #settings: S3Settings;
   readonly #bucket: string;
   readonly #partSize: number;
+  readonly #queueSize: number;
   readonly #config: S3ClientConfig;
   readonly #log: Logger | undefined;
   /** Server-side encryption parameters for each request (s3-sse.ts). */
@@ -159,6 +156,14 @@ class S3Backend implements ObjectBackend {
         ErrorCodes.CONFIG,
         `create s3 replica: part size must be an integer from 5 MiB to 5 GiB, got ${partSize}`,
         { details: { partSizeBytes: partSize } },
+      );
+    }
+    const queueSize = opts.uploadQueueSize ?? DEFAULT_UPLOAD_QUEUE_SIZE;
+    if (!Number.isInteger(queueSize) || queueSize < 1) {
+      throw new WalshipError(
+        ErrorCodes.CONFIG,
+        `create s3 replica: upload queue size must be a positive integer, got ${queueSize}`,
+        { details: { uploadQueueSize: queueSize } },
       );
     }
     const maxAttempts = opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
@@ -194,6 +199,7 @@ class S3Backend implements ObjectBackend {
     this.#bucket = settings.bucket;
     this.base = `s3://${this.#bucket}`;
     this.#partSize = partSize;
+    this.#queueSize = queueSize;
     this.#log = opts.log;
     this.#maxAttempts = maxAttempts;
 
@@ -461,7 +467,10 @@ class S3Backend implements ObjectBackend {
     }
   }
 
-  /** Stores a body: one PutObject when it fits in a part, else a multipart upload one part at a time. */
+  /**
+   * Stores a body: a Uint8Array that fits in a part as one PutObject, anything else through
+   * s3-upload.ts (one PutObject, or a multipart upload with parts in parallel).
+   */
   async #put(
     key: string,
     verb: string,
@@ -476,14 +485,31 @@ class S3Backend implements ObjectBackend {
     }
     const source = body instanceof Uint8Array ? Readable.from([body], { objectMode: false }) : body;
     if (signal) addAbortSignal(signal, source);
-    const parts = new PartReader(source, this.#partSize);
     try {
-      const first = await this.#nextPart(parts, verb, key, signal);
-      if (first.last) {
-        await this.#putObject(key, verb, first.bytes, signal);
-        return { size: first.bytes.byteLength, createdAt: new Date() };
-      }
-      const size = await this.#multipart(key, verb, first, parts, signal);
+      const sse = await this.#sse();
+      const s3 = await this.#s3();
+      const size = await uploadBody(
+        {
+          s3,
+          bucket: this.#bucket,
+          key,
+          params: sse.write,
+          partSize: this.#partSize,
+          queueSize: this.#queueSize,
+          signal,
+          what: `${verb} ${url}`,
+          log: this.#log,
+          toError: (err, from) => {
+            if (err instanceof WalshipError || from === "request") return this.#error(verb, key, err, signal);
+            if (signal?.aborted || isAbortError(err)) return abortedError(verb, url, err);
+            return new WalshipError(ErrorCodes.STORAGE, `${verb} ${url}: read body: ${describe(err)}`, {
+              cause: err,
+              details: { bucket: this.#bucket, key },
+            });
+          },
+        },
+        source,
+      );
       return { size, createdAt: new Date() };
     } finally {
       // Stop the body if we leave early; after a full read this does nothing.
@@ -510,107 +536,6 @@ class S3Backend implements ObjectBackend {
         o,
       ),
     );
-  }
-
-  async #nextPart(
-    parts: PartReader,
-    verb: string,
-    key: string,
-    signal: AbortSignal | undefined,
-  ): Promise<{ bytes: Uint8Array; last: boolean }> {
-    try {
-      return await parts.next();
-    } catch (err) {
-      if (err instanceof WalshipError) throw err;
-      if (signal?.aborted || isAbortError(err)) throw abortedError(verb, this.#url(key), err);
-      throw new WalshipError(ErrorCodes.STORAGE, `${verb} ${this.#url(key)}: read body: ${describe(err)}`, {
-        cause: err,
-        details: { bucket: this.#bucket, key },
-      });
-    }
-  }
-
-  /** Uploads `first` and the rest of `parts`; aborts the upload (best effort) when anything fails. */
-  async #multipart(
-    key: string,
-    verb: string,
-    first: { bytes: Uint8Array; last: boolean },
-    parts: PartReader,
-    signal: AbortSignal | undefined,
-  ): Promise<number> {
-    const sse = await this.#sse();
-    const created = await this.#send(verb, key, signal, (s3, o) =>
-      s3.send(new CreateMultipartUploadCommand({ Bucket: this.#bucket, Key: key, ...sse.write }), o),
-    );
-    const uploadId = created.UploadId;
-    if (!uploadId) {
-      throw new WalshipError(
-        ErrorCodes.STORAGE,
-        `${verb} ${this.#url(key)}: the store returned no upload id`,
-        {
-          details: { bucket: this.#bucket, key },
-        },
-      );
-    }
-    try {
-      const done: CompletedPart[] = [];
-      let size = 0;
-      let part = first;
-      for (let n = 1; ; n++) {
-        if (n > MAX_PARTS) {
-          throw new WalshipError(
-            ErrorCodes.STORAGE,
-            `${verb} ${this.#url(key)}: body is larger than ${MAX_PARTS} parts of ${this.#partSize} bytes`,
-            { details: { bucket: this.#bucket, key, partSizeBytes: this.#partSize } },
-          );
-        }
-        const out = await this.#send(verb, key, signal, (s3, o) =>
-          s3.send(
-            new UploadPartCommand({
-              Bucket: this.#bucket,
-              Key: key,
-              UploadId: uploadId,
-              PartNumber: n,
-              Body: part.bytes,
-              ContentLength: part.bytes.byteLength,
-              ...sse.read,
-            }),
-            o,
-          ),
-        );
-        done.push({ PartNumber: n, ETag: out.ETag });
-        size += part.bytes.byteLength;
-        if (part.last) break;
-        part = await this.#nextPart(parts, verb, key, signal);
-      }
-      checkSignal(signal, verb, this.#url(key));
-      await this.#send(verb, key, signal, (s3, o) =>
-        s3.send(
-          new CompleteMultipartUploadCommand({
-            Bucket: this.#bucket,
-            Key: key,
-            UploadId: uploadId,
-            MultipartUpload: { Parts: done },
-          }),
-          o,
-        ),
-      );
-      return size;
-    } catch (err) {
-      // Not under the caller's signal: an abort is exactly when the parts must go.
-      try {
-        const s3 = await this.#s3();
-        await s3.send(
-          new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key: key, UploadId: uploadId }),
-        );
-      } catch (abortErr) {
-        this.#log?.warn(
-          { bucket: this.#bucket, key, uploadId, err: describe(abortErr) },
-          "s3 multipart upload not aborted; its parts stay until a lifecycle rule removes them",
-        );
-      }
-      throw err;
-    }
   }
 
   /**
@@ -744,76 +669,6 @@ class S3Backend implements ObjectBackend {
         );
       default:
         return code !== undefined && !raw.startsWith(code) ? `${code}: ${raw}` : raw;
-    }
-  }
-}
-
-/**
- * Cuts a byte stream into parts of exactly `size` bytes (the last may be shorter), reading one chunk
- * ahead so the last part is known as such. Parts after a small first one are views of one reused
- * buffer, valid until the next call: memory stays at one part plus one chunk.
- */
-class PartReader {
-  readonly #it: AsyncIterator<unknown>;
-  readonly #size: number;
-  #pending: Uint8Array | undefined;
-  #ended = false;
-  #buf: Buffer | undefined;
-
-  constructor(body: Readable, size: number) {
-    this.#it = body[Symbol.asyncIterator]();
-    this.#size = size;
-  }
-
-  async next(): Promise<{ bytes: Uint8Array; last: boolean }> {
-    const chunks: Uint8Array[] = [];
-    let n = 0;
-    let buf: Buffer | undefined;
-    while (n < this.#size) {
-      const c = await this.#take();
-      if (c === undefined) break;
-      const room = this.#size - n;
-      const piece = c.byteLength > room ? c.subarray(0, room) : c;
-      if (c.byteLength > room) this.#pending = c.subarray(room);
-      if (buf === undefined && n + piece.byteLength > SMALL_BODY_BYTES) {
-        this.#buf ??= Buffer.allocUnsafe(this.#size);
-        buf = this.#buf;
-        let at = 0;
-        for (const k of chunks) {
-          buf.set(k, at);
-          at += k.byteLength;
-        }
-        chunks.length = 0;
-      }
-      if (buf) buf.set(piece, n);
-      else chunks.push(piece);
-      n += piece.byteLength;
-    }
-    // A full part may be the last one: look one chunk ahead.
-    if (this.#pending === undefined && !this.#ended) this.#pending = await this.#read();
-    const last = this.#pending === undefined;
-    return { bytes: buf ? buf.subarray(0, n) : Buffer.concat(chunks, n), last };
-  }
-
-  async #take(): Promise<Uint8Array | undefined> {
-    if (this.#pending !== undefined) {
-      const c = this.#pending;
-      this.#pending = undefined;
-      return c;
-    }
-    return this.#ended ? undefined : this.#read();
-  }
-
-  /** The next non-empty chunk, or undefined at the end. */
-  async #read(): Promise<Uint8Array | undefined> {
-    for (;;) {
-      const r = await this.#it.next();
-      if (r.done) {
-        this.#ended = true;
-        return undefined;
-      }
-      const c = toBytes(r.value);
-      if (c.byteLength > 0) return c;
     }
   }
 }
