@@ -1,5 +1,5 @@
 /**
- * `walship operator`: watches SqliteReplicas (and the StatefulSets they name) and SqliteRestores,
+ * `walship operator`: watches SqliteReplicas (and the StatefulSets and Deployments they name) and SqliteRestores,
  * reconciles them from one keyed work queue, and serves /metrics, /healthz and /readyz. One leader
  * at a time (Lease); the others wait. SIGTERM/SIGINT: stop taking work, let running reconciles finish
  * (bounded), give the Lease up, exit 0.
@@ -8,7 +8,13 @@
  * (shared/http.ts), the workers (worker.ts) and the leadership.
  */
 import { isDeepStrictEqual } from "node:util";
-import { API_VERSION, SQLITE_REPLICA_PLURAL, SQLITE_RESTORE_PLURAL } from "../api/v1alpha1/index.ts";
+import {
+  API_VERSION,
+  SQLITE_REPLICA_PLURAL,
+  SQLITE_RESTORE_PLURAL,
+  type WorkloadKind,
+  workloadOf,
+} from "../api/v1alpha1/index.ts";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type HttpServer, healthz, send, serveHttp, splitListenAddr, TEXT_TYPE } from "../shared/http.ts";
 import { createLogger, type Logger } from "../shared/log.ts";
@@ -16,7 +22,7 @@ import { KubeClient } from "./kube/client.ts";
 import { EventRecorder } from "./kube/events.ts";
 import { type InformerHandlers, InformerSet, keyOf } from "./kube/informer.ts";
 import { LeaderElector } from "./kube/leader.ts";
-import type { KubeObject, StatefulSet } from "./kube/types.ts";
+import type { Deployment, KubeObject, StatefulSet } from "./kube/types.ts";
 import { WorkQueue } from "./kube/workqueue.ts";
 import { createOperatorMetrics, type OperatorMetrics } from "./metrics.ts";
 import { type OperatorOptions, optionsFromFlags } from "./options.ts";
@@ -79,18 +85,27 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
       },
     },
   );
-  const requeueFor = (sts: StatefulSet) => {
-    if (reconciler?.isOwnWrite(sts)) return;
+  /** Queues the SqliteReplicas that name this workload of `kind`. */
+  const requeueFor = (kind: WorkloadKind) => (w: StatefulSet | Deployment) => {
+    if (reconciler?.isOwnWrite(w)) return;
     for (const r of replicas.list()) {
-      const spec = r.spec as { statefulSetName?: string } | undefined;
-      if (r.metadata?.namespace === sts.metadata?.namespace && spec?.statefulSetName === sts.metadata?.name) {
+      const ref = workloadOf(r.spec);
+      if (
+        r.metadata?.namespace === w.metadata?.namespace &&
+        ref?.kind === kind &&
+        ref.name === w.metadata?.name
+      ) {
         queue.add(keyOf(r));
       }
     }
   };
   const statefulSets = informerFor<StatefulSet>("/apis/apps/v1", "statefulsets", opts.resyncMs * 10, {
-    onUpdate: requeueFor,
-    onDelete: requeueFor,
+    onUpdate: requeueFor("StatefulSet"),
+    onDelete: requeueFor("StatefulSet"),
+  });
+  const deployments = informerFor<Deployment>("/apis/apps/v1", "deployments", opts.resyncMs * 10, {
+    onUpdate: requeueFor("Deployment"),
+    onDelete: requeueFor("Deployment"),
   });
   // SqliteRestores share the queue under keys "restore:<namespace>/<name>".
   const restores = informerFor<SqliteRestoreObject>(
@@ -108,6 +123,7 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
     listReplicas: () => replicas.list(),
     getReplica: (key) => replicas.get(key),
     getStatefulSet: (key) => statefulSets.get(key),
+    getDeployment: (key) => deployments.get(key),
     options: {
       ...(opts.image ? { image: opts.image } : {}),
       pollMs: opts.pollMs,
@@ -130,7 +146,10 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
       ? undefined
       : await probeServer(opts.addr, metrics, log, () => {
           // A standby is ready (it is waiting for the Lease); the leader once its caches are filled.
-          return !stopping && (!leading || (replicas.synced && statefulSets.synced && restores.synced));
+          return (
+            !stopping &&
+            (!leading || (replicas.synced && statefulSets.synced && deployments.synced && restores.synced))
+          );
         });
 
   const reconcile = (key: string) =>
@@ -162,9 +181,18 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
       metrics.leader.set(1);
       log.info({ identity: opts.identity }, "leading");
     }
-    const runs = [replicas.run(signal), statefulSets.run(signal), restores.run(signal)];
-    // Reconciles read the caches: a StatefulSet not cached yet must not look deleted.
-    await Promise.all([replicas.waitSynced(signal), statefulSets.waitSynced(signal)]);
+    const runs = [
+      replicas.run(signal),
+      statefulSets.run(signal),
+      deployments.run(signal),
+      restores.run(signal),
+    ];
+    // Reconciles read the caches: a StatefulSet or Deployment not cached yet must not look deleted.
+    await Promise.all([
+      replicas.waitSynced(signal),
+      statefulSets.waitSynced(signal),
+      deployments.waitSynced(signal),
+    ]);
     const workers = Array.from({ length: opts.workers }, () => runWorker(queue, reconcile, metrics, log));
     await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
     queue.shutdown();

@@ -3,7 +3,7 @@
  * SqliteReplicas and SqliteRestores with the user's kubeconfig; errors and exit codes are the CLI's
  * (0 success, 1 failure with a `[WALSHIP_ERR_...]` code, 2 usage).
  */
-import { PAUSED_ANNOTATION } from "../api/v1alpha1/index.ts";
+import { describeWorkload, PAUSED_ANNOTATION, type WorkloadRef, workloadOf } from "../api/v1alpha1/index.ts";
 import { KubeClient } from "../operator/kube/client.ts";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { GLOBAL_OPTS, type OptSpec, oneName, optHelp, parseArgs } from "./args.ts";
@@ -93,11 +93,11 @@ const commands: Record<string, Command> = {
     summary: "restore the database: create a SqliteRestore, and with --wait follow it to the end",
     usage: "kubectl walship restore NAME --to TIME|latest (--in-place | --new-claim CLAIM) [--wait]",
     description:
-      "Creates a SqliteRestore of the SqliteReplica NAME. --in-place scales the StatefulSet to 0, restores\n" +
-      "onto its volume, verifies, swaps and scales back (the previous database is kept beside it);\n" +
-      "--new-claim restores into a new PersistentVolumeClaim and leaves the app alone. Nothing is scaled\n" +
-      "before a plan Job has checked that the target can be reached. With --wait, follows it phase by\n" +
-      "phase: exit 0 when it succeeded, 1 when it failed (InPlace then has put the original back).",
+      "Creates a SqliteRestore of the SqliteReplica NAME. --in-place scales its StatefulSet or Deployment\n" +
+      "to 0, restores onto its volume, verifies, swaps and scales back (the previous database is kept\n" +
+      "beside it); --new-claim restores into a new PersistentVolumeClaim and leaves the app alone. Nothing\n" +
+      "is scaled before a plan Job has checked that the target can be reached. With --wait, follows it\n" +
+      "phase by phase: exit 0 when it succeeded, 1 when it failed (InPlace then has put the original back).",
     opts: [
       {
         name: "to",
@@ -118,7 +118,7 @@ const commands: Record<string, Command> = {
         name: "pod",
         type: "string",
         metavar: "POD",
-        help: "whose replica (and, in place, volume): default the first pod",
+        help: "whose replica (and, in place, volume): default the first pod; not for a Deployment",
       },
       {
         name: "destination",
@@ -174,7 +174,7 @@ const commands: Record<string, Command> = {
         },
         io.now?.() ?? new Date(),
       );
-      await k.getReplica(replica);
+      refuseDeploymentPod(workloadOf((await k.getReplica(replica)).spec), values.pod);
       const created = await k.createRestore(obj);
       const name = created.metadata?.name ?? "";
       if (!values.wait) {
@@ -215,13 +215,13 @@ const commands: Record<string, Command> = {
     run: (kube, values, args, io) => runListing("generations", kube, values, args, io),
   },
   pause: {
-    summary: "pause replication: the operator removes the replicator from the StatefulSet",
+    summary: "pause replication: the operator removes the replicator from the StatefulSet or Deployment",
     usage: "kubectl walship pause NAME",
     description:
       `Sets the annotation ${PAUSED_ANNOTATION}: "true" on the SqliteReplica. The operator then removes the\n` +
-      "replicator sidecar and the restore init container from the StatefulSet, so its pods roll once (the\n" +
-      "sidecar syncs a last time as it stops), and reports phase Paused. Nothing written while paused is\n" +
-      "replicated until `kubectl walship resume`; restore-on-start is off too.",
+      "replicator sidecar and the restore init container from the StatefulSet or Deployment, so its pods\n" +
+      "roll once (the sidecar syncs a last time as it stops), and reports phase Paused. Nothing written\n" +
+      "while paused is replicated until `kubectl walship resume`; restore-on-start is off too.",
     opts: [],
     run: (kube, _values, args, io) => setPaused(kube(), oneName("pause", args), true, io),
   },
@@ -237,27 +237,38 @@ const commands: Record<string, Command> = {
   },
 };
 
+/** `--pod` names one of a StatefulSet's pods; a Deployment's pods share one replica, so it is refused. */
+function refuseDeploymentPod(ref: WorkloadRef | undefined, pod: unknown): void {
+  if (ref?.kind === "Deployment" && typeof pod === "string") {
+    throw new WalshipError(
+      ErrorCodes.USAGE,
+      `--pod: the pods of ${describeWorkload(ref)} share one replica, named after the Deployment; leave --pod unset`,
+    );
+  }
+}
+
 async function runListing(kind: ListingKind, kube: () => PluginKube, values: Values, args: string[], io: Io) {
   const name = oneName(kind, args);
   const format = outputFormat(values);
   const k = kube();
   const replica = await k.getReplica(name);
-  const stsName = replica.spec?.statefulSetName ?? "";
-  const sts = await k.getStatefulSet(stsName);
-  if (!sts)
-    throw new WalshipError(ErrorCodes.NOT_FOUND, `${kind}: StatefulSet ${k.namespace}/${stsName} not found`);
-  let pods = await k.listPods(sts);
+  const { ref, found, pods: all } = await k.readWorkload(replica);
+  if (!ref)
+    throw new WalshipError(
+      ErrorCodes.CONFIG,
+      `${kind}: SqliteReplica ${name} names no StatefulSet or Deployment`,
+    );
+  const what = describeWorkload(ref);
+  if (!found)
+    throw new WalshipError(ErrorCodes.NOT_FOUND, `${kind}: ${ref.kind} ${k.namespace}/${ref.name} not found`);
+  let pods = all;
   if (typeof values.pod === "string") {
     pods = pods.filter((p) => p.metadata?.name === values.pod);
     if (pods.length === 0) {
-      throw new WalshipError(
-        ErrorCodes.NOT_FOUND,
-        `${kind}: pod ${values.pod} is not a pod of StatefulSet ${stsName}`,
-      );
+      throw new WalshipError(ErrorCodes.NOT_FOUND, `${kind}: pod ${values.pod} is not a pod of ${what}`);
     }
   }
-  if (pods.length === 0)
-    throw new WalshipError(ErrorCodes.NOT_FOUND, `${kind}: StatefulSet ${stsName} has no pods`);
+  if (pods.length === 0) throw new WalshipError(ErrorCodes.NOT_FOUND, `${kind}: ${what} has no pods`);
   const destination = typeof values.destination === "string" ? values.destination : undefined;
   const { rows, problems } = await collectListing(
     k,
@@ -281,18 +292,19 @@ async function setPaused(kube: PluginKube, name: string, paused: boolean, io: Io
   const before = await kube.getReplica(name);
   const was = before.metadata?.annotations?.[PAUSED_ANNOTATION] === "true";
   await kube.annotateReplica(name, { [PAUSED_ANNOTATION]: paused ? "true" : null });
-  const sts = before.spec?.statefulSetName ?? "";
+  const ref = workloadOf(before.spec);
+  const what = ref ? describeWorkload(ref) : "its workload";
   if (paused) {
     io.out(
       was
         ? `sqlitereplica.walship.dev/${name} was already paused\n`
-        : `sqlitereplica.walship.dev/${name} paused: the operator removes the replicator from StatefulSet ${sts} ` +
+        : `sqlitereplica.walship.dev/${name} paused: the operator removes the replicator from ${what} ` +
             `(its pods roll); nothing is replicated until 'kubectl walship resume ${name}'\n`,
     );
   } else {
     io.out(
       was
-        ? `sqlitereplica.walship.dev/${name} resumed: the operator injects the replicator into StatefulSet ${sts} again (its pods roll)\n`
+        ? `sqlitereplica.walship.dev/${name} resumed: the operator injects the replicator into ${what} again (its pods roll)\n`
         : `sqlitereplica.walship.dev/${name} was not paused\n`,
     );
   }

@@ -2,7 +2,8 @@
  * What the plugin asks of the Kubernetes API, in one place, with the user's kubeconfig. It reuses the
  * operator's client (src/operator/kube/: the one module that imports @kubernetes/client-node), so
  * kubeconfig handling, exec credentials, TLS and errors are the operator's; the plugin imports
- * nothing else from src/operator but the names Walship puts on objects (specs/names.ts).
+ * nothing else from src/operator but the names Walship puts on objects (specs/names.ts) and the pure
+ * helpers that say where a workload is and which pods are its own (specs/workload.ts, kube/selector.ts).
  *
  * Every path is built here; a missing SqliteReplica or SqliteRestore is WALSHIP_ERR_NOT_FOUND, any
  * other API failure WALSHIP_ERR_KUBE (with the API server's message: "forbidden: ..." names the
@@ -15,10 +16,14 @@ import {
   type SqliteReplicaSpec,
   type SqliteReplicaStatus,
   type SqliteRestoreStatus,
+  type WorkloadRef,
+  workloadOf,
 } from "../api/v1alpha1/index.ts";
 import { isStatus, type KubeClient, type WatchEvent } from "../operator/kube/client.ts";
 import type { ExecResult } from "../operator/kube/exec.ts";
-import type { Event, KubeObject, Pod, StatefulSet } from "../operator/kube/types.ts";
+import { selectorQuery } from "../operator/kube/selector.ts";
+import type { Deployment, Event, KubeObject, Pod, StatefulSet } from "../operator/kube/types.ts";
+import { type WorkloadObject, workloadPath } from "../operator/specs/workload.ts";
 import { ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type ReplicatorStatus, ReplicatorStatusSchema } from "../shared/protocol.ts";
 
@@ -32,7 +37,14 @@ export interface RestoreObject extends KubeObject {
   status?: SqliteRestoreStatus;
 }
 
-export type { Event, Pod, StatefulSet };
+export type { Deployment, Event, Pod, StatefulSet, WorkloadObject };
+
+/** A SqliteReplica's workload as read: what the spec names (undefined: nothing), and its pods. */
+export interface Workload {
+  ref: WorkloadRef | undefined;
+  found: boolean;
+  pods: Pod[];
+}
 
 /** How long the plugin waits for one sidecar's /status through the API server's pod proxy. */
 const SIDECAR_TIMEOUT_MS = 5_000;
@@ -73,24 +85,22 @@ export class PluginKube {
     return this.#getNamed(this.#walship(SQLITE_RESTORE_PLURAL, name), `SqliteRestore ${name}`);
   }
 
-  /** The StatefulSet, or undefined when it does not exist. */
-  async getStatefulSet(name: string): Promise<StatefulSet | undefined> {
+  /** The StatefulSet or Deployment a SqliteReplica names, or undefined when it does not exist. */
+  async getWorkload(ref: WorkloadRef): Promise<WorkloadObject | undefined> {
     try {
-      return await this.client.get<StatefulSet>(
-        `/apis/apps/v1/namespaces/${this.namespace}/statefulsets/${name}`,
-      );
+      return await this.client.get<WorkloadObject>(workloadPath(this.namespace, ref));
     } catch (err) {
       if (isStatus(err, 404)) return undefined;
       throw err;
     }
   }
 
-  /** The StatefulSet's pods (by its selector), ordered by name (app-0, app-1, ..., app-10). */
-  async listPods(sts: StatefulSet): Promise<Pod[]> {
-    const labels = sts.spec?.selector?.matchLabels ?? {};
-    const selector = Object.entries(labels)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(",");
+  /**
+   * The workload's pods (by its selector), ordered by name (app-0, app-1, ..., app-10; a
+   * Deployment's are `<name>-<hash>-<suffix>`, a new name at every start).
+   */
+  async listPods(workload: WorkloadObject): Promise<Pod[]> {
+    const selector = selectorQuery(workload.spec?.selector);
     if (selector === "") return [];
     const list = await this.client.request<{ items: Pod[] }>("GET", this.#ns("pods"), {
       query: { labelSelector: selector },
@@ -98,6 +108,16 @@ export class PluginKube {
     return list.items.sort((a, b) =>
       String(a.metadata?.name).localeCompare(String(b.metadata?.name), "en", { numeric: true }),
     );
+  }
+
+  /**
+   * The workload a SqliteReplica names (`workloadRef`, or the StatefulSet `statefulSetName`), whether
+   * it exists, and its pods: none when it names none or does not exist.
+   */
+  async readWorkload(replica: ReplicaObject): Promise<Workload> {
+    const ref = workloadOf(replica.spec);
+    const object = ref ? await this.getWorkload(ref) : undefined;
+    return { ref, found: object !== undefined, pods: object ? await this.listPods(object) : [] };
   }
 
   /** A pod sidecar's /status document, through the API server's pod proxy (needs get pods/proxy). */

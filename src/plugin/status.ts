@@ -4,7 +4,13 @@
  * the API server's pod proxy, which breaks the facts down per destination; recent Events and
  * SqliteRestores. `buildReport` and `formatReport` are pure; `collect` does the reading.
  */
-import { type Destination, PAUSED_ANNOTATION, type PodReplicationStatus } from "../api/v1alpha1/index.ts";
+import {
+  type Destination,
+  PAUSED_ANNOTATION,
+  type PodReplicationStatus,
+  type WorkloadRef,
+  workloadOf,
+} from "../api/v1alpha1/index.ts";
 import { SIDECAR_CONTAINER } from "../operator/specs/names.ts";
 import { describeError } from "../shared/errors.ts";
 import type { ReplicatorStatus } from "../shared/protocol.ts";
@@ -95,8 +101,9 @@ export interface StatusReport extends Facts {
   namespace: string;
   phase: string;
   paused: boolean;
-  statefulSet: string;
-  statefulSetFound: boolean;
+  /** The StatefulSet or Deployment whose pods hold the database; absent when the spec names none. */
+  workload?: WorkloadRef;
+  workloadFound: boolean;
   database: string;
   destinations: Array<{ name: string; type: string }>;
   pods: PodReport[];
@@ -114,7 +121,7 @@ export interface PodInput {
 
 export interface StatusInput {
   replica: ReplicaObject;
-  statefulSetFound: boolean;
+  workloadFound: boolean;
   pods: PodInput[];
   events: Event[];
   restores: RestoreObject[];
@@ -149,6 +156,7 @@ export function buildReport(input: StatusInput): StatusReport {
   const spec = r.spec;
   const st = r.status ?? {};
   const dbPath = spec?.database?.path ?? "";
+  const workload = workloadOf(spec);
   const byPod = new Map((st.pods ?? []).map((p) => [p.name, p]));
   const pods: PodReport[] = input.pods.map(({ pod, sidecar, sidecarError }) => {
     const name = pod.metadata?.name ?? "";
@@ -183,8 +191,8 @@ export function buildReport(input: StatusInput): StatusReport {
     namespace: r.metadata?.namespace ?? "",
     phase: st.phase ?? "Pending",
     paused: r.metadata?.annotations?.[PAUSED_ANNOTATION] === "true",
-    statefulSet: spec?.statefulSetName ?? "",
-    statefulSetFound: input.statefulSetFound,
+    ...(workload ? { workload } : {}),
+    workloadFound: input.workloadFound,
     database: dbPath,
     destinations: (spec?.destinations ?? []).map((d) => ({ name: d.name, type: destinationType(d) })),
     ...pick(st, [
@@ -232,8 +240,8 @@ export function formatReport(rep: StatusReport, now: Date): string {
     `${rep.phase}${ready ? ` (Ready ${ready.status}: ${ready.reason})` : ""}${rep.paused ? ", paused" : ""}`,
   );
   line(
-    "StatefulSet",
-    `${rep.statefulSet}${rep.statefulSetFound ? "" : " (not found)"}, database ${rep.database}`,
+    rep.workload?.kind ?? "Workload",
+    `${rep.workload?.name ?? "-"}${rep.workloadFound ? "" : " (not found)"}, database ${rep.database}`,
   );
   line("Destinations", rep.destinations.map((d) => `${d.name} (${d.type})`).join(", ") || "-");
   line(
@@ -351,16 +359,14 @@ export function formatReport(rep: StatusReport, now: Date): string {
 /** Reads everything the report needs; a sidecar that cannot be read is noted, not fatal. */
 export async function collect(kube: PluginKube, name: string): Promise<StatusInput> {
   const replica = await kube.getReplica(name);
-  const spec = replica.spec;
-  const sts = spec?.statefulSetName ? await kube.getStatefulSet(spec.statefulSetName) : undefined;
-  const port = spec?.sidecar?.metricsPort ?? 9090;
-  const [pods, events, restores] = await Promise.all([
-    sts ? kube.listPods(sts) : Promise.resolve([]),
+  const port = replica.spec?.sidecar?.metricsPort ?? 9090;
+  const [workload, events, restores] = await Promise.all([
+    kube.readWorkload(replica),
     kube.events("SqliteReplica", name),
     kube.restoresOf(name),
   ]);
   const inputs = await Promise.all(
-    pods.map(async (pod): Promise<PodInput> => {
+    workload.pods.map(async (pod): Promise<PodInput> => {
       const runsSidecar = (pod.spec?.initContainers ?? []).some((c) => c.name === SIDECAR_CONTAINER);
       if (!runsSidecar) return { pod };
       if (pod.status?.phase !== "Running")
@@ -372,5 +378,5 @@ export async function collect(kube: PluginKube, name: string): Promise<StatusInp
       }
     }),
   );
-  return { replica, statefulSetFound: sts !== undefined, pods: inputs, events, restores };
+  return { replica, workloadFound: workload.found, pods: inputs, events, restores };
 }

@@ -210,6 +210,12 @@ export class Replica {
       log: this.#log,
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
+    if (result.outcome !== "ok" && opts.signal?.aborted) {
+      // Stopped by shutdown mid-validation: nothing was found wrong, so no error is counted or logged,
+      // and the last finished validation stays the one reported.
+      this.#log.info({ position: result.pos && formatPos(result.pos) }, "validator: stopped by shutdown");
+      return result;
+    }
     this.#lastValidation = result;
     if (result.outcome === "ok") {
       this.metrics.validationOk++;

@@ -6,8 +6,9 @@
  * what MinIO holds, read by the sidecar with the pod's own credentials (pods/exec); `restore --wait`
  * follows a NewClaim restore to Succeeded (exit 0) and an InPlace restore to a time before the
  * backups to Failed (exit 1, the app untouched); `pause` removes the replicator (the pod rolls
- * without it, phase Paused) and `resume` brings it back. The release bundle (scripts/plugin-dist.ts)
- * reads the same, alone.
+ * without it, phase Paused) and `resume` brings it back; a one-replica Deployment's SqliteReplica is
+ * read the same (its pod found by the Deployment's selector, its replica `<path>/<Deployment name>`).
+ * The release bundle (scripts/plugin-dist.ts) reads the same, alone.
  */
 import assert from "node:assert/strict";
 import * as path from "node:path";
@@ -16,6 +17,7 @@ import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { pluginDist } from "../../scripts/plugin-dist.ts";
 import { binPath } from "../helpers/cache.ts";
 import {
+  appDeployment,
   appStatefulSet,
   createS3Secret,
   installOperator,
@@ -280,5 +282,49 @@ describe("kubectl walship (real node, helm-installed operator, MinIO)", { timeou
     const back = await report();
     assert.equal(back.paused, false);
     assert.equal(back.pods[0]?.destinations[0]?.ready, true);
+  });
+  it("a Deployment's SqliteReplica: status and snapshots through its pod, found by the Deployment's selector", async () => {
+    await c.apply(appDeployment(NS, DATA_MOUNT));
+    const spec = s3SqliteReplica(NS, "web-db", minio, { mount: DATA_MOUNT, bucket: BUCKET }) as {
+      spec: Record<string, unknown>;
+    };
+    delete spec.spec.statefulSetName;
+    spec.spec.workloadRef = { kind: "Deployment", name: "web" };
+    await c.apply(spec);
+    const rep = await waitFor(
+      async () => {
+        const r = await plugin(["status", "web-db", "-o", "json"]);
+        const x = JSON.parse(r.stdout || "{}") as Report & { workload?: unknown; workloadFound?: boolean };
+        const d = x.pods?.length === 1 ? x.pods[0]?.destinations[0] : undefined;
+        return x.phase === "Replicating" && d?.ready && d.windowOldest ? x : undefined;
+      },
+      {
+        what: "web-db Replicating with a window on the Deployment's pod",
+        timeoutMs: 180_000,
+        intervalMs: 1000,
+      },
+    ).catch(async (err) => {
+      throw new Error(`${(err as Error).message}\n${await c.describe(NS)}`);
+    });
+    assert.deepEqual(rep.workload, { kind: "Deployment", name: "web" });
+    assert.equal(rep.workloadFound, true);
+    const pod = rep.pods[0]!.name;
+    assert.match(pod, /^web-[a-z0-9]+-[a-z0-9]{5}$/);
+    const text = await plugin(["status", "web-db"]);
+    assert.match(text.stdout, /^Deployment: +web, database /m);
+
+    const snaps = await plugin(["snapshots", "web-db", "-o", "json"]);
+    assert.equal(snaps.code, 0, snaps.stderr);
+    const items = (JSON.parse(snaps.stdout) as { items: Array<{ pod: string; generation: string }> }).items;
+    const current = items.filter((x) => x.generation === rep.pods[0]!.generation);
+    assert.ok(current.length >= 1 && current.every((x) => x.pod === pod), snaps.stdout);
+    // The replica is named after the Deployment: <path>/web, not the pod's name.
+    const listed = await minio.client().send(
+      new ListObjectsV2Command({
+        Bucket: BUCKET,
+        Prefix: `app/web/generations/${rep.pods[0]!.generation}/snapshots/`,
+      }),
+    );
+    assert.ok((listed.KeyCount ?? 0) >= current.length, `bucket: ${listed.KeyCount}`);
   });
 });

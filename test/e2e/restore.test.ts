@@ -16,6 +16,7 @@ import Database from "better-sqlite3";
 import {
   appStatefulSet,
   createS3Secret,
+  insertRow,
   installOperator,
   type Operator,
   type PodLite,
@@ -85,17 +86,7 @@ describe("SqliteRestore (real node, helm-installed operator, MinIO)", { timeout:
   const readyPod = (name: string, pred: (p: PodLite) => boolean = () => true) =>
     readyPodIn(c, NS, name, pred);
   const dbFile = () => path.join(dataDir, "app.db");
-  /** Inserts one row with its time straight into the app's database (the app keeps it open too). */
-  const writeRow = (label: string): Row => {
-    const db = new Database(dbFile());
-    try {
-      const at = new Date().toISOString();
-      const r = db.prepare("INSERT INTO starts (pod, at) VALUES (?, ?)").run(label, at);
-      return { id: Number(r.lastInsertRowid), pod: label, at };
-    } finally {
-      db.close();
-    }
-  };
+  const writeRow = (label: string): Row => insertRow(dbFile(), label);
   const replicaGeneration = async () =>
     (
       await c.cp.request<{ status?: { generation?: string } }>(

@@ -4,6 +4,7 @@
  * charts/walship into `walship-system` (Pod Security `restricted`), as a user installs it.
  */
 import * as path from "node:path";
+import Database from "better-sqlite3";
 import { helm } from "./helm.ts";
 import type { Minio } from "./minio.ts";
 import { type Cluster, IMAGES } from "./node/index.ts";
@@ -76,6 +77,50 @@ export function appStatefulSet(
       ],
     },
   };
+}
+
+/**
+ * The test app as a Deployment (appStatefulSet's pod template) and the claim `data-<name>` (1Gi, the
+ * default StorageClass) its volume `data` is on: one replica and the Recreate strategy unless `opts`
+ * say otherwise. `volume` replaces the claim-backed volume (an emptyDir, a claim that does not exist).
+ */
+export function appDeployment(
+  namespace: string,
+  mount: string,
+  opts: {
+    name?: string;
+    replicas?: number;
+    strategy?: "Recreate" | "RollingUpdate";
+    volume?: Record<string, unknown>;
+  } = {},
+): Record<string, unknown>[] {
+  const name = opts.name ?? "web";
+  const sts = appStatefulSet(namespace, mount, { name }) as {
+    spec: { selector: unknown; template: { spec: Record<string, unknown> } };
+  };
+  const template = structuredClone(sts.spec.template);
+  template.spec.volumes = [
+    opts.volume ?? { name: "data", persistentVolumeClaim: { claimName: `data-${name}` } },
+  ];
+  return [
+    {
+      apiVersion: "v1",
+      kind: "PersistentVolumeClaim",
+      metadata: { name: `data-${name}`, namespace },
+      spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
+    },
+    {
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name, namespace },
+      spec: {
+        replicas: opts.replicas ?? 1,
+        strategy: { type: opts.strategy ?? "Recreate" },
+        selector: sts.spec.selector,
+        template,
+      },
+    },
+  ];
 }
 
 /** The Secret `s3-creds` (keys `id`, `secret`) holding MinIO's credentials. */
@@ -225,6 +270,18 @@ export interface Row {
 export async function rows(p: PodLite): Promise<Row[]> {
   const res = await fetch(`http://${p.status?.podIP}:8080/rows`);
   return (await res.json()) as Row[];
+}
+
+/** Inserts one row with its time straight into the app's database file (the app keeps it open too). */
+export function insertRow(dbFile: string, label: string): Row {
+  const db = new Database(dbFile);
+  try {
+    const at = new Date().toISOString();
+    const r = db.prepare("INSERT INTO starts (pod, at) VALUES (?, ?)").run(label, at);
+    return { id: Number(r.lastInsertRowid), pod: label, at };
+  } finally {
+    db.close();
+  }
 }
 
 export interface Operator {

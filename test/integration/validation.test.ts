@@ -91,6 +91,12 @@ describe("validation", () => {
     await db.sync();
     await replica.sync();
     assert.equal((await replica.validate()).outcome, "ok", "the untouched destination validates");
+    // Stopped by shutdown (its signal aborted): not a failure, so no error is counted and the last
+    // finished validation stays the one reported.
+    const stopped = await replica.validate({ signal: AbortSignal.abort() });
+    assert.notEqual(stopped.outcome, "ok");
+    assert.equal(replica.metrics.validationError, 0);
+    assert.equal(replica.status().lastValidation?.outcome, "ok");
 
     // Alter one byte of the row's text in the newest WAL index, then recompute the whole checksum chain
     // of that index and re-split it at the same offsets: every LZ4 and WAL check still passes.

@@ -87,7 +87,12 @@ describe("age key parsing", () => {
       () => parseRecipients(`${RA}\n${A}`, "x"),
       /line 2 is an identity \(a secret key\), not a recipient/,
     );
-    configError(() => parseIdentities(`${A.slice(0, -1)}Q`, "x"), /line 1 is a malformed age identity/);
+    // One character changed (bech32's checksum catches any one): Q, or P where the key ends in Q.
+    const badLast = A.endsWith("Q") ? "P" : "Q";
+    configError(
+      () => parseIdentities(`${A.slice(0, -1)}${badLast}`, "x"),
+      /line 1 is a malformed age identity/,
+    );
     configError(() => parseIdentities(` ${A}`, "x"), /line 1 is not an X25519 age identity/);
     configError(() => parseRecipients(`${RA.slice(0, -2)}`, "x"), /line 1 is a malformed age recipient/);
     configError(() => parseRecipients("$AGE_RECIPIENT", "x"), /line 1 is not an X25519 age recipient/);

@@ -181,7 +181,7 @@ describe("crds/ drift", () => {
     assert.deepEqual(v.subresources, { status: {} });
     assert.deepEqual(
       (v.additionalPrinterColumns as Array<{ name: string }>).map((c) => c.name),
-      ["StatefulSet", "Phase", "Generation", "Lag", "Last Sync", "Age"],
+      ["StatefulSet", "Workload", "Phase", "Generation", "Lag", "Last Sync", "Age"],
     );
     const text = JSON.stringify(crd);
     assert.equal(text.includes("$ref"), false);

@@ -18,7 +18,7 @@ const pod = (name: string, over: Partial<PodReplicationStatus> = {}): PodReplica
 
 describe("injectedStatus", () => {
   it("no pod runs the sidecar yet: Injecting, not settled", () => {
-    const d = injectedStatus("app", [], restricted);
+    const d = injectedStatus("StatefulSet app", [], restricted);
     assert.equal(d.phase, "Injecting");
     assert.equal(d.settled, false);
     assert.deepEqual(
@@ -34,7 +34,7 @@ describe("injectedStatus", () => {
   });
 
   it("every pod ready: Replicating, settled", () => {
-    const d = injectedStatus("app", [pod("app-0"), pod("app-1")], restricted);
+    const d = injectedStatus("StatefulSet app", [pod("app-0"), pod("app-1")], restricted);
     assert.equal(d.phase, "Replicating");
     assert.equal(d.settled, true);
     assert.equal(d.conditions[1]?.message, "2 pod(s) replicating");
@@ -42,7 +42,7 @@ describe("injectedStatus", () => {
 
   it("a pod with an error: Degraded with the most telling reason, not settled", () => {
     const d = injectedStatus(
-      "app",
+      "StatefulSet app",
       [
         pod("app-0", { ready: false, lastError: "boom", reason: "ReplicationError" }),
         pod("app-1", { ready: false, lastError: "killed", reason: "OutOfMemory" }),
@@ -57,7 +57,7 @@ describe("injectedStatus", () => {
   });
 
   it("a pod not ready without an error: Injecting", () => {
-    const d = injectedStatus("app", [pod("app-0", { ready: false })], restricted);
+    const d = injectedStatus("StatefulSet app", [pod("app-0", { ready: false })], restricted);
     assert.equal(d.phase, "Injecting");
     assert.equal(d.conditions[1]?.message, "not replicating yet: app-0");
   });

@@ -60,7 +60,7 @@ function obs(over: Partial<Observed> = {}): Observed {
     spec: { sqliteReplicaName: "db", mode: "InPlace", target: { timestamp: "2026-11-22T03:59:30Z" } },
     status: {},
     replica,
-    statefulSet: sts(2),
+    workload: sts(2),
     podsRemaining: 2,
     jobs: {},
     others: [],
@@ -137,14 +137,14 @@ describe("SqliteRestore machine: InPlace", () => {
       {},
       { jobs: { plan: { state: "Running" } } },
       { jobs: { plan: { state: "Succeeded", message: PLAN_LINE } } },
-      { podsRemaining: 1, statefulSet: sts(0, 1) },
-      { podsRemaining: 0, statefulSet: sts(0, 0) },
+      { podsRemaining: 1, workload: sts(0, 1) },
+      { podsRemaining: 0, workload: sts(0, 0) },
       { jobs: { restore: { state: "Running" } } },
       { jobs: { restore: { state: "Succeeded", message: `noise\n${RESTORED_LINE}\n` } } },
       {},
       { jobs: { swap: { state: "Succeeded" } } },
-      { statefulSet: sts(2, 1) },
-      { statefulSet: sts(2, 2) },
+      { workload: sts(2, 1) },
+      { workload: sts(2, 2) },
     ];
     for (const change of script) {
       const d = step({ ...o, ...change });
@@ -176,11 +176,11 @@ describe("SqliteRestore machine: InPlace", () => {
 
   it("ScalingDown waits while pods remain, then creates the restore Job", () => {
     const s = { phase: "ScalingDown" as const, originalReplicas: 2, claimName: "data-app-0" };
-    const waiting = step(obs({ status: s, statefulSet: sts(0, 0), podsRemaining: 1 }));
+    const waiting = step(obs({ status: s, workload: sts(0, 0), podsRemaining: 1 }));
     assert.equal(waiting.status.phase, "ScalingDown");
     assert.deepEqual(waiting.actions, []);
     assert.equal(waiting.requeueAfterMs, 2000);
-    const go = step(obs({ status: s, statefulSet: sts(0, 0), podsRemaining: 0 }));
+    const go = step(obs({ status: s, workload: sts(0, 0), podsRemaining: 0 }));
     assert.equal(go.status.phase, "Restoring");
     assert.deepEqual(go.actions, [{ kind: "createJob", step: "restore" }]);
   });
@@ -191,7 +191,7 @@ describe("SqliteRestore machine: InPlace", () => {
     assert.deepEqual(d.actions, [{ kind: "createJob", step: "restore" }]);
     assert.deepEqual(d.events, []);
     const swap = step(
-      obs({ status: { phase: "Swapping", originalReplicas: 2 }, statefulSet: sts(0, 0), podsRemaining: 0 }),
+      obs({ status: { phase: "Swapping", originalReplicas: 2 }, workload: sts(0, 0), podsRemaining: 0 }),
     );
     assert.deepEqual(swap.actions, [{ kind: "createJob", step: "swap" }]);
   });
@@ -209,13 +209,13 @@ describe("SqliteRestore machine: InPlace", () => {
     assert.match(d.status.failure?.message ?? "", /WALSHIP_ERR_NOT_FOUND/);
     assert.deepEqual(d.actions, [{ kind: "createJob", step: "rollback" }]);
     assert.equal(d.events[0]?.type, "Warning");
-    const o = obs({ status: d.status, statefulSet: sts(0, 0), podsRemaining: 0 });
+    const o = obs({ status: d.status, workload: sts(0, 0), podsRemaining: 0 });
     d = step({ ...o, jobs: { rollback: { state: "Running" } } });
     assert.deepEqual(d.actions, []);
     d = step({ ...o, jobs: { rollback: { state: "Succeeded" } } });
     assert.deepEqual(d.actions, [{ kind: "scale", replicas: 2 }]);
     assert.equal(d.status.phase, "ScalingUp");
-    d = step({ ...o, statefulSet: sts(2, 2), jobs: { rollback: { state: "Succeeded" } } });
+    d = step({ ...o, workload: sts(2, 2), jobs: { rollback: { state: "Succeeded" } } });
     assert.equal(d.status.phase, "Failed");
     assert.equal(d.status.conditions?.find((c) => c.type === "Complete")?.reason, "RestoreFailed");
   });
@@ -247,7 +247,7 @@ describe("SqliteRestore machine: InPlace", () => {
     );
     assert.equal(d.status.phase, "Verifying");
     assert.equal(d.status.restored, undefined);
-    d = step(obs({ status: d.status, statefulSet: sts(0, 0), podsRemaining: 0 }));
+    d = step(obs({ status: d.status, workload: sts(0, 0), podsRemaining: 0 }));
     assert.equal(d.status.phase, "Swapping");
   });
 });
@@ -273,10 +273,10 @@ describe("SqliteRestore machine: timeouts, checks and the previous database", ()
       "the restore Job did not finish within spec.timeout 30m (activeDeadlineSeconds 1800)",
     );
     assert.deepEqual(d.actions, [{ kind: "createJob", step: "rollback" }]);
-    const o = obs({ spec, status: d.status, statefulSet: sts(0, 0), podsRemaining: 0 });
+    const o = obs({ spec, status: d.status, workload: sts(0, 0), podsRemaining: 0 });
     d = step({ ...o, jobs: { rollback: { state: "Succeeded" } } });
     assert.deepEqual(d.actions, [{ kind: "scale", replicas: 2 }]);
-    d = step({ ...o, statefulSet: sts(2, 2), jobs: { rollback: { state: "Succeeded" } } });
+    d = step({ ...o, workload: sts(2, 2), jobs: { rollback: { state: "Succeeded" } } });
     assert.equal(d.status.phase, "Failed");
     assert.equal(d.status.conditions?.find((c) => c.type === "Complete")?.reason, "DeadlineExceeded");
     assert.match(d.status.message ?? "", /spec\.timeout 30m/);
@@ -331,13 +331,13 @@ describe("SqliteRestore machine: timeouts, checks and the previous database", ()
       obs({
         spec,
         status: { phase: "Verifying", originalReplicas: 1, backupPath: "/b" },
-        statefulSet: sts(0, 0),
+        workload: sts(0, 0),
         podsRemaining: 0,
       }),
     );
     assert.equal(d.status.phase, "Swapping");
     assert.match(d.status.message ?? "", /deleted once the restored file is in place/);
-    d = step(obs({ spec, status: { ...d.status, phase: "ScalingUp" }, statefulSet: sts(1, 1) }));
+    d = step(obs({ spec, status: { ...d.status, phase: "ScalingUp" }, workload: sts(1, 1) }));
     assert.equal(d.status.phase, "Succeeded");
     assert.match(d.status.message ?? "", /previous database deleted/);
   });
@@ -370,7 +370,7 @@ describe("SqliteRestore machine: refusals", () => {
   it("fails at once, changing nothing, when the SqliteReplica, the StatefulSet or the pod is wrong", () => {
     for (const [over, reason] of [
       [{ replica: undefined }, "SqliteReplicaNotFound"],
-      [{ statefulSet: undefined }, "StatefulSetNotFound"],
+      [{ workload: undefined }, "StatefulSetNotFound"],
       [{ spec: { sqliteReplicaName: "db", mode: "InPlace", pod: "other-0" } }, "PodNotFound"],
       [{ spec: { sqliteReplicaName: "db", mode: "InPlace", destination: "nope" } }, "DestinationNotFound"],
       [{ spec: { sqliteReplicaName: "db", mode: "NewClaim" } }, "InvalidSpec"],
@@ -406,7 +406,7 @@ describe("SqliteRestore machine: a scale-up during an InPlace restore", () => {
       [0, 1],
       [3, 3],
     ] as const) {
-      const d = step(obs({ status, statefulSet: sts(replicas, 0), podsRemaining: pods }));
+      const d = step(obs({ status, workload: sts(replicas, 0), podsRemaining: pods }));
       assert.equal(d.status.phase, "ScalingUp", `${replicas}/${pods}`);
       assert.equal(d.status.failure?.reason, "ScaledUp");
       assert.match(
@@ -421,15 +421,15 @@ describe("SqliteRestore machine: a scale-up during an InPlace restore", () => {
 
   it("and again in Swapping while the swap Job is not created yet; a running swap is left to finish", () => {
     const swapping = { ...status, phase: "Swapping" as const };
-    let d = step(obs({ status: swapping, statefulSet: sts(1, 0), podsRemaining: 0 }));
+    let d = step(obs({ status: swapping, workload: sts(1, 0), podsRemaining: 0 }));
     assert.equal(d.status.failure?.reason, "ScaledUp");
-    d = step(obs({ status: swapping, statefulSet: sts(1, 0), jobs: { swap: { state: "Running" } } }));
+    d = step(obs({ status: swapping, workload: sts(1, 0), jobs: { swap: { state: "Running" } } }));
     assert.equal(d.status.phase, "Swapping");
     assert.equal(d.status.failure, undefined);
   });
 
   it("at 0 with no pod left the swap goes ahead", () => {
-    const d = step(obs({ status, statefulSet: sts(0, 0), podsRemaining: 0 }));
+    const d = step(obs({ status, workload: sts(0, 0), podsRemaining: 0 }));
     assert.equal(d.status.phase, "Swapping");
     assert.deepEqual(d.actions, [{ kind: "createJob", step: "swap" }]);
   });
@@ -452,7 +452,7 @@ describe("SqliteRestore machine: a Job it did not create is never reused", () =>
     const base = { originalReplicas: 2, backupPath: "/data/app.db.pre-restore-r1" };
     for (const phase of ["Restoring", "Swapping"] as const) {
       const job = phase === "Restoring" ? "restore" : "swap";
-      const d = step(obs({ status: { ...base, phase }, statefulSet: sts(0, 0), jobs: { [job]: foreign } }));
+      const d = step(obs({ status: { ...base, phase }, workload: sts(0, 0), jobs: { [job]: foreign } }));
       assert.equal(d.status.phase, "ScalingUp", phase);
       assert.equal(d.status.failure?.reason, "JobExists");
       assert.equal(d.status.restored, undefined, "its termination message was not read");
@@ -467,10 +467,10 @@ describe("SqliteRestore machine: a Job it did not create is never reused", () =>
       backupPath: "/data/app.db.pre-restore-r1",
       failure: { phase: "Swapping", reason: "SwapFailed", message: "the swap Job failed" },
     };
-    let d = step(obs({ status, statefulSet: sts(0, 0), jobs: { rollback: foreign } }));
+    let d = step(obs({ status, workload: sts(0, 0), jobs: { rollback: foreign } }));
     assert.deepEqual(d.actions, [{ kind: "scale", replicas: 1 }]);
     assert.match(d.status.message ?? "", /Job r1-rollback exists .*: the previous database may be at/);
-    d = step(obs({ status: d.status, statefulSet: sts(1, 1), jobs: { rollback: foreign } }));
+    d = step(obs({ status: d.status, workload: sts(1, 1), jobs: { rollback: foreign } }));
     assert.equal(d.status.phase, "Failed");
   });
 });

@@ -238,7 +238,7 @@ describe("memory: limits from measurement, a spec field, OOM kills reported as s
       spec: { sqliteReplicaName: "db", mode: "InPlace" },
       status: { phase: "Restoring", originalReplicas: 1 },
       replica: spec,
-      statefulSet: sts(undefined, undefined),
+      workload: sts(undefined, undefined),
       podsRemaining: 0,
       jobs: { restore: { state: "Failed", reason: "BackoffLimitExceeded", oomKilled: { limit: "512Mi" } } },
       others: [],

@@ -3,7 +3,9 @@
  * the kubeconfig, context and namespace flags and KUBECONFIG; a missing SqliteReplica; a user without
  * rights; `restore` creating the SqliteRestore and `--wait` following it to Succeeded (exit 0) or
  * Failed (exit 1) as the status written here (standing in for the operator) moves; `pause`/`resume`
- * setting the annotation the operator honours. The real node runs the rest (test/e2e/plugin.test.ts).
+ * setting the annotation the operator honours; a SqliteReplica of a Deployment, whose pods (made here,
+ * standing in for the ReplicaSet controller) are found by the Deployment's selector and which every
+ * command names by kind. The real node runs the rest (test/e2e/plugin.test.ts).
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -70,9 +72,15 @@ describe("kubectl walship against a real kube-apiserver", { timeout: 180_000 }, 
   it("finds the namespace from -n, else from the chosen context; a missing object is exit 1 NOT_FOUND", async () => {
     let o = io();
     assert.equal(await run(["status", "db", ...kc(), "-n", NS, "-o", "json"], o, "v0"), 0, o.stderr);
-    const rep = JSON.parse(o.stdout) as { name: string; namespace: string; statefulSetFound: boolean };
+    const rep = JSON.parse(o.stdout) as {
+      name: string;
+      namespace: string;
+      workload: { kind: string; name: string };
+      workloadFound: boolean;
+    };
     assert.equal(rep.namespace, NS);
-    assert.equal(rep.statefulSetFound, false);
+    assert.deepEqual(rep.workload, { kind: "StatefulSet", name: "app" });
+    assert.equal(rep.workloadFound, false);
     o = io();
     assert.equal(
       await run(["status", "db", "--kubeconfig", twoContexts, "--context", "other", "-o", "json"], o, "v0"),
@@ -270,5 +278,99 @@ describe("kubectl walship against a real kube-apiserver", { timeout: 180_000 }, 
     o = io();
     assert.equal(await run(["pause", "nosuch", ...kc(), "-n", NS], o, "v0"), 1);
     assert.match(o.stderr, /\[WALSHIP_ERR_NOT_FOUND\]$/m);
+  });
+  it("a Deployment's SqliteReplica: its pods by the Deployment's selector, the Deployment named by kind", async () => {
+    const pod = "web-6b7c9d5f8-x2k4p";
+    const podOf = (name: string, labels: Record<string, string>) => ({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name, namespace: NS, labels },
+      spec: { containers: [{ name: "app", image: "walship-test/app:1" }] },
+    });
+    const onDeployment = (name: string, deployment: string) => {
+      const r = s3Replica(NS, "http://127.0.0.1:1") as {
+        metadata: { name: string };
+        spec: Record<string, unknown>;
+      };
+      r.metadata.name = name;
+      delete r.spec.statefulSetName;
+      r.spec.workloadRef = { kind: "Deployment", name: deployment };
+      return r;
+    };
+    const labels = { app: "web", tier: "db" };
+    const objects = [
+      {
+        apiVersion: "apps/v1",
+        kind: "Deployment",
+        metadata: { name: "web", namespace: NS },
+        spec: {
+          replicas: 1,
+          strategy: { type: "Recreate" },
+          selector: {
+            matchLabels: { app: "web" },
+            matchExpressions: [{ key: "tier", operator: "In", values: ["db"] }],
+          },
+          template: { metadata: { labels }, spec: podOf("", labels).spec },
+        },
+      },
+      podOf(pod, { ...labels, "pod-template-hash": "6b7c9d5f8" }),
+      // Not the Deployment's: the same app label, another tier (its selector's expression leaves it out).
+      podOf("web-cache-0", { app: "web", tier: "cache" }),
+      onDeployment("webdb", "web"),
+      onDeployment("gonedb", "nosuch"),
+    ];
+    const file = path.join(cp.dir, "deployment.yaml");
+    fs.writeFileSync(file, objects.map((x) => stringify(x)).join("---\n"));
+    await cp.kubectl(["apply", "-f", file]);
+
+    let o = io();
+    assert.equal(await run(["status", "webdb", ...kc(), "-n", NS, "-o", "json"], o, "v0"), 0, o.stderr);
+    const rep = JSON.parse(o.stdout) as {
+      workload: { kind: string; name: string };
+      workloadFound: boolean;
+      pods: Array<{ name: string; phase: string }>;
+    };
+    assert.deepEqual(rep.workload, { kind: "Deployment", name: "web" });
+    assert.equal(rep.workloadFound, true);
+    assert.deepEqual(
+      rep.pods.map((p) => [p.name, p.phase]),
+      [[pod, "Pending"]],
+    );
+    o = io();
+    assert.equal(await run(["status", "webdb", ...kc(), "-n", NS], o, "v0"), 0, o.stderr);
+    assert.match(o.stdout, /^Deployment: +web, database \/data\/app\.db$/m);
+    assert.match(o.stdout, new RegExp(`^ {2}${pod} +Pending +False `, "m"));
+    o = io();
+    assert.equal(await run(["status", "gonedb", ...kc(), "-n", NS], o, "v0"), 0, o.stderr);
+    assert.match(o.stdout, /^Deployment: +nosuch \(not found\), database /m);
+
+    // snapshots/generations go to the Deployment's pods (here one without a running sidecar).
+    o = io();
+    assert.equal(await run(["snapshots", "webdb", ...kc(), "-n", NS], o, "v0"), 1);
+    assert.match(o.stdout, new RegExp(`^pod ${pod}: not read: the walship container is not running$`, "m"));
+    assert.match(o.stderr, new RegExp(`no pod could be read \\(${pod}\\) \\[WALSHIP_ERR_KUBE\\]$`, "m"));
+    o = io();
+    assert.equal(await run(["generations", "webdb", ...kc(), "-n", NS, "--pod", "app-0"], o, "v0"), 1);
+    assert.match(o.stderr, /pod app-0 is not a pod of Deployment web \[WALSHIP_ERR_NOT_FOUND\]$/m);
+    o = io();
+    assert.equal(await run(["generations", "gonedb", ...kc(), "-n", NS], o, "v0"), 1);
+    assert.match(o.stderr, /Deployment plugin-ns\/nosuch not found \[WALSHIP_ERR_NOT_FOUND\]$/m);
+
+    o = io();
+    assert.equal(await run(["pause", "webdb", ...kc(), "-n", NS], o, "v0"), 0, o.stderr);
+    assert.match(o.stdout, /webdb paused: the operator removes the replicator from Deployment web /);
+    o = io();
+    assert.equal(await run(["resume", "webdb", ...kc(), "-n", NS], o, "v0"), 0, o.stderr);
+    assert.match(o.stdout, /webdb resumed: the operator injects the replicator into Deployment web again/);
+
+    // --pod picks one of a StatefulSet's replicas; a Deployment's pods share one: refused, nothing made.
+    o = io();
+    const restore = ["restore", "webdb", ...kc(), "-n", NS, "--to", "latest", "--in-place"];
+    assert.equal(await run([...restore, "--pod", pod, "--name", "rd0"], o, "v0"), 2);
+    assert.match(o.stderr, /--pod: the pods of Deployment web share one replica.*\[WALSHIP_ERR_USAGE\]$/m);
+    assert.equal((await cp.request("GET", `${CRS}/sqliterestores/rd0`)).status, 404);
+    o = io();
+    assert.equal(await run([...restore, "--name", "rd1"], o, "v0"), 0, o.stderr);
+    assert.match(o.stdout, /^sqliterestore\.walship\.dev\/rd1 created$/m);
   });
 });

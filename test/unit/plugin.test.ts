@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Destination } from "../../src/api/v1alpha1/index.ts";
+import { selectorQuery } from "../../src/operator/kube/selector.ts";
 import { GLOBAL_OPTS, oneName, parseArgs } from "../../src/plugin/args.ts";
 import { type Io, parseTimeout, run } from "../../src/plugin/cli.ts";
 import { ago, bytes, humanDuration, lag, windowAges } from "../../src/plugin/format.ts";
@@ -282,7 +283,7 @@ function statusInput(): StatusInput {
         ],
       },
     },
-    statefulSetFound: true,
+    workloadFound: true,
     pods: [
       {
         pod: { metadata: { name: "app-0" }, status: { phase: "Running" } } as Pod,
@@ -421,6 +422,68 @@ describe("status report", () => {
     assert.match(text, /^Phase: +Paused, paused$/m);
     assert.match(text, /^Restorable: +nothing yet$/m);
     assert.match(text, /^Pods:\n {2}\(none\)$/m);
+  });
+});
+
+describe("the workload: a StatefulSet or a Deployment", () => {
+  /** statusInput() with its SqliteReplica on the Deployment `web`, whose one pod has a hashed name. */
+  function deploymentInput(found = true): StatusInput {
+    const input = statusInput();
+    const spec = input.replica.spec!;
+    delete spec.statefulSetName;
+    spec.workloadRef = { kind: "Deployment", name: "web" };
+    input.workloadFound = found;
+    input.replica.status!.pods![0]!.name = "web-7d4b9c8f6d-x2k4p";
+    input.pods = found
+      ? [
+          {
+            ...input.pods[0]!,
+            pod: { metadata: { name: "web-7d4b9c8f6d-x2k4p" }, status: { phase: "Running" } } as Pod,
+          },
+        ]
+      : [];
+    input.pods[0]?.sidecar?.databases[0]?.replicas.forEach((r) => {
+      r.location = "s3://b/app/web";
+    });
+    return input;
+  }
+
+  it("names the workload by kind in the report and its text", () => {
+    const sts = buildReport(statusInput());
+    assert.deepEqual(sts.workload, { kind: "StatefulSet", name: "app" });
+    assert.equal(sts.workloadFound, true);
+    const rep = buildReport(deploymentInput());
+    assert.deepEqual(rep.workload, { kind: "Deployment", name: "web" });
+    assert.equal(rep.workloadFound, true);
+    assert.equal(rep.pods[0]!.name, "web-7d4b9c8f6d-x2k4p");
+    assert.equal(rep.pods[0]!.ready, true, "the operator's facts of the pod, by its name");
+    assert.equal(rep.pods[0]!.destinations[0]!.location, "s3://b/app/web");
+    const text = formatReport(rep, NOW);
+    assert.match(text, /^Deployment: {4}web, database \/data\/app\.db$/m);
+    assert.match(text, /^ {2}web-7d4b9c8f6d-x2k4p +Running +True +0123456789abcdef /m);
+    assert.doesNotMatch(text, /StatefulSet/);
+    assert.match(
+      formatReport(buildReport(deploymentInput(false)), NOW),
+      /^Deployment: {4}web \(not found\), database \/data\/app\.db$/m,
+    );
+  });
+
+  it("finds a workload's pods by its whole selector: matchLabels and matchExpressions", () => {
+    assert.equal(selectorQuery({ matchLabels: { app: "web" } }), "app=web");
+    assert.equal(
+      selectorQuery({
+        matchLabels: { app: "web", tier: "db" },
+        matchExpressions: [
+          { key: "track", operator: "In", values: ["stable", "canary"] },
+          { key: "env", operator: "NotIn", values: ["test"] },
+          { key: "owner", operator: "Exists" },
+          { key: "legacy", operator: "DoesNotExist" },
+        ],
+      }),
+      "app=web,tier=db,track in (stable,canary),env notin (test),owner,!legacy",
+    );
+    assert.equal(selectorQuery({}), "");
+    assert.equal(selectorQuery(undefined), "");
   });
 });
 

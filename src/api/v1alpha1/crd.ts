@@ -191,6 +191,7 @@ export function buildCrds(): Record<string, Schema> {
       status: SqliteReplicaStatus,
       columns: [
         { name: "StatefulSet", type: "string", jsonPath: ".spec.statefulSetName" },
+        { name: "Workload", type: "string", jsonPath: ".spec.workloadRef.name", priority: 1 },
         { name: "Phase", type: "string", jsonPath: ".status.phase" },
         { name: "Generation", type: "string", jsonPath: ".status.generation" },
         { name: "Lag", type: "number", jsonPath: ".status.lagSeconds", description: "seconds" },

@@ -1,6 +1,6 @@
 /**
  * SqliteReplica (walship.dev/v1alpha1, namespaced): replicate one SQLite database of a StatefulSet's
- * pods to one or more destinations. These zod schemas are the single source of the TypeScript types,
+ * (or a one-replica Deployment's) pods to one or more destinations. These zod schemas are the single source of the TypeScript types,
  * of the reconcile-time validation and of crds/walship.dev_sqlitereplicas.yaml.
  */
 import { z } from "zod";
@@ -373,10 +373,26 @@ export const Sidecar = z.object({
  */
 export const RestoreOnStart = z.enum(["IfReplicaExists", "RefuseIfReplicaExists", "None"]);
 
+/** The kinds of workload a SqliteReplica can replicate. */
+export const WorkloadKind = z.enum(["StatefulSet", "Deployment"]);
+
+/**
+ * The workload whose pods hold the database, in the SqliteReplica's namespace. A Deployment is
+ * accepted with at most one replica and the Recreate strategy, and the database on a volume backed by
+ * a PersistentVolumeClaim (src/operator/specs/deployment.ts says why each is needed).
+ */
+export const WorkloadRef = z.object({
+  kind: WorkloadKind.describe("StatefulSet or Deployment."),
+  name: DnsSubdomain.describe("The workload's name, in this namespace."),
+});
+
 export const SqliteReplicaSpec = cel(
   z.object({
-    statefulSetName: DnsSubdomain.describe(
-      "The StatefulSet, in this namespace, whose pods hold the database.",
+    statefulSetName: DnsSubdomain.optional().describe(
+      "The StatefulSet, in this namespace, whose pods hold the database; or set workloadRef instead.",
+    ),
+    workloadRef: WorkloadRef.optional().describe(
+      "The StatefulSet or Deployment whose pods hold the database; instead of statefulSetName.",
     ),
     database: cel(
       z.object({
@@ -429,6 +445,11 @@ export const SqliteReplicaSpec = cel(
     ),
   }),
   [
+    {
+      rule: "has(self.statefulSetName) != has(self.workloadRef)",
+      message: "set exactly one of statefulSetName or workloadRef",
+      check: (spec) => (spec.statefulSetName !== undefined) !== (spec.workloadRef !== undefined),
+    },
     {
       rule: "self.destinations.all(a, self.destinations.exists_one(b, b.name == a.name))",
       message: "destination names must be unique",
@@ -505,6 +526,29 @@ export type S3Destination = z.output<typeof S3Destination>;
 export type FileDestination = z.output<typeof FileDestination>;
 export type Phase = z.output<typeof Phase>;
 export type RestoreOnStart = z.output<typeof RestoreOnStart>;
+
+export type WorkloadKind = z.output<typeof WorkloadKind>;
+export type WorkloadRef = z.output<typeof WorkloadRef>;
+
+/**
+ * The workload a SqliteReplica spec names: `workloadRef`, or the StatefulSet `statefulSetName`. Takes
+ * a raw spec too (a paused or deleted SqliteReplica's, not validated): undefined when it names none.
+ */
+export function workloadOf(spec: unknown): WorkloadRef | undefined {
+  const s = spec as
+    | { statefulSetName?: unknown; workloadRef?: { kind?: unknown; name?: unknown } }
+    | undefined;
+  const ref = s?.workloadRef;
+  if (ref && typeof ref.name === "string" && (ref.kind === "StatefulSet" || ref.kind === "Deployment"))
+    return { kind: ref.kind, name: ref.name };
+  if (typeof s?.statefulSetName === "string") return { kind: "StatefulSet", name: s.statefulSetName };
+  return undefined;
+}
+
+/** "StatefulSet app", "Deployment app": how messages name a workload. */
+export function describeWorkload(ref: WorkloadRef): string {
+  return `${ref.kind} ${ref.name}`;
+}
 
 /** The sidecar's HTTP port: `spec.sidecar.metricsPort`, or the default when there is no `sidecar`. */
 export function metricsPort(spec: Pick<SqliteReplicaSpec, "sidecar">): number {

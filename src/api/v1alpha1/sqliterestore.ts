@@ -13,6 +13,7 @@ import {
   Quantity,
   ResourceRequirements,
 } from "./common.ts";
+import { WorkloadRef } from "./sqlitereplica.ts";
 
 export const SQLITE_RESTORE_KIND = "SqliteRestore";
 export const SQLITE_RESTORE_PLURAL = "sqliterestores";
@@ -52,14 +53,17 @@ export const SqliteRestoreSpec = cel(
     sqliteReplicaName: DnsSubdomain.describe(
       "The SqliteReplica, in this namespace, whose database to restore.",
     ),
-    pod: DnsSubdomain.optional().describe("The pod whose replica to restore; the first pod when unset."),
+    pod: DnsSubdomain.optional().describe(
+      "The pod whose replica to restore; the first pod when unset. Not for a Deployment, whose one " +
+        "replica is named after the Deployment.",
+    ),
     destination: DnsLabel.optional().describe("The destination to restore from; the first when unset."),
     target: RestoreTarget.optional().describe("What to restore; the latest state when unset."),
     mode: z
       .enum(["InPlace", "NewClaim"])
       .default("NewClaim")
       .describe(
-        "InPlace: scale the StatefulSet to 0, restore onto its volume, verify, scale back. " +
+        "InPlace: scale the StatefulSet (or Deployment) to 0, restore onto its volume, verify, scale back. " +
           "NewClaim: restore into a new PersistentVolumeClaim and leave the app alone.",
       ),
     newClaim: z
@@ -148,13 +152,16 @@ export const SqliteRestoreStatus = z.object({
   completedAt: z.string().optional(),
   message: z.string().optional(),
   statefulSetName: z.string().optional().describe("The SqliteReplica's StatefulSet, as resolved at start."),
+  workloadRef: WorkloadRef.optional().describe(
+    "The SqliteReplica's workload (StatefulSet or Deployment), as resolved at start.",
+  ),
   pod: z.string().optional().describe("The pod whose replica and (InPlace) volume are restored."),
   claimName: z.string().optional().describe("The claim restored onto."),
   originalReplicas: z
     .int()
     .min(0)
     .optional()
-    .describe("The StatefulSet's replica count before InPlace scaled it to 0; scaled back to it."),
+    .describe("The workload's replica count before InPlace scaled it to 0; scaled back to it."),
   backupPath: z.string().optional().describe("Where InPlace keeps the previous database file."),
   failure: z
     .object({ phase: z.string(), reason: z.string(), message: z.string() })

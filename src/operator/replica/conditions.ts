@@ -118,9 +118,9 @@ export interface DerivedStatus {
   settled: boolean;
 }
 
-/** The StatefulSet carries the replicator: how its pods replicate, and the `restricted` finding. */
+/** The workload ("StatefulSet app") carries the replicator: how its pods replicate, and the `restricted` finding. */
 export function injectedStatus(
-  statefulSetName: string,
+  workload: string,
   pods: readonly PodReplicationStatus[],
   restricted: Cond,
 ): DerivedStatus {
@@ -132,7 +132,7 @@ export function injectedStatus(
         type: "Injected",
         status: "True",
         reason: "Injected",
-        message: `StatefulSet ${statefulSetName} carries the replicator`,
+        message: `${workload} carries the replicator`,
       },
       replicating,
       degraded,
@@ -155,8 +155,27 @@ export function blockedStatus(reason: string, message: string): DerivedStatus {
   };
 }
 
-/** Paused by `annotation`: what Walship added to StatefulSet `statefulSetName` is removed. */
-export function pausedStatus(statefulSetName: string, annotation: string): DerivedStatus {
+/** What a Deployment's refusal for its shape adds once the replicator is out of its pod template. */
+export const REMOVED_SUFFIX = "; the replicator was removed from its pod template";
+
+/**
+ * The Injected message of a Deployment refused for its shape: `base`, with REMOVED_SUFFIX when this
+ * reconcile removed the replicator, and still on the next ones, which find nothing left to remove
+ * (the removal's own watch event brings one at once), while the refusal stands for the same reason;
+ * else the condition would drop the fact a moment after stating it.
+ */
+export function refusalMessage(
+  base: string,
+  reason: string,
+  removedNow: boolean,
+  prior: Pick<Condition, "reason" | "message"> | undefined,
+): string {
+  const removed = removedNow || (prior?.reason === reason && prior.message.endsWith(REMOVED_SUFFIX));
+  return removed ? `${base}${REMOVED_SUFFIX}` : base;
+}
+
+/** Paused by `annotation`: what Walship added to the workload ("StatefulSet app") is removed. */
+export function pausedStatus(workload: string, annotation: string): DerivedStatus {
   const why = `paused by the annotation ${annotation}`;
   return {
     conditions: [
@@ -164,7 +183,7 @@ export function pausedStatus(statefulSetName: string, annotation: string): Deriv
         type: "Injected",
         status: "False",
         reason: "Paused",
-        message: `${why}: the replicator is removed from StatefulSet ${statefulSetName}`,
+        message: `${why}: the replicator is removed from ${workload}`,
       },
       { type: "Replicating", status: "False", reason: "Paused", message: `${why}: nothing is replicated` },
       { type: "Degraded", status: "False", reason: "Paused", message: "" },

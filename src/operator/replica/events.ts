@@ -13,6 +13,10 @@ import type { ConditionChange } from "../status.ts";
 const WARNING_REASONS = new Set([
   "InvalidSpec",
   "StatefulSetNotFound",
+  "DeploymentNotFound",
+  "TooManyReplicas",
+  "RollingUpdateStrategy",
+  "VolumeNotAClaim",
   "Conflict",
   "ContainerNotFound",
   "VolumeNotFound",

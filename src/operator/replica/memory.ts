@@ -5,8 +5,9 @@
  */
 import { createHash } from "node:crypto";
 import { keyOf } from "../kube/informer.ts";
-import type { KubeObject, StatefulSet } from "../kube/types.ts";
+import type { KubeObject } from "../kube/types.ts";
 import { isInjected } from "../specs/statefulset.ts";
+import type { WorkloadObject } from "../specs/workload.ts";
 
 /** What this process last applied for one SqliteReplica, to know when applying again changes nothing. */
 interface Applied {
@@ -20,7 +21,7 @@ interface Applied {
   at: number;
 }
 
-function templateHash(sts: StatefulSet | undefined): string {
+function templateHash(sts: WorkloadObject | undefined): string {
   return createHash("sha256")
     .update(JSON.stringify(sts?.spec?.template ?? null))
     .digest("hex");
@@ -43,10 +44,10 @@ export class AppliedMemory {
   record(
     key: string,
     cr: KubeObject,
-    sts: StatefulSet,
+    sts: WorkloadObject,
     stsKey: string,
     applyHash: string,
-    written: StatefulSet | undefined,
+    written: WorkloadObject | undefined,
   ): void {
     this.#applied.set(key, {
       crUid: cr.metadata?.uid ?? "",
@@ -61,7 +62,7 @@ export class AppliedMemory {
   }
 
   /** True when `sts` is exactly the version our own apply wrote: its watch event brings nothing new. */
-  isOwnWrite(sts: StatefulSet): boolean {
+  isOwnWrite(sts: WorkloadObject): boolean {
     const rv = sts.metadata?.resourceVersion;
     return rv !== undefined && this.#ownStsVersions.get(keyOf(sts)) === rv;
   }
@@ -74,7 +75,7 @@ export class AppliedMemory {
   mustApply(
     key: string,
     cr: KubeObject,
-    sts: StatefulSet,
+    sts: WorkloadObject,
     hash: string,
     applyHash: string,
     everyMs: number,

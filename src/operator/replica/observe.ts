@@ -6,7 +6,8 @@
  */
 import type { PodReplicationStatus, SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
 import type { KubeClient } from "../kube/client.ts";
-import type { Pod, StatefulSet } from "../kube/types.ts";
+import type { Pod } from "../kube/types.ts";
+import type { WorkloadObject } from "../specs/workload.ts";
 import { listPods, pollPods } from "./pods.ts";
 
 /** How many polls a pod list may serve while nothing changed. */
@@ -30,7 +31,7 @@ export class PodObserver {
 
   async observe(
     key: string,
-    sts: StatefulSet,
+    sts: WorkloadObject,
     ns: string,
     spec: SqliteReplicaSpec,
     hash: string,

@@ -12,19 +12,18 @@ import {
 import { describeError } from "../../shared/errors.ts";
 import { type ReplicatorStatus, ReplicatorStatusSchema } from "../../shared/protocol.ts";
 import type { KubeClient } from "../kube/client.ts";
-import type { Pod, StatefulSet } from "../kube/types.ts";
+import { selectorQuery } from "../kube/selector.ts";
+import type { Pod } from "../kube/types.ts";
 import { CONFIG_HASH_ANNOTATION, SIDECAR_CONTAINER } from "../specs/names.ts";
+import type { WorkloadObject } from "../specs/workload.ts";
 import { permissionMessage, restoreFailure, sidecarFailure } from "./failures.ts";
 
 /** How long a sidecar that has just started may refuse /status before it counts as unreachable. */
 const SIDECAR_START_GRACE_MS = 10_000;
 
-/** The StatefulSet's pods (by its selector); none when it has no selector or is scaled to 0 with none left. */
-export async function listPods(client: KubeClient, sts: StatefulSet, ns: string): Promise<Pod[]> {
-  const labels = sts.spec?.selector?.matchLabels ?? {};
-  const selector = Object.entries(labels)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(",");
+/** The workload's pods (by its selector); none when it has no selector or is scaled to 0 with none left. */
+export async function listPods(client: KubeClient, sts: WorkloadObject, ns: string): Promise<Pod[]> {
+  const selector = selectorQuery(sts.spec?.selector);
   if (selector === "") return [];
   // Scaled to zero and no pod left: nothing to list (scaling up changes the StatefulSet, whose
   // watch event brings this SqliteReplica back).

@@ -26,19 +26,32 @@ import type { z } from "zod";
 import {
   API_VERSION,
   describeIssues,
+  describeWorkload,
   PAUSED_ANNOTATION,
   SQLITE_REPLICA_PLURAL,
   SqliteReplicaSpec,
   type SqliteReplicaStatus,
+  type WorkloadRef,
+  workloadOf,
 } from "../../api/v1alpha1/index.ts";
 import type { Logger } from "../../shared/log.ts";
 import { isStatus, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
-import type { KubeObject, StatefulSet } from "../kube/types.ts";
+import type { Deployment, KubeObject, StatefulSet } from "../kube/types.ts";
 import type { BuildOptions } from "../specs/common.ts";
 import { buildConfigMap, configHash, renderConfig } from "../specs/config.ts";
+import { deploymentProblem } from "../specs/deployment.ts";
 import { FIELD_MANAGER, FINALIZER, SIDECAR_CONTAINER, SQLITE_REPLICA_LABEL } from "../specs/names.ts";
-import { buildApplyPatch, isTargetProblem, resolveTarget, type Target } from "../specs/statefulset.ts";
+import {
+  buildApplyPatch,
+  isTargetProblem,
+  resolveTarget,
+  specWorkload,
+  type Target,
+  type TargetProblem,
+  workloadField,
+} from "../specs/statefulset.ts";
+import { type WorkloadObject, workloadPath } from "../specs/workload.ts";
 import { patchStatusFrom, setCondition, type Transaction } from "../status.ts";
 import { Blocked, RETRY_BLOCKED_MS } from "./blocked.ts";
 import {
@@ -46,6 +59,7 @@ import {
   type DerivedStatus,
   injectedStatus,
   pausedStatus,
+  refusalMessage,
   restrictedCondition,
   withReady,
 } from "./conditions.ts";
@@ -53,7 +67,7 @@ import { recordChanges } from "./events.ts";
 import { AppliedMemory, OwnWrites } from "./memory.ts";
 import { PodObserver } from "./observe.ts";
 import { aggregate } from "./pods.ts";
-import { ensureInjected, ensureNoConflict, ensureSecrets, removeInjection, stsPath } from "./steps.ts";
+import { ensureInjected, ensureNoConflict, ensureSecrets, removeInjection } from "./steps.ts";
 
 export interface SqliteReplicaObject extends KubeObject {
   spec?: unknown;
@@ -70,6 +84,8 @@ export interface ReconcileContext {
   getReplica?(key: string): SqliteReplicaObject | undefined;
   /** The cached StatefulSet `namespace/name`; without it, each reconcile reads it from the API. */
   getStatefulSet?(key: string): StatefulSet | undefined;
+  /** The cached Deployment `namespace/name`; without it, each reconcile reads it from the API. */
+  getDeployment?(key: string): Deployment | undefined;
   options: BuildOptions & { pollMs?: number; applyEveryMs?: number };
 }
 
@@ -135,7 +151,7 @@ export class SqliteReplicaReconciler {
   }
 
   /** True when `sts` is exactly the version our own apply wrote: its watch event brings nothing new. */
-  isOwnWrite(sts: StatefulSet): boolean {
+  isOwnWrite(sts: WorkloadObject): boolean {
     return this.#applied.isOwnWrite(sts);
   }
 
@@ -224,23 +240,25 @@ export class SqliteReplicaReconciler {
     }
     const spec = parsed.data;
 
-    // Ensure the StatefulSet exists.
-    const sts = await this.#statefulSet(ns, spec.statefulSetName);
+    // Ensure the workload (StatefulSet or Deployment) exists.
+    const ref = specWorkload(spec);
+    const sts = await this.#workload(ns, ref);
     if (!sts) {
       throw new Blocked(
-        "StatefulSetNotFound",
-        `spec.statefulSetName: StatefulSet ${ns}/${spec.statefulSetName} not found`,
+        `${ref.kind}NotFound`,
+        `${workloadField(spec)}: ${ref.kind} ${ns}/${ref.name} not found`,
         RETRY_BLOCKED_MS,
       );
     }
 
-    // Ensure no other SqliteReplica replicates this StatefulSet.
+    // Ensure no other SqliteReplica replicates this workload.
     ensureNoConflict(cr, this.#ctx.listReplicas(), sts, spec);
 
-    // Ensure the StatefulSet has the app container and the database volume.
-    const target = resolveTarget(spec, sts);
-    if (isTargetProblem(target))
-      throw new Blocked(target.reason, `${target.field}: ${target.message}`, RETRY_BLOCKED_MS);
+    // Ensure a Deployment runs one pod at a time on a claim, and the workload has the app container
+    // and the database volume.
+    const dep = ref.kind === "Deployment" ? deploymentProblem(sts as Deployment, spec) : undefined;
+    const target = dep ?? resolveTarget(spec, sts);
+    if (isTargetProblem(target)) return this.#refuse(cr, target, dep !== undefined);
 
     const configText = renderConfig(spec);
     const cm = buildConfigMap({ name, namespace: ns, uid: cr.metadata?.uid ?? "" }, configText);
@@ -267,9 +285,9 @@ export class SqliteReplicaReconciler {
       if (applied.status === "rejected") throw applied.reason;
       if (checked.status === "rejected") throw checked.reason;
 
-      // Ensure the StatefulSet's pod template carries the injection (server-side apply).
+      // Ensure the workload's pod template carries the injection (server-side apply).
       const written = await ensureInjected(this.#ctx.client, sts, ns, spec, patch);
-      this.#applied.record(key, cr, sts, `${ns}/${spec.statefulSetName}`, applyHash, written);
+      this.#applied.record(key, cr, sts, `${ns}/${ref.name}`, applyHash, written);
     }
 
     // Observe the pods' sidecars.
@@ -281,7 +299,7 @@ export class SqliteReplicaReconciler {
       target.appContainer,
       spec.sidecar?.securityContext,
     );
-    const derived = injectedStatus(spec.statefulSetName, pods, restricted);
+    const derived = injectedStatus(describeWorkload(ref), pods, restricted);
     const facts = aggregate(pods);
     await this.#status(key, cr, path, statusTx(generation, derived), (s) => {
       clearFacts(s);
@@ -301,20 +319,35 @@ export class SqliteReplicaReconciler {
     return { requeueAfterMs: wait };
   }
 
-  /** The StatefulSet, from the cache when there is one; undefined when it does not exist. */
-  async #statefulSet(ns: string, name: string): Promise<StatefulSet | undefined> {
-    if (this.#ctx.getStatefulSet) return this.#ctx.getStatefulSet(`${ns}/${name}`);
+  /** The workload, from the cache when there is one; undefined when it does not exist. */
+  async #workload(ns: string, ref: WorkloadRef): Promise<WorkloadObject | undefined> {
+    const cached = ref.kind === "Deployment" ? this.#ctx.getDeployment : this.#ctx.getStatefulSet;
+    if (cached) return cached(`${ns}/${ref.name}`);
     try {
-      return await this.#ctx.client.get<StatefulSet>(stsPath(ns, name));
+      return await this.#ctx.client.get<WorkloadObject>(workloadPath(ns, ref));
     } catch (err) {
       if (isStatus(err, 404)) return undefined;
       throw err;
     }
   }
 
+  /**
+   * Refuses the target: Blocked with the problem. A Deployment refused for its shape (`shape`: two
+   * replicas, a rolling update, no claim) loses the replicator this SqliteReplica injected before,
+   * since two pods must never replicate one database to one replica; the message says so.
+   */
+  async #refuse(cr: SqliteReplicaObject, problem: TargetProblem, shape: boolean): Promise<never> {
+    const base = `${problem.field}: ${problem.message}`;
+    if (!shape) throw new Blocked(problem.reason, base, RETRY_BLOCKED_MS);
+    const removed = await removeInjection(this.#ctx.client, this.#ctx.events, cr);
+    const prior = cr.status?.conditions?.find((c) => c.type === "Injected");
+    throw new Blocked(problem.reason, refusalMessage(base, problem.reason, removed, prior), RETRY_BLOCKED_MS);
+  }
+
   #stsPatch(ns: string, name: string, spec: SqliteReplicaSpec, target: Target, hash: string): StatefulSet {
+    const ref = specWorkload(spec);
     const patch = buildApplyPatch(
-      { name: spec.statefulSetName, namespace: ns },
+      { name: ref.name, namespace: ns, kind: ref.kind },
       name,
       spec,
       target,
@@ -356,13 +389,13 @@ export class SqliteReplicaReconciler {
     this.#applied.forget(key);
     this.#waitMs.delete(key);
     this.#pods.forget(key);
-    const stsName = (cr.spec as { statefulSetName?: string } | undefined)?.statefulSetName ?? "";
+    const ref = workloadOf(cr.spec);
     await removeInjection(this.#ctx.client, this.#ctx.events, cr);
     await this.#status(
       key,
       cr,
       path,
-      statusTx(generation, pausedStatus(stsName, PAUSED_ANNOTATION)),
+      statusTx(generation, pausedStatus(ref ? describeWorkload(ref) : "workload", PAUSED_ANNOTATION)),
       clearFacts,
     );
     return {};

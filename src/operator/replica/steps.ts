@@ -3,14 +3,20 @@
  * API server: each passes, or throws `Blocked` with the reason and message of the Injected=False
  * condition (reconcile.ts writes it).
  */
-import type { SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
+import {
+  describeWorkload,
+  type SqliteReplicaSpec,
+  type WorkloadRef,
+  workloadOf,
+} from "../../api/v1alpha1/index.ts";
 import { describeError } from "../../shared/errors.ts";
 import { isStatus, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
-import type { KubeObject, Secret, StatefulSet } from "../kube/types.ts";
+import type { KubeObject, Secret } from "../kube/types.ts";
 import { destinationCredentials } from "../specs/credentials.ts";
 import { FIELD_MANAGER, SQLITE_REPLICA_LABEL } from "../specs/names.ts";
-import { removalPatch } from "../specs/statefulset.ts";
+import { removalPatch, specWorkload, workloadField } from "../specs/statefulset.ts";
+import { type WorkloadObject, workloadPath } from "../specs/workload.ts";
 import { Blocked, RETRY_BLOCKED_MS } from "./blocked.ts";
 import { asSqliteReplica } from "./events.ts";
 
@@ -20,16 +26,19 @@ interface ReplicaLike extends KubeObject {
   spec?: unknown;
 }
 
+const sameWorkload = (a: WorkloadRef | undefined, b: WorkloadRef) => a?.kind === b.kind && a.name === b.name;
+
 /**
- * Ensures no other SqliteReplica replicates this StatefulSet. The one already injected (named by the
+ * Ensures no other SqliteReplica replicates this workload. The one already injected (named by the
  * pod template's annotation) keeps it; otherwise the oldest (then the first by name) wins. Pure.
  */
 export function ensureNoConflict(
   cr: ReplicaLike,
   others: readonly ReplicaLike[],
-  sts: StatefulSet,
+  sts: WorkloadObject,
   spec: SqliteReplicaSpec,
 ): void {
+  const ref = specWorkload(spec);
   const ns = cr.metadata?.namespace;
   const name = cr.metadata?.name;
   const owner = sts.spec?.template?.metadata?.annotations?.[SQLITE_REPLICA_LABEL];
@@ -39,7 +48,7 @@ export function ensureNoConflict(
       o.metadata?.namespace === ns &&
       o.metadata?.name !== name &&
       !o.metadata?.deletionTimestamp &&
-      (o.spec as { statefulSetName?: string } | undefined)?.statefulSetName === spec.statefulSetName,
+      sameWorkload(workloadOf(o.spec), ref),
   );
   if (rivals.length === 0) return;
   let winner = rivals.find((o) => o.metadata?.name === owner);
@@ -56,8 +65,8 @@ export function ensureNoConflict(
     const same = db === spec.database.path ? "the same database" : `database ${db}`;
     throw new Blocked(
       "Conflict",
-      `spec.statefulSetName: StatefulSet ${spec.statefulSetName} is already replicated by SqliteReplica ` +
-        `${winner.metadata?.name} (${same}); one SqliteReplica per StatefulSet`,
+      `${workloadField(spec)}: ${describeWorkload(ref)} is already replicated by SqliteReplica ` +
+        `${winner.metadata?.name} (${same}); one SqliteReplica per ${ref.kind}`,
       RETRY_BLOCKED_MS,
     );
   }
@@ -93,21 +102,22 @@ export async function ensureSecrets(client: KubeClient, spec: SqliteReplicaSpec,
   }
 }
 
-/** Ensures the StatefulSet's pod template carries the injection (server-side apply of `patch`). */
+/** Ensures the workload's pod template carries the injection (server-side apply of `patch`). */
 export async function ensureInjected(
   client: KubeClient,
-  sts: StatefulSet,
+  sts: WorkloadObject,
   ns: string,
   spec: SqliteReplicaSpec,
-  patch: StatefulSet,
-): Promise<StatefulSet | undefined> {
+  patch: WorkloadObject,
+): Promise<WorkloadObject | undefined> {
+  const ref = specWorkload(spec);
   try {
-    return await client.apply<StatefulSet>(stsPath(ns, spec.statefulSetName), patch, FIELD_MANAGER, false);
+    return await client.apply<WorkloadObject>(workloadPath(ns, ref), patch, FIELD_MANAGER, false);
   } catch (err) {
     if (isStatus(err, 409)) {
       throw new Blocked(
         "FieldConflict",
-        `StatefulSet ${sts.metadata?.name}: ${describeError(err)}`,
+        `${ref.kind} ${sts.metadata?.name}: ${describeError(err)}`,
         RETRY_BLOCKED_MS,
       );
     }
@@ -115,22 +125,25 @@ export async function ensureInjected(
   }
 }
 
-/** Removes exactly what Walship added to the StatefulSet, if this SqliteReplica added it. */
+/**
+ * Removes exactly what Walship added to the workload, if this SqliteReplica added it; true when it
+ * did remove something.
+ */
 export async function removeInjection(
   client: KubeClient,
   events: EventRecorder,
   cr: ReplicaLike,
-): Promise<void> {
+): Promise<boolean> {
   const ns = cr.metadata?.namespace ?? "";
   const name = cr.metadata?.name ?? "";
-  const stsName = (cr.spec as { statefulSetName?: string } | undefined)?.statefulSetName;
-  if (!stsName) return;
+  const ref = workloadOf(cr.spec);
+  if (!ref) return false;
   try {
-    const sts = await client.get<StatefulSet>(stsPath(ns, stsName));
-    if (sts.spec?.template?.metadata?.annotations?.[SQLITE_REPLICA_LABEL] !== name) return;
+    const sts = await client.get<WorkloadObject>(workloadPath(ns, ref));
+    if (sts.spec?.template?.metadata?.annotations?.[SQLITE_REPLICA_LABEL] !== name) return false;
     await client.apply(
-      stsPath(ns, stsName),
-      removalPatch({ name: stsName, namespace: ns }),
+      workloadPath(ns, ref),
+      removalPatch({ name: ref.name, namespace: ns, kind: ref.kind }),
       FIELD_MANAGER,
       true,
     );
@@ -138,10 +151,12 @@ export async function removeInjection(
       .record(asSqliteReplica(cr), {
         type: "Normal",
         reason: "Removed",
-        message: `removed the replicator from StatefulSet ${stsName}`,
+        message: `removed the replicator from ${describeWorkload(ref)}`,
       })
       .catch(() => undefined);
+    return true;
   } catch (err) {
     if (!isStatus(err, 404)) throw err;
+    return false;
   }
 }

@@ -3,7 +3,13 @@
  * SqliteReplica, its destination, StatefulSet, pod and claim exist), and what it records before the
  * plan Job runs. Pure.
  */
-import { describeIssues, SqliteReplicaSpec, type SqliteRestoreSpec } from "../../api/v1alpha1/index.ts";
+import {
+  describeIssues,
+  describeWorkload,
+  SqliteReplicaSpec,
+  type SqliteRestoreSpec,
+  workloadOf,
+} from "../../api/v1alpha1/index.ts";
 import { isoSeconds } from "../../shared/format.ts";
 import { type Ctx, condition, enter, finish } from "./context.ts";
 import { backupPathFor, claimFor } from "./findings.ts";
@@ -75,19 +81,34 @@ export function admit(ctx: Ctx, spec: SqliteRestoreSpec): void {
     );
     return;
   }
-  const sts = obs.statefulSet;
-  const stsName = rep.data.statefulSetName;
+  const sts = obs.workload;
+  const ref = workloadOf(rep.data) ?? { kind: "StatefulSet", name: "" };
+  const what = describeWorkload(ref);
   if (!sts) {
-    finish(ctx, "Failed", "StatefulSetNotFound", `StatefulSet ${stsName} not found`);
+    finish(ctx, "Failed", `${ref.kind}NotFound`, `${what} not found`);
     return;
   }
-  const pod = spec.pod ?? `${stsName}-0`;
-  if (!new RegExp(`^${stsName.replace(/[.]/g, "\\.")}-\\d+$`).test(pod)) {
-    finish(ctx, "Failed", "PodNotFound", `spec.pod: ${pod} is not a pod of StatefulSet ${stsName}`);
+  const deployment = ref.kind === "Deployment";
+  if (deployment && spec.pod !== undefined) {
+    finish(
+      ctx,
+      "Failed",
+      "PodNotFound",
+      `spec.pod: the pods of ${what} share one replica, named after the Deployment; leave spec.pod unset`,
+    );
     return;
   }
-  s.statefulSetName = stsName;
-  s.pod = pod;
+  const pod = spec.pod ?? `${ref.name}-0`;
+  if (!deployment && !new RegExp(`^${ref.name.replace(/[.]/g, "\\.")}-\\d+$`).test(pod)) {
+    finish(ctx, "Failed", "PodNotFound", `spec.pod: ${pod} is not a pod of ${what}`);
+    return;
+  }
+  s.workloadRef = ref;
+  if (deployment) delete s.pod;
+  else {
+    s.statefulSetName = ref.name;
+    s.pod = pod;
+  }
   s.startedAt = isoSeconds(obs.now);
   condition(ctx, {
     type: "Admitted",
@@ -95,7 +116,8 @@ export function admit(ctx: Ctx, spec: SqliteRestoreSpec): void {
     reason: "Admitted",
     message: `the only restore of SqliteReplica ${spec.sqliteReplicaName}`,
   });
-  const planning = `checking that ${s.target} can be restored from pod ${pod}'s replica (plan Job)`;
+  const source = deployment ? `${what}'s replica` : `pod ${pod}'s replica`;
+  const planning = `checking that ${s.target} can be restored from ${source} (plan Job)`;
   if (spec.mode === "NewClaim") {
     if (claimNotOurs(ctx, spec)) return;
     s.claimName = spec.newClaim?.name;
@@ -109,7 +131,7 @@ export function admit(ctx: Ctx, spec: SqliteRestoreSpec): void {
       ctx,
       "Failed",
       "VolumeNotAClaim",
-      `volume ${rep.data.database.volumeName} of StatefulSet ${stsName} is not a PersistentVolumeClaim`,
+      `volume ${rep.data.database.volumeName} of ${what} is not a PersistentVolumeClaim`,
     );
     return;
   }

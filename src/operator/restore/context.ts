@@ -3,7 +3,13 @@
  * when to look again), and the moves every phase makes with it: enter a phase, finish, fail (through
  * the rollback once InPlace has scaled down), wait for a step's Job. Pure.
  */
-import type { Condition, RestorePhase, SqliteRestoreStatus } from "../../api/v1alpha1/index.ts";
+import {
+  type Condition,
+  describeWorkload,
+  type RestorePhase,
+  type SqliteRestoreStatus,
+  type WorkloadRef,
+} from "../../api/v1alpha1/index.ts";
 import { isoSeconds } from "../../shared/format.ts";
 import type { EventInput } from "../kube/events.ts";
 import type { JobStep } from "../specs/restorejob.ts";
@@ -20,6 +26,16 @@ export interface Ctx {
   actions: Action[];
   events: EventInput[];
   requeueAfterMs?: number;
+}
+
+/** The workload recorded at admission: `workloadRef`, or `statefulSetName` (a status of an older operator). */
+export function recordedWorkload(s: SqliteRestoreStatus): WorkloadRef {
+  return s.workloadRef ?? { kind: "StatefulSet", name: s.statefulSetName ?? "" };
+}
+
+/** "StatefulSet app" or "Deployment app", as recorded at admission. */
+export function workloadText(s: SqliteRestoreStatus): string {
+  return describeWorkload(recordedWorkload(s));
 }
 
 export function condition(ctx: Ctx, c: Omit<Condition, "lastTransitionTime">): void {

@@ -13,15 +13,19 @@ import {
   SqliteReplicaSpec,
   SqliteRestoreSpec,
   type SqliteRestoreStatus,
+  type WorkloadRef,
+  workloadOf,
 } from "../../api/v1alpha1/index.ts";
 import type { Logger } from "../../shared/log.ts";
 import { isStatus, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
-import type { KubeObject, Pod, StatefulSet } from "../kube/types.ts";
+import { selectorQuery } from "../kube/selector.ts";
+import type { KubeObject, Pod } from "../kube/types.ts";
 import type { BuildOptions } from "../specs/common.ts";
 import {
   buildNewClaim,
   buildRestoreJob,
+  type ClaimShape,
   type JobStep,
   RESTORE_JOB_CONTAINER,
   restoreJobName,
@@ -29,6 +33,7 @@ import {
 } from "../specs/restorejob.ts";
 import { appIdentity } from "../specs/security.ts";
 import { isTargetProblem, resolveTarget } from "../specs/statefulset.ts";
+import { fixedReplicaName, type WorkloadObject, workloadPath } from "../specs/workload.ts";
 import { patchStatusFrom } from "../status.ts";
 import { decide } from "./machine.ts";
 import { type Action, FINAL_PHASES, type JobState, type OtherRestore } from "./types.ts";
@@ -111,11 +116,16 @@ export class SqliteRestoreReconciler {
       ? await getOrUndefined<{ spec?: unknown }>(client, crPath(ns, SQLITE_REPLICA_PLURAL, replicaName))
       : undefined;
     const rep = SqliteReplicaSpec.safeParse(replicaObj?.spec);
-    const stsName = status.statefulSetName ?? (rep.success ? rep.data.statefulSetName : undefined);
-    const sts = stsName
-      ? await getOrUndefined<StatefulSet>(client, `/apis/apps/v1/namespaces/${ns}/statefulsets/${stsName}`)
-      : undefined;
-    const podsRemaining = sts ? await this.#countPods(ns, sts) : 0;
+    // The workload recorded at admission (statefulSetName alone: recorded by an older operator).
+    const ref: WorkloadRef | undefined =
+      status.workloadRef ??
+      (status.statefulSetName
+        ? { kind: "StatefulSet", name: status.statefulSetName }
+        : rep.success
+          ? workloadOf(rep.data)
+          : undefined);
+    const sts = ref ? await getOrUndefined<WorkloadObject>(client, workloadPath(ns, ref)) : undefined;
+    const podsRemaining = sts && ref ? await this.#countPods(ns, sts, ref) : 0;
     const jobs: Partial<Record<JobStep, JobState>> = {};
     for (const step of STEPS) {
       const j = await this.#jobState(ns, restoreJobName(name, step), obj.metadata?.uid);
@@ -159,7 +169,7 @@ export class SqliteRestoreReconciler {
       spec: obj.spec,
       status,
       ...(replicaObj ? { replica: replicaObj.spec } : {}),
-      ...(sts ? { statefulSet: sts } : {}),
+      ...(sts ? { workload: sts } : {}),
       podsRemaining,
       jobs,
       others,
@@ -175,7 +185,7 @@ export class SqliteRestoreReconciler {
       [(s) => replaceStatus(s, decision.status)],
       { conflictRetries: 0 },
     );
-    for (const a of decision.actions) await this.#act(a, written, ns, name, sts);
+    for (const a of decision.actions) await this.#act(a, written, ns, name, sts, ref);
     for (const ev of decision.events) {
       await this.#d.events.record(written, ev).catch((err: unknown) => {
         this.#d.log.warn({ key, err: String(err) }, "record event failed");
@@ -190,19 +200,36 @@ export class SqliteRestoreReconciler {
     return decision.requeueAfterMs === undefined ? {} : { requeueAfterMs: decision.requeueAfterMs };
   }
 
-  async #countPods(ns: string, sts: StatefulSet): Promise<number> {
-    const labels = sts.spec?.selector?.matchLabels ?? {};
-    const selector = Object.entries(labels)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(",");
+  /**
+   * The claim the database is on when it is a pod volume's (a Deployment's), for the new claim to
+   * copy its size, class and access modes; undefined for a volumeClaimTemplate or a missing claim.
+   */
+  async #sourceClaim(ns: string, sts: WorkloadObject, replica: SqliteReplicaSpec) {
+    const vol = (sts.spec?.template?.spec?.volumes ?? []).find((v) => v.name === replica.database.volumeName);
+    const claim = vol?.persistentVolumeClaim?.claimName;
+    if (!claim) return undefined;
+    return getOrUndefined<ClaimShape>(
+      this.#d.client,
+      `/api/v1/namespaces/${ns}/persistentvolumeclaims/${claim}`,
+    );
+  }
+
+  /**
+   * The workload's pods that still exist: a StatefulSet's own, or a Deployment's (owned by its
+   * ReplicaSets, named `<Deployment>-<hash>`).
+   */
+  async #countPods(ns: string, sts: WorkloadObject, ref: WorkloadRef): Promise<number> {
+    const selector = selectorQuery(sts.spec?.selector);
     const list = await this.#d.client.request<{ items: Pod[] }>("GET", `/api/v1/namespaces/${ns}/pods`, {
       query: { labelSelector: selector },
     });
-    return list.items.filter((p) =>
-      (p.metadata?.ownerReferences ?? []).some(
-        (o) => o.kind === "StatefulSet" && o.name === sts.metadata?.name,
-      ),
-    ).length;
+    const ownedBy = (o: { kind: string; name: string }) =>
+      ref.kind === "StatefulSet"
+        ? o.kind === "StatefulSet" && o.name === ref.name
+        : o.kind === "ReplicaSet" &&
+          o.name.startsWith(`${ref.name}-`) &&
+          !o.name.slice(ref.name.length + 1).includes("-");
+    return list.items.filter((p) => (p.metadata?.ownerReferences ?? []).some(ownedBy)).length;
   }
 
   async #jobState(
@@ -243,18 +270,22 @@ export class SqliteRestoreReconciler {
     };
   }
 
-  async #act(a: Action, obj: SqliteRestoreObject, ns: string, name: string, sts: StatefulSet | undefined) {
+  async #act(
+    a: Action,
+    obj: SqliteRestoreObject,
+    ns: string,
+    name: string,
+    sts: WorkloadObject | undefined,
+    ref: WorkloadRef | undefined,
+  ) {
     const { client } = this.#d;
     const status = obj.status ?? {};
     if (a.kind === "scale") {
-      await client.request(
-        "PATCH",
-        `/apis/apps/v1/namespaces/${ns}/statefulsets/${status.statefulSetName}/scale`,
-        {
-          body: { spec: { replicas: a.replicas } },
-          contentType: "application/merge-patch+json",
-        },
-      );
+      if (!ref) return;
+      await client.request("PATCH", `${workloadPath(ns, ref)}/scale`, {
+        body: { spec: { replicas: a.replicas } },
+        contentType: "application/merge-patch+json",
+      });
       return;
     }
     const spec = SqliteRestoreSpec.parse(obj.spec);
@@ -276,7 +307,13 @@ export class SqliteRestoreReconciler {
       // is not this restore's and fails the restore before anything is written.
       await create(
         `/api/v1/namespaces/${ns}/persistentvolumeclaims`,
-        buildNewClaim({ restore, spec, replica, sts }),
+        buildNewClaim({
+          restore,
+          spec,
+          replica,
+          sts,
+          sourceClaim: await this.#sourceClaim(ns, sts, replica),
+        }),
       );
       return;
     }
@@ -295,7 +332,7 @@ export class SqliteRestoreReconciler {
         spec,
         replica,
         sts,
-        pod: status.pod ?? `${sts.metadata?.name}-0`,
+        pod: status.pod ?? (ref && fixedReplicaName(ref)) ?? `${sts.metadata?.name}-0`,
         claimName: status.claimName ?? "",
         mount,
         identity,

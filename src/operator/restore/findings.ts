@@ -5,8 +5,8 @@
  */
 import type { SqliteRestoreSpec } from "../../api/v1alpha1/index.ts";
 import { hex8 } from "../../shared/format.ts";
-import type { StatefulSet } from "../kube/types.ts";
 import { type JobStep, jobDeadlineSeconds, restoreJobName } from "../specs/restorejob.ts";
+import { claimTemplates, type WorkloadObject } from "../specs/workload.ts";
 import type { RestoreResult } from "./result.ts";
 import type { JobState } from "./types.ts";
 
@@ -32,8 +32,8 @@ export function stagingPathFor(dbPath: string, restoreName: string): string {
  * The claim holding `volumeName` for `pod` of the StatefulSet: a volumeClaimTemplate's
  * `<template>-<sts>-<ordinal>` or a pod volume's persistentVolumeClaim; undefined otherwise.
  */
-export function claimFor(sts: StatefulSet, volumeName: string, pod: string): string | undefined {
-  if ((sts.spec?.volumeClaimTemplates ?? []).some((t) => t.metadata?.name === volumeName)) {
+export function claimFor(sts: WorkloadObject, volumeName: string, pod: string): string | undefined {
+  if ((claimTemplates(sts) ?? []).some((t) => t.metadata?.name === volumeName)) {
     return `${volumeName}-${pod}`;
   }
   const v = (sts.spec?.template?.spec?.volumes ?? []).find((x) => x.name === volumeName);

@@ -5,7 +5,16 @@
  */
 import type { SqliteRestoreSpec } from "../../api/v1alpha1/index.ts";
 import { claimNotOurs } from "./admit.ts";
-import { type Ctx, enter, fail, finish, finishedJob, POLL_MS } from "./context.ts";
+import {
+  type Ctx,
+  enter,
+  fail,
+  finish,
+  finishedJob,
+  POLL_MS,
+  recordedWorkload,
+  workloadText,
+} from "./context.ts";
 import { checkResult, classifyJobFailure, foreignJobMessage } from "./findings.ts";
 import { describePlan, parseRestoreResult } from "./result.ts";
 import type { Observed } from "./types.ts";
@@ -24,8 +33,8 @@ export function planning(ctx: Ctx, spec: SqliteRestoreSpec): void {
     return;
   }
   const plan = describePlan(job.message ?? "");
-  if (!obs.statefulSet) {
-    fail(ctx, "StatefulSetNotFound", `StatefulSet ${s.statefulSetName} is gone; nothing was changed`);
+  if (!obs.workload) {
+    fail(ctx, notFound(s), `${workloadText(s)} is gone; nothing was changed`);
     return;
   }
   if (spec.mode === "NewClaim") {
@@ -35,24 +44,20 @@ export function planning(ctx: Ctx, spec: SqliteRestoreSpec): void {
     return;
   }
   // Recorded now, before the scale: status is written before any action is taken.
-  s.originalReplicas = obs.statefulSet.spec?.replicas ?? 1;
+  s.originalReplicas = obs.workload.spec?.replicas ?? 1;
   ctx.actions.push({ kind: "scale", replicas: 0 });
-  enter(
-    ctx,
-    "ScalingDown",
-    `${plan}; scaling StatefulSet ${s.statefulSetName} from ${s.originalReplicas} to 0`,
-  );
+  enter(ctx, "ScalingDown", `${plan}; scaling ${workloadText(s)} from ${s.originalReplicas} to 0`);
 }
 
 /** ScalingDown: waits for the StatefulSet's pods to be gone, then runs the restore Job. */
 export function scalingDown(ctx: Ctx): void {
   const { obs } = ctx;
   const s = ctx.status;
-  if (!obs.statefulSet) {
-    fail(ctx, "StatefulSetNotFound", `StatefulSet ${s.statefulSetName} is gone`);
+  if (!obs.workload) {
+    fail(ctx, notFound(s), `${workloadText(s)} is gone`);
     return;
   }
-  if ((obs.statefulSet.spec?.replicas ?? 1) !== 0) ctx.actions.push({ kind: "scale", replicas: 0 });
+  if ((obs.workload.spec?.replicas ?? 1) !== 0) ctx.actions.push({ kind: "scale", replicas: 0 });
   if (obs.podsRemaining > 0) {
     ctx.requeueAfterMs = POLL_MS;
     return;
@@ -145,7 +150,7 @@ export function swapping(ctx: Ctx, spec: SqliteRestoreSpec): void {
     return;
   }
   ctx.actions.push({ kind: "scale", replicas: s.originalReplicas ?? 1 });
-  enter(ctx, "ScalingUp", `swapped; scaling StatefulSet ${s.statefulSetName} back to ${s.originalReplicas}`);
+  enter(ctx, "ScalingUp", `swapped; scaling ${workloadText(s)} back to ${s.originalReplicas}`);
 }
 
 /** ScalingUp: after a failure, the rollback Job first; then scales back to the recorded count and ends. */
@@ -166,13 +171,13 @@ export function scalingUp(ctx: Ctx, spec: SqliteRestoreSpec): void {
     }
   }
   const want = s.originalReplicas ?? 1;
-  if (!obs.statefulSet) {
+  if (!obs.workload) {
     if (s.failure) finish(ctx, "Failed", s.failure.reason, s.message ?? s.failure.message);
-    else finish(ctx, "Failed", "StatefulSetNotFound", `StatefulSet ${s.statefulSetName} is gone`);
+    else finish(ctx, "Failed", notFound(s), `${workloadText(s)} is gone`);
     return;
   }
-  if ((obs.statefulSet.spec?.replicas ?? 1) !== want) ctx.actions.push({ kind: "scale", replicas: want });
-  const ready = obs.statefulSet.status?.readyReplicas ?? 0;
+  if ((obs.workload.spec?.replicas ?? 1) !== want) ctx.actions.push({ kind: "scale", replicas: want });
+  const ready = obs.workload.status?.readyReplicas ?? 0;
   if (ready < want) {
     ctx.requeueAfterMs = POLL_MS;
     return;
@@ -196,12 +201,17 @@ export function scalingUp(ctx: Ctx, spec: SqliteRestoreSpec): void {
  * scaled up again (by hand, a GitOps tool, an autoscaler) or one of its pods is back; else undefined.
  */
 export function scaledUp(obs: Observed): string | undefined {
-  const sts = obs.statefulSet;
-  if (!sts) return `StatefulSet ${obs.status.statefulSetName} is gone`;
+  const sts = obs.workload;
+  if (!sts) return `${workloadText(obs.status)} is gone`;
   const want = sts.spec?.replicas ?? 1;
   if (want === 0 && obs.podsRemaining === 0) return undefined;
   return (
-    `StatefulSet ${sts.metadata?.name} was scaled to ${want} (${obs.podsRemaining} pod(s)) while the ` +
+    `${recordedWorkload(obs.status).kind} ${sts.metadata?.name} was scaled to ${want} (${obs.podsRemaining} pod(s)) while the ` +
     "restore ran; the database was not swapped"
   );
+}
+
+/** The reason when the workload is gone: StatefulSetNotFound or DeploymentNotFound. */
+function notFound(s: Parameters<typeof recordedWorkload>[0]): string {
+  return `${recordedWorkload(s).kind}NotFound`;
 }

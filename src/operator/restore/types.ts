@@ -1,8 +1,8 @@
 /** What the SqliteRestore machine observes and decides (machine.ts). */
 import type { RestorePhase, SqliteRestoreStatus } from "../../api/v1alpha1/index.ts";
 import type { EventInput } from "../kube/events.ts";
-import type { StatefulSet } from "../kube/types.ts";
 import type { JobStep } from "../specs/restorejob.ts";
+import type { WorkloadObject } from "../specs/workload.ts";
 
 export interface JobState {
   state: "Running" | "Succeeded" | "Failed";
@@ -36,8 +36,9 @@ export interface Observed {
   status: SqliteRestoreStatus;
   /** The SqliteReplica's raw spec; undefined when it does not exist. */
   replica?: unknown;
-  statefulSet?: StatefulSet;
-  /** How many pods of the StatefulSet still exist. */
+  /** The SqliteReplica's workload (StatefulSet or Deployment); undefined when it does not exist. */
+  workload?: WorkloadObject;
+  /** How many pods of the workload still exist. */
   podsRemaining: number;
   jobs: Partial<Record<JobStep, JobState>>;
   /** The other SqliteRestores naming the same SqliteReplica. */

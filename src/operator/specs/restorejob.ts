@@ -26,7 +26,7 @@ import path from "node:path";
 import type { SqliteReplicaSpec, SqliteRestoreSpec } from "../../api/v1alpha1/index.ts";
 import { tryParseGoDuration } from "../../shared/duration.ts";
 import { hex8 } from "../../shared/format.ts";
-import type { Container, EnvVar, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
+import type { Container, EnvVar, Volume, VolumeMount } from "../kube/types.ts";
 import { type BuildOptions, ownerReference, walshipContainer } from "./common.ts";
 import {
   CONFIG_DIR,
@@ -39,6 +39,7 @@ import {
 } from "./names.ts";
 import type { AppIdentity } from "./security.ts";
 import { buildEnv, credentialMounts, credentialVolumes, restoreResources } from "./statefulset.ts";
+import { claimTemplates, type WorkloadObject } from "./workload.ts";
 
 /** The Jobs of a SqliteRestore, one per step (see the file's comment). */
 export type JobStep = "plan" | "restore" | "swap" | "rollback";
@@ -60,8 +61,9 @@ export interface RestoreJobInput {
   restore: { name: string; namespace: string; uid: string };
   spec: SqliteRestoreSpec;
   replica: SqliteReplicaSpec;
-  sts: StatefulSet;
-  /** The pod whose replica (and, InPlace, whose claim) is restored. */
+  /** The SqliteReplica's workload (StatefulSet or Deployment). */
+  sts: WorkloadObject;
+  /** The replica's name: the pod's (InPlace, also whose claim is restored), or a Deployment's. */
   pod: string;
   /** The claim to mount: the pod's (InPlace) or the new one (NewClaim). */
   claimName: string;
@@ -79,14 +81,28 @@ export function restoreJobName(restoreName: string, step: JobStep): string {
   return `${restoreName.slice(0, 63 - step.length - 10).replace(/[-.]+$/, "")}-${h}-${step}`;
 }
 
-/** The NewClaim PersistentVolumeClaim; size and class default to the StatefulSet's template. */
+/** What a new claim copies from the database's claim when the spec does not say. */
+export interface ClaimShape {
+  spec?: {
+    accessModes?: string[];
+    storageClassName?: string;
+    resources?: { requests?: Record<string, unknown> };
+  };
+}
+
+/**
+ * The NewClaim PersistentVolumeClaim; size, class and access modes default to the StatefulSet's
+ * template, or to the claim the database is on (`sourceClaim`, a Deployment's), else 1Gi.
+ */
 export function buildNewClaim(
-  input: Omit<RestoreJobInput, "step" | "pod" | "claimName" | "mount" | "identity">,
+  input: Omit<RestoreJobInput, "step" | "pod" | "claimName" | "mount" | "identity"> & {
+    sourceClaim?: ClaimShape | undefined;
+  },
 ) {
   const nc = input.spec.newClaim;
-  const tmpl = (input.sts.spec?.volumeClaimTemplates ?? []).find(
-    (t) => t.metadata?.name === input.replica.database.volumeName,
-  );
+  const tmpl: ClaimShape | undefined =
+    (claimTemplates(input.sts) ?? []).find((t) => t.metadata?.name === input.replica.database.volumeName) ??
+    input.sourceClaim;
   const size = nc?.size ?? tmpl?.spec?.resources?.requests?.storage ?? "1Gi";
   const storageClassName = nc?.storageClassName ?? tmpl?.spec?.storageClassName;
   return {

@@ -9,7 +9,13 @@
  * (`removalPatch`) removes exactly what Walship added.
  */
 import path from "node:path";
-import { metricsPort, type SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
+import {
+  describeWorkload,
+  metricsPort,
+  type SqliteReplicaSpec,
+  type WorkloadRef,
+  workloadOf,
+} from "../../api/v1alpha1/index.ts";
 import type { Container, EnvVar, StatefulSet, Volume, VolumeMount } from "../kube/types.ts";
 import { type BuildOptions, walshipContainer } from "./common.ts";
 import { destinationCredentials } from "./credentials.ts";
@@ -28,6 +34,7 @@ import {
   SIDECAR_CONTAINER,
 } from "./names.ts";
 import { type AppIdentity, appIdentity } from "./security.ts";
+import { claimTemplates, fixedReplicaName, type WorkloadObject } from "./workload.ts";
 
 /** Where the database lives in the pod, resolved from the StatefulSet. */
 export interface Target {
@@ -39,6 +46,8 @@ export interface Target {
   subPath?: string;
   /** The app container's effective user and group (security.ts); the replicator runs as them. */
   identity: AppIdentity;
+  /** The replica's fixed name (a Deployment's, workload.ts); unset: each pod's own name. */
+  replicaName?: string;
 }
 
 /** Why a SqliteReplica cannot be attached to its StatefulSet; `field` names the spec field. */
@@ -49,13 +58,28 @@ export interface TargetProblem {
     | "VolumeNotMounted"
     | "PathOutsideVolume"
     | "NameClash"
-    | "PortConflict";
+    | "PortConflict"
+    | "TooManyReplicas"
+    | "RollingUpdateStrategy"
+    | "VolumeNotAClaim";
   field: string;
   message: string;
 }
 
-/** Finds the app container and the mount that holds the database. */
-export function resolveTarget(spec: SqliteReplicaSpec, sts: StatefulSet): Target | TargetProblem {
+/** The spec field that names the workload, for messages: spec.workloadRef or spec.statefulSetName. */
+export function workloadField(spec: Pick<SqliteReplicaSpec, "workloadRef">): string {
+  return spec.workloadRef ? "spec.workloadRef" : "spec.statefulSetName";
+}
+
+/** The workload `spec` names (a parsed spec always names one). */
+export function specWorkload(spec: SqliteReplicaSpec): WorkloadRef {
+  return workloadOf(spec) ?? { kind: "StatefulSet", name: "" };
+}
+
+/** Finds the app container and the mount that holds the database in the workload `sts`. */
+export function resolveTarget(spec: SqliteReplicaSpec, sts: WorkloadObject): Target | TargetProblem {
+  const ref = specWorkload(spec);
+  const what = describeWorkload({ kind: ref.kind, name: sts.metadata?.name ?? ref.name });
   const podSpec = sts.spec?.template?.spec;
   const containers = podSpec?.containers ?? [];
   const app = spec.appContainer ? containers.find((c) => c.name === spec.appContainer) : containers[0];
@@ -63,17 +87,17 @@ export function resolveTarget(spec: SqliteReplicaSpec, sts: StatefulSet): Target
     return {
       reason: "ContainerNotFound",
       field: "spec.appContainer",
-      message: `StatefulSet ${sts.metadata?.name} has no container ${JSON.stringify(spec.appContainer ?? "")}`,
+      message: `${what} has no container ${JSON.stringify(spec.appContainer ?? "")}`,
     };
   }
   const vol = spec.database.volumeName;
-  const inTemplates = (sts.spec?.volumeClaimTemplates ?? []).some((t) => t.metadata?.name === vol);
+  const inTemplates = (claimTemplates(sts) ?? []).some((t) => t.metadata?.name === vol);
   const inVolumes = (podSpec?.volumes ?? []).some((v) => v.name === vol);
   if (!inTemplates && !inVolumes) {
     return {
       reason: "VolumeNotFound",
       field: "spec.database.volumeName",
-      message: `StatefulSet ${sts.metadata?.name} has no volumeClaimTemplate or volume named ${vol}`,
+      message: `${what} has no ${ref.kind === "StatefulSet" ? "volumeClaimTemplate or " : ""}volume named ${vol}`,
     };
   }
   const mount = (app.volumeMounts ?? []).find((m) => m.name === vol && !m.subPathExpr);
@@ -103,8 +127,8 @@ export function resolveTarget(spec: SqliteReplicaSpec, sts: StatefulSet): Target
   if (clash) {
     return {
       reason: "NameClash",
-      field: "spec.statefulSetName",
-      message: `StatefulSet ${sts.metadata?.name} already has a container named ${clash.name} not added by Walship`,
+      field: workloadField(spec),
+      message: `${what} already has a container named ${clash.name} not added by Walship`,
     };
   }
   // The sidecar's port must be free in the pod's network namespace: every app container's, and the
@@ -132,6 +156,7 @@ export function resolveTarget(spec: SqliteReplicaSpec, sts: StatefulSet): Target
     mountPath: mount.mountPath,
     ...(mount.subPath ? { subPath: mount.subPath } : {}),
     identity: appIdentity(podSpec, app.name),
+    ...(fixedReplicaName(ref) ? { replicaName: fixedReplicaName(ref) } : {}),
   };
 }
 
@@ -160,8 +185,13 @@ export const DEFAULT_RESTORE_RESOURCES = {
   limits: { memory: "512Mi" },
 };
 
-/** The env every Walship container gets: the pod's name (no secret: keys come as files). */
-export function buildEnv(): EnvVar[] {
+/**
+ * The env every Walship container gets (no secret: keys come as files): POD_NAME, the name of the
+ * replica the config's `<path>/${POD_NAME}` names, which is the pod's own name, or `replicaName`
+ * when the workload fixes one (a Deployment's, workload.ts).
+ */
+export function buildEnv(replicaName?: string): EnvVar[] {
+  if (replicaName !== undefined) return [{ name: "POD_NAME", value: replicaName }];
   return [{ name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }];
 }
 
@@ -231,7 +261,7 @@ export function buildSidecar(spec: SqliteReplicaSpec, target: Target, opts: Buil
     ...walshipContainer(spec, target.identity, opts, {
       name: SIDECAR_CONTAINER,
       command: ["walship", "replicate", "-config", CONFIG_PATH],
-      env: buildEnv(),
+      env: buildEnv(target.replicaName),
       volumeMounts: buildMounts(spec, target),
       resources: sidecarResources(spec),
     }),
@@ -267,7 +297,7 @@ export function buildRestoreContainer(
   return walshipContainer(spec, target.identity, opts, {
     name: RESTORE_CONTAINER,
     command: ["walship", "restore", "-config", CONFIG_PATH, ...policy, spec.database.path],
-    env: buildEnv(),
+    env: buildEnv(target.replicaName),
     volumeMounts: buildMounts(spec, target),
     resources: restoreResources(spec),
   });
@@ -287,9 +317,9 @@ export function buildVolumes(name: string, spec: SqliteReplicaSpec): Volume[] {
   ];
 }
 
-/** The server-side-apply configuration of the StatefulSet: only the fields Walship owns. */
+/** The server-side-apply configuration of the workload: only the fields Walship owns. */
 export function buildApplyPatch(
-  sts: { name: string; namespace: string },
+  sts: { name: string; namespace: string; kind?: WorkloadRef["kind"] },
   sqliteReplicaName: string,
   spec: SqliteReplicaSpec,
   target: Target,
@@ -302,7 +332,7 @@ export function buildApplyPatch(
   initContainers.push(buildSidecar(spec, target, opts));
   return {
     apiVersion: "apps/v1",
-    kind: "StatefulSet",
+    kind: sts.kind ?? "StatefulSet",
     metadata: { name: sts.name, namespace: sts.namespace },
     spec: {
       template: {
@@ -314,16 +344,20 @@ export function buildApplyPatch(
 }
 
 /** The apply configuration that owns nothing: applying it removes everything Walship added. */
-export function removalPatch(sts: { name: string; namespace: string }): StatefulSet {
+export function removalPatch(sts: {
+  name: string;
+  namespace: string;
+  kind?: WorkloadRef["kind"];
+}): StatefulSet {
   return {
     apiVersion: "apps/v1",
-    kind: "StatefulSet",
+    kind: sts.kind ?? "StatefulSet",
     metadata: { name: sts.name, namespace: sts.namespace },
   };
 }
 
-/** True when the live StatefulSet carries Walship's injection with this hash. */
-export function isInjected(sts: StatefulSet, hash: string): boolean {
+/** True when the live workload carries Walship's injection with this hash. */
+export function isInjected(sts: WorkloadObject, hash: string): boolean {
   const t = sts.spec?.template;
   return (
     t?.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] === hash &&
