@@ -7,11 +7,14 @@
  *   fp.set({ kind: "status", status: 503, code: "SlowDown", share: 0.5 });
  *   fp.set({ kind: "truncate", share: 0.3 });          // a body (upload, else answer) cut half-way
  *   fp.set({ kind: "drop-response", share: 0.3 });     // forwarded, then no answer (socket closed)
+ *   fp.set({ kind: "delay", ms: 300, share: 1 });      // forwarded, answered this much later
  *   fp.set(undefined);                                 // pass everything through
  *   fp.counts                                           // requests seen, faults injected by kind
+ *   fp.seen                                             // with { record: true }: every request's
+ *                                                       //   method, url, headers, arrival, answer
  *   await fp.close();
  */
-import { createServer, request } from "node:http";
+import { createServer, type IncomingHttpHeaders, request } from "node:http";
 import type { AddressInfo } from "node:net";
 
 /** Which requests a fault hits: a share of them, only some methods, at most `times` in all. */
@@ -27,7 +30,9 @@ export type HttpFault =
   /** An upload's body, or else the answer's, cut half-way, then the connection destroyed. */
   | ({ kind: "truncate" } & Selector)
   /** Forward (the store acts on it), then close the connection without an answer. */
-  | ({ kind: "drop-response" } & Selector);
+  | ({ kind: "drop-response" } & Selector)
+  /** Forward, then hold the store's answer this long before passing it on. */
+  | ({ kind: "delay"; ms: number } & Selector);
 
 export interface FaultCounts {
   requests: number;
@@ -35,10 +40,21 @@ export interface FaultCounts {
   injected: Record<string, number>;
 }
 
+/** A request as it reached the proxy, and when (performance.now() ms) it came and was answered. */
+export interface SeenRequest {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  start: number;
+  /** When the answer was sent (or the connection closed); undefined while open. */
+  end?: number;
+}
+
 export interface S3FaultProxy {
   endpoint: string;
   port: number;
   counts: FaultCounts;
+  seen: SeenRequest[];
   set(fault: HttpFault | undefined): void;
   close(): Promise<void>;
 }
@@ -50,7 +66,7 @@ function s3ErrorXml(code: string, resource: string): string {
 /** Starts the proxy on 127.0.0.1 (a free port) in front of 127.0.0.1:<upstreamPort>. */
 export async function startS3FaultProxy(
   upstreamPort: number,
-  opts: { seed?: number } = {},
+  opts: { seed?: number; record?: boolean } = {},
 ): Promise<S3FaultProxy> {
   let fault: HttpFault | undefined;
   const counts: FaultCounts = { requests: 0, forwarded: 0, injected: {} };
@@ -77,8 +93,21 @@ export async function startS3FaultProxy(
     counts.injected[k] = (counts.injected[k] ?? 0) + 1;
   };
 
+  const seen: SeenRequest[] = [];
   const server = createServer((req, res) => {
     counts.requests++;
+    const entry: SeenRequest = {
+      method: req.method ?? "GET",
+      url: req.url ?? "/",
+      headers: req.headers,
+      start: performance.now(),
+    };
+    if (opts.record) {
+      seen.push(entry);
+      res.on("close", () => {
+        entry.end = performance.now();
+      });
+    }
     const f = hit(req.method ?? "GET");
     if (f?.kind === "status") {
       count(`${f.status} ${f.code}`);
@@ -132,6 +161,14 @@ export async function startS3FaultProxy(
           upRes.on("end", () => res.socket?.destroy());
           return;
         }
+        if (f?.kind === "delay") {
+          count("delay");
+          setTimeout(() => {
+            res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+            upRes.pipe(res);
+          }, f.ms);
+          return;
+        }
         res.writeHead(upRes.statusCode ?? 502, upRes.headers);
         upRes.pipe(res);
       },
@@ -166,6 +203,7 @@ export async function startS3FaultProxy(
     endpoint: `http://127.0.0.1:${port}`,
     port,
     counts,
+    seen,
     set(f) {
       fault = f;
       hits = 0;

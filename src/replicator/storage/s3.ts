@@ -10,11 +10,16 @@
  * leading "/" kept), so both tools find the same keys. An empty path puts `generations/` at the
  * bucket root.
  *
+ * This file maps the layout onto S3 calls; around it: s3-connection.ts (the SDK client, credentials,
+ * region, checksum settings, operation counts), s3-upload.ts (uploads), s3-download.ts (downloads
+ * resumed after a broken connection), s3-errors.ts (errors naming the object), s3-sse.ts (SSE).
+ *
  * - Credentials: the configured keys, or the key files (credential-file.ts: re-read while running),
  *   else the AWS SDK's default chain (environment, web identity token file as IRSA sets it, EKS Pod
  *   Identity / container credentials, shared profile, instance metadata).
  * - Bodies of up to one part (default 8 MiB) go up in one PutObject; larger ones stream up as a
- *   multipart upload holding one part in memory at a time, aborted on any failure or abort.
+ *   multipart upload (@aws-sdk/lib-storage's Upload, s3-upload.ts) with 2 parts in flight at once,
+ *   at most 48 MiB in memory, aborted on any failure or abort.
  * - The SDK's standard retry mode retries 5xx, 429/throttling, timeouts and dropped connections with
  *   exponential backoff and jitter; every part is an in-memory buffer, so every request can be retried.
  * - Every listing is sorted here: stores do not all return keys in order.
@@ -22,33 +27,33 @@
  * - Checksums only where the API requires one (some compatibles reject the SDK's newer headers), and
  *   DeleteObjects carries a Content-MD5, which older stores demand.
  */
-import { createHash } from "node:crypto";
-import { Agent as HttpsAgent } from "node:https";
 import { addAbortSignal, Readable } from "node:stream";
 import {
-  AbortMultipartUploadCommand,
-  type CompletedPart,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectsCommand,
-  GetBucketLocationCommand,
   GetObjectCommand,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
   PutObjectCommand,
-  S3Client,
-  type S3ClientConfig,
-  UploadPartCommand,
+  type S3Client,
 } from "@aws-sdk/client-s3";
 import { ErrorCodes, NotFoundError, WalshipError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
-import type { Operation, OperationCounts } from "./client.ts";
-import { abortedError, checkSignal, describe, isAbortError, newOperationCounts, toBytes } from "./common.ts";
-import { fileKeyProvider } from "./credential-file.ts";
+import type { OperationCounts } from "./client.ts";
+import { abortedError, checkSignal, describe, isAbortError } from "./common.ts";
 import { type ListedObject, type ObjectBackend, ObjectStoreClient } from "./object-store.ts";
+import { addContentMd5, S3Connection } from "./s3-connection.ts";
+import { resumableBody } from "./s3-download.ts";
+import { isMissingKey, s3Error } from "./s3-errors.ts";
 import { type SseParams, type SseSettings, sseSource } from "./s3-sse.ts";
+import { DEFAULT_UPLOAD_QUEUE_SIZE, uploadBody } from "./s3-upload.ts";
 
 export { rootPrefix } from "./common.ts";
+export {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+} from "./s3-connection.ts";
+export { DEFAULT_UPLOAD_QUEUE_SIZE, MAX_PARTS } from "./s3-upload.ts";
 
 /** Default multipart part size: also the largest body sent as one PutObject. */
 export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
@@ -56,37 +61,9 @@ export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
 export const MIN_PART_SIZE_BYTES = 5 * 1024 * 1024;
 /** S3's largest part. */
 export const MAX_PART_SIZE_BYTES = 5 * 1024 * 1024 * 1024;
-/** S3's most parts in one multipart upload. */
-export const MAX_PARTS = 10_000;
-/** Attempts per request (first try included) before an error is returned. */
-export const DEFAULT_MAX_ATTEMPTS = 5;
-/**
- * A request whose socket stays idle this long fails with a timeout (and is retried). It is the only
- * way a half-open connection (the peer gone without a FIN or RST) is noticed, so it bounds how long
- * replication stalls on one: measured with toxiproxy (a 60 s half-open fault), lag was back to normal
- * 13.5 s after it at 30 s, and not within 45 s at 60 s. Data flowing (a slow upload) keeps the
- * socket from idling.
- */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-/** Connecting gets at most this long (or the request timeout, if shorter). */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** S3's most keys per DeleteObjects request. */
 export const DELETE_BATCH_KEYS = 1000;
 
-/** SDK command → Litestream's operation label. */
-const OPERATION_OF: Record<string, Operation> = {
-  GetObjectCommand: "GET",
-  PutObjectCommand: "PUT",
-  CreateMultipartUploadCommand: "PUT",
-  UploadPartCommand: "PUT",
-  CompleteMultipartUploadCommand: "PUT",
-  DeleteObjectCommand: "DELETE",
-  DeleteObjectsCommand: "DELETE",
-  ListObjectsV2Command: "LIST",
-};
-
-/** Until a body passes this size its chunks are kept as they come; then one part buffer is allocated. */
-const SMALL_BODY_BYTES = 256 * 1024;
 /** How many failed keys a delete error names in its message (all of them are in `details`). */
 const FAILED_KEYS_IN_MESSAGE = 10;
 
@@ -118,6 +95,8 @@ export interface S3ReplicaClientOptions {
   maxAttempts?: number;
   /** Multipart part size, 5 MiB to 5 GiB; undefined = DEFAULT_PART_SIZE_BYTES. */
   partSizeBytes?: number;
+  /** Parts of one upload in flight at once; undefined = DEFAULT_UPLOAD_QUEUE_SIZE; 1 = one at a time. */
+  uploadQueueSize?: number;
   /** Socket idle timeout per request; undefined = DEFAULT_REQUEST_TIMEOUT_MS; 0 = none. */
   requestTimeoutMs?: number;
   /** Key files are read again after this long; undefined = DEFAULT_CREDENTIAL_REFRESH_MS. */
@@ -134,18 +113,16 @@ export class S3ReplicaClient extends ObjectStoreClient {
 class S3Backend implements ObjectBackend {
   readonly type = "s3";
   readonly base: string;
+  /** Calls and bytes by Litestream's operation names (GET/PUT/DELETE/LIST), for its metrics. */
+  readonly operations: OperationCounts;
   readonly #settings: S3Settings;
   readonly #bucket: string;
   readonly #partSize: number;
-  readonly #config: S3ClientConfig;
+  readonly #queueSize: number;
+  readonly #connection: S3Connection;
   readonly #log: Logger | undefined;
   /** Server-side encryption parameters for each request (s3-sse.ts). */
   readonly #sse: () => Promise<SseParams>;
-  readonly #maxAttempts: number;
-  #client: Promise<S3Client> | undefined;
-  #made: S3Client | undefined;
-  /** The region requests are signed for, once known. */
-  #region: string | undefined;
 
   constructor(settings: S3Settings, opts: S3ReplicaClientOptions = {}) {
     if (typeof settings?.bucket !== "string" || settings.bucket === "") {
@@ -161,79 +138,33 @@ class S3Backend implements ObjectBackend {
         { details: { partSizeBytes: partSize } },
       );
     }
-    const maxAttempts = opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
-    if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
+    const queueSize = opts.uploadQueueSize ?? DEFAULT_UPLOAD_QUEUE_SIZE;
+    if (!Number.isInteger(queueSize) || queueSize < 1) {
       throw new WalshipError(
         ErrorCodes.CONFIG,
-        `create s3 replica: max attempts must be a positive integer, got ${maxAttempts}`,
-        { details: { maxAttempts } },
+        `create s3 replica: upload queue size must be a positive integer, got ${queueSize}`,
+        { details: { uploadQueueSize: queueSize } },
       );
     }
-    const timeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
-      throw new WalshipError(
-        ErrorCodes.CONFIG,
-        `create s3 replica: request timeout must be >= 0 ms, got ${timeoutMs}`,
-        { details: { requestTimeoutMs: timeoutMs } },
-      );
-    }
-    // Empty strings come from unset variables in `${VAR}` expansion: treat them as not set.
-    const accessKeyId = settings.accessKeyId || undefined;
-    const secretAccessKey = settings.secretAccessKey || undefined;
-    if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
-      const missing = accessKeyId === undefined ? "access-key-id" : "secret-access-key";
-      throw new WalshipError(
-        ErrorCodes.CONFIG,
-        `create s3 replica: ${missing} is empty while the other key is set; set both, or neither to use the AWS default credential chain`,
-        { details: { bucket: settings.bucket, path: missing } },
-      );
-    }
-
     this.#settings = settings;
     this.#sse = sseSource(settings.sse);
     this.#bucket = settings.bucket;
     this.base = `s3://${this.#bucket}`;
     this.#partSize = partSize;
+    this.#queueSize = queueSize;
     this.#log = opts.log;
-    this.#maxAttempts = maxAttempts;
-
-    const config: S3ClientConfig = {
-      forcePathStyle: settings.forcePathStyle,
-      maxAttempts,
-      retryMode: "standard",
-      // Only the checksums an API requires: several S3-compatibles reject the SDK's newer defaults.
-      requestChecksumCalculation: "WHEN_REQUIRED",
-      responseChecksumValidation: "WHEN_REQUIRED",
-      requestHandler: {
-        connectionTimeout:
-          timeoutMs === 0 ? DEFAULT_CONNECT_TIMEOUT_MS : Math.min(timeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
-        socketTimeout: timeoutMs,
-        ...(settings.skipVerify
-          ? { httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 50, rejectUnauthorized: false }) }
-          : {}),
-      },
-    };
-    if (settings.endpoint !== undefined) config.endpoint = settings.endpoint;
-    // Without keys the SDK's default provider chain is used (credentials left unset on purpose).
-    if (accessKeyId !== undefined && secretAccessKey !== undefined) {
-      config.credentials = { accessKeyId, secretAccessKey };
-    } else if (settings.accessKeyIdFile && settings.secretAccessKeyFile) {
-      config.credentials = fileKeyProvider(
-        { accessKeyIdFile: settings.accessKeyIdFile, secretAccessKeyFile: settings.secretAccessKeyFile },
-        opts.credentialRefreshMs,
-      );
-    }
-    this.#config = config;
-    if (settings.region || settings.endpoint !== undefined) {
-      this.#region = settings.region || "us-east-1";
-      this.#made = this.#counted(new S3Client({ ...config, region: this.#region }));
-      this.#client = Promise.resolve(this.#made);
-    }
+    this.#connection = new S3Connection(settings, {
+      log: opts.log,
+      maxAttempts: opts.maxAttempts,
+      requestTimeoutMs: opts.requestTimeoutMs,
+      credentialRefreshMs: opts.credentialRefreshMs,
+    });
+    this.operations = this.#connection.operations;
   }
 
   /** Closes the SDK client and its connections; the client must not be used afterwards. */
   close(): void {
-    this.#made?.destroy();
+    this.#connection.close();
   }
 
   async list(
@@ -294,68 +225,8 @@ class S3Backend implements ObjectBackend {
     return `s3://${this.#bucket}/${key}`;
   }
 
-  /** Calls and bytes by Litestream's operation names (GET/PUT/DELETE/LIST), for its metrics. */
-  readonly operations: OperationCounts = newOperationCounts();
-
-  /** Counts each command that succeeds (once, however many attempts the SDK made). */
-  #counted(client: S3Client): S3Client {
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const op = OPERATION_OF[context.commandName ?? ""];
-        const out = await next(args);
-        if (op) {
-          const c = this.operations[op];
-          c.count++;
-          const input = args.input as { ContentLength?: number; Body?: unknown };
-          if (op === "PUT") {
-            c.bytes += input.ContentLength ?? (input.Body instanceof Uint8Array ? input.Body.length : 0);
-          } else if (op === "GET") {
-            c.bytes += (out.output as { ContentLength?: number }).ContentLength ?? 0;
-          }
-        }
-        return out;
-      },
-      { step: "initialize", name: "walshipOperationCounter" },
-    );
-    return client;
-  }
-
-  /** The SDK client, made on first use when the bucket's region has to be looked up first. */
   #s3(): Promise<S3Client> {
-    if (this.#client === undefined) {
-      const made = this.#lookUpRegion().then((r) => {
-        this.#region = r.region;
-        this.#made = this.#counted(
-          new S3Client({ ...this.#config, region: r.region, followRegionRedirects: r.guessed }),
-        );
-        return this.#made;
-      });
-      this.#client = made;
-    }
-    return this.#client;
-  }
-
-  /**
-   * No region and no endpoint: ask AWS where the bucket lives (GetBucketLocation through us-east-1),
-   * as Litestream does. Without permission for that call, fall back to AWS_REGION (or us-east-1) and
-   * let the SDK follow the store's region redirects.
-   */
-  async #lookUpRegion(): Promise<{ region: string; guessed: boolean }> {
-    const probe = new S3Client({ ...this.#config, region: "us-east-1" });
-    try {
-      const out = await probe.send(new GetBucketLocationCommand({ Bucket: this.#bucket }));
-      const loc = out.LocationConstraint as string | undefined;
-      return { region: !loc ? "us-east-1" : loc === "EU" ? "eu-west-1" : loc, guessed: false };
-    } catch (err) {
-      const region = process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || "us-east-1";
-      this.#log?.warn(
-        { bucket: this.#bucket, region, err: describe(err), s3Code: s3Code(err) },
-        "s3 bucket region lookup failed; set region to skip it",
-      );
-      return { region, guessed: true };
-    } finally {
-      probe.destroy();
-    }
+    return this.#connection.client();
   }
 
   /** Sends one command; SDK errors become our errors, a missing key a NotFoundError when `notFound`. */
@@ -461,7 +332,10 @@ class S3Backend implements ObjectBackend {
     }
   }
 
-  /** Stores a body: one PutObject when it fits in a part, else a multipart upload one part at a time. */
+  /**
+   * Stores a body: a Uint8Array that fits in a part as one PutObject, anything else through
+   * s3-upload.ts (one PutObject, or a multipart upload with parts in parallel).
+   */
   async #put(
     key: string,
     verb: string,
@@ -476,14 +350,31 @@ class S3Backend implements ObjectBackend {
     }
     const source = body instanceof Uint8Array ? Readable.from([body], { objectMode: false }) : body;
     if (signal) addAbortSignal(signal, source);
-    const parts = new PartReader(source, this.#partSize);
     try {
-      const first = await this.#nextPart(parts, verb, key, signal);
-      if (first.last) {
-        await this.#putObject(key, verb, first.bytes, signal);
-        return { size: first.bytes.byteLength, createdAt: new Date() };
-      }
-      const size = await this.#multipart(key, verb, first, parts, signal);
+      const sse = await this.#sse();
+      const s3 = await this.#s3();
+      const size = await uploadBody(
+        {
+          s3,
+          bucket: this.#bucket,
+          key,
+          params: sse.write,
+          partSize: this.#partSize,
+          queueSize: this.#queueSize,
+          signal,
+          what: `${verb} ${url}`,
+          log: this.#log,
+          toError: (err, from) => {
+            if (err instanceof WalshipError || from === "request") return this.#error(verb, key, err, signal);
+            if (signal?.aborted || isAbortError(err)) return abortedError(verb, url, err);
+            return new WalshipError(ErrorCodes.STORAGE, `${verb} ${url}: read body: ${describe(err)}`, {
+              cause: err,
+              details: { bucket: this.#bucket, key },
+            });
+          },
+        },
+        source,
+      );
       return { size, createdAt: new Date() };
     } finally {
       // Stop the body if we leave early; after a full read this does nothing.
@@ -512,107 +403,6 @@ class S3Backend implements ObjectBackend {
     );
   }
 
-  async #nextPart(
-    parts: PartReader,
-    verb: string,
-    key: string,
-    signal: AbortSignal | undefined,
-  ): Promise<{ bytes: Uint8Array; last: boolean }> {
-    try {
-      return await parts.next();
-    } catch (err) {
-      if (err instanceof WalshipError) throw err;
-      if (signal?.aborted || isAbortError(err)) throw abortedError(verb, this.#url(key), err);
-      throw new WalshipError(ErrorCodes.STORAGE, `${verb} ${this.#url(key)}: read body: ${describe(err)}`, {
-        cause: err,
-        details: { bucket: this.#bucket, key },
-      });
-    }
-  }
-
-  /** Uploads `first` and the rest of `parts`; aborts the upload (best effort) when anything fails. */
-  async #multipart(
-    key: string,
-    verb: string,
-    first: { bytes: Uint8Array; last: boolean },
-    parts: PartReader,
-    signal: AbortSignal | undefined,
-  ): Promise<number> {
-    const sse = await this.#sse();
-    const created = await this.#send(verb, key, signal, (s3, o) =>
-      s3.send(new CreateMultipartUploadCommand({ Bucket: this.#bucket, Key: key, ...sse.write }), o),
-    );
-    const uploadId = created.UploadId;
-    if (!uploadId) {
-      throw new WalshipError(
-        ErrorCodes.STORAGE,
-        `${verb} ${this.#url(key)}: the store returned no upload id`,
-        {
-          details: { bucket: this.#bucket, key },
-        },
-      );
-    }
-    try {
-      const done: CompletedPart[] = [];
-      let size = 0;
-      let part = first;
-      for (let n = 1; ; n++) {
-        if (n > MAX_PARTS) {
-          throw new WalshipError(
-            ErrorCodes.STORAGE,
-            `${verb} ${this.#url(key)}: body is larger than ${MAX_PARTS} parts of ${this.#partSize} bytes`,
-            { details: { bucket: this.#bucket, key, partSizeBytes: this.#partSize } },
-          );
-        }
-        const out = await this.#send(verb, key, signal, (s3, o) =>
-          s3.send(
-            new UploadPartCommand({
-              Bucket: this.#bucket,
-              Key: key,
-              UploadId: uploadId,
-              PartNumber: n,
-              Body: part.bytes,
-              ContentLength: part.bytes.byteLength,
-              ...sse.read,
-            }),
-            o,
-          ),
-        );
-        done.push({ PartNumber: n, ETag: out.ETag });
-        size += part.bytes.byteLength;
-        if (part.last) break;
-        part = await this.#nextPart(parts, verb, key, signal);
-      }
-      checkSignal(signal, verb, this.#url(key));
-      await this.#send(verb, key, signal, (s3, o) =>
-        s3.send(
-          new CompleteMultipartUploadCommand({
-            Bucket: this.#bucket,
-            Key: key,
-            UploadId: uploadId,
-            MultipartUpload: { Parts: done },
-          }),
-          o,
-        ),
-      );
-      return size;
-    } catch (err) {
-      // Not under the caller's signal: an abort is exactly when the parts must go.
-      try {
-        const s3 = await this.#s3();
-        await s3.send(
-          new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key: key, UploadId: uploadId }),
-        );
-      } catch (abortErr) {
-        this.#log?.warn(
-          { bucket: this.#bucket, key, uploadId, err: describe(abortErr) },
-          "s3 multipart upload not aborted; its parts stay until a lifecycle rule removes them",
-        );
-      }
-      throw err;
-    }
-  }
-
   /**
    * Opens an object; a missing one is a NotFoundError here, not a stream error later. A body that
    * breaks off (a connection reset or dropped mid-download) is resumed where it stopped with a ranged
@@ -638,232 +428,25 @@ class S3Backend implements ObjectBackend {
           ),
         true,
       );
-    const out = await get();
-    const first = out.Body;
-    if (first === undefined) return Readable.from([], { objectMode: false });
-    const nodeBody = (body: unknown): Readable => {
-      if (!(body instanceof Readable)) {
-        throw new WalshipError(ErrorCodes.STORAGE, `read ${this.#url(key)}: the SDK gave no Node stream`, {
-          details: { bucket: this.#bucket, key },
-        });
-      }
-      if (signal) addAbortSignal(signal, body);
-      return body;
-    };
-    let body = nodeBody(first);
-    const total = out.ContentLength;
-    const etag = out.ETag;
-    const maxAttempts = this.#maxAttempts;
-    const log = this.#log;
-    const url = this.#url(key);
-    const bucket = this.#bucket;
-    // Relay through a generator so a failure mid-stream arrives as our error (STORAGE or ABORTED).
-    const toError = (err: unknown) => this.#error("read", key, err, signal);
-    const relay = async function* () {
-      let received = 0;
-      for (let attempt = 1; ; attempt++) {
-        try {
-          for await (const chunk of body) {
-            received += (chunk as Buffer).length;
-            yield chunk as Buffer;
-          }
-          if (total === undefined || received >= total) return;
-          throw new WalshipError(
-            ErrorCodes.STORAGE,
-            `read ${url}: the body ended after ${received} of ${total} bytes`,
-            { details: { bucket, key, received, total } },
-          );
-        } catch (err) {
-          // Broke off after the last byte: nothing is missing.
-          if (total !== undefined && received >= total && !signal?.aborted) return;
-          const resumable =
-            !signal?.aborted &&
-            !isAbortError(err) &&
-            etag !== undefined &&
-            total !== undefined &&
-            attempt < maxAttempts;
-          if (!resumable) throw toError(err);
-          log?.warn(
-            { object: url, received, total, attempt, err: describe(err) },
-            "s3 download broke off; resuming it",
-          );
-          await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
-          try {
-            body = nodeBody((await get({ from: received, etag })).Body);
-          } catch (again) {
-            throw toError(again);
-          }
-        }
-      }
-    };
-    return Readable.from(relay(), { objectMode: false });
+    return resumableBody(await get(), {
+      url: this.#url(key),
+      bucket: this.#bucket,
+      key,
+      rest: get,
+      maxAttempts: this.#connection.maxAttempts,
+      signal,
+      log: this.#log,
+      toError: (err) => this.#error("read", key, err, signal),
+    });
   }
 
   /** An SDK, network or body failure as a WalshipError naming the object (`s3://bucket/key`). */
   #error(verb: string, key: string, err: unknown, signal: AbortSignal | undefined): WalshipError {
-    if (err instanceof WalshipError) return err;
-    const url = this.#url(key);
-    if (signal?.aborted || isAbortError(err)) return abortedError(verb, url, err);
-    const code = s3Code(err);
-    const meta = metadata(err);
-    const details: Record<string, unknown> = { bucket: this.#bucket, key };
-    if (code !== undefined) details.s3Code = code;
-    if (meta.httpStatusCode !== undefined) details.httpStatus = meta.httpStatusCode;
-    if (meta.attempts !== undefined) details.attempts = meta.attempts;
-    if (this.#settings.endpoint !== undefined) details.endpoint = this.#settings.endpoint;
-    const tries =
-      meta.attempts !== undefined && meta.attempts > 1 ? ` (after ${meta.attempts} attempts)` : "";
-    return new WalshipError(ErrorCodes.STORAGE, `${verb} ${url}: ${this.#explain(err, code)}${tries}`, {
-      cause: err,
-      details,
-    });
+    const at = { bucket: this.#bucket, endpoint: this.#settings.endpoint, region: this.#connection.region };
+    return s3Error(at, verb, key, err, signal);
   }
-
-  #explain(err: unknown, code: string | undefined): string {
-    const b = JSON.stringify(this.#bucket);
-    const where = this.#settings.endpoint ? ` at ${this.#settings.endpoint}` : "";
-    const raw = describe(err);
-    switch (code) {
-      case "NoSuchBucket":
-        return `bucket ${b} does not exist${where} (NoSuchBucket)`;
-      case "InvalidAccessKeyId":
-        return `the access key id is not known${where}; check access-key-id for bucket ${b} (InvalidAccessKeyId)`;
-      case "SignatureDoesNotMatch":
-        return `the secret access key does not match the access key id; check secret-access-key for bucket ${b} (SignatureDoesNotMatch)`;
-      case "AccessDenied":
-      case "Forbidden":
-        return `access denied to bucket ${b}; check the credentials and the bucket policy (${code}): ${raw}`;
-      case "PermanentRedirect":
-      case "AuthorizationHeaderMalformed":
-      case "IllegalLocationConstraintException":
-        return `bucket ${b} is not in region ${JSON.stringify(this.#region ?? "")}; set region (${code}): ${raw}`;
-      case "CredentialsProviderError":
-        return (
-          `no credentials for bucket ${b}: set access-key-id and secret-access-key, or provide them ` +
-          `through the AWS default chain (AWS_* env, IRSA web identity, EKS Pod Identity, profile, instance role): ${raw}`
-        );
-      default:
-        return code !== undefined && !raw.startsWith(code) ? `${code}: ${raw}` : raw;
-    }
-  }
-}
-
-/**
- * Cuts a byte stream into parts of exactly `size` bytes (the last may be shorter), reading one chunk
- * ahead so the last part is known as such. Parts after a small first one are views of one reused
- * buffer, valid until the next call: memory stays at one part plus one chunk.
- */
-class PartReader {
-  readonly #it: AsyncIterator<unknown>;
-  readonly #size: number;
-  #pending: Uint8Array | undefined;
-  #ended = false;
-  #buf: Buffer | undefined;
-
-  constructor(body: Readable, size: number) {
-    this.#it = body[Symbol.asyncIterator]();
-    this.#size = size;
-  }
-
-  async next(): Promise<{ bytes: Uint8Array; last: boolean }> {
-    const chunks: Uint8Array[] = [];
-    let n = 0;
-    let buf: Buffer | undefined;
-    while (n < this.#size) {
-      const c = await this.#take();
-      if (c === undefined) break;
-      const room = this.#size - n;
-      const piece = c.byteLength > room ? c.subarray(0, room) : c;
-      if (c.byteLength > room) this.#pending = c.subarray(room);
-      if (buf === undefined && n + piece.byteLength > SMALL_BODY_BYTES) {
-        this.#buf ??= Buffer.allocUnsafe(this.#size);
-        buf = this.#buf;
-        let at = 0;
-        for (const k of chunks) {
-          buf.set(k, at);
-          at += k.byteLength;
-        }
-        chunks.length = 0;
-      }
-      if (buf) buf.set(piece, n);
-      else chunks.push(piece);
-      n += piece.byteLength;
-    }
-    // A full part may be the last one: look one chunk ahead.
-    if (this.#pending === undefined && !this.#ended) this.#pending = await this.#read();
-    const last = this.#pending === undefined;
-    return { bytes: buf ? buf.subarray(0, n) : Buffer.concat(chunks, n), last };
-  }
-
-  async #take(): Promise<Uint8Array | undefined> {
-    if (this.#pending !== undefined) {
-      const c = this.#pending;
-      this.#pending = undefined;
-      return c;
-    }
-    return this.#ended ? undefined : this.#read();
-  }
-
-  /** The next non-empty chunk, or undefined at the end. */
-  async #read(): Promise<Uint8Array | undefined> {
-    for (;;) {
-      const r = await this.#it.next();
-      if (r.done) {
-        this.#ended = true;
-        return undefined;
-      }
-      const c = toBytes(r.value);
-      if (c.byteLength > 0) return c;
-    }
-  }
-}
-
-/** Adds Content-MD5 to a DeleteObjects request (older stores require it) in place of newer checksums. */
-function addContentMd5(command: DeleteObjectsCommand): void {
-  type Middleware = Parameters<typeof command.middlewareStack.addRelativeTo>[0];
-  const middleware = ((next: (args: { request: unknown }) => Promise<unknown>) =>
-    async (args: { request: unknown }) => {
-      const req = args.request as { headers?: Record<string, string>; body?: unknown };
-      if (req.headers && (typeof req.body === "string" || req.body instanceof Uint8Array)) {
-        for (const h of Object.keys(req.headers)) {
-          if (/^x-amz-(checksum-|sdk-checksum-algorithm$)/i.test(h)) delete req.headers[h];
-        }
-        req.headers["content-md5"] = createHash("md5").update(req.body).digest("base64");
-      }
-      return next(args);
-    }) as unknown as Middleware;
-  command.middlewareStack.addRelativeTo(middleware, {
-    name: "walshipContentMd5",
-    relation: "after",
-    toMiddleware: "flexibleChecksumsMiddleware",
-  });
 }
 
 function objectTime(o: { LastModified?: Date | undefined }): Date {
   return o.LastModified instanceof Date ? o.LastModified : new Date(0);
-}
-
-/** The S3 error code (NoSuchBucket, AccessDenied, ...) or the Node error code (ECONNREFUSED, ...). */
-function s3Code(err: unknown): string | undefined {
-  if (typeof err !== "object" || err === null) return undefined;
-  const e = err as { name?: unknown; Code?: unknown; code?: unknown; $metadata?: unknown };
-  if (typeof e.Code === "string") return e.Code;
-  if (e.$metadata !== undefined && typeof e.name === "string" && e.name !== "Error") return e.name;
-  if (typeof e.name === "string" && e.name === "CredentialsProviderError") return e.name;
-  if (typeof e.code === "string") return e.code;
-  return undefined;
-}
-
-function metadata(err: unknown): { httpStatusCode?: number; attempts?: number } {
-  if (typeof err !== "object" || err === null || !("$metadata" in err)) return {};
-  const m = (err as { $metadata?: { httpStatusCode?: unknown; attempts?: unknown } }).$metadata;
-  const out: { httpStatusCode?: number; attempts?: number } = {};
-  if (typeof m?.httpStatusCode === "number") out.httpStatusCode = m.httpStatusCode;
-  if (typeof m?.attempts === "number") out.attempts = m.attempts;
-  return out;
-}
-
-function isMissingKey(err: unknown): boolean {
-  const code = s3Code(err);
-  return code === "NoSuchKey" || (code === "NotFound" && metadata(err).httpStatusCode === 404);
 }
