@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
@@ -78,6 +78,13 @@ replicaClientContract("abs (azurite)", async () => {
 });
 
 describe("abs destination", () => {
+  it("runs against an Azurite started with --disableTelemetry (else it reports off the machine)", () => {
+    const pid = server().process?.pid;
+    assert.ok(pid, "azurite runs");
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    assert.ok(argv.includes("--disableTelemetry"), argv.join(" "));
+  });
+
   it("places keys as Litestream joins them and names the location abs://account@container/path", async () => {
     const container = await freshContainer("keys");
     const c = client(container, { path: "a//b/./" });
