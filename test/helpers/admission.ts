@@ -1,7 +1,7 @@
 /**
  * Admission of SqliteReplica specs by a real kube-apiserver (the CRD's schema and CEL rules), as a
  * server-side dry run. Call `destinationAdmission(base)` inside a `describe`: it starts a control
- * plane with the CRDs before the suite and stops it after.
+ * plane with the CRDs before the suite and stops it after (`specAdmission()` for whole specs).
  *
  *   const admit = destinationAdmission({ statefulSetName: "app", database: { ... } });
  *   const r = await admit({ name: "d", s3: { ... } });   // r.code 0 when admitted
@@ -14,9 +14,8 @@ import { type ControlPlane, startControlPlane } from "./controlplane.ts";
 import { ROOT } from "./e2e.ts";
 import type { RunResult } from "./proc.ts";
 
-export function destinationAdmission(
-  base: Record<string, unknown>,
-): (destination: unknown) => Promise<RunResult> {
+/** Admission of whole specs: `admit(spec)` dry-runs a SqliteReplica with that spec. */
+export function specAdmission(): (spec: unknown) => Promise<RunResult> {
   let cp: ControlPlane;
   before(async () => {
     cp = await startControlPlane({ controllerManager: false });
@@ -27,7 +26,7 @@ export function destinationAdmission(
   after(async () => {
     await cp?.stop();
   });
-  return async (destination) => {
+  return async (spec) => {
     const file = path.join(cp.dir, `r-${Math.random().toString(16).slice(2)}.yaml`);
     fs.writeFileSync(
       file,
@@ -35,9 +34,17 @@ export function destinationAdmission(
         apiVersion: "walship.dev/v1alpha1",
         kind: "SqliteReplica",
         metadata: { name: "r", namespace: "adm" },
-        spec: { ...base, destinations: [destination] },
+        spec,
       }),
     );
     return cp.kubectl(["apply", "--dry-run=server", "-f", file], { allowFailure: true });
   };
+}
+
+/** Admission of one destination at a time over `base` (the rest of the spec). */
+export function destinationAdmission(
+  base: Record<string, unknown>,
+): (destination: unknown) => Promise<RunResult> {
+  const admit = specAdmission();
+  return (destination) => admit({ ...base, destinations: [destination] });
 }

@@ -6,10 +6,7 @@
  * but for the admission block.
  */
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
-import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
-import { stringify } from "yaml";
+import { describe, it } from "node:test";
 import { SqliteReplicaSpec, SqliteRestoreStatus, workloadOf } from "../../src/api/v1alpha1/index.ts";
 import type { Deployment } from "../../src/operator/kube/types.ts";
 import { REMOVED_SUFFIX, refusalMessage } from "../../src/operator/replica/conditions.ts";
@@ -25,8 +22,7 @@ import {
   resolveTarget,
   type Target,
 } from "../../src/operator/specs/statefulset.ts";
-import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
-import { ROOT } from "../helpers/e2e.ts";
+import { specAdmission } from "../helpers/admission.ts";
 
 const base = {
   database: { path: "/data/app.db", volumeName: "data" },
@@ -328,28 +324,7 @@ describe("SqliteRestore of a Deployment's database", () => {
 describe("spec.workloadRef at admission (real kube-apiserver, the CRD's CEL rule)", {
   timeout: 240_000,
 }, () => {
-  let cp: ControlPlane;
-  before(async () => {
-    cp = await startControlPlane({ controllerManager: false });
-    await cp.kubectl(["apply", "-f", path.join(ROOT, "crds")]);
-    await cp.kubectl(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
-    await cp.kubectl(["create", "namespace", "adm"]);
-  });
-  after(async () => {
-    await cp?.stop();
-  });
-
-  const admit = async (s: unknown) => {
-    const file = path.join(cp.dir, `r-${Math.random().toString(16).slice(2)}.yaml`);
-    const obj = {
-      apiVersion: "walship.dev/v1alpha1",
-      kind: "SqliteReplica",
-      metadata: { name: "r", namespace: "adm" },
-      spec: s,
-    };
-    fs.writeFileSync(file, stringify(obj));
-    return cp.kubectl(["apply", "--dry-run=server", "-f", file], { allowFailure: true });
-  };
+  const admit = specAdmission();
 
   it("admits workloadRef or statefulSetName, refuses both or neither with the rule's message", async () => {
     for (const ok of [input, { ...base, statefulSetName: "app" }]) {
