@@ -1,11 +1,8 @@
-/** This build's version, from package.json (two levels up from src/cli/ and from dist/cli/). */
-
-import { readFileSync } from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+/** `walship version`: this build's version, from package.json. */
+import { packageVersion } from "../shared/version.ts";
 import type { Command } from "./common.ts";
 
-export const VERSION = readVersion();
+export const VERSION = packageVersion();
 
 export const versionCommand: Command = {
   summary: "print the version",
@@ -17,15 +14,3 @@ export const versionCommand: Command = {
     return 0;
   },
 };
-
-function readVersion(): string {
-  try {
-    const here = path.dirname(fileURLToPath(import.meta.url));
-    const pkg = JSON.parse(readFileSync(path.join(here, "..", "..", "package.json"), "utf8")) as {
-      version: string;
-    };
-    return `v${pkg.version}`;
-  } catch {
-    return "(development build)";
-  }
-}

@@ -3,25 +3,14 @@
  * The `kubectl-walship` executable: kubectl runs it as `kubectl walship ...` when it is on the PATH
  * (bin/kubectl-walship in a checkout, or the release archive's single file; see docs/operator.md).
  */
-import { readFileSync } from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { packageVersion } from "../shared/version.ts";
 import { run } from "./cli.ts";
 
 /** The version: injected into the release bundle at build time, else package.json's. */
 declare const WALSHIP_PLUGIN_VERSION: string | undefined;
 
 function version(): string {
-  if (typeof WALSHIP_PLUGIN_VERSION === "string") return WALSHIP_PLUGIN_VERSION;
-  try {
-    const here = path.dirname(fileURLToPath(import.meta.url));
-    const pkg = JSON.parse(readFileSync(path.join(here, "..", "..", "package.json"), "utf8")) as {
-      version: string;
-    };
-    return `v${pkg.version}`;
-  } catch {
-    return "(development build)";
-  }
+  return typeof WALSHIP_PLUGIN_VERSION === "string" ? WALSHIP_PLUGIN_VERSION : packageVersion();
 }
 
 const abort = new AbortController();
