@@ -77,7 +77,6 @@ export interface UploadRequest {
 export async function uploadBody(r: UploadRequest, body: Readable): Promise<number> {
   const stop = new AbortController();
   const signal = r.signal ? AbortSignal.any([r.signal, stop.signal]) : stop.signal;
-  let uploadId: string | undefined;
   /** The id of the upload the CreateMultipartUpload made, once it answers; undefined if it failed. */
   let created: Promise<string | undefined> | undefined;
   let size = 0;
@@ -102,7 +101,7 @@ export async function uploadBody(r: UploadRequest, body: Readable): Promise<numb
           (o) => o.UploadId,
           () => undefined,
         );
-        uploadId = (await raceAbort(sent, signal, (reason) => reason)).UploadId;
+        const uploadId = (await raceAbort(sent, signal, (reason) => reason)).UploadId;
         if (!uploadId) {
           throw new WalshipError(ErrorCodes.STORAGE, `${r.what}: the store returned no upload id`, {
             details: { bucket: r.bucket, key: r.key },
@@ -136,9 +135,8 @@ export async function uploadBody(r: UploadRequest, body: Readable): Promise<numb
     return size;
   } catch (err) {
     stop.abort();
-    const id =
-      uploadId ??
-      (created && (await Promise.race([created, sleep(CREATE_GRACE_MS, undefined, { ref: false })])));
+    // Answered already (the usual case) or within the grace; else aborted whenever it answers.
+    const id = created && (await Promise.race([created, sleep(CREATE_GRACE_MS, undefined, { ref: false })]));
     if (id !== undefined) await abortUpload(r, id);
     else
       void created?.then(async (late) => {
