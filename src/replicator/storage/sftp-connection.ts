@@ -232,7 +232,9 @@ export class SftpConnection {
       });
       client.on("close", () => {
         if (!ready) return fail(new Error("connection closed during the handshake"));
-        this.#kill(s);
+        // Logged like any lost connection unless we closed it (then it is dead already): a server
+        // or network that closes it cleanly sends no error event first.
+        this.drop(s, new Error("closed by the server or the network"));
       });
       client.on("ready", () => {
         client.sftp((err, sftp) => {
