@@ -308,7 +308,7 @@ describe("a Deployment as the workload (real node, helm-installed operator, MinI
     assert.match(rolling, /^spec\.workloadRef: Deployment roll has strategy RollingUpdate/);
     assert.match(
       rolling,
-      /set spec\.strategy\.type: Recreate; the replicator was removed from its pod template$/,
+      /set spec\.strategy\.type: Recreate; the replicator is kept out of its pod template while this stands$/,
     );
     assert.equal(
       (await deployment("roll")).spec.template.spec.initContainers,

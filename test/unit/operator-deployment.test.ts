@@ -9,7 +9,6 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { SqliteReplicaSpec, SqliteRestoreStatus, workloadOf } from "../../src/api/v1alpha1/index.ts";
 import type { Deployment } from "../../src/operator/kube/types.ts";
-import { REMOVED_SUFFIX, refusalMessage } from "../../src/operator/replica/conditions.ts";
 import { ensureNoConflict } from "../../src/operator/replica/steps.ts";
 import { decide } from "../../src/operator/restore/machine.ts";
 import type { Observed } from "../../src/operator/restore/types.ts";
@@ -110,30 +109,6 @@ describe("deploymentProblem", () => {
         "volume data of Deployment web is not a PersistentVolumeClaim: the database would not outlive " +
         "its pod; put it on a claim",
     });
-  });
-});
-
-describe("the refusal's message", () => {
-  it("says the replicator was removed, and keeps saying it on the reconciles that find nothing to remove", () => {
-    const base = "spec.workloadRef: Deployment roll has strategy RollingUpdate: ...";
-    const said = `${base}${REMOVED_SUFFIX}`;
-    assert.equal(refusalMessage(base, "RollingUpdateStrategy", true, undefined), said);
-    // The removal's own watch event: the next reconcile removes nothing, the message stays.
-    const prior = { reason: "RollingUpdateStrategy", message: said };
-    assert.equal(refusalMessage(base, "RollingUpdateStrategy", false, prior), said);
-    // Another refusal (the replicator was already out), or one never injected: no such claim.
-    assert.equal(
-      refusalMessage("spec.workloadRef: 2 replicas", "TooManyReplicas", false, prior),
-      "spec.workloadRef: 2 replicas",
-    );
-    assert.equal(refusalMessage(base, "RollingUpdateStrategy", false, undefined), base);
-    assert.equal(
-      refusalMessage(base, "RollingUpdateStrategy", false, {
-        reason: "RollingUpdateStrategy",
-        message: base,
-      }),
-      base,
-    );
   });
 });
 

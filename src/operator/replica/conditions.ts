@@ -155,24 +155,11 @@ export function blockedStatus(reason: string, message: string): DerivedStatus {
   };
 }
 
-/** What a Deployment's refusal for its shape adds once the replicator is out of its pod template. */
-export const REMOVED_SUFFIX = "; the replicator was removed from its pod template";
-
 /**
- * The Injected message of a Deployment refused for its shape: `base`, with REMOVED_SUFFIX when this
- * reconcile removed the replicator, and still on the next ones, which find nothing left to remove
- * (the removal's own watch event brings one at once), while the refusal stands for the same reason;
- * else the condition would drop the fact a moment after stating it.
+ * What the Injected message of a Deployment refused for its shape ends with: the replicator is
+ * removed from its pod template (whether it was in it or not), so this holds on every reconcile.
  */
-export function refusalMessage(
-  base: string,
-  reason: string,
-  removedNow: boolean,
-  prior: Pick<Condition, "reason" | "message"> | undefined,
-): string {
-  const removed = removedNow || (prior?.reason === reason && prior.message.endsWith(REMOVED_SUFFIX));
-  return removed ? `${base}${REMOVED_SUFFIX}` : base;
-}
+export const KEPT_OUT = "; the replicator is kept out of its pod template while this stands";
 
 /** Paused by `annotation`: what Walship added to the workload ("StatefulSet app") is removed. */
 export function pausedStatus(workload: string, annotation: string): DerivedStatus {

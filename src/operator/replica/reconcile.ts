@@ -58,8 +58,8 @@ import {
   blockedStatus,
   type DerivedStatus,
   injectedStatus,
+  KEPT_OUT,
   pausedStatus,
-  refusalMessage,
   restrictedCondition,
   withReady,
 } from "./conditions.ts";
@@ -339,9 +339,8 @@ export class SqliteReplicaReconciler {
   async #refuse(cr: SqliteReplicaObject, problem: TargetProblem, shape: boolean): Promise<never> {
     const base = `${problem.field}: ${problem.message}`;
     if (!shape) throw new Blocked(problem.reason, base, RETRY_BLOCKED_MS);
-    const removed = await removeInjection(this.#ctx.client, this.#ctx.events, cr);
-    const prior = cr.status?.conditions?.find((c) => c.type === "Injected");
-    throw new Blocked(problem.reason, refusalMessage(base, problem.reason, removed, prior), RETRY_BLOCKED_MS);
+    await removeInjection(this.#ctx.client, this.#ctx.events, cr);
+    throw new Blocked(problem.reason, `${base}${KEPT_OUT}`, RETRY_BLOCKED_MS);
   }
 
   #stsPatch(ns: string, name: string, spec: SqliteReplicaSpec, target: Target, hash: string): StatefulSet {
