@@ -125,22 +125,19 @@ export async function ensureInjected(
   }
 }
 
-/**
- * Removes exactly what Walship added to the workload, if this SqliteReplica added it; true when it
- * did remove something.
- */
+/** Removes exactly what Walship added to the workload, if this SqliteReplica added it. */
 export async function removeInjection(
   client: KubeClient,
   events: EventRecorder,
   cr: ReplicaLike,
-): Promise<boolean> {
+): Promise<void> {
   const ns = cr.metadata?.namespace ?? "";
   const name = cr.metadata?.name ?? "";
   const ref = workloadOf(cr.spec);
-  if (!ref) return false;
+  if (!ref) return;
   try {
     const sts = await client.get<WorkloadObject>(workloadPath(ns, ref));
-    if (sts.spec?.template?.metadata?.annotations?.[SQLITE_REPLICA_LABEL] !== name) return false;
+    if (sts.spec?.template?.metadata?.annotations?.[SQLITE_REPLICA_LABEL] !== name) return;
     await client.apply(
       workloadPath(ns, ref),
       removalPatch({ name: ref.name, namespace: ns, kind: ref.kind }),
@@ -154,9 +151,7 @@ export async function removeInjection(
         message: `removed the replicator from ${describeWorkload(ref)}`,
       })
       .catch(() => undefined);
-    return true;
   } catch (err) {
     if (!isStatus(err, 404)) throw err;
-    return false;
   }
 }
