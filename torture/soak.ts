@@ -30,11 +30,17 @@ import {
   type TorturePart,
   writeConfig,
 } from "./common.ts";
-import { readStatus, waitCaughtUp } from "./status.ts";
+import { readJsMemory, readStatus, waitCaughtUp } from "./status.ts";
 
 interface Sample {
   t: number;
   rssMiB: number;
+  /** RSS split as the kernel counts it: anonymous (heaps, buffers) and file-backed (code, mappings). */
+  anonMiB: number;
+  fileMiB: number;
+  /** V8's heap in use and its external memory (Buffers), from the replicator's /metrics. */
+  heapMiB: number;
+  externalMiB: number;
   fds: number;
   cpuSec: number;
   lagSec: number;
@@ -43,14 +49,19 @@ interface Sample {
 
 const TICKS = 100; // USER_HZ on Linux
 
-function sampleProcess(pid: number): Omit<Sample, "t" | "lagSec" | "pending"> | undefined {
+function sampleProcess(
+  pid: number,
+): Omit<Sample, "t" | "lagSec" | "pending" | "heapMiB" | "externalMiB"> | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const rss = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+    const kB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
+    const mib = (n: number) => Math.round((n / 1024) * 10) / 10;
     return {
-      rssMiB: Math.round((rss / 1024) * 10) / 10,
+      rssMiB: mib(kB("VmRSS")),
+      anonMiB: mib(kB("RssAnon")),
+      fileMiB: mib(kB("RssFile")),
       fds: readdirSync(`/proc/${pid}/fd`).length,
       cpuSec: (Number(fields[11]) + Number(fields[12])) / TICKS,
     };
@@ -59,7 +70,10 @@ function sampleProcess(pid: number): Omit<Sample, "t" | "lagSec" | "pending"> | 
   }
 }
 
-function median(w: Sample[], key: "rssMiB" | "fds" | "lagSec"): number {
+function median(
+  w: Sample[],
+  key: "rssMiB" | "anonMiB" | "fileMiB" | "heapMiB" | "externalMiB" | "fds" | "lagSec",
+): number {
   return pct(
     w.map((s) => s[key]),
     50,
@@ -71,6 +85,10 @@ function windowStats(w: Sample[]) {
   return {
     samples: w.length,
     rssMiB: median(w, "rssMiB"),
+    anonMiB: median(w, "anonMiB"),
+    fileMiB: median(w, "fileMiB"),
+    heapMiB: median(w, "heapMiB"),
+    externalMiB: median(w, "externalMiB"),
     fds: median(w, "fds"),
     lagP50Sec: median(w, "lagSec"),
     lagP99Sec: pct(
@@ -141,11 +159,13 @@ export const soak: TorturePart = {
       }
       const p = sampleProcess(rep.pid);
       const st = await readStatus(port);
-      if (!p || !st) continue;
+      const js = await readJsMemory(port);
+      if (!p || !st || !js) continue;
       const reps = st.databases.flatMap((d) => d.replicas);
       samples.push({
         t: Date.now(),
         ...p,
+        ...js,
         lagSec: Math.max(0, ...reps.map((x) => x.lagSeconds)),
         pending: reps.reduce((a, x) => a + x.pendingTransactions, 0),
       });
@@ -153,7 +173,8 @@ export const soak: TorturePart = {
         lastLog = Date.now();
         const s = samples.at(-1)!;
         log(
-          `  soak: ${seconds(Date.now() - started)} s, rss ${s.rssMiB} MiB, fds ${s.fds}, lag ${s.lagSec} s`,
+          `  soak: ${seconds(Date.now() - started)} s, rss ${s.rssMiB} MiB (anon ${s.anonMiB}, file ${s.fileMiB}; ` +
+            `V8 heap ${s.heapMiB}, external ${s.externalMiB}), fds ${s.fds}, lag ${s.lagSec} s`,
         );
       }
     }

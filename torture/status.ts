@@ -13,6 +13,24 @@ export async function readStatus(port: number): Promise<ReplicatorStatus | undef
   }
 }
 
+/** The replicator's V8 heap in use and the memory V8 counts outside it (buffers), from its /metrics. */
+export async function readJsMemory(
+  port: number,
+): Promise<{ heapMiB: number; externalMiB: number } | undefined> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5_000) });
+    if (!res.ok) return undefined;
+    const text = await res.text();
+    const mib = (name: string) => {
+      const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+      return m ? Math.round((Number(m[1]) / 1048576) * 10) / 10 : Number.NaN;
+    };
+    return { heapMiB: mib("nodejs_heap_size_used_bytes"), externalMiB: mib("nodejs_external_memory_bytes") };
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether every destination of every database is at the database's position, nothing pending. */
 export function caughtUp(s: ReplicatorStatus): string | undefined {
   for (const db of s.databases) {
