@@ -11,6 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { lz4DecodeFrame } from "../../src/replicator/lz4.ts";
 import { fuzzTarget, replayCorpus, runOne } from "../fuzz/harness.ts";
 import { TARGETS } from "../fuzz/targets.ts";
 import { configSecret, runSecret } from "../fuzz/targets-config.ts";
@@ -88,5 +89,22 @@ describe("fuzz findings, fixed", () => {
     await runOne(configSecret, { keyId: "AKIAEXAMPLE", secret: "x'\n        endpoint: 'http://127.0.0.1:1" });
     runSecret({ keyId: "AKIAEXAMPLE", secret: "it's" });
     runSecret({ keyId: "AKIAEXAMPLE", secret: "''" });
+  });
+
+  it("lz4-frame: a block size of 0 with the uncompressed flag (0x80000000) ends the frame, as in the reference lz4", async () => {
+    // Found by the lz4-frame target (seed 1611102360): before the fix, TypeError reading 'length' of
+    // undefined (an empty raw block taken from an empty input queue), not a result or a typed error.
+    const frame = Buffer.from("04224d186470b900000080", "hex");
+    // The frame asks for a content checksum, which is missing: a typed error naming it.
+    assert.throws(() => lz4DecodeFrame(frame), {
+      code: "WALSHIP_ERR_CORRUPT",
+      message: /truncated input: 0 byte\(s\) left over at input offset 11 while reading a content checksum/,
+    });
+    // With the checksum of no content (XXH32 of nothing, 0x02cc5d05), an empty frame.
+    assert.equal(lz4DecodeFrame(Buffer.concat([frame, Buffer.from("055dcc02", "hex")])).length, 0);
+    const target = TARGETS.find((t) => t.name === "lz4-frame");
+    assert.ok(target);
+    await runOne(target, { bytes: new Uint8Array(frame), cuts: [] } as never);
+    await runOne(target, { bytes: new Uint8Array(frame), cuts: [0.3, 0.5] } as never);
   });
 });

@@ -27,6 +27,7 @@ export class ByteQueue {
 
   /** Removes and returns the next `n` bytes (the caller has checked `length >= n`); see the class note. */
   take(n: number): Uint8Array {
+    if (n === 0) return this.#spare.subarray(0, 0);
     const first = this.#chunks[this.#first] as Uint8Array;
     if (first.length - this.#head >= n) {
       const out = first.subarray(this.#head, this.#head + n);

@@ -165,7 +165,9 @@ export class Lz4FrameDecoder {
           if (this.#q.length < 4) return;
           const at = this.#inPos;
           const v = u32le(this.#take(4), 0);
-          if (v === 0) {
+          // A size of 0 ends the frame whatever the uncompressed flag says, as the reference lz4
+          // decoder reads it (0x80000000 is an end mark there too, not an empty raw block).
+          if ((v & 0x7fffffff) === 0) {
             if (this.#contentChecksum) {
               this.#state = "checksum";
             } else {
