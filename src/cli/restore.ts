@@ -1,6 +1,7 @@
 /** `walship restore`: its flags, the progress line, -dry-run and the -refuse-if-replica-exists guard. */
 
 import path from "node:path";
+import { isUrl } from "../replicator/config.ts";
 import { isGenerationName } from "../replicator/layout.ts";
 import {
   type NamedClient,
@@ -16,11 +17,12 @@ import { type Command, configFlags, logFormat, replicaFlag, resolveTarget } from
 
 export const restoreCommand: Command = {
   summary: "restore a database from a destination",
-  usage: "walship restore [flags] DB_PATH|REPLICA_URL",
+  usage: "walship restore [flags] DB_PATH...|REPLICA_URL",
   description:
     "Restores the latest state, an index, or the state at a time. The result is checked with\n" +
     "PRAGMA integrity_check before it is renamed into place; an existing database is never replaced\n" +
-    "unless -overwrite is given (it is then kept as <db>.pre-restore-<time>).",
+    "unless -overwrite is given (it is then kept as <db>.pre-restore-<time>). With -config, several\n" +
+    "databases of the config can be named: each is restored in turn, and the first failure stops.",
   flags: [
     ...configFlags,
     {
@@ -90,6 +92,27 @@ export function parseTimestamp(s: string): Date {
 }
 
 async function runRestore(
+  flags: Record<string, string | boolean | undefined>,
+  args: string[],
+): Promise<number> {
+  if (args.length > 1) {
+    if (typeof flags.config !== "string" || args.some(isUrl))
+      throw new WalshipError(
+        ErrorCodes.USAGE,
+        "several databases can be restored only by path, with -config",
+      );
+    if (typeof flags.o === "string")
+      throw new WalshipError(ErrorCodes.USAGE, "-o takes one database; name one database path with it");
+    for (const db of args) {
+      const rc = await restoreOne(flags, [db]);
+      if (rc !== 0) return rc;
+    }
+    return 0;
+  }
+  return restoreOne(flags, args);
+}
+
+async function restoreOne(
   flags: Record<string, string | boolean | undefined>,
   args: string[],
 ): Promise<number> {

@@ -3,7 +3,15 @@
  * SqliteReplicas and SqliteRestores with the user's kubeconfig; errors and exit codes are the CLI's
  * (0 success, 1 failure with a `[WALSHIP_ERR_...]` code, 2 usage).
  */
-import { describeWorkload, PAUSED_ANNOTATION, type WorkloadRef, workloadOf } from "../api/v1alpha1/index.ts";
+import {
+  type DatabaseEntry,
+  describeWorkload,
+  PAUSED_ANNOTATION,
+  type SqliteReplicaSpec,
+  selectDatabase,
+  type WorkloadRef,
+  workloadOf,
+} from "../api/v1alpha1/index.ts";
 import { KubeClient } from "../operator/kube/client.ts";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { GLOBAL_OPTS, type OptSpec, oneName, optHelp, parseArgs } from "./args.ts";
@@ -43,6 +51,12 @@ const podOpt: OptSpec = {
   type: "string",
   metavar: "POD",
   help: "only this pod (default: every pod)",
+};
+const databaseOpt: OptSpec = {
+  name: "database",
+  type: "string",
+  metavar: "NAME",
+  help: "the database, by its name in spec.databases (required when the SqliteReplica lists several)",
 };
 const destOpt: OptSpec = {
   name: "destination",
@@ -91,7 +105,8 @@ const commands: Record<string, Command> = {
   },
   restore: {
     summary: "restore the database: create a SqliteRestore, and with --wait follow it to the end",
-    usage: "kubectl walship restore NAME --to TIME|latest (--in-place | --new-claim CLAIM) [--wait]",
+    usage:
+      "kubectl walship restore NAME --to TIME|latest (--in-place | --new-claim CLAIM) [--database NAME] [--wait]",
     description:
       "Creates a SqliteRestore of the SqliteReplica NAME. --in-place scales its StatefulSet or Deployment\n" +
       "to 0, restores onto its volume, verifies, swaps and scales back (the previous database is kept\n" +
@@ -119,6 +134,12 @@ const commands: Record<string, Command> = {
         type: "string",
         metavar: "POD",
         help: "whose replica (and, in place, volume): default the first pod; not for a Deployment",
+      },
+      {
+        name: "database",
+        type: "string",
+        metavar: "NAME",
+        help: "which database, by its name in spec.databases (required when there are several)",
       },
       {
         name: "destination",
@@ -169,12 +190,15 @@ const commands: Record<string, Command> = {
           ...(typeof values["storage-class"] === "string" ? { storageClass: values["storage-class"] } : {}),
           ...(typeof values.pod === "string" ? { pod: values.pod } : {}),
           ...(typeof values.destination === "string" ? { destination: values.destination } : {}),
+          ...(typeof values.database === "string" ? { database: values.database } : {}),
           ...(typeof values.name === "string" ? { name: values.name } : {}),
           ...(typeof values["verify-sql"] === "string" ? { verifySql: values["verify-sql"] } : {}),
         },
         io.now?.() ?? new Date(),
       );
-      refuseDeploymentPod(workloadOf((await k.getReplica(replica)).spec), values.pod);
+      const target = await k.getReplica(replica);
+      refuseDeploymentPod(workloadOf(target.spec), values.pod);
+      if (target.spec) pickDatabase(target.spec, replica, values.database);
       const created = await k.createRestore(obj);
       const name = created.metadata?.name ?? "";
       if (!values.wait) {
@@ -198,20 +222,20 @@ const commands: Record<string, Command> = {
   },
   snapshots: {
     summary: "the snapshots each destination holds, read by each pod's sidecar",
-    usage: "kubectl walship snapshots NAME [--pod POD] [--destination NAME] [-o json]",
+    usage: "kubectl walship snapshots NAME [--database NAME] [--pod POD] [--destination NAME] [-o json]",
     description:
       "Runs `walship snapshots` in each pod's walship container (pods/exec), with the pod's own\n" +
       "credentials: destination, generation, index, size and time of every snapshot.",
-    opts: [podOpt, destOpt, outputOpt],
+    opts: [databaseOpt, podOpt, destOpt, outputOpt],
     run: (kube, values, args, io) => runListing("snapshots", kube, values, args, io),
   },
   generations: {
     summary: "the generations each destination holds, with their time span",
-    usage: "kubectl walship generations NAME [--pod POD] [--destination NAME] [-o json]",
+    usage: "kubectl walship generations NAME [--database NAME] [--pod POD] [--destination NAME] [-o json]",
     description:
       "Runs `walship generations` in each pod's walship container (pods/exec), with the pod's own\n" +
       "credentials: every generation on each destination, its first and last time and its lag.",
-    opts: [podOpt, destOpt, outputOpt],
+    opts: [databaseOpt, podOpt, destOpt, outputOpt],
     run: (kube, values, args, io) => runListing("generations", kube, values, args, io),
   },
   pause: {
@@ -236,6 +260,13 @@ const commands: Record<string, Command> = {
     run: (kube, _values, args, io) => setPaused(kube(), oneName("resume", args), false, io),
   },
 };
+
+/** The database `--database` names (required when the SqliteReplica lists several); a usage error otherwise. */
+function pickDatabase(spec: SqliteReplicaSpec, replica: string, flag: unknown): DatabaseEntry {
+  const db = selectDatabase(spec, typeof flag === "string" ? flag : undefined, replica, "--database");
+  if ("problem" in db) throw new WalshipError(ErrorCodes.USAGE, db.problem);
+  return db;
+}
 
 /** `--pod` names one of a StatefulSet's pods; a Deployment's pods share one replica, so it is refused. */
 function refuseDeploymentPod(ref: WorkloadRef | undefined, pod: unknown): void {
@@ -274,7 +305,7 @@ async function runListing(kind: ListingKind, kube: () => PluginKube, values: Val
     k,
     kind,
     pods,
-    replica.spec?.database?.path ?? "",
+    replica.spec ? pickDatabase(replica.spec, name, values.database).path : "",
     destination,
   );
   if (format === "json") json(io, { items: rows, problems });

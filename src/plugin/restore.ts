@@ -21,6 +21,8 @@ export interface RestoreFlags {
   storageClass?: string;
   pod?: string;
   destination?: string;
+  /** The database, by its name in the SqliteReplica's spec.databases. */
+  database?: string;
   /** The SqliteRestore's name; default `<replica>-<UTC time>`. */
   name?: string;
   verifySql?: string;
@@ -30,6 +32,7 @@ const FLAG_OF: Record<string, string> = {
   sqliteReplicaName: "NAME",
   pod: "--pod",
   destination: "--destination",
+  database: "--database",
   "target.timestamp": "--to",
   "newClaim.name": "--new-claim",
   "newClaim.size": "--size",
@@ -69,6 +72,7 @@ export function buildRestore(f: RestoreFlags, now: Date): RestoreObject {
     mode: f.inPlace ? "InPlace" : "NewClaim",
     ...(f.pod ? { pod: f.pod } : {}),
     ...(f.destination ? { destination: f.destination } : {}),
+    ...(f.database ? { database: f.database } : {}),
     ...(target ? { target } : {}),
     ...(f.newClaim !== undefined
       ? {

@@ -6,6 +6,7 @@
  */
 import {
   type Destination,
+  databasesOf,
   PAUSED_ANNOTATION,
   type PodReplicationStatus,
   type WorkloadRef,
@@ -29,6 +30,8 @@ export const RECENT_EVENTS = 10;
 export const RECENT_RESTORES = 5;
 
 export interface DestinationReport {
+  /** With spec.databases: the database (its name) this destination entry replicates. */
+  database?: string;
   name: string;
   type: string;
   location: string;
@@ -95,6 +98,12 @@ export interface RestoreReport {
   created: string;
 }
 
+/** With spec.databases: one database over all pods, as the operator reports it. */
+export interface DatabaseReport extends Facts {
+  name: string;
+  path: string;
+}
+
 /** The `-o json` document. */
 export interface StatusReport extends Facts {
   name: string;
@@ -104,7 +113,9 @@ export interface StatusReport extends Facts {
   /** The StatefulSet or Deployment whose pods hold the database; absent when the spec names none. */
   workload?: WorkloadRef;
   workloadFound: boolean;
+  /** The database's path; with spec.databases, their paths joined by ", " (each in `databases`). */
   database: string;
+  databases?: DatabaseReport[];
   destinations: Array<{ name: string; type: string }>;
   pods: PodReport[];
   conditions: ConditionReport[];
@@ -155,7 +166,8 @@ export function buildReport(input: StatusInput): StatusReport {
   const r = input.replica;
   const spec = r.spec;
   const st = r.status ?? {};
-  const dbPath = spec?.database?.path ?? "";
+  const dbs = spec ? databasesOf(spec) : [];
+  const several = spec?.databases !== undefined;
   const workload = workloadOf(spec);
   const byPod = new Map((st.pods ?? []).map((p) => [p.name, p]));
   const pods: PodReport[] = input.pods.map(({ pod, sidecar, sidecarError }) => {
@@ -166,7 +178,9 @@ export function buildReport(input: StatusInput): StatusReport {
       phase: pod.status?.phase ?? "Unknown",
       ready: op?.ready ?? false,
       ...(op ? pick(op, [...FACT_KEYS, "reason", "lastError"]) : {}),
-      destinations: destinationsOf(sidecar, dbPath),
+      destinations: dbs.flatMap((db) =>
+        destinationsOf(sidecar, db.path).map((d) => (several ? { database: db.name ?? db.path, ...d } : d)),
+      ),
     };
     if (sidecarError) out.sidecarError = sidecarError;
     return out;
@@ -193,7 +207,16 @@ export function buildReport(input: StatusInput): StatusReport {
     paused: r.metadata?.annotations?.[PAUSED_ANNOTATION] === "true",
     ...(workload ? { workload } : {}),
     workloadFound: input.workloadFound,
-    database: dbPath,
+    database: dbs.map((d) => d.path).join(", "),
+    ...(several
+      ? {
+          databases: dbs.map((db) => ({
+            name: db.name ?? db.path,
+            path: db.path,
+            ...factsOf(st.databases?.find((x) => x.name === db.name)),
+          })),
+        }
+      : {}),
     destinations: (spec?.destinations ?? []).map((d) => ({ name: d.name, type: destinationType(d) })),
     ...pick(st, [
       "generation",
@@ -223,6 +246,10 @@ export function destinationType(d: Destination): string {
   return DESTINATION_TYPES.find((t) => d[t] !== undefined) ?? "unknown";
 }
 
+function factsOf(d: Facts | undefined): Facts {
+  return d ? pick(d, [...FACT_KEYS]) : {};
+}
+
 function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Partial<Pick<T, K>> {
   const out: Partial<Pick<T, K>> = {};
   for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
@@ -241,7 +268,10 @@ export function formatReport(rep: StatusReport, now: Date): string {
   );
   line(
     rep.workload?.kind ?? "Workload",
-    `${rep.workload?.name ?? "-"}${rep.workloadFound ? "" : " (not found)"}, database ${rep.database}`,
+    `${rep.workload?.name ?? "-"}${rep.workloadFound ? "" : " (not found)"}, ` +
+      (rep.databases
+        ? `databases ${rep.databases.map((d) => `${d.name} (${d.path})`).join(", ")}`
+        : `database ${rep.database}`),
   );
   line("Destinations", rep.destinations.map((d) => `${d.name} (${d.type})`).join(", ") || "-");
   line(
@@ -254,6 +284,23 @@ export function formatReport(rep: StatusReport, now: Date): string {
     "Replication",
     `lag ${lag(rep.lagSeconds)}, last sync ${ago(rep.lastSyncTime, now)}, last snapshot ${ago(rep.lastSnapshotTime, now)}`,
   );
+  if (rep.databases) {
+    out.push("", "Databases (every pod):");
+    out.push(
+      indentTable(
+        ["DATABASE", "PATH", "GENERATION", "LAG", "LAST SYNC", "LAST SNAPSHOT", "RESTORABLE"],
+        rep.databases.map((d) => [
+          d.name,
+          d.path,
+          d.generation ?? "-",
+          lag(d.lagSeconds),
+          ago(d.lastSyncTime, now),
+          ago(d.lastSnapshotTime, now),
+          windowAges(d.windowOldest, d.windowNewest, now),
+        ]),
+      ),
+    );
+  }
   out.push("", "Pods:");
   if (rep.pods.length === 0) out.push("  (none)");
   else {
@@ -282,6 +329,7 @@ export function formatReport(rep: StatusReport, now: Date): string {
       indentTable(
         [
           "POD",
+          ...(rep.databases ? ["DATABASE"] : []),
           "DESTINATION",
           "READY",
           "POSITION",
@@ -294,6 +342,7 @@ export function formatReport(rep: StatusReport, now: Date): string {
         ],
         dests.map(([pod, d]) => [
           pod,
+          ...(rep.databases ? [d.database ?? "-"] : []),
           d.name,
           bool(d.ready),
           d.position ?? "-",

@@ -7,7 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { SqliteReplicaSpec, SqliteRestoreStatus, workloadOf } from "../../src/api/v1alpha1/index.ts";
+import {
+  databasesOf,
+  SqliteReplicaSpec,
+  SqliteRestoreStatus,
+  withDatabase,
+  workloadOf,
+} from "../../src/api/v1alpha1/index.ts";
 import type { Deployment } from "../../src/operator/kube/types.ts";
 import { ensureNoConflict } from "../../src/operator/replica/steps.ts";
 import { decide } from "../../src/operator/restore/machine.ts";
@@ -28,7 +34,8 @@ const base = {
   destinations: [{ name: "minio", s3: { bucket: "backups", credentials: { fromServiceAccount: true } } }],
 };
 const input = { ...base, workloadRef: { kind: "Deployment", name: "web" } };
-const spec = SqliteReplicaSpec.parse(input);
+const parsedSpec = SqliteReplicaSpec.parse(input);
+const spec = withDatabase(parsedSpec, databasesOf(parsedSpec)[0]!);
 
 function deployment(over: { replicas?: number; strategy?: string; volume?: object } = {}): Deployment {
   return {
@@ -106,7 +113,7 @@ describe("deploymentProblem", () => {
       reason: "VolumeNotAClaim",
       field: "spec.database.volumeName",
       message:
-        "volume data of Deployment web is not a PersistentVolumeClaim: the database would not outlive " +
+        "volume data of Deployment web is not a PersistentVolumeClaim: the database /data/app.db would not outlive " +
         "its pod; put it on a claim",
     });
   });
@@ -117,7 +124,7 @@ describe("injection into a Deployment", () => {
     const t = resolveTarget(spec, deployment());
     assert.equal(isTargetProblem(t), false);
     assert.equal((t as Target).replicaName, "web");
-    assert.equal((t as Target).mountPath, "/data");
+    assert.equal((t as Target).mounts[0]?.mountPath, "/data");
     const missing = resolveTarget(
       { ...spec, database: { ...spec.database, volumeName: "other" } },
       deployment(),
@@ -168,7 +175,7 @@ describe("injection into a Deployment", () => {
     const mine = cr("b", input, "2026-01-02T00:00:00Z");
     assert.throws(
       () => ensureNoConflict(mine, [cr("a", input, "2026-01-01T00:00:00Z")], deployment(), spec),
-      /^Blocked: spec\.workloadRef: Deployment web is already replicated by SqliteReplica a \(the same database\); one SqliteReplica per Deployment$/,
+      /^Blocked: spec\.workloadRef: Deployment web is already replicated by SqliteReplica a \(the same database\); one SqliteReplica per Deployment: list several databases in its spec\.databases$/,
     );
     ensureNoConflict(
       mine,

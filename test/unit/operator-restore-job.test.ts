@@ -8,7 +8,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { SqliteReplicaSpec, SqliteRestoreSpec } from "../../src/api/v1alpha1/index.ts";
+import {
+  databasesOf,
+  SqliteReplicaSpec,
+  SqliteRestoreSpec,
+  withDatabase,
+} from "../../src/api/v1alpha1/index.ts";
 import type { StatefulSet } from "../../src/operator/kube/types.ts";
 import {
   buildNewClaim,
@@ -19,7 +24,7 @@ import {
   restorePaths,
 } from "../../src/operator/specs/restorejob.ts";
 
-const replica = SqliteReplicaSpec.parse({
+const parsedReplica = SqliteReplicaSpec.parse({
   statefulSetName: "app",
   database: { path: "/data/app.db", volumeName: "data" },
   destinations: [
@@ -37,6 +42,7 @@ const replica = SqliteReplicaSpec.parse({
     { name: "local", file: { claimName: "backups", path: "shop" } },
   ],
 });
+const replica = withDatabase(parsedReplica, databasesOf(parsedReplica)[0]!);
 
 const sts: StatefulSet = {
   metadata: { name: "app", namespace: "shop" },

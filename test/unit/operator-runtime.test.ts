@@ -9,6 +9,9 @@ import { aggregate, podFacts } from "../../src/operator/replica/pods.ts";
 import { conditionChanges, setCondition } from "../../src/operator/status.ts";
 import type { ReplicatorStatus } from "../../src/shared/protocol.ts";
 
+/** The databases of a SqliteReplica with one spec.database. */
+const ONE_DB = [{ path: "/data/app.db", volumeName: "data" }];
+
 describe("WorkQueue", () => {
   it("de-duplicates keys and never hands out a key being processed", async () => {
     const q = new WorkQueue();
@@ -109,7 +112,7 @@ describe("pod facts", () => {
   });
 
   it("reads one pod and aggregates pods", () => {
-    const a = podFacts("app-0", doc(), "/data/app.db");
+    const a = podFacts("app-0", doc(), ONE_DB);
     assert.deepEqual(a, {
       name: "app-0",
       ready: true,
@@ -127,7 +130,7 @@ describe("pod facts", () => {
         lastSyncAt: "2026-01-01T00:00:05Z",
         lastError: { message: "NoSuchBucket" },
       }),
-      "/data/app.db",
+      ONE_DB,
     );
     assert.equal(b.lastError, "destination minio: NoSuchBucket");
     assert.equal(b.reason, "ReplicationError");

@@ -4,7 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { SqliteReplicaSpec, SqliteRestoreStatus } from "../../src/api/v1alpha1/index.ts";
+import {
+  databasesOf,
+  SqliteReplicaSpec,
+  SqliteRestoreStatus,
+  withDatabase,
+} from "../../src/api/v1alpha1/index.ts";
 import type { Pod, StatefulSet } from "../../src/operator/kube/types.ts";
 import { degradedCondition, restrictedCondition } from "../../src/operator/replica/conditions.ts";
 import { permissionFailure, restoreFailure, sidecarFailure } from "../../src/operator/replica/failures.ts";
@@ -142,7 +147,7 @@ describe("the replicator runs as the app container's user and group", () => {
       step: "restore",
       restore: { name: "r", namespace: "shop", uid: "u" },
       spec: { sqliteReplicaName: "db", mode: "InPlace", timeout: "1h", previousDatabase: "Retain" },
-      replica: spec,
+      replica: withDatabase(spec, databasesOf(spec)[0]!),
       sts: s,
       pod: "app-0",
       claimName: "data-app-0",
@@ -237,7 +242,7 @@ describe("memory: limits from measurement, a spec field, OOM kills reported as s
       generation: 1,
       spec: { sqliteReplicaName: "db", mode: "InPlace" },
       status: { phase: "Restoring", originalReplicas: 1 },
-      replica: spec,
+      replica: withDatabase(spec, databasesOf(spec)[0]!),
       workload: sts(undefined, undefined),
       podsRemaining: 0,
       jobs: { restore: { state: "Failed", reason: "BackoffLimitExceeded", oomKilled: { limit: "512Mi" } } },
@@ -318,7 +323,7 @@ describe("permission failures name the file, the errno and the user", () => {
         },
       ],
     };
-    assert.deepEqual(podFacts("app-0", doc, "/data/app.db"), {
+    assert.deepEqual(podFacts("app-0", doc, databasesOf(spec)), {
       name: "app-0",
       ready: false,
       reason: "PermissionDenied",

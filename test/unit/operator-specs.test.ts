@@ -47,8 +47,7 @@ const spec = SqliteReplicaSpec.parse({
 
 const target: Target = {
   appContainer: "app",
-  volumeName: "data",
-  mountPath: "/data",
+  mounts: [{ volumeName: "data", mountPath: "/data" }],
   identity: { runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001 },
 };
 
@@ -361,8 +360,7 @@ describe("resolveTarget", () => {
   it("finds the app container's mount of the volume", () => {
     assert.deepEqual(resolveTarget(spec, sts()), {
       appContainer: "app",
-      volumeName: "data",
-      mountPath: "/data/",
+      mounts: [{ volumeName: "data", mountPath: "/data/" }],
       identity: {},
     });
   });

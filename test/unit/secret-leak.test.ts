@@ -19,7 +19,12 @@ import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { pino } from "pino";
 import { stringify } from "yaml";
-import { SqliteReplicaSpec, SqliteRestoreSpec } from "../../src/api/v1alpha1/index.ts";
+import {
+  databasesOf,
+  SqliteReplicaSpec,
+  SqliteRestoreSpec,
+  withDatabase,
+} from "../../src/api/v1alpha1/index.ts";
 import { KubeClient } from "../../src/operator/kube/client.ts";
 import { EventRecorder } from "../../src/operator/kube/events.ts";
 import { Informer } from "../../src/operator/kube/informer.ts";
@@ -284,7 +289,8 @@ describe("no secret value in what Walship creates (real kube-apiserver)", { time
     await restoreReconciler.reconcile(`${NS}/r1`);
     const jobs = await client.get<{ items: unknown[] }>(`/apis/batch/v1/namespaces/${NS}/jobs`);
     assert.ok(jobs.items.length > 0, "the plan Job was created");
-    const replicaSpec = SqliteReplicaSpec.parse(replicas.get(`${NS}/db`)?.spec);
+    const parsed = SqliteReplicaSpec.parse(replicas.get(`${NS}/db`)?.spec);
+    const replicaSpec = withDatabase(parsed, databasesOf(parsed)[0]!);
     for (const step of ["plan", "restore", "swap", "rollback"] as const) {
       outputs.push([
         `the ${step} Job`,

@@ -117,6 +117,42 @@ export const WorkloadRef = z.object({
   name: DnsSubdomain.describe("The workload's name, in this namespace."),
 });
 
+/** How many databases one SqliteReplica may list. */
+export const MAX_DATABASES = 16;
+
+const databaseShape = {
+  path: ConfigText.min(2)
+    .max(1024)
+    .regex(/^\/.*[^/]$/, "must be an absolute file path")
+    .regex(/^(\/[^/]+)+$/, "must not contain '//'")
+    .describe("The database file as the app container sees it, e.g. /data/app.db."),
+  volumeName: DnsLabel.describe(
+    "The volume that holds the database: a volumeClaimTemplate or a pod volume of the workload. " +
+      "The app container must mount it at a directory above the path.",
+  ),
+};
+
+const noDotSegments = {
+  rule: "!self.path.matches('/[.][.]?(/|$)')",
+  message: "path must not contain '.' or '..' segments",
+  fieldPath: ".path",
+  check: (d: { path: string }) => !/\/\.\.?(\/|$)/.test(d.path),
+};
+
+/** The one database of `spec.database`. */
+export const DatabaseSpec = cel(z.object(databaseShape), [noDotSegments]);
+
+/** One database of `spec.databases`: named, for its replica path, its status and SqliteRestore. */
+export const NamedDatabaseSpec = cel(
+  z.object({
+    name: DnsLabel.max(40).describe(
+      "The database's name: its replica's path below each destination's is <path>/<pod>/<name>.",
+    ),
+    ...databaseShape,
+  }),
+  [noDotSegments],
+);
+
 export const SqliteReplicaSpec = cel(
   z.object({
     statefulSetName: DnsSubdomain.optional().describe(
@@ -125,27 +161,20 @@ export const SqliteReplicaSpec = cel(
     workloadRef: WorkloadRef.optional().describe(
       "The StatefulSet or Deployment whose pods hold the database; instead of statefulSetName.",
     ),
-    database: cel(
-      z.object({
-        path: ConfigText.min(2)
-          .max(1024)
-          .regex(/^\/.*[^/]$/, "must be an absolute file path")
-          .regex(/^(\/[^/]+)+$/, "must not contain '//'")
-          .describe("The database file as the app container sees it, e.g. /data/app.db."),
-        volumeName: DnsLabel.describe(
-          "The volume that holds the database: a volumeClaimTemplate or a pod volume of the StatefulSet. " +
-            "The app container must mount it at a directory above the path.",
-        ),
-      }),
-      [
-        {
-          rule: "!self.path.matches('/[.][.]?(/|$)')",
-          message: "path must not contain '.' or '..' segments",
-          fieldPath: ".path",
-          check: (d) => !/\/\.\.?(\/|$)/.test(d.path),
-        },
-      ],
+    database: DatabaseSpec.optional().describe(
+      "The database to replicate; or list several in databases instead.",
     ),
+    databases: z
+      .array(NamedDatabaseSpec)
+      .min(1)
+      .max(MAX_DATABASES)
+      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] })
+      .optional()
+      .describe(
+        "Several databases of the same pods, instead of database: each is replicated under its own " +
+          "name below every destination's path (<path>/<pod>/<name>), restored on start, and reported " +
+          "in status.databases; a SqliteRestore names the one it restores.",
+      ),
     appContainer: DnsLabel.optional().describe(
       "The container that uses the database; the first one when unset.",
     ),
@@ -182,6 +211,25 @@ export const SqliteReplicaSpec = cel(
       check: (spec) => (spec.statefulSetName !== undefined) !== (spec.workloadRef !== undefined),
     },
     {
+      rule: "has(self.database) != has(self.databases)",
+      message: "set exactly one of database or databases",
+      check: (spec) => (spec.database !== undefined) !== (spec.databases !== undefined),
+    },
+    {
+      rule: "!has(self.databases) || self.databases.all(a, self.databases.exists_one(b, b.path == a.path))",
+      message: "database paths must be unique",
+      fieldPath: ".databases",
+      check: (spec) =>
+        !spec.databases || new Set(spec.databases.map((d) => d.path)).size === spec.databases.length,
+    },
+    {
+      rule: "!has(self.databases) || self.databases.all(a, self.databases.exists_one(b, b.name == a.name))",
+      message: "database names must be unique",
+      fieldPath: ".databases",
+      check: (spec) =>
+        !spec.databases || new Set(spec.databases.map((d) => d.name)).size === spec.databases.length,
+    },
+    {
       rule: "self.destinations.all(a, self.destinations.exists_one(b, b.name == a.name))",
       message: "destination names must be unique",
       fieldPath: ".destinations",
@@ -189,6 +237,24 @@ export const SqliteReplicaSpec = cel(
     },
   ],
 );
+
+/** One database's replication facts (of `spec.databases`), per pod or over all pods. */
+export const DatabaseReplicationStatus = z.object({
+  name: z.string().describe("The database, as spec.databases names it."),
+  ready: z.boolean().optional().describe("Per pod: every destination synced, with no current error."),
+  generation: z.string().optional().describe("The database's current generation (of the first pod)."),
+  lagSeconds: z.number().min(0).optional().describe("The largest lag among the destinations (and pods)."),
+  lastSyncTime: z.string().optional().describe("The oldest of the destinations' last syncs."),
+  lastSnapshotTime: z.string().optional().describe("The newest snapshot known (over pods: the oldest such)."),
+  windowOldest: z.string().optional().describe("The oldest time a restore can reach."),
+  windowNewest: z.string().optional().describe("The newest time a restore can reach."),
+  lastError: z.string().optional().describe("Per pod: the database's or a destination's current error."),
+});
+
+const databasesList = z
+  .array(DatabaseReplicationStatus)
+  .optional()
+  .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] });
 
 /** Per-pod replication facts, read from the pod's sidecar `/status`. */
 export const PodReplicationStatus = z.object({
@@ -208,6 +274,9 @@ export const PodReplicationStatus = z.object({
       "Why the pod is not replicating: OutOfMemory, PermissionDenied, RestoreFailed, SidecarFailing, " +
         "SidecarUnreachable or ReplicationError.",
     ),
+  databases: databasesList.describe(
+    "With spec.databases: each database's facts; the fields above are over all of them.",
+  ),
 });
 
 export const Phase = z.enum([
@@ -234,6 +303,9 @@ export const SqliteReplicaStatus = z.object({
   lastSnapshotTime: z.string().optional().describe("The oldest newest-snapshot among the pods."),
   windowOldest: z.string().optional().describe("Every pod can be restored to any time from here..."),
   windowNewest: z.string().optional().describe("...to here."),
+  databases: databasesList.describe(
+    "With spec.databases: each database over all pods (worst lag, oldest sync, common window).",
+  ),
   pods: z
     .array(PodReplicationStatus)
     .optional()
@@ -252,6 +324,70 @@ export type SqliteReplicaSpec = z.output<typeof SqliteReplicaSpec>;
 export type SqliteReplicaSpecInput = z.input<typeof SqliteReplicaSpec>;
 export type SqliteReplicaStatus = z.output<typeof SqliteReplicaStatus>;
 export type PodReplicationStatus = z.output<typeof PodReplicationStatus>;
+export type DatabaseReplicationStatus = z.output<typeof DatabaseReplicationStatus>;
+export type NamedDatabaseSpec = z.output<typeof NamedDatabaseSpec>;
+
+/** A database of a SqliteReplica: `spec.database` (no name) or one of `spec.databases`. */
+export interface DatabaseEntry {
+  name?: string;
+  path: string;
+  volumeName: string;
+}
+
+/** The databases a spec replicates, in its order: `spec.databases`, or `spec.database` alone. */
+export function databasesOf(spec: Pick<SqliteReplicaSpec, "database" | "databases">): DatabaseEntry[] {
+  if (spec.databases) return spec.databases;
+  return spec.database ? [spec.database] : [];
+}
+
+/** The spec field of database `i` of `databasesOf(spec)`, for messages. */
+export function databaseField(spec: Pick<SqliteReplicaSpec, "databases">, i: number): string {
+  return spec.databases ? `spec.databases[${i}]` : "spec.database";
+}
+
+/**
+ * The database a SqliteRestore (`spec.database`: `name`) restores of a SqliteReplica spec: the one
+ * of that name in `spec.databases`, or `spec.database` when the restore names none. A message naming
+ * the field otherwise.
+ */
+export function selectDatabase(
+  spec: Pick<SqliteReplicaSpec, "database" | "databases">,
+  name: string | undefined,
+  replicaName: string,
+  field = "spec.database",
+): DatabaseEntry | { problem: string } {
+  if (spec.databases) {
+    const names = spec.databases.map((d) => d.name).join(", ");
+    if (name === undefined)
+      return {
+        problem: `${field}: SqliteReplica ${replicaName} lists several databases (${names}); name one of them`,
+      };
+    const db = spec.databases.find((d) => d.name === name);
+    return (
+      db ?? { problem: `${field}: SqliteReplica ${replicaName} has no database ${name} (it has ${names})` }
+    );
+  }
+  if (name !== undefined)
+    return {
+      problem: `${field}: SqliteReplica ${replicaName} replicates one database (spec.database); leave ${field} unset`,
+    };
+  return spec.database ?? { problem: `SqliteReplica ${replicaName} names no database` };
+}
+
+/**
+ * `spec` narrowed to the one database `db` (spec.database set, spec.databases unset), for the code
+ * that handles one database at a time (restores).
+ */
+export function withDatabase(spec: SqliteReplicaSpec, db: DatabaseEntry): SingleDatabaseSpec {
+  const { databases: _all, ...rest } = spec;
+  return { ...rest, database: { path: db.path, volumeName: db.volumeName } };
+}
+
+/** A SqliteReplica spec with exactly `spec.database`. */
+export type SingleDatabaseSpec = Omit<SqliteReplicaSpec, "database" | "databases"> & {
+  database: { path: string; volumeName: string };
+  databases?: undefined;
+};
 export type Phase = z.output<typeof Phase>;
 export type RestoreOnStart = z.output<typeof RestoreOnStart>;
 

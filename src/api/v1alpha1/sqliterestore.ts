@@ -57,6 +57,10 @@ export const SqliteRestoreSpec = cel(
       "The pod whose replica to restore; the first pod when unset. Not for a Deployment, whose one " +
         "replica is named after the Deployment.",
     ),
+    database: DnsLabel.optional().describe(
+      "The database to restore, by its name in the SqliteReplica's spec.databases; required when it " +
+        "lists several, unset when it has one spec.database.",
+    ),
     destination: DnsLabel.optional().describe("The destination to restore from; the first when unset."),
     target: RestoreTarget.optional().describe("What to restore; the latest state when unset."),
     mode: z

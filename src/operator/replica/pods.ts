@@ -4,6 +4,9 @@
  */
 
 import {
+  type DatabaseEntry,
+  type DatabaseReplicationStatus,
+  databasesOf,
   metricsPort,
   type PodReplicationStatus,
   type SqliteReplicaSpec,
@@ -44,7 +47,7 @@ export async function pollPods(
   spec: SqliteReplicaSpec,
   hash: string,
 ): Promise<PodReplicationStatus[]> {
-  const dbPath = spec.database.path;
+  const dbs = databasesOf(spec);
   const port = metricsPort(spec);
   const byName = (a: { name?: string }, b: { name?: string }) =>
     String(a.name).localeCompare(String(b.name), "en", { numeric: true });
@@ -79,7 +82,7 @@ export async function pollPods(
       const young = Date.now() - new Date(startedAt).getTime() < SIDECAR_START_GRACE_MS;
       try {
         const doc = await fetchSidecarStatus(`http://${p.status?.podIP}:${port}/status`);
-        const facts = podFacts(podName, doc, dbPath);
+        const facts = podFacts(podName, doc, dbs);
         if (p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== hash) {
           facts.ready = false;
         }
@@ -117,12 +120,55 @@ const maxIso = (xs: Array<string | undefined>): string | undefined =>
     .sort()
     .at(-1);
 
-/** One pod's facts from its sidecar's document, for the database at `dbPath`. */
-export function podFacts(pod: string, doc: ReplicatorStatus, dbPath: string): PodReplicationStatus {
-  const db = doc.databases.find((d) => d.path === dbPath) ?? doc.databases[0];
-  if (!db) return { name: pod, ready: false, lastError: "the sidecar reports no database" };
+/**
+ * One pod's facts from its sidecar's document: those of its one database (`spec.database`), or, with
+ * `spec.databases`, each database's under `databases` and over all of them in the pod's own fields
+ * (every one ready, the worst lag, the oldest sync, the window they all reach, every error).
+ */
+export function podFacts(
+  pod: string,
+  doc: ReplicatorStatus,
+  dbs: readonly DatabaseEntry[],
+): PodReplicationStatus {
+  const only = dbs[0];
+  if (dbs.length <= 1 && only?.name === undefined) {
+    // A lone database is matched by path, or is the sidecar's only one (an older config's path).
+    const db = doc.databases.find((d) => d.path === only?.path) ?? doc.databases[0];
+    return { name: pod, ...databaseFacts(doc, db) };
+  }
+  const each = dbs.map(
+    (entry): DatabaseReplicationStatus => ({
+      name: entry.name ?? entry.path,
+      ...databaseFacts(
+        doc,
+        doc.databases.find((d) => d.path === entry.path),
+      ),
+    }),
+  );
+  const out: PodReplicationStatus = {
+    name: pod,
+    ready: each.every((d) => d.ready === true),
+    ...combine(each),
+    databases: each,
+  };
+  delete out.generation;
+  const errors = each.filter((d) => d.lastError).map((d) => `database ${d.name}: ${d.lastError}`);
+  if (errors.length > 0) out.lastError = errors.join("; ").slice(0, 2048);
+  const reasons = each.map((d) => (d as { reason?: string }).reason);
+  if (reasons.includes("PermissionDenied")) out.reason = "PermissionDenied";
+  else if (errors.length > 0) out.reason = "ReplicationError";
+  for (const d of each) delete (d as { reason?: string }).reason;
+  return out;
+}
+
+/** One database's facts from the sidecar's document (`db`: its entry there, if any). */
+function databaseFacts(
+  doc: ReplicatorStatus,
+  db: ReplicatorStatus["databases"][number] | undefined,
+): Omit<PodReplicationStatus, "name"> {
+  if (!db) return { ready: false, lastError: "the sidecar reports no such database" };
   const reps = db.replicas;
-  const out: PodReplicationStatus = { name: pod, ready: db.ready && reps.every((r) => r.ready) };
+  const out: Omit<PodReplicationStatus, "name"> = { ready: db.ready && reps.every((r) => r.ready) };
   if (db.generation) out.generation = db.generation;
   if (reps.length > 0) out.lagSeconds = Math.max(...reps.map((r) => r.lagSeconds));
   // Synced everywhere only when every destination has synced once.
@@ -155,26 +201,51 @@ export function podFacts(pod: string, doc: ReplicatorStatus, dbPath: string): Po
   return out;
 }
 
-/** The top-level facts: the first pod's generation, the worst lag, the oldest sync, the common window. */
-export function aggregate(pods: PodReplicationStatus[]): Partial<SqliteReplicaStatus> {
-  const out: Partial<SqliteReplicaStatus> = {};
-  const gen = pods.find((p) => p.generation)?.generation;
+/** The facts that combine over pods or databases. */
+type Facts = Pick<
+  PodReplicationStatus,
+  "generation" | "lagSeconds" | "lastSyncTime" | "lastSnapshotTime" | "windowOldest" | "windowNewest"
+>;
+
+/**
+ * Facts over several pods (or one pod's databases): the first generation, the worst lag, the oldest
+ * sync and newest snapshot (each only when every one has one), and the window all of them reach.
+ */
+function combine(items: readonly Facts[]): Facts {
+  const out: Facts = {};
+  const gen = items.find((p) => p.generation)?.generation;
   if (gen) out.generation = gen;
-  const lags = pods.map((p) => p.lagSeconds).filter((x): x is number => x !== undefined);
+  const lags = items.map((p) => p.lagSeconds).filter((x): x is number => x !== undefined);
   if (lags.length > 0) out.lagSeconds = Math.max(...lags);
-  const syncs = pods.map((p) => p.lastSyncTime);
-  if (pods.length > 0 && !syncs.includes(undefined)) out.lastSyncTime = minIso(syncs);
-  const snaps = pods.map((p) => p.lastSnapshotTime);
-  if (pods.length > 0 && !snaps.includes(undefined)) out.lastSnapshotTime = minIso(snaps);
-  const olds = pods.map((p) => p.windowOldest);
-  const news = pods.map((p) => p.windowNewest);
-  if (pods.length > 0 && !olds.includes(undefined) && !news.includes(undefined)) {
+  const syncs = items.map((p) => p.lastSyncTime);
+  if (items.length > 0 && !syncs.includes(undefined)) out.lastSyncTime = minIso(syncs);
+  const snaps = items.map((p) => p.lastSnapshotTime);
+  if (items.length > 0 && !snaps.includes(undefined)) out.lastSnapshotTime = minIso(snaps);
+  const olds = items.map((p) => p.windowOldest);
+  const news = items.map((p) => p.windowNewest);
+  if (items.length > 0 && !olds.includes(undefined) && !news.includes(undefined)) {
     const o = maxIso(olds);
     const n = minIso(news);
     if (o && n && o <= n) {
       out.windowOldest = o;
       out.windowNewest = n;
     }
+  }
+  return out;
+}
+
+/**
+ * The top-level facts over the pods (combine), and with `spec.databases` each database's over the
+ * pods that report it.
+ */
+export function aggregate(pods: PodReplicationStatus[]): Partial<SqliteReplicaStatus> {
+  const out: Partial<SqliteReplicaStatus> = combine(pods);
+  const names = [...new Set(pods.flatMap((p) => (p.databases ?? []).map((d) => d.name)))];
+  if (names.length > 0) {
+    out.databases = names.map((name) => ({
+      name,
+      ...combine(pods.map((p) => p.databases?.find((d) => d.name === name) ?? {})),
+    }));
   }
   return out;
 }

@@ -4,6 +4,7 @@
  * condition (reconcile.ts writes it).
  */
 import {
+  databasesOf,
   describeWorkload,
   type SqliteReplicaSpec,
   type WorkloadRef,
@@ -61,15 +62,26 @@ export function ensureNoConflict(
     if (winner?.metadata?.name === name) winner = undefined;
   }
   if (winner) {
-    const db = (winner.spec as { database?: { path?: string } } | undefined)?.database?.path;
-    const same = db === spec.database.path ? "the same database" : `database ${db}`;
+    const theirs = rawDatabasePaths(winner.spec);
+    const ours = new Set(databasesOf(spec).map((d) => d.path));
+    const same = theirs.some((p) => ours.has(p))
+      ? "the same database"
+      : `database${theirs.length === 1 ? "" : "s"} ${theirs.join(", ")}`;
     throw new Blocked(
       "Conflict",
       `${workloadField(spec)}: ${describeWorkload(ref)} is already replicated by SqliteReplica ` +
-        `${winner.metadata?.name} (${same}); one SqliteReplica per ${ref.kind}`,
+        `${winner.metadata?.name} (${same}); one SqliteReplica per ${ref.kind}: list several ` +
+        "databases in its spec.databases",
       RETRY_BLOCKED_MS,
     );
   }
+}
+
+/** The database paths of a raw (unvalidated) SqliteReplica spec. */
+function rawDatabasePaths(spec: unknown): string[] {
+  const s = spec as { database?: { path?: unknown }; databases?: Array<{ path?: unknown }> } | undefined;
+  const all = Array.isArray(s?.databases) ? s.databases : [s?.database];
+  return all.map((d) => d?.path).filter((p): p is string => typeof p === "string");
 }
 
 /** Ensures every Secret the destinations reference exists in `ns` with its keys. */

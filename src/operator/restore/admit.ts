@@ -8,6 +8,7 @@ import {
   describeWorkload,
   SqliteReplicaSpec,
   type SqliteRestoreSpec,
+  selectDatabase,
   workloadOf,
 } from "../../api/v1alpha1/index.ts";
 import { isoSeconds } from "../../shared/format.ts";
@@ -81,6 +82,11 @@ export function admit(ctx: Ctx, spec: SqliteRestoreSpec): void {
     );
     return;
   }
+  const db = selectDatabase(rep.data, spec.database, spec.sqliteReplicaName);
+  if ("problem" in db) {
+    finish(ctx, "Failed", "DatabaseNotFound", db.problem);
+    return;
+  }
   const sts = obs.workload;
   const ref = workloadOf(rep.data) ?? { kind: "StatefulSet", name: "" };
   const what = describeWorkload(ref);
@@ -125,18 +131,18 @@ export function admit(ctx: Ctx, spec: SqliteRestoreSpec): void {
     enter(ctx, "Planning", planning);
     return;
   }
-  const claim = claimFor(sts, rep.data.database.volumeName, pod);
+  const claim = claimFor(sts, db.volumeName, pod);
   if (!claim) {
     finish(
       ctx,
       "Failed",
       "VolumeNotAClaim",
-      `volume ${rep.data.database.volumeName} of ${what} is not a PersistentVolumeClaim`,
+      `volume ${db.volumeName} of ${what} is not a PersistentVolumeClaim`,
     );
     return;
   }
   s.claimName = claim;
-  s.backupPath = backupPathFor(rep.data.database.path, obs.name);
+  s.backupPath = backupPathFor(db.path, obs.name);
   ctx.actions.push({ kind: "createJob", step: "plan" });
   enter(ctx, "Planning", planning);
 }

@@ -8,12 +8,15 @@
  */
 import {
   API_VERSION,
+  type SingleDatabaseSpec,
   SQLITE_REPLICA_PLURAL,
   SQLITE_RESTORE_PLURAL,
   SqliteReplicaSpec,
   SqliteRestoreSpec,
   type SqliteRestoreStatus,
+  selectDatabase,
   type WorkloadRef,
+  withDatabase,
   workloadOf,
 } from "../../api/v1alpha1/index.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -204,7 +207,7 @@ export class SqliteRestoreReconciler {
    * The claim the database is on when it is a pod volume's (a Deployment's), for the new claim to
    * copy its size, class and access modes; undefined for a volumeClaimTemplate or a missing claim.
    */
-  async #sourceClaim(ns: string, sts: WorkloadObject, replica: SqliteReplicaSpec) {
+  async #sourceClaim(ns: string, sts: WorkloadObject, replica: SingleDatabaseSpec) {
     const vol = (sts.spec?.template?.spec?.volumes ?? []).find((v) => v.name === replica.database.volumeName);
     const claim = vol?.persistentVolumeClaim?.claimName;
     if (!claim) return undefined;
@@ -292,8 +295,11 @@ export class SqliteRestoreReconciler {
     const replicaObj = await client.get<{ spec?: unknown }>(
       crPath(ns, SQLITE_REPLICA_PLURAL, spec.sqliteReplicaName),
     );
-    const replica = SqliteReplicaSpec.parse(replicaObj.spec);
-    if (!sts) return;
+    const all = SqliteReplicaSpec.parse(replicaObj.spec);
+    const db = selectDatabase(all, spec.database, spec.sqliteReplicaName);
+    // Admission checked the database; one removed from the SqliteReplica since fails its next look.
+    if (!sts || "problem" in db) return;
+    const replica = withDatabase(all, db);
     const restore = { name, namespace: ns, uid: obj.metadata?.uid ?? "" };
     const create = async (path: string, body: unknown) => {
       try {
@@ -318,9 +324,10 @@ export class SqliteRestoreReconciler {
       return;
     }
     const target = resolveTarget(replica, sts);
-    const mount = isTargetProblem(target)
-      ? { mountPath: replica.database.path.replace(/\/[^/]*$/, "") }
-      : { mountPath: target.mountPath, ...(target.subPath ? { subPath: target.subPath } : {}) };
+    const found = isTargetProblem(target) ? undefined : target.mounts[0];
+    const mount = found
+      ? { mountPath: found.mountPath, ...(found.subPath ? { subPath: found.subPath } : {}) }
+      : { mountPath: replica.database.path.replace(/\/[^/]*$/, "") };
     const podSpec = sts.spec?.template?.spec;
     const identity = isTargetProblem(target)
       ? appIdentity(podSpec, replica.appContainer ?? podSpec?.containers?.[0]?.name ?? "")

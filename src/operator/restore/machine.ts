@@ -24,6 +24,7 @@ import {
   type RestorePhase,
   SqliteReplicaSpec,
   SqliteRestoreSpec,
+  selectDatabase,
 } from "../../api/v1alpha1/index.ts";
 import { admit } from "./admit.ts";
 import { type Ctx, fail } from "./context.ts";
@@ -71,7 +72,8 @@ export function decide(obs: Observed): Decision {
     return done(ctx);
   }
   const rep = SqliteReplicaSpec.safeParse(obs.replica);
-  const dbPath = rep.success ? rep.data.database.path : undefined;
+  const db = rep.success ? selectDatabase(rep.data, spec.database, spec.sqliteReplicaName) : undefined;
+  const dbPath = db && !("problem" in db) ? db.path : undefined;
   PHASES[phase]?.(ctx, spec, dbPath);
   return done(ctx);
 }

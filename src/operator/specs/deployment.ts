@@ -11,7 +11,7 @@
  * - the database on a PersistentVolumeClaim (`VolumeNotAClaim`): the file must outlive the pod for
  *   restore-on-start to mean anything, and a SqliteRestore InPlace restores onto that claim.
  */
-import type { SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
+import { databaseField, databasesOf, type SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
 import type { Deployment } from "../kube/types.ts";
 import type { TargetProblem } from "./statefulset.ts";
 
@@ -37,15 +37,17 @@ export function deploymentProblem(dep: Deployment, spec: SqliteReplicaSpec): Tar
         "one still writes the database; set spec.strategy.type: Recreate",
     };
   }
-  const vol = (dep.spec?.template?.spec?.volumes ?? []).find((v) => v.name === spec.database.volumeName);
-  if (vol && !vol.persistentVolumeClaim) {
-    return {
-      reason: "VolumeNotAClaim",
-      field: "spec.database.volumeName",
-      message:
-        `volume ${vol.name} of Deployment ${name} is not a PersistentVolumeClaim: the database would not ` +
-        "outlive its pod; put it on a claim",
-    };
+  for (const [i, db] of databasesOf(spec).entries()) {
+    const vol = (dep.spec?.template?.spec?.volumes ?? []).find((v) => v.name === db.volumeName);
+    if (vol && !vol.persistentVolumeClaim) {
+      return {
+        reason: "VolumeNotAClaim",
+        field: `${databaseField(spec, i)}.volumeName`,
+        message:
+          `volume ${vol.name} of Deployment ${name} is not a PersistentVolumeClaim: the database ${db.path} ` +
+          "would not outlive its pod; put it on a claim",
+      };
+    }
   }
   return undefined;
 }

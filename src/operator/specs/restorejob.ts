@@ -23,7 +23,7 @@
  */
 import { createHash } from "node:crypto";
 import path from "node:path";
-import type { SqliteReplicaSpec, SqliteRestoreSpec } from "../../api/v1alpha1/index.ts";
+import type { SingleDatabaseSpec, SqliteRestoreSpec } from "../../api/v1alpha1/index.ts";
 import { tryParseGoDuration } from "../../shared/duration.ts";
 import { hex8 } from "../../shared/format.ts";
 import type { Container, EnvVar, Volume, VolumeMount } from "../kube/types.ts";
@@ -60,7 +60,8 @@ export interface RestoreJobInput {
   step: JobStep;
   restore: { name: string; namespace: string; uid: string };
   spec: SqliteRestoreSpec;
-  replica: SqliteReplicaSpec;
+  /** The SqliteReplica's spec narrowed to the database restored (withDatabase). */
+  replica: SingleDatabaseSpec;
   /** The SqliteReplica's workload (StatefulSet or Deployment). */
   sts: WorkloadObject;
   /** The replica's name: the pod's (InPlace, also whose claim is restored), or a Deployment's. */

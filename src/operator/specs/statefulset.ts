@@ -10,6 +10,9 @@
  */
 import path from "node:path";
 import {
+  type DatabaseEntry,
+  databaseField,
+  databasesOf,
   describeWorkload,
   metricsPort,
   type SqliteReplicaSpec,
@@ -36,14 +39,20 @@ import {
 import { type AppIdentity, appIdentity } from "./security.ts";
 import { claimTemplates, fixedReplicaName, type WorkloadObject } from "./workload.ts";
 
-/** Where the database lives in the pod, resolved from the StatefulSet. */
-export interface Target {
-  appContainer: string;
+/** The app container's mount of the volume that holds a database. */
+export interface DataMount {
   volumeName: string;
   /** The app container's mountPath of the volume; the database path is under it. */
   mountPath: string;
   /** The mount's subPath, if the app mounts part of the volume. */
   subPath?: string;
+}
+
+/** Where the databases live in the pod, resolved from the StatefulSet. */
+export interface Target {
+  appContainer: string;
+  /** One per database of the spec, in its order (databasesOf). */
+  mounts: DataMount[];
   /** The app container's effective user and group (security.ts); the replicator runs as them. */
   identity: AppIdentity;
   /** The replica's fixed name (a Deployment's, workload.ts); unset: each pod's own name. */
@@ -90,33 +99,11 @@ export function resolveTarget(spec: SqliteReplicaSpec, sts: WorkloadObject): Tar
       message: `${what} has no container ${JSON.stringify(spec.appContainer ?? "")}`,
     };
   }
-  const vol = spec.database.volumeName;
-  const inTemplates = (claimTemplates(sts) ?? []).some((t) => t.metadata?.name === vol);
-  const inVolumes = (podSpec?.volumes ?? []).some((v) => v.name === vol);
-  if (!inTemplates && !inVolumes) {
-    return {
-      reason: "VolumeNotFound",
-      field: "spec.database.volumeName",
-      message: `${what} has no ${ref.kind === "StatefulSet" ? "volumeClaimTemplate or " : ""}volume named ${vol}`,
-    };
-  }
-  const mount = (app.volumeMounts ?? []).find((m) => m.name === vol && !m.subPathExpr);
-  if (!mount) {
-    return {
-      reason: "VolumeNotMounted",
-      field: "spec.database.volumeName",
-      message: `container ${app.name} does not mount volume ${vol} (without subPathExpr)`,
-    };
-  }
-  const dir = mount.mountPath.replace(/\/+$/, "");
-  // The schema refuses `.`/`..` segments; checked here too, so that no path can climb out of the volume.
-  const normal = path.posix.normalize(spec.database.path) === spec.database.path;
-  if (!normal || !spec.database.path.startsWith(`${dir}/`)) {
-    return {
-      reason: "PathOutsideVolume",
-      field: "spec.database.path",
-      message: `${spec.database.path} is not under ${mount.mountPath}, where container ${app.name} mounts ${vol}`,
-    };
+  const mounts: DataMount[] = [];
+  for (const [i, db] of databasesOf(spec).entries()) {
+    const m = resolveMount(db, databaseField(spec, i), app, sts, what, ref.kind);
+    if ("reason" in m) return m;
+    mounts.push(m);
   }
   const ours = new Set([SIDECAR_CONTAINER, RESTORE_CONTAINER]);
   // Walship's own containers carry the hash annotation beside them; others of those names are not ours.
@@ -152,11 +139,53 @@ export function resolveTarget(spec: SqliteReplicaSpec, sts: WorkloadObject): Tar
   }
   return {
     appContainer: app.name,
+    mounts,
+    identity: appIdentity(podSpec, app.name),
+    ...(fixedReplicaName(ref) ? { replicaName: fixedReplicaName(ref) } : {}),
+  };
+}
+
+/** The app container's mount that holds database `db` (`field` names it in the spec). */
+function resolveMount(
+  db: DatabaseEntry,
+  field: string,
+  app: Container,
+  sts: WorkloadObject,
+  what: string,
+  kind: WorkloadRef["kind"],
+): DataMount | TargetProblem {
+  const vol = db.volumeName;
+  const inTemplates = (claimTemplates(sts) ?? []).some((t) => t.metadata?.name === vol);
+  const inVolumes = (sts.spec?.template?.spec?.volumes ?? []).some((v) => v.name === vol);
+  if (!inTemplates && !inVolumes) {
+    return {
+      reason: "VolumeNotFound",
+      field: `${field}.volumeName`,
+      message: `${what} has no ${kind === "StatefulSet" ? "volumeClaimTemplate or " : ""}volume named ${vol}`,
+    };
+  }
+  const mount = (app.volumeMounts ?? []).find((m) => m.name === vol && !m.subPathExpr);
+  if (!mount) {
+    return {
+      reason: "VolumeNotMounted",
+      field: `${field}.volumeName`,
+      message: `container ${app.name} does not mount volume ${vol} (without subPathExpr)`,
+    };
+  }
+  const dir = mount.mountPath.replace(/\/+$/, "");
+  // The schema refuses `.`/`..` segments; checked here too, so that no path can climb out of the volume.
+  const normal = path.posix.normalize(db.path) === db.path;
+  if (!normal || !db.path.startsWith(`${dir}/`)) {
+    return {
+      reason: "PathOutsideVolume",
+      field: `${field}.path`,
+      message: `${db.path} is not under ${mount.mountPath}, where container ${app.name} mounts ${vol}`,
+    };
+  }
+  return {
     volumeName: vol,
     mountPath: mount.mountPath,
     ...(mount.subPath ? { subPath: mount.subPath } : {}),
-    identity: appIdentity(podSpec, app.name),
-    ...(fixedReplicaName(ref) ? { replicaName: fixedReplicaName(ref) } : {}),
   };
 }
 
@@ -227,13 +256,22 @@ export function credentialMounts(spec: SqliteReplicaSpec): VolumeMount[] {
     }));
 }
 
+/** The data mounts, each once (databases on one mount share it). */
+export function dataMounts(target: Pick<Target, "mounts">): VolumeMount[] {
+  const seen = new Set<string>();
+  const out: VolumeMount[] = [];
+  for (const m of target.mounts) {
+    const key = `${m.volumeName}\n${m.mountPath}\n${m.subPath ?? ""}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ name: m.volumeName, mountPath: m.mountPath, ...(m.subPath ? { subPath: m.subPath } : {}) });
+  }
+  return out;
+}
+
 function buildMounts(spec: SqliteReplicaSpec, target: Target): VolumeMount[] {
   return [
-    {
-      name: target.volumeName,
-      mountPath: target.mountPath,
-      ...(target.subPath ? { subPath: target.subPath } : {}),
-    },
+    ...dataMounts(target),
     { name: CONFIG_VOLUME, mountPath: CONFIG_DIR, readOnly: true },
     ...spec.destinations
       .filter((d) => d.file)
@@ -296,7 +334,15 @@ export function buildRestoreContainer(
   if (!policy) return undefined;
   return walshipContainer(spec, target.identity, opts, {
     name: RESTORE_CONTAINER,
-    command: ["walship", "restore", "-config", CONFIG_PATH, ...policy, spec.database.path],
+    // One run for every database, in the spec's order (the CLI takes several paths with -config).
+    command: [
+      "walship",
+      "restore",
+      "-config",
+      CONFIG_PATH,
+      ...policy,
+      ...databasesOf(spec).map((d) => d.path),
+    ],
     env: buildEnv(target.replicaName),
     volumeMounts: buildMounts(spec, target),
     resources: restoreResources(spec),
