@@ -15,7 +15,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults torture deploy-check bench-crypto
+.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults torture deploy-check bench-crypto bench-startup
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -139,6 +139,10 @@ clean: ## remove build output (the component cache under $(WALSHIP_CACHE) stays)
 bench: deps build ## compare walship with litestream v0.3.13 (lag, throughput, CPU, memory, snapshot, restore)
 	test/infra/install minio litestream etcd kubernetes
 	$(NODE) bench/run.ts
+
+bench-startup: deps build ## how long `version` and a small restore take from exec to exit, against litestream v0.3.13
+	test/infra/install litestream
+	$(NODE) bench/startup.ts
 
 bench-crypto: deps build ## the CPU cost of age encryption per GiB of WAL (pipeline and end to end, a few minutes)
 	test/infra/install minio

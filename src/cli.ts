@@ -4,28 +4,42 @@
  * One file per command in cli/ (as Litestream's cmd/): replicate.ts, restore.ts, list.ts (snapshots,
  * generations, wal, databases), operator.ts, version.ts; what they share is in cli/common.ts.
  */
-import { type Command, closeClients } from "./cli/common.ts";
-import { databasesCommand, generationsCommand, snapshotsCommand, walCommand } from "./cli/list.ts";
-import { runOperatorCommand } from "./cli/operator.ts";
-import { replicateCommand } from "./cli/replicate.ts";
-import { restoreCommand } from "./cli/restore.ts";
-import { versionCommand } from "./cli/version.ts";
+import { closeClients } from "./cli/clients.ts";
+import type { Command } from "./cli/common.ts";
 import { describeError, ErrorCodes, WalshipError } from "./shared/errors.ts";
 import { flagHelp, parseFlags } from "./shared/flags.ts";
-import type { Logger } from "./shared/log.ts";
 
-export { splitShellWords } from "./cli/replicate.ts";
-export { parseTimestamp } from "./cli/restore.ts";
-export { VERSION } from "./cli/version.ts";
-
-const commands: Record<string, Command> = {
-  replicate: replicateCommand,
-  restore: restoreCommand,
-  snapshots: snapshotsCommand,
-  generations: generationsCommand,
-  wal: walCommand,
-  databases: databasesCommand,
-  version: versionCommand,
+/**
+ * Each command's one-line summary, and its module, loaded only when it runs: `walship version` reads
+ * no replicator code, and a restore from a file replica no cloud SDK (the start-up figures are in
+ * docs/benchmarks.md).
+ */
+const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  replicate: {
+    summary: "stream databases' WAL to their destinations",
+    load: async () => (await import("./cli/replicate.ts")).replicateCommand,
+  },
+  restore: {
+    summary: "restore a database from a destination",
+    load: async () => (await import("./cli/restore.ts")).restoreCommand,
+  },
+  snapshots: {
+    summary: "list snapshots",
+    load: async () => (await import("./cli/list.ts")).snapshotsCommand,
+  },
+  generations: {
+    summary: "list generations",
+    load: async () => (await import("./cli/list.ts")).generationsCommand,
+  },
+  wal: { summary: "list WAL segments", load: async () => (await import("./cli/list.ts")).walCommand },
+  databases: {
+    summary: "list the databases in the config",
+    load: async () => (await import("./cli/list.ts")).databasesCommand,
+  },
+  version: {
+    summary: "print the version",
+    load: async () => (await import("./cli/version.ts")).versionCommand,
+  },
 };
 
 function usage(): string {
@@ -59,14 +73,15 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${usage()}\n`);
     return name ? 0 : 1;
   }
-  if (name === "-version" || name === "--version") return commands.version!.run({}, []);
-  if (name === "operator") return runOperatorCommand(rest);
-  const cmd = commands[name];
-  if (!cmd) {
+  if (name === "-version" || name === "--version") return (await commands.version!.load()).run({}, []);
+  if (name === "operator") return (await import("./cli/operator.ts")).runOperatorCommand(rest);
+  const entry = commands[name];
+  if (!entry) {
     // Exit 1, as Litestream does for an unknown command.
     process.stderr.write(`walship ${name}: unknown command [${ErrorCodes.USAGE}]\n\n${usage()}\n`);
     return 1;
   }
+  const cmd = await entry.load();
   try {
     const { values, args } = parseFlags(name, cmd.flags, rest);
     return await cmd.run(values, args);
@@ -84,5 +99,3 @@ export async function main(argv: string[]): Promise<number> {
     closeClients();
   }
 }
-
-export type { Logger };

@@ -161,7 +161,7 @@ export const pitr: TorturePart = {
         expandEnv: true,
         env: { ...process.env, ...(await ctx.toolEnv()) },
       });
-      const client = createReplicaClient(config.dbs[0]!.replicas[0]!, "replicas[0]");
+      const client = await createReplicaClient(config.dbs[0]!.replicas[0]!, "replicas[0]");
       const clients = [{ name: dest.name, client }];
 
       // 1. Every stamped commit position, and the stamp of each application commit.

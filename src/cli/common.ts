@@ -15,13 +15,13 @@ import {
   replicaFromUrl,
 } from "../replicator/config.ts";
 import type { NamedClient } from "../replicator/restore.ts";
-import type { ReplicaClient } from "../replicator/storage/client.ts";
 import { ErrorCodes, WalshipError } from "../shared/errors.ts";
 import type { FlagSpec } from "../shared/flags.ts";
 import type { LogFormat } from "../shared/log.ts";
+import { opened } from "./clients.ts";
 
+/** A command's help and its run; its one-line summary is in cli.ts (read without loading it). */
 export interface Command {
-  summary: string;
   usage: string;
   description: string;
   flags: FlagSpec[];
@@ -44,13 +44,6 @@ export const replicaFlag: FlagSpec = {
   help: "only this destination",
 };
 export const jsonFlag: FlagSpec = { name: "json", type: "boolean", help: "print JSON instead of a table" };
-
-/** The clients a read command opened: closed when it ends (an SSH connection would keep the process up). */
-export const opened: ReplicaClient[] = [];
-
-export function closeClients(): void {
-  for (const c of opened.splice(0)) c.close?.();
-}
 
 export async function readConfig(flags: Record<string, string | boolean | undefined>): Promise<Config> {
   const file = typeof flags.config === "string" ? flags.config : defaultConfigPath(process.env);
@@ -92,11 +85,12 @@ export async function resolveTarget(
     if (replicas.length === 0)
       throw new WalshipError(ErrorCodes.USAGE, `no replica named "${flags.replica}"`);
   }
-  const clients = replicas.map((r, i) => {
-    const client = createReplicaClient(r, `replicas[${i}]`);
+  const clients: NamedClient[] = [];
+  for (const [i, r] of replicas.entries()) {
+    const client = await createReplicaClient(r, `replicas[${i}]`);
     opened.push(client);
-    return { name: r.name, client };
-  });
+    clients.push({ name: r.name, client });
+  }
   return { clients, replicas, ...(dbPath ? { dbPath } : {}) };
 }
 

@@ -10,7 +10,6 @@ import { isoSeconds } from "../shared/format.ts";
 import { type Command, configFlags, jsonFlag, readConfig, replicaFlag, resolveTarget } from "./common.ts";
 
 export const snapshotsCommand: Command = {
-  summary: "list snapshots",
   usage: "walship snapshots [flags] DB_PATH|REPLICA_URL",
   description: "Lists the snapshots of every generation, sorted by generation and index.",
   flags: [...configFlags, replicaFlag, jsonFlag],
@@ -18,7 +17,6 @@ export const snapshotsCommand: Command = {
 };
 
 export const generationsCommand: Command = {
-  summary: "list generations",
   usage: "walship generations [flags] DB_PATH|REPLICA_URL",
   description: "Lists generations with their time span and how far each lags the database.",
   flags: [...configFlags, replicaFlag, jsonFlag],
@@ -26,7 +24,6 @@ export const generationsCommand: Command = {
 };
 
 export const walCommand: Command = {
-  summary: "list WAL segments",
   usage: "walship wal [flags] DB_PATH|REPLICA_URL",
   description: "Lists WAL segments, sorted by generation, index and offset.",
   flags: [
@@ -39,7 +36,6 @@ export const walCommand: Command = {
 };
 
 export const databasesCommand: Command = {
-  summary: "list the databases in the config",
   usage: "walship databases [flags]",
   description: "Lists each configured database and its destinations.",
   flags: [...configFlags, jsonFlag],

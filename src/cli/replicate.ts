@@ -11,7 +11,6 @@ import { type Command, configFlags, logFormat, readConfig } from "./common.ts";
 import { VERSION } from "./version.ts";
 
 export const replicateCommand: Command = {
-  summary: "stream databases' WAL to their destinations",
   usage: "walship replicate [flags] [DB_PATH REPLICA_URL [REPLICA_URL...]]",
   description:
     "Runs until SIGTERM or SIGINT, then syncs once more and exits 0. With DB_PATH and URLs no config file\n" +

@@ -16,7 +16,6 @@ import { createLogger, type Logger } from "../shared/log.ts";
 import { type Command, configFlags, logFormat, replicaFlag, resolveTarget } from "./common.ts";
 
 export const restoreCommand: Command = {
-  summary: "restore a database from a destination",
   usage: "walship restore [flags] DB_PATH...|REPLICA_URL",
   description:
     "Restores the latest state, an index, or the state at a time. The result is checked with\n" +

@@ -5,7 +5,6 @@ import type { Command } from "./common.ts";
 export const VERSION = packageVersion();
 
 export const versionCommand: Command = {
-  summary: "print the version",
   usage: "walship version",
   description: "Prints the version of this build.",
   flags: [],

@@ -33,7 +33,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
   /** Destinations whose retention deletes: their credentials must be able to. */
   const retaining: Replica[] = [];
   const sealed: Array<{ db: Db; name: string; client: SealedReplicaClient }> = [];
-  config.dbs.forEach((dc, i) => {
+  for (const [i, dc] of config.dbs.entries()) {
     const db = new Db(dc.path, {
       ...(dc.metaPath ? { metaPath: dc.metaPath } : {}),
       monitorIntervalMs: dc.monitorIntervalMs,
@@ -45,8 +45,8 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
       log,
     });
     dbs.push(db);
-    dc.replicas.forEach((rc, j) => {
-      const client = createReplicaClient(rc, `dbs[${i}].replicas[${j}]`, { log, writing: true });
+    for (const [j, rc] of dc.replicas.entries()) {
+      const client = await createReplicaClient(rc, `dbs[${i}].replicas[${j}]`, { log, writing: true });
       sealed.push({ db, name: rc.name, client });
       const replica = new Replica(db, client, {
         name: rc.name,
@@ -70,8 +70,8 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
         },
         "replicating to",
       );
-    });
-  });
+    }
+  }
   await checkAccess(retaining, log);
   await checkSealing(sealed, log);
   const ac = new AbortController();

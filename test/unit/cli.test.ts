@@ -6,7 +6,8 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
-import { parseTimestamp, splitShellWords } from "../../src/cli.ts";
+import { splitShellWords } from "../../src/cli/replicate.ts";
+import { parseTimestamp } from "../../src/cli/restore.ts";
 import { parseFlags, table } from "../../src/shared/flags.ts";
 import { sleep, startReplicator, WALSHIP, walship } from "../helpers/walship.ts";
 

@@ -1,17 +1,15 @@
 /**
  * The storage client a destination's config asks for: each client takes its own options, and this
- * maps the config's settings onto them (storage/ never reads the config).
+ * maps the config's settings onto them (storage/ never reads the config). Each kind's module (and its
+ * SDK: the AWS SDK alone takes about half a second to load) is imported only when a destination of
+ * that kind is used, so a command on a file replica starts without any cloud SDK.
  */
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
-import { AbsReplicaClient, type AbsReplicaClientOptions } from "../storage/abs.ts";
-import { workloadIdentityFromEnv } from "../storage/azure-token.ts";
+import type { AbsReplicaClientOptions } from "../storage/abs.ts";
 import type { ReplicaClient } from "../storage/client.ts";
-import { FileReplicaClient } from "../storage/file.ts";
-import { GcsReplicaClient } from "../storage/gcs.ts";
-import { S3ReplicaClient } from "../storage/s3.ts";
 import { SealedReplicaClient, sealingFor } from "../storage/sealed.ts";
-import { SftpReplicaClient, type SftpReplicaClientOptions } from "../storage/sftp.ts";
+import type { SftpReplicaClientOptions } from "../storage/sftp.ts";
 import type { AbsSettings, ReplicaConfig, SftpSettings } from "./types.ts";
 
 /**
@@ -19,26 +17,26 @@ import type { AbsSettings, ReplicaConfig, SftpSettings } from "./types.ts";
  * plaintext otherwise, and either way refusing objects of the other form. `writing`: for the
  * replicator, whose age keys must include recipients.
  */
-export function createReplicaClient(
+export async function createReplicaClient(
   cfg: ReplicaConfig,
   where: string,
   opts: { log?: Logger; env?: NodeJS.ProcessEnv; writing?: boolean } = {},
-): SealedReplicaClient {
-  return new SealedReplicaClient(
-    destinationClient(cfg, where, opts),
-    sealingFor(cfg.age, where, opts.writing ?? false),
-  );
+): Promise<SealedReplicaClient> {
+  // The sealing is checked first: a key problem is reported before any SDK loads.
+  const sealing = sealingFor(cfg.age, where, opts.writing ?? false);
+  return new SealedReplicaClient(await destinationClient(cfg, where, opts), sealing);
 }
 
-function destinationClient(
+async function destinationClient(
   cfg: ReplicaConfig,
   where: string,
   opts: { log?: Logger; env?: NodeJS.ProcessEnv },
-): ReplicaClient {
+): Promise<ReplicaClient> {
   const env = opts.env ?? process.env;
   switch (cfg.type) {
     case "file": {
       if (!cfg.file?.path) throw new WalshipError(ErrorCodes.CONFIG, `${where}: file replica needs a path`);
+      const { FileReplicaClient } = await import("../storage/file.ts");
       return new FileReplicaClient(cfg.file.path);
     }
     case "s3": {
@@ -47,11 +45,13 @@ function destinationClient(
           details: { path: `${where}.bucket` },
         });
       }
+      const { S3ReplicaClient } = await import("../storage/s3.ts");
       return new S3ReplicaClient(cfg.s3);
     }
     case "gcs": {
       const g = cfg.gcs;
       if (!g?.bucket) throw needs(where, "gcs", "bucket");
+      const { GcsReplicaClient } = await import("../storage/gcs.ts");
       return new GcsReplicaClient({
         bucket: g.bucket,
         path: g.path,
@@ -64,12 +64,21 @@ function destinationClient(
     case "abs": {
       const a = cfg.abs;
       if (!a?.bucket) throw needs(where, "abs", "bucket");
-      return new AbsReplicaClient({ ...absCredentials(a, env), container: a.bucket, path: a.path });
+      const [{ AbsReplicaClient }, { workloadIdentityFromEnv }] = await Promise.all([
+        import("../storage/abs.ts"),
+        import("../storage/azure-token.ts"),
+      ]);
+      return new AbsReplicaClient({
+        ...absCredentials(a, env, workloadIdentityFromEnv),
+        container: a.bucket,
+        path: a.path,
+      });
     }
     case "sftp": {
       const s = cfg.sftp;
       if (!s?.host) throw needs(where, "sftp", "host");
       if (!s.user) throw needs(where, "sftp", "user");
+      const { SftpReplicaClient } = await import("../storage/sftp.ts");
       return new SftpReplicaClient(sftpOptions(s, opts.log));
     }
     default:
@@ -93,6 +102,7 @@ function needs(where: string, type: string, key: string): WalshipError {
 function absCredentials(
   a: AbsSettings,
   env: NodeJS.ProcessEnv,
+  workloadIdentityFromEnv: (env: NodeJS.ProcessEnv) => AbsReplicaClientOptions["workloadIdentity"],
 ): Omit<AbsReplicaClientOptions, "container" | "path"> {
   const out: Omit<AbsReplicaClientOptions, "container" | "path"> = {};
   if (a.accountName !== undefined) out.accountName = a.accountName;
