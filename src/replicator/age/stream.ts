@@ -18,10 +18,21 @@
  */
 import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
-import { Decrypter, Encrypter } from "age-encryption";
+import type * as AgeLib from "age-encryption";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 
 /** The first line of every age v1 file. */
+let lib: Promise<typeof AgeLib> | undefined;
+
+/**
+ * The age library, loaded on the first header written or read: about 100 ms of start-up (it brings
+ * @noble/curves) that a plaintext replica never needs. Only its header code is used here.
+ */
+function ageLib(): Promise<typeof AgeLib> {
+  lib ??= import("age-encryption");
+  return lib;
+}
+
 export const AGE_INTRO = Buffer.from("age-encryption.org/v1\n");
 /** The LZ4 frame magic, little-endian: what a plaintext Litestream object starts with. */
 export const LZ4_MAGIC = Buffer.from([0x04, 0x22, 0x4d, 0x18]);
@@ -86,6 +97,7 @@ function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): Buffer {
  */
 export async function newAgeFile(recipients: readonly string[]): Promise<{ prefix: Buffer; key: Buffer }> {
   if (recipients.length === 0) throw new Error("age: no recipients");
+  const { Encrypter } = await ageLib();
   const e = new Encrypter();
   for (const r of recipients) e.addRecipient(r);
   let fileKey: Uint8Array | undefined;
@@ -284,6 +296,7 @@ class AgeDecryptTransform extends Transform {
         throw decryptError(ErrorCodes.CORRUPT, this.#opts.what, `age header longer than ${MAX_HEADER} bytes`);
       return undefined;
     }
+    const { Decrypter } = await ageLib();
     const d = new Decrypter();
     for (const id of this.#opts.identities) d.addIdentity(id);
     let fileKey: Uint8Array;

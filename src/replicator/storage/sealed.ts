@@ -19,7 +19,7 @@
  */
 import type { Readable, Transform } from "node:stream";
 import { ErrorCodes, isNotFound, WalshipError } from "../../shared/errors.ts";
-import { type AgeKeyring, type AgeSettings, ageKeySource } from "../age/keys.ts";
+import type { AgeKeyring, AgeSettings } from "../age/keys.ts";
 import {
   ageDecryptor,
   ageEncryptor,
@@ -49,9 +49,14 @@ export type Sealing =
  */
 export function sealingFor(age: AgeSettings | undefined, where: string, writing: boolean): Sealing {
   if (!age) return { mode: "plain" };
+  // keys.ts (and the age library it loads) only for a replica with age: (start-up, docs/benchmarks.md).
+  let source: Promise<() => Promise<AgeKeyring>> | undefined;
   return {
     mode: "age",
-    keys: ageKeySource(age, `${where}.age`, { writing }),
+    keys: async () => {
+      source ??= import("../age/keys.ts").then((m) => m.ageKeySource(age, `${where}.age`, { writing }));
+      return (await source)();
+    },
     allowPlaintextGenerations: age.allowPlaintextGenerations,
   };
 }

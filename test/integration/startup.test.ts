@@ -1,0 +1,124 @@
+/**
+ * What a command loads: `walship version` and a restore from a plaintext file replica load no cloud
+ * SDK, no Kubernetes client and no age library (each costs hundreds of milliseconds of start-up:
+ * docs/benchmarks.md "Start-up"); a restore from an age replica does load the age library, which
+ * shows the trace sees what it should. The trace is a real module resolve hook (node:module
+ * registerHooks) in the real CLI process, listing every module it resolves.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { generateX25519Identity, identityToRecipient } from "age-encryption";
+import Database from "better-sqlite3";
+import { ROOT, sleep, startReplicator, writeConfig } from "../helpers/walship.ts";
+
+const dir = mkdtempSync(path.join(os.tmpdir(), "walship-startup-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const HOOKS = path.join(dir, "trace-hooks.mjs");
+writeFileSync(
+  HOOKS,
+  `import { registerHooks } from "node:module";
+import { appendFileSync } from "node:fs";
+registerHooks({
+  resolve(specifier, context, next) {
+    const r = next(specifier, context);
+    appendFileSync(process.env.WALSHIP_TRACE_MODULES, r.url + "\\n");
+    return r;
+  },
+});
+`,
+);
+const node = spawnSync(path.join(ROOT, "scripts/ensure-node"), ["--no-install"], {
+  encoding: "utf8",
+}).stdout.trim();
+
+/** Runs `node dist/main.js ARGS` (as the image does) with the trace; returns the packages it loaded. */
+function packagesLoaded(args: string[]): Set<string> {
+  const trace = path.join(dir, `trace-${Math.random().toString(16).slice(2)}`);
+  writeFileSync(trace, "");
+  const r = spawnSync(node, ["--import", HOOKS, path.join(ROOT, "dist/main.js"), ...args], {
+    encoding: "utf8",
+    env: { ...process.env, WALSHIP_TRACE_MODULES: trace },
+  });
+  assert.equal(r.status, 0, `walship ${args.join(" ")}: ${r.stderr}`);
+  const out = new Set<string>();
+  for (const url of readFileSync(trace, "utf8").split("\n")) {
+    const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
+    if (m) out.add(m[1]!);
+  }
+  return out;
+}
+
+const HEAVY =
+  /^(@aws-sdk|@smithy|@kubernetes|@azure|@google-cloud|google-auth-library|ssh2|age-encryption|@noble)/;
+const heavy = (pkgs: Set<string>) => [...pkgs].filter((p) => HEAVY.test(p)).sort();
+
+/** A small database replicated to `replica` with `config` (a file destination), stopped cleanly. */
+async function replicated(name: string, replicaKeys: string): Promise<string> {
+  const db = path.join(dir, `${name}.db`);
+  const d = new Database(db);
+  d.pragma("journal_mode = WAL");
+  d.exec("CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3);");
+  const cfg = writeConfig(
+    dir,
+    `dbs:\n  - path: ${db}\n    replicas:\n      - type: file\n        path: ${path.join(dir, `${name}-replica`)}\n        sync-interval: 100ms\n${replicaKeys}`,
+    `${name}.yml`,
+  );
+  const rep = startReplicator(["-config", cfg]);
+  await sleep(1500);
+  assert.equal(await rep.stop(), 0, rep.output());
+  d.close();
+  return cfg;
+}
+
+describe("start-up: what each command loads (a real resolve hook in the real CLI)", () => {
+  let plainCfg: string;
+  let ageCfg: string;
+
+  before(async () => {
+    plainCfg = await replicated("plain", "");
+    const identity = await generateX25519Identity();
+    const recipient = await identityToRecipient(identity);
+    ageCfg = await replicated(
+      "sealed",
+      `        age:\n          identities: ['${identity}']\n          recipients: ['${recipient}']\n`,
+    );
+  });
+
+  it("version loads no SDK, no Kubernetes client, no age library", () => {
+    assert.deepEqual(heavy(packagesLoaded(["version"])), []);
+  });
+
+  it("a restore from a plaintext file replica loads none of them either", () => {
+    const pkgs = packagesLoaded([
+      "restore",
+      "-config",
+      plainCfg,
+      "-o",
+      path.join(dir, "out-plain.db"),
+      path.join(dir, "plain.db"),
+    ]);
+    assert.deepEqual(heavy(pkgs), []);
+    assert.ok(pkgs.has("better-sqlite3"), "the trace sees the packages the restore does load");
+  });
+
+  it("a restore from an age replica loads the age library (the trace sees it)", () => {
+    const pkgs = packagesLoaded([
+      "restore",
+      "-config",
+      ageCfg,
+      "-o",
+      path.join(dir, "out-sealed.db"),
+      path.join(dir, "sealed.db"),
+    ]);
+    assert.ok(pkgs.has("age-encryption"), [...pkgs].join(" "));
+    assert.deepEqual(
+      heavy(pkgs).filter((p) => !/^(age-encryption|@noble)/.test(p)),
+      [],
+    );
+  });
+});
