@@ -3,6 +3,7 @@
  * the part contract, one config both Walship and stock Litestream v0.3.13 read, the replicator and
  * application processes, and the checks a restored database must pass.
  */
+
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,6 +13,7 @@ import { type Minio, startMinio } from "../test/helpers/minio.ts";
 import { type ManagedProcess, runCommand, spawnManaged, waitFor } from "../test/helpers/proc.ts";
 import { logicalHashOf, rng } from "../test/helpers/sqlite.ts";
 import type { AppOptions } from "./app.ts";
+import type { MemoryGroup } from "./memcg.ts";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -163,12 +165,11 @@ export async function startReplicator(
   ctx: TortureCtx,
   cfg: string,
   logFile: string,
+  group?: MemoryGroup,
 ): Promise<ManagedProcess> {
-  return spawnManaged(ctx.walship, ["replicate", "-log-format", "json", "-config", cfg], {
-    name: "walship",
-    logFile,
-    env: await ctx.toolEnv(),
-  });
+  const argv = ["replicate", "-log-format", "json", "-config", cfg];
+  const run = group ? group.wrap(ctx.walship, argv) : { cmd: ctx.walship, args: argv };
+  return spawnManaged(run.cmd, run.args, { name: "walship", logFile, env: await ctx.toolEnv() });
 }
 
 /** The torture application (torture/app.ts) in its own process; it says it is ready in `<logFile>.ready`. */

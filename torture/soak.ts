@@ -9,7 +9,13 @@
  * descriptors up by more than 16, RSS more than doubled plus 64 MiB, or the lag's p99 at the end
  * above max(2 s, 4 x the start's).
  *
- * Knobs: TORTURE_SOAK_MINUTES (180), TORTURE_SOAK_TPS (20), TORTURE_SOAK_SAMPLE_SECONDS (10).
+ * The replicator runs under the sidecar's default memory limit (TORTURE_SOAK_MEMORY, 384Mi; `none`
+ * for no limit), in a memory cgroup (memcg.ts), as in its pod: Node sizes V8's heap from that limit,
+ * and without it the young generation alone grows to 128 MiB on this machine (the RSS "growth" of the
+ * first 100-minute run, docs/reliability.md).
+ *
+ * Knobs: TORTURE_SOAK_MINUTES (180), TORTURE_SOAK_TPS (20), TORTURE_SOAK_SAMPLE_SECONDS (10),
+ * TORTURE_SOAK_MEMORY (384Mi).
  */
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -30,6 +36,7 @@ import {
   type TorturePart,
   writeConfig,
 } from "./common.ts";
+import { memoryGroup, parseMemory, sweepMemoryGroups } from "./memcg.ts";
 import { readJsMemory, readStatus, waitCaughtUp } from "./status.ts";
 
 interface Sample {
@@ -40,6 +47,8 @@ interface Sample {
   fileMiB: number;
   /** V8's heap in use and its external memory (Buffers), from the replicator's /metrics. */
   heapMiB: number;
+  heapTotalMiB: number;
+  youngMiB: number;
   externalMiB: number;
   fds: number;
   cpuSec: number;
@@ -51,7 +60,9 @@ const TICKS = 100; // USER_HZ on Linux
 
 function sampleProcess(
   pid: number,
-): Omit<Sample, "t" | "lagSec" | "pending" | "heapMiB" | "externalMiB"> | undefined {
+):
+  | Omit<Sample, "t" | "lagSec" | "pending" | "heapMiB" | "heapTotalMiB" | "youngMiB" | "externalMiB">
+  | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -72,7 +83,16 @@ function sampleProcess(
 
 function median(
   w: Sample[],
-  key: "rssMiB" | "anonMiB" | "fileMiB" | "heapMiB" | "externalMiB" | "fds" | "lagSec",
+  key:
+    | "rssMiB"
+    | "anonMiB"
+    | "fileMiB"
+    | "heapMiB"
+    | "heapTotalMiB"
+    | "youngMiB"
+    | "externalMiB"
+    | "fds"
+    | "lagSec",
 ): number {
   return pct(
     w.map((s) => s[key]),
@@ -88,6 +108,8 @@ function windowStats(w: Sample[]) {
     anonMiB: median(w, "anonMiB"),
     fileMiB: median(w, "fileMiB"),
     heapMiB: median(w, "heapMiB"),
+    heapTotalMiB: median(w, "heapTotalMiB"),
+    youngMiB: median(w, "youngMiB"),
     externalMiB: median(w, "externalMiB"),
     fds: median(w, "fds"),
     lagP50Sec: median(w, "lagSec"),
@@ -142,7 +164,15 @@ export const soak: TorturePart = {
     };
     let app = startApp(appOpts, path.join(dir, "app.log"));
     await appReady(app);
-    const rep = await startReplicator(ctx, cfg, path.join(dir, "replicator.log"));
+    const memory = process.env.TORTURE_SOAK_MEMORY ?? "384Mi";
+    for (const g of sweepMemoryGroups()) log(`  soak: removed a crashed run's memory cgroup ${g}`);
+    const group = memory === "none" ? undefined : memoryGroup("soak", parseMemory(memory));
+    if (group && "unavailable" in group) {
+      throw new Error(
+        `TORTURE_SOAK_MEMORY=${memory}: ${group.unavailable} (TORTURE_SOAK_MEMORY=none to soak without it)`,
+      );
+    }
+    const rep = await startReplicator(ctx, cfg, path.join(dir, "replicator.log"), group);
     const started = Date.now();
     const end = started + minutes * 60_000;
     const samples: Sample[] = [];
@@ -174,7 +204,7 @@ export const soak: TorturePart = {
         const s = samples.at(-1)!;
         log(
           `  soak: ${seconds(Date.now() - started)} s, rss ${s.rssMiB} MiB (anon ${s.anonMiB}, file ${s.fileMiB}; ` +
-            `V8 heap ${s.heapMiB}, external ${s.externalMiB}), fds ${s.fds}, lag ${s.lagSec} s`,
+            `V8 heap ${s.heapMiB} of ${s.heapTotalMiB}, young ${s.youngMiB}, external ${s.externalMiB}), fds ${s.fds}, lag ${s.lagSec} s`,
         );
       }
     }
@@ -195,6 +225,7 @@ export const soak: TorturePart = {
       if (caught) failures.push(caught);
       const stop = await rep.stop({ signal: "SIGTERM", graceMs: 120_000 });
       if (stop.code !== 0) failures.push(`the replicator's clean stop exited ${JSON.stringify(stop)}`);
+      group?.remove();
       const src = checkOpen(holder);
       transactions = src.seq;
       const res = await restoreEverywhere(ctx, cfg, db, dests, src, dir);
@@ -214,6 +245,7 @@ export const soak: TorturePart = {
     return {
       figures: {
         minutes: Math.round((Date.now() - started) / 6000) / 10,
+        memoryLimit: memory,
         tps,
         transactions,
         samples: samples.length,

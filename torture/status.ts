@@ -16,7 +16,7 @@ export async function readStatus(port: number): Promise<ReplicatorStatus | undef
 /** The replicator's V8 heap in use and the memory V8 counts outside it (buffers), from its /metrics. */
 export async function readJsMemory(
   port: number,
-): Promise<{ heapMiB: number; externalMiB: number } | undefined> {
+): Promise<{ heapMiB: number; heapTotalMiB: number; youngMiB: number; externalMiB: number } | undefined> {
   try {
     const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5_000) });
     if (!res.ok) return undefined;
@@ -25,7 +25,13 @@ export async function readJsMemory(
       const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
       return m ? Math.round((Number(m[1]) / 1048576) * 10) / 10 : Number.NaN;
     };
-    return { heapMiB: mib("nodejs_heap_size_used_bytes"), externalMiB: mib("nodejs_external_memory_bytes") };
+    return {
+      heapMiB: mib("nodejs_heap_size_used_bytes"),
+      // What V8 holds, used or not; the young generation (semi-spaces) is sized from the memory limit.
+      heapTotalMiB: mib("nodejs_heap_size_total_bytes"),
+      youngMiB: mib('nodejs_heap_space_size_total_bytes\\{space="new"\\}'),
+      externalMiB: mib("nodejs_external_memory_bytes"),
+    };
   } catch {
     return undefined;
   }
