@@ -9,8 +9,39 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { runLitestream } from "../helpers/litestream.ts";
+import { freePort } from "../helpers/ports.ts";
 import { integrityCheck, logicalHash, logicalHashOf, openWorkload, rng } from "../helpers/sqlite.ts";
 import { fileReplicaConfig, sleep, startReplicator, walship, writeConfig } from "../helpers/walship.ts";
+
+/** The database's shadow position on the replicator's /status, `generation/index:offset`. */
+async function shadowPosition(port: number): Promise<{ key: string; offset: number } | undefined> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/status`, { signal: AbortSignal.timeout(2000) });
+    const doc = (await res.json()) as {
+      databases: Array<{ position?: { generation: string; index: number; offset: number } }>;
+    };
+    const p = doc.databases[0]?.position;
+    return p ? { key: `${p.generation}/${p.index}:${p.offset}`, offset: p.offset } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * When the replicator's shadow position first moved past `before` (a copy that began after the
+ * commit just made, hence holds it), polled every 5 ms for up to 10 s. A new WAL index that holds
+ * no frame yet (offset 32, its header) is not a copy. After 10 s without one: that time, so that the
+ * interval stays conservative.
+ */
+async function copiedAfter(port: number, before: { key: string } | undefined): Promise<number> {
+  const end = Date.now() + 10_000;
+  while (Date.now() < end) {
+    const p = await shadowPosition(port);
+    if (p && p.key !== before?.key && p.offset > 32) return Date.now();
+    await sleep(5);
+  }
+  return Date.now();
+}
 
 /** Restores into its own empty directory, then checks that only the database file is there. */
 async function restoreAlone(cfg: string, dir: string, name: string, extra: string[]): Promise<string> {
@@ -24,8 +55,9 @@ async function restoreAlone(cfg: string, dir: string, name: string, extra: strin
   return out;
 }
 
-function config(dir: string, extra = ""): string {
+function config(dir: string, extra = "", port?: number): string {
   const text = fileReplicaConfig(`${dir}/app.db`, `${dir}/replica`, {
+    ...(port ? { top: `addr: 127.0.0.1:${port}` } : {}),
     dbKeys: {
       "monitor-interval": "100ms",
       "min-checkpoint-page-count": 64,
@@ -44,19 +76,26 @@ describe("round trip through a file destination", () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it("restores the latest state and every sampled point in time exactly", async () => {
-    const cfg = config(dir);
+    const port = await freePort();
+    const cfg = config(dir, "", port);
     const seed = Number(process.env.WALSHIP_TEST_SEED ?? Date.now() % 100000);
     const app = openWorkload(path.join(dir, "app.db"), seed);
     const rep = startReplicator(["-config", cfg]);
     for (let i = 0; i < 100 && !rep.output().includes("snapshot written"); i++) await sleep(100);
-    // Each commit's state, stamped just after the commit returned.
-    const states: Array<{ t: number; hash: string; what: string }> = [];
+    // Each commit's state, stamped just after the commit returned (t), with when it began (t0) and
+    // when the replicator's /status first showed it copied (seen). The replicator stamps a commit
+    // with its own clock when it copies it, so that stamp lies in [t0, seen]: a T outside every such
+    // interval has exactly one right answer, whatever the machine's load made the copy wait.
+    const states: Array<{ t0: number; t: number; seen: number; hash: string; what: string }> = [];
     const r = rng(seed + 1);
     const deadline = Date.now() + 14_000;
     try {
       while (Date.now() < deadline) {
+        const before = await shadowPosition(port);
+        const t0 = Date.now();
         const what = app.step();
-        states.push({ t: Date.now(), hash: logicalHashOf(app.db), what });
+        const t = Date.now();
+        states.push({ t0, t, seen: await copiedAfter(port, before), hash: logicalHashOf(app.db), what });
         await sleep(150 + Math.floor(r() * 200));
       }
       await sleep(800);
@@ -99,14 +138,14 @@ describe("round trip through a file destination", () => {
     );
 
     // Points in time: the state after the last commit at or before T. The replicator stamps a commit
-    // when it sees it (typically within a few milliseconds, up to ~100 ms while it is busy uploading),
-    // so T is drawn away from the instants right around a commit.
+    // when it copies it (typically within a few milliseconds of the commit, hundreds of milliseconds
+    // on a loaded machine), so T is drawn outside each commit's [began, seen copied] interval.
     const picks: number[] = [];
     const lo = states[0]!.t + 50;
     const hi = states.at(-1)!.t;
     while (picks.length < 24) {
       const T = lo + Math.floor(r() * (hi - lo));
-      if (states.some((s) => T >= s.t - 10 && T <= s.t + 200)) continue;
+      if (states.some((s) => T >= s.t0 - 1 && T <= s.seen + 1)) continue;
       picks.push(T);
     }
     for (const [i, T] of picks.entries()) {
