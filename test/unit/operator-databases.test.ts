@@ -41,6 +41,8 @@ const two = [
   { name: "logs", path: "/logs/events.db", volumeName: "logs" },
 ];
 const spec = SqliteReplicaSpec.parse({ ...base, databases: two });
+/** The replicator expands it per pod: the config holds it as written. */
+const POD = `${"$"}{POD_NAME}`;
 
 function sts(
   mounts = [
@@ -96,27 +98,24 @@ describe("spec.databases: schema", () => {
 });
 
 describe("spec.databases: the config, the injection", () => {
-  it("renders one dbs entry per database, each under <path>/${POD_NAME}/<name> on every destination", () => {
+  it("renders one dbs entry per database, each under <path>/<pod>/<name> on every destination", () => {
     const cfg = parse(renderConfig(spec)) as {
       dbs: Array<{ path: string; replicas: Array<{ name: string; path: string }> }>;
     };
     assert.deepEqual(
       cfg.dbs.map((d) => [d.path, d.replicas.map((r) => `${r.name}=${r.path}`)]),
       [
-        [
-          "/data/app.db",
-          ["minio=shop/${POD_NAME}/main", "local=/var/lib/walship/destinations/local/${POD_NAME}/main"],
-        ],
+        ["/data/app.db", [`minio=shop/${POD}/main`, `local=/var/lib/walship/destinations/local/${POD}/main`]],
         [
           "/logs/events.db",
-          ["minio=shop/${POD_NAME}/logs", "local=/var/lib/walship/destinations/local/${POD_NAME}/logs"],
+          [`minio=shop/${POD}/logs`, `local=/var/lib/walship/destinations/local/${POD}/logs`],
         ],
       ],
     );
     // One database keeps the layout it always had.
     const one = SqliteReplicaSpec.parse({ ...base, database: { path: "/data/app.db", volumeName: "data" } });
     const cfg1 = parse(renderConfig(one)) as { dbs: Array<{ replicas: Array<{ path: string }> }> };
-    assert.equal(cfg1.dbs[0]?.replicas[0]?.path, "shop/${POD_NAME}");
+    assert.equal(cfg1.dbs[0]?.replicas[0]?.path, `shop/${POD}`);
   });
 
   it("mounts every database's volume once, and restores every database before the app starts", () => {
