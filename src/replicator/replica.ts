@@ -264,8 +264,12 @@ export class Replica {
     const end = this.db.pos();
     if (!end) return;
     if (!this.#pos || this.#pos.generation !== end.generation) {
+      const started = performance.now();
       this.#pos = await this.#calcPos(end.generation, signal);
-      this.#log.info({ position: formatPos(this.#pos) }, "replica position");
+      this.#log.info(
+        { position: formatPos(this.#pos), elapsedMs: Math.round(performance.now() - started) },
+        "replica position",
+      );
     }
     let pos: Pos = this.#pos;
     for (;;) {
@@ -354,7 +358,12 @@ export class Replica {
         c.generation === pos.generation && (c.index > pos.index || (c.index === pos.index && c.end > end)),
     );
     this.#log.debug(
-      { position: formatPos(pos), size: info.size, elapsedMs: Math.round(performance.now() - started) },
+      {
+        position: formatPos(pos),
+        walBytes: end - pos.offset,
+        size: info.size,
+        elapsedMs: Math.round(performance.now() - started),
+      },
       "wal segment written",
     );
   }
