@@ -30,8 +30,13 @@ import { type ValidationResult, validateReplica } from "./validate.ts";
 // A Replica's options, defaults, status and metrics are part of its API.
 export * from "./replica/options.ts";
 
-/** The longest wait between retries after a failed sync. */
-const MAX_BACKOFF_MS = 10_000;
+/**
+ * The longest wait between retries after a failed sync. Short: each request of a sync has already
+ * been retried by the client with its own backoff, and every second a store that is back goes
+ * unused, the app's WAL piles up (10 s here made the replica start 10 s late after a one-minute
+ * fault, with 45 MB of WAL a second behind it; Litestream retries every sync interval).
+ */
+const MAX_BACKOFF_MS = 2_000;
 /** Commit times kept in memory per destination while they wait for their segment's upload. */
 const MAX_PENDING_COMMITS = 200_000;
 
@@ -146,7 +151,7 @@ export class Replica {
         if (signal.aborted) break;
         this.#log.error({ err: describeError(err) }, "replica sync failed");
         await sleep(backoff, undefined, { signal }).catch(() => undefined);
-        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+        backoff = Math.min(backoff * 2, Math.max(MAX_BACKOFF_MS, this.syncIntervalMs));
         continue;
       }
       // Wait for a change; syncs start at most once per sync-interval, counted from the previous
