@@ -17,6 +17,8 @@ export interface AppWriter {
   /** Settles once the database is open (and prefilled). */
   ready: Promise<{ pageCount: number; pageSize: number; prefillMs: number }>;
   readonly transactions: number;
+  /** Transactions that found the database locked for longer than the busy timeout (5 s) and were skipped. */
+  readonly busy: number;
   /** Resolves once no transaction is running and none will start until `resume`. */
   pause(): Promise<void>;
   resume(): void;
@@ -29,7 +31,7 @@ interface WriterData {
   vacuum: boolean;
   prefill: number;
   pauseMs: number;
-  /** [0] transactions, [1] paused (1) / running (0) / stop (2), [2] acknowledged state. */
+  /** [0] transactions, [1] paused (1) / running (0) / stop (2), [2] acknowledged state, [3] busy. */
   shared: SharedArrayBuffer;
 }
 
@@ -38,7 +40,7 @@ export function startAppWriter(
   seed: number,
   opts: { vacuum?: boolean; prefill?: number; pauseMs?: number } = {},
 ): AppWriter {
-  const shared = new SharedArrayBuffer(12);
+  const shared = new SharedArrayBuffer(16);
   const state = new Int32Array(shared);
   const data: WriterData = {
     file,
@@ -49,6 +51,10 @@ export function startAppWriter(
     shared,
   };
   const worker = new Worker(new URL(import.meta.url), { workerData: data });
+  let failure: Error | undefined;
+  worker.on("error", (err) => {
+    failure = err;
+  });
   const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
   const ready = new Promise<{ pageCount: number; pageSize: number; prefillMs: number }>((resolve, reject) => {
     worker.once("message", resolve);
@@ -58,13 +64,16 @@ export function startAppWriter(
     while (Atomics.load(state, 2) !== want) {
       // An error in the worker ends it: do not wait for an acknowledgement that will never come.
       if (await Promise.race([exited.then(() => true), new Promise((r) => setTimeout(r, 5, false))]))
-        throw new Error("app writer: the worker exited");
+        throw new Error(`app writer: the worker exited: ${failure?.stack ?? "no error"}`);
     }
   };
   return {
     ready,
     get transactions() {
       return Atomics.load(state, 0);
+    },
+    get busy() {
+      return Atomics.load(state, 3);
     },
     async pause() {
       Atomics.store(state, 1, 1);
@@ -100,8 +109,15 @@ async function writerMain(data: WriterData): Promise<void> {
     // Look again after saying "running": a pause asked in between is seen here, or else it waits for
     // the next acknowledgement, after this transaction.
     if (want === 0 && Atomics.load(state, 1) === 0) {
-      w.step();
-      Atomics.add(state, 0, 1);
+      try {
+        w.step();
+        Atomics.add(state, 0, 1);
+      } catch (err) {
+        // The replicator's checkpoint can hold the lock past the busy timeout on a loaded machine: an
+        // app would try again; anything else ends the writer (and the run, with its stack).
+        if ((err as { code?: string }).code !== "SQLITE_BUSY") throw err;
+        Atomics.add(state, 3, 1);
+      }
     }
     await new Promise((r) => setTimeout(r, data.pauseMs));
   }

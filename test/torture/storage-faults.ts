@@ -56,6 +56,8 @@ export interface StorageFaultsFigures {
   /** Minutes with a fault on, all kinds together. */
   faultMinutes: number;
   transactions: number;
+  /** The app's transactions that found the database locked past its busy timeout (skipped). */
+  appBusy: number;
   baselineLagSeconds: number;
   rssStartMiB: number;
   rssMaxMiB: number;
@@ -260,7 +262,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
             const p = (x: typeof s.position) => x && `${x.index.toString(16)}:${x.offset}`;
             appendFileSync(
               opts.traceFile,
-              `${JSON.stringify({ t: Date.now(), db: p(d.position), rep: p(s.position), dbBytes: d.sizeBytes, walBytes: d.walSizeBytes, lag: s.lagSeconds, pendingTx: s.pendingTransactions, pendingBytes: s.pendingBytes, errors: s.syncErrorCount, syncs: s.syncCount, tx: w.transactions, cpu: cpuSeconds(r.child.pid), runqueue: runqueueSeconds(r.child.pid), selfCpu: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1e4) / 100, err: s.lastError?.message.slice(0, 160) })}\n`,
+              `${JSON.stringify({ t: Date.now(), db: p(d.position), rep: p(s.position), dbBytes: d.sizeBytes, walBytes: d.walSizeBytes, lag: s.lagSeconds, pendingTx: s.pendingTransactions, pendingBytes: s.pendingBytes, errors: s.syncErrorCount, syncs: s.syncCount, tx: w.transactions, busy: w.busy, cpu: cpuSeconds(r.child.pid), runqueue: runqueueSeconds(r.child.pid), selfCpu: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1e4) / 100, err: s.lastError?.message.slice(0, 160) })}\n`,
             );
           }
           return s;
@@ -425,6 +427,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
     // The end: stop writing, let it catch up, stop the replicator; restore through the faults, and
     // with Litestream.
     const transactions = w.transactions;
+    const appBusy = w.busy;
     await w.stop();
     const want = logicalHash(db);
     await waitUntil(
@@ -495,6 +498,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       outageSeconds: opts.outageSeconds,
       faultMinutes: Math.round((faultSecondsTotal / 60) * 10) / 10,
       transactions,
+      appBusy,
       baselineLagSeconds: baselineLag,
       rssStartMiB: rssStart,
       rssMaxMiB: rssMax,
