@@ -40,6 +40,10 @@ export interface FaultFigures {
   maxLagSeconds: number;
   /** From clearing the fault to lag under normalLagSeconds with no error. */
   recoverySeconds: number;
+  /** From clearing the fault to the replica's position moving again (NaN: it had not moved by then). */
+  resumedSeconds: number;
+  /** WAL not yet uploaded when the fault was cleared (MB). */
+  backlogAtClearMB: number;
   restoreEqual: boolean;
   rssMaxMiB: number;
   /** The V8 heap in use once the fault was over and the replica caught up. */
@@ -377,12 +381,21 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       let recovery = Number.NaN;
       // What the replica said while recovering, to show where a slow recovery stood.
       const trace: string[] = [];
+      // Where the replica stood when the fault was cleared, and the backlog then: the replicator's
+      // own part of a recovery is how soon it moves again; the rest is the backlog over the rate
+      // it uploads at while the app goes on writing.
+      const atClear = await status().catch(() => undefined);
+      const posKey = (x: { position?: { index: number; offset: number } | undefined } | undefined) =>
+        x?.position ? `${x.position.index}:${x.position.offset}` : "";
+      let resumed = Number.NaN;
       try {
         await waitUntil(
           `${d.name}: lag back to normal`,
           async () => {
             const s = await status();
             maxLag = Math.max(maxLag, s.lagSeconds);
+            if (Number.isNaN(resumed) && atClear && posKey(s) !== posKey(atClear))
+              resumed = (Date.now() - cleared) / 1000;
             trace.push(
               `+${((Date.now() - cleared) / 1000).toFixed(1)}s lag ${s.lagSeconds.toFixed(1)} pending ${s.pendingTransactions}/${s.pendingBytes}B${s.lastError ? ` error ${s.lastError.message.slice(0, 120)}` : ""}`,
             );
@@ -411,6 +424,8 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
         injected,
         maxLagSeconds: Math.round(maxLag * 10) / 10,
         recoverySeconds: Math.round(recovery * 10) / 10,
+        resumedSeconds: Math.round(resumed * 10) / 10,
+        backlogAtClearMB: atClear ? Math.round(atClear.pendingBytes / 1e6) : Number.NaN,
         restoreEqual,
         rssMaxMiB: rssMax,
         heapAfterMiB: heapAfter,
@@ -419,7 +434,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       };
       figures.push(f);
       log(
-        `storage faults: ${d.name}: ${f.syncErrors} failed syncs, max lag ${f.maxLagSeconds} s, ${Number.isNaN(f.recoverySeconds) ? `lag NOT back under ${normalLag} s within ${recoveryLimit} s` : `recovered in ${f.recoverySeconds} s`}, restore ${restoreEqual ? "equal" : "DIFFERS"}, RSS max ${rssMax} MiB, heap ${heapAfter} MiB`,
+        `storage faults: ${d.name}: ${f.syncErrors} failed syncs, max lag ${f.maxLagSeconds} s, ${Number.isNaN(f.recoverySeconds) ? `lag NOT back under ${normalLag} s within ${recoveryLimit} s` : `recovered in ${f.recoverySeconds} s`} (backlog ${f.backlogAtClearMB} MB at the clear, moving again after ${f.resumedSeconds} s), restore ${restoreEqual ? "equal" : "DIFFERS"}, RSS max ${rssMax} MiB, heap ${heapAfter} MiB`,
       );
     }
     if (rssMax > rssStart + rssBudget) problems.push(`RSS grew from ${rssStart} to ${rssMax} MiB`);
