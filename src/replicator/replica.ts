@@ -14,7 +14,7 @@ import { type Logger, nullLogger } from "../shared/log.ts";
 import type { CommitRecord, Db } from "./db.ts";
 import { type CommitTimesDoc, encodeJson, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
 import { keys } from "./layout.ts";
-import { createLz4Decoder, createLz4Encoder } from "./lz4.ts";
+import { createLz4Decoder, createLz4Encoder, LZ4_BLOCK_SIZE } from "./lz4.ts";
 import {
   DEFAULT_RETENTION_CHECK_INTERVAL_MS,
   DEFAULT_RETENTION_MS,
@@ -30,8 +30,13 @@ import { type ValidationResult, validateReplica } from "./validate.ts";
 // A Replica's options, defaults, status and metrics are part of its API.
 export * from "./replica/options.ts";
 
-/** The longest wait between retries after a failed sync. */
-const MAX_BACKOFF_MS = 10_000;
+/**
+ * The longest wait between retries after a failed sync. Short: each request of a sync has already
+ * been retried by the client with its own backoff, and every second a store that is back goes
+ * unused, the app's WAL piles up (10 s here made the replica start 10 s late after a one-minute
+ * fault, with 45 MB of WAL a second behind it; Litestream retries every sync interval).
+ */
+const MAX_BACKOFF_MS = 2_000;
 /** Commit times kept in memory per destination while they wait for their segment's upload. */
 const MAX_PENDING_COMMITS = 200_000;
 
@@ -146,7 +151,7 @@ export class Replica {
         if (signal.aborted) break;
         this.#log.error({ err: describeError(err) }, "replica sync failed");
         await sleep(backoff, undefined, { signal }).catch(() => undefined);
-        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+        backoff = Math.min(backoff * 2, Math.max(MAX_BACKOFF_MS, this.syncIntervalMs));
         continue;
       }
       // Wait for a change; syncs start at most once per sync-interval, counted from the previous
@@ -264,8 +269,12 @@ export class Replica {
     const end = this.db.pos();
     if (!end) return;
     if (!this.#pos || this.#pos.generation !== end.generation) {
+      const started = performance.now();
       this.#pos = await this.#calcPos(end.generation, signal);
-      this.#log.info({ position: formatPos(this.#pos) }, "replica position");
+      this.#log.info(
+        { position: formatPos(this.#pos), elapsedMs: Math.round(performance.now() - started) },
+        "replica position",
+      );
     }
     let pos: Pos = this.#pos;
     for (;;) {
@@ -330,7 +339,14 @@ export class Replica {
   async #uploadSegment(pos: Pos, end: number, signal: AbortSignal | undefined): Promise<void> {
     const file = this.db.shadowWalPath(pos.generation, pos.index);
     const started = performance.now();
-    const body = createReadStream(file, { start: pos.offset, end: end - 1 }).pipe(createLz4Encoder());
+    // Read in whole LZ4 blocks: the encoder then compresses each chunk where it lies instead of
+    // gathering 64 KiB reads into a block first (about a fifth less CPU per byte, measured on a
+    // 171 MB shadow WAL: 360 ms against 438 ms).
+    const body = createReadStream(file, {
+      start: pos.offset,
+      end: end - 1,
+      highWaterMark: LZ4_BLOCK_SIZE,
+    }).pipe(createLz4Encoder());
     // Commit times ride beside the segment; a segment without them falls back to its object time.
     // Both are written at once (one round trip per sync, not two): restore reads a commit-times
     // document only for a segment it lists, so one whose segment never landed is simply unused.
@@ -354,7 +370,12 @@ export class Replica {
         c.generation === pos.generation && (c.index > pos.index || (c.index === pos.index && c.end > end)),
     );
     this.#log.debug(
-      { position: formatPos(pos), size: info.size, elapsedMs: Math.round(performance.now() - started) },
+      {
+        position: formatPos(pos),
+        walBytes: end - pos.offset,
+        size: info.size,
+        elapsedMs: Math.round(performance.now() - started),
+      },
       "wal segment written",
     );
   }

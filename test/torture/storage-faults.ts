@@ -15,7 +15,7 @@
  *   storageFaultsPart({ faultSeconds: 60, outageSeconds: 300 })   -> figures (JSON-able)
  *   node test/torture/storage-faults.ts --fault-seconds 60 --outage-seconds 300 --out faults.json
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
@@ -24,15 +24,10 @@ import { type Minio, startMinio } from "../helpers/minio.ts";
 import { freePort } from "../helpers/ports.ts";
 import { makeTempDir } from "../helpers/proc.ts";
 import { type HttpFault, type S3FaultProxy, startS3FaultProxy } from "../helpers/s3-fault-proxy.ts";
-import {
-  integrityCheck,
-  logicalHash,
-  logicalHashOf,
-  openWorkload,
-  type Workload,
-} from "../helpers/sqlite.ts";
+import { integrityCheck, logicalHash } from "../helpers/sqlite.ts";
 import { startToxiproxy, type ToxicProxy, type Toxiproxy } from "../helpers/toxiproxy.ts";
 import { type Replicator, sleep, startReplicator, walship } from "../helpers/walship.ts";
+import { type AppWriter, startAppWriter } from "./app-writer.ts";
 
 export interface FaultFigures {
   fault: string;
@@ -45,6 +40,10 @@ export interface FaultFigures {
   maxLagSeconds: number;
   /** From clearing the fault to lag under normalLagSeconds with no error. */
   recoverySeconds: number;
+  /** From clearing the fault to the replica's position moving again (NaN: it had not moved by then). */
+  resumedSeconds: number;
+  /** WAL not yet uploaded when the fault was cleared (MB). */
+  backlogAtClearMB: number;
   restoreEqual: boolean;
   rssMaxMiB: number;
   /** The V8 heap in use once the fault was over and the replica caught up. */
@@ -61,6 +60,8 @@ export interface StorageFaultsFigures {
   /** Minutes with a fault on, all kinds together. */
   faultMinutes: number;
   transactions: number;
+  /** The app's transactions that found the database locked past its busy timeout (skipped). */
+  appBusy: number;
   baselineLagSeconds: number;
   rssStartMiB: number;
   rssMaxMiB: number;
@@ -95,6 +96,18 @@ export interface StorageFaultsOptions {
   replicatorLog?: string;
   /** Without the HTTP fault proxy: the replicator talks to toxiproxy directly (HTTP faults then do nothing). */
   noHttpProxy?: boolean;
+  /** The replicator's log level (`debug` logs every segment written, with its size and time). */
+  logLevel?: string;
+  /**
+   * Run this many of the app's transactions before the replicator starts, so the faults meet the
+   * database as it is late in a full run (the app's updates rewrite a share of the table: the bigger
+   * the database, the more WAL per second).
+   */
+  prefillTransactions?: number;
+  /** Append every /status sample here as a JSON line (time, positions, lag, pending, error). */
+  traceFile?: string;
+  /** Extra arguments for the replicator's node (e.g. `--cpu-prof`), through NODE_OPTIONS. */
+  nodeOptions?: string;
 }
 
 interface FaultDef {
@@ -158,9 +171,31 @@ function rssMiB(pid: number | undefined): number {
   }
 }
 
-function s3Config(port: number, db: string, endpoint: string, minio: Minio): string {
+/** A process's CPU time (user + system), in seconds, from /proc. */
+function cpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How long a process's main thread has waited for a CPU while runnable, in seconds (schedstat). */
+function runqueueSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ")[1]) / 1e9;
+  } catch {
+    return undefined;
+  }
+}
+
+function s3Config(port: number, db: string, endpoint: string, minio: Minio, logLevel?: string): string {
   return `addr: 127.0.0.1:${port}
-dbs:
+${logLevel ? `logging:\n  level: ${logLevel}\n` : ""}dbs:
   - path: ${db}
     monitor-interval: 100ms
     replicas:
@@ -189,11 +224,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
   let fp: S3FaultProxy | undefined;
   let rep: Replicator | undefined;
   let replicatorOutput: (() => string) | undefined;
-  let app: Workload | undefined;
-  let writing = true;
-  let paused = false;
-  let transactions = 0;
-  let writer: Promise<void> = Promise.resolve();
+  let app: AppWriter | undefined;
   try {
     minio = await startMinio();
     await minio.createBucket("faults");
@@ -203,23 +234,25 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
     const port = await freePort();
     const cfg = path.join(dir, "walship.yml");
     const direct = path.join(dir, "direct.yml");
-    writeFileSync(cfg, s3Config(port, db, opts.noHttpProxy ? tp.endpoint : fp.endpoint, minio));
+    writeFileSync(
+      cfg,
+      s3Config(port, db, opts.noHttpProxy ? tp.endpoint : fp.endpoint, minio, opts.logLevel),
+    );
     writeFileSync(direct, s3Config(await freePort(), db, minio.endpoint, minio));
     const base = `http://127.0.0.1:${port}`;
     const env = { AWS_EC2_METADATA_DISABLED: "true" };
 
-    app = openWorkload(db, opts.seed ?? 71, { vacuum: false });
+    // The app on a thread of its own: its transactions must not stall the fault proxy (see app-writer.ts).
+    app = startAppWriter(db, opts.seed ?? 71, { vacuum: false, prefill: opts.prefillTransactions ?? 0 });
     const w = app;
-    writer = (async () => {
-      while (writing) {
-        if (!paused) {
-          w.step();
-          transactions++;
-        }
-        await sleep(50);
-      }
-    })();
-    rep = startReplicator(["-config", cfg], { env });
+    const filled = await w.ready;
+    if (opts.prefillTransactions)
+      log(
+        `storage faults: prefilled ${opts.prefillTransactions} transactions in ${(filled.prefillMs / 1000).toFixed(1)} s, database ${filled.pageCount * filled.pageSize} bytes`,
+      );
+    rep = startReplicator(["-config", cfg], {
+      env: opts.nodeOptions ? { ...env, NODE_OPTIONS: opts.nodeOptions } : env,
+    });
     const r = rep;
     replicatorOutput = () => r.output();
     const status = async () => {
@@ -227,7 +260,16 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       for (let attempt = 1; ; attempt++) {
         try {
           const res = await fetch(`${base}/status`, { signal: AbortSignal.timeout(5000) });
-          return ReplicatorStatusSchema.parse(await res.json()).databases[0]!.replicas[0]!;
+          const d = ReplicatorStatusSchema.parse(await res.json()).databases[0]!;
+          const s = d.replicas[0]!;
+          if (opts.traceFile) {
+            const p = (x: typeof s.position) => x && `${x.index.toString(16)}:${x.offset}`;
+            appendFileSync(
+              opts.traceFile,
+              `${JSON.stringify({ t: Date.now(), db: p(d.position), rep: p(s.position), dbBytes: d.sizeBytes, walBytes: d.walSizeBytes, lag: s.lagSeconds, pendingTx: s.pendingTransactions, pendingBytes: s.pendingBytes, errors: s.syncErrorCount, syncs: s.syncCount, tx: w.transactions, busy: w.busy, cpu: cpuSeconds(r.child.pid), runqueue: runqueueSeconds(r.child.pid), selfCpu: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1e4) / 100, err: s.lastError?.message.slice(0, 160) })}\n`,
+            );
+          }
+          return s;
         } catch (err) {
           if (attempt >= 3) throw err;
           await sleep(100);
@@ -276,7 +318,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
 
     /** Pauses the app, lets the replica catch up, restores from MinIO directly and compares. */
     const restoreEquals = async (label: string): Promise<boolean> => {
-      paused = true;
+      await w.pause();
       try {
         try {
           await waitUntil(
@@ -292,7 +334,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
           problems.push(`${label}: ${(err as Error).message}`);
           return false;
         }
-        const want = logicalHashOf(w.db);
+        const want = logicalHash(db);
         const out = path.join(dir, `restore-${label.replace(/[^a-z0-9]+/gi, "-")}.db`);
         const res = await walship(["restore", "-config", direct, "-o", out, db], { env });
         if (res.code !== 0) {
@@ -303,7 +345,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
         if (!ok) problems.push(`${label}: the restore differs from the source`);
         return ok;
       } finally {
-        paused = false;
+        w.resume();
       }
     };
 
@@ -314,6 +356,8 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       const errorsBefore = (await status()).syncErrorCount;
       const injectedBefore = { ...fp.counts.injected };
       log(`storage faults: ${d.name} for ${seconds} s`);
+      if (opts.traceFile)
+        appendFileSync(opts.traceFile, `${JSON.stringify({ t: Date.now(), on: d.name })}\n`);
       await d.on();
       const started = Date.now();
       let maxLag = 0;
@@ -333,15 +377,25 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       }
       await d.off();
       const cleared = Date.now();
+      if (opts.traceFile) appendFileSync(opts.traceFile, `${JSON.stringify({ t: cleared, off: d.name })}\n`);
       let recovery = Number.NaN;
       // What the replica said while recovering, to show where a slow recovery stood.
       const trace: string[] = [];
+      // Where the replica stood when the fault was cleared, and the backlog then: the replicator's
+      // own part of a recovery is how soon it moves again; the rest is the backlog over the rate
+      // it uploads at while the app goes on writing.
+      const atClear = await status().catch(() => undefined);
+      const posKey = (x: { position?: { index: number; offset: number } | undefined } | undefined) =>
+        x?.position ? `${x.position.index}:${x.position.offset}` : "";
+      let resumed = Number.NaN;
       try {
         await waitUntil(
           `${d.name}: lag back to normal`,
           async () => {
             const s = await status();
             maxLag = Math.max(maxLag, s.lagSeconds);
+            if (Number.isNaN(resumed) && atClear && posKey(s) !== posKey(atClear))
+              resumed = (Date.now() - cleared) / 1000;
             trace.push(
               `+${((Date.now() - cleared) / 1000).toFixed(1)}s lag ${s.lagSeconds.toFixed(1)} pending ${s.pendingTransactions}/${s.pendingBytes}B${s.lastError ? ` error ${s.lastError.message.slice(0, 120)}` : ""}`,
             );
@@ -370,6 +424,8 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
         injected,
         maxLagSeconds: Math.round(maxLag * 10) / 10,
         recoverySeconds: Math.round(recovery * 10) / 10,
+        resumedSeconds: Math.round(resumed * 10) / 10,
+        backlogAtClearMB: atClear ? Math.round(atClear.pendingBytes / 1e6) : Number.NaN,
         restoreEqual,
         rssMaxMiB: rssMax,
         heapAfterMiB: heapAfter,
@@ -378,16 +434,17 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       };
       figures.push(f);
       log(
-        `storage faults: ${d.name}: ${f.syncErrors} failed syncs, max lag ${f.maxLagSeconds} s, ${Number.isNaN(f.recoverySeconds) ? `lag NOT back under ${normalLag} s within ${recoveryLimit} s` : `recovered in ${f.recoverySeconds} s`}, restore ${restoreEqual ? "equal" : "DIFFERS"}, RSS max ${rssMax} MiB, heap ${heapAfter} MiB`,
+        `storage faults: ${d.name}: ${f.syncErrors} failed syncs, max lag ${f.maxLagSeconds} s, ${Number.isNaN(f.recoverySeconds) ? `lag NOT back under ${normalLag} s within ${recoveryLimit} s` : `recovered in ${f.recoverySeconds} s`} (backlog ${f.backlogAtClearMB} MB at the clear, moving again after ${f.resumedSeconds} s), restore ${restoreEqual ? "equal" : "DIFFERS"}, RSS max ${rssMax} MiB, heap ${heapAfter} MiB`,
       );
     }
     if (rssMax > rssStart + rssBudget) problems.push(`RSS grew from ${rssStart} to ${rssMax} MiB`);
 
     // The end: stop writing, let it catch up, stop the replicator; restore through the faults, and
     // with Litestream.
-    writing = false;
-    await writer;
-    const want = logicalHashOf(w.db);
+    const transactions = w.transactions;
+    const appBusy = w.busy;
+    await w.stop();
+    const want = logicalHash(db);
     await waitUntil(
       "the final sync",
       async () => ((await status()).pendingTransactions === 0 ? true : undefined),
@@ -456,6 +513,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       outageSeconds: opts.outageSeconds,
       faultMinutes: Math.round((faultSecondsTotal / 60) * 10) / 10,
       transactions,
+      appBusy,
       baselineLagSeconds: baselineLag,
       rssStartMiB: rssStart,
       rssMaxMiB: rssMax,
@@ -467,11 +525,9 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       problems: [...new Set(problems)],
     };
   } finally {
-    writing = false;
-    await writer.catch(() => undefined);
     if (rep) await rep.stop().catch(() => undefined);
     if (opts.replicatorLog && replicatorOutput) writeFileSync(opts.replicatorLog, replicatorOutput());
-    app?.close();
+    await app?.stop().catch(() => undefined);
     await fp?.close();
     await tox?.close();
     await minio?.close();
@@ -487,6 +543,10 @@ if (import.meta.main) {
       seed: { type: "string" },
       only: { type: "string", multiple: true },
       "no-http-proxy": { type: "boolean" },
+      "log-level": { type: "string" },
+      trace: { type: "string" },
+      prefill: { type: "string" },
+      "node-options": { type: "string" },
     },
   });
   const figures = await storageFaultsPart({
@@ -495,6 +555,10 @@ if (import.meta.main) {
     ...(values.seed ? { seed: Number(values.seed) } : {}),
     ...(values.only ? { only: values.only } : {}),
     ...(values["no-http-proxy"] ? { noHttpProxy: true } : {}),
+    ...(values["log-level"] ? { logLevel: values["log-level"] } : {}),
+    ...(values.trace ? { traceFile: values.trace } : {}),
+    ...(values.prefill ? { prefillTransactions: Number(values.prefill) } : {}),
+    ...(values["node-options"] ? { nodeOptions: values["node-options"] } : {}),
     ...(values.out ? { replicatorLog: `${values.out}.replicator.log` } : {}),
     log: (l) => console.log(l),
   });
