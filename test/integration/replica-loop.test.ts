@@ -13,6 +13,7 @@ import { getEventListeners } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { PassThrough, type Readable } from "node:stream";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
@@ -116,6 +117,64 @@ describe("replica sync loop after failures", () => {
         after < 3,
         `first sync ${after.toFixed(1)} s after the store answered; gaps ${gaps.join(",")} ms`,
       );
+    } finally {
+      ctl.abort();
+      await loop;
+      replica.close();
+      await db.close();
+      app.close();
+    }
+  });
+});
+
+describe("replica position rebuilt from a segment that breaks off", () => {
+  it("fails the sync with the read's error and goes on; the process does not crash", async () => {
+    // The storage-faults run (truncated bodies) crashed the replicator: the last segment's body, read
+    // to rebuild the position after failed syncs, broke off ("socket hang up"), and its error was
+    // emitted on a stream only piped into the LZ4 decoder, with no listener: an uncaught exception.
+    const { app, db } = await appAndDb("broken.db");
+    await db.sync();
+    const inner = new FileReplicaClient(path.join(dir, "broken-replica"));
+    const first = new Replica(db, inner, { name: "first", syncIntervalMs: 1 });
+    await first.sync();
+    assert.equal(first.metrics.syncCount, 1);
+    first.close();
+    app.exec("INSERT INTO t VALUES (2)");
+    await db.sync();
+    let breaking = true;
+    let broken = 0;
+    // The real file client, with a fault seam: while `breaking`, a segment's body gives its first
+    // chunk and then fails as a dropped connection does.
+    const client = new Proxy(inner, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (typeof v !== "function") return v;
+        if (prop !== "walSegmentReader") return v.bind(target);
+        return async (...args: unknown[]) => {
+          const body = (await v.apply(target, args)) as Readable;
+          if (!breaking) return body;
+          broken++;
+          const out = new PassThrough();
+          body.once("data", (chunk: Buffer) => {
+            out.write(chunk.subarray(0, 8));
+            body.destroy();
+            setImmediate(() => out.destroy(new Error("read s3://b/wal: socket hang up")));
+          });
+          return out;
+        };
+      },
+    }) as ReplicaClient;
+    const replica = new Replica(db, client, { name: "again", syncIntervalMs: 200 });
+    const ctl = new AbortController();
+    const loop = replica.run(ctl.signal);
+    try {
+      while (broken < 2) await sleep(20);
+      assert.ok(replica.metrics.syncErrorCount >= 1, `failed syncs: ${replica.metrics.syncErrorCount}`);
+      assert.equal(replica.metrics.syncCount, 0);
+      breaking = false;
+      const healed = performance.now();
+      while (replica.metrics.syncCount === 0 && performance.now() - healed < 10_000) await sleep(20);
+      assert.ok(replica.metrics.syncCount >= 1, "synced once the reads work again");
     } finally {
       ctl.abort();
       await loop;
