@@ -483,8 +483,20 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         writeKubeconfig(path, server, caFile, `user-${kubeconfigN}`, token);
         return path;
       },
-      kubectl(args, runOpts = {}) {
-        return runCommand(kubectlBin, ["--kubeconfig", kubeconfig, ...args], runOpts);
+      async kubectl(args, runOpts = {}) {
+        const run = () => runCommand(kubectlBin, ["--kubeconfig", kubeconfig, ...args], runOpts);
+        if (args[0] !== "wait") return run();
+        // `kubectl wait --for=condition=...` on an object created a moment ago fails at once when its
+        // status has no conditions yet ("error: .status.conditions accessor error: <nil> is of the type
+        // <nil>", seen on a CRD in a make test run): that is "not yet", so ask again.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await run();
+          } catch (err) {
+            if (attempt >= 20 || !/\.status\.conditions accessor error/.test(String(err))) throw err;
+            await new Promise((r) => setTimeout(r, 250));
+          }
+        }
       },
       async request<T = unknown>(method: string, path: string, body?: unknown, token?: string) {
         const r = await api(method, path, body, token ?? adminToken);
