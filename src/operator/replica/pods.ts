@@ -136,28 +136,25 @@ export function podFacts(
     const db = doc.databases.find((d) => d.path === only?.path) ?? doc.databases[0];
     return { name: pod, ...databaseFacts(doc, db) };
   }
-  const each = dbs.map(
-    (entry): DatabaseReplicationStatus => ({
-      name: entry.name ?? entry.path,
-      ...databaseFacts(
-        doc,
-        doc.databases.find((d) => d.path === entry.path),
-      ),
-    }),
-  );
+  const each = dbs.map((entry) => {
+    const { reason, ...facts } = databaseFacts(
+      doc,
+      doc.databases.find((d) => d.path === entry.path),
+    );
+    return { reason, facts: { name: entry.name ?? entry.path, ...facts } as DatabaseReplicationStatus };
+  });
+  const databases = each.map((e) => e.facts);
+  const { generation: _one, ...overAll } = combine(databases);
   const out: PodReplicationStatus = {
     name: pod,
-    ready: each.every((d) => d.ready === true),
-    ...combine(each),
-    databases: each,
+    ready: databases.every((d) => d.ready === true),
+    ...overAll,
+    databases,
   };
-  delete out.generation;
-  const errors = each.filter((d) => d.lastError).map((d) => `database ${d.name}: ${d.lastError}`);
+  const errors = databases.filter((d) => d.lastError).map((d) => `database ${d.name}: ${d.lastError}`);
   if (errors.length > 0) out.lastError = errors.join("; ").slice(0, 2048);
-  const reasons = each.map((d) => (d as { reason?: string }).reason);
-  if (reasons.includes("PermissionDenied")) out.reason = "PermissionDenied";
+  if (each.some((e) => e.reason === "PermissionDenied")) out.reason = "PermissionDenied";
   else if (errors.length > 0) out.reason = "ReplicationError";
-  for (const d of each) delete (d as { reason?: string }).reason;
   return out;
 }
 
