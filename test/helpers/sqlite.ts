@@ -60,10 +60,23 @@ export function rng(seed: number): () => number {
   };
 }
 
+export type WorkloadKind = "insert" | "update" | "delete" | "blob" | "schema" | "vacuum" | "index";
+
+/** The first draw (of 100) that picks each kind in Workload.step. */
+const kindDraw: Record<WorkloadKind, number> = {
+  insert: 0,
+  update: 45,
+  delete: 65,
+  blob: 78,
+  schema: 88,
+  vacuum: 95,
+  index: 97,
+};
+
 export interface Workload {
   db: Database.Database;
-  /** Runs one random transaction; returns what it did. */
-  step(): string;
+  /** Runs one random transaction, or one of the given kind; returns what it did. */
+  step(kind?: WorkloadKind): string;
   close(): void;
 }
 
@@ -86,8 +99,8 @@ export function openWorkload(
   const pick = (n: number) => Math.floor(r() * n);
   return {
     db,
-    step() {
-      const k = pick(100);
+    step(kind) {
+      const k = kind === undefined ? pick(100) : kindDraw[kind];
       if (k < 45) {
         const n = 1 + pick(20);
         const ins = db.prepare("INSERT INTO items (name, qty, data) VALUES (?, ?, ?)");
