@@ -139,6 +139,22 @@ describe("restore options", () => {
     const snaps = readdirSync(path.join(copy, "generations", lastGen, "snapshots")).sort();
     const snapIndex = Number.parseInt(snaps.at(-1)!.slice(0, 8), 16);
     assert.ok(snapIndex >= 1, "the newest snapshot is past index 0");
+    // Below the newest snapshot, only the stray: remove the genuine snapshots and segments there, as
+    // retention does. (When a loaded run took a second snapshot, genuine segments at the stray's index
+    // started at offset 0 and Litestream read the stray as one more segment of that index.) Litestream
+    // restores the replica as retention leaves it.
+    const walDir = path.join(copy, "generations", lastGen, "wal");
+    const below = (f: string) => Number.parseInt(f.slice(0, 8), 16) < snapIndex;
+    for (const f of readdirSync(walDir).filter(below)) rmSync(path.join(walDir, f));
+    for (const f of snaps.filter(below)) rmSync(path.join(copy, "generations", lastGen, "snapshots", f));
+    const clean = await runLitestream([
+      "restore",
+      "-o",
+      path.join(dir, "clean-litestream.db"),
+      `file://${copy}`,
+    ]);
+    assert.equal(clean.code, 0, clean.stderr);
+    assert.equal(logicalHash(path.join(dir, "clean-litestream.db")), finalHash);
     // A leftover with an offset that is not 0 at an index below the snapshot: invalid as a WAL start.
     const junk = lz4EncodeFrame(
       Buffer.from(
@@ -146,7 +162,7 @@ describe("restore options", () => {
       ),
     );
     const name = `${(snapIndex - 1).toString(16).padStart(8, "0")}_00001038.wal.lz4`;
-    const stray = path.join(copy, "generations", lastGen, "wal", name);
+    const stray = path.join(walDir, name);
     writeFileSync(stray, junk);
     utimesSync(stray, new Date(0), new Date(0));
     const out = path.join(dir, "stray.db");
