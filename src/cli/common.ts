@@ -4,16 +4,13 @@
  */
 
 import path from "node:path";
-import {
-  type Config,
-  createReplicaClient,
-  defaultConfigPath,
-  findDb,
-  isUrl,
-  loadConfig,
-  type ReplicaConfig,
-  replicaFromUrl,
-} from "../replicator/config.ts";
+// The config modules one by one, not the config.ts barrel: a command given a replica URL must not load
+// the YAML parser and the schema (parse.ts, imported when a config file is read).
+import { findDb, replicaFromUrl } from "../replicator/config/args.ts";
+import { createReplicaClient } from "../replicator/config/clients.ts";
+import { defaultConfigPath } from "../replicator/config/env.ts";
+import type { Config, ReplicaConfig } from "../replicator/config/types.ts";
+import { isUrl } from "../replicator/config/url.ts";
 import type { NamedClient } from "../replicator/restore.ts";
 import { ErrorCodes, WalshipError } from "../shared/errors.ts";
 import type { FlagSpec } from "../shared/flags.ts";
@@ -47,6 +44,7 @@ export const jsonFlag: FlagSpec = { name: "json", type: "boolean", help: "print 
 
 export async function readConfig(flags: Record<string, string | boolean | undefined>): Promise<Config> {
   const file = typeof flags.config === "string" ? flags.config : defaultConfigPath(process.env);
+  const { loadConfig } = await import("../replicator/config/parse.ts");
   const config = await loadConfig(file, { expandEnv: !flags["no-expand-env"], env: process.env });
   for (const w of config.warnings) process.stderr.write(`walship: warning: ${w}\n`);
   return config;

@@ -1,7 +1,7 @@
 /** `walship restore`: its flags, the progress line, -dry-run and the -refuse-if-replica-exists guard. */
 
 import path from "node:path";
-import { isUrl } from "../replicator/config.ts";
+import { isUrl } from "../replicator/config/url.ts";
 import { isGenerationName } from "../replicator/layout.ts";
 import {
   type NamedClient,

@@ -1,7 +1,8 @@
 /**
  * What a command loads: `walship version` and a restore from a plaintext file replica load no cloud
  * SDK, no Kubernetes client and no age library (each costs hundreds of milliseconds of start-up:
- * docs/benchmarks.md "Start-up"); a restore from an age replica does load the age library, which
+ * docs/benchmarks.md "Start-up"); a restore from a replica URL loads neither zod nor yaml (a config
+ * file does); a restore from an age replica does load the age library, which
  * shows the trace sees what it should. The trace is a real module resolve hook (node:module
  * registerHooks) in the real CLI process, listing every module it resolves.
  */
@@ -104,6 +105,23 @@ describe("start-up: what each command loads (a real resolve hook in the real CLI
     ]);
     assert.deepEqual(heavy(pkgs), []);
     assert.ok(pkgs.has("better-sqlite3"), "the trace sees the packages the restore does load");
+  });
+
+  it("a restore from a replica URL loads no YAML parser and no schema library either", () => {
+    const pkgs = packagesLoaded([
+      "restore",
+      "-o",
+      path.join(dir, "out-url.db"),
+      `file://${path.join(dir, "plain-replica")}`,
+    ]);
+    assert.deepEqual(heavy(pkgs), []);
+    assert.deepEqual(
+      [...pkgs].filter((p) => p === "zod" || p === "yaml"),
+      [],
+    );
+    // A config file does bring them (the trace sees them).
+    const withConfig = packagesLoaded(["generations", "-config", plainCfg, path.join(dir, "plain.db")]);
+    assert.ok(withConfig.has("zod") && withConfig.has("yaml"), [...withConfig].join(" "));
   });
 
   it("a restore from an age replica loads the age library (the trace sees it)", () => {

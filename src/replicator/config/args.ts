@@ -3,10 +3,10 @@ import os from "node:os";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 import { buildReplica, type Ctx } from "./build.ts";
 import { redactUrlPasswords } from "./env.ts";
+import { formatKeyPath, type Seg } from "./keypath.ts";
 import type { RawReplica } from "./schema.ts";
 import type { Config, DbConfig, ReplicaConfig } from "./types.ts";
 import { expandPath, isUrl } from "./url.ts";
-import { formatKeyPath, type Seg } from "./yaml.ts";
 
 /**
  * A replica from a URL (`s3://`, `file://`, `gcs://`, `abs://`, `sftp://`), with defaults, as

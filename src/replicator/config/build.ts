@@ -3,19 +3,13 @@
  * every problem a CONFIG error naming the key (`ctx.fail`), every doubt a warning.
  */
 
-import { splitListenAddr } from "../../shared/http.ts";
+import { splitListenAddr } from "../../shared/listen-addr.ts";
 import { buildAbs, buildAge, buildFile, buildGcs, buildS3, buildSftp, type KeyFn } from "./destinations.ts";
-import {
-  COMMON_REPLICA_KEYS,
-  type RawDb,
-  type RawReplica,
-  type RawRoot,
-  replicaShape,
-  TYPE_KEYS,
-} from "./schema.ts";
+import { formatKeyPath, type Seg, YAML_FALSE, YAML_TRUE } from "./keypath.ts";
+import { COMMON_REPLICA_KEYS, REPLICA_KEYS, TYPE_KEYS } from "./replica-keys.ts";
+import type { RawAge, RawDb, RawReplica, RawRoot } from "./schema.ts";
 import { type Config, type DbConfig, REPLICA_TYPES, type ReplicaConfig, type ReplicaType } from "./types.ts";
 import { expandPath, isUrl, parseUrl, type UrlParts } from "./url.ts";
-import { formatKeyPath, type Seg, YAML_FALSE, YAML_TRUE } from "./yaml.ts";
 
 export interface Ctx {
   env: NodeJS.ProcessEnv;
@@ -25,7 +19,15 @@ export interface Ctx {
   fail: (segs: Seg[], problem: string) => never;
   globalAccessKeyId?: string;
   globalSecretAccessKey?: string;
+  /**
+   * Checks an `age:` block (schema.ts checkAgeBlock). Set by parse.ts, which loads the schema anyway;
+   * a replica given as a URL has no `age:`, so its path never loads zod.
+   */
+  checkAge?: (value: unknown) => AgeCheck;
 }
+
+/** An `age:` block, checked: its settings, or the key path and problem of the first error. */
+export type AgeCheck = { ok: true; data: RawAge } | { ok: false; path: Seg[]; message: string };
 
 export function buildLogging(raw: RawRoot, ctx: Ctx): Config["logging"] {
   const lg = raw.logging;
@@ -141,7 +143,7 @@ export function buildReplica(rawIn: RawReplica, at: Seg[], ctx: Ctx): ReplicaCon
     );
   }
   const used = new Set([...COMMON_REPLICA_KEYS, ...TYPE_KEYS[type]]);
-  for (const k of Object.keys(replicaShape)) {
+  for (const k of REPLICA_KEYS) {
     if (!used.has(k) && (raw as Record<string, unknown>)[k] !== undefined) {
       ctx.warnings.push(`${formatKeyPath(key(k))}: not used by ${type} replicas, ignored`);
     }

@@ -3,23 +3,20 @@ import type { AgeSettings } from "../age/keys.ts";
 import { type SseSettings, sseProblem } from "../storage/s3-sse.ts";
 import type { Ctx } from "./build.ts";
 import { trimCredential } from "./env.ts";
+import { formatKeyPath, type Seg } from "./keypath.ts";
 import { DEFAULT_S3_REGION, parseS3Host, regionFromEndpointHost } from "./providers.ts";
-import { ageSchema, type RawReplica } from "./schema.ts";
+import type { RawReplica } from "./schema.ts";
 import type { AbsSettings, FileSettings, GcsSettings, S3Settings, SftpSettings } from "./types.ts";
 import { cleanPath, expandPath, objectPrefixFromUrlPath, type UrlParts } from "./url.ts";
-import { formatKeyPath, type Seg } from "./yaml.ts";
 
 export type KeyFn = (k: string) => Seg[];
 
 /** `age:` checked (schema.ts) and its key files made absolute; an empty block is an error. */
 export function buildAge(value: unknown, key: KeyFn, ctx: Ctx): AgeSettings {
-  const parsed = ageSchema.safeParse(value ?? {});
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const segs = issue.path.filter((p): p is Seg => typeof p === "string" || typeof p === "number");
-    return ctx.fail([...key("age"), ...segs], issue.message);
-  }
-  const a = parsed.data;
+  if (!ctx.checkAge) return ctx.fail(key("age"), "age: is read only from a config file");
+  const checked = ctx.checkAge(value ?? {});
+  if (!checked.ok) return ctx.fail([...key("age"), ...checked.path], checked.message);
+  const a = checked.data;
   const age: AgeSettings = {
     identities: a.identities ?? [],
     recipients: a.recipients ?? [],

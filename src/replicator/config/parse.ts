@@ -5,7 +5,7 @@ import { LineCounter, parseDocument } from "yaml";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 import { buildDb, buildLogging, type Ctx, checkAddr } from "./build.ts";
 import { expandEnvText, redactUrlPasswords } from "./env.ts";
-import { rootSchema } from "./schema.ts";
+import { checkAgeBlock, rootSchema } from "./schema.ts";
 import type { Config } from "./types.ts";
 import { expandPath } from "./url.ts";
 import { collectWarnings } from "./warnings.ts";
@@ -101,6 +101,7 @@ export function parseConfig(
     homedir: opts.homedir ?? os.homedir(),
     warnings,
     fail,
+    checkAge: checkAgeBlock,
   };
   if (raw["access-key-id"] !== undefined) ctx.globalAccessKeyId = raw["access-key-id"];
   if (raw["secret-access-key"] !== undefined) ctx.globalSecretAccessKey = raw["secret-access-key"];

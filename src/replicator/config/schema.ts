@@ -4,8 +4,8 @@
  */
 import { z } from "zod";
 import { tryParseGoDuration } from "../../shared/duration.ts";
-import type { ReplicaType } from "./types.ts";
-import { parseYamlInt, YAML_FALSE, YAML_TRUE } from "./yaml.ts";
+import type { AgeCheck } from "./build.ts";
+import { parseYamlInt, type Seg, YAML_FALSE, YAML_TRUE } from "./keypath.ts";
 
 const text = z
   .string({ error: "expected a string" })
@@ -131,6 +131,17 @@ export const ageSchema = z.strictObject(
         : "expected a mapping with identities and recipients",
   },
 );
+export type RawAge = z.output<typeof ageSchema>;
+
+/** An `age:` block checked against ageSchema (build.ts Ctx.checkAge). */
+export function checkAgeBlock(value: unknown): AgeCheck {
+  const parsed = ageSchema.safeParse(value);
+  if (parsed.success) return { ok: true, data: parsed.data };
+  const issue = parsed.error.issues[0]!;
+  const path = issue.path.filter((p): p is Seg => typeof p === "string" || typeof p === "number");
+  return { ok: false, path, message: issue.message };
+}
+
 const replicaSchema = z.object(replicaShape, { error: "expected a mapping" });
 export const dbShape = {
   path: text,
@@ -166,57 +177,5 @@ export const DURATION_KEYS = new Set(
     .map(([k]) => k),
 );
 
-/** Keys each replica type reads, beyond the common ones. */
-export const TYPE_KEYS: Record<ReplicaType, readonly string[]> = {
-  file: [],
-  s3: [
-    "bucket",
-    "region",
-    "endpoint",
-    "force-path-style",
-    "skip-verify",
-    "access-key-id",
-    "secret-access-key",
-    "access-key-id-file",
-    "secret-access-key-file",
-    "server-side-encryption",
-    "sse-kms-key-id",
-    "sse-customer-key",
-    "sse-customer-key-path",
-    "sse-customer-algorithm",
-  ],
-  gcs: ["bucket", "endpoint", "credentials-file"],
-  abs: [
-    "account-name",
-    "account-key",
-    "bucket",
-    "endpoint",
-    "sas-token",
-    "account-key-file",
-    "sas-token-file",
-  ],
-  sftp: [
-    "host",
-    "user",
-    "password",
-    "key-path",
-    "host-key",
-    "known-hosts-file",
-    "insecure-ignore-host-key",
-    "key-passphrase-file",
-    "host-key-file",
-    "password-file",
-  ],
-};
-export const COMMON_REPLICA_KEYS = [
-  "type",
-  "name",
-  "path",
-  "url",
-  "retention",
-  "retention-check-interval",
-  "sync-interval",
-  "snapshot-interval",
-  "validation-interval",
-  "age",
-];
+// Re-exported for the schema's other users; build.ts imports them from replica-keys.ts (no zod).
+export { COMMON_REPLICA_KEYS, TYPE_KEYS } from "./replica-keys.ts";

@@ -1,7 +1,8 @@
 /** The warnings of a config: keys Walship does not read, and bare-integer durations (nanoseconds). */
 import { isBareIntegerDuration } from "../../shared/duration.ts";
+import { formatKeyPath, type Seg } from "./keypath.ts";
 import { DURATION_KEYS, dbShape, loggingShape, replicaShape, rootShape } from "./schema.ts";
-import { formatKeyPath, type Plain, type Seg } from "./yaml.ts";
+import type { Plain } from "./yaml.ts";
 
 /** Warnings for keys Walship does not read, and for bare-integer durations (nanoseconds). */
 export function collectWarnings(plain: Plain, out: string[]): void {

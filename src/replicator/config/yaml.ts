@@ -4,25 +4,14 @@
  * keys resolved. Pure.
  */
 import { type Document, isAlias, isMap, isScalar, isSeq } from "yaml";
+import type { Seg } from "./keypath.ts";
+
+// Re-exported for callers that also parse YAML; code that must not load the parser imports keypath.ts.
+export { formatKeyPath, parseYamlInt, type Seg, YAML_FALSE, YAML_TRUE } from "./keypath.ts";
 
 export type Plain = string | null | Plain[] | { [key: string]: Plain };
-export type Seg = string | number;
 
 const YAML_NULLS = new Set(["", "~", "null", "Null", "NULL"]);
-export const YAML_TRUE = new Set(["y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE"]);
-export const YAML_FALSE = new Set([
-  "n",
-  "N",
-  "no",
-  "No",
-  "NO",
-  "off",
-  "Off",
-  "OFF",
-  "false",
-  "False",
-  "FALSE",
-]);
 const MAX_NODES = 100_000;
 
 /**
@@ -74,27 +63,4 @@ export function toPlain(
     fail(segs, "unsupported YAML node");
   };
   return walk(doc.contents, []);
-}
-
-export function parseYamlInt(v: string): number | undefined {
-  const m = /^([-+]?)(0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+|[0-9][0-9_]*)$/.exec(v);
-  if (!m) return undefined;
-  const digits = m[2]!.replace(/_/g, "");
-  let n: number;
-  if (digits.startsWith("0x")) n = Number.parseInt(digits.slice(2), 16);
-  else if (digits.startsWith("0o")) n = Number.parseInt(digits.slice(2), 8);
-  else if (digits.startsWith("0b")) n = Number.parseInt(digits.slice(2), 2);
-  else if (digits.length > 1 && digits.startsWith("0")) {
-    // YAML 1.1 octal, as yaml.v2 reads it
-    if (!/^[0-7]+$/.test(digits)) return undefined;
-    n = Number.parseInt(digits, 8);
-  } else n = Number(digits);
-  if (m[1] === "-") n = -n;
-  return Number.isSafeInteger(n) ? n : undefined;
-}
-
-export function formatKeyPath(segs: readonly Seg[]): string {
-  let out = "";
-  for (const s of segs) out += typeof s === "number" ? `[${s}]` : out === "" ? s : `.${s}`;
-  return out === "" ? "(root)" : out;
 }
