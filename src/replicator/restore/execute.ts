@@ -47,8 +47,10 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
   let writer: FileWriter | undefined;
   try {
     fd = openSync(tmp, "w+", 0o600);
-    // The file is written on a worker thread, in order, while this thread downloads and verifies.
-    writer = new FileWriter(fd, tmp);
+    // The file is written on a worker thread, in order, while this thread downloads and verifies; a
+    // small restore writes on this thread (the thread's start would cost more than it overlaps).
+    const stored = plan.snapshot.size + plan.segments.reduce((n, s) => n + s.size, 0);
+    writer = new FileWriter(fd, tmp, { inline: stored <= INLINE_WRITE_BYTES });
     const w = writer;
     // WAL segments download ahead (in order, within a byte budget) while the snapshot streams in.
     const fetcher = new SegmentFetcher(plan, parallelism, PREFETCH_BYTES, signal);
@@ -210,6 +212,11 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
 
 /** Snapshot blocks (up to 4 MiB each) and page batches (32 MiB each) queued for the writer thread. */
 const WRITES_IN_FLIGHT = 8;
+/**
+ * Up to this many stored (compressed) bytes, a restore writes the file on its own thread: tens of MiB
+ * of writes at most, against the tens of milliseconds a writer thread takes to start.
+ */
+export const INLINE_WRITE_BYTES = 4 * 1024 * 1024;
 const PAGE_BATCHES_IN_FLIGHT = 2;
 
 /** Adds `prefix` to an error's message; a WalshipError keeps its code, anything else becomes CORRUPT. */

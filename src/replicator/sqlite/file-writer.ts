@@ -5,9 +5,13 @@
  *
  * Buffers handed over are transferred (the caller's copy becomes unusable) and come back for reuse
  * through `buffer()`. Every request is answered in order; the first failure fails every later request too.
+ *
+ * `inline: true` performs each request at once on this thread instead: a small restore has nothing
+ * to overlap, and starting a thread (tens of milliseconds) would be most of its time.
  */
 import { Worker } from "node:worker_threads";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
+import { performWrite } from "./file-writer-ops.ts";
 import { BatchedPages, PAGE_WRITER_BYTES, type PageRun, type PageSink } from "./wal-apply.ts";
 
 export type FileWriterRequest =
@@ -32,7 +36,9 @@ const WORKER = new URL(
 );
 
 export class FileWriter {
-  readonly #worker: Worker;
+  /** Absent in the inline mode. */
+  readonly #worker: Worker | undefined;
+  readonly #fd: number;
   readonly #what: string;
   #next = 0;
   readonly #pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
@@ -42,14 +48,17 @@ export class FileWriter {
   readonly #spare: ArrayBuffer[] = [];
 
   /** `fd` stays the caller's to close, after `close()`. `what` names the file in errors. */
-  constructor(fd: number, what: string) {
+  constructor(fd: number, what: string, opts: { inline?: boolean } = {}) {
     this.#what = what;
-    this.#worker = new Worker(WORKER, { workerData: { fd } });
-    this.#worker.on("message", (r: FileWriterReply) => this.#answer(r));
-    this.#worker.on("error", (err) => this.#fail(err));
-    this.#worker.on("exit", (code) => {
+    this.#fd = fd;
+    if (opts.inline) return;
+    const worker = new Worker(WORKER, { workerData: { fd } });
+    worker.on("message", (r: FileWriterReply) => this.#answer(r));
+    worker.on("error", (err) => this.#fail(err));
+    worker.on("exit", (code) => {
       if (!this.#closed) this.#fail(new Error(`the writer thread exited with code ${code}`));
     });
+    this.#worker = worker;
   }
 
   /** Requests sent and not answered yet. */
@@ -114,7 +123,7 @@ export class FileWriter {
     if (this.#closed) return;
     await this.drain().catch(() => undefined);
     this.#closed = true;
-    await this.#worker.terminate();
+    await this.#worker?.terminate();
   }
 
   #send(req: FileWriterRequest, transfer: ArrayBuffer[] = []): Promise<void> {
@@ -124,7 +133,20 @@ export class FileWriter {
     req.id = id;
     const p = new Promise<void>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
     p.catch(() => undefined);
-    this.#worker.postMessage(req, transfer);
+    if (this.#worker) {
+      this.#worker.postMessage(req, transfer);
+      return p;
+    }
+    // Inline: performed now, answered as the worker would answer.
+    const reply: FileWriterReply = { id };
+    try {
+      const buffer = performWrite(this.#fd, req);
+      if (buffer) reply.buffer = buffer;
+    } catch (err) {
+      const e = err as { message?: string; code?: string };
+      reply.error = { message: e.message ?? String(err), ...(e.code ? { code: e.code } : {}) };
+    }
+    this.#answer(reply);
     return p;
   }
 
