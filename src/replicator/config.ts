@@ -49,8 +49,8 @@ export {
   redactUrlPasswords,
   trimCredential,
 } from "./config/env.ts";
+export { formatKeyPath } from "./config/keypath.ts";
 export { loadConfig, parseConfig } from "./config/parse.ts";
 export { DEFAULT_S3_REGION, parseS3Host } from "./config/providers.ts";
 export * from "./config/types.ts";
 export { isUrl } from "./config/url.ts";
-export { formatKeyPath } from "./config/keypath.ts";
