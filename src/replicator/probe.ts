@@ -179,6 +179,8 @@ export class DestinationProbe {
   readonly #retryMs: number;
   readonly #opts: DestinationProbeOptions;
   readonly #log: Logger;
+  /** One name for the process's life: the error messages (and the condition the operator derives) stay the same across retries. */
+  readonly #id = `${hostname()}-${randomBytes(4).toString("hex")}`;
   #last: ProbeResult | undefined;
 
   constructor(db: string, name: string, client: ReplicaClient, opts: DestinationProbeOptions = {}) {
@@ -198,6 +200,7 @@ export class DestinationProbe {
   /** Probes now and records the result. */
   async probe(signal?: AbortSignal): Promise<ProbeResult> {
     const result = await probeDestination(this.#client, {
+      id: this.#id,
       ...(this.#opts.timeoutMs !== undefined ? { timeoutMs: this.#opts.timeoutMs } : {}),
       ...(this.#opts.region !== undefined ? { region: this.#opts.region } : {}),
       ...(signal ? { signal } : {}),
