@@ -6,10 +6,13 @@
  * with AccessDenied; a user that may write but not delete fails at `delete` with the hint naming
  * retention. Users are MinIO STS sessions (AssumeRole) restricted by a session policy: MinIO's S3 API
  * cannot create users, and a session policy limits the session to the policy's actions, as an IAM
- * user's policy does. Each case is checked in /status, in the metric, and the good destination's
+ * user's policy does. A passed probe runs again when the key files it reads change (a rotated Secret
+ * does not restart the pod): keys swapped for a wrong secret fail it with the wrong-credentials hint.
+ * Each case is checked in /status, in the metric, and the good destination's
  * backup restores to the database as it was (the probe never touches the replicated layout).
  */
 import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
@@ -264,5 +267,28 @@ describe("destination self-test", () => {
     }
     await readOnly.rep.stop();
     await noDelete.rep.stop();
+  });
+
+  it("a credential file that changes is probed again: a wrong secret fails with the wrong-credentials hint", async () => {
+    const keys = path.join(dir, "keys");
+    mkdirSync(keys, { recursive: true });
+    writeFileSync(path.join(keys, "id"), minio.accessKeyId);
+    writeFileSync(path.join(keys, "secret"), minio.secretAccessKey);
+    const r = await start(
+      "rotate",
+      `      - name: rot\n        url: s3://good/rotate\n        endpoint: ${minio.endpoint}\n` +
+        `        region: ${minio.region}\n        force-path-style: true\n` +
+        `        access-key-id-file: ${keys}/id\n        secret-access-key-file: ${keys}/secret\n`,
+    );
+    await probeOf(r.port, "rot", "ok", r.rep);
+    writeFileSync(path.join(keys, "secret"), "not-the-secret");
+    // Looked at every second here (probe-interval 1s), probed once the client re-read its keys (10 s).
+    const bad = await probeOf(r.port, "rot", "failed", r.rep, 40_000);
+    assert.equal(bad.step, "write");
+    assert.match(bad.message ?? "", /SignatureDoesNotMatch/);
+    assert.match(bad.hint ?? "", /^wrong credentials: .*\(SignatureDoesNotMatch\)/);
+    assert.match(r.rep.output(), /destination credentials changed: probing again/);
+    assert.doesNotMatch(r.rep.output(), /not-the-secret/, "the secret is never logged");
+    await r.rep.stop();
   });
 });
