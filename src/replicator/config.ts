@@ -16,6 +16,8 @@
  *
  * Walship keys and extensions (Litestream v0.3.13 does not read them):
  * - `shutdown-sync-timeout` (global): how long the final sync on SIGTERM may take, default 10s.
+ * - `probe-interval` (global): how often a destination's failed self-test is tried again, default 1m;
+ *   0s turns the self-test off (replicator/probe.ts).
  * - `truncate-page-count` (per db): WAL size in pages that forces a TRUNCATE checkpoint, default
  *   500000 (a constant in Litestream); 0 disables.
  * - `replica:` (per db, a single replica mapping): Litestream v0.5's spelling of a one-element

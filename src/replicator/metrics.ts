@@ -10,6 +10,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { CheckpointMode, Db } from "./db.ts";
+import type { ProbeResult } from "./probe.ts";
 import type { Replica, ReplicaStatus } from "./replica.ts";
 import type { Operation } from "./storage/client.ts";
 import type { Pos } from "./types.ts";
@@ -26,6 +27,8 @@ export interface ReplicaObservation {
   window: Window;
   /** The last sync succeeded. */
   up: boolean;
+  /** The destination's last self-test, once one has finished. */
+  probe?: ProbeResult | undefined;
 }
 
 export interface DbObservation {
@@ -292,6 +295,11 @@ export class ReplicatorMetrics {
     );
     replicaGauge("walship_replica_up", "1 when the last sync to the destination succeeded, else 0.", (r) =>
       r.up ? 1 : 0,
+    );
+    replicaGauge(
+      "walship_destination_probe_ok",
+      "1 when the destination's last self-test (write, read, list, delete a probe object) passed, 0 when it failed; absent before the first.",
+      (r) => (r.probe ? (r.probe.outcome === "ok" ? 1 : 0) : undefined),
     );
     new Gauge<"version">({
       name: "walship_build_info",

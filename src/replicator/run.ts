@@ -9,6 +9,7 @@ import type { Config } from "./config.ts";
 import { createReplicaClient } from "./config.ts";
 import { Db } from "./db.ts";
 import { shadow } from "./layout.ts";
+import { credentialFiles, DestinationProbe } from "./probe.ts";
 import { Replica } from "./replica.ts";
 import type { SealedReplicaClient } from "./storage/sealed.ts";
 
@@ -18,6 +19,8 @@ export const DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS = 10_000;
 export interface Replication {
   dbs: Db[];
   replicas: Replica[];
+  /** Each destination's self-test (probe.ts), in the order of `replicas`; none with `probe-interval: 0`. */
+  probes: DestinationProbe[];
   /** Resolves when every loop has ended (after `stop`). */
   done: Promise<void>;
   /**
@@ -30,6 +33,7 @@ export interface Replication {
 export async function startReplication(config: Config, log: Logger): Promise<Replication> {
   const dbs: Db[] = [];
   const replicas: Replica[] = [];
+  const probes: DestinationProbe[] = [];
   /** Destinations whose retention deletes: their credentials must be able to. */
   const retaining: Replica[] = [];
   const sealed: Array<{ db: Db; name: string; client: SealedReplicaClient }> = [];
@@ -58,6 +62,16 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
         log: log.child({ db: db.path }),
       });
       replicas.push(replica);
+      if (config.probeIntervalMs !== 0) {
+        probes.push(
+          new DestinationProbe(db.path, rc.name, client.inner, {
+            ...(config.probeIntervalMs !== undefined ? { retryMs: config.probeIntervalMs } : {}),
+            ...(rc.s3?.region !== undefined ? { region: rc.s3.region } : {}),
+            credentialFiles: credentialFiles(rc),
+            log,
+          }),
+        );
+      }
       if (replica.retentionMs > 0) retaining.push(replica);
       log.info(
         {
@@ -79,7 +93,11 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
     await db.init();
     log.info({ path: db.path }, "initialized db");
   }
-  const loops = [...dbs.map((db) => db.monitor(ac.signal)), ...replicas.map((r) => r.run(ac.signal))];
+  const loops = [
+    ...dbs.map((db) => db.monitor(ac.signal)),
+    ...replicas.map((r) => r.run(ac.signal)),
+    ...probes.map((p) => p.run(ac.signal)),
+  ];
   const done = Promise.all(loops).then(() => undefined);
 
   async function stop(opts: { finalSyncTimeoutMs?: number } = {}): Promise<void> {
@@ -120,7 +138,7 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
     for (const db of dbs) await db.close();
   }
 
-  return { dbs, replicas, done, stop };
+  return { dbs, replicas, probes, done, stop };
 }
 
 /**

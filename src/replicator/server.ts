@@ -25,6 +25,7 @@ import type { Logger } from "../shared/log.ts";
 import {
   type DatabaseStatus,
   type DestinationStatus,
+  type Probe,
   type Readiness,
   type ReplicatorStatus,
   type RunAs,
@@ -39,6 +40,7 @@ import {
   type ReplicaObservation,
   ReplicatorMetrics,
 } from "./metrics.ts";
+import type { ProbeResult } from "./probe.ts";
 import type { Replica } from "./replica.ts";
 import type { Replication } from "./run.ts";
 import type { Pos } from "./types.ts";
@@ -160,6 +162,7 @@ async function observe(
               pendingBytes: await pendingBytes(db, pos),
               window: await windows.get(replica, now),
               up: status.lastSyncAt !== undefined && status.lastError === undefined,
+              probe: replication.probes.find((p) => p.db === db.path && p.name === replica.name)?.result,
             };
           }),
       ),
@@ -278,6 +281,7 @@ function statusDocument(obs: Observation, ready: Readiness, version: string): Re
                 },
               }
             : {}),
+          ...(r.probe ? { probe: probeStatus(r.probe) } : {}),
         };
       }),
     };
@@ -289,6 +293,16 @@ function statusDocument(obs: Observation, ready: Readiness, version: string): Re
     time: new Date(obs.now).toISOString(),
     ready: ready.ready,
     databases,
+  };
+}
+
+function probeStatus(p: ProbeResult): Probe {
+  return {
+    outcome: p.outcome,
+    at: p.at.toISOString(),
+    ...(p.step ? { step: p.step } : {}),
+    ...(p.message ? { message: p.message } : {}),
+    ...(p.hint ? { hint: p.hint } : {}),
   };
 }
 

@@ -60,6 +60,21 @@ export const WindowSchema = z.object({
   newest: Timestamp.optional(),
 });
 
+/**
+ * The destination's self-test (write, read back, list and delete a probe object with the process's
+ * own credentials): the last finished run. `step`, `message` and `hint` only when it failed.
+ */
+export const ProbeSchema = z.object({
+  outcome: z.enum(["ok", "failed"]),
+  at: Timestamp,
+  /** The step that failed. */
+  step: z.enum(["write", "read", "list", "delete"]).optional(),
+  /** The store's own error, one line; never a credential. */
+  message: z.string().optional(),
+  /** What to check (a missing bucket, no permission to delete, the wrong region, ...). */
+  hint: z.string().optional(),
+});
+
 export const DestinationStatusSchema = z.object({
   /** The destination's name in the config (Litestream's replica name). */
   name: z.string(),
@@ -89,6 +104,8 @@ export const DestinationStatusSchema = z.object({
   lastError: ErrorInfoSchema.optional(),
   /** The last validation (restore at a pinned position, compared with the database), when enabled. */
   validation: ValidationSchema.optional(),
+  /** The last self-test, once one has finished (absent with `probe-interval: 0`). */
+  probe: ProbeSchema.optional(),
 });
 
 /**
@@ -145,6 +162,7 @@ export type Position = z.infer<typeof PositionSchema>;
 export type ErrorInfo = z.infer<typeof ErrorInfoSchema>;
 export type RecoverabilityWindow = z.infer<typeof WindowSchema>;
 export type DestinationStatus = z.infer<typeof DestinationStatusSchema>;
+export type Probe = z.infer<typeof ProbeSchema>;
 export type DatabaseStatus = z.infer<typeof DatabaseStatusSchema>;
 export type AccessProblem = z.infer<typeof AccessProblemSchema>;
 export type RunAs = z.infer<typeof RunAsSchema>;

@@ -256,6 +256,19 @@ const databasesList = z
   .optional()
   .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] });
 
+/** One destination's self-test in one pod (the sidecar's `/status` probe), for DestinationReachable. */
+export const DestinationProbeStatus = z.object({
+  destination: z.string().describe("The destination, as spec.destinations names it."),
+  database: z.string().optional().describe("With spec.databases: the database, as it is named there."),
+  outcome: z.enum(["ok", "failed"]).describe("Whether the last self-test passed."),
+  step: z
+    .enum(["write", "read", "list", "delete"])
+    .optional()
+    .describe("The step that failed: write, read back, list or delete a probe object."),
+  message: z.string().optional().describe("The store's own error."),
+  hint: z.string().optional().describe("What to check: a missing bucket, a permission, the region, ..."),
+});
+
 /** Per-pod replication facts, read from the pod's sidecar `/status`. */
 export const PodReplicationStatus = z.object({
   name: z.string().describe("The pod."),
@@ -277,6 +290,10 @@ export const PodReplicationStatus = z.object({
   databases: databasesList.describe(
     "With spec.databases: each database's facts; the fields above are over all of them.",
   ),
+  probes: z
+    .array(DestinationProbeStatus)
+    .optional()
+    .describe("Each destination's last self-test with the pod's own credentials (DestinationReachable)."),
 });
 
 export const Phase = z.enum([
@@ -325,6 +342,7 @@ export type SqliteReplicaSpecInput = z.input<typeof SqliteReplicaSpec>;
 export type SqliteReplicaStatus = z.output<typeof SqliteReplicaStatus>;
 export type PodReplicationStatus = z.output<typeof PodReplicationStatus>;
 export type DatabaseReplicationStatus = z.output<typeof DatabaseReplicationStatus>;
+export type DestinationProbeStatus = z.output<typeof DestinationProbeStatus>;
 export type NamedDatabaseSpec = z.output<typeof NamedDatabaseSpec>;
 
 /** A database of a SqliteReplica: `spec.database` (no name) or one of `spec.databases`. */

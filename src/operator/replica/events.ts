@@ -34,6 +34,7 @@ const WARNING_REASONS = new Set([
   "SidecarFailing",
   "RunsAsRoot",
   "NotRestricted",
+  "DestinationUnreachable",
 ]);
 
 /** `cr` as an Event's involved object. */

@@ -20,6 +20,7 @@ import type { Pod } from "../kube/types.ts";
 import { CONFIG_HASH_ANNOTATION, SIDECAR_CONTAINER } from "../specs/names.ts";
 import type { WorkloadObject } from "../specs/workload.ts";
 import { permissionMessage, restoreFailure, sidecarFailure } from "./failures.ts";
+import { probesOf } from "./reachable.ts";
 
 /** How long a sidecar that has just started may refuse /status before it counts as unreachable. */
 const SIDECAR_START_GRACE_MS = 10_000;
@@ -83,6 +84,8 @@ export async function pollPods(
       try {
         const doc = await fetchSidecarStatus(`http://${p.status?.podIP}:${port}/status`);
         const facts = podFacts(podName, doc, dbs);
+        const probes = probesOf(doc, dbs);
+        if (probes) facts.probes = probes;
         if (p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== hash) {
           facts.ready = false;
         }

@@ -67,6 +67,7 @@ import { recordChanges } from "./events.ts";
 import { AppliedMemory, OwnWrites } from "./memory.ts";
 import { PodObserver } from "./observe.ts";
 import { aggregate } from "./pods.ts";
+import { destinationReachableCondition } from "./reachable.ts";
 import { ensureInjected, ensureNoConflict, ensureSecrets, removeInjection } from "./steps.ts";
 
 export interface SqliteReplicaObject extends KubeObject {
@@ -300,6 +301,7 @@ export class SqliteReplicaReconciler {
       spec.sidecar?.securityContext,
     );
     const derived = injectedStatus(describeWorkload(ref), pods, restricted);
+    derived.conditions.push(destinationReachableCondition(pods));
     const facts = aggregate(pods);
     await this.#status(key, cr, path, statusTx(generation, derived), (s) => {
       clearFacts(s);

@@ -120,6 +120,11 @@ export interface Config {
    * replication's default (run.ts), 10s.
    */
   shutdownSyncTimeoutMs?: number;
+  /**
+   * Walship key `probe-interval`: how often a destination's failed self-test (probe.ts) is tried
+   * again; 0 turns the self-test off. Undefined = the probe's default, 1m.
+   */
+  probeIntervalMs?: number;
   dbs: DbConfig[];
   /** One line per ignored or suspicious key, naming its path (`dbs[0].replicas[0].encryption: ...`). */
   warnings: string[];
