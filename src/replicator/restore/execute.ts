@@ -13,7 +13,7 @@ import { exists } from "../fs.ts";
 import { keys } from "../layout.ts";
 import { Lz4FrameDecoder } from "../lz4.ts";
 import { FileWriter, offThreadPages } from "../sqlite/file-writer.ts";
-import { dbHeaderPageSize, WalApplier } from "../sqlite/wal-apply.ts";
+import { dbHeaderPageSize, PAGE_WRITER_BYTES, WalApplier } from "../sqlite/wal-apply.ts";
 import type { WalSegmentInfo } from "../types.ts";
 import { PREFETCH_BYTES, SegmentFetcher } from "./fetcher.ts";
 import {
@@ -50,7 +50,8 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
     // The file is written on a worker thread, in order, while this thread downloads and verifies; a
     // small restore writes on this thread (the thread's start would cost more than it overlaps).
     const stored = plan.snapshot.size + plan.segments.reduce((n, s) => n + s.size, 0);
-    writer = new FileWriter(fd, tmp, { inline: stored <= INLINE_WRITE_BYTES });
+    const small = stored <= INLINE_WRITE_BYTES;
+    writer = new FileWriter(fd, tmp, { inline: small });
     const w = writer;
     // WAL segments download ahead (in order, within a byte budget) while the snapshot streams in.
     const fetcher = new SegmentFetcher(plan, parallelism, PREFETCH_BYTES, signal);
@@ -93,7 +94,9 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
         throw wrapCorrupt(err, `restore: snapshot ${snapName}`, { object: snapName });
       }
     }
-    const pages = offThreadPages(w);
+    // A small restore batches pages in a small arena: a 32 MiB one costs more to allocate (and to
+    // collect) than the whole restore.
+    const pages = offThreadPages(w, small ? SMALL_PAGE_BATCH_BYTES : PAGE_WRITER_BYTES);
     // One decoder for every segment: its buffers (a block and its window) are allocated once.
     const dec = new Lz4FrameDecoder({ borrowOutput: true });
     let restoredIndex = plan.snapshot.index;
@@ -217,6 +220,8 @@ const WRITES_IN_FLIGHT = 8;
  * of writes at most, against the tens of milliseconds a writer thread takes to start.
  */
 export const INLINE_WRITE_BYTES = 4 * 1024 * 1024;
+/** The page batch of a small restore (it writes a few MiB at most per batch). */
+const SMALL_PAGE_BATCH_BYTES = 1024 * 1024;
 const PAGE_BATCHES_IN_FLIGHT = 2;
 
 /** Adds `prefix` to an error's message; a WalshipError keeps its code, anything else becomes CORRUPT. */
