@@ -28,6 +28,10 @@ describe("injectedStatus", () => {
         ["Replicating", "False", "Waiting"],
         ["Degraded", "False", "NoErrors"],
         ["Restricted", "True", "Restricted"],
+        // The guardrails (guardrails.ts): nothing reported yet.
+        ["DiskPressure", "Unknown", "NotReported"],
+        ["WALGrowing", "Unknown", "NotReported"],
+        ["CheckpointFailing", "Unknown", "NotReported"],
       ],
     );
     assert.equal(d.conditions[0]?.message, "StatefulSet app carries the replicator");
