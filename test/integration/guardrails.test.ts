@@ -16,8 +16,7 @@
  *   app is unharmed, and when the filler goes everything clears and a restore equals the source.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, it } from "node:test";
 import Database from "better-sqlite3";
@@ -25,51 +24,23 @@ import { guardrailConditions } from "../../src/operator/replica/guardrails.ts";
 import { podFacts } from "../../src/operator/replica/pods.ts";
 import { type DatabaseStatus, ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
 import { freePort } from "../helpers/ports.ts";
-import { makeTempDir } from "../helpers/proc.ts";
+import { waitFor } from "../helpers/proc.ts";
 import { integrityCheck, logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
+import { mountTmpfs, type SmallVolume, smallApp } from "../helpers/tmpfs.ts";
 import { sleep, startReplicator, walship } from "../helpers/walship.ts";
 
 const MiB = 1024 * 1024;
-const TMPFS_SOURCE = "walship-guardrails";
 
+let vol: SmallVolume;
 let dir = "";
 let mnt = "";
-let mounted = false;
-
-/** Unmounts every tmpfs of ours still mounted (a run killed before its teardown). */
-function sweepMounts(): void {
-  const mine = readFileSync("/proc/self/mounts", "utf8")
-    .split("\n")
-    .map((l) => l.split(" "))
-    .filter((f) => f[0] === TMPFS_SOURCE && f[1] !== undefined)
-    .map((f) => f[1]!.replace(/\\040/g, " "));
-  for (const m of mine) execFileSync("umount", ["-l", m]);
-}
 
 before(() => {
-  assert.equal(
-    process.getuid?.(),
-    0,
-    "this test mounts a tmpfs and must run as root (CI and the dev machines do)",
-  );
-  sweepMounts();
-  dir = makeTempDir("guardrails");
-  mnt = path.join(dir, "small");
-  mkdirSync(mnt);
-  execFileSync("mount", ["-t", "tmpfs", "-o", "size=16m,mode=0755", TMPFS_SOURCE, mnt]);
-  mounted = true;
+  vol = mountTmpfs("guardrails", 16);
+  ({ dir, mnt } = vol);
 });
 
-after(() => {
-  if (!mounted) return;
-  try {
-    execFileSync("umount", [mnt]);
-  } catch {
-    // Still busy (a process of a failed run): detach it now, it goes when the last user does.
-    execFileSync("umount", ["-l", mnt]);
-  }
-  mounted = false;
-});
+after(() => vol?.close());
 
 async function status(base: string): Promise<DatabaseStatus> {
   const res = await fetch(`${base}/status`);
@@ -92,26 +63,9 @@ async function metric(base: string, name: string, labels: string): Promise<numbe
   return line === undefined ? undefined : Number(line.split(" ").at(-1));
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-    await sleep(200);
-  }
-}
-
-/** Fills the tmpfs with `file`, leaving about `leave` bytes free. */
-function fill(file: string, leave: number): void {
-  rmSync(file, { force: true });
-  const s = statfsSync(mnt);
-  writeFileSync(file, Buffer.alloc(Math.max(0, s.bavail * s.bsize - leave)));
+/** Polls `fn` every 200 ms until it gives a value (helpers/proc.ts waitFor). */
+function until<T>(what: string, fn: () => Promise<T | undefined>, ms: number): Promise<T> {
+  return waitFor(fn, { what, timeoutMs: ms, intervalMs: 200 });
 }
 
 it("guardrails: WAL growth, failing checkpoints and a full volume are reported, a snapshot that would not fit is refused, all clear when the cause goes", async () => {
@@ -142,33 +96,18 @@ dbs:
         snapshot-interval: 5s
 `,
   );
-  const app = new Database(db);
-  app.pragma("journal_mode = wal");
-  app.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
+  const small = smallApp(db);
+  const app = small.db;
+  const write = (n: number) => small.write(n);
   // One row rewritten over and over: the WAL grows by a frame per commit, the database not at all.
   app.exec("CREATE TABLE hot (id INTEGER PRIMARY KEY, v BLOB); INSERT INTO hot VALUES (1, x'00')");
   const rewrite = app.prepare("UPDATE hot SET v = ? WHERE id = 1");
-  const insert = app.prepare("INSERT INTO t (v) VALUES (?)");
-  let committed = 0;
-  let refusedBySqlite = 0;
-  const write = (n: number) => {
-    for (let i = 0; i < n; i++) {
-      try {
-        insert.run(Buffer.alloc(3000, committed & 0xff));
-        committed++;
-      } catch (err) {
-        // SQLITE_FULL is the app's own answer to a full disk; it must not corrupt anything.
-        assert.match(String((err as Error).message), /full|disk/i);
-        refusedBySqlite++;
-      }
-    }
-  };
   write(300);
   const rep = startReplicator(["-config", cfg]);
   const filler = path.join(mnt, "filler");
   const dbLabel = `db="${db}"`;
   try {
-    await waitFor(
+    await until(
       "both destinations synced",
       async () => ((await status(base)).replicas.every((r) => r.ready) ? true : undefined),
       30_000,
@@ -197,7 +136,7 @@ dbs:
     reader.prepare("SELECT count(*) FROM t").get();
     // Past a quarter of the 16 MiB volume (the shadow WAL holds a copy: about 9 MiB of it in all).
     for (let i = 0; statSync(`${db}-wal`).size < 4.5 * MiB; i++) rewrite.run(Buffer.alloc(100, i & 0xff));
-    const grown = await waitFor(
+    const grown = await until(
       "WALGrowing",
       async () => {
         const x = await conditions(base, db);
@@ -220,7 +159,7 @@ dbs:
     );
     reader.exec("COMMIT");
     reader.close();
-    await waitFor(
+    await until(
       "the WAL restarted and WALGrowing False",
       async () => ((await conditions(base, db)).WALGrowing!.startsWith("False") ? true : undefined),
       30_000,
@@ -232,7 +171,7 @@ dbs:
     locker.exec("BEGIN IMMEDIATE");
     let failing: string | undefined;
     try {
-      failing = await waitFor(
+      failing = await until(
         "3 failed checkpoints in a row",
         async () => {
           const x = await conditions(base, db);
@@ -254,7 +193,7 @@ dbs:
       /^True CheckpointErrors: pod app-0 .*app\.db: \d+ checkpoints failed in a row, the last: checkpoint /,
     );
     write(1);
-    await waitFor(
+    await until(
       "a checkpoint that succeeds",
       async () => ((await status(base)).checkpoint?.consecutiveFailures === 0 ? true : undefined),
       30_000,
@@ -265,15 +204,15 @@ dbs:
 
     // --- The snapshot guard: the local destination's snapshot would not fit ------------------------
     // It writes a copy of the database (LZ4 bound) here; the remote one only the checkpoint's growth.
-    await waitFor(
+    await until(
       "replication caught up",
       async () =>
         (await status(base)).replicas.every((r) => r.ready && r.pendingTransactions === 0) ? true : undefined,
       30_000,
     );
     const dbSize = statSync(db).size;
-    fill(filler, dbSize + 512 * 1024);
-    const refused = await waitFor(
+    vol.fill(filler, dbSize + 512 * 1024);
+    const refused = await until(
       "the local snapshot refused",
       async () => (await status(base)).replicas.find((r) => r.name === "local")!.snapshotRefused,
       30_000,
@@ -297,7 +236,7 @@ dbs:
     assert.ok(noTmp(local), "a refused snapshot leaves no partial object");
     // The remote destination's snapshots go on (they write nothing here but the checkpoint's growth).
     const remoteBefore = (await status(base)).replicas.find((r) => r.name === "remote")!.lastSnapshot!.at;
-    await waitFor(
+    await until(
       "a remote snapshot while the local one is refused",
       async () => {
         const r = (await status(base)).replicas.find((x) => x.name === "remote")!;
@@ -312,8 +251,8 @@ dbs:
     );
 
     // --- DiskPressure: under 10% free ---------------------------------------------------------------
-    fill(filler, 1 * MiB);
-    const pressure = await waitFor(
+    vol.fill(filler, 1 * MiB);
+    const pressure = await until(
       "DiskPressure LowFreeSpace",
       async () => {
         write(2);
@@ -332,14 +271,14 @@ dbs:
     assert.equal(app.prepare("PRAGMA integrity_check").pluck().get() as string, "ok");
     assert.equal(
       app.prepare("SELECT count(*) FROM t").pluck().get(),
-      committed,
+      small.committed,
       "every committed transaction is there",
     );
 
     // --- Space returns: everything clears by itself --------------------------------------------------
     rmSync(filler);
     write(10);
-    await waitFor(
+    await until(
       "all clear",
       async () => {
         const s = await status(base);
@@ -359,7 +298,7 @@ dbs:
     assert.equal(integrityCheck(out), "ok");
     assert.equal(logicalHash(out), want, "the restore equals the source");
     console.log(
-      `guardrails: ${committed} transactions committed, ${refusedBySqlite} refused by SQLite while full`,
+      `guardrails: ${small.committed} transactions committed, ${small.refused} refused by SQLite while full`,
     );
   } catch (err) {
     // What the replicator said and reported last, for the failure's reader.
