@@ -115,7 +115,9 @@ export async function spaceNeeds(plan: SnapshotPlan): Promise<SpaceNeed[]> {
       if (dest) out.push({ where: plan.localDestination, needBytes: object, freeBytes: dest.freeBytes });
     }
   }
-  return out;
+  // A file system the snapshot writes nothing to is no reason to refuse it (the first snapshot of a
+  // generation to a remote destination runs no checkpoint and stages nothing).
+  return out.filter((n) => n.needBytes > 0);
 }
 
 /**

@@ -4,6 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, statfsSync, statSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, it } from "node:test";
@@ -17,7 +20,12 @@ import {
   walGrowingCondition,
 } from "../../src/operator/replica/guardrails.ts";
 import { podFacts } from "../../src/operator/replica/pods.ts";
-import { lz4Bound, SNAPSHOT_RESERVE_BYTES, snapshotRefusal } from "../../src/replicator/guardrails.ts";
+import {
+  lz4Bound,
+  SNAPSHOT_RESERVE_BYTES,
+  snapshotRefusal,
+  spaceNeeds,
+} from "../../src/replicator/guardrails.ts";
 import { createLz4Encoder } from "../../src/replicator/lz4.ts";
 import type { DatabaseStatus, ReplicatorStatus } from "../../src/shared/protocol.ts";
 
@@ -202,6 +210,42 @@ describe("snapshot space check", () => {
       `/backup has ${SNAPSHOT_RESERVE_BYTES + 1000} bytes free; the snapshot needs up to 1001 and ` +
         `${SNAPSHOT_RESERVE_BYTES} must stay free`,
     );
+  });
+
+  it("counts, per file system, what the snapshot writes there and nothing else", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "walship-guard-"));
+    try {
+      const free = () => statfsSync(dir).bavail * statfsSync(dir).bsize;
+      const plan = { dbDir: dir, dbSizeBytes: 10 * MiB, checkpointBytes: 0, localDestination: undefined };
+      // A remote destination's first snapshot: no checkpoint, nothing staged, nothing to refuse.
+      assert.deepEqual(await spaceNeeds(plan), []);
+      const withCheckpoint = await spaceNeeds({ ...plan, checkpointBytes: 4096 });
+      assert.equal(withCheckpoint.length, 1);
+      assert.equal(withCheckpoint[0]!.where, dir);
+      assert.equal(withCheckpoint[0]!.needBytes, 4096);
+      assert.ok(Math.abs(withCheckpoint[0]!.freeBytes - free()) < 64 * MiB);
+      // A file destination on the same file system (not created yet): one entry, both summed.
+      const same = await spaceNeeds({
+        ...plan,
+        checkpointBytes: 4096,
+        localDestination: path.join(dir, "b/c"),
+      });
+      assert.deepEqual(
+        same.map((n) => [n.where, n.needBytes]),
+        [[dir, 4096 + lz4Bound(10 * MiB + 4096)]],
+      );
+      // On another file system: one entry each.
+      const other = "/dev/shm";
+      if (statSync(other).dev !== statSync(dir).dev) {
+        const two = await spaceNeeds({ ...plan, localDestination: other });
+        assert.deepEqual(
+          two.map((n) => [n.where, n.needBytes]),
+          [[other, lz4Bound(10 * MiB)]],
+        );
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("bounds our encoder's frame of incompressible data, within 1% of its input", async () => {
