@@ -183,13 +183,16 @@ export class Replica {
     let retryAt: number | undefined;
     while (!signal.aborted) {
       const last = this.#lastSnapshotAt?.getTime() ?? Date.now();
-      const due = Math.min(last + interval, retryAt ?? Number.POSITIVE_INFINITY);
-      const wait = Math.max(0, due - Date.now());
-      await sleep(Math.max(wait, 10), undefined, { signal }).catch(() => undefined);
+      // A refusal's retry replaces the schedule (the interval has passed already when one is set).
+      const due = retryAt ?? last + interval;
+      await sleep(Math.max(due - Date.now(), 10), undefined, { signal }).catch(() => undefined);
       if (signal.aborted) break;
       try {
-        const retry = retryAt !== undefined && Date.now() >= retryAt;
-        if (retry || !this.#lastSnapshotAt || Date.now() - this.#lastSnapshotAt.getTime() >= interval) {
+        const isDue =
+          retryAt !== undefined
+            ? Date.now() >= retryAt
+            : !this.#lastSnapshotAt || Date.now() - this.#lastSnapshotAt.getTime() >= interval;
+        if (isDue) {
           retryAt = undefined;
           await this.snapshot({ signal });
         }

@@ -1,14 +1,18 @@
 /**
  * Guardrails on the real node (issue 19): the app's database lives on an emptyDir of medium Memory
- * with a sizeLimit, which the kubelet mounts as a tmpfs of that size (checked on the node). Filled on
- * purpose from the node, the SqliteReplica shows DiskPressure=True (LowFreeSpace, naming the pod and
- * the numbers) with a Warning Event and the pod's facts in its status; freed, DiskPressure=False. The
- * other guardrails are reported (False) from the same sidecar.
+ * with a sizeLimit, which the kubelet mounts as a tmpfs of that size (checked on the node). From the
+ * node, through that tmpfs (SQLite's locks and shared memory work across the pod's processes and
+ * ours, one kernel):
+ * - a reader that keeps its transaction open while commits pile up: WALGrowing=True, False once it ends;
+ * - SQLite's write lock held across the sidecar's checkpoints: CheckpointFailing=True, False after;
+ * - the volume filled on purpose: DiskPressure=True (LowFreeSpace, naming the pod and the numbers)
+ *   with a Warning Event and the pod's facts in its status; freed, DiskPressure=False.
  */
 import assert from "node:assert/strict";
-import { rmSync, statfsSync, writeFileSync } from "node:fs";
+import { rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
+import Database from "better-sqlite3";
 import {
   appStatefulSet,
   type Condition,
@@ -74,7 +78,7 @@ describe("guardrails on the real node: a small database volume filled on purpose
       );
     });
 
-  it("DiskPressure turns True when the volume is filled, and False once space returns", async () => {
+  it("WALGrowing, CheckpointFailing and DiskPressure turn True with their cause, and False once it goes", async () => {
     await createS3Secret(c, NS, minio);
     // The app's volume: a memory-backed emptyDir of SIZE_MIB instead of the claim.
     const sts = appStatefulSet(NS, MOUNT) as {
@@ -85,7 +89,16 @@ describe("guardrails on the real node: a small database volume filled on purpose
       { name: "data", emptyDir: { medium: "Memory", sizeLimit: `${SIZE_MIB}Mi` } },
     ];
     await c.apply(sts);
-    await c.apply(s3SqliteReplica(NS, "db", minio, { mount: MOUNT, bucket: BUCKET, prefix: NS }));
+    // Snapshots every 5 s: each begins with a RESTART checkpoint (which restarts the WAL, or fails).
+    await c.apply(
+      s3SqliteReplica(
+        NS,
+        "db",
+        minio,
+        { mount: MOUNT, bucket: BUCKET, prefix: NS },
+        { snapshotInterval: "5s" },
+      ),
+    );
     const p = await readyPod(c, NS, "app-0", (x) =>
       (x.spec.initContainers ?? []).some((i) => i.name === "walship"),
     );
@@ -105,9 +118,59 @@ describe("guardrails on the real node: a small database volume filled on purpose
     assert.equal(facts?.path, `${MOUNT}/app.db`);
     assert.equal(facts?.volumeTotalBytes, SIZE_MIB * MiB, "the sidecar sees the same volume");
 
+    // WALGrowing: a reader keeps its transaction open while one row is rewritten over and over (the
+    // WAL grows by a frame per commit, the database not at all) past a quarter of the volume.
+    const file = path.join(dir, "app.db");
+    const reader = new Database(file, { readonly: true });
+    const writer = new Database(file);
+    try {
+      writer.pragma("busy_timeout = 10000");
+      writer.exec("CREATE TABLE IF NOT EXISTS hot (id INTEGER PRIMARY KEY, v BLOB)");
+      writer.exec("INSERT OR REPLACE INTO hot VALUES (1, x'00')");
+      reader.exec("BEGIN");
+      reader.prepare("SELECT count(*) FROM starts").get();
+      const rewrite = writer.prepare("UPDATE hot SET v = ? WHERE id = 1");
+      for (let i = 0; statSync(`${file}-wal`).size < 8.5 * MiB; i++) rewrite.run(Buffer.alloc(100, i & 0xff));
+      const grown = await until("WALGrowing True", (x) => cond(x, "WALGrowing")?.status === "True");
+      assert.equal(cond(grown, "WALGrowing")?.reason, "WALTakesVolume");
+      assert.match(
+        cond(grown, "WALGrowing")!.message,
+        /^pod app-0 \/var\/lib\/app\/app\.db: [\d.]+ MiB written to the WAL since it last restarted, more than 25% of its 32\.0 MiB volume/,
+      );
+      assert.equal(
+        cond(grown, "CheckpointFailing")?.status,
+        "False",
+        "a pinned WAL is not a failed checkpoint",
+      );
+      reader.exec("COMMIT");
+      await until("WALGrowing False", (x) => cond(x, "WALGrowing")?.status === "False");
+
+      // CheckpointFailing: SQLite's write lock held across three of the sidecar's checkpoints.
+      writer.exec("BEGIN IMMEDIATE");
+      let failing: Cr;
+      try {
+        failing = await until(
+          "CheckpointFailing True",
+          (x) => cond(x, "CheckpointFailing")?.status === "True",
+        );
+      } finally {
+        writer.exec("ROLLBACK");
+      }
+      assert.equal(cond(failing, "CheckpointFailing")?.reason, "CheckpointErrors");
+      assert.match(
+        cond(failing, "CheckpointFailing")!.message,
+        /^pod app-0 \/var\/lib\/app\/app\.db: \d+ checkpoints failed in a row, the last: checkpoint \/var\/lib\/app\/app\.db \(RESTART\): .*locked/,
+      );
+      await until("CheckpointFailing False", (x) => cond(x, "CheckpointFailing")?.status === "False");
+    } finally {
+      reader.close();
+      writer.close();
+    }
+
     // Filled on purpose: 2 MiB left of 32 (6%).
     filler = path.join(dir, "filler");
-    writeFileSync(filler, Buffer.alloc(fs0.bavail * fs0.bsize - 2 * MiB));
+    const fs1 = statfsSync(dir);
+    writeFileSync(filler, Buffer.alloc(fs1.bavail * fs1.bsize - 2 * MiB));
     const full = await until("DiskPressure True", (x) => cond(x, "DiskPressure")?.status === "True");
     const dp = cond(full, "DiskPressure")!;
     assert.equal(dp.reason, "LowFreeSpace");

@@ -88,8 +88,6 @@ dbs:
         url: file://${local}
         sync-interval: 200ms
         snapshot-interval: 5s
-        retention: 3s
-        retention-check-interval: 1s
       - name: remote
         url: file://${remote}
         sync-interval: 200ms
@@ -204,14 +202,18 @@ dbs:
 
     // --- The snapshot guard: the local destination's snapshot would not fit ------------------------
     // It writes a copy of the database (LZ4 bound) here; the remote one only the checkpoint's growth.
+    // Once the shadow WAL of the grown WAL is gone (removed when both destinations have it), nothing
+    // frees space by itself: the filler leaves what the remote snapshot needs, not the local one.
     await until(
-      "replication caught up",
+      "replication caught up, the old shadow WAL removed",
       async () =>
-        (await status(base)).replicas.every((r) => r.ready && r.pendingTransactions === 0) ? true : undefined,
+        (await status(base)).replicas.every((r) => r.ready && r.pendingTransactions === 0) &&
+        (await metric(base, "litestream_shadow_wal_size", dbLabel))! < 1 * MiB
+          ? true
+          : undefined,
       30_000,
     );
-    const dbSize = statSync(db).size;
-    vol.fill(filler, dbSize + 512 * 1024);
+    vol.fill(filler, statSync(db).size + 512 * 1024);
     const refused = await until(
       "the local snapshot refused",
       async () => (await status(base)).replicas.find((r) => r.name === "local")!.snapshotRefused,
@@ -228,6 +230,13 @@ dbs:
       (await metric(base, "walship_replica_snapshots_refused_total", `${dbLabel},name="local"`))! >= 1,
     );
     assert.match(rep.output(), /snapshot refused: not enough space/, "the log says so");
+    // Tried again after its interval (5 s here), not at once: no loop of refusals.
+    const refusedCount = () =>
+      metric(base, "walship_replica_snapshots_refused_total", `${dbLabel},name="local"`);
+    const n0 = (await refusedCount())!;
+    await sleep(3000);
+    const n1 = (await refusedCount())!;
+    assert.ok(n1 - n0 <= 1, `refused snapshots in 3 s: ${n1 - n0}`);
     assert.equal(readdirSync(path.join(local, "generations")).length > 0, true);
     const noTmp = (d: string): boolean =>
       readdirSync(d, { withFileTypes: true }).every((e) =>
