@@ -76,6 +76,9 @@ describe("blockedStatus and Ready", () => {
       [
         ["Injected", "False", "SecretMissing", "spec.destinations[0].s3: Secret ns/x not found"],
         ["Replicating", "Unknown", "SecretMissing", "not injected"],
+        ["DiskPressure", "Unknown", "SecretMissing", "not injected"],
+        ["WALGrowing", "Unknown", "SecretMissing", "not injected"],
+        ["CheckpointFailing", "Unknown", "SecretMissing", "not injected"],
       ],
     );
     const s: SqliteReplicaStatus = {

@@ -11,7 +11,12 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, it } from "node:test";
 import type { PodReplicationStatus } from "../../src/api/v1alpha1/index.ts";
-import { type Cond, deriveReady, injectedStatus } from "../../src/operator/replica/conditions.ts";
+import {
+  type Cond,
+  deriveReady,
+  injectedStatus,
+  pausedStatus,
+} from "../../src/operator/replica/conditions.ts";
 import {
   checkpointFailingCondition,
   DEFAULT_GUARDRAIL_THRESHOLDS,
@@ -197,6 +202,22 @@ describe("the guardrails beside the other conditions", () => {
     ]);
     const conds = d.conditions.map((c) => ({ ...c, lastTransitionTime: "2026-05-01T10:00:00Z" }));
     assert.equal(deriveReady(conds, 1).status, "True");
+  });
+});
+
+describe("the guardrails while nothing is injected", () => {
+  it("are Unknown with the pause's reason, not left at their last values", () => {
+    const d = pausedStatus("StatefulSet app", "walship.dev/paused");
+    assert.deepEqual(
+      d.conditions
+        .filter((c) => ["DiskPressure", "WALGrowing", "CheckpointFailing"].includes(c.type))
+        .map(row),
+      [
+        ["DiskPressure", "Unknown", "Paused"],
+        ["WALGrowing", "Unknown", "Paused"],
+        ["CheckpointFailing", "Unknown", "Paused"],
+      ],
+    );
   });
 });
 

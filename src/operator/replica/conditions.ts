@@ -24,7 +24,7 @@ import {
 } from "../specs/security.ts";
 import { getCondition, setCondition } from "../status.ts";
 import { POD_REASONS, type PodReason } from "./failures.ts";
-import { guardrailConditions } from "./guardrails.ts";
+import { guardrailConditions, guardrailsUnknown } from "./guardrails.ts";
 
 export type Cond = Omit<Condition, "lastTransitionTime" | "observedGeneration">;
 
@@ -152,6 +152,7 @@ export function blockedStatus(reason: string, message: string): DerivedStatus {
     conditions: [
       { type: "Injected", status: "False", reason, message },
       { type: "Replicating", status: "Unknown", reason, message: "not injected" },
+      ...guardrailsUnknown(reason, "not injected"),
     ],
     phase: "Failed",
     settled: false,
@@ -177,6 +178,7 @@ export function pausedStatus(workload: string, annotation: string): DerivedStatu
       },
       { type: "Replicating", status: "False", reason: "Paused", message: `${why}: nothing is replicated` },
       { type: "Degraded", status: "False", reason: "Paused", message: "" },
+      ...guardrailsUnknown("Paused", why),
     ],
     phase: "Paused",
     settled: true,

@@ -60,7 +60,7 @@ export async function recordChanges(
       : WARNING_REASONS.has(ch.to.reason) && ch.to.status !== "True";
     // No Event for the first all-clear (a guardrail goes from Unknown to False once pods report).
     if (trueIsBad && ch.to.status !== "True" && (!ch.from || ch.from.status === "Unknown")) return;
-    if (ch.to.type === "Replicating" && ch.to.status === "Unknown") return;
+    if ((ch.to.type === "Replicating" || GUARDRAILS.has(ch.to.type)) && ch.to.status === "Unknown") return;
     try {
       await events.record(asSqliteReplica(cr), {
         type: bad ? "Warning" : "Normal",

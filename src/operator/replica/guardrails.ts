@@ -163,6 +163,14 @@ export function checkpointFailingCondition(
   };
 }
 
+/**
+ * The three, Unknown for `reason`: while nothing is injected (a blocked step, a pause) no sidecar
+ * reports them, and the last values would be stale.
+ */
+export function guardrailsUnknown(reason: string, message: string): Cond[] {
+  return GUARDRAIL_CONDITIONS.map((type) => ({ type, status: "Unknown", reason, message }));
+}
+
 /** The three guardrail conditions, in GUARDRAIL_CONDITIONS order. */
 export function guardrailConditions(
   pods: readonly PodReplicationStatus[],
