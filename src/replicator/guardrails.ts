@@ -15,6 +15,7 @@
  */
 import { stat, statfs } from "node:fs/promises";
 import path from "node:path";
+import { exists } from "./fs.ts";
 import { LZ4_BLOCK_SIZE } from "./lz4.ts";
 
 /**
@@ -48,13 +49,7 @@ export async function volumeSpace(dir: string): Promise<VolumeSpace | undefined>
 async function existingDir(dir: string): Promise<string> {
   let cur = path.resolve(dir);
   for (;;) {
-    if (
-      await stat(cur).then(
-        () => true,
-        () => false,
-      )
-    )
-      return cur;
+    if (await exists(cur)) return cur;
     const up = path.dirname(cur);
     if (up === cur) return cur;
     cur = up;
