@@ -28,6 +28,7 @@ import { Connections } from "./db/connection.ts";
 import { HeldFiles, readRange } from "./db/files.ts";
 import {
   BUSY_TIMEOUT_MS,
+  type CheckpointHealth,
   type CheckpointMode,
   type CommitRecord,
   type DbMetrics,
@@ -135,6 +136,11 @@ export class Db {
 
   get lastError(): string | undefined {
     return this.#lastError;
+  }
+
+  /** Whether checkpoints are failing now (a guardrail). */
+  get checkpointHealth(): CheckpointHealth {
+    return this.#checkpoints.health;
   }
 
   /** A promise that settles at the next change of the shadow WAL (new frames, index, generation). */

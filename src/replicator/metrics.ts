@@ -10,6 +10,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { CheckpointMode, Db } from "./db.ts";
+import type { VolumeSpace } from "./guardrails.ts";
 import type { ProbeResult } from "./probe.ts";
 import type { Replica, ReplicaStatus } from "./replica.ts";
 import type { Operation } from "./storage/client.ts";
@@ -34,6 +35,10 @@ export interface ReplicaObservation {
 export interface DbObservation {
   db: Db;
   replicas: ReplicaObservation[];
+  /** The file system under the database's directory (guardrails.ts); undefined when statfs failed. */
+  volume?: VolumeSpace | undefined;
+  /** The real WAL's size now (the Db's own figure is from its last successful sync). */
+  walSizeBytes?: number;
 }
 
 export interface Observation {
@@ -150,7 +155,7 @@ export class ReplicatorMetrics {
     dbGauge(
       "litestream_wal_size",
       "Size of the database's real WAL file in bytes.",
-      (d) => d.db.metrics.walSize,
+      (d) => d.walSizeBytes ?? d.db.metrics.walSize,
     );
     dbGauge(
       "litestream_shadow_wal_index",
@@ -300,6 +305,32 @@ export class ReplicatorMetrics {
       "walship_destination_probe_ok",
       "1 when the destination's last self-test (write, read, list, delete a probe object) passed, 0 when it failed; absent before the first.",
       (r) => (r.probe ? (r.probe.outcome === "ok" ? 1 : 0) : undefined),
+    );
+    // Guardrails (docs/operator.md, "Guardrails").
+    dbGauge(
+      "walship_volume_free_bytes",
+      "Bytes still free (for an unprivileged process) on the file system holding the database.",
+      (d) => d.volume?.freeBytes,
+    );
+    dbGauge(
+      "walship_volume_total_bytes",
+      "Size of the file system holding the database, bytes.",
+      (d) => d.volume?.totalBytes,
+    );
+    dbGauge(
+      "walship_wal_live_bytes",
+      "Bytes written to the WAL since it last restarted (the current shadow WAL's committed size).",
+      (d) => d.db.pos()?.offset,
+    );
+    dbGauge(
+      "walship_checkpoint_consecutive_failures",
+      "Checkpoints of the database that failed since the last one that succeeded.",
+      (d) => d.db.checkpointHealth.consecutiveFailures,
+    );
+    replicaCounter(
+      "walship_replica_snapshots_refused_total",
+      "Snapshots not started because what they write on local disk would not fit.",
+      (r) => r.replica.metrics.snapshotRefusedCount,
     );
     new Gauge<"version">({
       name: "walship_build_info",

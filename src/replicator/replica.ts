@@ -6,14 +6,16 @@
  */
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
+import path from "node:path";
 import { pipeline as pipeCallback, Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
+import { describeError, ErrorCodes, hasCode, WalshipError } from "../shared/errors.ts";
 import { hex8 } from "../shared/format.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import type { CommitRecord, Db } from "./db.ts";
 import { type CommitTimesDoc, encodeJson, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
+import { SNAPSHOT_RETRY_MS, snapshotRefusal, spaceNeeds } from "./guardrails.ts";
 import { keys } from "./layout.ts";
 import { createLz4Decoder, createLz4Encoder, LZ4_BLOCK_SIZE } from "./lz4.ts";
 import {
@@ -65,6 +67,7 @@ export class Replica {
     snapshotCount: 0,
     validationOk: 0,
     validationError: 0,
+    snapshotRefusedCount: 0,
   };
 
   #log: Logger;
@@ -77,6 +80,7 @@ export class Replica {
   #lastDurableCommitAt: Date | undefined;
   #lastValidation: ValidationResult | undefined;
   #lastErrorAt: Date | undefined;
+  #snapshotRefused: { message: string; at: Date } | undefined;
   #unsubscribe: () => void;
   #busy: Promise<unknown> = Promise.resolve();
 
@@ -120,6 +124,7 @@ export class Replica {
       ...(this.#lastErrorAt ? { lastErrorAt: this.#lastErrorAt } : {}),
       pendingCommits: this.#pending.length,
       ...(oldest ? { oldestPendingAt: new Date(oldest.time) } : {}),
+      ...(this.#snapshotRefused ? { snapshotRefused: { ...this.#snapshotRefused } } : {}),
     };
   }
 
@@ -174,18 +179,32 @@ export class Replica {
   async #snapshotLoop(signal: AbortSignal): Promise<void> {
     const interval = this.snapshotIntervalMs;
     if (!interval) return;
+    // After a snapshot refused for space: when to try again (space may come back before the interval).
+    let retryAt: number | undefined;
     while (!signal.aborted) {
       const last = this.#lastSnapshotAt?.getTime() ?? Date.now();
-      const wait = Math.max(0, last + interval - Date.now());
-      await sleep(Math.max(wait, 10), undefined, { signal }).catch(() => undefined);
+      // A refusal's retry replaces the schedule (the interval has passed already when one is set).
+      const due = retryAt ?? last + interval;
+      await sleep(Math.max(due - Date.now(), 10), undefined, { signal }).catch(() => undefined);
       if (signal.aborted) break;
       try {
-        if (!this.#lastSnapshotAt || Date.now() - this.#lastSnapshotAt.getTime() >= interval) {
+        const isDue =
+          retryAt !== undefined
+            ? Date.now() >= retryAt
+            : !this.#lastSnapshotAt || Date.now() - this.#lastSnapshotAt.getTime() >= interval;
+        if (isDue) {
+          retryAt = undefined;
           await this.snapshot({ signal });
         }
       } catch (err) {
         if (!signal.aborted) this.#log.error({ err: describeError(err) }, "snapshot failed");
-        this.#lastSnapshotAt = new Date();
+        if (hasCode(err, ErrorCodes.NO_SPACE)) {
+          // Refused: the last snapshot stays the one reported (its age keeps growing, and alerts see
+          // it); tried again soon.
+          retryAt = Date.now() + Math.min(interval, SNAPSHOT_RETRY_MS);
+        } else {
+          this.#lastSnapshotAt = new Date();
+        }
       }
     }
   }
@@ -403,6 +422,7 @@ export class Replica {
    */
   async #snapshot(signal: AbortSignal | undefined, opts: { fresh?: boolean } = {}): Promise<SnapshotInfo> {
     const started = performance.now();
+    await this.#checkSpace(opts.fresh === true);
     if (opts.fresh) {
       // A RESTART checkpoint moves the WAL to a new index (PASSIVE ones no longer do).
       await this.db.checkpoint("RESTART");
@@ -437,6 +457,7 @@ export class Replica {
     });
     this.#lastSnapshotAt = new Date();
     this.#lastSnapshotIndex = info.index;
+    this.#snapshotRefused = undefined;
     if (skipped) {
       this.#log.debug(
         { index: info.index },
@@ -454,6 +475,31 @@ export class Replica {
       "snapshot written",
     );
     return info;
+  }
+
+  /**
+   * Refuses (NO_SPACE) a snapshot whose local writes would not fit: the checkpoint before a fresh one
+   * (`checkpoint`) and, for a file destination, the snapshot object (guardrails.ts). The reason stays
+   * in the status until a snapshot is taken.
+   */
+  async #checkSpace(checkpoint: boolean): Promise<void> {
+    const local = this.client.type === "file" ? this.client.location : undefined;
+    const needs = await spaceNeeds({
+      dbDir: path.dirname(this.db.path),
+      dbSizeBytes: await stat(this.db.path).then(
+        (s) => s.size,
+        () => 0,
+      ),
+      checkpointBytes: checkpoint ? (this.db.pos()?.offset ?? 0) : 0,
+      localDestination: local,
+    });
+    const why = snapshotRefusal(needs);
+    if (!why) return;
+    const message = `snapshot ${this.db.path} to ${this.name} refused: ${why}`;
+    this.#snapshotRefused = { message, at: new Date() };
+    this.metrics.snapshotRefusedCount++;
+    this.#log.warn({ needs }, "snapshot refused: not enough space");
+    throw new WalshipError(ErrorCodes.NO_SPACE, message, { details: { needs } });
   }
 
   /**

@@ -11,6 +11,7 @@
  * listing behind the recoverability window is cached (window.ts).
  */
 import { stat } from "node:fs/promises";
+import path from "node:path";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import {
   type HttpServer,
@@ -23,6 +24,7 @@ import {
 } from "../shared/http.ts";
 import type { Logger } from "../shared/log.ts";
 import {
+  type CheckpointStatus,
   type DatabaseStatus,
   type DestinationStatus,
   type Probe,
@@ -34,6 +36,7 @@ import {
 } from "../shared/protocol.ts";
 import { accessProblem } from "./access.ts";
 import type { Db } from "./db.ts";
+import { volumeSpace } from "./guardrails.ts";
 import {
   type DbObservation,
   type Observation,
@@ -147,6 +150,8 @@ async function observe(
   const dbs: DbObservation[] = await Promise.all(
     replication.dbs.map(async (db) => ({
       db,
+      volume: await volumeSpace(path.dirname(db.path)),
+      walSizeBytes: await fileSize(db.walPath),
       replicas: await Promise.all(
         replication.replicas
           .filter((r) => r.db === db)
@@ -228,7 +233,7 @@ function readiness(replication: Replication, positions: PositionMemory): Readine
 
 function statusDocument(obs: Observation, ready: Readiness, version: string): ReplicatorStatus {
   const iso = (d: Date | undefined) => d?.toISOString();
-  const databases = obs.dbs.map(({ db, replicas }): DatabaseStatus => {
+  const databases = obs.dbs.map(({ db, replicas, volume, walSizeBytes }): DatabaseStatus => {
     const pos = db.pos();
     return {
       path: db.path,
@@ -237,8 +242,11 @@ function statusDocument(obs: Observation, ready: Readiness, version: string): Re
       ...(pos ? { position: pos } : {}),
       ...(db.pageSize > 0 ? { pageSize: db.pageSize } : {}),
       sizeBytes: db.metrics.dbSize,
-      walSizeBytes: db.metrics.walSize,
+      walSizeBytes: walSizeBytes ?? db.metrics.walSize,
       ...(db.lastError ? { lastError: { message: db.lastError } } : {}),
+      ...(pos ? { walLiveBytes: pos.offset } : {}),
+      ...(volume ? { volume: { freeBytes: volume.freeBytes, totalBytes: volume.totalBytes } } : {}),
+      checkpoint: checkpointStatus(db),
       replicas: replicas.map((r): DestinationStatus => {
         const s = r.status;
         const notReady = ready.notReady.some((n) => n.db === db.path && n.replica === s.name);
@@ -282,6 +290,9 @@ function statusDocument(obs: Observation, ready: Readiness, version: string): Re
               }
             : {}),
           ...(r.probe ? { probe: probeStatus(r.probe) } : {}),
+          ...(s.snapshotRefused
+            ? { snapshotRefused: { message: s.snapshotRefused.message, at: iso(s.snapshotRefused.at) } }
+            : {}),
         };
       }),
     };
@@ -303,6 +314,18 @@ function probeStatus(p: ProbeResult): Probe {
     ...(p.step ? { step: p.step } : {}),
     ...(p.message ? { message: p.message } : {}),
     ...(p.hint ? { hint: p.hint } : {}),
+  };
+}
+
+/** The checkpoints' health for /status: the failure streak, its newest error, the last success. */
+function checkpointStatus(db: Db): CheckpointStatus {
+  const h = db.checkpointHealth;
+  return {
+    consecutiveFailures: h.consecutiveFailures,
+    ...(h.lastError
+      ? { lastError: { message: h.lastError, ...(h.lastErrorAt ? { at: h.lastErrorAt.toISOString() } : {}) } }
+      : {}),
+    ...(h.lastSuccessAt ? { lastSuccessAt: h.lastSuccessAt.toISOString() } : {}),
   };
 }
 

@@ -33,6 +33,8 @@ export const ErrorCodes = {
   ABORTED: "WALSHIP_ERR_ABORTED",
   /** A Kubernetes API request failed (an HTTP error status from the API server). */
   KUBE: "WALSHIP_ERR_KUBE",
+  /** Work that writes to local disk was not started: what it needs would not fit (guardrails). */
+  NO_SPACE: "WALSHIP_ERR_NO_SPACE",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

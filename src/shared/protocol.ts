@@ -106,6 +106,11 @@ export const DestinationStatusSchema = z.object({
   validation: ValidationSchema.optional(),
   /** The last self-test, once one has finished (absent with `probe-interval: 0`). */
   probe: ProbeSchema.optional(),
+  /**
+   * The last snapshot was not started: what it writes locally would not fit (the message has the
+   * numbers). Cleared by the next snapshot taken.
+   */
+  snapshotRefused: ErrorInfoSchema.optional(),
 });
 
 /**
@@ -117,6 +122,23 @@ export const AccessProblemSchema = z.object({
   /** "read and write" (the database, -wal, -shm) or "create files in" (the directories). */
   need: z.string(),
   code: z.string(),
+});
+
+/** The file system under the database's directory (statfs), measured when the document is made. */
+export const VolumeSchema = z.object({
+  /** Bytes the replicator (an unprivileged process) may still write. */
+  freeBytes: Count,
+  totalBytes: Count,
+});
+
+/** Whether the replicator's checkpoints of the database are failing. */
+export const CheckpointStatusSchema = z.object({
+  /** Checkpoints that failed since the last one that succeeded. */
+  consecutiveFailures: Count,
+  /** The newest failure, while the streak lasts. */
+  lastError: ErrorInfoSchema.optional(),
+  /** The last checkpoint that succeeded (since startup). */
+  lastSuccessAt: Timestamp.optional(),
 });
 
 /** Who the replicator process runs as. */
@@ -142,6 +164,16 @@ export const DatabaseStatusSchema = z.object({
   /** Set while the database is not replicating and a file it needs is not accessible. */
   access: AccessProblemSchema.optional(),
   replicas: z.array(DestinationStatusSchema),
+  /**
+   * Guardrails: bytes written to the WAL since it last restarted (the committed size of the current
+   * shadow WAL): what checkpoints have not yet let SQLite write over. It grows without bound while
+   * no checkpoint can restart the WAL; `walSizeBytes` is the file, which keeps its largest size.
+   */
+  walLiveBytes: Count.optional(),
+  /** Guardrails: space on the database's volume (absent when statfs fails). */
+  volume: VolumeSchema.optional(),
+  /** Guardrails: the checkpoints' health. */
+  checkpoint: CheckpointStatusSchema.optional(),
 });
 
 export const ReplicatorStatusSchema = z.object({
@@ -166,6 +198,8 @@ export type Probe = z.infer<typeof ProbeSchema>;
 export type DatabaseStatus = z.infer<typeof DatabaseStatusSchema>;
 export type AccessProblem = z.infer<typeof AccessProblemSchema>;
 export type RunAs = z.infer<typeof RunAsSchema>;
+export type VolumeStatus = z.infer<typeof VolumeSchema>;
+export type CheckpointStatus = z.infer<typeof CheckpointStatusSchema>;
 export type ReplicatorStatus = z.infer<typeof ReplicatorStatusSchema>;
 
 /** The body of `/readyz`: which database or destination is not ready, and why. */

@@ -7,44 +7,25 @@
  * restore equals the source.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, it } from "node:test";
-import Database from "better-sqlite3";
 import { ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
 import { freePort } from "../helpers/ports.ts";
-import { makeTempDir } from "../helpers/proc.ts";
 import { integrityCheck, logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
+import { mountTmpfs, type SmallVolume, smallApp } from "../helpers/tmpfs.ts";
 import { sleep, startReplicator, walship } from "../helpers/walship.ts";
 
+let vol: SmallVolume;
 let dir = "";
 let mnt = "";
-let mounted = false;
 
 before(() => {
-  assert.equal(
-    process.getuid?.(),
-    0,
-    "this test mounts a tmpfs and must run as root (CI and the dev machines do)",
-  );
-  dir = makeTempDir("diskfull");
-  mnt = path.join(dir, "small");
-  mkdirSync(mnt);
-  execFileSync("mount", ["-t", "tmpfs", "-o", "size=6m,mode=0755", "walship-diskfull", mnt]);
-  mounted = true;
+  vol = mountTmpfs("diskfull", 6);
+  ({ dir, mnt } = vol);
 });
 
-after(() => {
-  if (!mounted) return;
-  try {
-    execFileSync("umount", [mnt]);
-  } catch {
-    // Still busy (a process of a failed run): detach it now, it goes when the last user does.
-    execFileSync("umount", ["-l", mnt]);
-  }
-  mounted = false;
-});
+after(() => vol?.close());
 
 async function status(base: string) {
   const res = await fetch(`${base}/status`);
@@ -65,13 +46,6 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms: nu
   }
 }
 
-/** Fills the file system, leaving about `leave` bytes free. */
-function fill(file: string, leave: number): void {
-  const s = statfsSync(mnt);
-  const free = s.bavail * s.bsize;
-  writeFileSync(file, Buffer.alloc(Math.max(0, free - leave)));
-}
-
 it("disk full under the database: a clear error, the app unharmed, replication resumes when space returns", async () => {
   const db = path.join(mnt, "app.db");
   const replica = path.join(dir, "replica");
@@ -89,24 +63,9 @@ dbs:
         sync-interval: 100ms
 `,
   );
-  const app = new Database(db);
-  app.pragma("journal_mode = wal");
-  app.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
-  const insert = app.prepare("INSERT INTO t (v) VALUES (?)");
-  let committed = 0;
-  let appErrors = 0;
-  const write = (n: number) => {
-    for (let i = 0; i < n; i++) {
-      try {
-        insert.run(Buffer.alloc(3000, committed & 0xff));
-        committed++;
-      } catch (err) {
-        // SQLITE_FULL is the app's own answer to a full disk; it must not corrupt anything.
-        assert.match(String((err as Error).message), /full|disk/i);
-        appErrors++;
-      }
-    }
-  };
+  const small = smallApp(db);
+  const app = small.db;
+  const write = (n: number) => small.write(n);
   write(20);
   const rep = startReplicator(["-config", cfg]);
   const filler = path.join(mnt, "filler");
@@ -118,7 +77,7 @@ dbs:
     );
 
     // Leave room for the app's next writes, not for their copy in the shadow WAL as well.
-    fill(filler, 160 * 1024);
+    vol.fill(filler, 160 * 1024);
     const errSeen = await waitFor(
       "the disk-full error in /status",
       async () => {
@@ -136,7 +95,7 @@ dbs:
     assert.match(rep.output(), /ENOSPC|no space left/i, "the error is in the logs too");
     // The app: its database is intact and holds every transaction it committed.
     assert.equal(app.prepare("PRAGMA integrity_check").pluck().get() as string, "ok");
-    assert.equal(app.prepare("SELECT count(*) FROM t").pluck().get(), committed);
+    assert.equal(app.prepare("SELECT count(*) FROM t").pluck().get(), small.committed);
 
     // Space returns: replication resumes by itself.
     rmSync(filler);
@@ -158,7 +117,9 @@ dbs:
     assert.equal(res.code, 0, res.stderr);
     assert.equal(integrityCheck(out), "ok");
     assert.equal(logicalHash(out), want, "the restore equals the source");
-    console.log(`disk full: ${committed} transactions committed, ${appErrors} refused by SQLite while full`);
+    console.log(
+      `disk full: ${small.committed} transactions committed, ${small.refused} refused by SQLite while full`,
+    );
   } finally {
     assert.equal(await rep.stop(), 0, rep.output().slice(-3000));
     app.close();

@@ -28,6 +28,10 @@ describe("injectedStatus", () => {
         ["Replicating", "False", "Waiting"],
         ["Degraded", "False", "NoErrors"],
         ["Restricted", "True", "Restricted"],
+        // The guardrails (guardrails.ts): nothing reported yet.
+        ["DiskPressure", "Unknown", "NotReported"],
+        ["WALGrowing", "Unknown", "NotReported"],
+        ["CheckpointFailing", "Unknown", "NotReported"],
       ],
     );
     assert.equal(d.conditions[0]?.message, "StatefulSet app carries the replicator");
@@ -72,6 +76,9 @@ describe("blockedStatus and Ready", () => {
       [
         ["Injected", "False", "SecretMissing", "spec.destinations[0].s3: Secret ns/x not found"],
         ["Replicating", "Unknown", "SecretMissing", "not injected"],
+        ["DiskPressure", "Unknown", "SecretMissing", "not injected"],
+        ["WALGrowing", "Unknown", "SecretMissing", "not injected"],
+        ["CheckpointFailing", "Unknown", "SecretMissing", "not injected"],
       ],
     );
     const s: SqliteReplicaStatus = {

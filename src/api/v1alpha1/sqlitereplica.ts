@@ -269,6 +269,31 @@ export const DestinationProbeStatus = z.object({
   hint: z.string().optional().describe("What to check: a missing bucket, a permission, the region, ..."),
 });
 
+/** One database's guardrail facts in one pod (docs/operator.md, "Guardrails"). */
+export const GuardrailFacts = z.object({
+  path: z.string().describe("The database file."),
+  volumeFreeBytes: z.number().min(0).optional().describe("Free bytes on the database's volume."),
+  volumeTotalBytes: z.number().min(0).optional().describe("Size of the database's volume."),
+  walSizeBytes: z.number().min(0).optional().describe("Size of the database's -wal file."),
+  walLiveBytes: z
+    .number()
+    .min(0)
+    .optional()
+    .describe(
+      "Bytes written to the WAL since it last restarted (grows while checkpoints cannot restart it).",
+    ),
+  checkpointFailures: z
+    .int()
+    .min(0)
+    .optional()
+    .describe("Checkpoints that failed since the last one that succeeded."),
+  checkpointError: z.string().optional().describe("The newest checkpoint failure, while they fail."),
+  snapshotRefused: z
+    .string()
+    .optional()
+    .describe("Why the last snapshot was not started (not enough local space)."),
+});
+
 /** Per-pod replication facts, read from the pod's sidecar `/status`. */
 export const PodReplicationStatus = z.object({
   name: z.string().describe("The pod."),
@@ -294,6 +319,10 @@ export const PodReplicationStatus = z.object({
     .array(DestinationProbeStatus)
     .optional()
     .describe("Each destination's last self-test with the pod's own credentials (DestinationReachable)."),
+  guardrails: z
+    .array(GuardrailFacts)
+    .optional()
+    .describe("Each database's volume space, WAL size and checkpoint health, as the sidecar reports them."),
 });
 
 export const Phase = z.enum([
@@ -343,6 +372,7 @@ export type SqliteReplicaStatus = z.output<typeof SqliteReplicaStatus>;
 export type PodReplicationStatus = z.output<typeof PodReplicationStatus>;
 export type DatabaseReplicationStatus = z.output<typeof DatabaseReplicationStatus>;
 export type DestinationProbeStatus = z.output<typeof DestinationProbeStatus>;
+export type GuardrailFacts = z.output<typeof GuardrailFacts>;
 export type NamedDatabaseSpec = z.output<typeof NamedDatabaseSpec>;
 
 /** A database of a SqliteReplica: `spec.database` (no name) or one of `spec.databases`. */

@@ -7,6 +7,7 @@
  * - Degraded: some pod has a problem; the reason is the most telling one (failures.ts POD_REASONS).
  * - Restricted: whether the containers Walship adds meet Pod Security `restricted` (security.ts); not
  *   part of Ready (an app that runs as root is a choice), but said, with a Warning Event.
+ * - DiskPressure, WALGrowing, CheckpointFailing: guardrails (guardrails.ts); not part of Ready either.
  */
 import type {
   Condition,
@@ -23,6 +24,7 @@ import {
 } from "../specs/security.ts";
 import { getCondition, setCondition } from "../status.ts";
 import { POD_REASONS, type PodReason } from "./failures.ts";
+import { guardrailConditions, guardrailsUnknown } from "./guardrails.ts";
 
 export type Cond = Omit<Condition, "lastTransitionTime" | "observedGeneration">;
 
@@ -137,6 +139,7 @@ export function injectedStatus(
       replicating,
       degraded,
       restricted,
+      ...guardrailConditions(pods),
     ],
     phase: injectedPhase(replicating, degraded),
     settled: replicating.status === "True" && degraded.status === "False",
@@ -149,6 +152,7 @@ export function blockedStatus(reason: string, message: string): DerivedStatus {
     conditions: [
       { type: "Injected", status: "False", reason, message },
       { type: "Replicating", status: "Unknown", reason, message: "not injected" },
+      ...guardrailsUnknown(reason, "not injected"),
     ],
     phase: "Failed",
     settled: false,
@@ -174,6 +178,7 @@ export function pausedStatus(workload: string, annotation: string): DerivedStatu
       },
       { type: "Replicating", status: "False", reason: "Paused", message: `${why}: nothing is replicated` },
       { type: "Degraded", status: "False", reason: "Paused", message: "" },
+      ...guardrailsUnknown("Paused", why),
     ],
     phase: "Paused",
     settled: true,

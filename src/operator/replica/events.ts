@@ -8,6 +8,9 @@ import type { Logger } from "../../shared/log.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { KubeObject } from "../kube/types.ts";
 import type { ConditionChange } from "../status.ts";
+import { GUARDRAIL_CONDITIONS } from "./guardrails.ts";
+
+const GUARDRAILS: ReadonlySet<string> = new Set(GUARDRAIL_CONDITIONS);
 
 /** Reasons that are a problem (a Warning Event) when their condition turns bad. */
 const WARNING_REASONS = new Set([
@@ -51,11 +54,14 @@ export async function recordChanges(
   // One Event per change, sent at once (they are independent; a reconcile waits for the slowest).
   const record = async (ch: ConditionChange): Promise<void> => {
     if (ch.type === "Ready" && ch.to.status !== "True") return; // the cause has its own Event
-    const bad =
-      WARNING_REASONS.has(ch.to.reason) &&
-      (ch.to.type === "Degraded" ? ch.to.status === "True" : ch.to.status !== "True");
-    if (ch.to.type === "Degraded" && ch.to.status === "False" && !ch.from) return;
-    if (ch.to.type === "Replicating" && ch.to.status === "Unknown") return;
+    // Degraded and the guardrails are problems when True; the others when not True.
+    const trueIsBad = ch.to.type === "Degraded" || GUARDRAILS.has(ch.to.type);
+    const bad = trueIsBad
+      ? ch.to.status === "True" && (WARNING_REASONS.has(ch.to.reason) || GUARDRAILS.has(ch.to.type))
+      : WARNING_REASONS.has(ch.to.reason) && ch.to.status !== "True";
+    // No Event for the first all-clear (a guardrail goes from Unknown to False once pods report).
+    if (trueIsBad && ch.to.status !== "True" && (!ch.from || ch.from.status === "Unknown")) return;
+    if ((ch.to.type === "Replicating" || GUARDRAILS.has(ch.to.type)) && ch.to.status === "Unknown") return;
     try {
       await events.record(asSqliteReplica(cr), {
         type: bad ? "Warning" : "Normal",

@@ -20,6 +20,7 @@ import type { Pod } from "../kube/types.ts";
 import { CONFIG_HASH_ANNOTATION, SIDECAR_CONTAINER } from "../specs/names.ts";
 import type { WorkloadObject } from "../specs/workload.ts";
 import { permissionMessage, restoreFailure, sidecarFailure } from "./failures.ts";
+import { guardrailFacts } from "./guardrails.ts";
 import { probesOf } from "./reachable.ts";
 
 /** How long a sidecar that has just started may refuse /status before it counts as unreachable. */
@@ -137,7 +138,7 @@ export function podFacts(
   if (dbs.length <= 1 && only?.name === undefined) {
     // A lone database is matched by path, or is the sidecar's only one (an older config's path).
     const db = doc.databases.find((d) => d.path === only?.path) ?? doc.databases[0];
-    return { name: pod, ...databaseFacts(doc, db) };
+    return withGuardrails({ name: pod, ...databaseFacts(doc, db) }, db ? [db] : []);
   }
   const each = dbs.map((entry) => {
     const { reason, ...facts } = databaseFacts(
@@ -158,6 +159,20 @@ export function podFacts(
   if (errors.length > 0) out.lastError = errors.join("; ").slice(0, 2048);
   if (each.some((e) => e.reason === "PermissionDenied")) out.reason = "PermissionDenied";
   else if (errors.length > 0) out.reason = "ReplicationError";
+  const paths = new Set(dbs.map((d) => d.path));
+  return withGuardrails(
+    out,
+    doc.databases.filter((d) => paths.has(d.path)),
+  );
+}
+
+/** Adds the databases' guardrail facts (guardrails.ts), when the sidecar reports them. */
+function withGuardrails(
+  out: PodReplicationStatus,
+  dbs: readonly ReplicatorStatus["databases"][number][],
+): PodReplicationStatus {
+  const facts = dbs.filter((d) => d.volume || d.checkpoint).map(guardrailFacts);
+  if (facts.length > 0) out.guardrails = facts;
   return out;
 }
 

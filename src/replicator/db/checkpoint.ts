@@ -11,7 +11,7 @@ import type { Db } from "../db.ts";
 import { alignWalSize, followsWal, frameSize, parseWalHeader, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
 import type { Connections } from "./connection.ts";
 import { readRange } from "./files.ts";
-import type { CheckpointMode, DbOptions } from "./options.ts";
+import type { CheckpointHealth, CheckpointMode, DbOptions } from "./options.ts";
 import type { ShadowWal } from "./shadow.ts";
 
 type Owner = Pick<
@@ -35,6 +35,8 @@ export class Checkpointer {
   readonly #backfiller = new Backfiller();
   /** Where the last PASSIVE checkpoint left the shadow. */
   #passiveAt: { generation: string; index: number; size: number } | undefined;
+  /** Failures since the last checkpoint that succeeded, and the newest of them (CheckpointHealth). */
+  #health: CheckpointHealth = { consecutiveFailures: 0 };
 
   constructor(
     owner: Owner,
@@ -48,6 +50,11 @@ export class Checkpointer {
     this.#shadow = shadow;
     this.#log = log;
     this.#testHooks = testHooks;
+  }
+
+  /** Whether checkpoints are failing now: a guardrail (docs/operator.md, CheckpointFailing). */
+  get health(): CheckpointHealth {
+    return { ...this.#health };
   }
 
   /** Checkpoints when a threshold is reached; never while snapshots hold checkpoints off (`paused`). */
@@ -108,6 +115,7 @@ export class Checkpointer {
         await this.#shadow.copy();
         const complete = await this.#backfill(1);
         m.count++;
+        this.#succeeded();
         this.#log.debug({ mode, complete }, "checkpoint");
         return;
       }
@@ -144,9 +152,16 @@ export class Checkpointer {
         }
       }
       await this.#shadow.copy();
+      this.#succeeded();
       this.#log.debug({ mode, complete }, "checkpoint");
     } catch (err) {
       m.errors++;
+      this.#health = {
+        ...this.#health,
+        consecutiveFailures: this.#health.consecutiveFailures + 1,
+        lastError: `checkpoint ${this.#owner.path} (${mode}): ${describeError(err)}`,
+        lastErrorAt: new Date(),
+      };
       if (locked) {
         try {
           db.exec("ROLLBACK");
@@ -170,6 +185,11 @@ export class Checkpointer {
     } finally {
       m.seconds += (performance.now() - started) / 1000;
     }
+  }
+
+  /** A checkpoint ran to its end: the failure streak is over (the last success is kept). */
+  #succeeded(): void {
+    this.#health = { consecutiveFailures: 0, lastSuccessAt: new Date() };
   }
 
   /**

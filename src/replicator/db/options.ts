@@ -64,3 +64,15 @@ export interface DbMetrics {
   syncSeconds: number;
   checkpoints: Record<CheckpointMode, { count: number; errors: number; seconds: number }>;
 }
+
+/**
+ * Whether the Db's checkpoints are failing: failures since the last one that succeeded (0 once one
+ * succeeds), the newest failure, and the last success. A checkpoint that could not write everything
+ * back (a reader in the way) is not a failure; one that threw is.
+ */
+export interface CheckpointHealth {
+  consecutiveFailures: number;
+  lastError?: string;
+  lastErrorAt?: Date;
+  lastSuccessAt?: Date;
+}

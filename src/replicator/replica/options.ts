@@ -41,6 +41,8 @@ export interface ReplicaStatus {
   pendingCommits: number;
   /** Time of the oldest observed commit not yet durable (lag starts here). */
   oldestPendingAt?: Date;
+  /** The last snapshot was not started for lack of local space (guardrails.ts); cleared by the next one. */
+  snapshotRefused?: { message: string; at: Date };
 }
 
 export interface ReplicaMetrics {
@@ -51,4 +53,6 @@ export interface ReplicaMetrics {
   validationOk: number;
   /** Mismatches and validations that could not complete. */
   validationError: number;
+  /** Snapshots not started because what they write locally would not fit. */
+  snapshotRefusedCount: number;
 }
