@@ -34,6 +34,8 @@ const WARNING_REASONS = new Set([
   "SidecarFailing",
   "RunsAsRoot",
   "NotRestricted",
+  "DrillFailed",
+  "InvalidSchedule",
 ]);
 
 /** `cr` as an Event's involved object. */
