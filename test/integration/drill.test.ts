@@ -3,17 +3,24 @@
  * once. The drill restores each into scratch space (the database is never touched), checks it, and
  * prints one JSON line (also written to -result-file); a corrupt replica object fails that
  * destination's drill with a message naming the object while the other passes; a verify query that
- * returns no row fails the drill.
+ * returns no row fails the drill. The same drill passes on every other destination kind at once: sftp
+ * (OpenSSH), gcs (fake-gcs-server), abs (Azurite) and an age-encrypted file replica.
  */
 import assert from "node:assert/strict";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { generateX25519Identity, identityToRecipient } from "age-encryption";
 import Database from "better-sqlite3";
+import { createReplicaClient, loadConfig } from "../../src/replicator/config.ts";
+import { oldestRestorableTime } from "../../src/replicator/window.ts";
 import { type DrillReport, parseDrillReport } from "../../src/shared/drill.ts";
+import { type Azurite, startAzurite } from "../helpers/azurite.ts";
+import { type FakeGcs, startGcs } from "../helpers/gcs.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
 import { makeTempDir, removeTempDir } from "../helpers/proc.ts";
-import { logicalHash } from "../helpers/sqlite.ts";
+import { type SftpServer, startSftp } from "../helpers/sftp.ts";
+import { logicalHash, openWorkload, writeFor } from "../helpers/sqlite.ts";
 import { sleep, startReplicator, walship } from "../helpers/walship.ts";
 
 let dir = "";
@@ -166,9 +173,130 @@ describe("walship drill", () => {
     assert.match(x?.message ?? "", /WALSHIP_ERR_INTEGRITY/);
   });
 
+  it("a restore to the window's oldest time works (a drill's random time may fall there)", async () => {
+    // The window's oldest end is the first snapshot's recorded time, a little before its upload.
+    const config = await loadConfig(cfg, { expandEnv: true, env: { ...process.env, ...env } });
+    for (const replicaConfig of config.dbs[0]!.replicas) {
+      const client = await createReplicaClient(replicaConfig, replicaConfig.name);
+      const oldest = await oldestRestorableTime(client);
+      client.close?.();
+      assert.ok(oldest, replicaConfig.name);
+      const out = path.join(dir, `oldest-${replicaConfig.name}.db`);
+      const r = await walship(
+        [
+          "restore",
+          "-config",
+          cfg,
+          "-replica",
+          replicaConfig.name,
+          "-timestamp",
+          oldest.toISOString(),
+          "-o",
+          out,
+          db,
+        ],
+        { env },
+      );
+      assert.equal(r.code, 0, `${replicaConfig.name} at ${oldest.toISOString()}: ${r.stderr}`);
+    }
+  });
+
   it("an unknown destination is a usage error", async () => {
     const r = await walship(["drill", "-config", cfg, "-replicas", "nope"], { env });
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /-replicas: no destination named "nope"/);
+  });
+});
+
+describe("walship drill on every other destination kind, an encrypted one included", {
+  timeout: 180_000,
+}, () => {
+  let sftp: SftpServer | undefined;
+  let gcs: FakeGcs | undefined;
+  let azurite: Azurite | undefined;
+  let kindsEnv: NodeJS.ProcessEnv = {};
+  let kindsCfg = "";
+
+  before(async () => {
+    [sftp, gcs, azurite] = await Promise.all([startSftp(), startGcs(), startAzurite()]);
+    await gcs.createBucket("replicas");
+    await azurite.createContainer("replicas");
+    const home = path.join(dir, "home");
+    mkdirSync(path.join(home, ".ssh"), { recursive: true, mode: 0o700 });
+    writeFileSync(path.join(home, ".ssh", "known_hosts"), `${sftp.knownHostsLine("ed25519")}\n`);
+    const identity = await generateX25519Identity();
+    kindsEnv = {
+      HOME: home,
+      STORAGE_EMULATOR_HOST: gcs.emulatorHost,
+      METADATA_SERVER_DETECTION: "none",
+      LITESTREAM_AZURE_ACCOUNT_KEY: azurite.key,
+      AGE_IDENTITY: identity,
+    };
+    const kindsDb = path.join(dir, "kinds.db");
+    kindsCfg = path.join(dir, "kinds.yml");
+    writeFileSync(
+      kindsCfg,
+      `dbs:
+  - path: ${kindsDb}
+    monitor-interval: 50ms
+    replicas:
+      - name: sftp
+        type: sftp
+        host: ${sftp.address}
+        user: ${sftp.user}
+        key-path: ${sftp.keyPath}
+        path: /data/kinds
+        sync-interval: 100ms
+      - name: gcs
+        url: gcs://replicas/kinds
+        sync-interval: 100ms
+      - name: abs
+        type: abs
+        account-name: ${azurite.account}
+        bucket: replicas
+        path: kinds
+        endpoint: ${azurite.endpoint}
+        sync-interval: 100ms
+      - name: sealed
+        url: file://${path.join(dir, "sealed")}
+        sync-interval: 100ms
+        age:
+          identities:
+            - $AGE_IDENTITY
+          recipients:
+            - ${await identityToRecipient(identity)}
+`,
+    );
+    const app = openWorkload(kindsDb, 5, { vacuum: false });
+    const rep = startReplicator(["-config", kindsCfg], { env: kindsEnv });
+    await writeFor(app, 1500);
+    await sleep(1000);
+    assert.equal(await rep.stop(), 0, rep.output());
+    app.close();
+  });
+  after(async () => {
+    await Promise.all([sftp?.close(), gcs?.close(), azurite?.close()]);
+  });
+
+  it("each passes, latest and a random time", async () => {
+    const r = await walship(["drill", "-config", kindsCfg, "-point-in-time", "-verify-sql", "SELECT 1"], {
+      env: kindsEnv,
+    });
+    const report = parseDrillReport(r.stdout);
+    assert.ok(report, r.stderr);
+    assert.equal(r.code, 0, r.stdout);
+    assert.deepEqual(
+      report.results.map((x) => [x.destination, x.outcome, x.message]),
+      ["sftp", "gcs", "abs", "sealed"].map((d) => [d, "Passed", undefined]),
+    );
+    for (const x of report.results) {
+      assert.match(x.position ?? "", /^[0-9a-f]{16}\/[0-9a-f]{8}:\d+$/, x.destination);
+      assert.ok((x.sizeBytes ?? 0) > 4096 && x.pointInTime?.position, JSON.stringify(x));
+    }
+    // The sealed replica really is encrypted: its snapshot is not an LZ4 frame.
+    const gen = readdirSync(path.join(dir, "sealed", "generations"))[0]!;
+    const snap = readdirSync(path.join(dir, "sealed", "generations", gen, "snapshots"))[0]!;
+    const head = readFileSync(path.join(dir, "sealed", "generations", gen, "snapshots", snap)).subarray(0, 4);
+    assert.notDeepEqual([...head], [0x04, 0x22, 0x4d, 0x18]);
   });
 });
