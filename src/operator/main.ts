@@ -24,7 +24,7 @@ import { type InformerHandlers, InformerSet, keyOf } from "./kube/informer.ts";
 import { LeaderElector } from "./kube/leader.ts";
 import type { Deployment, KubeObject, StatefulSet } from "./kube/types.ts";
 import { WorkQueue } from "./kube/workqueue.ts";
-import { createOperatorMetrics, type OperatorMetrics, registerDrillMetrics } from "./metrics.ts";
+import { createOperatorMetrics, type OperatorMetrics } from "./metrics.ts";
 import { type OperatorOptions, optionsFromFlags } from "./options.ts";
 import { type SqliteReplicaObject, SqliteReplicaReconciler } from "./replica/reconcile.ts";
 import { type SqliteRestoreObject, SqliteRestoreReconciler } from "./restore/controller.ts";
@@ -43,7 +43,17 @@ export interface RunningOperator {
 export async function startOperator(opts: OperatorOptions, log: Logger): Promise<RunningOperator> {
   const client = KubeClient.load(opts.kubeconfig);
   const queue = new WorkQueue({ baseDelayMs: 500, maxDelayMs: 60_000 });
-  const metrics = createOperatorMetrics(() => queue.depth);
+  const metrics = createOperatorMetrics(
+    () => queue.depth,
+    () =>
+      replicas.list().flatMap((r) =>
+        (r.status?.drills ?? []).map((d) => ({
+          ...d,
+          namespace: r.metadata?.namespace ?? "",
+          sqlitereplica: r.metadata?.name ?? "",
+        })),
+      ),
+  );
   const abort = new AbortController();
   const signal = abort.signal;
 
@@ -68,15 +78,6 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
       },
     );
 
-  registerDrillMetrics(metrics.registry, () =>
-    replicas.list().flatMap((r) =>
-      (r.status?.drills ?? []).map((d) => ({
-        ...d,
-        namespace: r.metadata?.namespace ?? "",
-        sqlitereplica: r.metadata?.name ?? "",
-      })),
-    ),
-  );
   // Set below; the handlers run only once the informers do, after it is.
   let reconciler: SqliteReplicaReconciler | undefined;
   const replicas: InformerSet<SqliteReplicaObject> = informerFor<SqliteReplicaObject>(

@@ -25,10 +25,15 @@ export interface OperatorMetrics {
   kubeRequests: Counter<"verb" | "resource" | "code">;
 }
 
-export function createOperatorMetrics(depth: () => number): OperatorMetrics {
+/** `drills`: the SqliteReplicas' last drills, read at each scrape (registerDrillMetrics). */
+export function createOperatorMetrics(
+  depth: () => number,
+  drills: () => DrillFacts[] = () => [],
+): OperatorMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   registry.registerMetric(kubeRequests);
+  registerDrillMetrics(registry, drills);
   return {
     registry,
     reconciles: new Counter({
@@ -89,10 +94,11 @@ export interface DrillFacts {
  * the informer's cache): they hold no state of their own, so a standby (empty cache) exports none and
  * a deleted SqliteReplica's series go with it.
  */
-export function registerDrillMetrics(registry: Registry, list: () => DrillFacts[]): void {
-  const labelNames = ["namespace", "sqlitereplica", "database", "destination"] as const;
+function registerDrillMetrics(registry: Registry, list: () => DrillFacts[]): void {
+  // Not `namespace`: a scrape of the operator sets that label to the operator's own namespace.
+  const labelNames = ["sqlitereplica_namespace", "sqlitereplica", "database", "destination"] as const;
   const labels = (d: DrillFacts) => ({
-    namespace: d.namespace,
+    sqlitereplica_namespace: d.namespace,
     sqlitereplica: d.sqlitereplica,
     database: d.database ?? "",
     destination: d.destination,
