@@ -5,6 +5,7 @@
  */
 import { DRILL_REQUESTED_ANNOTATION, type DrillStatus } from "../api/v1alpha1/index.ts";
 import { ErrorCodes, WalshipError } from "../shared/errors.ts";
+import { ago, bytes, cell, indentTable } from "./format.ts";
 import type { PluginKube, ReplicaObject } from "./kube.ts";
 
 /** One line per destination's drill. */
@@ -47,4 +48,21 @@ export async function requestDrill(
     }
     await new Promise((r) => setTimeout(r, opts.pollMs ?? 1000));
   }
+}
+
+/** The status report's "Drills:" table: each destination's last drill. */
+export function drillTable(drills: readonly DrillStatus[], now: Date): string {
+  return indentTable(
+    ["DESTINATION", "OUTCOME", "WHEN", "RESTORED TO", "TIME TO RECOVER", "SIZE", "LAST PASSED", "MESSAGE"],
+    drills.map((d) => [
+      d.database ? `${d.database}/${d.destination}` : d.destination,
+      d.outcome,
+      ago(d.at, now),
+      d.position ?? "-",
+      d.restoreSeconds === undefined ? "-" : `${d.restoreSeconds}s`,
+      d.sizeBytes === undefined ? "-" : bytes(d.sizeBytes),
+      ago(d.lastPassedAt, now),
+      cell(d.message ?? "", 60),
+    ]),
+  );
 }

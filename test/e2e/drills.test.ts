@@ -5,12 +5,15 @@
  * annotation runs a Job that restores the latest state and a random time of the window into an
  * emptyDir, passes, and shows in status.drills (position, time to recover, size) with
  * DrillsPassing=True, an Event and the operator's metrics; the app's volume and pod are untouched. A
- * verify query that returns no row fails the next drill: DrillsPassing=False with the reason.
+ * schedule of every minute starts a drill by itself. A verify query that returns no row fails the
+ * next drill, requested by `kubectl walship drill --wait` (exit 1): DrillsPassing=False with the
+ * reason, Ready still True.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { run as runPlugin } from "../../src/plugin/cli.ts";
 import {
   appStatefulSet,
   type Condition,
@@ -213,12 +216,47 @@ describe("restore drills (real node, helm-installed operator, MinIO)", { timeout
       },
       { what: "the drill metrics", timeoutMs: 30_000, intervalMs: 500 },
     );
-    assert.match(metrics, /walship_drill_last_success_timestamp_seconds\{[^}]*sqlitereplica="db"[^}]*\} \d/);
+    assert.match(
+      metrics,
+      /walship_drill_last_success_timestamp_seconds\{[^}]*sqlitereplica_namespace="e2e-drills",sqlitereplica="db"[^}]*\} \d/,
+    );
     assert.match(metrics, /walship_drill_restore_seconds\{[^}]*\} [\d.]+/);
     // The app's files are what they were (rows only go in through the app), its pod the same one.
     assert.deepEqual(dataListing(), before);
     const same = await readyPod(c, NS, "app-0");
     assert.equal(same.metadata.uid, app.metadata.uid);
+  });
+
+  it("the schedule starts a drill by itself (every minute here), which passes", async () => {
+    const patchSchedule = (schedule: string) =>
+      c.kubectl([
+        "-n",
+        NS,
+        "patch",
+        "sqlitereplica/db",
+        "--type=merge",
+        "-p",
+        JSON.stringify({ spec: { drills: { schedule } } }),
+      ]);
+    await patchSchedule("* * * * *");
+    try {
+      const cr = await waitFor(
+        async () => {
+          const x = await replicaCr();
+          const run = x.status?.drillRun;
+          return run && run.request === undefined && run.completedAt ? x : undefined;
+        },
+        { what: "a scheduled drill completed", timeoutMs: 180_000, intervalMs: 500 },
+      );
+      const run = cr.status?.drillRun;
+      // Named after its schedule slot (yyyymmddhhmm, UTC).
+      assert.match(run?.job ?? "", /^db-drill-\d{12}$/);
+      const d = cr.status?.drills?.[0];
+      assert.equal(d?.job, run?.job);
+      assert.equal(d?.outcome, "Passed", d?.message);
+    } finally {
+      await patchSchedule("0 0 1 1 *");
+    }
   });
 
   it("a verify query that returns no row fails the next drill: DrillsPassing False with the reason", async () => {
@@ -231,7 +269,27 @@ describe("restore drills (real node, helm-installed operator, MinIO)", { timeout
       "-p",
       JSON.stringify({ spec: { drills: { verifyQuery: "SELECT 1 FROM starts WHERE id < 0" } } }),
     ]);
-    const cr = await drillNow(`fail-${Date.now()}`);
+    // On demand by the plugin this time: it waits for the drill and exits 1 with the failure.
+    const o = {
+      stdout: "",
+      stderr: "",
+      env: {},
+      out(t: string) {
+        o.stdout += t;
+      },
+      err(t: string) {
+        o.stderr += t;
+      },
+    };
+    const code = await runPlugin(
+      ["drill", "db", "--wait", "--timeout", "4m", "--kubeconfig", c.cp.kubeconfig, "-n", NS],
+      o,
+      "e2e",
+    );
+    assert.equal(code, 1, o.stdout + o.stderr);
+    assert.match(o.stdout, /^minio: Failed: .*verify-sql returned no row/m);
+    assert.match(o.stderr, /drill db: 1 destination\(s\) failed \[WALSHIP_ERR_RESTORE\]/);
+    const cr = await replicaCr();
     const d = cr.status?.drills?.[0];
     assert.equal(d?.outcome, "Failed", JSON.stringify(d));
     assert.match(d?.message ?? "", /verify-sql returned no row/);
