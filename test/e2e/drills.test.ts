@@ -78,6 +78,8 @@ describe("restore drills (real node, helm-installed operator, MinIO)", { timeout
   let minio: Minio;
   let op: Operator;
   let dataDir = "";
+  /** The app pod's uid once Ready: drills never restart it, and editing spec.drills does not roll it. */
+  let appUid = "";
 
   const replicaCr = async () =>
     (await c.cp.request<ReplicaCr>("GET", `/apis/walship.dev/v1alpha1/namespaces/${NS}/sqlitereplicas/db`))
@@ -157,6 +159,7 @@ describe("restore drills (real node, helm-installed operator, MinIO)", { timeout
 
   it("a drill on request restores into scratch space, passes, and shows in status, Events and metrics; the app is untouched", async () => {
     const app = await readyPod(c, NS, "app-0");
+    appUid = app.metadata.uid;
     insertRow(path.join(dataDir, "app.db"), "before-drill");
     await sleep(2000);
     const before = dataListing();
@@ -299,6 +302,8 @@ describe("restore drills (real node, helm-installed operator, MinIO)", { timeout
     assert.equal(failing?.status, "False");
     assert.equal(failing?.reason, "DrillFailed");
     assert.match(failing?.message ?? "", /^minio: .*verify-sql returned no row/);
+    // The spec.drills edits of these tests did not roll the app (no config change).
+    assert.equal((await readyPod(c, NS, "app-0")).metadata.uid, appUid);
     // Replication is not affected: Ready stays True.
     assert.equal(condition(cr, "Ready")?.status, "True");
     const m = await waitFor(

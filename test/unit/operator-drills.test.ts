@@ -169,6 +169,40 @@ describe("the drill Job", () => {
     });
   });
 
+  it("an encrypted destination: the Job mounts its age identities, as the sidecar does", () => {
+    const sealed = SqliteReplicaSpec.parse({
+      ...spec,
+      destinations: [
+        {
+          name: "sealed",
+          file: { claimName: "backups" },
+          age: { identities: [{ name: "age", key: "id.key" }], recipients: [{ name: "age", key: "id.pub" }] },
+        },
+      ],
+      drills: {},
+    });
+    const job = buildDrillJob({
+      name: "db-drill-x",
+      replica: { name: "db", namespace: "shop", uid: "u-1" },
+      spec: sealed,
+      workload: sts,
+      pod: "app-0",
+      identity: { runAsUser: 1000 },
+    });
+    const pod = job.spec.template.spec;
+    const creds = pod.volumes.find((v) => v.name === "walship-creds-sealed");
+    assert.deepEqual(
+      creds?.projected?.sources?.map((x) => x.secret?.items?.[0]),
+      [
+        { key: "id.key", path: "age-identity-0" },
+        { key: "id.pub", path: "age-recipient-0" },
+      ],
+    );
+    assert.ok(pod.containers[0]?.volumeMounts?.some((m) => m.name === "walship-creds-sealed" && m.readOnly));
+    // No options: every destination, latest only.
+    assert.deepEqual(pod.containers[0]?.command?.slice(-2), ["-log-format", "json"]);
+  });
+
   it("names: the slot's minute or the request's hash, shortened to 63 characters", () => {
     assert.equal(slotKey(new Date("2026-12-03T03:30:00Z")), "202612030330");
     assert.match(requestKey("2026-12-03T10:00:00Z"), /^r[0-9a-f]{8}$/);
