@@ -23,6 +23,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "restore a database from a destination",
     load: async () => (await import("./cli/restore.ts")).restoreCommand,
   },
+  drill: {
+    summary: "restore each destination into scratch space and check it (a restore drill)",
+    load: async () => (await import("./cli/drill.ts")).drillCommand,
+  },
   snapshots: {
     summary: "list snapshots",
     load: async () => (await import("./cli/list.ts")).snapshotsCommand,

@@ -43,7 +43,17 @@ export interface RunningOperator {
 export async function startOperator(opts: OperatorOptions, log: Logger): Promise<RunningOperator> {
   const client = KubeClient.load(opts.kubeconfig);
   const queue = new WorkQueue({ baseDelayMs: 500, maxDelayMs: 60_000 });
-  const metrics = createOperatorMetrics(() => queue.depth);
+  const metrics = createOperatorMetrics(
+    () => queue.depth,
+    () =>
+      replicas.list().flatMap((r) =>
+        (r.status?.drills ?? []).map((d) => ({
+          ...d,
+          namespace: r.metadata?.namespace ?? "",
+          sqlitereplica: r.metadata?.name ?? "",
+        })),
+      ),
+  );
   const abort = new AbortController();
   const signal = abort.signal;
 

@@ -15,6 +15,7 @@ import {
 import { KubeClient } from "../operator/kube/client.ts";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { GLOBAL_OPTS, type OptSpec, oneName, optHelp, parseArgs } from "./args.ts";
+import { drillLine, requestDrill } from "./drill.ts";
 import { PluginKube } from "./kube.ts";
 import { collectListing, formatListing, type ListingKind } from "./listing.ts";
 import { buildRestore, failureOf, follow } from "./restore.ts";
@@ -63,6 +64,13 @@ const destOpt: OptSpec = {
   type: "string",
   metavar: "NAME",
   help: "only this destination (default: every destination)",
+};
+
+const timeoutOpt: OptSpec = {
+  name: "timeout",
+  type: "string",
+  metavar: "DURATION",
+  help: "with --wait: give up waiting after this long (default 0: never)",
 };
 
 function outputFormat(values: Values): "text" | "json" {
@@ -160,12 +168,7 @@ const commands: Record<string, Command> = {
         help: "a query that must return a row on the restored file",
       },
       { name: "wait", type: "boolean", help: "follow the restore until it ends" },
-      {
-        name: "timeout",
-        type: "string",
-        metavar: "DURATION",
-        help: "with --wait: give up waiting after this long (default 0: never)",
-      },
+      timeoutOpt,
       outputOpt,
     ],
     async run(kube, values, args, io) {
@@ -217,6 +220,40 @@ const commands: Record<string, Command> = {
       });
       if (format === "json") json(io, final);
       if (final.status?.phase === "Failed") throw failureOf(final);
+      return 0;
+    },
+  },
+  drill: {
+    summary: "run a restore drill now; with --wait, print each destination's result",
+    usage: "kubectl walship drill NAME [--wait] [--timeout DURATION] [-o json]",
+    description:
+      "Sets the annotation walship.dev/drill-requested on the SqliteReplica NAME: the operator runs a drill\n" +
+      "Job that restores each destination (as spec.drills says, else all, latest only) into scratch\n" +
+      "space, never the app's volume, checks it and records the result in status.drills. With --wait,\n" +
+      "prints each destination's result: exit 0 when all passed, 1 when one failed.",
+    opts: [
+      { name: "wait", type: "boolean", help: "wait for the drill and print its results" },
+      timeoutOpt,
+      outputOpt,
+    ],
+    async run(kube, values, args, io) {
+      const name = oneName("drill", args);
+      const format = outputFormat(values);
+      const r = await requestDrill(kube(), name, io.now?.() ?? new Date(), {
+        wait: values.wait === true,
+        timeoutMs: typeof values.timeout === "string" ? parseTimeout(values.timeout) : 0,
+        ...(io.signal ? { signal: io.signal } : {}),
+      });
+      if (format === "json") json(io, { request: r.request, ...(r.drills ? { drills: r.drills } : {}) });
+      else if (!r.drills)
+        io.out(
+          `drill requested on sqlitereplica.walship.dev/${name} (walship.dev/drill-requested=${r.request}); ` +
+            `follow it: kubectl walship status ${name}\n`,
+        );
+      else for (const d of r.drills) io.out(`${drillLine(d)}\n`);
+      const failed = (r.drills ?? []).filter((d) => d.outcome === "Failed");
+      if (failed.length > 0)
+        throw new WalshipError(ErrorCodes.RESTORE, `drill ${name}: ${failed.length} destination(s) failed`);
       return 0;
     },
   },

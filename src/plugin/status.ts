@@ -6,6 +6,7 @@
  */
 import {
   type Destination,
+  type DrillStatus,
   databasesOf,
   PAUSED_ANNOTATION,
   type PodReplicationStatus,
@@ -15,6 +16,7 @@ import {
 import { SIDECAR_CONTAINER } from "../operator/specs/names.ts";
 import { describeError } from "../shared/errors.ts";
 import type { ReplicatorStatus } from "../shared/protocol.ts";
+import { drillTable } from "./drill.ts";
 import { ago, bool, bytes, cell, indentTable, isoSeconds, lag, windowAges } from "./format.ts";
 import {
   type Event,
@@ -121,6 +123,8 @@ export interface StatusReport extends Facts {
   conditions: ConditionReport[];
   events: EventReport[];
   restores: RestoreReport[];
+  /** Each destination's last restore drill (status.drills), when drills ran. */
+  drills?: DrillStatus[];
 }
 
 /** One pod as read: the pod object, and its sidecar's document or why there is none. */
@@ -236,6 +240,7 @@ export function buildReport(input: StatusInput): StatusReport {
     })),
     events,
     restores,
+    ...(st.drills?.length ? { drills: st.drills } : {}),
   };
 }
 
@@ -386,6 +391,7 @@ export function formatReport(rep: StatusReport, now: Date): string {
           ]),
         ),
   );
+  if (rep.drills) out.push("", "Drills:", drillTable(rep.drills, now));
   if (rep.restores.length > 0) {
     out.push("", "Restores:");
     out.push(

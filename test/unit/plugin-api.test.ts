@@ -279,6 +279,85 @@ describe("kubectl walship against a real kube-apiserver", { timeout: 180_000 }, 
     assert.equal(await run(["pause", "nosuch", ...kc(), "-n", NS], o, "v0"), 1);
     assert.match(o.stderr, /\[WALSHIP_ERR_NOT_FOUND\]$/m);
   });
+  it("drill sets the annotation; --wait prints each destination's result when the run answering it completed", async () => {
+    const annotation = async () =>
+      (
+        await cp.request<{ metadata: { annotations?: Record<string, string> } }>(
+          "GET",
+          `${CRS}/sqlitereplicas/db`,
+        )
+      ).body.metadata.annotations?.["walship.dev/drill-requested"];
+    let o = io();
+    assert.equal(await run(["drill", "db", ...kc(), "-n", NS], o, "v0"), 0, o.stderr);
+    const first = await annotation();
+    assert.ok(first && !Number.isNaN(Date.parse(first)), String(first));
+    assert.match(
+      o.stdout,
+      /drill requested on sqlitereplica.walship.dev\/db \(walship.dev\/drill-requested=/,
+    );
+    // --wait: the status written here stands in for the operator's, for the new request only.
+    const answer = async (outcome: "Passed" | "Failed") => {
+      const value = await waitFor(
+        async () => {
+          const v = await annotation();
+          return v && v !== first ? v : undefined;
+        },
+        { what: "a new drill request", timeoutMs: 10_000, intervalMs: 50 },
+      );
+      const drill = {
+        destination: "minio",
+        at: "2026-12-03T10:00:05Z",
+        outcome,
+        job: "db-drill-x",
+        ...(outcome === "Passed"
+          ? { position: "0123456789abcdef/00000003:4152", restoreSeconds: 1.5, sizeBytes: 8192 }
+          : { message: "restore: -verify-sql returned no row" }),
+      };
+      const file = path.join(cp.dir, `drill-${outcome}.json`);
+      const status = {
+        drillRun: {
+          job: "db-drill-x",
+          startedAt: "2026-12-03T10:00:00Z",
+          completedAt: "2026-12-03T10:00:06Z",
+          request: value,
+        },
+        drills: [drill],
+      };
+      fs.writeFileSync(file, JSON.stringify({ status }));
+      await cp.kubectl([
+        "-n",
+        NS,
+        "patch",
+        "sqlitereplica",
+        "db",
+        "--subresource=status",
+        "--type=merge",
+        "--patch-file",
+        file,
+      ]);
+    };
+    o = io();
+    let waiting = run(["drill", "db", ...kc(), "-n", NS, "--wait"], o, "v0");
+    await answer("Passed");
+    assert.equal(await waiting, 0, o.stderr);
+    assert.equal(
+      o.stdout,
+      "minio: Passed: restored to 0123456789abcdef/00000003:4152 in 1.5s (8192 bytes)\n",
+    );
+    o = io();
+    const second = await annotation();
+    waiting = run(["drill", "db", ...kc(), "-n", NS, "--wait"], o, "v1");
+    await waitFor(async () => ((await annotation()) !== second ? true : undefined), {
+      what: "the third request",
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
+    await answer("Failed");
+    assert.equal(await waiting, 1);
+    assert.match(o.stdout, /^minio: Failed: restore: -verify-sql returned no row$/m);
+    assert.match(o.stderr, /drill db: 1 destination\(s\) failed \[WALSHIP_ERR_RESTORE\]/);
+  });
+
   it("a Deployment's SqliteReplica: its pods by the Deployment's selector, the Deployment named by kind", async () => {
     const pod = "web-6b7c9d5f8-x2k4p";
     const podOf = (name: string, labels: Record<string, string>) => ({

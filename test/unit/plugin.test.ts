@@ -423,6 +423,43 @@ describe("status report", () => {
     assert.match(text, /^Restorable: +nothing yet$/m);
     assert.match(text, /^Pods:\n {2}\(none\)$/m);
   });
+
+  it("shows each destination's last drill when drills ran, and none otherwise", () => {
+    const input = statusInput();
+    assert.doesNotMatch(formatReport(buildReport(input), NOW), /Drills:/);
+    input.replica.status = {
+      ...input.replica.status,
+      drills: [
+        {
+          destination: "minio",
+          at: "2026-05-01T11:58:00Z",
+          outcome: "Passed",
+          lastPassedAt: "2026-05-01T11:58:00Z",
+          position: "0123456789abcdef/00000003:4152",
+          restoreSeconds: 1.25,
+          sizeBytes: 81920,
+        },
+        {
+          destination: "disk",
+          at: "2026-05-01T11:58:00Z",
+          outcome: "Failed",
+          message: "restore: -verify-sql returned no row: SELECT 1",
+        },
+      ],
+    };
+    const report = buildReport(input);
+    assert.equal(report.drills?.length, 2);
+    const text = formatReport(report, NOW);
+    assert.match(
+      text,
+      /^Drills:\n +DESTINATION +OUTCOME +WHEN +RESTORED TO +TIME TO RECOVER +SIZE +LAST PASSED +MESSAGE$/m,
+    );
+    assert.match(text, /^ +minio +Passed +2m ago +0123456789abcdef\/00000003:4152 +1\.25s +80KiB +2m ago$/m);
+    assert.match(
+      text,
+      /^ +disk +Failed +2m ago +- +- +- +- +restore: -verify-sql returned no row: SELECT 1$/m,
+    );
+  });
 });
 
 describe("the workload: a StatefulSet or a Deployment", () => {

@@ -14,8 +14,10 @@ import {
   ResourceRequirements,
 } from "./common.ts";
 import { Destination } from "./destinations.ts";
+import { DrillRun, DrillStatus, DrillsSpec } from "./drills.ts";
 
 export * from "./destinations.ts";
+export * from "./drills.ts";
 
 export const SQLITE_REPLICA_KIND = "SqliteReplica";
 export const SQLITE_REPLICA_PLURAL = "sqlitereplicas";
@@ -203,6 +205,10 @@ export const SqliteReplicaSpec = cel(
         "(a SqliteRestore's spec.resources overrides it); default requests cpu 100m, memory 256Mi, " +
         "limit memory 512Mi.",
     ),
+    drills: DrillsSpec.optional().describe(
+      "Restore drills: a Job restores each destination into scratch space (never the app's volume) on " +
+        "a schedule or on demand, checks it, and records the result in status.drills.",
+    ),
   }),
   [
     {
@@ -356,6 +362,11 @@ export const SqliteReplicaStatus = z.object({
     .array(PodReplicationStatus)
     .optional()
     .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] }),
+  drills: z
+    .array(DrillStatus)
+    .optional()
+    .describe("The last drill of each destination (and database), from spec.drills or on demand."),
+  drillRun: DrillRun.optional().describe("The drill Job running, or the last one."),
 });
 
 export const SqliteReplica = z.object({

@@ -38,6 +38,8 @@ const WARNING_REASONS = new Set([
   "RunsAsRoot",
   "NotRestricted",
   "DestinationUnreachable",
+  "DrillFailed",
+  "InvalidSchedule",
 ]);
 
 /** `cr` as an Event's involved object. */

@@ -7,7 +7,7 @@
  * the StatefulSet is removed, as on deletion, and the phase is Paused until the annotation goes.
  *
  *   ensureValidSpec -> ensureStatefulSet -> ensureNoConflict -> ensureTarget
- *   -> [apply: ensureConfigMap -> ensureSecrets -> ensureInjected] -> observePods
+ *   -> [apply: ensureConfigMap -> ensureSecrets -> ensureInjected] -> observePods -> drills
  *
  * The steps are in steps.ts, the pods' observation in observe.ts and pods.ts, the conditions and
  * phase they lead to in conditions.ts (pure), the Events in events.ts.
@@ -63,6 +63,7 @@ import {
   restrictedCondition,
   withReady,
 } from "./conditions.ts";
+import { DrillRunner, drillTx } from "./drillrunner.ts";
 import { recordChanges } from "./events.ts";
 import { AppliedMemory, OwnWrites } from "./memory.ts";
 import { PodObserver } from "./observe.ts";
@@ -143,12 +144,14 @@ export class SqliteReplicaReconciler {
   readonly #applied = new AppliedMemory();
   readonly #written = new OwnWrites<SqliteReplicaObject>();
   readonly #pods: PodObserver;
+  readonly #drills: DrillRunner;
   /** Per SqliteReplica key: the current poll interval while it is not settled (backoff). */
   readonly #waitMs = new Map<string, number>();
 
   constructor(ctx: ReconcileContext) {
     this.#ctx = ctx;
     this.#pods = new PodObserver(ctx.client, () => ctx.options.pollMs ?? POLL_READY_MS);
+    this.#drills = new DrillRunner(ctx.client, ctx.events, ctx.log, ctx.options);
   }
 
   /** True when `sts` is exactly the version our own apply wrote: its watch event brings nothing new. */
@@ -303,22 +306,34 @@ export class SqliteReplicaReconciler {
     const derived = injectedStatus(describeWorkload(ref), pods, restricted);
     derived.conditions.push(destinationReachableCondition(pods));
     const facts = aggregate(pods);
-    await this.#status(key, cr, path, statusTx(generation, derived), (s) => {
-      clearFacts(s);
-      Object.assign(s, facts);
-      if (pods.length > 0) s.pods = pods;
-      s.configHash = hash;
-    });
+    // Restore drills (drills.ts): decided now, written with the status, the Job created after it.
+    const drill = await this.#drills.decide(cr, spec);
+    if (drill.condition) derived.conditions.push(drill.condition);
+    await this.#status(
+      key,
+      cr,
+      path,
+      statusTx(generation, derived),
+      (s) => {
+        clearFacts(s);
+        Object.assign(s, facts);
+        if (pods.length > 0) s.pods = pods;
+        s.configHash = hash;
+      },
+      drillTx(drill),
+    );
+    await this.#drills.act(drill, cr, spec, sts, ref, target.identity);
     const pollMs = this.#ctx.options.pollMs ?? POLL_READY_MS;
+    const drillMs = drill.requeueAfterMs ?? Number.POSITIVE_INFINITY;
     if (derived.settled) {
       this.#waitMs.delete(key);
-      return { requeueAfterMs: pollMs };
+      return { requeueAfterMs: Math.min(pollMs, drillMs) };
     }
     // Not settled: look again soon, then less and less often (pods that are not Running, or not
     // there, change the StatefulSet's status, whose watch event wakes this one anyway).
     const wait = this.#waitMs.get(key) ?? POLL_WAITING_MS;
     this.#waitMs.set(key, nextWait(wait, pods.length === 0 ? 3 * pollMs : pollMs));
-    return { requeueAfterMs: wait };
+    return { requeueAfterMs: Math.min(wait, drillMs) };
   }
 
   /** The workload, from the cache when there is one; undefined when it does not exist. */

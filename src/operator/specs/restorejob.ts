@@ -28,17 +28,10 @@ import { tryParseGoDuration } from "../../shared/duration.ts";
 import { hex8 } from "../../shared/format.ts";
 import type { Container, EnvVar, Volume, VolumeMount } from "../kube/types.ts";
 import { type BuildOptions, ownerReference, walshipContainer } from "./common.ts";
-import {
-  CONFIG_DIR,
-  CONFIG_PATH,
-  CONFIG_VOLUME,
-  configMapName,
-  FILE_DESTINATIONS_DIR,
-  fileVolumeName,
-  MANAGED_BY_LABELS,
-} from "./names.ts";
+import { asAppPod, destinationAccess } from "./jobs.ts";
+import { CONFIG_PATH, MANAGED_BY_LABELS } from "./names.ts";
 import type { AppIdentity } from "./security.ts";
-import { buildEnv, credentialMounts, credentialVolumes, restoreResources } from "./statefulset.ts";
+import { buildEnv, restoreResources } from "./statefulset.ts";
 import { claimTemplates, type WorkloadObject } from "./workload.ts";
 
 /** The Jobs of a SqliteRestore, one per step (see the file's comment). */
@@ -263,19 +256,9 @@ export function buildRestoreJob(input: RestoreJobInput, opts: BuildOptions = {})
       : [{ name: RESTORE_DATA_VOLUME, persistentVolumeClaim: { claimName: input.claimName } }];
   let env: EnvVar[] | undefined;
   if (step === "restore" || step === "plan") {
-    mounts.push({ name: CONFIG_VOLUME, mountPath: CONFIG_DIR, readOnly: true });
-    volumes.push({ name: CONFIG_VOLUME, configMap: { name: configMapName(input.spec.sqliteReplicaName) } });
-    for (const d of replica.destinations) {
-      if (!d.file) continue;
-      mounts.push({
-        name: fileVolumeName(d.name),
-        mountPath: `${FILE_DESTINATIONS_DIR}/${d.name}`,
-        readOnly: true,
-      });
-      volumes.push({ name: fileVolumeName(d.name), persistentVolumeClaim: { claimName: d.file.claimName } });
-    }
-    mounts.push(...credentialMounts(replica));
-    volumes.push(...credentialVolumes(replica));
+    const access = destinationAccess(replica, input.spec.sqliteReplicaName);
+    mounts.push(...access.mounts);
+    volumes.push(...access.volumes);
     // The source pod's name, so the config's <path>/${POD_NAME} is that pod's replica.
     env = buildEnv().map((e) => (e.name === "POD_NAME" ? { name: "POD_NAME", value: input.pod } : e));
   }
@@ -315,12 +298,7 @@ export function buildRestoreJob(input: RestoreJobInput, opts: BuildOptions = {})
         metadata: { labels },
         spec: {
           restartPolicy: "Never",
-          // As the app: same user, group and fsGroup (file ownership), identity and placement.
-          ...(podSpec?.securityContext ? { securityContext: podSpec.securityContext } : {}),
-          ...(podSpec?.serviceAccountName ? { serviceAccountName: podSpec.serviceAccountName } : {}),
-          ...(podSpec?.imagePullSecrets ? { imagePullSecrets: podSpec.imagePullSecrets } : {}),
-          ...(podSpec?.nodeSelector ? { nodeSelector: podSpec.nodeSelector } : {}),
-          ...(podSpec?.tolerations ? { tolerations: podSpec.tolerations } : {}),
+          ...asAppPod(podSpec),
           containers: [container],
           volumes,
         },

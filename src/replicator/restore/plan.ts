@@ -38,6 +38,7 @@ export async function planRestore(
   const withoutSnapshot: string[] = [];
   /** Generations whose only snapshots are missing their WAL. */
   const unusable: string[] = [];
+  const metas = new MetaCache(signal);
   for (const named of clients) {
     if (target.replica && named.name !== target.replica) continue;
     const gens = await named.client.generations({ signal });
@@ -52,12 +53,19 @@ export async function planRestore(
         continue;
       }
       const span = timeSpan(snapshots, segments)!;
+      // With a timestamp, the generation starts at its first snapshot's recorded time when that is
+      // earlier than its first object (the snapshot is uploaded after the state it holds): the
+      // recoverability window's oldest end is that time (window.ts), and a restore to it must work.
+      const start =
+        T === undefined
+          ? span.start
+          : Math.min(span.start, await snapshotTime(metas, named.client, generation, snapshots[0]!));
       const c: Candidate = {
         named,
         generation,
         snapshots,
         segments,
-        createdAt: span.start,
+        createdAt: start,
         updatedAt: span.end,
       };
       oldest = Math.min(oldest ?? c.createdAt, c.createdAt);
@@ -70,7 +78,6 @@ export async function planRestore(
       }
     }
   }
-  const metas = new MetaCache(signal);
   if (T === undefined) {
     // The most recently updated generation with a snapshot it can be restored from.
     all.sort((a, b) => b.updatedAt - a.updatedAt);
