@@ -26,6 +26,7 @@ import {
   type ReplicaObject,
   type RestoreObject,
 } from "./kube.ts";
+import { type ProbeReport, probeFailureLines, probeReport, selfTestCell } from "./probes.ts";
 
 /** How many Events and SqliteRestores the report keeps (the newest). */
 export const RECENT_EVENTS = 10;
@@ -49,6 +50,8 @@ export interface DestinationReport {
   windowOldest?: string;
   windowNewest?: string;
   lastError?: string;
+  /** The last destination self-test (probes.ts); absent before the first or without one. */
+  probe?: ProbeReport;
 }
 
 /** The replication facts the operator reports on its status, per pod and for the whole SqliteReplica. */
@@ -73,6 +76,8 @@ export interface PodReport extends Facts {
   destinations: DestinationReport[];
   /** Why the sidecar's own /status could not be read (the destinations are then unknown). */
   sidecarError?: string;
+  /** The self-tests as the operator last read them (DestinationReachable). */
+  probes?: PodReplicationStatus["probes"];
 }
 
 export interface ConditionReport {
@@ -163,6 +168,7 @@ function destinationsOf(doc: ReplicatorStatus | undefined, dbPath: string): Dest
     ...(r.window.oldest ? { windowOldest: r.window.oldest } : {}),
     ...(r.window.newest ? { windowNewest: r.window.newest } : {}),
     ...(r.lastError ? { lastError: r.lastError.message } : {}),
+    ...(r.probe ? { probe: probeReport(r.probe) } : {}),
   }));
 }
 
@@ -181,7 +187,7 @@ export function buildReport(input: StatusInput): StatusReport {
       name,
       phase: pod.status?.phase ?? "Unknown",
       ready: op?.ready ?? false,
-      ...(op ? pick(op, [...FACT_KEYS, "reason", "lastError"]) : {}),
+      ...(op ? pick(op, [...FACT_KEYS, "reason", "lastError", "probes"]) : {}),
       destinations: dbs.flatMap((db) =>
         destinationsOf(sidecar, db.path).map((d) => (several ? { database: db.name ?? db.path, ...d } : d)),
       ),
@@ -328,6 +334,7 @@ export function formatReport(rep: StatusReport, now: Date): string {
   }
   const dests = rep.pods.flatMap((p) => p.destinations.map((d) => [p.name, d] as const));
   const unread = rep.pods.filter((p) => p.sidecarError);
+  const probed = dests.some(([, d]) => d.probe !== undefined);
   out.push("", "Destinations (from each pod's sidecar):");
   if (dests.length > 0) {
     out.push(
@@ -343,6 +350,7 @@ export function formatReport(rep: StatusReport, now: Date): string {
           "LAST SYNC",
           "LAST SNAPSHOT",
           "RESTORABLE",
+          ...(probed ? ["SELF-TEST"] : []),
           "ERROR",
         ],
         dests.map(([pod, d]) => [
@@ -356,12 +364,14 @@ export function formatReport(rep: StatusReport, now: Date): string {
           ago(d.lastSyncTime, now),
           ago(d.lastSnapshotTime, now),
           windowAges(d.windowOldest, d.windowNewest, now),
+          ...(probed ? [selfTestCell(d.probe)] : []),
           cell(d.lastError, 60),
         ]),
       ),
     );
   } else if (unread.length === 0) out.push("  (no pod runs the sidecar)");
   for (const p of unread) out.push(`  ${p.name}: not read: ${cell(p.sidecarError, 100)}`);
+  out.push(...probeFailureLines(rep.pods));
   out.push("", "Conditions:");
   out.push(
     rep.conditions.length === 0

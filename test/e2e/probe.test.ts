@@ -5,22 +5,26 @@
  * condition. A SqliteReplica whose bucket is missing shows DestinationReachable=False naming the pod,
  * the destination, the step, MinIO's NoSuchBucket and the missing-bucket hint (with a Warning Event);
  * once the bucket is created the sidecar's retry clears it. One with a good bucket shows True, and no
- * probe object is left in its bucket.
+ * probe object is left in its bucket. `kubectl walship status` (the real kubectl and plugin) shows
+ * the failure: the probe per destination in -o json, the SELF-TEST column and the hint in the text.
  */
 import assert from "node:assert/strict";
+import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { binPath } from "../helpers/cache.ts";
 import {
   appStatefulSet,
   type Condition,
   createS3Secret,
   installOperator,
+  ROOT,
   readyPod,
   s3SqliteReplica,
 } from "../helpers/e2e.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
 import { type Cluster, startCluster } from "../helpers/node/index.ts";
-import { waitFor } from "../helpers/proc.ts";
+import { runCommand, waitFor } from "../helpers/proc.ts";
 
 const NS = "e2e-probe";
 const MOUNT = "/var/lib/app";
@@ -136,6 +140,32 @@ describe("DestinationReachable from the pods' destination self-test (real node)"
       [],
       "no probe object left",
     );
+
+    // `kubectl walship status` (the real kubectl, the plugin on the PATH) shows the failed self-test
+    // from the pod's sidecar: in -o json per destination, in the text as a column and the hint.
+    const plugin = async (args: string[]): Promise<string> => {
+      const r = await runCommand(binPath("kubectl"), ["walship", ...args, "-n", NS], {
+        env: { KUBECONFIG: c.cp.kubeconfig, PATH: `${path.join(ROOT, "bin")}:${process.env.PATH}` },
+        allowFailure: true,
+        timeoutMs: 120_000,
+      });
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout;
+    };
+    const report = JSON.parse(await plugin(["status", "bad", "-o", "json"])) as {
+      pods: Array<{ name: string; destinations: Array<{ name: string; probe?: Record<string, string> }> }>;
+    };
+    const probe = report.pods
+      .find((p) => p.name === "bad-0")
+      ?.destinations.find((d) => d.name === "minio")?.probe;
+    assert.equal(probe?.outcome, "failed", JSON.stringify(report));
+    assert.equal(probe?.step, "write");
+    assert.match(probe?.hint ?? "", /^missing bucket: bucket "missing" does not exist/);
+    const text = await plugin(["status", "bad"]);
+    assert.match(text, /^ {2}bad-0 +minio +False .* failed at write\b/m);
+    assert.match(text, /^ {2}bad-0 minio: write failed: .*NoSuchBucket/m);
+    assert.match(text, /^ {4}hint: missing bucket: bucket "missing" does not exist at http:/m);
+    assert.match(text, /^ {2}DestinationReachable +False +DestinationUnreachable /m);
 
     // The user creates the bucket: the sidecar's retry (every minute) clears the condition.
     await minio.createBucket("missing");

@@ -40,6 +40,55 @@ describe("errorFacts", () => {
   });
 });
 
+describe("errorFacts: the errors gcs, abs and sftp raise (as seen on fake-gcs-server, Azurite, OpenSSH)", () => {
+  it("a token endpoint that refused the key: TokenRefused, naming the endpoint; one that did not answer: its network code", () => {
+    const refused = new WalshipError(
+      ErrorCodes.STORAGE,
+      "gcs credentials: the token endpoint http://t/token refused the key of a@b (HTTP 400): invalid_grant: bad signature",
+      { details: { tokenUrl: "http://t/token", httpStatus: 400 } },
+    );
+    assert.deepEqual(errorFacts(refused), {
+      code: "TokenRefused",
+      httpStatus: 400,
+      endpoint: "http://t/token",
+    });
+    const down = new WalshipError(
+      ErrorCodes.STORAGE,
+      "gcs credentials: token request to http://t/token failed",
+      {
+        details: { tokenUrl: "http://t/token" },
+        cause: new TypeError("fetch failed", {
+          cause: Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }),
+        }),
+      },
+    );
+    assert.deepEqual(errorFacts(down), { code: "ECONNREFUSED", endpoint: "http://t/token" });
+  });
+
+  it("Azurite's AuthorizationFailure for a bad signature is AuthenticationFailed; Azure's refused operation stays", () => {
+    const azurite = storage({ azureCode: "AuthorizationFailure", httpStatus: 403, container: "c" });
+    Object.defineProperty(azurite, "message", {
+      value:
+        "write abs://a@c/k: the credentials were refused (AuthorizationFailure): Server failed to authenticate the request.",
+    });
+    assert.equal(errorFacts(azurite).code, "AuthenticationFailed");
+    const firewall = storage({ azureCode: "AuthorizationFailure", httpStatus: 403, container: "c" });
+    assert.equal(errorFacts(firewall).code, "AuthorizationFailure");
+  });
+
+  it("ssh2: a refused login and a refused host key, which carry no code", () => {
+    const login = Object.assign(new Error("All configured authentication methods failed"), {
+      level: "client-authentication",
+    });
+    assert.deepEqual(errorFacts(storage({ host: "h:22", key: "k" }, login)), { code: "SSH_AUTH_FAILED" });
+    const hostKey = new WalshipError(ErrorCodes.STORAGE, "sftp sftp://u@h:22/p: HOST KEY MISMATCH for h", {
+      details: { host: "h:22" },
+      cause: Object.assign(new Error("Host denied (verification failed)"), { level: "handshake" }),
+    });
+    assert.deepEqual(errorFacts(hostKey), { code: "SSH_HOST_KEY_REJECTED" });
+  });
+});
+
 describe("probeHint", () => {
   const hint = (type: string, step: "write" | "read" | "list" | "delete", facts: object, where = {}) =>
     probeHint(type, step, facts, where);
@@ -49,9 +98,9 @@ describe("probeHint", () => {
       hint("s3", "write", { code: "NoSuchBucket", bucket: "backups", endpoint: "http://m:9000" }),
       'missing bucket: bucket "backups" does not exist at http://m:9000; create it, or correct the bucket name in the destination',
     );
-    assert.match(
-      hint("abs", "write", { code: "ContainerNotFound", bucket: "c" }) ?? "",
-      /^missing bucket: bucket "c"/,
+    assert.equal(
+      hint("abs", "write", { code: "ContainerNotFound", bucket: "c", endpoint: "http://a:10000/acct" }),
+      'missing container: container "c" does not exist at http://a:10000/acct; create it, or correct the container name in the destination',
     );
     assert.match(hint("gcs", "write", { httpStatus: 404, bucket: "g" }) ?? "", /^missing bucket: bucket "g"/);
   });
@@ -68,7 +117,7 @@ describe("probeHint", () => {
     assert.match(hint("abs", "list", { code: "AuthorizationPermissionMismatch" }) ?? "", /SAS permission l/);
     assert.match(
       hint("file", "write", { code: "EACCES" }) ?? "",
-      /^no permission to write: the credentials lack write files in/,
+      /^no permission to write: the replicator may not write files under the destination's path; give it write access there/,
     );
     assert.match(hint("sftp", "delete", { code: "PERMISSION_DENIED" }) ?? "", /^no permission to delete/);
   });
@@ -107,6 +156,33 @@ describe("probeHint", () => {
     assert.match(
       hint("sftp", "write", { code: "ENOTFOUND" }, { location: "sftp://h/p" }) ?? "",
       /sftp:\/\/h\/p/,
+    );
+  });
+
+  it("gcs, abs and sftp: a refused key names what to check for the type, never the key", () => {
+    assert.equal(
+      hint("gcs", "write", { code: "TokenRefused", httpStatus: 400, endpoint: "http://t/token" }),
+      "wrong credentials: the token endpoint at http://t/token refused the key (TokenRefused); check credentials-file or GOOGLE_APPLICATION_CREDENTIALS: the service-account key may be deleted or rotated, or the Workload Identity binding missing",
+    );
+    assert.match(
+      hint("abs", "write", { code: "AuthenticationFailed", bucket: "c" }) ?? "",
+      /^wrong credentials: .*\(AuthenticationFailed\); check account-name with its account-key/,
+    );
+    assert.match(
+      hint("sftp", "write", { code: "SSH_AUTH_FAILED" }, { location: "sftp://u@h:22/p" }) ?? "",
+      /^wrong credentials: the store does not accept the key at sftp:\/\/u@h:22\/p \(SSH_AUTH_FAILED\); .*authorized_keys/,
+    );
+    assert.match(hint("gcs", "read", { httpStatus: 401 }) ?? "", /credentials-file/);
+  });
+
+  it("sftp: a refused host key, and a path the user may not write", () => {
+    assert.match(
+      hint("sftp", "write", { code: "SSH_HOST_KEY_REJECTED" }, { location: "sftp://u@h:22/p" }) ?? "",
+      /^unknown host key: the server at sftp:\/\/u@h:22\/p presented a host key that is neither pinned \(host-key, host-key-file\) nor in known_hosts/,
+    );
+    assert.equal(
+      hint("sftp", "write", { code: "PERMISSION_DENIED" }, { location: "sftp://u@h:22/p" }),
+      "no permission to write: the SFTP user may not write files under the destination's path at sftp://u@h:22/p; give it write access there, or set path to a directory it owns (in a chroot, one under the user's home); every sync and snapshot writes",
     );
   });
 
