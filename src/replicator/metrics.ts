@@ -293,6 +293,11 @@ export class ReplicatorMetrics {
     replicaGauge("walship_replica_up", "1 when the last sync to the destination succeeded, else 0.", (r) =>
       r.up ? 1 : 0,
     );
+    replicaGauge(
+      "walship_replica_fenced",
+      "1 while another writer holds the destination's single-writer claim (nothing is written there), else 0.",
+      (r) => (r.status.fencedBy ? 1 : 0),
+    );
     new Gauge<"version">({
       name: "walship_build_info",
       help: "Always 1; the walship version is in the label.",

@@ -14,6 +14,7 @@ import { hex8 } from "../shared/format.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import type { CommitRecord, Db } from "./db.ts";
 import { type CommitTimesDoc, encodeJson, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
+import type { Fence } from "./fence.ts";
 import { keys } from "./layout.ts";
 import { createLz4Decoder, createLz4Encoder, LZ4_BLOCK_SIZE } from "./lz4.ts";
 import {
@@ -58,6 +59,7 @@ export class Replica {
   readonly retentionMs: number;
   readonly retentionCheckIntervalMs: number;
   readonly validationIntervalMs: number | undefined;
+  readonly fence: Fence | undefined;
   readonly metrics: ReplicaMetrics = {
     walBytes: 0,
     syncCount: 0,
@@ -89,6 +91,7 @@ export class Replica {
     this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
     this.retentionCheckIntervalMs = opts.retentionCheckIntervalMs ?? DEFAULT_RETENTION_CHECK_INTERVAL_MS;
     this.validationIntervalMs = opts.validationIntervalMs;
+    this.fence = opts.fence;
     this.#log = (opts.log ?? nullLogger()).child({ replica: this.name });
     this.#unsubscribe = db.onCommits((c) => {
       // One by one: a copy after a long downtime can see more commits than a call takes arguments.
@@ -120,7 +123,13 @@ export class Replica {
       ...(this.#lastErrorAt ? { lastErrorAt: this.#lastErrorAt } : {}),
       pendingCommits: this.#pending.length,
       ...(oldest ? { oldestPendingAt: new Date(oldest.time) } : {}),
+      ...(this.fence?.fencedBy ? { fencedBy: this.fence.fencedBy } : {}),
     };
+  }
+
+  /** False while another writer holds this destination's claim (fence.ts): write nothing. */
+  get mayWrite(): boolean {
+    return this.fence === undefined || this.fence.held;
   }
 
   close(): void {
@@ -151,6 +160,14 @@ export class Replica {
     // behind on the signal at every sync (it settles only on abort).
     const aborted = abortPromise(signal);
     while (!signal.aborted) {
+      if (this.fence && !this.fence.held && this.fence.lastError === undefined) {
+        // Fenced, or not claimed yet: wait for the claim; another writer may have changed the
+        // destination meanwhile, so the position is rebuilt from it. A claim that cannot be looked
+        // at lets the sync try, to report the store's own error (its writes are refused).
+        await this.fence.waitTurn(signal);
+        this.#pos = undefined;
+        continue;
+      }
       const changed = this.db.changed();
       const started = Date.now();
       try {
@@ -174,11 +191,17 @@ export class Replica {
   async #snapshotLoop(signal: AbortSignal): Promise<void> {
     const interval = this.snapshotIntervalMs;
     if (!interval) return;
+    /** While fenced, look again at most once a second. */
+    let notBefore = 0;
     while (!signal.aborted) {
       const last = this.#lastSnapshotAt?.getTime() ?? Date.now();
-      const wait = Math.max(0, last + interval - Date.now());
+      const wait = Math.max(0, last + interval - Date.now(), notBefore - Date.now());
       await sleep(Math.max(wait, 10), undefined, { signal }).catch(() => undefined);
       if (signal.aborted) break;
+      if (!this.mayWrite) {
+        notBefore = Date.now() + 1000;
+        continue;
+      }
       try {
         if (!this.#lastSnapshotAt || Date.now() - this.#lastSnapshotAt.getTime() >= interval) {
           await this.snapshot({ signal });
@@ -195,7 +218,7 @@ export class Replica {
     const every = Math.min(this.retentionCheckIntervalMs, this.retentionMs);
     while (!signal.aborted) {
       await sleep(every, undefined, { signal }).catch(() => undefined);
-      if (signal.aborted) break;
+      if (signal.aborted || !this.mayWrite) continue;
       try {
         await this.enforceRetention({ signal });
       } catch (err) {
@@ -209,7 +232,7 @@ export class Replica {
     if (!every) return;
     while (!signal.aborted) {
       await sleep(every, undefined, { signal }).catch(() => undefined);
-      if (signal.aborted) break;
+      if (signal.aborted || !this.mayWrite) continue;
       await this.validate({ signal });
     }
   }

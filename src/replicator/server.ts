@@ -32,6 +32,7 @@ import {
   STATUS_KIND,
 } from "../shared/protocol.ts";
 import { accessProblem } from "./access.ts";
+import { describeHolder } from "./claim.ts";
 import type { Db } from "./db.ts";
 import {
   type DbObservation,
@@ -218,6 +219,8 @@ function readiness(replication: Replication, positions: PositionMemory): Readine
     if (!status.lastSyncAt || !positions.get(replica)) {
       reason = status.lastError ? `not synced yet: ${status.lastError}` : "not synced yet";
     }
+    if (status.fencedBy)
+      reason = `fenced: another writer holds it: ${describeHolder(status.fencedBy.holder)}`;
     if (reason) notReady.push({ db: replica.db.path, replica: replica.name, reason });
   }
   return { ready: notReady.length === 0, notReady };
@@ -275,6 +278,19 @@ function statusDocument(obs: Observation, ready: Readiness, version: string): Re
                   ...(s.lastValidation.message ? { message: s.lastValidation.message } : {}),
                   okCount: r.replica.metrics.validationOk,
                   errorCount: r.replica.metrics.validationError,
+                },
+              }
+            : {}),
+          ...(s.fencedBy
+            ? {
+                fenced: {
+                  holder: describeHolder(s.fencedBy.holder),
+                  ...(s.fencedBy.holder.pod ? { pod: s.fencedBy.holder.pod } : {}),
+                  ...(s.fencedBy.holder.sqliteReplica
+                    ? { sqliteReplica: s.fencedBy.holder.sqliteReplica }
+                    : {}),
+                  expiresAt: s.fencedBy.expiresAt.toISOString(),
+                  since: s.fencedBy.since.toISOString(),
                 },
               }
             : {}),

@@ -33,6 +33,8 @@ export const ErrorCodes = {
   ABORTED: "WALSHIP_ERR_ABORTED",
   /** A Kubernetes API request failed (an HTTP error status from the API server). */
   KUBE: "WALSHIP_ERR_KUBE",
+  /** Another writer holds the replica path's claim: nothing is written there (fence.ts). */
+  FENCED: "WALSHIP_ERR_FENCED",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -107,6 +107,7 @@ export function parseConfig(
 
   const config: Config = { logging: buildLogging(raw, ctx), dbs: [], warnings };
   if (raw["shutdown-sync-timeout"] !== undefined) config.shutdownSyncTimeoutMs = raw["shutdown-sync-timeout"];
+  if (raw["claim-ttl"] !== undefined) config.claimTtlMs = raw["claim-ttl"];
   if (raw.addr !== undefined) config.addr = checkAddr(raw.addr, ctx);
   if (raw.exec !== undefined) config.exec = raw.exec;
   if (opts.source !== undefined) config.source = opts.source;

@@ -151,6 +151,7 @@ export const rootShape = {
   "access-key-id": text,
   "secret-access-key": text,
   "shutdown-sync-timeout": duration,
+  "claim-ttl": duration,
   logging: z.object(loggingShape, { error: "expected a mapping" }).nullish(),
   dbs: z.array(z.object(dbShape, { error: "expected a mapping" }), { error: "expected a list" }).nullish(),
 };
