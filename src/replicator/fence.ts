@@ -3,8 +3,10 @@
  * renews it every TTL/3, releases it at a clean stop, and refuses every write while another writer
  * holds it (`FencedClient`). Works through the ReplicaClient contract alone, so on every backend.
  *
- * Claiming is last-writer-wins with a read-back: write our claim, wait `settleMs`, read it again;
- * whoever's token is there won, and the other backs off. A claimer whose write lands after the
+ * Claiming is last-writer-wins with a read-back: write our claim, wait a moment (`settleMs`, by
+ * default twice our own write's round trip, at least 200 ms), read it again; whoever's token is
+ * there won, and the other backs off. A concurrent claimer read before our write landed, so its own
+ * write lands within about one round trip after ours. A claimer whose write lands after the
  * other's read-back is found at the next renewal, and the one that finds another's claim stops at
  * once: two writers can overlap for at most one renewal period, never longer.
  *
@@ -46,7 +48,10 @@ export interface FenceOptions {
   name: string;
   /** How long a claim lasts unless renewed. Default DEFAULT_CLAIM_TTL_MS (30 s). */
   ttlMs?: number;
-  /** Between writing a claim and reading it back. Default the smaller of 1 s and TTL/10. */
+  /**
+   * Between writing a claim and reading it back. Default twice the write's own round trip, at least
+   * 200 ms, at most TTL/10.
+   */
   settleMs?: number;
   /** Who we are; default from the env (WALSHIP_POD_*) and the host. */
   holder?: ClaimHolder;
@@ -77,7 +82,7 @@ function pidAlive(pid: number): boolean {
 export class Fence {
   readonly name: string;
   readonly ttlMs: number;
-  readonly settleMs: number;
+  readonly settleMs: number | undefined;
   readonly holder: ClaimHolder;
   readonly token = randomBytes(16).toString("hex");
   /** The raw destination (no encryption): any replicator, whatever its keys, reads the claim. */
@@ -90,12 +95,13 @@ export class Fence {
   #seen: { version: string; at: number } | undefined;
   #waiters: Array<() => void> = [];
   #lastError: string | undefined;
+  #inflight: Promise<void> = Promise.resolve();
 
   constructor(client: ReplicaClient, opts: FenceOptions) {
     this.#client = client;
     this.name = opts.name;
     this.ttlMs = opts.ttlMs ?? DEFAULT_CLAIM_TTL_MS;
-    this.settleMs = opts.settleMs ?? Math.min(1000, Math.floor(this.ttlMs / 10));
+    this.settleMs = opts.settleMs;
     this.holder = opts.holder ?? localHolder();
     this.#log = (opts.log ?? nullLogger()).child({ replica: opts.name });
   }
@@ -140,16 +146,34 @@ export class Fence {
         this.#lastError = undefined;
       } catch (err) {
         if (signal.aborted) break;
-        this.#lastError = describeError(err);
-        this.#log.warn({ err: this.#lastError }, "claim: could not check or renew the replica claim");
+        const message = describeError(err);
+        // Logged when it changes: the destination's syncs report the store's errors as they go.
+        if (message !== this.#lastError) {
+          this.#log.warn({ err: message }, "claim: could not check or renew the replica claim");
+        }
+        this.#lastError = message;
         for (const w of this.#waiters.splice(0)) w();
+        // A store that fails is looked at again within a second: the destination waits on it.
+        await sleep(Math.min(every, 1000), undefined, { signal }).catch(() => undefined);
+        continue;
       }
       await sleep(every, undefined, { signal }).catch(() => undefined);
     }
   }
 
+  /** Resolves when no look at the claim is under way (a stop decides on the final sync after it). */
+  async idle(): Promise<void> {
+    await this.#inflight;
+  }
+
   /** One look at the claim: take, renew, or stand back. */
-  async step(opts: CallOptions = {}): Promise<void> {
+  step(opts: CallOptions = {}): Promise<void> {
+    const run = this.#step(opts);
+    this.#inflight = run.catch(() => undefined);
+    return run;
+  }
+
+  async #step(opts: CallOptions): Promise<void> {
     const wasHeld = this.#heldUntil > Date.now();
     const found = await this.#read(opts);
     const judged = judgeClaim(
@@ -172,7 +196,9 @@ export class Fence {
       return;
     }
     // A new claim: read it back after a moment, to lose cleanly against a concurrent claimer.
-    await sleep(this.settleMs, undefined, opts.signal ? { signal: opts.signal } : undefined);
+    const settle =
+      this.settleMs ?? Math.min(Math.floor(this.ttlMs / 10), Math.max(200, 2 * (Date.now() - at)));
+    await sleep(settle, undefined, opts.signal ? { signal: opts.signal } : undefined);
     const back = await this.#read(opts);
     if (back?.token !== this.token) {
       if (back) this.#standBack(back.holder, new Date(back.expiresAt), false);

@@ -100,6 +100,8 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
   async function stop(opts: { finalSyncTimeoutMs?: number } = {}): Promise<void> {
     ac.abort();
     await done;
+    // A claim being taken right now decides whether this stop runs a final sync there.
+    await Promise.all(fences.map((f) => f.idle()));
     const final = (async () => {
       for (const db of dbs) {
         try {

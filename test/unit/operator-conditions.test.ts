@@ -28,6 +28,7 @@ describe("injectedStatus", () => {
         ["Replicating", "False", "Waiting"],
         ["Degraded", "False", "NoErrors"],
         ["Restricted", "True", "Restricted"],
+        ["WriterConflict", "False", "NoConflict"],
       ],
     );
     assert.equal(d.conditions[0]?.message, "StatefulSet app carries the replicator");

@@ -34,7 +34,11 @@ const WARNING_REASONS = new Set([
   "SidecarFailing",
   "RunsAsRoot",
   "NotRestricted",
+  "WriterConflict",
 ]);
+
+/** Conditions whose True is the problem. */
+const TRUE_IS_BAD = new Set(["Degraded", "WriterConflict"]);
 
 /** `cr` as an Event's involved object. */
 export function asSqliteReplica(cr: KubeObject): KubeObject {
@@ -52,8 +56,8 @@ export async function recordChanges(
     if (ch.type === "Ready" && ch.to.status !== "True") return; // the cause has its own Event
     const bad =
       WARNING_REASONS.has(ch.to.reason) &&
-      (ch.to.type === "Degraded" ? ch.to.status === "True" : ch.to.status !== "True");
-    if (ch.to.type === "Degraded" && ch.to.status === "False" && !ch.from) return;
+      (TRUE_IS_BAD.has(ch.to.type) ? ch.to.status === "True" : ch.to.status !== "True");
+    if (TRUE_IS_BAD.has(ch.to.type) && ch.to.status === "False" && !ch.from) return;
     if (ch.to.type === "Replicating" && ch.to.status === "Unknown") return;
     try {
       await events.record(asSqliteReplica(cr), {
