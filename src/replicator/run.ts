@@ -100,9 +100,10 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
   async function stop(opts: { finalSyncTimeoutMs?: number } = {}): Promise<void> {
     ac.abort();
     await done;
-    // A claim being taken right now decides whether this stop runs a final sync there.
-    await Promise.all(fences.map((f) => f.idle()));
+    const started = Date.now();
     const final = (async () => {
+      // A claim being taken right now decides whether this stop runs a final sync there.
+      await Promise.all(fences.map((f) => f.idle()));
       for (const db of dbs) {
         try {
           await db.sync();
@@ -138,8 +139,11 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
     if (timedOut) log.error({ timeoutMs: timeout }, "final sync did not finish in time");
     claims.abort();
     await claiming;
-    // Released only after the final sync: a successor (a rolling restart) starts at once.
-    await Promise.all(fences.map((f) => f.release({ signal: AbortSignal.timeout(5_000) })));
+    // Released only after the final sync: a successor (a rolling restart) starts at once. Within
+    // what is left of the shutdown budget (half a second at least): a store that hangs keeps the
+    // claim, which then expires.
+    const left = Math.max(500, started + timeout - Date.now());
+    await Promise.all(fences.map((f) => f.release({ signal: AbortSignal.timeout(left) })));
     for (const r of replicas) r.close();
     for (const db of dbs) await db.close();
   }
