@@ -186,11 +186,22 @@ export class Fence {
       return;
     }
     const at = Date.now();
-    await this.#client.putExtra(
-      CLAIM_KEY,
-      encodeJson(claimDoc(this.holder, this.token, at, this.ttlMs)),
-      opts,
-    );
+    try {
+      await this.#client.putExtra(
+        CLAIM_KEY,
+        encodeJson(claimDoc(this.holder, this.token, at, this.ttlMs)),
+        opts,
+      );
+    } catch (err) {
+      // A concurrent claimer's write can break ours (a file store's temp file renamed under it):
+      // if another's claim is there now, that writer won.
+      const now = await this.#read(opts).catch(() => undefined);
+      if (now && now.token !== this.token) {
+        this.#standBack(now.holder, new Date(now.expiresAt), wasHeld);
+        return;
+      }
+      throw err;
+    }
     if (judged.kind === "ours") {
       this.#hold(at + this.ttlMs);
       return;
