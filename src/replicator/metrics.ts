@@ -332,6 +332,11 @@ export class ReplicatorMetrics {
       "Snapshots not started because what they write on local disk would not fit.",
       (r) => r.replica.metrics.snapshotRefusedCount,
     );
+    replicaGauge(
+      "walship_replica_fenced",
+      "1 while another writer holds the destination's single-writer claim (nothing is written there), else 0.",
+      (r) => (r.status.fencedBy ? 1 : 0),
+    );
     new Gauge<"version">({
       name: "walship_build_info",
       help: "Always 1; the walship version is in the label.",

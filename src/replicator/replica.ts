@@ -15,6 +15,7 @@ import { hex8 } from "../shared/format.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import type { CommitRecord, Db } from "./db.ts";
 import { type CommitTimesDoc, encodeJson, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
+import type { Fence } from "./fence.ts";
 import { SNAPSHOT_RETRY_MS, snapshotRefusal, spaceNeeds } from "./guardrails.ts";
 import { keys } from "./layout.ts";
 import { createLz4Decoder, createLz4Encoder, LZ4_BLOCK_SIZE } from "./lz4.ts";
@@ -60,6 +61,7 @@ export class Replica {
   readonly retentionMs: number;
   readonly retentionCheckIntervalMs: number;
   readonly validationIntervalMs: number | undefined;
+  readonly fence: Fence | undefined;
   readonly metrics: ReplicaMetrics = {
     walBytes: 0,
     syncCount: 0,
@@ -93,6 +95,7 @@ export class Replica {
     this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
     this.retentionCheckIntervalMs = opts.retentionCheckIntervalMs ?? DEFAULT_RETENTION_CHECK_INTERVAL_MS;
     this.validationIntervalMs = opts.validationIntervalMs;
+    this.fence = opts.fence;
     this.#log = (opts.log ?? nullLogger()).child({ replica: this.name });
     this.#unsubscribe = db.onCommits((c) => {
       // One by one: a copy after a long downtime can see more commits than a call takes arguments.
@@ -125,7 +128,13 @@ export class Replica {
       pendingCommits: this.#pending.length,
       ...(oldest ? { oldestPendingAt: new Date(oldest.time) } : {}),
       ...(this.#snapshotRefused ? { snapshotRefused: { ...this.#snapshotRefused } } : {}),
+      ...(this.fence?.fencedBy ? { fencedBy: this.fence.fencedBy } : {}),
     };
+  }
+
+  /** False while another writer holds this destination's claim (fence.ts): write nothing. */
+  get mayWrite(): boolean {
+    return this.fence === undefined || this.fence.held;
   }
 
   close(): void {
@@ -156,6 +165,14 @@ export class Replica {
     // behind on the signal at every sync (it settles only on abort).
     const aborted = abortPromise(signal);
     while (!signal.aborted) {
+      if (this.fence && !this.fence.held && this.fence.lastError === undefined) {
+        // Fenced, or not claimed yet: wait for the claim; another writer may have changed the
+        // destination meanwhile, so the position is rebuilt from it. A claim that cannot be looked
+        // at lets the sync try, to report the store's own error (its writes are refused).
+        await this.fence.waitTurn(signal);
+        this.#pos = undefined;
+        continue;
+      }
       const changed = this.db.changed();
       const started = Date.now();
       try {
@@ -181,12 +198,20 @@ export class Replica {
     if (!interval) return;
     // After a snapshot refused for space: when to try again (space may come back before the interval).
     let retryAt: number | undefined;
+    /** While fenced, look again at most once a second. */
+    let notBefore = 0;
     while (!signal.aborted) {
       const last = this.#lastSnapshotAt?.getTime() ?? Date.now();
       // A refusal's retry replaces the schedule (the interval has passed already when one is set).
       const due = retryAt ?? last + interval;
-      await sleep(Math.max(due - Date.now(), 10), undefined, { signal }).catch(() => undefined);
+      await sleep(Math.max(due - Date.now(), notBefore - Date.now(), 10), undefined, { signal }).catch(
+        () => undefined,
+      );
       if (signal.aborted) break;
+      if (!this.mayWrite) {
+        notBefore = Date.now() + 1000;
+        continue;
+      }
       try {
         const isDue =
           retryAt !== undefined
@@ -214,7 +239,7 @@ export class Replica {
     const every = Math.min(this.retentionCheckIntervalMs, this.retentionMs);
     while (!signal.aborted) {
       await sleep(every, undefined, { signal }).catch(() => undefined);
-      if (signal.aborted) break;
+      if (signal.aborted || !this.mayWrite) continue;
       try {
         await this.enforceRetention({ signal });
       } catch (err) {
@@ -228,7 +253,7 @@ export class Replica {
     if (!every) return;
     while (!signal.aborted) {
       await sleep(every, undefined, { signal }).catch(() => undefined);
-      if (signal.aborted) break;
+      if (signal.aborted || !this.mayWrite) continue;
       await this.validate({ signal });
     }
   }

@@ -5,9 +5,11 @@
 import { readFile, rm } from "node:fs/promises";
 import { describeError, ErrorCodes, hasCode, WalshipError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
+import { DEFAULT_CLAIM_TTL_MS } from "./claim.ts";
 import type { Config } from "./config.ts";
 import { createReplicaClient } from "./config.ts";
 import { Db } from "./db.ts";
+import { Fence, FencedClient } from "./fence.ts";
 import { shadow } from "./layout.ts";
 import { credentialFiles, DestinationProbe } from "./probe.ts";
 import { Replica } from "./replica.ts";
@@ -37,6 +39,9 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
   /** Destinations whose retention deletes: their credentials must be able to. */
   const retaining: Replica[] = [];
   const sealed: Array<{ db: Db; name: string; client: SealedReplicaClient }> = [];
+  /** One single-writer claim per destination (fence.ts), unless `claim-ttl` is 0. */
+  const fences: Fence[] = [];
+  const claimTtlMs = config.claimTtlMs ?? DEFAULT_CLAIM_TTL_MS;
   for (const [i, dc] of config.dbs.entries()) {
     const db = new Db(dc.path, {
       ...(dc.metaPath ? { metaPath: dc.metaPath } : {}),
@@ -52,13 +57,20 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
     for (const [j, rc] of dc.replicas.entries()) {
       const client = await createReplicaClient(rc, `dbs[${i}].replicas[${j}]`, { log, writing: true });
       sealed.push({ db, name: rc.name, client });
-      const replica = new Replica(db, client, {
+      // The claim is plaintext on the raw destination: any replicator reads it, whatever its keys.
+      const fence =
+        claimTtlMs > 0
+          ? new Fence(client.inner, { name: rc.name, ttlMs: claimTtlMs, log: log.child({ db: db.path }) })
+          : undefined;
+      if (fence) fences.push(fence);
+      const replica = new Replica(db, fence ? new FencedClient(client, fence) : client, {
         name: rc.name,
         syncIntervalMs: rc.syncIntervalMs,
         ...(rc.snapshotIntervalMs ? { snapshotIntervalMs: rc.snapshotIntervalMs } : {}),
         retentionMs: rc.retentionMs,
         retentionCheckIntervalMs: rc.retentionCheckIntervalMs,
         ...(rc.validationIntervalMs ? { validationIntervalMs: rc.validationIntervalMs } : {}),
+        ...(fence ? { fence } : {}),
         log: log.child({ db: db.path }),
       });
       replicas.push(replica);
@@ -93,6 +105,9 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
     await db.init();
     log.info({ path: db.path }, "initialized db");
   }
+  // The claims are kept until after the final sync, then released: they outlive the other loops.
+  const claims = new AbortController();
+  const claiming = Promise.all(fences.map((f) => f.run(claims.signal)));
   const loops = [
     ...dbs.map((db) => db.monitor(ac.signal)),
     ...replicas.map((r) => r.run(ac.signal)),
@@ -103,7 +118,10 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
   async function stop(opts: { finalSyncTimeoutMs?: number } = {}): Promise<void> {
     ac.abort();
     await done;
+    const started = Date.now();
     const final = (async () => {
+      // A claim being taken right now decides whether this stop runs a final sync there.
+      await Promise.all(fences.map((f) => f.idle()));
       for (const db of dbs) {
         try {
           await db.sync();
@@ -112,16 +130,19 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
         }
       }
       await Promise.all(
-        replicas.map(async (r) => {
-          try {
-            await r.sync();
-          } catch (err) {
-            log.error(
-              { db: r.db.path, replica: r.name, err: describeError(err) },
-              "final replica sync failed",
-            );
-          }
-        }),
+        // A fenced destination gets no final sync: another writer holds it.
+        replicas
+          .filter((r) => r.mayWrite)
+          .map(async (r) => {
+            try {
+              await r.sync();
+            } catch (err) {
+              log.error(
+                { db: r.db.path, replica: r.name, err: describeError(err) },
+                "final replica sync failed",
+              );
+            }
+          }),
       );
     })();
     const timeout = opts.finalSyncTimeoutMs ?? DEFAULT_SHUTDOWN_SYNC_TIMEOUT_MS;
@@ -134,6 +155,13 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
     ]);
     clearTimeout(timer);
     if (timedOut) log.error({ timeoutMs: timeout }, "final sync did not finish in time");
+    claims.abort();
+    await claiming;
+    // Released only after the final sync: a successor (a rolling restart) starts at once. Within
+    // what is left of the shutdown budget (half a second at least): a store that hangs keeps the
+    // claim, which then expires.
+    const left = Math.max(500, started + timeout - Date.now());
+    await Promise.all(fences.map((f) => f.release({ signal: AbortSignal.timeout(left) })));
     for (const r of replicas) r.close();
     for (const db of dbs) await db.close();
   }

@@ -35,6 +35,7 @@ import {
   STATUS_KIND,
 } from "../shared/protocol.ts";
 import { accessProblem } from "./access.ts";
+import { describeHolder } from "./claim.ts";
 import type { Db } from "./db.ts";
 import { volumeSpace } from "./guardrails.ts";
 import {
@@ -226,6 +227,8 @@ function readiness(replication: Replication, positions: PositionMemory): Readine
     if (!status.lastSyncAt || !positions.get(replica)) {
       reason = status.lastError ? `not synced yet: ${status.lastError}` : "not synced yet";
     }
+    if (status.fencedBy)
+      reason = `fenced: another writer holds it: ${describeHolder(status.fencedBy.holder)}`;
     if (reason) notReady.push({ db: replica.db.path, replica: replica.name, reason });
   }
   return { ready: notReady.length === 0, notReady };
@@ -292,6 +295,19 @@ function statusDocument(obs: Observation, ready: Readiness, version: string): Re
           ...(r.probe ? { probe: probeStatus(r.probe) } : {}),
           ...(s.snapshotRefused
             ? { snapshotRefused: { message: s.snapshotRefused.message, at: iso(s.snapshotRefused.at) } }
+            : {}),
+          ...(s.fencedBy
+            ? {
+                fenced: {
+                  holder: describeHolder(s.fencedBy.holder),
+                  ...(s.fencedBy.holder.pod ? { pod: s.fencedBy.holder.pod } : {}),
+                  ...(s.fencedBy.holder.sqliteReplica
+                    ? { sqliteReplica: s.fencedBy.holder.sqliteReplica }
+                    : {}),
+                  expiresAt: s.fencedBy.expiresAt.toISOString(),
+                  since: s.fencedBy.since.toISOString(),
+                },
+              }
             : {}),
         };
       }),

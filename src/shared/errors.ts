@@ -35,6 +35,8 @@ export const ErrorCodes = {
   KUBE: "WALSHIP_ERR_KUBE",
   /** Work that writes to local disk was not started: what it needs would not fit (guardrails). */
   NO_SPACE: "WALSHIP_ERR_NO_SPACE",
+  /** Another writer holds the replica path's claim: nothing is written there (fence.ts). */
+  FENCED: "WALSHIP_ERR_FENCED",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -75,6 +75,23 @@ export const ProbeSchema = z.object({
   hint: z.string().optional(),
 });
 
+/**
+ * Another writer holds the destination's single-writer claim (`<path>/walship/claim.json`): this
+ * replicator writes nothing there until that claim is released or expires.
+ */
+export const FencedSchema = z.object({
+  /** One line naming the other writer: `pod ns/app-0 (uid …) of SqliteReplica ns/app`, or a process. */
+  holder: z.string(),
+  /** The other writer's pod, when it runs in one. */
+  pod: z.object({ namespace: z.string(), name: z.string(), uid: z.string() }).optional(),
+  /** The SqliteReplica (`namespace/name`) that injected the other writer, when known. */
+  sqliteReplica: z.string().optional(),
+  /** When the other claim expires unless renewed (by its holder's clock). */
+  expiresAt: Timestamp,
+  /** Since when this replicator has stood back. */
+  since: Timestamp,
+});
+
 export const DestinationStatusSchema = z.object({
   /** The destination's name in the config (Litestream's replica name). */
   name: z.string(),
@@ -111,6 +128,8 @@ export const DestinationStatusSchema = z.object({
    * numbers). Cleared by the next snapshot taken.
    */
   snapshotRefused: ErrorInfoSchema.optional(),
+  /** Set while another writer holds the destination (single-writer fencing). */
+  fenced: FencedSchema.optional(),
 });
 
 /**
@@ -195,6 +214,7 @@ export type ErrorInfo = z.infer<typeof ErrorInfoSchema>;
 export type RecoverabilityWindow = z.infer<typeof WindowSchema>;
 export type DestinationStatus = z.infer<typeof DestinationStatusSchema>;
 export type Probe = z.infer<typeof ProbeSchema>;
+export type Fenced = z.infer<typeof FencedSchema>;
 export type DatabaseStatus = z.infer<typeof DatabaseStatusSchema>;
 export type AccessProblem = z.infer<typeof AccessProblemSchema>;
 export type RunAs = z.infer<typeof RunAsSchema>;

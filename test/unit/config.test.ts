@@ -800,6 +800,9 @@ describe("parseConfig rules", () => {
         "dbs[0].monitor-interval",
       );
       throwsConfig(() => parse("shutdown-sync-timeout: [1s]\n"), "shutdown-sync-timeout");
+      throwsConfig(() => parse("claim-ttl: 500ms\n"), "claim-ttl");
+      assert.equal(parse("claim-ttl: 0s\n").claimTtlMs, 0);
+      assert.equal(parse("claim-ttl: 45s\n").claimTtlMs, 45_000);
     });
 
     it("the message names the file and the key path; details carry path, line and source", () => {

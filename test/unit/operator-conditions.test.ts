@@ -32,6 +32,7 @@ describe("injectedStatus", () => {
         ["DiskPressure", "Unknown", "NotReported"],
         ["WALGrowing", "Unknown", "NotReported"],
         ["CheckpointFailing", "Unknown", "NotReported"],
+        ["WriterConflict", "False", "NoConflict"],
       ],
     );
     assert.equal(d.conditions[0]?.message, "StatefulSet app carries the replicator");

@@ -22,6 +22,7 @@ import { deploymentProblem } from "../../src/operator/specs/deployment.ts";
 import { buildNewClaim, buildRestoreJob } from "../../src/operator/specs/restorejob.ts";
 import {
   buildApplyPatch,
+  claimEnv,
   isTargetProblem,
   removalPatch,
   resolveTarget,
@@ -146,7 +147,7 @@ describe("injection into a Deployment", () => {
       init.map((c) => [c.name, c.env]),
       [
         ["walship-restore", [{ name: "POD_NAME", value: "web" }]],
-        ["walship", [{ name: "POD_NAME", value: "web" }]],
+        ["walship", [{ name: "POD_NAME", value: "web" }, ...claimEnv()]],
       ],
     );
     assert.deepEqual(removalPatch({ name: "web", namespace: "shop", kind: "Deployment" }), {
@@ -164,6 +165,7 @@ describe("injection into a Deployment", () => {
     assert.equal(patch.kind, "StatefulSet");
     assert.deepEqual(patch.spec?.template.spec?.initContainers?.[1]?.env, [
       { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+      ...claimEnv(),
     ]);
   });
 

@@ -150,6 +150,15 @@ describe("replicator config", () => {
 });
 
 const ENV = [{ name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }];
+const CLAIM_ENV = [
+  { name: "WALSHIP_POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+  { name: "WALSHIP_POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+  { name: "WALSHIP_POD_UID", valueFrom: { fieldRef: { fieldPath: "metadata.uid" } } },
+  {
+    name: "WALSHIP_SQLITEREPLICA",
+    valueFrom: { fieldRef: { fieldPath: "metadata.annotations['walship.dev/sqlitereplica']" } },
+  },
+];
 const MOUNTS = [
   { name: "data", mountPath: "/data" },
   { name: "walship-config", mountPath: "/etc/walship", readOnly: true },
@@ -176,6 +185,8 @@ const SIDECAR = {
   restartPolicy: "Always",
   command: ["walship", "replicate", "-config", "/etc/walship/walship.yml"],
   ...COMMON,
+  // The sidecar's identity in its single-writer claims (the downward API).
+  env: [...ENV, ...CLAIM_ENV],
   resources: { requests: { cpu: "50m", memory: "128Mi" }, limits: { memory: "384Mi" } },
   ports: [{ name: "walship-http", containerPort: 9090, protocol: "TCP" }],
   // No readinessProbe: a native sidecar's readiness is the pod's, and a backup problem must not take

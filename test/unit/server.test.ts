@@ -11,6 +11,7 @@ import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { parseConfig } from "../../src/replicator/config.ts";
 import { snapshotMetaKey } from "../../src/replicator/extras.ts";
+import { FencedClient } from "../../src/replicator/fence.ts";
 import { keys } from "../../src/replicator/layout.ts";
 import { type Replication, startReplication } from "../../src/replicator/run.ts";
 import { parseListenAddr, type ReplicatorServer, startServer } from "../../src/replicator/server.ts";
@@ -160,10 +161,14 @@ dbs:
   it("uses real file destinations", () => {
     assert.equal(replication.replicas.length, 2);
     for (const r of replication.replicas) {
-      // Every destination sits in the sealing layer (plain here), around the real client.
-      assert.ok(r.client instanceof SealedReplicaClient);
-      assert.equal(r.client.sealing.mode, "plain");
-      assert.ok(r.client.inner instanceof FileReplicaClient);
+      // Every destination sits in its single-writer fence, around the sealing layer (plain here),
+      // around the real client.
+      assert.ok(r.client instanceof FencedClient);
+      assert.ok(r.fence);
+      const sealed = r.client.inner;
+      assert.ok(sealed instanceof SealedReplicaClient);
+      assert.equal(sealed.sealing.mode, "plain");
+      assert.ok(sealed.inner instanceof FileReplicaClient);
     }
     assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+$/);
   });

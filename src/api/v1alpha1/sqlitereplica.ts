@@ -316,7 +316,7 @@ export const PodReplicationStatus = z.object({
     .optional()
     .describe(
       "Why the pod is not replicating: OutOfMemory, PermissionDenied, RestoreFailed, SidecarFailing, " +
-        "SidecarUnreachable or ReplicationError.",
+        "SidecarUnreachable, ReplicationError or WriterConflict.",
     ),
   databases: databasesList.describe(
     "With spec.databases: each database's facts; the fields above are over all of them.",
@@ -329,6 +329,13 @@ export const PodReplicationStatus = z.object({
     .array(GuardrailFacts)
     .optional()
     .describe("Each database's volume space, WAL size and checkpoint health, as the sidecar reports them."),
+  fencedBy: z
+    .string()
+    .optional()
+    .describe(
+      "Another writer holds this pod's replica path (its claim, walship/claim.json): which destination, " +
+        "and who; the pod writes nothing there until that claim is released or expires.",
+    ),
 });
 
 export const Phase = z.enum([

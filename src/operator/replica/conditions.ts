@@ -5,6 +5,7 @@
  *
  * - Replicating: every pod that runs the sidecar reports ready.
  * - Degraded: some pod has a problem; the reason is the most telling one (failures.ts POD_REASONS).
+ * - WriterConflict: some pod refuses a replica path another writer holds (fencing.ts).
  * - Restricted: whether the containers Walship adds meet Pod Security `restricted` (security.ts); not
  *   part of Ready (an app that runs as root is a choice), but said, with a Warning Event.
  * - DiskPressure, WALGrowing, CheckpointFailing: guardrails (guardrails.ts); not part of Ready either.
@@ -24,6 +25,7 @@ import {
 } from "../specs/security.ts";
 import { getCondition, setCondition } from "../status.ts";
 import { POD_REASONS, type PodReason } from "./failures.ts";
+import { writerConflictCondition } from "./fencing.ts";
 import { guardrailConditions, guardrailsUnknown } from "./guardrails.ts";
 
 export type Cond = Omit<Condition, "lastTransitionTime" | "observedGeneration">;
@@ -140,6 +142,7 @@ export function injectedStatus(
       degraded,
       restricted,
       ...guardrailConditions(pods),
+      writerConflictCondition(pods),
     ],
     phase: injectedPhase(replicating, degraded),
     settled: replicating.status === "True" && degraded.status === "False",

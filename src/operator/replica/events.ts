@@ -40,7 +40,11 @@ const WARNING_REASONS = new Set([
   "DestinationUnreachable",
   "DrillFailed",
   "InvalidSchedule",
+  "WriterConflict",
 ]);
+
+/** Conditions whose True is the problem. */
+const TRUE_IS_BAD = new Set(["Degraded", "WriterConflict"]);
 
 /** `cr` as an Event's involved object. */
 export function asSqliteReplica(cr: KubeObject): KubeObject {
@@ -56,8 +60,8 @@ export async function recordChanges(
   // One Event per change, sent at once (they are independent; a reconcile waits for the slowest).
   const record = async (ch: ConditionChange): Promise<void> => {
     if (ch.type === "Ready" && ch.to.status !== "True") return; // the cause has its own Event
-    // Degraded and the guardrails are problems when True; the others when not True.
-    const trueIsBad = ch.to.type === "Degraded" || GUARDRAILS.has(ch.to.type);
+    // Degraded, a writer conflict and the guardrails are problems when True; the others when not True.
+    const trueIsBad = TRUE_IS_BAD.has(ch.to.type) || GUARDRAILS.has(ch.to.type);
     const bad = trueIsBad
       ? ch.to.status === "True" && (WARNING_REASONS.has(ch.to.reason) || GUARDRAILS.has(ch.to.type))
       : WARNING_REASONS.has(ch.to.reason) && ch.to.status !== "True";

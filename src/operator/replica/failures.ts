@@ -22,6 +22,7 @@ export const POD_REASONS = [
   "RestoreFailed",
   "SidecarFailing",
   "SidecarUnreachable",
+  "WriterConflict",
   "ReplicationError",
 ] as const;
 export type PodReason = (typeof POD_REASONS)[number];

@@ -20,6 +20,7 @@ import type { Pod } from "../kube/types.ts";
 import { CONFIG_HASH_ANNOTATION, SIDECAR_CONTAINER } from "../specs/names.ts";
 import type { WorkloadObject } from "../specs/workload.ts";
 import { permissionMessage, restoreFailure, sidecarFailure } from "./failures.ts";
+import { fencedMessage } from "./fencing.ts";
 import { guardrailFacts } from "./guardrails.ts";
 import { probesOf } from "./reachable.ts";
 
@@ -141,11 +142,16 @@ export function podFacts(
     return withGuardrails({ name: pod, ...databaseFacts(doc, db) }, db ? [db] : []);
   }
   const each = dbs.map((entry) => {
-    const { reason, ...facts } = databaseFacts(
+    const { reason, fencedBy, ...facts } = databaseFacts(
       doc,
       doc.databases.find((d) => d.path === entry.path),
     );
-    return { reason, facts: { name: entry.name ?? entry.path, ...facts } as DatabaseReplicationStatus };
+    const name = entry.name ?? entry.path;
+    return {
+      reason,
+      fencedBy: fencedBy && `database ${name}: ${fencedBy}`,
+      facts: { name, ...facts } as DatabaseReplicationStatus,
+    };
   });
   const databases = each.map((e) => e.facts);
   const { generation: _one, ...overAll } = combine(databases);
@@ -157,7 +163,10 @@ export function podFacts(
   };
   const errors = databases.filter((d) => d.lastError).map((d) => `database ${d.name}: ${d.lastError}`);
   if (errors.length > 0) out.lastError = errors.join("; ").slice(0, 2048);
+  const fenced = each.flatMap((e) => (e.fencedBy ? [e.fencedBy] : []));
+  if (fenced.length > 0) out.fencedBy = fenced.join("; ");
   if (each.some((e) => e.reason === "PermissionDenied")) out.reason = "PermissionDenied";
+  else if (fenced.length > 0) out.reason = "WriterConflict";
   else if (errors.length > 0) out.reason = "ReplicationError";
   const paths = new Set(dbs.map((d) => d.path));
   return withGuardrails(
@@ -199,7 +208,10 @@ function databaseFacts(
   const errors = [
     ...(db.lastError ? [`database: ${db.lastError.message}`] : []),
     ...reps.filter((r) => r.lastError).map((r) => `destination ${r.name}: ${r.lastError?.message}`),
+    ...reps.flatMap((r) => (r.fenced ? [fencedMessage(r.name, r.location, r.fenced.holder)] : [])),
   ];
+  const fenced = reps.flatMap((r) => (r.fenced ? [`destination ${r.name}: ${r.fenced.holder}`] : []));
+  if (fenced.length > 0) out.fencedBy = fenced.join("; ");
   if (db.access) {
     const who = doc.runAs
       ? `uid ${doc.runAs.uid} gid ${doc.runAs.gid} groups ${doc.runAs.groups.join(",") || "none"}`
@@ -209,6 +221,8 @@ function databaseFacts(
       permissionMessage("the replicator", { code: db.access.code, op, path: db.access.path }, who),
     );
     out.reason = "PermissionDenied";
+  } else if (fenced.length > 0) {
+    out.reason = "WriterConflict";
   } else if (errors.length > 0) {
     out.reason = "ReplicationError";
   }

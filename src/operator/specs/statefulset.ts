@@ -35,6 +35,7 @@ import {
   HTTP_PORT_NAME,
   RESTORE_CONTAINER,
   SIDECAR_CONTAINER,
+  SQLITE_REPLICA_LABEL,
 } from "./names.ts";
 import { type AppIdentity, appIdentity } from "./security.ts";
 import { claimTemplates, fixedReplicaName, type WorkloadObject } from "./workload.ts";
@@ -225,6 +226,22 @@ export function buildEnv(replicaName?: string): EnvVar[] {
 }
 
 /**
+ * The sidecar's identity in its single-writer claims (src/replicator/claim.ts): the pod's namespace,
+ * name and uid (a restarted sidecar of the same pod takes its own claim back at once; a replacement
+ * pod, or a pod of the same name elsewhere, waits), and the SqliteReplica, to name in the other's
+ * status.
+ */
+export function claimEnv(): EnvVar[] {
+  const field = (fieldPath: string) => ({ valueFrom: { fieldRef: { fieldPath } } });
+  return [
+    { name: "WALSHIP_POD_NAMESPACE", ...field("metadata.namespace") },
+    { name: "WALSHIP_POD_NAME", ...field("metadata.name") },
+    { name: "WALSHIP_POD_UID", ...field("metadata.uid") },
+    { name: "WALSHIP_SQLITEREPLICA", ...field(`metadata.annotations['${SQLITE_REPLICA_LABEL}']`) },
+  ];
+}
+
+/**
  * Each destination's projected volume of the Secret keys it references (destinationCredentials), one
  * file each (the kubelet updates them when a Secret changes). Destinations without any get none.
  */
@@ -299,7 +316,7 @@ export function buildSidecar(spec: SqliteReplicaSpec, target: Target, opts: Buil
     ...walshipContainer(spec, target.identity, opts, {
       name: SIDECAR_CONTAINER,
       command: ["walship", "replicate", "-config", CONFIG_PATH],
-      env: buildEnv(target.replicaName),
+      env: [...buildEnv(target.replicaName), ...claimEnv()],
       volumeMounts: buildMounts(spec, target),
       resources: sidecarResources(spec),
     }),

@@ -109,6 +109,12 @@ export function parseConfig(
   const config: Config = { logging: buildLogging(raw, ctx), dbs: [], warnings };
   if (raw["shutdown-sync-timeout"] !== undefined) config.shutdownSyncTimeoutMs = raw["shutdown-sync-timeout"];
   if (raw["probe-interval"] !== undefined) config.probeIntervalMs = raw["probe-interval"];
+  if (raw["claim-ttl"] !== undefined) {
+    // Below a second the read-back and the renewals cannot keep up with a real store.
+    const ttl = raw["claim-ttl"];
+    if (ttl !== 0 && ttl < 1000) fail(["claim-ttl"], "must be 0 (no claim) or at least 1s");
+    config.claimTtlMs = ttl;
+  }
   if (raw.addr !== undefined) config.addr = checkAddr(raw.addr, ctx);
   if (raw.exec !== undefined) config.exec = raw.exec;
   if (opts.source !== undefined) config.source = opts.source;

@@ -163,6 +163,7 @@ export const rootShape = {
   "secret-access-key": text,
   "shutdown-sync-timeout": duration,
   "probe-interval": duration,
+  "claim-ttl": duration,
   logging: z.object(loggingShape, { error: "expected a mapping" }).nullish(),
   dbs: z.array(z.object(dbShape, { error: "expected a mapping" }), { error: "expected a list" }).nullish(),
 };

@@ -125,6 +125,11 @@ export interface Config {
    * again; 0 turns the self-test off. Undefined = the probe's default, 1m.
    */
   probeIntervalMs?: number;
+  /**
+   * How long a destination's single-writer claim lasts unless renewed (fence.ts). Walship key
+   * `claim-ttl`; undefined = DEFAULT_CLAIM_TTL_MS (30s); 0 = no claim (no fencing).
+   */
+  claimTtlMs?: number;
   dbs: DbConfig[];
   /** One line per ignored or suspicious key, naming its path (`dbs[0].replicas[0].encryption: ...`). */
   warnings: string[];

@@ -1,6 +1,7 @@
 /** A Replica's options and defaults, its status and its metrics (replica.ts re-exports them). */
 
 import type { Logger } from "../../shared/log.ts";
+import type { Fence, FencedBy } from "../fence.ts";
 import type { Pos } from "../types.ts";
 import type { ValidationResult } from "../validate.ts";
 
@@ -20,6 +21,11 @@ export interface ReplicaOptions {
   retentionCheckIntervalMs?: number;
   /** Validate the destination this often (restore at a pinned position and compare); undefined = off. */
   validationIntervalMs?: number;
+  /**
+   * The destination's single-writer claim (fence.ts): while another writer holds it, the loops
+   * wait and nothing is written. Undefined = no claim (claim-ttl 0).
+   */
+  fence?: Fence;
   log?: Logger;
 }
 
@@ -43,6 +49,8 @@ export interface ReplicaStatus {
   oldestPendingAt?: Date;
   /** The last snapshot was not started for lack of local space (guardrails.ts); cleared by the next one. */
   snapshotRefused?: { message: string; at: Date };
+  /** Set while another writer holds the destination's claim: nothing is written there. */
+  fencedBy?: FencedBy;
 }
 
 export interface ReplicaMetrics {
