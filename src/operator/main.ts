@@ -136,6 +136,7 @@ export async function startOperator(opts: OperatorOptions, log: Logger): Promise
     getDeployment: (key) => deployments.get(key),
     options: {
       ...(opts.image ? { image: opts.image } : {}),
+      ...(opts.leaseRole ? { leaseRole: opts.leaseRole } : {}),
       pollMs: opts.pollMs,
       applyEveryMs: opts.resyncMs,
     },

@@ -5,6 +5,7 @@
 import os from "node:os";
 import { ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type FlagSpec, parseFlags } from "../shared/flags.ts";
+import { type LeaseRole, parseLeaseRole } from "./specs/lease.ts";
 
 export interface OperatorOptions {
   kubeconfig?: string;
@@ -17,6 +18,8 @@ export interface OperatorOptions {
   /** host:port for /metrics, /healthz, /readyz; "" = none. */
   addr: string;
   image?: string;
+  /** The role bound to replicating pods for their Leases (specs/lease.ts); unset: no Leases. */
+  leaseRole?: LeaseRole;
   workers: number;
   resyncMs: number;
   /** How often a healthy SqliteReplica's pods are polled. */
@@ -63,6 +66,12 @@ export const OPERATOR_FLAGS: FlagSpec[] = [
     type: "string",
     metavar: "IMAGE",
     help: "the walship image injected when a SqliteReplica names none",
+  },
+  {
+    name: "replicator-lease-role",
+    type: "string",
+    metavar: "KIND/NAME",
+    help: "the ClusterRole/NAME or Role/NAME bound to replicating pods so each holds a Lease per destination (default: none, the claim in the bucket alone fences)",
   },
   { name: "workers", type: "string", metavar: "N", default: "2", help: "concurrent reconciles" },
   {
@@ -116,6 +125,9 @@ export function optionsFromFlags(
   if (args.length > 0)
     throw new WalshipError(ErrorCodes.USAGE, `parse flags: unexpected arguments: ${args.join(" ")}`);
   const logFormat = f["log-format"] === "text" ? "text" : "json";
+  const leaseRole = parseLeaseRole(
+    typeof f["replicator-lease-role"] === "string" ? f["replicator-lease-role"] : undefined,
+  );
   const str = (k: string) => (typeof f[k] === "string" && f[k] !== "" ? (f[k] as string) : undefined);
   return {
     ...(str("kubeconfig") ? { kubeconfig: str("kubeconfig") } : {}),
@@ -126,6 +138,7 @@ export function optionsFromFlags(
     identity: `${env.POD_NAME ?? os.hostname()}_${process.pid}_${Math.random().toString(16).slice(2, 8)}`,
     addr: typeof f.addr === "string" ? f.addr : ":8080",
     ...(str("image") ? { image: str("image") } : {}),
+    ...(leaseRole ? { leaseRole } : {}),
     workers: int("workers", f.workers, 1),
     resyncMs: int("resync", f.resync, 1) * 1000,
     pollMs: int("poll", f.poll, 1) * 1000,

@@ -146,3 +146,18 @@ function isEarlierSelf(h: ClaimHolder, me: Me): boolean {
   if (h.host !== mine.host || !h.bootId || h.bootId !== mine.bootId) return false;
   return h.pid === mine.pid || !me.alive(h.pid);
 }
+
+/**
+ * How long this process has seen the same claim version (token and renewedAt) unchanged: the local
+ * half of judgeClaim's expiry rule, for each place a claim is kept (the bucket, a Lease).
+ */
+export class Sightings {
+  #seen: { version: string; at: number } | undefined;
+
+  /** Milliseconds `doc` has been seen unchanged; 0 when it just changed. */
+  unchanged(doc: ClaimDoc | undefined, now = Date.now()): number {
+    const version = doc ? `${doc.token}@${doc.renewedAt}` : "";
+    if (this.#seen?.version !== version) this.#seen = { version, at: now };
+    return now - this.#seen.at;
+  }
+}

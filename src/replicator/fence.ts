@@ -10,6 +10,10 @@
  * other's read-back is found at the next renewal, and the one that finds another's claim stops at
  * once: two writers can overlap for at most one renewal period, never longer.
  *
+ * In a cluster the fence also holds the destination's Lease (lease.ts), looked at first: another
+ * writer's Lease fences us at once, with no overlap, and a Lease that cannot be checked leaves the
+ * decision to the bucket claim.
+ *
  * Our own hold is bounded by our own clock: writes are allowed only until the expiry we last wrote
  * (less a margin), so a replicator that cannot renew (the store is down) stops writing before any
  * other may take over.
@@ -31,8 +35,10 @@ import {
   holderFromEnv,
   judgeClaim,
   parseClaim,
+  Sightings,
 } from "./claim.ts";
 import { encodeJson } from "./extras.ts";
+import type { LeaseClaim } from "./lease.ts";
 import type { CallOptions, ReplicaClient } from "./storage/client.ts";
 import type { SnapshotInfo, WalSegmentInfo } from "./types.ts";
 
@@ -41,6 +47,18 @@ export interface FencedBy {
   holder: ClaimHolder;
   expiresAt: Date;
   since: Date;
+  /** The Lease (`namespace/name`) that the other writer holds, when the Lease fenced us. */
+  lease?: string;
+}
+
+/** The destination's Lease as this replicator last saw it. */
+export interface LeaseState {
+  /** `namespace/name`. */
+  ref: string;
+  /** True while this replicator holds it. */
+  held: boolean;
+  /** Why it could not be checked (the API server, RBAC): the bucket claim alone fences meanwhile. */
+  error?: string;
 }
 
 export interface FenceOptions {
@@ -55,6 +73,8 @@ export interface FenceOptions {
   settleMs?: number;
   /** Who we are; default from the env (WALSHIP_POD_*) and the host. */
   holder?: ClaimHolder;
+  /** In a cluster: the destination's Lease (lease.ts), taken before the bucket claim. */
+  lease?: LeaseClaim;
   log?: Logger;
 }
 
@@ -91,8 +111,9 @@ export class Fence {
   /** Our claim holds until this local time (0: not held). */
   #heldUntil = 0;
   #fencedBy: FencedBy | undefined;
-  /** The claim last seen (token and renewedAt), and since when (local ms). */
-  #seen: { version: string; at: number } | undefined;
+  readonly #sightings = new Sightings();
+  readonly #lease: LeaseClaim | undefined;
+  #leaseState: LeaseState | undefined;
   #waiters: Array<() => void> = [];
   #lastError: string | undefined;
   #inflight: Promise<void> = Promise.resolve();
@@ -103,6 +124,8 @@ export class Fence {
     this.ttlMs = opts.ttlMs ?? DEFAULT_CLAIM_TTL_MS;
     this.settleMs = opts.settleMs;
     this.holder = opts.holder ?? localHolder();
+    this.#lease = opts.lease;
+    if (opts.lease) this.#leaseState = { ref: opts.lease.ref, held: false };
     this.#log = (opts.log ?? nullLogger()).child({ replica: opts.name });
   }
 
@@ -114,6 +137,11 @@ export class Fence {
   /** Set while another writer holds the destination. */
   get fencedBy(): FencedBy | undefined {
     return this.#fencedBy;
+  }
+
+  /** The destination's Lease, in a cluster. */
+  get lease(): LeaseState | undefined {
+    return this.#leaseState;
   }
 
   /** The last failure to read or write the claim, cleared by the next success. */
@@ -175,9 +203,10 @@ export class Fence {
 
   async #step(opts: CallOptions): Promise<void> {
     const wasHeld = this.#heldUntil > Date.now();
+    if (this.#lease && (await this.#leaseStep(wasHeld, opts)) === "held") return;
     const found = await this.#read(opts);
     const judged = judgeClaim(
-      { doc: found, unchangedMs: this.#unchanged(found) },
+      { doc: found, unchangedMs: this.#sightings.unchanged(found) },
       { holder: this.holder, token: this.token, alive: pidAlive },
       Date.now(),
     );
@@ -203,6 +232,8 @@ export class Fence {
       throw err;
     }
     if (judged.kind === "ours") {
+      // Still ours in the bucket after the Lease fenced us for a while: writing resumes.
+      this.#fencedBy = undefined;
       this.#hold(at + this.ttlMs);
       return;
     }
@@ -228,6 +259,35 @@ export class Fence {
     this.#hold(at + this.ttlMs);
   }
 
+  /**
+   * The Lease first: another writer's Lease fences us as its bucket claim would. A Lease that cannot
+   * be checked does not: the bucket claim still decides, and the error is reported.
+   */
+  async #leaseStep(wasHeld: boolean, opts: CallOptions): Promise<"held" | "go on"> {
+    const lease = this.#lease;
+    if (!lease) return "go on";
+    const me = { holder: this.holder, token: this.token, alive: pidAlive };
+    try {
+      const turn = await lease.step(me, opts);
+      this.#leaseState = { ref: lease.ref, held: turn.kind === "ours" };
+      if (turn.kind === "held") {
+        this.#standBack(turn.holder, turn.expiresAt, wasHeld, lease.ref);
+        return "held";
+      }
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      const message = describeError(err);
+      if (message !== this.#leaseState?.error) {
+        this.#log.warn(
+          { lease: lease.ref, err: message },
+          "claim: could not check the Lease; the claim in the bucket alone fences this replica path",
+        );
+      }
+      this.#leaseState = { ref: lease.ref, held: false, error: message };
+    }
+    return "go on";
+  }
+
   /** Our claim holds until `until` (local ms); whoever waits for it goes on. */
   #hold(until: number): void {
     this.#heldUntil = until;
@@ -236,8 +296,14 @@ export class Fence {
 
   /** Releases our claim (a clean stop), so a successor need not wait for it to expire. */
   async release(opts: CallOptions = {}): Promise<void> {
-    if (this.#heldUntil === 0) return;
-    this.#heldUntil = 0;
+    if (this.#heldUntil !== 0) {
+      this.#heldUntil = 0;
+      await this.#releaseClaim(opts);
+    }
+    await this.#releaseLease(opts);
+  }
+
+  async #releaseClaim(opts: CallOptions): Promise<void> {
     try {
       const found = await this.#read(opts);
       if (found?.token !== this.token) return;
@@ -248,18 +314,40 @@ export class Fence {
     }
   }
 
-  #standBack(holder: ClaimHolder, expiresAt: Date, wasHeld: boolean): void {
+  async #releaseLease(opts: CallOptions): Promise<void> {
+    const lease = this.#lease;
+    if (!lease) return;
+    try {
+      await lease.release(this.token, opts);
+      if (this.#leaseState) this.#leaseState = { ref: lease.ref, held: false };
+    } catch (err) {
+      this.#log.warn(
+        { lease: lease.ref, err: describeError(err) },
+        "claim: could not release the Lease; it expires on its own",
+      );
+    } finally {
+      lease.close();
+    }
+  }
+
+  #standBack(holder: ClaimHolder, expiresAt: Date, wasHeld: boolean, lease?: string): void {
     this.#heldUntil = 0;
     const first = !this.#fencedBy || describeHolder(this.#fencedBy.holder) !== describeHolder(holder);
-    this.#fencedBy = { holder, expiresAt, since: first ? new Date() : (this.#fencedBy?.since ?? new Date()) };
+    this.#fencedBy = {
+      holder,
+      expiresAt,
+      since: first ? new Date() : (this.#fencedBy?.since ?? new Date()),
+      ...(lease ? { lease } : {}),
+    };
+    const where = lease ? { lease } : {};
     if (wasHeld) {
       this.#log.error(
-        { holder: describeHolder(holder), expiresAt: expiresAt.toISOString() },
+        { holder: describeHolder(holder), expiresAt: expiresAt.toISOString(), ...where },
         "claim: another writer took the replica path; writing stopped",
       );
     } else if (first) {
       this.#log.error(
-        { holder: describeHolder(holder), expiresAt: expiresAt.toISOString() },
+        { holder: describeHolder(holder), expiresAt: expiresAt.toISOString(), ...where },
         "claim: another writer holds the replica path; not replicating there",
       );
     }
@@ -280,14 +368,6 @@ export class Fence {
       return undefined;
     }
     return parsed.doc;
-  }
-
-  /** How long (local ms) the same claim version has been seen; 0 when it just changed. */
-  #unchanged(doc: ClaimDoc | undefined): number {
-    const now = Date.now();
-    const version = doc ? `${doc.token}@${doc.renewedAt}` : "";
-    if (this.#seen?.version !== version) this.#seen = { version, at: now };
-    return now - this.#seen.at;
   }
 }
 

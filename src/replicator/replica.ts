@@ -129,6 +129,7 @@ export class Replica {
       ...(oldest ? { oldestPendingAt: new Date(oldest.time) } : {}),
       ...(this.#snapshotRefused ? { snapshotRefused: { ...this.#snapshotRefused } } : {}),
       ...(this.fence?.fencedBy ? { fencedBy: this.fence.fencedBy } : {}),
+      ...(this.fence?.lease ? { lease: { ...this.fence.lease } } : {}),
     };
   }
 

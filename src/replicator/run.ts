@@ -11,6 +11,7 @@ import { createReplicaClient } from "./config.ts";
 import { Db } from "./db.ts";
 import { Fence, FencedClient } from "./fence.ts";
 import { shadow } from "./layout.ts";
+import { kubeAccessFromEnv, LeaseApi, LeaseClaim } from "./lease.ts";
 import { credentialFiles, DestinationProbe } from "./probe.ts";
 import { Replica } from "./replica.ts";
 import type { SealedReplicaClient } from "./storage/sealed.ts";
@@ -42,6 +43,8 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
   /** One single-writer claim per destination (fence.ts), unless `claim-ttl` is 0. */
   const fences: Fence[] = [];
   const claimTtlMs = config.claimTtlMs ?? DEFAULT_CLAIM_TTL_MS;
+  const kube = kubeAccessFromEnv(process.env);
+  if (kube && claimTtlMs > 0) log.info({ namespace: kube.namespace }, "claims: a Lease per destination too");
   for (const [i, dc] of config.dbs.entries()) {
     const db = new Db(dc.path, {
       ...(dc.metaPath ? { metaPath: dc.metaPath } : {}),
@@ -58,9 +61,17 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
       const client = await createReplicaClient(rc, `dbs[${i}].replicas[${j}]`, { log, writing: true });
       sealed.push({ db, name: rc.name, client });
       // The claim is plaintext on the raw destination: any replicator reads it, whatever its keys.
+      // In a cluster, a Lease per destination beside it (lease.ts), when the operator gave access.
       const fence =
         claimTtlMs > 0
-          ? new Fence(client.inner, { name: rc.name, ttlMs: claimTtlMs, log: log.child({ db: db.path }) })
+          ? new Fence(client.inner, {
+              name: rc.name,
+              ttlMs: claimTtlMs,
+              ...(kube
+                ? { lease: new LeaseClaim(new LeaseApi(kube), client.inner.location, claimTtlMs) }
+                : {}),
+              log: log.child({ db: db.path }),
+            })
           : undefined;
       if (fence) fences.push(fence);
       const replica = new Replica(db, fence ? new FencedClient(client, fence) : client, {

@@ -306,6 +306,16 @@ function statusDocument(obs: Observation, ready: Readiness, version: string): Re
                     : {}),
                   expiresAt: s.fencedBy.expiresAt.toISOString(),
                   since: s.fencedBy.since.toISOString(),
+                  ...(s.fencedBy.lease ? { lease: s.fencedBy.lease } : {}),
+                },
+              }
+            : {}),
+          ...(s.lease
+            ? {
+                lease: {
+                  name: s.lease.ref,
+                  held: s.lease.held,
+                  ...(s.lease.error ? { error: s.lease.error } : {}),
                 },
               }
             : {}),

@@ -90,6 +90,18 @@ export const FencedSchema = z.object({
   expiresAt: Timestamp,
   /** Since when this replicator has stood back. */
   since: Timestamp,
+  /** The Lease (`namespace/name`) the other writer holds, when its Lease fenced this replicator. */
+  lease: z.string().optional(),
+});
+
+/** In a cluster, the destination's Lease (src/replicator/lease.ts) as the replicator last saw it. */
+export const LeaseStatusSchema = z.object({
+  /** `namespace/name`. */
+  name: z.string(),
+  /** True while this replicator holds it. */
+  held: z.boolean(),
+  /** Why it could not be checked (API server, RBAC); the claim in the bucket alone fences meanwhile. */
+  error: z.string().optional(),
 });
 
 export const DestinationStatusSchema = z.object({
@@ -130,6 +142,7 @@ export const DestinationStatusSchema = z.object({
   snapshotRefused: ErrorInfoSchema.optional(),
   /** Set while another writer holds the destination (single-writer fencing). */
   fenced: FencedSchema.optional(),
+  lease: LeaseStatusSchema.optional(),
 });
 
 /**

@@ -69,6 +69,8 @@ describe("the chart's namespaced mode", { timeout: 240_000 }, () => {
     assert.deepEqual(kinds, [
       "Deployment walship-system",
       "Role a",
+      "Role a",
+      "Role b",
       "Role b",
       "Role walship-system",
       "RoleBinding a",
@@ -82,11 +84,21 @@ describe("the chart's namespaced mode", { timeout: 240_000 }, () => {
         fs.readFileSync(path.join(ROOT, "deploy/rbac/clusterrole.yaml"), "utf8"),
       )[0]!.toJS() as Obj
     ).rules;
+    const replicator = (
+      parseAllDocuments(
+        fs.readFileSync(path.join(ROOT, "deploy/rbac/replicator.yaml"), "utf8"),
+      )[0]!.toJS() as Obj
+    ).rules;
+    const role = (ns: string, name: string) =>
+      objs.find((o) => o.kind === "Role" && o.metadata.namespace === ns && o.metadata.name === name)?.rules;
     for (const ns of ["a", "b"]) {
-      assert.deepEqual(objs.find((o) => o.kind === "Role" && o.metadata.namespace === ns)?.rules, want, ns);
+      assert.deepEqual(role(ns, "walship"), want, ns);
+      // The replicating pods' Lease rights, which the operator binds and nothing wider.
+      assert.deepEqual(role(ns, "walship-replicator"), replicator, ns);
     }
     const args = objs.find((o) => o.kind === "Deployment")?.spec?.template?.spec?.containers?.[0]?.args ?? [];
     assert.ok(args.includes("-namespace=a,b"), args.join(" "));
+    assert.ok(args.includes("-replicator-lease-role=Role/walship-replicator"), args.join(" "));
   });
 
   it("the operator works with only those rights, in both namespaces and nowhere else", async () => {

@@ -5,6 +5,7 @@
  * cannot renew before its lease would expire gives up (`onLost`), as client-go does.
  */
 import { setTimeout as sleep } from "node:timers/promises";
+import { microTime, type RawLease } from "../../shared/lease-object.ts";
 import { isStatus, type KubeClient } from "./client.ts";
 
 export interface LeaderOptions {
@@ -14,23 +15,6 @@ export interface LeaderOptions {
   leaseDurationSeconds?: number;
   renewMs?: number;
   retryMs?: number;
-}
-
-interface RawLease {
-  apiVersion?: string;
-  kind?: string;
-  metadata: { name: string; namespace: string; resourceVersion?: string };
-  spec?: {
-    holderIdentity?: string | null;
-    leaseDurationSeconds?: number;
-    acquireTime?: string;
-    renewTime?: string;
-    leaseTransitions?: number;
-  };
-}
-
-function microTime(d = new Date()): string {
-  return d.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }
 
 export class LeaderElector {

@@ -7,15 +7,18 @@
  *
  * Why the claim and not a Lease alone: the collision is of replica paths in a bucket, which two
  * clusters, a copied manifest or a replicator outside any cluster can share; only an object beside
- * the layout is seen by all of them, and the sidecar needs no RBAC to hold it.
+ * the layout is seen by all of them, and the sidecar needs no RBAC to hold it. In a cluster the
+ * sidecar also holds a Lease per destination (src/replicator/lease.ts), which the API server writes
+ * atomically: two writers in one namespace never overlap, and `kubectl get lease` names the holder.
  */
 import type { PodReplicationStatus } from "../../api/v1alpha1/index.ts";
 import type { Cond } from "./conditions.ts";
 
-/** The error a pod's entry carries for a destination another writer holds. */
-export function fencedMessage(destination: string, location: string, holder: string): string {
+/** The error a pod's entry carries for a destination another writer holds (by its Lease, if named). */
+export function fencedMessage(destination: string, location: string, holder: string, lease?: string): string {
+  const by = lease ? `, by Lease ${lease}` : "";
   return (
-    `destination ${destination}: another writer holds the replica path ${location} (${holder}); ` +
+    `destination ${destination}: another writer holds the replica path ${location} (${holder}${by}); ` +
     "nothing is written there until its claim is released or expires"
   );
 }

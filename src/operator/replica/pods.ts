@@ -208,9 +208,15 @@ function databaseFacts(
   const errors = [
     ...(db.lastError ? [`database: ${db.lastError.message}`] : []),
     ...reps.filter((r) => r.lastError).map((r) => `destination ${r.name}: ${r.lastError?.message}`),
-    ...reps.flatMap((r) => (r.fenced ? [fencedMessage(r.name, r.location, r.fenced.holder)] : [])),
+    ...reps.flatMap((r) =>
+      r.fenced ? [fencedMessage(r.name, r.location, r.fenced.holder, r.fenced.lease)] : [],
+    ),
   ];
-  const fenced = reps.flatMap((r) => (r.fenced ? [`destination ${r.name}: ${r.fenced.holder}`] : []));
+  const fenced = reps.flatMap((r) =>
+    r.fenced
+      ? [`destination ${r.name}: ${r.fenced.holder}${r.fenced.lease ? ` (Lease ${r.fenced.lease})` : ""}`]
+      : [],
+  );
   if (fenced.length > 0) out.fencedBy = fenced.join("; ");
   if (db.access) {
     const who = doc.runAs

@@ -34,6 +34,7 @@ import {
   type WorkloadRef,
   workloadOf,
 } from "../../api/v1alpha1/index.ts";
+import { describeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { isStatus, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
@@ -41,6 +42,7 @@ import type { Deployment, KubeObject, StatefulSet } from "../kube/types.ts";
 import type { BuildOptions } from "../specs/common.ts";
 import { buildConfigMap, configHash, renderConfig } from "../specs/config.ts";
 import { deploymentProblem } from "../specs/deployment.ts";
+import { buildLeaseRoleBinding, podServiceAccount, withLeaseAccess } from "../specs/lease.ts";
 import { FIELD_MANAGER, FINALIZER, SIDECAR_CONTAINER, SQLITE_REPLICA_LABEL } from "../specs/names.ts";
 import {
   buildApplyPatch,
@@ -268,8 +270,16 @@ export class SqliteReplicaReconciler {
     const cm = buildConfigMap({ name, namespace: ns, uid: cr.metadata?.uid ?? "" }, configText);
     const hash = configHash([configText]);
     const patch = this.#stsPatch(ns, name, spec, target, hash);
+    // In-cluster fencing: the sidecar's Lease rights (specs/lease.ts), unless the pods carry no token.
+    const leaseRole = this.#ctx.options.leaseRole;
+    const account = podServiceAccount(sts);
+    const binding =
+      leaseRole && account.automount
+        ? buildLeaseRoleBinding({ name, namespace: ns, uid: cr.metadata?.uid ?? "" }, account.name, leaseRole)
+        : undefined;
+    if (binding) withLeaseAccess(patch, cr.metadata?.uid ?? "");
     const applyHash = createHash("sha256")
-      .update(JSON.stringify([cm, patch]))
+      .update(JSON.stringify([cm, patch, binding]))
       .digest("hex");
     const applyEveryMs = this.#ctx.options.applyEveryMs ?? APPLY_EVERY_MS;
     if (this.#applied.mustApply(key, cr, sts, hash, applyHash, applyEveryMs)) {
@@ -288,6 +298,7 @@ export class SqliteReplicaReconciler {
       ]);
       if (applied.status === "rejected") throw applied.reason;
       if (checked.status === "rejected") throw checked.reason;
+      if (binding) await this.#ensureLeaseBinding(key, binding);
 
       // Ensure the workload's pod template carries the injection (server-side apply).
       const written = await ensureInjected(this.#ctx.client, sts, ns, spec, patch);
@@ -358,6 +369,27 @@ export class SqliteReplicaReconciler {
     if (!shape) throw new Blocked(problem.reason, base, RETRY_BLOCKED_MS);
     await removeInjection(this.#ctx.client, this.#ctx.events, cr);
     throw new Blocked(problem.reason, `${base}${KEPT_OUT}`, RETRY_BLOCKED_MS);
+  }
+
+  /**
+   * Applies the RoleBinding of the sidecar's Lease rights. A refusal does not stop the injection:
+   * the sidecar then reports that it cannot hold its Lease, and its bucket claim alone fences it.
+   */
+  async #ensureLeaseBinding(key: string, binding: ReturnType<typeof buildLeaseRoleBinding>): Promise<void> {
+    const { namespace, name } = binding.metadata;
+    try {
+      await this.#ctx.client.apply(
+        `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings/${name}`,
+        binding,
+        FIELD_MANAGER,
+        true,
+      );
+    } catch (err) {
+      this.#ctx.log.warn(
+        { sqliteReplica: key, roleBinding: `${namespace}/${name}`, err: describeError(err) },
+        "could not bind the replicator's Lease role; its pods fence with the claim in the bucket alone",
+      );
+    }
   }
 
   #stsPatch(ns: string, name: string, spec: SqliteReplicaSpec, target: Target, hash: string): StatefulSet {

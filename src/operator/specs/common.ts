@@ -5,6 +5,7 @@
  */
 import { API_VERSION, type SqliteReplicaSpec } from "../../api/v1alpha1/index.ts";
 import type { Container, OwnerReference } from "../kube/types.ts";
+import type { LeaseRole } from "./lease.ts";
 import { DEFAULT_IMAGE } from "./names.ts";
 import { type AppIdentity, replicatorSecurityContext } from "./security.ts";
 
@@ -12,6 +13,8 @@ import { type AppIdentity, replicatorSecurityContext } from "./security.ts";
 export interface BuildOptions {
   /** The image when the SqliteReplica names none. */
   image?: string;
+  /** The role bound to replicating pods for their Leases (lease.ts); unset: no Leases. */
+  leaseRole?: LeaseRole;
 }
 
 /** The controller reference to a walship.dev object: deleting it deletes what it owns. */

@@ -1,7 +1,7 @@
 /** A Replica's options and defaults, its status and its metrics (replica.ts re-exports them). */
 
 import type { Logger } from "../../shared/log.ts";
-import type { Fence, FencedBy } from "../fence.ts";
+import type { Fence, FencedBy, LeaseState } from "../fence.ts";
 import type { Pos } from "../types.ts";
 import type { ValidationResult } from "../validate.ts";
 
@@ -51,6 +51,8 @@ export interface ReplicaStatus {
   snapshotRefused?: { message: string; at: Date };
   /** Set while another writer holds the destination's claim: nothing is written there. */
   fencedBy?: FencedBy;
+  /** In a cluster: the destination's Lease as last seen (fence.ts). */
+  lease?: LeaseState;
 }
 
 export interface ReplicaMetrics {
