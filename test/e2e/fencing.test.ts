@@ -6,12 +6,18 @@
  * Event naming the first pod and SqliteReplica); the bucket holds only the first's generation; the
  * first keeps replicating. Deleting the first SqliteReplica (its sidecar stops cleanly, releasing the
  * claim) lets the second take over.
+ *
+ * In each namespace the sidecar also holds a Lease per destination (src/replicator/lease.ts), with
+ * the token the operator projects into it and the RoleBinding the operator makes: the Lease names the
+ * holder, goes with its SqliteReplica, and fences a second writer in the same namespace (a Deployment
+ * whose fixed replica name is that same path) by the Lease itself.
  */
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import {
+  appDeployment,
   appStatefulSet,
   type Condition,
   createS3Secret,
@@ -29,6 +35,15 @@ const SECOND = "second";
 const BUCKET = "fencing";
 const PREFIX = "shared";
 const MOUNT = "/var/lib/app";
+
+interface LeaseLite {
+  metadata: {
+    name: string;
+    annotations?: Record<string, string>;
+    ownerReferences?: Array<{ kind: string; name: string; uid: string }>;
+  };
+  spec: { holderIdentity?: string | null };
+}
 
 interface CrStatus {
   generation?: string;
@@ -94,6 +109,14 @@ describe("single-writer fencing (real node): two StatefulSets on one replica pat
   };
   const generations = async () =>
     [...new Set((await keys(`${PREFIX}/app-0/generations/`)).map((k) => k.split("/")[3]))].sort();
+  /** The Leases the sidecars of SqliteReplica `cr` made in `ns`. */
+  const leases = async (ns: string, cr = "db"): Promise<LeaseLite[]> =>
+    (
+      await c.cp.request<{ items: LeaseLite[] }>(
+        "GET",
+        `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases?labelSelector=walship.dev%2Fsqlitereplica%3D${cr}`,
+      )
+    ).body.items;
   const warnings = async (ns: string) =>
     (
       await c.cp.request<{
@@ -122,6 +145,33 @@ describe("single-writer fencing (real node): two StatefulSets on one replica pat
     ) as { holder: { pod?: { namespace: string; name: string; uid: string }; sqliteReplica?: string } };
     assert.deepEqual(claim.holder.pod, { namespace: FIRST, name: "app-0", uid: first.metadata.uid });
     assert.equal(claim.holder.sqliteReplica, `${FIRST}/db`);
+
+    // The sidecar holds the path's Lease in its namespace too: the operator's RoleBinding gave its
+    // service account the right, and the token projected into it reached the API server.
+    const binding = await c.cp.request<{ roleRef: { name: string }; subjects: Array<{ name: string }> }>(
+      "GET",
+      `/apis/rbac.authorization.k8s.io/v1/namespaces/${FIRST}/rolebindings/db-walship-lease`,
+    );
+    assert.equal(binding.status, 200, "the operator's RoleBinding of the Lease role");
+    assert.equal(binding.body.roleRef.name, "walship-replicator");
+    assert.deepEqual(
+      binding.body.subjects.map((x) => x.name),
+      ["default"],
+    );
+    const [lease, ...more] = await waitFor(
+      async () => {
+        const l = await leases(FIRST);
+        return l.some((x) => x.metadata.annotations?.["walship.dev/claim"]) ? l : undefined;
+      },
+      { what: "the first sidecar's Lease", timeoutMs: 60_000, intervalMs: 500 },
+    );
+    assert.equal(more.length, 0, "one Lease: one destination");
+    assert.match(lease!.spec.holderIdentity ?? "", /^app-0_[0-9a-f]{12}$/);
+    assert.equal(lease!.metadata.annotations?.["walship.dev/replica-path"], `s3://${BUCKET}/${PREFIX}/app-0`);
+    const leaseDoc = JSON.parse(lease!.metadata.annotations?.["walship.dev/claim"] ?? "{}");
+    assert.deepEqual(leaseDoc.holder.pod, { namespace: FIRST, name: "app-0", uid: first.metadata.uid });
+    assert.equal(lease!.metadata.ownerReferences?.[0]?.kind, "SqliteReplica");
+    assert.equal(lease!.metadata.ownerReferences?.[0]?.name, "db");
 
     // The second, same names in another namespace, same bucket path.
     await c.apply(appStatefulSet(SECOND, MOUNT));
@@ -175,6 +225,67 @@ describe("single-writer fencing (real node): two StatefulSets on one replica pat
     );
     assert.ok(gen2 && gen2 !== gen1, `the second's own generation: ${gen2}`);
     assert.ok((await generations()).includes(gen2!));
+    // The first's Lease went with its SqliteReplica (owner reference, garbage collection).
+    await waitFor(async () => ((await leases(FIRST)).length === 0 ? true : undefined), {
+      what: "the first's Lease deleted with its SqliteReplica",
+      timeoutMs: 60_000,
+      intervalMs: 500,
+    });
+  });
+
+  it("in one namespace, a second writer is fenced by the first's Lease, which it names", async () => {
+    // SECOND's app-0 now holds shared/app-0 and its Lease. A Deployment named app-0 replicates to
+    // that same path (a Deployment's replica is named after it) from the same namespace.
+    const lease = await waitFor(
+      async () => (await leases(SECOND)).find((l) => l.metadata.annotations?.["walship.dev/claim"]),
+      { what: "the second sidecar's Lease", timeoutMs: 60_000, intervalMs: 500 },
+    );
+    const gensBefore = await generations();
+    const objs = appDeployment(SECOND, MOUNT, { name: "app-0" }) as Array<{
+      kind: string;
+      metadata: { name: string };
+      spec: { template?: { spec: { volumes: Array<{ persistentVolumeClaim?: { claimName: string } }> } } };
+    }>;
+    // The StatefulSet's own claim is data-app-0: the Deployment gets another.
+    objs[0]!.metadata.name = "dup-data";
+    objs[1]!.spec.template!.spec.volumes[0]!.persistentVolumeClaim!.claimName = "dup-data";
+    for (const o of objs) await c.apply(o);
+    const dup = s3SqliteReplica(SECOND, "dup", minio, { mount: MOUNT, bucket: BUCKET, prefix: PREFIX }) as {
+      spec: Record<string, unknown>;
+    };
+    delete dup.spec.statefulSetName;
+    dup.spec.workloadRef = { kind: "Deployment", name: "app-0" };
+    await c.apply(dup);
+
+    const status = async () =>
+      (
+        await c.cp.request<{ status?: CrStatus }>(
+          "GET",
+          `/apis/walship.dev/v1alpha1/namespaces/${SECOND}/sqlitereplicas/dup`,
+        )
+      ).body.status ?? {};
+    const conflict = await waitFor(
+      async () => {
+        const s = await status();
+        return cond(s, "WriterConflict")?.status === "True" ? s : undefined;
+      },
+      { what: "dup WriterConflict", timeoutMs: 180_000, intervalMs: 500 },
+    ).catch(async (err) => {
+      throw new Error(
+        `${(err as Error).message}: ${JSON.stringify(await status())}\n${await c.describe(SECOND)}`,
+      );
+    });
+    const msg = cond(conflict, "WriterConflict")?.message ?? "";
+    assert.match(msg, new RegExp(`pod ${SECOND}/app-0 \\(uid [^)]+\\) of SqliteReplica ${SECOND}/db`));
+    assert.match(
+      msg,
+      new RegExp(`\\(Lease ${SECOND}/${lease.metadata.name}\\)`),
+      "fenced by the Lease, named",
+    );
+    // The holder keeps replicating; only its generation is at the path.
+    assert.equal(cond(await cr(SECOND), "WriterConflict")?.status, "False");
+    assert.deepEqual(await generations(), gensBefore, "no generation of the fenced writer's");
+    assert.deepEqual(await leases(SECOND, "dup"), [], "the fenced writer made no Lease of its own");
   });
 });
 
