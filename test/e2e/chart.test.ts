@@ -138,6 +138,7 @@ describe("charts/walship (helm, the real node, MinIO)", { timeout: 900_000 }, ()
       .sort();
     assert.deepEqual(kinds, [
       "ClusterRole",
+      "ClusterRole",
       "ClusterRoleBinding",
       "Deployment",
       "Role",
@@ -219,8 +220,16 @@ describe("charts/walship (helm, the real node, MinIO)", { timeout: 900_000 }, ()
     const objs = docs(await template());
     const rules = (f: string) =>
       (docs(fs.readFileSync(path.join(ROOT, "deploy/rbac", f), "utf8"))[0] as { rules?: unknown }).rules;
-    const byKind = (k: string) => objs.find((o) => o.kind === k) as K8sObject & Record<string, unknown>;
-    assert.deepEqual(byKind("ClusterRole").rules, rules("clusterrole.yaml"));
+    const byKind = (k: string, name?: string) =>
+      objs.find((o) => o.kind === k && (name === undefined || o.metadata.name === name)) as K8sObject &
+        Record<string, unknown>;
+    // The same rules, but the one role the operator may bind is this release's replicator role.
+    const clusterRules = (rules("clusterrole.yaml") as Array<Record<string, unknown>>).map((r) =>
+      r.resourceNames ? { ...r, resourceNames: ["walship-replicator"] } : r,
+    );
+    assert.deepEqual(byKind("ClusterRole", "walship").rules, clusterRules);
+    // The replicating pods' Lease rights, which the operator binds (and may bind nothing else).
+    assert.deepEqual(byKind("ClusterRole", "walship-replicator").rules, rules("replicator.yaml"));
     assert.deepEqual(byKind("Role").rules, rules("role.yaml"));
     assert.equal(byKind("Role").metadata.namespace, "walship-system");
     const sa = byKind("ServiceAccount").metadata;
@@ -235,12 +244,20 @@ describe("charts/walship (helm, the real node, MinIO)", { timeout: 900_000 }, ()
     const built = docs((await cp.kubectl(["kustomize", path.join(ROOT, "deploy")])).stdout);
     const rules = (f: string) =>
       (docs(fs.readFileSync(path.join(ROOT, "deploy/rbac", f), "utf8"))[0] as { rules?: unknown }).rules;
-    const obj = (kind: string) => built.find((o) => o.kind === kind) as K8sObject & Record<string, unknown>;
-    assert.deepEqual(obj("ClusterRole").rules, rules("clusterrole.yaml"));
+    const obj = (kind: string, name?: string) =>
+      built.find((o) => o.kind === kind && (name === undefined || o.metadata.name === name)) as K8sObject &
+        Record<string, unknown>;
+    assert.deepEqual(obj("ClusterRole", "walship-operator").rules, rules("clusterrole.yaml"));
+    assert.deepEqual(obj("ClusterRole", "walship-operator-replicator").rules, rules("replicator.yaml"));
     assert.deepEqual(obj("Role").rules, rules("role.yaml"));
-    assert.equal(
-      (obj("ClusterRoleBinding").roleRef as { name: string }).name,
-      obj("ClusterRole").metadata.name,
+    assert.equal((obj("ClusterRoleBinding").roleRef as { name: string }).name, "walship-operator");
+    // The operator binds the replicator role the kustomization installs, which its rules let it bind.
+    const args = JSON.stringify(obj("Deployment").spec);
+    assert.match(args, /-replicator-lease-role=ClusterRole\/walship-operator-replicator/);
+    assert.ok(
+      (
+        obj("ClusterRole", "walship-operator").rules as Array<{ verbs: string[]; resourceNames?: string[] }>
+      ).some((r) => r.verbs.includes("bind") && r.resourceNames?.includes("walship-operator-replicator")),
     );
     assert.equal((obj("RoleBinding").roleRef as { name: string }).name, obj("Role").metadata.name);
     assert.ok(

@@ -77,7 +77,7 @@ before(async () => {
   await mustApply(
     buildLeaseRoleBinding({ name: "db", namespace: NS, uid: "0b1c8f2e-cr-uid" }, "app", {
       kind: "ClusterRole",
-      name: "walship-replicator",
+      name: "walship-operator-replicator",
     }),
   );
   bound = await accessFor("app");
@@ -266,7 +266,7 @@ describe("the operator's RBAC for Leases", () => {
         }),
         token,
       );
-    const ok = await create("walship-replicator", "db2");
+    const ok = await create("walship-operator-replicator", "db2");
     assert.equal(ok.status, 201, JSON.stringify(ok.body));
     // cluster-admin, not admin: with no controller manager, the aggregated admin role has no rules
     // yet, and binding an empty role escalates nothing.

@@ -91,7 +91,11 @@ describe("chart files", () => {
       assert.ok(lstatSync(p).isSymbolicLink(), `${p} is a symlink`);
       assert.equal(realpathSync(p), realpathSync(path.join(ROOT, target)));
     }
-    assert.deepEqual(readdirSync(path.join(CHART, "files/rbac")).sort(), ["clusterrole.yaml", "replicator.yaml", "role.yaml"]);
+    assert.deepEqual(readdirSync(path.join(CHART, "files/rbac")).sort(), [
+      "clusterrole.yaml",
+      "replicator.yaml",
+      "role.yaml",
+    ]);
   });
 
   it("every alert links its own runbook page, and the runbook index lists each", () => {

@@ -91,8 +91,12 @@ describe("the chart's namespaced mode", { timeout: 240_000 }, () => {
     ).rules;
     const role = (ns: string, name: string) =>
       objs.find((o) => o.kind === "Role" && o.metadata.namespace === ns && o.metadata.name === name)?.rules;
+    // The one role the operator may bind is the release's own replicator role.
+    const wantHere = (want as Array<Record<string, unknown>>).map((r) =>
+      r.resourceNames ? { ...r, resourceNames: ["walship-replicator"] } : r,
+    );
     for (const ns of ["a", "b"]) {
-      assert.deepEqual(role(ns, "walship"), want, ns);
+      assert.deepEqual(role(ns, "walship"), wantHere, ns);
       // The replicating pods' Lease rights, which the operator binds and nothing wider.
       assert.deepEqual(role(ns, "walship-replicator"), replicator, ns);
     }

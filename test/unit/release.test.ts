@@ -103,7 +103,7 @@ describe("helm package from a clean checkout", { timeout: 120_000 }, () => {
       assert.ok(list.includes(`walship/crds/${crd}`), `${crd} in ${list.join(", ")}`);
       assert.equal(tarFile(tgz, `walship/crds/${crd}`), readFileSync(path.join(ROOT, "crds", crd), "utf8"));
     }
-    for (const f of ["clusterrole.yaml", "role.yaml"]) {
+    for (const f of ["clusterrole.yaml", "replicator.yaml", "role.yaml"]) {
       assert.equal(
         tarFile(tgz, `walship/files/rbac/${f}`),
         readFileSync(path.join(ROOT, "deploy/rbac", f), "utf8"),

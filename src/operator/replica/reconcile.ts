@@ -66,7 +66,7 @@ import {
   withReady,
 } from "./conditions.ts";
 import { DrillRunner, drillTx } from "./drillrunner.ts";
-import { recordChanges } from "./events.ts";
+import { asSqliteReplica, recordChanges } from "./events.ts";
 import { AppliedMemory, OwnWrites } from "./memory.ts";
 import { PodObserver } from "./observe.ts";
 import { aggregate } from "./pods.ts";
@@ -298,7 +298,7 @@ export class SqliteReplicaReconciler {
       ]);
       if (applied.status === "rejected") throw applied.reason;
       if (checked.status === "rejected") throw checked.reason;
-      if (binding) await this.#ensureLeaseBinding(key, binding);
+      if (binding) await this.#ensureLeaseBinding(cr, binding);
 
       // Ensure the workload's pod template carries the injection (server-side apply).
       const written = await ensureInjected(this.#ctx.client, sts, ns, spec, patch);
@@ -373,10 +373,15 @@ export class SqliteReplicaReconciler {
 
   /**
    * Applies the RoleBinding of the sidecar's Lease rights. A refusal does not stop the injection:
-   * the sidecar then reports that it cannot hold its Lease, and its bucket claim alone fences it.
+   * it is logged and recorded as a Warning Event (LeaseBindingFailed), the sidecar reports that it
+   * cannot hold its Lease, and its bucket claim alone fences it.
    */
-  async #ensureLeaseBinding(key: string, binding: ReturnType<typeof buildLeaseRoleBinding>): Promise<void> {
+  async #ensureLeaseBinding(
+    cr: SqliteReplicaObject,
+    binding: ReturnType<typeof buildLeaseRoleBinding>,
+  ): Promise<void> {
     const { namespace, name } = binding.metadata;
+    const key = `${namespace}/${cr.metadata?.name}`;
     try {
       await this.#ctx.client.apply(
         `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings/${name}`,
@@ -385,10 +390,22 @@ export class SqliteReplicaReconciler {
         true,
       );
     } catch (err) {
+      const why = describeError(err);
       this.#ctx.log.warn(
-        { sqliteReplica: key, roleBinding: `${namespace}/${name}`, err: describeError(err) },
+        { sqliteReplica: key, roleBinding: `${namespace}/${name}`, err: why },
         "could not bind the replicator's Lease role; its pods fence with the claim in the bucket alone",
       );
+      const role = `${binding.roleRef.kind} ${binding.roleRef.name}`;
+      const account = `${namespace}/${binding.subjects[0]?.name}`;
+      await this.#ctx.events
+        .record(asSqliteReplica(cr), {
+          type: "Warning",
+          reason: "LeaseBindingFailed",
+          message:
+            `could not bind ${role} to ServiceAccount ${account} (RoleBinding ${name}): ${why}; ` +
+            "its pods hold no Lease, and the claim in the bucket alone fences their replica paths",
+        })
+        .catch((e: unknown) => this.#ctx.log.warn({ err: describeError(e) }, "record event failed"));
     }
   }
 

@@ -4,7 +4,7 @@
  * the replicator's Lease rights in its namespace. Pure.
  *
  * The rights are a ClusterRole (or, when the operator watches listed namespaces only, a Role in each)
- * that the chart installs, `walship-replicator`: get, create and update Leases, nothing else. The
+ * that the chart installs, `<fullname>-replicator`: get, create and update Leases, nothing else. The
  * operator binds it and may bind nothing else (RBAC `bind` on that one name), so it never holds
  * the right to grant anything wider.
  *
