@@ -131,7 +131,14 @@ describe("restore drills (real node, helm-installed operator, MinIO)", { timeout
         minio,
         { mount: DATA_MOUNT, bucket: BUCKET },
         // A schedule that does not come during the test: drills run on request only here.
-        { drills: { schedule: "0 0 1 1 *", pointInTime: true, verifyQuery: "SELECT 1 FROM starts" } },
+        {
+          drills: {
+            schedule: "0 0 1 1 *",
+            pointInTime: true,
+            verifyQuery: "SELECT 1 FROM starts",
+            scratchSizeLimit: "256Mi",
+          },
+        },
       ),
     );
     await waitFor(
@@ -189,8 +196,9 @@ describe("restore drills (real node, helm-installed operator, MinIO)", { timeout
     ).body;
     assert.equal(job.spec.backoffLimit, 0);
     const vols = job.spec.template.spec.volumes;
+    // The scratch emptyDir, bounded by scratchSizeLimit (the drill passed within it).
     assert.ok(
-      vols.some((v) => v.emptyDir !== undefined),
+      vols.some((v) => (v.emptyDir as { sizeLimit?: string } | undefined)?.sizeLimit === "256Mi"),
       JSON.stringify(vols),
     );
     assert.ok(

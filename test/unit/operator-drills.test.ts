@@ -169,6 +169,23 @@ describe("the drill Job", () => {
     });
   });
 
+  it("scratchSizeLimit bounds the scratch emptyDir; a bad quantity is refused, naming the field", () => {
+    const limited = SqliteReplicaSpec.parse({ ...spec, drills: { ...spec.drills, scratchSizeLimit: "2Gi" } });
+    const job = buildDrillJob({
+      name: "db-drill-x",
+      replica: { name: "db", namespace: "shop", uid: "u-1" },
+      spec: limited,
+      workload: sts,
+      pod: "app-0",
+      identity: { runAsUser: 1000 },
+    });
+    const scratch = job.spec.template.spec.volumes.find((v) => v.name === "walship-scratch");
+    assert.deepEqual(scratch?.emptyDir, { sizeLimit: "2Gi" });
+    const bad = SqliteReplicaSpec.safeParse({ ...spec, drills: { scratchSizeLimit: "two gigs" } });
+    assert.equal(bad.success, false);
+    assert.deepEqual(bad.error?.issues[0]?.path, ["drills", "scratchSizeLimit"]);
+  });
+
   it("an encrypted destination: the Job mounts its age identities, as the sidecar does", () => {
     const sealed = SqliteReplicaSpec.parse({
       ...spec,

@@ -121,6 +121,35 @@ describe("replicator config", () => {
     assert.deepEqual(local?.file, { path: "/var/lib/walship/destinations/local/replicas/app-0" });
   });
 
+  it("sidecar.claimTTL and probeInterval become claim-ttl and probe-interval, which the replicator reads", () => {
+    const tuned = SqliteReplicaSpec.parse({
+      ...spec,
+      sidecar: { claimTTL: "10s", probeInterval: "5m" },
+    });
+    const text = renderConfig(tuned);
+    assert.match(text, /^claim-ttl: '10s'$/m);
+    assert.match(text, /^probe-interval: '5m'$/m);
+    const cfg = parseConfig(text, { env: { POD_NAME: "app-0" } });
+    assert.equal(cfg.claimTtlMs, 10_000);
+    assert.equal(cfg.probeIntervalMs, 300_000);
+    const off = parseConfig(renderConfig(SqliteReplicaSpec.parse({ ...spec, sidecar: { claimTTL: "0s" } })), {
+      env: { POD_NAME: "app-0" },
+    });
+    assert.equal(off.claimTtlMs, 0, "0s turns fencing off");
+    // Unset: the keys are absent and the replicator's defaults hold.
+    assert.doesNotMatch(renderConfig(spec), /claim-ttl|probe-interval/);
+  });
+
+  it("sidecar.claimTTL under 1s (but not 0s) is refused, naming the field", () => {
+    for (const claimTTL of ["500ms", "999ms"]) {
+      const r = SqliteReplicaSpec.safeParse({ ...spec, sidecar: { claimTTL } });
+      assert.equal(r.success, false, claimTTL);
+      assert.deepEqual(r.error?.issues[0]?.path, ["sidecar", "claimTTL"]);
+      assert.match(r.error?.issues[0]?.message ?? "", /must be 0s \(no single-writer claim\) or at least 1s/);
+    }
+    assert.equal(SqliteReplicaSpec.safeParse({ ...spec, sidecar: { claimTTL: "1s" } }).success, true);
+  });
+
   it("the ConfigMap is owned by the SqliteReplica; the hash follows the text", () => {
     const cm = buildConfigMap({ name: "db", namespace: "ns", uid: "u-1" }, "x");
     assert.deepEqual(cm, {

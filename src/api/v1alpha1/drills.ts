@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { CRON_PATTERN } from "../../shared/cron.ts";
-import { DnsLabel, Duration } from "./common.ts";
+import { DnsLabel, Duration, Quantity } from "./common.ts";
 
 /** Set (to any new value, e.g. a time) on a SqliteReplica: run a drill now. `kubectl walship drill` sets it. */
 export const DRILL_REQUESTED_ANNOTATION = "walship.dev/drill-requested";
@@ -42,6 +42,10 @@ export const DrillsSpec = z.object({
     .optional()
     .describe("The destinations to drill (by name); all when unset."),
   timeout: Duration.default(DEFAULT_DRILL_TIMEOUT).describe("The drill Job's deadline."),
+  scratchSizeLimit: Quantity.optional().describe(
+    "The sizeLimit of the drill's scratch emptyDir, where it restores (e.g. 2Gi): a drill that would " +
+      "write more is evicted by the kubelet and fails, instead of filling the node's disk. Unset: no limit.",
+  ),
 });
 
 const DrillRestore = z.object({

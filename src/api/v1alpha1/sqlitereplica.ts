@@ -4,6 +4,7 @@
  * of the reconcile-time validation and of crds/walship.dev_sqlitereplicas.yaml.
  */
 import { z } from "zod";
+import { tryParseGoDuration } from "../../shared/duration.ts";
 import {
   Condition,
   ConfigText,
@@ -97,6 +98,19 @@ export const Sidecar = z.object({
     .max(65535)
     .default(DEFAULT_METRICS_PORT)
     .describe("The sidecar's HTTP port: /metrics, /healthz, /readyz, /status."),
+  claimTTL: Duration.refine((v) => {
+    const d = tryParseGoDuration(v);
+    return !("ms" in d) || d.ms === 0 || d.ms >= 1000;
+  }, "must be 0s (no single-writer claim) or at least 1s")
+    .optional()
+    .describe(
+      "How long each destination's single-writer claim (and Lease) lasts unless renewed (the config's " +
+        "claim-ttl); renewed every third of it. Default 30s; 0s turns fencing off.",
+    ),
+  probeInterval: Duration.optional().describe(
+    "How often a failing destination self-test is tried again (the config's probe-interval). Default 1m; " +
+      "0s turns the self-test off.",
+  ),
 });
 
 /**

@@ -47,7 +47,14 @@ export function renderConfig(spec: SqliteReplicaSpec): string {
     path: db.path,
     replicas: renderReplicas(spec, db.name === undefined ? POD_NAME_REF : `${POD_NAME_REF}/${db.name}`),
   }));
-  const config = { addr: `:${port}`, logging: { type: "json" }, dbs };
+  const sc = spec.sidecar;
+  const config = {
+    addr: `:${port}`,
+    logging: { type: "json" },
+    ...(sc?.claimTTL !== undefined ? { "claim-ttl": sc.claimTTL } : {}),
+    ...(sc?.probeInterval !== undefined ? { "probe-interval": sc.probeInterval } : {}),
+    dbs,
+  };
   const doc = new Document(config);
   const quote = (node: unknown): void => {
     if (node instanceof Scalar && typeof node.value === "string") node.type = Scalar.QUOTE_SINGLE;

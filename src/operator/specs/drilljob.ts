@@ -101,7 +101,13 @@ export function buildDrillJob(input: DrillJobInput, opts: BuildOptions = {}) {
   ];
   const volumes: Volume[] = [
     access.volumes[0]!,
-    { name: DRILL_SCRATCH_VOLUME, emptyDir: {} },
+    {
+      name: DRILL_SCRATCH_VOLUME,
+      emptyDir:
+        spec.drills?.scratchSizeLimit !== undefined
+          ? { sizeLimit: String(spec.drills.scratchSizeLimit) }
+          : {},
+    },
     ...access.volumes.slice(1),
   ];
   const container = walshipContainer(spec, input.identity, opts, {
