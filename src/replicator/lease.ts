@@ -276,7 +276,9 @@ export class LeaseClaim {
           [LEASE_PATH_ANNOTATION]: this.#location,
           [LEASE_CLAIM_ANNOTATION]: JSON.stringify(doc),
         },
-        ...(owner && !found
+        // Owned by the holder's SqliteReplica: set when created or taken over (a Lease left by
+        // another SqliteReplica must not go with that one while we hold it).
+        ...(owner && !renewal
           ? {
               ownerReferences: [
                 {

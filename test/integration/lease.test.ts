@@ -187,8 +187,9 @@ describe("the replicator's Lease on a real API server", () => {
     await b.step();
     assert.equal(b.held, true, "taken at once after a release");
 
-    // b stops renewing without a release (a crash): c waits one TTL, then takes over.
-    const c = fence(root, pod("app-0", "rel-c"));
+    // b stops renewing without a release (a crash): c, of another SqliteReplica, waits one TTL,
+    // then takes over, and the Lease is then owned by c's SqliteReplica.
+    const c = fence(root, pod("app-0", "rel-c"), { ...bound, owner: { name: "db-c", uid: "uid-of-db-c" } });
     const started = Date.now();
     await c.step();
     assert.equal(c.held, false);
@@ -199,7 +200,12 @@ describe("the replicator's Lease on a real API server", () => {
     assert.equal(c.held, true, "taken after the abandoned Lease expired");
     assert.ok(Date.now() - started >= TTL_MS, `not before one TTL: ${Date.now() - started} ms`);
     // a -> b (after a's release) and b -> c: two transitions; a's own creation is none.
-    assert.equal((await getLease(root)).spec.leaseTransitions, 2, "each takeover is a transition");
+    const taken = await getLease(root);
+    assert.equal(taken.spec.leaseTransitions, 2, "each takeover is a transition");
+    assert.deepEqual(taken.metadata.ownerReferences, [
+      { apiVersion: "walship.dev/v1alpha1", kind: "SqliteReplica", name: "db-c", uid: "uid-of-db-c" },
+    ]);
+    assert.equal(taken.metadata.labels?.["walship.dev/sqlitereplica"], "db-c");
     await c.release();
   });
 
