@@ -203,7 +203,7 @@ export class Fence {
 
   async #step(opts: CallOptions): Promise<void> {
     const wasHeld = this.#heldUntil > Date.now();
-    if (this.#lease && (await this.#leaseStep(wasHeld, opts)) === "held") return;
+    if ((await this.#leaseStep(wasHeld, opts)) === "held") return;
     const found = await this.#read(opts);
     const judged = judgeClaim(
       { doc: found, unchangedMs: this.#sightings.unchanged(found) },
@@ -260,8 +260,8 @@ export class Fence {
   }
 
   /**
-   * The Lease first: another writer's Lease fences us as its bucket claim would. A Lease that cannot
-   * be checked does not: the bucket claim still decides, and the error is reported.
+   * The Lease first (in a cluster): another writer's Lease fences us as its bucket claim would. A
+   * Lease that cannot be checked does not: the bucket claim still decides, and the error is reported.
    */
   async #leaseStep(wasHeld: boolean, opts: CallOptions): Promise<"held" | "go on"> {
     const lease = this.#lease;

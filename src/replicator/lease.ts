@@ -192,7 +192,7 @@ export class LeaseClaim {
   readonly #location: string;
   readonly #ttlMs: number;
   readonly #sightings = new Sightings();
-  /** The resourceVersion we last wrote (a release must not overwrite another's takeover). */
+  /** Whether our last write of the Lease succeeded: only then does a release look at it. */
   #mine = false;
 
   constructor(api: LeaseApi, location: string, ttlMs: number) {
@@ -200,10 +200,6 @@ export class LeaseClaim {
     this.#location = location;
     this.#ttlMs = ttlMs;
     this.name = leaseName(location);
-  }
-
-  get namespace(): string {
-    return this.#api.namespace;
   }
 
   /** `namespace/name`, for status and messages. */
@@ -243,8 +239,8 @@ export class LeaseClaim {
     } catch (err) {
       // 409: another claimer wrote first (a create, or an update on an older resourceVersion).
       if (!(err instanceof ApiAnswer) || err.status !== 409) throw err;
-      const now = await this.#api.get(this.name, opts);
-      const other = now ? docOf(now) : undefined;
+      const winner = await this.#api.get(this.name, opts);
+      const other = winner ? docOf(winner) : undefined;
       this.#mine = false;
       if (other && other.token !== me.token) {
         return { kind: "held", holder: other.holder, expiresAt: new Date(other.expiresAt) };

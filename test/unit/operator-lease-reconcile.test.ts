@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parse as parseYaml, stringify } from "yaml";
+import { parse as parseYaml } from "yaml";
 import { KubeClient } from "../../src/operator/kube/client.ts";
 import { EventRecorder } from "../../src/operator/kube/events.ts";
 import type { StatefulSet } from "../../src/operator/kube/types.ts";
@@ -28,11 +28,7 @@ describe("the reconcile's Lease access (real kube-apiserver)", { timeout: 180_00
   /** The operator's own identity: a ServiceAccount bound to deploy/rbac/clusterrole.yaml. */
   let operator: KubeClient;
 
-  const apply = async (obj: unknown) => {
-    const file = path.join(cp.dir, `obj-${Math.random().toString(16).slice(2)}.yaml`);
-    fs.writeFileSync(file, stringify(obj));
-    await cp.kubectl(["apply", "-f", file]);
-  };
+  const apply = (obj: unknown) => cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify(obj) });
   const setUp = async (ns: string, template: Record<string, unknown> = {}) => {
     await cp.kubectl(["create", "namespace", ns]);
     await cp.kubectl([
