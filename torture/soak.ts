@@ -37,6 +37,7 @@ import {
   writeConfig,
 } from "./common.ts";
 import { memoryGroup, parseMemory, sweepMemoryGroups } from "./memcg.ts";
+import { readSmaps, type SmapsSummary } from "./smaps.ts";
 import { readJsMemory, readStatus, waitCaughtUp } from "./status.ts";
 
 interface Sample {
@@ -176,7 +177,9 @@ export const soak: TorturePart = {
     const started = Date.now();
     const end = started + minutes * 60_000;
     const samples: Sample[] = [];
-    let lastLog = started;
+    // Where the resident memory lives (smaps.ts), a minute in and then every ten minutes.
+    const memoryMap: ({ minute: number } & SmapsSummary)[] = [];
+    let lastLog = started - 9 * 60_000;
     while (Date.now() < end) {
       await new Promise((res) => setTimeout(res, every * 1000));
       if (rep.exitInfo) {
@@ -202,9 +205,15 @@ export const soak: TorturePart = {
       if (Date.now() - lastLog >= 10 * 60_000) {
         lastLog = Date.now();
         const s = samples.at(-1)!;
+        const m = readSmaps(rep.pid);
+        if (m) memoryMap.push({ minute: Math.round((Date.now() - started) / 6000) / 10, ...m });
+        const where = m
+          ? `; brk ${m.brk.rssMiB}, arenas ${m.arena.rssMiB} in ${m.arena.mappings}, ` +
+            `anon <1M ${m.anonSmall.rssMiB} in ${m.anonSmall.mappings}, anon >=1M ${m.anonLarge.rssMiB} in ${m.anonLarge.mappings}`
+          : "";
         log(
           `  soak: ${seconds(Date.now() - started)} s, rss ${s.rssMiB} MiB (anon ${s.anonMiB}, file ${s.fileMiB}; ` +
-            `V8 heap ${s.heapMiB} of ${s.heapTotalMiB}, young ${s.youngMiB}, external ${s.externalMiB}), fds ${s.fds}, lag ${s.lagSec} s`,
+            `V8 heap ${s.heapMiB} of ${s.heapTotalMiB}, young ${s.youngMiB}, external ${s.externalMiB}${where}), fds ${s.fds}, lag ${s.lagSec} s`,
         );
       }
     }
@@ -255,6 +264,7 @@ export const soak: TorturePart = {
         leakVerdict: judged ? (leaks.length ? leaks.join("; ") : "none") : `not judged (${minutes} min < 30)`,
         restores,
         mismatches,
+        memoryMap,
       },
       failures,
     };
