@@ -95,10 +95,11 @@ fuzz: deps ## property-based fuzzing of the WAL parser, LZ4 decoder, config load
 # The storage-fault and fuzzing torture parts (about 30 min with the defaults); figures in .torture/faults.json.
 FAULT_SECONDS ?= 60
 OUTAGE_SECONDS ?= 300
-torture-faults: deps build ## storage faults (each kind FAULT_SECONDS, a MinIO outage OUTAGE_SECONDS) and fuzzing (FUZZ_SECONDS per target)
+FAULTS_MEMORY ?= 384Mi
+torture-faults: deps build ## storage faults (each kind FAULT_SECONDS, a MinIO outage OUTAGE_SECONDS; the replicator under FAULTS_MEMORY) and fuzzing (FUZZ_SECONDS per target)
 	test/infra/install minio litestream toxiproxy
 	@mkdir -p .torture
-	nice -n 10 $(NODE) test/torture/faults.ts --fault-seconds $(FAULT_SECONDS) --outage-seconds $(OUTAGE_SECONDS) --fuzz-seconds $(FUZZ_SECONDS) --out .torture/faults.json
+	nice -n 10 $(NODE) test/torture/faults.ts --fault-seconds $(FAULT_SECONDS) --outage-seconds $(OUTAGE_SECONDS) --fuzz-seconds $(FUZZ_SECONDS) --memory $(FAULTS_MEMORY) --out .torture/faults.json
 
 fuzz-corpus: deps ## rebuild the fuzzers' seed corpus (test/fuzz/corpus/*/seed-*)
 	$(NODE) test/fuzz/make-corpus.ts

@@ -48,8 +48,17 @@ export interface Replicator {
   kill9(): Promise<void>;
 }
 
-export function startReplicator(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Replicator {
-  const child = spawn(WALSHIP, ["replicate", "-log-format", "json", ...args], {
+export function startReplicator(
+  args: string[],
+  opts: {
+    env?: NodeJS.ProcessEnv;
+    /** Runs the command through this (e.g. a memory cgroup's `sh -c '…; exec'`); the pid stays the replicator's. */
+    wrap?: (cmd: string, args: string[]) => { cmd: string; args: string[] };
+  } = {},
+): Replicator {
+  const argv = ["replicate", "-log-format", "json", ...args];
+  const run = opts.wrap ? opts.wrap(WALSHIP, argv) : { cmd: WALSHIP, args: argv };
+  const child = spawn(run.cmd, run.args, {
     env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
     detached: false,

@@ -5,9 +5,13 @@
  *
  *   node test/torture/faults.ts --fault-seconds 60 --outage-seconds 300 --fuzz-seconds 60 --out f.json
  *   make torture-faults                      # the same, with those defaults
+ *
+ * The replicator runs under the sidecar's default memory limit (`--memory`, 384Mi; `none` for none),
+ * as in its pod: Node sizes V8's heap from it.
  */
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { parseMemory } from "../../torture/memcg.ts";
 import { fuzzPart } from "../fuzz/run.ts";
 import { storageFaultsPart } from "./storage-faults.ts";
 
@@ -17,6 +21,7 @@ const { values } = parseArgs({
     "outage-seconds": { type: "string", default: "300" },
     "fuzz-seconds": { type: "string", default: "60" },
     out: { type: "string", default: ".torture/faults.json" },
+    memory: { type: "string", default: "384Mi" },
   },
 });
 const log = (l: string) => console.log(l);
@@ -25,6 +30,7 @@ const storage = await storageFaultsPart({
   faultSeconds: Number(values["fault-seconds"]),
   outageSeconds: Number(values["outage-seconds"]),
   replicatorLog: `${values.out}.replicator.log`,
+  ...(values.memory !== "none" ? { memoryLimitBytes: parseMemory(values.memory) } : {}),
   log,
 });
 const fuzz = await fuzzPart({ seconds: Number(values["fuzz-seconds"]), log });

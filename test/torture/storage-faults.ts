@@ -19,6 +19,7 @@ import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
+import { type MemoryGroup, memoryGroup, parseMemory, sweepMemoryGroups } from "../../torture/memcg.ts";
 import { runLitestream } from "../helpers/litestream.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
 import { freePort } from "../helpers/ports.ts";
@@ -40,6 +41,8 @@ export interface FaultFigures {
   maxLagSeconds: number;
   /** From clearing the fault to lag under normalLagSeconds with no error. */
   recoverySeconds: number;
+  /** How long that may take: recoveryLimitSeconds, and for the outage more with its backlog. */
+  recoveryLimitSeconds: number;
   /** From clearing the fault to the replica's position moving again (NaN: it had not moved by then). */
   resumedSeconds: number;
   /** WAL not yet uploaded when the fault was cleared (MB). */
@@ -88,6 +91,13 @@ export interface StorageFaultsOptions {
   normalLagSeconds?: number;
   /** A fault that does not recover within this long after it is cleared is a problem. */
   recoveryLimitSeconds?: number;
+  /**
+   * The outage's limit instead grows with its backlog: recoveryLimitSeconds plus the backlog at the
+   * clear over this rate (MB of WAL a second, net of what the app goes on writing). Five minutes of
+   * this app's writes are about 24 GB of WAL, which no fixed 60 s can drain: the one-minute faults
+   * measured 55-125 MB/s net (docs/reliability-faults.md), so 50 by default.
+   */
+  outageDrainMBps?: number;
   /** RSS may grow at most this much over the start. */
   rssBudgetMiB?: number;
   seed?: number;
@@ -108,6 +118,11 @@ export interface StorageFaultsOptions {
   traceFile?: string;
   /** Extra arguments for the replicator's node (e.g. `--cpu-prof`), through NODE_OPTIONS. */
   nodeOptions?: string;
+  /**
+   * Run the replicator under this memory limit (a memory cgroup, as root: torture/memcg.ts), as its
+   * pod does; Node sizes V8's heap from it. Unset: no limit.
+   */
+  memoryLimitBytes?: number;
 }
 
 interface FaultDef {
@@ -215,6 +230,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
   // A half-open connection is noticed by the S3 client's 30 s idle timeout; then the backoff (at most
   // 10 s) and the catch-up.
   const recoveryLimit = opts.recoveryLimitSeconds ?? 60;
+  const outageDrain = opts.outageDrainMBps ?? 50;
   const rssBudget = opts.rssBudgetMiB ?? 150;
   const problems: string[] = [];
   const dir = makeTempDir("faults");
@@ -225,6 +241,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
   let rep: Replicator | undefined;
   let replicatorOutput: (() => string) | undefined;
   let app: AppWriter | undefined;
+  let group: MemoryGroup | undefined;
   try {
     minio = await startMinio();
     await minio.createBucket("faults");
@@ -250,8 +267,16 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       log(
         `storage faults: prefilled ${opts.prefillTransactions} transactions in ${(filled.prefillMs / 1000).toFixed(1)} s, database ${filled.pageCount * filled.pageSize} bytes`,
       );
+    if (opts.memoryLimitBytes !== undefined) {
+      sweepMemoryGroups();
+      const g = memoryGroup("faults", opts.memoryLimitBytes);
+      if ("unavailable" in g) throw new Error(`storage faults: a memory limit: ${g.unavailable}`);
+      group = g;
+    }
+    const g = group;
     rep = startReplicator(["-config", cfg], {
       env: opts.nodeOptions ? { ...env, NODE_OPTIONS: opts.nodeOptions } : env,
+      ...(g ? { wrap: (cmd: string, args: string[]) => g.wrap(cmd, args) } : {}),
     });
     const r = rep;
     replicatorOutput = () => r.output();
@@ -317,7 +342,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
     );
 
     /** Pauses the app, lets the replica catch up, restores from MinIO directly and compares. */
-    const restoreEquals = async (label: string): Promise<boolean> => {
+    const restoreEquals = async (label: string, catchUpSeconds: number): Promise<boolean> => {
       await w.pause();
       try {
         try {
@@ -327,7 +352,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
               const s = await status();
               return s.pendingTransactions === 0 && !s.lastError ? true : undefined;
             },
-            recoveryLimit * 1000,
+            catchUpSeconds * 1000,
           );
         } catch (err) {
           // A replica that does not catch up is a finding of this fault, not the end of the run.
@@ -388,6 +413,8 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       const posKey = (x: { position?: { index: number; offset: number } | undefined } | undefined) =>
         x?.position ? `${x.position.index}:${x.position.offset}` : "";
       let resumed = Number.NaN;
+      const backlogMB = atClear ? atClear.pendingBytes / 1e6 : 0;
+      const limit = d.layer === "server" ? Math.ceil(recoveryLimit + backlogMB / outageDrain) : recoveryLimit;
       try {
         await waitUntil(
           `${d.name}: lag back to normal`,
@@ -401,11 +428,11 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
             );
             return s.lagSeconds <= normalLag && !s.lastError ? true : undefined;
           },
-          recoveryLimit * 1000,
+          limit * 1000,
         );
         recovery = (Date.now() - cleared) / 1000;
       } catch {
-        problems.push(`${d.name}: lag not back under ${normalLag} s within ${recoveryLimit} s`);
+        problems.push(`${d.name}: lag not back under ${normalLag} s within ${limit} s`);
       }
       const errorsAfter = (await status()).syncErrorCount;
       const injected: Record<string, number> = {};
@@ -413,7 +440,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
         const n = v - (injectedBefore[k] ?? 0);
         if (n > 0) injected[k] = n;
       }
-      const restoreEqual = await restoreEquals(d.name);
+      const restoreEqual = await restoreEquals(d.name, limit);
       rssMax = Math.max(rssMax, rssMiB(r.child.pid));
       const heapAfter = await heapMiB().catch(() => 0);
       const f: FaultFigures = {
@@ -424,6 +451,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
         injected,
         maxLagSeconds: Math.round(maxLag * 10) / 10,
         recoverySeconds: Math.round(recovery * 10) / 10,
+        recoveryLimitSeconds: limit,
         resumedSeconds: Math.round(resumed * 10) / 10,
         backlogAtClearMB: atClear ? Math.round(atClear.pendingBytes / 1e6) : Number.NaN,
         restoreEqual,
@@ -434,7 +462,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       };
       figures.push(f);
       log(
-        `storage faults: ${d.name}: ${f.syncErrors} failed syncs, max lag ${f.maxLagSeconds} s, ${Number.isNaN(f.recoverySeconds) ? `lag NOT back under ${normalLag} s within ${recoveryLimit} s` : `recovered in ${f.recoverySeconds} s`} (backlog ${f.backlogAtClearMB} MB at the clear, moving again after ${f.resumedSeconds} s), restore ${restoreEqual ? "equal" : "DIFFERS"}, RSS max ${rssMax} MiB, heap ${heapAfter} MiB`,
+        `storage faults: ${d.name}: ${f.syncErrors} failed syncs, max lag ${f.maxLagSeconds} s, ${Number.isNaN(f.recoverySeconds) ? `lag NOT back under ${normalLag} s within ${f.recoveryLimitSeconds} s` : `recovered in ${f.recoverySeconds} s`} (backlog ${f.backlogAtClearMB} MB at the clear, moving again after ${f.resumedSeconds} s), restore ${restoreEqual ? "equal" : "DIFFERS"}, RSS max ${rssMax} MiB, heap ${heapAfter} MiB`,
       );
     }
     if (rssMax > rssStart + rssBudget) problems.push(`RSS grew from ${rssStart} to ${rssMax} MiB`);
@@ -501,6 +529,8 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
     const ls = await runLitestream(["restore", "-config", direct, "-o", lsOut, db], {
       env: { ...env, AWS_ACCESS_KEY_ID: minio.accessKeyId, AWS_SECRET_ACCESS_KEY: minio.secretAccessKey },
       allowFailure: true,
+      // A full run leaves tens of GB of WAL in the generation; Litestream applies it all.
+      timeoutMs: 30 * 60_000,
     });
     const litestreamRestoreEqual = ls.code === 0 && logicalHash(lsOut) === want;
     if (!litestreamRestoreEqual) problems.push(`litestream restore: ${ls.code} ${ls.stderr.slice(-300)}`);
@@ -531,6 +561,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
     await fp?.close();
     await tox?.close();
     await minio?.close();
+    group?.remove();
   }
 }
 
@@ -547,6 +578,8 @@ if (import.meta.main) {
       trace: { type: "string" },
       prefill: { type: "string" },
       "node-options": { type: "string" },
+      "outage-drain-mbps": { type: "string" },
+      memory: { type: "string" },
     },
   });
   const figures = await storageFaultsPart({
@@ -559,6 +592,8 @@ if (import.meta.main) {
     ...(values.trace ? { traceFile: values.trace } : {}),
     ...(values.prefill ? { prefillTransactions: Number(values.prefill) } : {}),
     ...(values["node-options"] ? { nodeOptions: values["node-options"] } : {}),
+    ...(values["outage-drain-mbps"] ? { outageDrainMBps: Number(values["outage-drain-mbps"]) } : {}),
+    ...(values.memory && values.memory !== "none" ? { memoryLimitBytes: parseMemory(values.memory) } : {}),
     ...(values.out ? { replicatorLog: `${values.out}.replicator.log` } : {}),
     log: (l) => console.log(l),
   });
