@@ -154,12 +154,18 @@ describe("the image built from the Dockerfile (buildah), run with runc", { timeo
     if (dir) removeTempDir(dir);
   });
 
-  it("is configured as the Dockerfile says: user 1000:1000, ENTRYPOINT walship, NODE_ENV=production", async () => {
+  it("is configured as the Dockerfile says: user 1000:1000, ENTRYPOINT walship, NODE_ENV=production, malloc's fixed mmap threshold", async () => {
     const cfg = await imageConfig(REF);
     assert.equal(cfg.User, "1000:1000");
     assert.deepEqual(cfg.Entrypoint, ["walship"]);
     assert.deepEqual(cfg.Cmd, ["version"]);
     assert.ok(cfg.Env?.includes("NODE_ENV=production"), JSON.stringify(cfg.Env));
+    // What keeps the replicator's native memory from creeping up (docs/reliability.md, Soak); the
+    // checkout's launcher sets the same, so the tests and benchmarks run what the image runs.
+    assert.ok(cfg.Env?.includes("MALLOC_MMAP_THRESHOLD_=131072"), JSON.stringify(cfg.Env));
+    assert.match(readFileSync(path.join(ROOT, "bin/walship"), "utf8"), /MALLOC_MMAP_THRESHOLD_:-131072/);
+    const env = await box.run(["sh", "-c", "tr '\\0' '\\n' < /proc/self/environ | grep ^MALLOC_"]);
+    assert.equal(env.stdout.trim(), "MALLOC_MMAP_THRESHOLD_=131072", "what a process in the container gets");
   });
 
   it("has `walship` on the PATH, as the pod specs call it, for any user", async () => {
