@@ -149,6 +149,6 @@ bench-crypto: deps build ## the CPU cost of age encryption per GiB of WAL (pipel
 	test/infra/install minio
 	$(NODE) bench/crypto.ts
 
-torture: deps build ## reliability runs: SIGKILLs with restores compared, point-in-time restores, soak (TORTURE_PARTS, TORTURE_QUICK=1; docs/reliability.md)
-	test/infra/install minio litestream
+torture: deps build ## reliability runs: SIGKILLs with restores compared, point-in-time restores, soak, storage faults (TORTURE_PARTS, TORTURE_QUICK=1; docs/reliability.md)
+	test/infra/install minio litestream toxiproxy
 	TORTURE_COMMIT=$${TORTURE_COMMIT:-$$(git rev-parse --short HEAD 2>/dev/null)} nice -n $${TORTURE_NICE:-10} $(NODE) torture/run.ts

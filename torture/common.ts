@@ -29,6 +29,8 @@ export interface TorturePart {
   summary: string;
   /** Run when TORTURE_PARTS is not set. */
   byDefault: boolean;
+  /** Where its short variant runs instead of test/integration/torture.test.ts (a test of its own). */
+  shortVariantElsewhere?: string;
   run(ctx: TortureCtx): Promise<PartResult>;
 }
 

@@ -4,7 +4,8 @@
  */
 import type { TorturePart } from "./common.ts";
 import { crash } from "./crash.ts";
+import { faults } from "./faults.ts";
 import { pitr } from "./pitr.ts";
 import { soak } from "./soak.ts";
 
-export const PARTS: readonly TorturePart[] = [crash, pitr, soak];
+export const PARTS: readonly TorturePart[] = [crash, pitr, soak, faults];

@@ -21,6 +21,7 @@ after(async () => {
 
 describe(`torture, short variants (seed ${ctx.seed})`, () => {
   for (const part of PARTS) {
+    if (part.shortVariantElsewhere) continue; // e.g. faults: storage-faults.test.ts runs it
     it(`${part.name}: ${part.summary}`, async () => {
       const res = await part.run(ctx);
       console.log(`${part.name}: ${JSON.stringify(res.figures)}`);
