@@ -36,7 +36,7 @@ ENV NODE_ENV=production
 # frames, upload bodies) then come from the brk heap and thread arenas, which fragment and are rarely
 # returned. Fixed at 128 KiB (its initial value), those blocks are mapped and unmapped each time. A
 # soak at 100 transactions a second under the 384Mi limit: RSS 185.7 MiB at 21 minutes and still
-# rising without it, 130 MiB with it (docs/reliability.md, Soak).
+# rising without it, 137.0 MiB with it (docs/reliability.md, Soak).
 ENV MALLOC_MMAP_THRESHOLD_=131072
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
