@@ -46,12 +46,18 @@ interface Drill {
 }
 
 interface ReplicaCr {
-  metadata: { generation: number };
+  metadata: { generation: number; annotations?: Record<string, string> };
   status?: {
     generation?: string;
     conditions?: Condition[];
     drills?: Drill[];
-    drillRun?: { job: string; startedAt: string; completedAt?: string; request?: string };
+    drillRun?: {
+      job: string;
+      startedAt: string;
+      completedAt?: string;
+      request?: string;
+      answeredRequest?: string;
+    };
   };
 }
 
@@ -258,13 +264,27 @@ describe("restore drills (real node, helm-installed operator, MinIO)", { timeout
           return run && run.request === undefined && run.completedAt ? x : undefined;
         },
         { what: "a scheduled drill completed", timeoutMs: 180_000, intervalMs: 500 },
-      );
+      ).catch(async (err) => {
+        throw new Error(
+          `${(err as Error).message}: ${JSON.stringify((await replicaCr()).status)}\n${await c.describe(NS)}`,
+        );
+      });
       const run = cr.status?.drillRun;
       // Named after its schedule slot (yyyymmddhhmm, UTC).
       assert.match(run?.job ?? "", /^db-drill-\d{12}$/);
       const d = cr.status?.drills?.[0];
       assert.equal(d?.job, run?.job);
       assert.equal(d?.outcome, "Passed", d?.message);
+      // The earlier test's request is still annotated: the scheduled run carried it on as answered,
+      // and it is not run again (it was, after every slot, before answeredRequest).
+      const requested = cr.metadata.annotations?.["walship.dev/drill-requested"];
+      assert.ok(requested, JSON.stringify(cr.metadata.annotations));
+      assert.equal(run?.answeredRequest, requested);
+      // Ten seconds on, the run is still a scheduled one (the next slot may have started meanwhile).
+      await sleep(10_000);
+      const later = (await replicaCr()).status?.drillRun;
+      assert.equal(later?.request, undefined, JSON.stringify(later));
+      assert.match(later?.job ?? "", /^db-drill-\d{12}$/, JSON.stringify(later));
     } finally {
       await patchSchedule("0 0 1 1 *");
     }

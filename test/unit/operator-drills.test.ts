@@ -331,6 +331,40 @@ describe("decideDrill", () => {
     assert.equal(after.requeueAfterMs, Date.parse("2026-12-04T03:30:00Z") - NOW.getTime());
   });
 
+  it("a request answered before a scheduled run is not answered again after it (the annotation stays)", () => {
+    const annotations = { "walship.dev/drill-requested": "go" };
+    const answered = {
+      job: `db-drill-${requestKey("go")}`,
+      startedAt: "2026-12-01T03:00:00Z",
+      completedAt: "2026-12-01T03:01:00Z",
+      request: "go",
+    };
+    // The slot after it has come: the scheduled run starts and carries the answered value on.
+    const d = decideDrill(observed({ annotations, run: answered, drills: [] }));
+    assert.deepEqual(d.create, { name: "db-drill-202612010330" });
+    assert.deepEqual(d.run, {
+      job: "db-drill-202612010330",
+      startedAt: NOW.toISOString(),
+      answeredRequest: "go",
+    });
+    // Once the scheduled run completed: nothing new, the same request is not run a second time.
+    const after = decideDrill(
+      observed({ annotations, run: { ...d.run!, completedAt: NOW.toISOString() }, drills: [] }),
+    );
+    assert.equal(after.create, undefined);
+    assert.equal(after.run?.request, undefined);
+    assert.equal(after.requeueAfterMs, Date.parse("2026-12-04T03:30:00Z") - NOW.getTime());
+    // A new value is a new request.
+    const next = decideDrill(
+      observed({
+        annotations: { "walship.dev/drill-requested": "again" },
+        run: { ...d.run!, completedAt: NOW.toISOString() },
+        drills: [],
+      }),
+    );
+    assert.deepEqual(next.create, { name: `db-drill-${requestKey("again")}`, request: "again" });
+  });
+
   it("a finished Job's report becomes status.drills and DrillsPassing True, with an Event", () => {
     const run = { job: "db-drill-rx", startedAt: "2026-12-03T09:59:00Z", request: "go" };
     const d = decideDrill(

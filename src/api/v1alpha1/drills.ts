@@ -82,6 +82,12 @@ export const DrillRun = z.object({
     .string()
     .optional()
     .describe(`The value of ${DRILL_REQUESTED_ANNOTATION} this run answered (on demand).`),
+  answeredRequest: z
+    .string()
+    .optional()
+    .describe(
+      `On a scheduled run: the value of ${DRILL_REQUESTED_ANNOTATION} an earlier run answered, so that it is not answered again.`,
+    ),
 });
 
 export type DrillsSpec = z.output<typeof DrillsSpec>;

@@ -4,8 +4,9 @@
  * and when to look again (test/unit/operator-drills.test.ts). The reconcile writes the status first,
  * then creates the Job (drillrunner.ts), so a restarted operator resumes from status.drillRun.
  *
- * - A run is started when the annotation walship.dev/drill-requested holds a value the last run did
- *   not answer (on demand, with or without spec.drills), or when the schedule's next time after the
+ * - A run is started when the annotation walship.dev/drill-requested holds a value no run answered yet
+ *   (the last run's `request`, or the `answeredRequest` a scheduled run carries on; on demand, with or
+ *   without spec.drills), or when the schedule's next time after the
  *   last run's start (or the SqliteReplica's creation) has come. A missed slot runs once, not once
  *   per missed slot.
  * - While a run's Job runs, look again every few seconds; once it finished, its report (the pod's
@@ -271,8 +272,10 @@ export function decideDrill(o: DrillObserved): DrillDecision {
     });
   }
 
-  // Due? On demand first, then the schedule.
-  if (request && request !== run?.request) {
+  // Due? On demand first, then the schedule. The annotation stays after its run, and a scheduled run
+  // after it carries the answered value on, so a request is answered once, not after every slot.
+  const answered = run?.request ?? run?.answeredRequest;
+  if (request && request !== answered) {
     const name = drillJobName(o.name, requestKey(request));
     return out({
       drills: o.drills ? [...previous] : undefined,
@@ -296,7 +299,11 @@ export function decideDrill(o: DrillObserved): DrillDecision {
       return out({
         drills: o.drills ? [...previous] : undefined,
         // Started now: the next slot is the first after now, so a missed slot runs once.
-        run: { job: name, startedAt: o.now.toISOString() },
+        run: {
+          job: name,
+          startedAt: o.now.toISOString(),
+          ...(answered ? { answeredRequest: answered } : {}),
+        },
         create: { name },
         events: [
           {
