@@ -92,14 +92,14 @@ fuzz: deps ## property-based fuzzing of the WAL parser, LZ4 decoder, config load
 	@mkdir -p .fuzz
 	nice -n 10 $(NODE) test/fuzz/run.ts --seconds $(FUZZ_SECONDS) --out .fuzz/fuzz.json
 
-# The storage-fault and fuzzing torture parts (about 30 min with the defaults); figures in .torture/faults.json.
+# The storage-fault and fuzzing torture part alone (`make torture TORTURE_PARTS=faults`, about 30 min with
+# these defaults); figures in torture/results/<time>.json.
 FAULT_SECONDS ?= 60
 OUTAGE_SECONDS ?= 300
 FAULTS_MEMORY ?= 384Mi
-torture-faults: deps build ## storage faults (each kind FAULT_SECONDS, a MinIO outage OUTAGE_SECONDS; the replicator under FAULTS_MEMORY) and fuzzing (FUZZ_SECONDS per target)
-	test/infra/install minio litestream toxiproxy
-	@mkdir -p .torture
-	nice -n 10 $(NODE) test/torture/faults.ts --fault-seconds $(FAULT_SECONDS) --outage-seconds $(OUTAGE_SECONDS) --fuzz-seconds $(FUZZ_SECONDS) --memory $(FAULTS_MEMORY) --out .torture/faults.json
+torture-faults: ## storage faults (each kind FAULT_SECONDS, a MinIO outage OUTAGE_SECONDS; the replicator under FAULTS_MEMORY) and fuzzing (FUZZ_SECONDS per target)
+	TORTURE_PARTS=faults TORTURE_FAULT_SECONDS=$(FAULT_SECONDS) TORTURE_OUTAGE_SECONDS=$(OUTAGE_SECONDS) \
+	  TORTURE_FAULTS_MEMORY=$(FAULTS_MEMORY) TORTURE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(MAKE) torture
 
 fuzz-corpus: deps ## rebuild the fuzzers' seed corpus (test/fuzz/corpus/*/seed-*)
 	$(NODE) test/fuzz/make-corpus.ts

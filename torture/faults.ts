@@ -1,7 +1,8 @@
 /**
  * Storage faults and fuzzing as a `make torture` part: the proxy chain in front of MinIO with each
  * fault in turn and a MinIO outage (test/torture/storage-faults.ts), then every fuzz target
- * (test/fuzz/run.ts). `make torture-faults` runs the same two with its own defaults.
+ * (test/fuzz/run.ts). `make torture-faults` runs this part alone (FAULT_SECONDS, OUTAGE_SECONDS,
+ * FAULTS_MEMORY and FUZZ_SECONDS as make variables).
  *
  * Knobs: TORTURE_FAULT_SECONDS (60), TORTURE_OUTAGE_SECONDS (300), TORTURE_FAULTS_MEMORY (384Mi, the
  * sidecar's default limit; `none` for none), TORTURE_FUZZ_SECONDS (60 per target).
