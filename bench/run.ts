@@ -11,7 +11,9 @@
  *   BENCH_TOOLS=a,b      only these tools: walship, litestream (default: both)
  *   BENCH_HEAVY_MIBPS=n  heavy writer rate in MiB/s of rows (default: half what both sustained)
  *   BENCH_WALSHIP=path   the walship executable (default bin/walship)
- *   BENCH_SMOKE=1        a two-minute check of the harness itself (figures mean little)
+ *   BENCH_REPEATS=n      passes over the phases (default 3); the table gives each figure's median
+ *                        and the range of the ratio, the JSON every pass (with its load averages)
+ *   BENCH_SMOKE=1        a two-minute check of the harness itself (one pass; figures mean little)
  */
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
@@ -36,6 +38,7 @@ import {
   sleep,
 } from "./measure.ts";
 import { operatorBench, operatorParams, operatorRows } from "./operator.ts";
+import { aggregate, type Row, table } from "./table.ts";
 import { type BenchParams, benchParams, type PacedReply, Writer } from "./workloads.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -656,35 +659,164 @@ async function restorePhase(ctx: Ctx, tool: Tool, base: string): Promise<Restore
 }
 
 // ------------------------------------------------------------------------------------------------
-// Table
+// One pass
 
-interface Row {
-  figure: string;
-  walship: number | undefined;
-  litestream: number | undefined;
-  ratio: number | undefined;
+/** What one repeat of the chosen phases measured. */
+interface RepeatResult {
+  index: number;
+  started: string;
+  /** The 1, 5 and 15 minute load averages at the start and at the end of the repeat. */
+  loadStart: number[];
+  loadEnd: number[];
+  durationSec: number;
+  tools: Record<Tool, Record<string, unknown>>;
+  writerCeilingRowMiBps?: number;
+  steadyRowMiBps?: number;
+  operator?: unknown;
+  table: Row[];
 }
 
-function fmt(x: number | undefined): string {
-  if (x === undefined || Number.isNaN(x)) return "-";
-  if (!Number.isFinite(x)) return String(x);
-  return Math.abs(x) >= 100 ? String(Math.round(x)) : String(round(x, 2));
-}
-
-function table(rows: Row[]): string {
-  const cells = [
-    ["figure", "walship", "litestream", "walship/litestream"],
-    ...rows.map((r) => [r.figure, fmt(r.walship), fmt(r.litestream), fmt(r.ratio)]),
-  ];
-  const w = [0, 1, 2, 3].map((i) => Math.max(...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]) =>
-    `| ${c.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join(" | ")} |`;
-  return [
-    line(cells[0]!),
-    `|${w.map((n, i) => (i === 0 ? "-" : "").padEnd(n + 1, "-") + (i === 0 ? "-" : ":")).join("|")}|`,
-  ]
-    .concat(cells.slice(1).map(line))
-    .join("\n");
+/**
+ * One pass over the chosen phases, each tool in turn. `steadyRate` fixes the heavy writer's rate
+ * (the first repeat's, so every repeat runs the same workload); undefined derives it as before.
+ */
+async function runPhases(
+  ctx: Ctx,
+  phases: Phase[],
+  quick: boolean,
+  index: number,
+  fixedRate: number | undefined,
+): Promise<RepeatResult> {
+  const { tools, params, profileDir } = ctx;
+  const started = now();
+  const out: RepeatResult = {
+    index,
+    started: new Date().toISOString(),
+    loadStart: os.loadavg().map((x) => round(x, 2)),
+    loadEnd: [],
+    durationSec: 0,
+    tools: { walship: {}, litestream: {} },
+    table: [],
+  };
+  const per = out.tools;
+  const rows = out.table;
+  const add = (figure: string, w: number | undefined, l: number | undefined, ratio = true): void => {
+    rows.push({
+      figure,
+      walship: w,
+      litestream: l,
+      ratio: ratio && w !== undefined && l !== undefined && l !== 0 ? round(w / l, 2) : undefined,
+    });
+  };
+  if (phases.includes("lag")) {
+    log("phase lag: replication lag (commit -> segment seen in the bucket)");
+    const lag: Partial<Record<Tool, LagResult[]>> = {};
+    for (const t of tools) lag[t] = await attempt(ctx, `lag ${t}`, () => lagPhase(ctx, t));
+    for (const t of tools) per[t].lag = lag[t];
+    const base = lag[tools[0]!] ?? [];
+    for (const [i, b] of base.entries()) {
+      const w = lag.walship?.[i];
+      const l = lag.litestream?.[i];
+      const short = `${b.config} | ${b.workload.split(" (")[0]}`;
+      add(`lag p50 ms, ${short}`, w?.lag.p50Ms, l?.lag.p50Ms);
+      add(`lag p99 ms, ${short}`, w?.lag.p99Ms, l?.lag.p99Ms);
+      add(`lag max ms, ${short}`, w?.lag.maxMs, l?.lag.maxMs);
+    }
+  }
+  const ramp: Partial<Record<Tool, RampResult>> = {};
+  if (phases.includes("ramp")) {
+    const ceiling = await writerCeiling(ctx);
+    out.writerCeilingRowMiBps = ceiling;
+    log(`phase ramp: highest WAL throughput with bounded lag (sync 1s); writer alone: ${ceiling} MiB/s rows`);
+    for (const t of tools) ramp[t] = await attempt(ctx, `ramp ${t}`, () => rampPhase(ctx, t, ceiling));
+    for (const t of tools) per[t].ramp = ramp[t];
+    add("max sustained WAL MiB/s", ramp.walship?.maxSustainedWalMiBps, ramp.litestream?.maxSustainedWalMiBps);
+  }
+  const rates = tools.map((t) => ramp[t]?.maxSustainedRowMiBps).filter((x): x is number => !!x);
+  // The heavy writer and the restore setup run at half the rate both tools sustained.
+  const steadyRate =
+    fixedRate ??
+    (process.env.BENCH_HEAVY_MIBPS
+      ? Number(process.env.BENCH_HEAVY_MIBPS)
+      : rates.length
+        ? Math.max(1, Math.min(...rates) / 2)
+        : quick
+          ? 4
+          : 8);
+  out.steadyRowMiBps = steadyRate;
+  if (phases.includes("heavy")) {
+    log(`phase heavy: long-running writer at ${round(steadyRate, 2)} MiB/s of rows`);
+    const heavy: Partial<Record<Tool, HeavyResult>> = {};
+    for (const t of tools) heavy[t] = await attempt(ctx, `heavy ${t}`, () => heavyPhase(ctx, t, steadyRate));
+    for (const t of tools) per[t].heavy = heavy[t];
+    add("heavy writer: CPU s per GiB of WAL", heavy.walship?.cpuSecPerGiB, heavy.litestream?.cpuSecPerGiB);
+    add("heavy writer: peak RSS MiB", heavy.walship?.peakRssMiB, heavy.litestream?.peakRssMiB);
+    add("heavy writer: lag p99 ms", heavy.walship?.lag.p99Ms, heavy.litestream?.lag.p99Ms);
+  }
+  if (phases.includes("snapshot")) {
+    log("phase snapshot: time to first snapshot and peak memory");
+    const snaps: Record<Tool, SnapshotResult[]> = { walship: [], litestream: [] };
+    for (const size of params.snapshotBytes) {
+      const base = await baseDb(ctx, size);
+      for (const t of tools)
+        snaps[t].push(await attempt(ctx, `snapshot ${t}`, () => snapshotRun(ctx, t, base)));
+      if (size !== params.restoreDbBytes || !phases.includes("restore")) rmSync(base, { force: true });
+    }
+    for (const t of tools) per[t].snapshot = snaps[t];
+    for (const [i, size] of params.snapshotBytes.entries()) {
+      const w = snaps.walship[i];
+      const l = snaps.litestream[i];
+      const label = `${Math.round(size / MiB)} MiB db`;
+      add(`snapshot s, ${label}`, w?.seconds, l?.seconds);
+      add(`snapshot peak RSS MiB, ${label}`, w?.peakRssMiB, l?.peakRssMiB);
+    }
+  }
+  if (phases.includes("restore")) {
+    const base = await baseDb(ctx, params.restoreDbBytes);
+    log(
+      `phase restore: ${Math.round(params.restoreDbBytes / MiB)} MiB database + WAL, latest and point in time`,
+    );
+    const rest: Partial<Record<Tool, RestoreResult>> = {};
+    for (const t of tools) rest[t] = await attempt(ctx, `restore ${t}`, () => restorePhase(ctx, t, base));
+    rmSync(base, { force: true });
+    for (const t of tools) per[t].restore = rest[t];
+    add("restore latest s", rest.walship?.latest.seconds, rest.litestream?.latest.seconds);
+    add("restore latest MiB/s", rest.walship?.latest.MiBps, rest.litestream?.latest.MiBps);
+    add(
+      "restore latest s, of the other tool's replica",
+      rest.litestream?.crossLatest.seconds,
+      rest.walship?.crossLatest.seconds,
+    );
+    add("restore: WAL indexes in the replica", rest.walship?.walIndexes, rest.litestream?.walIndexes);
+    add("restore latest peak RSS MiB", rest.walship?.latest.peakRssMiB, rest.litestream?.latest.peakRssMiB);
+    add("restore point-in-time s", rest.walship?.pointInTime.seconds, rest.litestream?.pointInTime.seconds);
+    add("restore point-in-time MiB/s", rest.walship?.pointInTime.MiBps, rest.litestream?.pointInTime.MiBps);
+    add(
+      "restore point-in-time: tx past T included (<0: missed)",
+      rest.walship ? rest.walship.pointInTime.restoredSeq - rest.walship.pointInTime.expectedSeq : undefined,
+      rest.litestream
+        ? rest.litestream.pointInTime.restoredSeq - rest.litestream.pointInTime.expectedSeq
+        : undefined,
+      false,
+    );
+  }
+  if (phases.includes("operator")) {
+    // The operator alone, on the local control plane; litestream has no counterpart.
+    log("phase operator: reconcile SqliteReplicas on the local control plane (walship only)");
+    const smoke = process.env.BENCH_SMOKE === "1" ? { objects: 10, idleMs: 15_000 } : {};
+    const op = await operatorBench({
+      ...operatorParams(quick),
+      ...smoke,
+      walship: WALSHIP,
+      ...(profileDir ? { profileDir: path.join(profileDir, "operator") } : {}),
+      log,
+    });
+    out.operator = op;
+    for (const [figure, value] of operatorRows(op)) add(figure, value, undefined, false);
+  }
+  out.loadEnd = os.loadavg().map((x) => round(x, 2));
+  out.durationSec = round((now() - started) / 1000);
+  return out;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -708,6 +840,11 @@ function machine(): Record<string, unknown> {
     walship: sh(WALSHIP, ["version"]),
     walshipBinary: WALSHIP,
     commit: sh("git", ["-C", ROOT, "rev-parse", "HEAD"]),
+    /** Files changed since that commit (the figures are of the working tree); empty when clean. */
+    uncommitted: sh("git", ["-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
+      .split("\n")
+      .filter(Boolean),
+    loadAverageAtStart: os.loadavg().map((x) => round(x, 2)),
     minio: sh(path.join(path.dirname(litestreamBin()), "minio"), ["--version"]).split("\n")[0],
   };
 }
@@ -726,6 +863,15 @@ async function main(): Promise<void> {
     params.restoreDbBytes = 20 * MiB;
     params.restoreWalBytes = 20 * MiB;
     params.restoreWriteMs = 5000;
+  }
+  if (process.env.BENCH_SMOKE === "1") params.repeats = 1;
+  if (process.env.BENCH_REPEATS !== undefined) {
+    const n = Number(process.env.BENCH_REPEATS);
+    if (!Number.isInteger(n) || n < 1)
+      throw new Error(
+        `BENCH_REPEATS: a whole number of passes, at least 1; got "${process.env.BENCH_REPEATS}"`,
+      );
+    params.repeats = n;
   }
   const phases = (process.env.BENCH_PHASES?.split(",").filter(Boolean) ?? [...ALL_PHASES]) as Phase[];
   for (const ph of phases) if (!ALL_PHASES.includes(ph)) throw new Error(`BENCH_PHASES: unknown phase ${ph}`);
@@ -766,131 +912,22 @@ async function main(): Promise<void> {
     machine: machine(),
     params,
   };
-  const per: Record<Tool, Record<string, unknown>> = { walship: {}, litestream: {} };
-  results.tools = per;
-  const rows: Row[] = [];
-  const add = (figure: string, w: number | undefined, l: number | undefined, ratio = true): void => {
-    rows.push({
-      figure,
-      walship: w,
-      litestream: l,
-      ratio: ratio && w !== undefined && l !== undefined && l !== 0 ? round(w / l, 2) : undefined,
-    });
-  };
+  const repeats: RepeatResult[] = [];
+  results.repeats = repeats;
+  let rows: Row[] = [];
 
   try {
-    if (phases.includes("lag")) {
-      log("phase lag: replication lag (commit -> segment seen in the bucket)");
-      const lag: Partial<Record<Tool, LagResult[]>> = {};
-      for (const t of tools) lag[t] = await attempt(ctx, `lag ${t}`, () => lagPhase(ctx, t));
-      for (const t of tools) per[t].lag = lag[t];
-      const base = lag[tools[0]!] ?? [];
-      for (const [i, b] of base.entries()) {
-        const w = lag.walship?.[i];
-        const l = lag.litestream?.[i];
-        const short = `${b.config} | ${b.workload.split(" (")[0]}`;
-        add(`lag p50 ms, ${short}`, w?.lag.p50Ms, l?.lag.p50Ms);
-        add(`lag p99 ms, ${short}`, w?.lag.p99Ms, l?.lag.p99Ms);
-        add(`lag max ms, ${short}`, w?.lag.maxMs, l?.lag.maxMs);
-      }
+    let steadyRate: number | undefined;
+    for (let i = 0; i < params.repeats; i++) {
+      if (params.repeats > 1)
+        log(`repeat ${i + 1} of ${params.repeats} (load average ${os.loadavg()[0]!.toFixed(2)})`);
+      const sub = params.repeats > 1 && profileDir ? path.join(profileDir, `repeat-${i + 1}`) : profileDir;
+      const r = await runPhases({ ...ctx, profileDir: sub }, phases, quick, i + 1, steadyRate);
+      steadyRate ??= r.steadyRowMiBps;
+      repeats.push(r);
+      if (params.repeats > 1) console.log(`\nrepeat ${i + 1}:\n${table(r.table)}\n`);
     }
-    const ramp: Partial<Record<Tool, RampResult>> = {};
-    if (phases.includes("ramp")) {
-      const ceiling = await writerCeiling(ctx);
-      results.writerCeilingRowMiBps = ceiling;
-      log(
-        `phase ramp: highest WAL throughput with bounded lag (sync 1s); writer alone: ${ceiling} MiB/s rows`,
-      );
-      for (const t of tools) ramp[t] = await attempt(ctx, `ramp ${t}`, () => rampPhase(ctx, t, ceiling));
-      for (const t of tools) per[t].ramp = ramp[t];
-      add(
-        "max sustained WAL MiB/s",
-        ramp.walship?.maxSustainedWalMiBps,
-        ramp.litestream?.maxSustainedWalMiBps,
-      );
-    }
-    const rates = tools.map((t) => ramp[t]?.maxSustainedRowMiBps).filter((x): x is number => !!x);
-    // The heavy writer and the restore setup run at half the rate both tools sustained.
-    const steadyRate = process.env.BENCH_HEAVY_MIBPS
-      ? Number(process.env.BENCH_HEAVY_MIBPS)
-      : rates.length
-        ? Math.max(1, Math.min(...rates) / 2)
-        : quick
-          ? 4
-          : 8;
-    if (phases.includes("heavy")) {
-      log(`phase heavy: long-running writer at ${round(steadyRate, 2)} MiB/s of rows`);
-      const heavy: Partial<Record<Tool, HeavyResult>> = {};
-      for (const t of tools)
-        heavy[t] = await attempt(ctx, `heavy ${t}`, () => heavyPhase(ctx, t, steadyRate));
-      for (const t of tools) per[t].heavy = heavy[t];
-      add("heavy writer: CPU s per GiB of WAL", heavy.walship?.cpuSecPerGiB, heavy.litestream?.cpuSecPerGiB);
-      add("heavy writer: peak RSS MiB", heavy.walship?.peakRssMiB, heavy.litestream?.peakRssMiB);
-      add("heavy writer: lag p99 ms", heavy.walship?.lag.p99Ms, heavy.litestream?.lag.p99Ms);
-    }
-    if (phases.includes("snapshot")) {
-      log("phase snapshot: time to first snapshot and peak memory");
-      const snaps: Record<Tool, SnapshotResult[]> = { walship: [], litestream: [] };
-      for (const size of params.snapshotBytes) {
-        const base = await baseDb(ctx, size);
-        for (const t of tools)
-          snaps[t].push(await attempt(ctx, `snapshot ${t}`, () => snapshotRun(ctx, t, base)));
-        if (size !== params.restoreDbBytes || !phases.includes("restore")) rmSync(base, { force: true });
-      }
-      for (const t of tools) per[t].snapshot = snaps[t];
-      for (const [i, size] of params.snapshotBytes.entries()) {
-        const w = snaps.walship[i];
-        const l = snaps.litestream[i];
-        const label = `${Math.round(size / MiB)} MiB db`;
-        add(`snapshot s, ${label}`, w?.seconds, l?.seconds);
-        add(`snapshot peak RSS MiB, ${label}`, w?.peakRssMiB, l?.peakRssMiB);
-      }
-    }
-    if (phases.includes("restore")) {
-      const base = await baseDb(ctx, params.restoreDbBytes);
-      log(
-        `phase restore: ${Math.round(params.restoreDbBytes / MiB)} MiB database + WAL, latest and point in time`,
-      );
-      const rest: Partial<Record<Tool, RestoreResult>> = {};
-      for (const t of tools) rest[t] = await attempt(ctx, `restore ${t}`, () => restorePhase(ctx, t, base));
-      rmSync(base, { force: true });
-      for (const t of tools) per[t].restore = rest[t];
-      add("restore latest s", rest.walship?.latest.seconds, rest.litestream?.latest.seconds);
-      add("restore latest MiB/s", rest.walship?.latest.MiBps, rest.litestream?.latest.MiBps);
-      add(
-        "restore latest s, of the other tool's replica",
-        rest.litestream?.crossLatest.seconds,
-        rest.walship?.crossLatest.seconds,
-      );
-      add("restore: WAL indexes in the replica", rest.walship?.walIndexes, rest.litestream?.walIndexes);
-      add("restore latest peak RSS MiB", rest.walship?.latest.peakRssMiB, rest.litestream?.latest.peakRssMiB);
-      add("restore point-in-time s", rest.walship?.pointInTime.seconds, rest.litestream?.pointInTime.seconds);
-      add("restore point-in-time MiB/s", rest.walship?.pointInTime.MiBps, rest.litestream?.pointInTime.MiBps);
-      add(
-        "restore point-in-time: tx past T included (<0: missed)",
-        rest.walship
-          ? rest.walship.pointInTime.restoredSeq - rest.walship.pointInTime.expectedSeq
-          : undefined,
-        rest.litestream
-          ? rest.litestream.pointInTime.restoredSeq - rest.litestream.pointInTime.expectedSeq
-          : undefined,
-        false,
-      );
-    }
-    if (phases.includes("operator")) {
-      // The operator alone, on the local control plane; litestream has no counterpart.
-      log("phase operator: reconcile SqliteReplicas on the local control plane (walship only)");
-      const smoke = process.env.BENCH_SMOKE === "1" ? { objects: 10, idleMs: 15_000 } : {};
-      const op = await operatorBench({
-        ...operatorParams(quick),
-        ...smoke,
-        walship: WALSHIP,
-        ...(profileDir ? { profileDir: path.join(profileDir, "operator") } : {}),
-        log,
-      });
-      results.operator = op;
-      for (const [figure, value] of operatorRows(op)) add(figure, value, undefined, false);
-    }
+    rows = aggregate(repeats.map((r) => r.table));
   } finally {
     client.destroy();
     await minio.close();

@@ -108,6 +108,8 @@ export interface BenchParams {
   /** How long writing that WAL takes (paced), so restore points fall between many segments. */
   restoreWriteMs: number;
   rowBytes: number;
+  /** Passes over every phase; the table gives each figure's median (BENCH_REPEATS, default 3). */
+  repeats: number;
 }
 
 export function benchParams(quick: boolean): BenchParams {
@@ -149,5 +151,6 @@ export function benchParams(quick: boolean): BenchParams {
     restoreWalBytes: quick ? 100 * MB : 1024 * MB,
     restoreWriteMs: quick ? 20_000 : 60_000,
     rowBytes: 4000,
+    repeats: 3,
   };
 }
