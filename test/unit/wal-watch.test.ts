@@ -1,0 +1,66 @@
+/**
+ * The Db's monitor loop wakes on a change of the WAL (src/replicator/db/watch.ts). A change that came
+ * while no wait was pending (while a sync ran: a back-fill can take seconds) was lost, and the next
+ * wait slept the whole monitor interval: the bench's 4 MB bursts, committed during the sync that
+ * copied the first of them, waited about a second for their upload at sync-interval 100ms.
+ */
+import assert from "node:assert/strict";
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { WalWatcher } from "../../src/replicator/db/watch.ts";
+
+const dir = mkdtempSync(path.join(os.tmpdir(), "walship-watch-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+async function timed(fn: () => Promise<void>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+/** A database and its WAL in `dir`, watched with a monitor interval of 1.5 s. */
+function watching(name: string): { db: string; w: WalWatcher } {
+  const db = path.join(dir, name);
+  writeFileSync(db, "");
+  writeFileSync(`${db}-wal`, "");
+  const w = new WalWatcher(db, `${db}-wal`, 1500);
+  w.start();
+  return { db, w };
+}
+
+describe("WalWatcher", () => {
+  it("wakes the next wait at once for a change made while no wait was pending, and only once", async () => {
+    const { db, w } = watching("a.db");
+    const ctl = new AbortController();
+    try {
+      // As during a sync: the application commits, nobody waits yet.
+      appendFileSync(`${db}-wal`, "commit");
+      await sleep(200);
+      const first = await timed(() => w.wait(ctl.signal));
+      assert.ok(first < 500, `the change made before the wait woke it at once (${first.toFixed(0)} ms)`);
+      // Nothing changed since: the next wait sleeps the monitor interval.
+      const second = await timed(() => w.wait(ctl.signal));
+      assert.ok(second >= 1400, `no change, so the interval (${second.toFixed(0)} ms)`);
+    } finally {
+      w.close();
+    }
+  });
+
+  it("wakes a pending wait on a change of the WAL, and not on other files in the directory", async () => {
+    const { db, w } = watching("b.db");
+    const ctl = new AbortController();
+    try {
+      setTimeout(() => appendFileSync(path.join(dir, "other.txt"), "x"), 100);
+      const other = await timed(() => w.wait(ctl.signal));
+      assert.ok(other >= 1400, `another file does not wake it (${other.toFixed(0)} ms)`);
+      setTimeout(() => appendFileSync(`${db}-wal`, "commit"), 100);
+      const wal = await timed(() => w.wait(ctl.signal));
+      assert.ok(wal < 1000, `a WAL change wakes it (${wal.toFixed(0)} ms)`);
+    } finally {
+      w.close();
+    }
+  });
+});
