@@ -44,7 +44,7 @@ import { WalWatcher } from "./db/watch.ts";
 import { metaDir } from "./layout.ts";
 import { snapshotImage } from "./snapshot-image.ts";
 import { WAL_HEADER_SIZE } from "./sqlite/wal.ts";
-import type { Pos } from "./types.ts";
+import { comparePos, type Pos } from "./types.ts";
 
 // The Db's options, defaults, metrics and commit records are part of its API.
 export * from "./db/options.ts";
@@ -218,12 +218,20 @@ export class Db {
       if (!this.#conn.attached) await this.#attach();
       await this.#ensureWal();
       const changed = await this.#verifyAndCopy();
+      // Wake the destinations before checkpointing, not after: they read only the shadow WAL up to
+      // pos(), which a checkpoint never takes back (it only appends, or starts a new index), while a
+      // back-fill ends with an fsync of the database that can take seconds on a busy disk. Waking
+      // them afterwards held every copied commit back for it (the 4 MB bursts' lag p99, issue 18).
+      if (changed) this.#notify();
+      const before = this.pos();
       await this.#checkpoints.maybe(this.#paused);
       await this.#shadow.clean(this.#replicaIndexes);
       await this.#updateSizeMetrics();
       this.metrics.syncCount++;
       this.#lastError = undefined;
-      if (changed) this.#notify();
+      // A checkpoint copies first what was committed meanwhile, and RESTART moves to a new index.
+      const after = this.pos();
+      if (after && (!before || comparePos(before, after) !== 0)) this.#notify();
     } catch (err) {
       this.metrics.syncErrorCount++;
       this.#lastError = describeError(err);

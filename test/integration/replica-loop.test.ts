@@ -7,6 +7,10 @@
  * between failed syncs grew to 10 s, so a store back after a fault waited up to 10 s more (storage
  * faults torture: 10.2 s from "connection refused" cleared to the next sync, with the app writing
  * 45 MB of WAL a second into the backlog meanwhile).
+ *
+ * And the Db wakes its destinations as soon as a sync has copied commits, not after that sync's
+ * checkpoint: the seam `testHooks.beforeBackfill` holds a PASSIVE back-fill open while the test
+ * uploads and restores.
  */
 import assert from "node:assert/strict";
 import { getEventListeners } from "node:events";
@@ -19,8 +23,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { Db } from "../../src/replicator/db.ts";
 import { Replica } from "../../src/replicator/replica.ts";
+import { restore } from "../../src/replicator/restore.ts";
 import type { ReplicaClient } from "../../src/replicator/storage/client.ts";
 import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
+import { logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "walship-loop-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -178,6 +184,61 @@ describe("replica position rebuilt from a segment that breaks off", () => {
     } finally {
       ctl.abort();
       await loop;
+      replica.close();
+      await db.close();
+      app.close();
+    }
+  });
+});
+
+describe("destinations woken before the checkpoint", () => {
+  it("uploads what a sync copied while that sync's PASSIVE back-fill still runs (seam beforeBackfill)", async () => {
+    // The Db woke its destinations only at the end of a sync, after the checkpoint: a back-fill (which
+    // ends with an fsync of the database, seconds on a busy disk) held every commit it copied back
+    // from the bucket, and a 4 MB burst crosses the PASSIVE threshold each time (bench lag p99).
+    const file = path.join(dir, "early.db");
+    const app = new Database(file);
+    app.pragma("journal_mode = WAL");
+    app.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, x); INSERT INTO t (x) VALUES (1)");
+    const gate = Promise.withResolvers<void>();
+    let held = false;
+    let inBackfill = false;
+    const db = new Db(file, {
+      watch: false,
+      minCheckpointPageCount: 1,
+      testHooks: {
+        beforeBackfill: async () => {
+          if (!held) return;
+          inBackfill = true;
+          await gate.promise;
+        },
+      },
+    });
+    await db.init();
+    await db.sync();
+    const client = new FileReplicaClient(path.join(dir, "early-replica"));
+    const replica = new Replica(db, client, { name: "file", syncIntervalMs: 1 });
+    await replica.sync();
+    let syncing: Promise<void> | undefined;
+    let synced = false;
+    try {
+      app.exec("INSERT INTO t (x) SELECT randomblob(3000) FROM (SELECT 1 UNION SELECT 2 UNION SELECT 3)");
+      held = true;
+      const changed = db.changed();
+      syncing = db.sync().then(() => {
+        synced = true;
+      });
+      const woken = await Promise.race([changed.then(() => true), sleep(5_000).then(() => false)]);
+      assert.ok(woken, "the destinations were woken before the back-fill ended");
+      while (!inBackfill) await sleep(5);
+      await replica.sync();
+      assert.equal(synced, false, "the sync is still inside its back-fill");
+      const out = path.join(dir, "early-restored.db");
+      await restore([{ name: "file", client }], { outputPath: out });
+      assert.equal(logicalHash(out), logicalHashOf(app), "the bucket has the commit already");
+    } finally {
+      gate.resolve();
+      await syncing;
       replica.close();
       await db.close();
       app.close();

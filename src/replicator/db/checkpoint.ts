@@ -113,6 +113,7 @@ export class Checkpointer {
         // reach frames up to our mark, and a frame written back but never copied would be lost if
         // the WAL were restarted while we are down.
         await this.#shadow.copy();
+        await this.#testHooks?.beforeBackfill?.();
         const complete = await this.#backfill(1);
         m.count++;
         this.#succeeded();

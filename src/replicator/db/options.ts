@@ -38,9 +38,10 @@ export interface DbOptions {
   /**
    * Test seams (named so nothing else uses them): `afterVerify` runs between the WAL check and the
    * copy; `afterBackfill` in our RESTART/TRUNCATE checkpoint, between the back-fill and our write
-   * that restarts the WAL (when no lock of ours holds the application off).
+   * that restarts the WAL (when no lock of ours holds the application off); `beforeBackfill` in a
+   * PASSIVE checkpoint, awaited before its back-fill starts (to hold a sync inside one).
    */
-  testHooks?: { afterVerify?: () => void; afterBackfill?: () => void };
+  testHooks?: { afterVerify?: () => void; afterBackfill?: () => void; beforeBackfill?: () => Promise<void> };
 }
 
 /** A commit observed in the WAL: where its last frame ends, and when we saw it. */
