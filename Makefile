@@ -137,7 +137,7 @@ deploy: ## helm install (or upgrade) the chart into the cluster that KUBECONFIG 
 clean: ## remove build output (the component cache under $(WALSHIP_CACHE) stays)
 	rm -rf dist node_modules .demo
 
-bench: deps build ## compare walship with litestream v0.3.13 (lag, throughput, CPU, memory, snapshot, restore)
+bench: deps build ## compare walship with litestream v0.3.13, median of three passes (lag, throughput, CPU, memory, snapshot, restore; about 90 min)
 	test/infra/install minio litestream etcd kubernetes
 	$(NODE) bench/run.ts
 
