@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import {
   databasesOf,
   SqliteReplicaSpec,
@@ -336,8 +336,13 @@ describe("restore Jobs", () => {
 });
 
 describe("swap and rollback scripts (real /bin/sh, real files)", () => {
+  const dirs: string[] = [];
+  after(() => {
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  });
   function setup(previousDatabase = "Retain") {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "walship-swap-"));
+    dirs.push(dir);
     const spec = SqliteRestoreSpec.parse({ sqliteReplicaName: "db", mode: "InPlace", previousDatabase });
     const r = { ...replica, database: { ...replica.database, path: path.join(dir, "app.db") } };
     const p = restorePaths({ restore: { name: "r1", namespace: "shop", uid: "u" }, spec, replica: r });
