@@ -677,8 +677,9 @@ interface RepeatResult {
 }
 
 /**
- * One pass over the chosen phases, each tool in turn. `steadyRate` fixes the heavy writer's rate
- * (the first repeat's, so every repeat runs the same workload); undefined derives it as before.
+ * One pass over the chosen phases, each tool in turn. `fixedRate` fixes the heavy writer's rate
+ * (the first pass's, so every pass runs the same workload); undefined derives it from BENCH_HEAVY_MIBPS
+ * or this pass's ramp.
  */
 async function runPhases(
   ctx: Ctx,
