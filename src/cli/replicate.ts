@@ -2,6 +2,7 @@
 
 import { spawn } from "node:child_process";
 import { type Config, configFromArgs } from "../replicator/config.ts";
+import { lz4Implementation } from "../replicator/lz4/native.ts";
 import { startReplication } from "../replicator/run.ts";
 import { type ReplicatorServer, startServer } from "../replicator/server.ts";
 import { takeEarlySignals } from "../shared/early-signals.ts";
@@ -66,7 +67,7 @@ async function runReplicate(
     format: logFormat(flags["log-format"], config.logging.type),
     stderr: config.logging.stderr,
   });
-  log.info({ version: VERSION }, "walship starting");
+  log.info({ version: VERSION, lz4: lz4Implementation() }, "walship starting");
   const replication = await startReplication(config, log);
   let server: ReplicatorServer | undefined;
   if (config.addr) {

@@ -200,6 +200,17 @@ describe("the image built from the Dockerfile (buildah), run with runc", { timeo
     assert.match(r.stdout, /^3\.\d+\.\d+/);
   });
 
+  it("loads the native LZ4 block codec (lz4-napi's prebuilt binary), not the TypeScript fallback", async () => {
+    const r = await box.run([
+      "node",
+      "--input-type=module",
+      "-e",
+      "const m = await import('/app/dist/replicator/lz4/native.js'); console.log(JSON.stringify(m.lz4Implementation()))",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { name: "native" });
+  });
+
   it("replicates and restores a database on a mounted directory, as uid 1000, writing nothing else", async () => {
     const db = new Database(path.join(dir, "app.db"));
     db.pragma("journal_mode = WAL");

@@ -30,6 +30,7 @@ import {
 } from "../../src/replicator/lz4.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 import { assertCode } from "../helpers/assert.ts";
+import { noise } from "../helpers/noise.ts";
 
 function which(cmd: string): boolean {
   try {
@@ -54,19 +55,6 @@ let seq = 0;
 function tmpFile(name: string): string {
   seq++;
   return path.join(base, `${seq}-${name}`);
-}
-
-/** Deterministic pseudo-random bytes (xorshift32). */
-function noise(n: number, seed = 1): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = seed | 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
 }
 
 /** Text-like rows, compressible about 2:1 like SQLite pages of text. */

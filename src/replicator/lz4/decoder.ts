@@ -7,6 +7,7 @@ import { WalshipError } from "../../shared/errors.ts";
 import { hex8 } from "../../shared/format.ts";
 import { corrupt, decompressBlock } from "./block.ts";
 import { ByteQueue } from "./byte-queue.ts";
+import { nativeDecompressBlock } from "./native.ts";
 import { Xxh32, xxh32 } from "./xxhash32.ts";
 
 export const LZ4_FRAME_MAGIC = 0x184d2204;
@@ -253,6 +254,16 @@ export class Lz4FrameDecoder {
       // A stored block needs no window: copy it out directly.
       this.#emitOutput(this.#borrow ? body : Buffer.from(body), at, emit);
       return;
+    }
+    if (this.#independent && !this.#borrow) {
+      // Independent blocks need no window either: the native codec decodes them into a fresh Buffer.
+      // Not when borrowing: restore decodes into the scratch, with no 4 MiB allocation per block
+      // (native decoding there raised restore's peak RSS from 282 to 338 MiB, docs/benchmarks.md).
+      const out = nativeDecompressBlock(body, this.#blockMax, at);
+      if (out !== null) {
+        this.#emitOutput(out, at, emit);
+        return;
+      }
     }
     const hist = this.#independent ? 0 : this.#histLen;
     // A block cannot decode to more than 255 bytes per input byte, nor past the frame's maximum.

@@ -4,6 +4,7 @@
  * shrink are stored raw (bit 31 of the block size).
  */
 import { compressBlock, compressBound, newHashTable } from "./block.ts";
+import { nativeCompressFrameBlock } from "./native.ts";
 import { Xxh32 } from "./xxhash32.ts";
 
 /** The maximum block size our encoder uses (BD 0x70). */
@@ -81,6 +82,11 @@ export class FrameEncoder {
   }
 
   #emitBlock(data: Uint8Array, emit: (b: Uint8Array) => void): void {
+    const native = nativeCompressFrameBlock(data);
+    if (native !== null) {
+      emit(native);
+      return;
+    }
     const bound = compressBound(data.length);
     if (!this.#out || this.#out.length < bound) this.#out = new Uint8Array(bound);
     this.#table ??= newHashTable();
