@@ -46,6 +46,9 @@ import { snapshotImage } from "./snapshot-image.ts";
 import { WAL_HEADER_SIZE } from "./sqlite/wal.ts";
 import { comparePos, type Pos } from "./types.ts";
 
+/** The size gauges are read at most this often (see #updateSizeMetrics). */
+const SIZE_METRICS_INTERVAL_MS = 1000;
+
 // The Db's options, defaults, metrics and commit records are part of its API.
 export * from "./db/options.ts";
 
@@ -69,6 +72,9 @@ export class Db {
   readonly #shadow: ShadowWal;
   readonly #watch: WalWatcher;
   #changed: PromiseWithResolvers<void> = Promise.withResolvers<void>();
+  /** When the size gauges were last read (performance.now()), and for which shadow generation. */
+  #sizesAt = Number.NEGATIVE_INFINITY;
+  #sizesGeneration: string | undefined;
   #commitListeners = new Set<(c: CommitRecord[]) => void>();
   /** Per destination, the lowest shadow index it still needs in the current generation. */
   #replicaIndexes = new Map<string, { generation: string; index: number } | undefined>();
@@ -422,7 +428,20 @@ export class Db {
     return this.#shadow.verifyAndCopyUnlocked(realHeader, (await stat(this.walPath)).size);
   }
 
+  /**
+   * The size gauges (database, -wal, shadow WAL), at most once a second, or at once when the shadow
+   * moved to another index or generation. A sync runs on every WAL change, many times a second under
+   * a heavy writer, and statting every shadow file each time cost 2.3 s of main-thread CPU per GiB
+   * of WAL (docs/benchmarks.md, "Where the CPU goes"); the gauges are read by a scrape or a status
+   * request, at most every few seconds.
+   */
   async #updateSizeMetrics(): Promise<void> {
+    const s0 = this.#shadow.state;
+    const now = performance.now();
+    const moved = s0?.index !== this.metrics.shadowIndex || s0?.generation !== this.#sizesGeneration;
+    if (!moved && now - this.#sizesAt < SIZE_METRICS_INTERVAL_MS) return;
+    this.#sizesAt = now;
+    this.#sizesGeneration = s0?.generation;
     const [dbSt, walSt] = await Promise.all([
       stat(this.path).catch(() => undefined),
       stat(this.walPath).catch(() => undefined),
