@@ -13,12 +13,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { describeError, ErrorCodes, hasCode, WalshipError } from "../shared/errors.ts";
 import { hex8 } from "../shared/format.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
+import { readRange } from "./db/files.ts";
 import type { CommitRecord, Db } from "./db.ts";
 import { type CommitTimesDoc, encodeJson, type SnapshotMetaDoc, snapshotMetaKey } from "./extras.ts";
 import type { Fence } from "./fence.ts";
 import { SNAPSHOT_RETRY_MS, snapshotRefusal, spaceNeeds } from "./guardrails.ts";
 import { keys } from "./layout.ts";
-import { createLz4Decoder, createLz4Encoder, LZ4_BLOCK_SIZE } from "./lz4.ts";
+import { createLz4Decoder, createLz4Encoder, LZ4_BLOCK_SIZE, lz4EncodeFrame } from "./lz4.ts";
 import {
   DEFAULT_RETENTION_CHECK_INTERVAL_MS,
   DEFAULT_RETENTION_MS,
@@ -43,6 +44,9 @@ export * from "./replica/options.ts";
 const MAX_BACKOFF_MS = 2_000;
 /** Commit times kept in memory per destination while they wait for their segment's upload. */
 const MAX_PENDING_COMMITS = 200_000;
+
+/** Segments up to this many bytes of WAL are compressed in memory and stored with one request. */
+const IN_MEMORY_SEGMENT_BYTES = 2 * LZ4_BLOCK_SIZE;
 
 /**
  * `src` LZ4-encoded, as one stream whose consumer (an upload) sees an error of either: a shadow file
@@ -397,12 +401,28 @@ export class Replica {
   async #uploadSegment(pos: Pos, end: number, signal: AbortSignal | undefined): Promise<void> {
     const file = this.db.shadowWalPath(pos.generation, pos.index);
     const started = performance.now();
-    // Read in whole LZ4 blocks: the encoder then compresses each chunk where it lies instead of
-    // gathering 64 KiB reads into a block first (about a fifth less CPU per byte, measured on a
-    // 171 MB shadow WAL: 360 ms against 438 ms).
-    const body = encoded(
-      createReadStream(file, { start: pos.offset, end: end - 1, highWaterMark: LZ4_BLOCK_SIZE }),
-    );
+    const length = end - pos.offset;
+    // A segment of up to two blocks (most syncs' under sync-interval 1s) is read and compressed in
+    // memory and stored as one buffer: one PutObject, without lib-storage, which gathers a stream's
+    // chunks and joins them into a copy. Larger ones stream, read in whole LZ4 blocks: the encoder
+    // then compresses each chunk where it lies instead of gathering 64 KiB reads into a block first
+    // (about a fifth less CPU per byte, measured on a 171 MB shadow WAL: 360 ms against 438 ms).
+    let body: Readable | Uint8Array;
+    if (length <= IN_MEMORY_SEGMENT_BYTES) {
+      const wal = await readRange(file, pos.offset, length);
+      if (wal.length !== length) {
+        throw new WalshipError(
+          ErrorCodes.WAL,
+          `upload WAL segment ${formatPos(pos)}: shadow WAL ${file} ends at ${pos.offset + wal.length}, before ${end}`,
+          { details: { file, offset: pos.offset, end } },
+        );
+      }
+      body = lz4EncodeFrame(wal);
+    } else {
+      body = encoded(
+        createReadStream(file, { start: pos.offset, end: end - 1, highWaterMark: LZ4_BLOCK_SIZE }),
+      );
+    }
     // Commit times ride beside the segment; a segment without them falls back to its object time.
     // Both are written at once (one round trip per sync, not two): restore reads a commit-times
     // document only for a segment it lists, so one whose segment never landed is simply unused.

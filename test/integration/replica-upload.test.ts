@@ -13,6 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { Db } from "../../src/replicator/db.ts";
+import { createLz4Decoder } from "../../src/replicator/lz4.ts";
 import { Replica } from "../../src/replicator/replica.ts";
 import { restore } from "../../src/replicator/restore.ts";
 import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
@@ -54,6 +55,41 @@ describe("replica upload", () => {
     assert.equal(logicalHash(out), committed);
 
     truncateSync(shadow, pos.offset);
+    replica.close();
+    await db.close();
+    app.close();
+  });
+
+  it("stores a segment of up to two LZ4 blocks whole and a larger one streamed, each the shadow's bytes", async () => {
+    const file = path.join(dir, "sizes.db");
+    const { app, insert } = blobApp(file);
+    insert(1);
+    const client = new FileReplicaClient(path.join(dir, "replica-sizes"));
+    const db = new Db(file, { watch: false });
+    await db.init();
+    await db.sync();
+    const replica = new Replica(db, client, { name: "file" });
+    await replica.sync();
+    // About 1 MiB (sent whole), then about 16 MiB (over 8 MiB: streamed), then about 6 MiB.
+    const sizes: number[] = [];
+    for (const n of [300, 4000, 1500]) {
+      const from = db.pos()!;
+      insert(n);
+      await db.sync();
+      await replica.sync();
+      const to = db.pos()!;
+      assert.equal(to.index, from.index, "no checkpoint moved the index");
+      const shadow = readFileSync(db.shadowWalPath(from.generation, from.index)).subarray(from.offset, to.offset);
+      sizes.push(shadow.length);
+      const stored = Buffer.concat(
+        await (await client.walSegmentReader(from.generation, from.index, from.offset)).pipe(createLz4Decoder()).toArray(),
+      );
+      assert.ok(stored.equals(shadow), `the segment at ${from.offset} holds the shadow's ${shadow.length} bytes`);
+    }
+    assert.ok(sizes[0]! < 8 << 20 && sizes[1]! > 8 << 20 && sizes[2]! < 8 << 20, `segment sizes ${sizes}`);
+    const out = path.join(dir, "sizes-restored.db");
+    await restore([{ name: "file", client }], { outputPath: out });
+    assert.equal(logicalHash(out), logicalHashOf(app));
     replica.close();
     await db.close();
     app.close();
