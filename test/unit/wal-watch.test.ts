@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { WalWatcher } from "../../src/replicator/db/watch.ts";
+import { coalesceMs, WalWatcher } from "../../src/replicator/db/watch.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "walship-watch-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -62,5 +62,38 @@ describe("WalWatcher", () => {
     } finally {
       w.close();
     }
+  });
+
+  it("under a steady stream of changes, starts syncs at most once per coalescing period, a quiet one's at once", async () => {
+    const db = path.join(dir, "c.db");
+    writeFileSync(db, "");
+    writeFileSync(`${db}-wal`, "");
+    const w = new WalWatcher(db, `${db}-wal`, 1500, 300);
+    w.start();
+    const ctl = new AbortController();
+    try {
+      // Quiet: the first change wakes the wait at once.
+      setTimeout(() => appendFileSync(`${db}-wal`, "commit"), 50);
+      const quiet = await timed(() => w.wait(ctl.signal));
+      assert.ok(quiet < 250, `a quiet database's first change wakes at once (${quiet.toFixed(0)} ms)`);
+      // A change during the (short) sync: the next one waits out the rest of the 300 ms.
+      appendFileSync(`${db}-wal`, "commit");
+      await sleep(50);
+      const busy = await timed(() => w.wait(ctl.signal));
+      assert.ok(busy >= 200 && busy < 600, `a change during the sync waits out the period (${busy.toFixed(0)} ms)`);
+      // A sync longer than the period: no wait at all.
+      appendFileSync(`${db}-wal`, "commit");
+      await sleep(400);
+      const late = await timed(() => w.wait(ctl.signal));
+      assert.ok(late < 100, `after a sync longer than the period, at once (${late.toFixed(0)} ms)`);
+    } finally {
+      w.close();
+    }
+  });
+
+  it("coalesces for a tenth of the monitor interval, at most 50 ms", () => {
+    assert.equal(coalesceMs(1000), 50);
+    assert.equal(coalesceMs(100), 10);
+    assert.equal(coalesceMs(10_000), 50);
   });
 });

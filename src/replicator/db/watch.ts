@@ -2,6 +2,19 @@
 
 import fs from "node:fs";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+
+/**
+ * Under a steady stream of changes, syncs start at most this often (and at most ten times per monitor
+ * interval): each one costs a wake-up, a read of the wal-index and the WAL's tail, an fsync of the
+ * shadow WAL and a checkpoint check, so a heavy writer kept the loop busy copying a few frames at a
+ * time. A quiet database's first change still wakes a sync at once.
+ */
+export const MAX_COALESCE_MS = 50;
+
+export function coalesceMs(monitorIntervalMs: number): number {
+  return Math.min(MAX_COALESCE_MS, Math.floor(monitorIntervalMs / 10));
+}
 
 export class WalWatcher {
   #watcher: fs.FSWatcher | undefined;
@@ -11,15 +24,19 @@ export class WalWatcher {
    * seconds) must wake the next wait at once, not after the monitor interval.
    */
   #pending = false;
+  /** When the last wait ended (performance.now()): the start of the sync that followed it. */
+  #wokeAt = Number.NEGATIVE_INFINITY;
 
   readonly path: string;
   readonly walPath: string;
   readonly monitorIntervalMs: number;
+  readonly coalesceMs: number;
 
-  constructor(dbPath: string, walPath: string, monitorIntervalMs: number) {
+  constructor(dbPath: string, walPath: string, monitorIntervalMs: number, coalesce = coalesceMs(monitorIntervalMs)) {
     this.path = dbPath;
     this.walPath = walPath;
     this.monitorIntervalMs = monitorIntervalMs;
+    this.coalesceMs = coalesce;
   }
 
   start(): void {
@@ -42,10 +59,16 @@ export class WalWatcher {
     }
   }
 
-  /** Until the next change, the monitor interval or the abort; at once if a change came since the last wait. */
+  /**
+   * Until the next change, the monitor interval or the abort. If a change came since the last wait
+   * (during the sync), at once, but no sooner than `coalesceMs` after the last wait ended.
+   */
   async wait(signal: AbortSignal): Promise<void> {
     if (this.#pending) {
+      const rest = this.#wokeAt + this.coalesceMs - performance.now();
+      if (rest > 0) await sleep(rest, undefined, { signal }).catch(() => undefined);
       this.#pending = false;
+      this.#wokeAt = performance.now();
       return;
     }
     const { promise, resolve } = Promise.withResolvers<void>();
@@ -55,6 +78,7 @@ export class WalWatcher {
     void this.#walEvent.promise.then(resolve);
     await promise;
     this.#pending = false;
+    this.#wokeAt = performance.now();
     clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);
   }
