@@ -72,6 +72,8 @@ export class Db {
   readonly #shadow: ShadowWal;
   readonly #watch: WalWatcher;
   #changed: PromiseWithResolvers<void> = Promise.withResolvers<void>();
+  /** Settles when the next sync's copy step ends (see catchUp). */
+  #copied: PromiseWithResolvers<void> = Promise.withResolvers<void>();
   /** When the size gauges were last read (performance.now()), and for which shadow generation. */
   #sizesAt = Number.NEGATIVE_INFINITY;
   #sizesGeneration: string | undefined;
@@ -122,7 +124,7 @@ export class Db {
       testHooks: this.#testHooks,
     });
     this.#checkpoints = new Checkpointer(this, this.#conn, this.#shadow, this.#log, this.#testHooks);
-    this.#watch = new WalWatcher(this.path, this.walPath, this.monitorIntervalMs);
+    this.#watch = new WalWatcher(this.path, this.walPath, this.monitorIntervalMs, opts.coalesceMs);
   }
 
   get pageSize(): number {
@@ -152,6 +154,21 @@ export class Db {
   /** A promise that settles at the next change of the shadow WAL (new frames, index, generation). */
   changed(): Promise<void> {
     return this.#changed.promise;
+  }
+
+  /**
+   * Before a destination reads the shadow WAL: if the monitor loop is holding changes back to batch
+   * them (the watcher's coalescing period), starts its sync now and waits, at most `maxWaitMs`, until
+   * that sync has copied them. At once otherwise. Without it a commit made in the 50 ms before a
+   * destination's tick missed that upload and waited for the next one (lag p99 at sync-interval 1s:
+   * 1042 against Litestream's 1022 ms).
+   */
+  async catchUp(maxWaitMs = 100): Promise<void> {
+    const copied = this.#copied.promise;
+    if (!this.#watch.hurry()) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([copied, new Promise<void>((resolve) => (timer = setTimeout(resolve, maxWaitMs)))]);
+    clearTimeout(timer);
   }
 
   /** Listen for commits as they are copied into the shadow WAL (for the commit-time index). */
@@ -219,11 +236,14 @@ export class Db {
 
   async #syncOnce(): Promise<void> {
     const started = performance.now();
+    let copyDone = false;
     try {
       if (!this.#conn.connect()) return;
       if (!this.#conn.attached) await this.#attach();
       await this.#ensureWal();
       const changed = await this.#verifyAndCopy();
+      copyDone = true;
+      this.#copyDone();
       // Wake the destinations before checkpointing, not after: they read only the shadow WAL up to
       // pos(), which a checkpoint never takes back (it only appends, or starts a new index), while a
       // back-fill ends with an fsync of the database that can take seconds on a busy disk. Waking
@@ -243,6 +263,8 @@ export class Db {
       this.#lastError = describeError(err);
       throw err;
     } finally {
+      // A sync that stopped before its copy step (no database yet, an error) releases catchUp too.
+      if (!copyDone) this.#copyDone();
       this.metrics.syncSeconds += (performance.now() - started) / 1000;
     }
   }
@@ -431,9 +453,9 @@ export class Db {
   /**
    * The size gauges (database, -wal, shadow WAL), at most once a second, or at once when the shadow
    * moved to another index or generation. A sync runs on every WAL change, many times a second under
-   * a heavy writer, and statting every shadow file each time cost 2.3 s of main-thread CPU per GiB
-   * of WAL (docs/benchmarks.md, "Where the CPU goes"); the gauges are read by a scrape or a status
-   * request, at most every few seconds.
+   * a heavy writer, and statting every shadow file each time took 2.35 s of main-thread time in a
+   * profile of the heavy writer (docs/benchmarks.md, "Where Walship stands"); the gauges are read by
+   * a scrape or a status request, at most every few seconds.
    */
   async #updateSizeMetrics(): Promise<void> {
     const s0 = this.#shadow.state;
@@ -460,6 +482,13 @@ export class Db {
   }
 
   // --- change notification -----------------------------------------------------------------------
+
+  /** A sync's copy step has ended (whether it copied anything): releases catchUp. */
+  #copyDone(): void {
+    const prev = this.#copied;
+    this.#copied = Promise.withResolvers<void>();
+    prev.resolve();
+  }
 
   #notify(): void {
     const prev = this.#changed;

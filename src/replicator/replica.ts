@@ -181,6 +181,7 @@ export class Replica {
       const changed = this.db.changed();
       const started = Date.now();
       try {
+        await this.db.catchUp();
         await this.sync({ signal });
         backoff = this.syncIntervalMs;
       } catch (err) {

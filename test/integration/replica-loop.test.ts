@@ -26,6 +26,7 @@ import { Replica } from "../../src/replicator/replica.ts";
 import { restore } from "../../src/replicator/restore.ts";
 import type { ReplicaClient } from "../../src/replicator/storage/client.ts";
 import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
+import { comparePos } from "../../src/replicator/types.ts";
 import { logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "walship-loop-"));
@@ -240,6 +241,51 @@ describe("destinations woken before the checkpoint", () => {
       gate.resolve();
       await syncing;
       replica.close();
+      await db.close();
+      app.close();
+    }
+  });
+});
+
+describe("a destination's tick catches up on coalesced changes", () => {
+  it("copies what the monitor loop holds back to batch it before the destination reads the shadow", async () => {
+    // Under a steady stream of commits the monitor loop batches changes (a change made during a sync
+    // waits out the coalescing period from that sync's start). A destination about to upload ends
+    // that wait (Db.catchUp): a commit made just before its tick is in that upload, not the next.
+    const file = path.join(dir, "catchup.db");
+    const app = new Database(file);
+    app.pragma("journal_mode = WAL");
+    app.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, x); INSERT INTO t (x) VALUES (1)");
+    // A coalescing period far longer than the test: only catchUp can end it.
+    const db = new Db(file, { monitorIntervalMs: 60_000, coalesceMs: 30_000 });
+    await db.init();
+    await db.sync();
+    const ctl = new AbortController();
+    const loop = db.monitor(ctl.signal);
+    try {
+      const startedAt = performance.now();
+      await db.catchUp(); // nothing held back: at once
+      assert.ok(performance.now() - startedAt < 50, "catchUp with nothing held back returns at once");
+      const first = db.pos()!;
+      // A quiet database's first change wakes a sync at once.
+      app.exec("INSERT INTO t (x) VALUES (2)");
+      const woke = performance.now();
+      while (comparePos(db.pos()!, first) === 0) {
+        assert.ok(performance.now() - woke < 5_000, "the first change was copied");
+        await sleep(5);
+      }
+      const second = db.pos()!;
+      // The next change comes during or right after that sync: it is held back.
+      app.exec("INSERT INTO t (x) VALUES (3)");
+      await sleep(300);
+      assert.deepEqual(db.pos(), second, "the change is held back by the coalescing period");
+      const t0 = performance.now();
+      await db.catchUp();
+      assert.ok(performance.now() - t0 < 1_000, "catchUp ended the wait");
+      assert.ok(comparePos(db.pos()!, second) > 0, "and the held-back commit is in the shadow");
+    } finally {
+      ctl.abort();
+      await loop;
       await db.close();
       app.close();
     }

@@ -76,16 +76,52 @@ describe("WalWatcher", () => {
       setTimeout(() => appendFileSync(`${db}-wal`, "commit"), 50);
       const quiet = await timed(() => w.wait(ctl.signal));
       assert.ok(quiet < 250, `a quiet database's first change wakes at once (${quiet.toFixed(0)} ms)`);
-      // A change during the (short) sync: the next one waits out the rest of the 300 ms.
+      // A change during or just after the (short) sync: the next one waits out the rest of the 300 ms.
       appendFileSync(`${db}-wal`, "commit");
       await sleep(50);
       const busy = await timed(() => w.wait(ctl.signal));
-      assert.ok(busy >= 200 && busy < 600, `a change during the sync waits out the period (${busy.toFixed(0)} ms)`);
+      assert.ok(
+        busy >= 200 && busy < 600,
+        `a change during the sync waits out the period (${busy.toFixed(0)} ms)`,
+      );
       // A sync longer than the period: no wait at all.
       appendFileSync(`${db}-wal`, "commit");
       await sleep(400);
       const late = await timed(() => w.wait(ctl.signal));
       assert.ok(late < 100, `after a sync longer than the period, at once (${late.toFixed(0)} ms)`);
+    } finally {
+      w.close();
+    }
+  });
+
+  it("hurry() ends a coalescing wait at once, and does nothing when none is under way", async () => {
+    const db = path.join(dir, "d.db");
+    writeFileSync(db, "");
+    writeFileSync(`${db}-wal`, "");
+    const w = new WalWatcher(db, `${db}-wal`, 10_000, 5_000);
+    w.start();
+    const ctl = new AbortController();
+    try {
+      appendFileSync(`${db}-wal`, "commit");
+      await sleep(50);
+      await w.wait(ctl.signal); // the first change: at once
+      assert.equal(w.hurry(), false, "no coalescing wait under way");
+      appendFileSync(`${db}-wal`, "commit");
+      setTimeout(() => assert.equal(w.hurry(), true, "a coalescing wait was ended"), 200);
+      const held = await timed(() => w.wait(ctl.signal));
+      assert.ok(held >= 150 && held < 1_000, `held until hurried (${held.toFixed(0)} ms), not 5 s`);
+    } finally {
+      w.close();
+    }
+  });
+
+  it("returns at once for a signal aborted before the call", async () => {
+    const { w } = watching("e.db");
+    try {
+      const ctl = new AbortController();
+      ctl.abort();
+      const took = await timed(() => w.wait(ctl.signal));
+      assert.ok(took < 200, `an aborted signal does not wait the monitor interval (${took.toFixed(0)} ms)`);
     } finally {
       w.close();
     }

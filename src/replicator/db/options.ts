@@ -34,6 +34,11 @@ export interface DbOptions {
   busyTimeoutMs?: number;
   /** Watch the WAL file for changes (inotify) so commits are seen within milliseconds. Default true. */
   watch?: boolean;
+  /**
+   * After a change made during a sync, how long from that sync's start the next one waits, to batch
+   * a steady stream of commits. Default coalesceMs(monitorIntervalMs): a tenth of it, at most 50 ms.
+   */
+  coalesceMs?: number;
   log?: Logger;
   /**
    * Test seams (named so nothing else uses them): `afterVerify` runs between the WAL check and the

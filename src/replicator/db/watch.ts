@@ -2,7 +2,6 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 
 /**
  * Under a steady stream of changes, syncs start at most this often (and at most ten times per monitor
@@ -26,17 +25,19 @@ export class WalWatcher {
   #pending = false;
   /** When the last wait ended (performance.now()): the start of the sync that followed it. */
   #wokeAt = Number.NEGATIVE_INFINITY;
+  /** Ends the coalescing wait under way, if one is (see hurry). */
+  #hurry: (() => void) | undefined;
 
   readonly path: string;
   readonly walPath: string;
   readonly monitorIntervalMs: number;
   readonly coalesceMs: number;
 
-  constructor(dbPath: string, walPath: string, monitorIntervalMs: number, coalesce = coalesceMs(monitorIntervalMs)) {
+  constructor(dbPath: string, walPath: string, monitorIntervalMs: number, coalesce?: number) {
     this.path = dbPath;
     this.walPath = walPath;
     this.monitorIntervalMs = monitorIntervalMs;
-    this.coalesceMs = coalesce;
+    this.coalesceMs = coalesce ?? coalesceMs(monitorIntervalMs);
   }
 
   start(): void {
@@ -60,25 +61,52 @@ export class WalWatcher {
   }
 
   /**
-   * Until the next change, the monitor interval or the abort. If a change came since the last wait
-   * (during the sync), at once, but no sooner than `coalesceMs` after the last wait ended.
+   * Until the next change, the monitor interval or the abort; at once if a change came since the last
+   * wait (during the sync). A change wakes it no sooner than `coalesceMs` after the last wait ended,
+   * so syncs for changes start at most that often; after a quiet spell, at once.
    */
   async wait(signal: AbortSignal): Promise<void> {
-    if (this.#pending) {
-      const rest = this.#wokeAt + this.coalesceMs - performance.now();
-      if (rest > 0) await sleep(rest, undefined, { signal }).catch(() => undefined);
-      this.#pending = false;
-      this.#wokeAt = performance.now();
-      return;
+    // An abort before the call (during the sync) fires no listener: without this the loop slept a
+    // whole monitor interval before it saw the signal.
+    if (signal.aborted) return;
+    if (!this.#pending) {
+      const { promise, resolve } = Promise.withResolvers<void>();
+      const timer = setTimeout(resolve, this.monitorIntervalMs);
+      const onAbort = (): void => resolve();
+      signal.addEventListener("abort", onAbort, { once: true });
+      void this.#walEvent.promise.then(() => resolve());
+      await promise;
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
     }
-    const { promise, resolve } = Promise.withResolvers<void>();
-    const timer = setTimeout(resolve, this.monitorIntervalMs);
-    const onAbort = () => resolve();
-    signal.addEventListener("abort", onAbort, { once: true });
-    void this.#walEvent.promise.then(resolve);
-    await promise;
+    if (this.#pending && !signal.aborted) {
+      const rest = this.#wokeAt + this.coalesceMs - performance.now();
+      if (rest > 0) await this.#coalesce(rest, signal);
+    }
     this.#pending = false;
     this.#wokeAt = performance.now();
+  }
+
+  /**
+   * Ends a coalescing wait at once, for a destination about to read the shadow WAL: the changes it
+   * holds back would otherwise miss that upload. Returns whether a wait was ended.
+   */
+  hurry(): boolean {
+    const end = this.#hurry;
+    if (end === undefined) return false;
+    this.#hurry = undefined;
+    end();
+    return true;
+  }
+
+  async #coalesce(ms: number, signal: AbortSignal): Promise<void> {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#hurry = resolve;
+    const timer = setTimeout(resolve, ms);
+    const onAbort = (): void => resolve();
+    signal.addEventListener("abort", onAbort, { once: true });
+    await promise;
+    this.#hurry = undefined;
     clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);
   }
