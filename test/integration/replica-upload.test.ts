@@ -79,12 +79,20 @@ describe("replica upload", () => {
       await replica.sync();
       const to = db.pos()!;
       assert.equal(to.index, from.index, "no checkpoint moved the index");
-      const shadow = readFileSync(db.shadowWalPath(from.generation, from.index)).subarray(from.offset, to.offset);
+      const shadow = readFileSync(db.shadowWalPath(from.generation, from.index)).subarray(
+        from.offset,
+        to.offset,
+      );
       sizes.push(shadow.length);
       const stored = Buffer.concat(
-        await (await client.walSegmentReader(from.generation, from.index, from.offset)).pipe(createLz4Decoder()).toArray(),
+        await (await client.walSegmentReader(from.generation, from.index, from.offset))
+          .pipe(createLz4Decoder())
+          .toArray(),
       );
-      assert.ok(stored.equals(shadow), `the segment at ${from.offset} holds the shadow's ${shadow.length} bytes`);
+      assert.ok(
+        stored.equals(shadow),
+        `the segment at ${from.offset} holds the shadow's ${shadow.length} bytes`,
+      );
     }
     assert.ok(sizes[0]! < 8 << 20 && sizes[1]! > 8 << 20 && sizes[2]! < 8 << 20, `segment sizes ${sizes}`);
     const out = path.join(dir, "sizes-restored.db");
