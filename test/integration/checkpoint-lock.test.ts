@@ -54,7 +54,7 @@ describe("RESTART checkpoint and the write lock", () => {
       assert.deepEqual(commitsDuringBackfill, ["ok"], "the application committed while the back-fill ran");
       assert.ok(db.pos()!.index > before.index, "the RESTART moved the shadow to the next index");
       assert.equal(db.metrics.checkpoints.RESTART.count, 1);
-      assert.equal(app.prepare("SELECT count(*) AS n FROM t").get()!.n, 81);
+      assert.equal((app.prepare("SELECT count(*) AS n FROM t").get() as { n: number }).n, 81);
     } finally {
       await db.close();
       app.close();
