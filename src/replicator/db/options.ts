@@ -35,16 +35,18 @@ export interface DbOptions {
   /** Watch the WAL file for changes (inotify) so commits are seen within milliseconds. Default true. */
   watch?: boolean;
   /**
-   * After a change made during a sync, how long from that sync's start the next one waits, to batch
-   * a steady stream of commits. Default coalesceMs(monitorIntervalMs): a tenth of it, at most 50 ms.
+   * Syncs for changes start at most this often (counted from the previous one's start), to batch a
+   * steady stream of commits; a destination's tick ends the wait (catchUp). Default
+   * coalesceMs(monitorIntervalMs): a tenth of it, at most 50 ms.
    */
   coalesceMs?: number;
   log?: Logger;
   /**
    * Test seams (named so nothing else uses them): `afterVerify` runs between the WAL check and the
    * copy; `afterBackfill` in our RESTART/TRUNCATE checkpoint, between the back-fill and our write
-   * that restarts the WAL (when no lock of ours holds the application off); `beforeBackfill` in a
-   * PASSIVE checkpoint, awaited before its back-fill starts (to hold a sync inside one).
+   * that restarts the WAL (when no lock of ours holds the application off); `beforeBackfill` in every
+   * checkpoint, awaited before the back-fill done without the write lock starts (to hold a sync inside
+   * one, or to commit from the application during it).
    */
   testHooks?: { afterVerify?: () => void; afterBackfill?: () => void; beforeBackfill?: () => Promise<void> };
 }

@@ -11,7 +11,6 @@
  * block.ts does the work instead; `lz4Implementation()` says which one is in use.
  */
 import { createRequire } from "node:module";
-import { WalshipError } from "../../shared/errors.ts";
 import { corrupt } from "./block.ts";
 
 interface Lz4Napi {
@@ -83,7 +82,6 @@ export function nativeDecompressBlock(body: Uint8Array, max: number, at: number)
   try {
     return lz4.uncompressSync(input);
   } catch (err) {
-    if (err instanceof WalshipError) throw err;
     throw corrupt(`decode lz4 block: ${(err as Error).message} (block at input offset ${at})`, {
       offset: at,
     });
