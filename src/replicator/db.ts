@@ -81,6 +81,8 @@ export class Db {
   /** Per destination, the lowest shadow index it still needs in the current generation. */
   #replicaIndexes = new Map<string, { generation: string; index: number } | undefined>();
   #syncing: Promise<void> | undefined;
+  /** A sync is under way and has not finished its copy step (see catchUp). */
+  #copying = false;
   #lastError: string | undefined;
   #paused = 0;
   readonly #testHooks: DbOptions["testHooks"];
@@ -157,15 +159,25 @@ export class Db {
   }
 
   /**
+   * Settles at the next change of the shadow WAL, or of the WAL or database file that a sync has not
+   * copied yet (the monitor loop holds those back until a destination's tick; see catchUp).
+   */
+  activity(): Promise<void> {
+    return this.#watchEnabled
+      ? Promise.race([this.#changed.promise, this.#watch.event()])
+      : this.#changed.promise;
+  }
+
+  /**
    * Before a destination reads the shadow WAL: if the monitor loop is holding changes back to batch
-   * them (the watcher's coalescing period), starts its sync now and waits, at most `maxWaitMs`, until
-   * that sync has copied them. At once otherwise. Without it a commit made in the 50 ms before a
-   * destination's tick missed that upload and waited for the next one (lag p99 at sync-interval 1s:
-   * 1042 against Litestream's 1022 ms).
+   * them (see watch.ts), or a sync is under way that has not copied yet, has them copied now and
+   * waits, at most `maxWaitMs`, until that copy ends. At once otherwise. The monitor loop copies
+   * changes at most once per monitor interval under a steady stream of commits, so the destinations'
+   * ticks are what copy them in time for each upload.
    */
   async catchUp(maxWaitMs = 100): Promise<void> {
     const copied = this.#copied.promise;
-    if (!this.#watch.hurry()) return;
+    if (!this.#watch.hurry() && !this.#copying) return;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([copied, new Promise<void>((resolve) => (timer = setTimeout(resolve, maxWaitMs)))]);
     clearTimeout(timer);
@@ -237,6 +249,7 @@ export class Db {
   async #syncOnce(): Promise<void> {
     const started = performance.now();
     let copyDone = false;
+    this.#copying = true;
     try {
       if (!this.#conn.connect()) return;
       if (!this.#conn.attached) await this.#attach();
@@ -461,7 +474,9 @@ export class Db {
     const s0 = this.#shadow.state;
     const now = performance.now();
     const moved = s0?.index !== this.metrics.shadowIndex || s0?.generation !== this.#sizesGeneration;
-    if (!moved && now - this.#sizesAt < SIZE_METRICS_INTERVAL_MS) return;
+    // A size of 0 was read while the application was creating the database: not kept for a second.
+    const unset = this.metrics.dbSize === 0;
+    if (!moved && !unset && now - this.#sizesAt < SIZE_METRICS_INTERVAL_MS) return;
     this.#sizesAt = now;
     this.#sizesGeneration = s0?.generation;
     const [dbSt, walSt] = await Promise.all([
@@ -485,6 +500,7 @@ export class Db {
 
   /** A sync's copy step has ended (whether it copied anything): releases catchUp. */
   #copyDone(): void {
+    this.#copying = false;
     const prev = this.#copied;
     this.#copied = Promise.withResolvers<void>();
     prev.resolve();

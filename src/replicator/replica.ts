@@ -178,7 +178,7 @@ export class Replica {
         this.#pos = undefined;
         continue;
       }
-      const changed = this.db.changed();
+      const changed = this.db.activity();
       const started = Date.now();
       try {
         await this.db.catchUp();
@@ -191,7 +191,7 @@ export class Replica {
         backoff = Math.min(backoff * 2, Math.max(MAX_BACKOFF_MS, this.syncIntervalMs));
         continue;
       }
-      // Wait for a change; syncs start at most once per sync-interval, counted from the previous
+      // Wait for a change (copied, or still only in the WAL: catchUp copies it); syncs start at most once per sync-interval, counted from the previous
       // start (a ticker, as in Litestream), not from its end.
       await Promise.race([changed, aborted]);
       const wait = started + this.syncIntervalMs - Date.now();

@@ -291,3 +291,72 @@ describe("a destination's tick catches up on coalesced changes", () => {
     }
   });
 });
+
+describe("the destinations' ticks copy a steady stream", () => {
+  it("uploads commits on each tick while the monitor loop holds them back, in fewer syncs than commits", async () => {
+    // With the default coalescing period (the monitor interval, 30 s here) the monitor loop copies a
+    // steady stream at most once per period; a destination's tick has it copied (Db.catchUp) and
+    // waits on the WAL's own changes (Db.activity), so the upload still comes within a tick.
+    const file = path.join(dir, "ticks.db");
+    const app = new Database(file);
+    app.pragma("journal_mode = WAL");
+    app.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, x)");
+    const db = new Db(file, { monitorIntervalMs: 30_000 });
+    await db.init();
+    await db.sync();
+    const client = new FileReplicaClient(path.join(dir, "ticks-replica"));
+    const replica = new Replica(db, client, { name: "file", syncIntervalMs: 200 });
+    const ctl = new AbortController();
+    const loops = Promise.all([db.monitor(ctl.signal), replica.run(ctl.signal)]);
+    try {
+      const insert = app.prepare("INSERT INTO t (x) VALUES (?)");
+      let restores = 0;
+      /** Until the bucket holds every row committed so far; returns how long that took. */
+      const uploaded = async (label: string): Promise<number> => {
+        const committed = performance.now();
+        const { n: want } = app.prepare("SELECT count(*) AS n FROM t").get() as { n: number };
+        while (true) {
+          const p = replica.pos;
+          const d = db.pos();
+          if (p && d && comparePos(p, d) >= 0) {
+            const out = path.join(dir, `ticks-restored-${restores++}.db`);
+            await restore([{ name: "file", client }], { outputPath: out });
+            const restored = new Database(out, { readonly: true });
+            const { n } = restored.prepare("SELECT count(*) AS n FROM t").get() as { n: number };
+            restored.close();
+            if (n === want) return performance.now() - committed;
+          }
+          assert.ok(performance.now() - committed < 5_000, `${label} uploaded within 5 s`);
+          await sleep(20);
+        }
+      };
+      // A steady stream (a commit every 50 ms): batched into about one sync per tick.
+      const syncsBefore = db.metrics.syncCount;
+      const lags: number[] = [];
+      for (let i = 0; i < 40; i++) {
+        insert.run(i);
+        if (i % 8 === 7) lags.push(await uploaded(`commit ${i}`));
+        await sleep(50);
+      }
+      const syncs = db.metrics.syncCount - syncsBefore;
+      assert.ok(syncs < 40, `the stream of 40 commits was batched (${syncs} syncs)`);
+      // Commits further apart than a tick: the destination's last sync copied nothing, so only the
+      // WAL's own change wakes it (a shadow change would come from the monitor loop 30 s later).
+      for (let i = 0; i < 4; i++) {
+        await sleep(400);
+        insert.run(i);
+        lags.push(await uploaded(`spaced commit ${i}`));
+      }
+      assert.ok(
+        Math.max(...lags) < 1_000,
+        `each commit in the bucket within a tick or so (${lags.map(Math.round)})`,
+      );
+    } finally {
+      ctl.abort();
+      await loops;
+      replica.close();
+      await db.close();
+      app.close();
+    }
+  });
+});

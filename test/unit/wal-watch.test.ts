@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { coalesceMs, WalWatcher } from "../../src/replicator/db/watch.ts";
+import { WalWatcher } from "../../src/replicator/db/watch.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "walship-watch-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -21,12 +21,12 @@ async function timed(fn: () => Promise<void>): Promise<number> {
   return performance.now() - t0;
 }
 
-/** A database and its WAL in `dir`, watched with a monitor interval of 1.5 s. */
-function watching(name: string): { db: string; w: WalWatcher } {
+/** A database and its WAL in `dir`, watched (a monitor interval of 1.5 s unless given). */
+function watching(name: string, monitorMs = 1500, coalesceMs?: number): { db: string; w: WalWatcher } {
   const db = path.join(dir, name);
   writeFileSync(db, "");
   writeFileSync(`${db}-wal`, "");
-  const w = new WalWatcher(db, `${db}-wal`, 1500);
+  const w = new WalWatcher(db, `${db}-wal`, monitorMs, coalesceMs);
   w.start();
   return { db, w };
 }
@@ -65,11 +65,7 @@ describe("WalWatcher", () => {
   });
 
   it("under a steady stream of changes, starts syncs at most once per coalescing period, a quiet one's at once", async () => {
-    const db = path.join(dir, "c.db");
-    writeFileSync(db, "");
-    writeFileSync(`${db}-wal`, "");
-    const w = new WalWatcher(db, `${db}-wal`, 1500, 300);
-    w.start();
+    const { db, w } = watching("c.db", 1500, 300);
     const ctl = new AbortController();
     try {
       // Quiet: the first change wakes the wait at once.
@@ -95,11 +91,7 @@ describe("WalWatcher", () => {
   });
 
   it("hurry() ends a coalescing wait at once, and does nothing when none is under way", async () => {
-    const db = path.join(dir, "d.db");
-    writeFileSync(db, "");
-    writeFileSync(`${db}-wal`, "");
-    const w = new WalWatcher(db, `${db}-wal`, 10_000, 5_000);
-    w.start();
+    const { db, w } = watching("d.db", 10_000, 5_000);
     const ctl = new AbortController();
     try {
       appendFileSync(`${db}-wal`, "commit");
@@ -131,9 +123,28 @@ describe("WalWatcher", () => {
     }
   });
 
-  it("coalesces for a tenth of the monitor interval, at most 50 ms", () => {
-    assert.equal(coalesceMs(1000), 50);
-    assert.equal(coalesceMs(100), 10);
-    assert.equal(coalesceMs(10_000), 50);
+  it("hurry() during a sync makes the next wait end at once for the changes that came meanwhile", async () => {
+    const { db, w } = watching("f.db", 10_000, 5_000);
+    const ctl = new AbortController();
+    try {
+      appendFileSync(`${db}-wal`, "commit");
+      await sleep(50);
+      await w.wait(ctl.signal); // the first change: at once; a sync runs now
+      assert.equal(w.hurry(), false, "nothing changed since: nothing to hurry");
+      appendFileSync(`${db}-wal`, "commit during the sync");
+      await sleep(50);
+      assert.equal(w.hurry(), true, "a change came during the sync");
+      const took = await timed(() => w.wait(ctl.signal));
+      assert.ok(took < 100, `the next wait ends at once (${took.toFixed(0)} ms), not after 5 s`);
+      // Used up: the wait after that coalesces again.
+      appendFileSync(`${db}-wal`, "another");
+      await sleep(50);
+      const w2 = timed(() => w.wait(ctl.signal));
+      await sleep(300);
+      ctl.abort();
+      assert.ok((await w2) >= 250, "without a hurry the change is held back");
+    } finally {
+      w.close();
+    }
   });
 });

@@ -37,7 +37,7 @@ export interface DbOptions {
   /**
    * Syncs for changes start at most this often (counted from the previous one's start), to batch a
    * steady stream of commits; a destination's tick ends the wait (catchUp). Default
-   * coalesceMs(monitorIntervalMs): a tenth of it, at most 50 ms.
+   * the monitor interval (see watch.ts).
    */
   coalesceMs?: number;
   log?: Logger;
