@@ -34,6 +34,7 @@ import {
   now,
   type ProcSample,
   round,
+  type SeenSnapshot,
   sampleProc,
   sleep,
 } from "./measure.ts";
@@ -117,6 +118,29 @@ async function stopTool(p: ManagedProcess): Promise<ProcSample | undefined> {
   const exit = await p.stop({ signal: "SIGTERM", graceMs: 60_000 });
   if (exit.code !== 0) log(`  ${p.name} exited with ${JSON.stringify(exit)}; log ${p.logFile}`);
   return s;
+}
+
+/**
+ * The tool's first snapshot in the bucket. A tool that exits first fails the part at once, with its
+ * exit and log tail: a wrapper that could not start its binary waited out the whole timeout.
+ */
+async function firstSnapshot(
+  pol: BucketPoller,
+  proc: ManagedProcess,
+  what: string,
+  timeoutMs: number,
+): Promise<SeenSnapshot> {
+  const deadline = now() + timeoutMs;
+  while (now() < deadline) {
+    const snap = await pol.waitForSnapshot(Math.min(250, deadline - now()));
+    if (snap) return snap;
+    if (proc.exitInfo !== undefined) {
+      throw new Error(
+        `${what}: ${proc.name} exited (${JSON.stringify(proc.exitInfo)}) before its first snapshot; log ${proc.logFile}:\n${proc.logTail(10)}`,
+      );
+    }
+  }
+  throw new Error(`${what}: no snapshot within ${timeoutMs / 1000} s`);
 }
 
 function poller(ctx: Ctx, tool: Tool, prefix: string, decode = true): BucketPoller {
@@ -209,7 +233,7 @@ async function lagPhase(ctx: Ctx, tool: Tool): Promise<LagResult[]> {
     const cfg = writeConfig(ctx, dir, db, tool, prefix, lc);
     const pol = poller(ctx, tool, prefix);
     const proc = startTool(ctx, tool, cfg, dir, `lag${i}`);
-    if (!(await pol.waitForSnapshot(120_000))) throw new Error(`lag ${tool}: no snapshot within 120 s`);
+    await firstSnapshot(pol, proc, `lag ${tool}`, 120_000);
     await sleep(1500);
     for (const w of ctx.params.lagWorkloads) {
       const segBefore = pol.segments.length;
@@ -303,7 +327,7 @@ async function rampPhase(ctx: Ctx, tool: Tool, ceiling: number): Promise<RampRes
   const cfg = writeConfig(ctx, dir, db, tool, "ramp", { sync: "1s" });
   const pol = poller(ctx, tool, "ramp");
   const proc = startTool(ctx, tool, cfg, dir, "ramp");
-  if (!(await pol.waitForSnapshot(120_000))) throw new Error(`ramp ${tool}: no snapshot within 120 s`);
+  await firstSnapshot(pol, proc, `ramp ${tool}`, 120_000);
   await sleep(1500);
   const steps: RampStep[] = [];
   const result: RampResult = {
@@ -388,7 +412,7 @@ async function heavyPhase(ctx: Ctx, tool: Tool, rowMiBps: number): Promise<Heavy
   const cfg = writeConfig(ctx, dir, db, tool, "heavy", { sync: "1s" });
   const pol = poller(ctx, tool, "heavy");
   const proc = startTool(ctx, tool, cfg, dir, "heavy");
-  if (!(await pol.waitForSnapshot(120_000))) throw new Error(`heavy ${tool}: no snapshot within 120 s`);
+  await firstSnapshot(pol, proc, `heavy ${tool}`, 120_000);
   await sleep(1500);
   const rowsPerTx = Math.max(1, Math.round(p.rampTxBytes / p.rowBytes));
   const cpu0 = sampleProc(proc.pid);
@@ -469,8 +493,7 @@ async function snapshotRun(ctx: Ctx, tool: Tool, base: string): Promise<Snapshot
   const pol = poller(ctx, tool, label, false);
   const t0 = now();
   const proc = startTool(ctx, tool, cfg, dir, label);
-  const snap = await pol.waitForSnapshot(3_600_000);
-  if (!snap) throw new Error(`snapshot ${tool}: none within an hour`);
+  const snap = await firstSnapshot(pol, proc, `snapshot ${tool}`, 3_600_000);
   const s = await stopTool(proc);
   await pol.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -568,7 +591,7 @@ async function restorePhase(ctx: Ctx, tool: Tool, base: string): Promise<Restore
   const cfg = writeConfig(ctx, dir, db, tool, "restore", { sync: "1s" });
   const pol = poller(ctx, tool, "restore");
   const proc = startTool(ctx, tool, cfg, dir, "restore-replicate");
-  if (!(await pol.waitForSnapshot(3_600_000))) throw new Error(`restore ${tool}: no snapshot`);
+  await firstSnapshot(pol, proc, `restore ${tool}`, 3_600_000);
   await sleep(1500);
   const rowsPerTx = 256;
   const walPerTx = rowsPerTx * (4096 + 24);
