@@ -181,7 +181,10 @@ export class Replica {
       const changed = this.db.activity();
       const started = Date.now();
       try {
-        await this.db.catchUp();
+        // Up to a whole interval for the copy: under a heavy writer a tick's copy is tens of MiB
+        // and takes longer than 100 ms, and an upload that went without it left those commits for
+        // the next tick (heavy writer at 31 MiB/s: lag p99 1.85 s against Litestream's 1.28 s).
+        await this.db.catchUp(Math.max(100, this.syncIntervalMs));
         await this.sync({ signal });
         backoff = this.syncIntervalMs;
       } catch (err) {
