@@ -24,6 +24,7 @@ import Database from "better-sqlite3";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type Logger, nullLogger } from "../shared/log.ts";
 import { Checkpointer } from "./db/checkpoint.ts";
+import { CommitClock } from "./db/commit-clock.ts";
 import { Connections } from "./db/connection.ts";
 import { HeldFiles, readRange } from "./db/files.ts";
 import {
@@ -87,6 +88,8 @@ export class Db {
   #paused = 0;
   readonly #testHooks: DbOptions["testHooks"];
   readonly #checkpoints: Checkpointer;
+  /** When commits were published, for their stamps while copies wait for a tick (commit-clock.ts). */
+  readonly #clock = new CommitClock();
 
   constructor(dbPath: string, opts: DbOptions = {}) {
     this.path = path.resolve(dbPath);
@@ -124,9 +127,12 @@ export class Db {
       commitListeners: this.#commitListeners,
       log: this.#log,
       testHooks: this.#testHooks,
+      clock: this.#clock,
     });
     this.#checkpoints = new Checkpointer(this, this.#conn, this.#shadow, this.#log, this.#testHooks);
-    this.#watch = new WalWatcher(this.path, this.walPath, this.monitorIntervalMs, opts.coalesceMs);
+    this.#watch = new WalWatcher(this.path, this.walPath, this.monitorIntervalMs, opts.coalesceMs, () =>
+      this.#clock.observe(this.#files.shmFd),
+    );
   }
 
   get pageSize(): number {

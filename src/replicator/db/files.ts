@@ -39,8 +39,10 @@ export class HeldFiles {
     const ino = (await stat(shmPath).catch(() => undefined))?.ino;
     if (ino === undefined) return undefined;
     if (this.#files.shm && this.#files.shmIno !== ino) {
-      await this.#files.shm.close();
+      // Forgotten before the close: shmFd must never name a descriptor being closed (and reused).
+      const old = this.#files.shm;
       this.#files.shm = undefined;
+      await old.close();
     }
     if (!this.#files.shm) {
       try {
@@ -52,6 +54,11 @@ export class HeldFiles {
       }
     }
     return readWalIndexHeader(this.#files.shm);
+  }
+
+  /** Our descriptor of -shm, once walIndex() has opened it (for the commit clock's cheap reads). */
+  get shmFd(): number | undefined {
+    return this.#files.shm?.fd;
   }
 
   /** Closes both descriptors: only once no SQLite connection of ours is left (see HeldFiles). */

@@ -11,6 +11,7 @@ import path from "node:path";
 import type { Logger } from "../../shared/log.ts";
 import { isGenerationName, parseShadowName, shadow } from "../layout.ts";
 import { frameSize, parseWalHeader, scanFrames, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
+import type { CommitClock } from "./commit-clock.ts";
 import { appendedIntact, chainFrom, tailInDatabase, verifyShadow } from "./continuity.ts";
 import { appendRange, type HeldFiles, writeDurable } from "./files.ts";
 import type { CommitRecord, DbMetrics, DbOptions } from "./options.ts";
@@ -23,6 +24,7 @@ export class ShadowWal {
   readonly #commitListeners: Set<(c: CommitRecord[]) => void>;
   readonly #log: Logger;
   readonly #testHooks: DbOptions["testHooks"];
+  readonly #clock: CommitClock | undefined;
 
   readonly metaPath: string;
   readonly walPath: string;
@@ -39,6 +41,8 @@ export class ShadowWal {
       commitListeners: Set<(c: CommitRecord[]) => void>;
       log: Logger;
       testHooks: DbOptions["testHooks"];
+      /** When commits were published, for their stamps (see commit-clock.ts). */
+      clock?: CommitClock;
     },
   ) {
     this.metaPath = metaPath;
@@ -49,6 +53,7 @@ export class ShadowWal {
     this.#commitListeners = opts.commitListeners;
     this.#log = opts.log;
     this.#testHooks = opts.testHooks;
+    this.#clock = opts.clock;
   }
 
   /** Path of the shadow WAL file for an index of a generation. */
@@ -215,6 +220,8 @@ export class ShadowWal {
     // Without that bound (the WAL has moved on), frames past ours need other proof (tailInDatabase, continuity.ts).
     if (!indexed && opts.onlyIndexed) return false;
     const committed = indexed ? WAL_HEADER_SIZE + idx!.mxFrame * F : Number.POSITIVE_INFINITY;
+    const salts = s.header.subarray(16, 24);
+    const stamp = this.#clock?.stamper(salts);
     const real = await open(this.walPath, "r");
     try {
       const chunkFrames = Math.max(1, Math.floor(COPY_CHUNK_BYTES / F));
@@ -226,12 +233,16 @@ export class ShadowWal {
         if (want <= 0) break;
         const { bytesRead } = await real.read(buf, 0, want, offset);
         // Stamped after the read returned: every commit it saw happened no later than this.
-        const seenAt = Date.now();
+        // Date.now() truncates to the millisecond: + 1 keeps the stamp after a commit made within it.
+        const seenAt = Date.now() + 1;
         const whole = bytesRead - (bytesRead % F);
         if (whole === 0) break;
         const scan = scanFrames(buf.subarray(0, whole), chainFrom(hdr, seed, offset));
-        for (const c of scan.commits)
-          commits.push({ generation: s.generation, index: s.index, end: c.end, time: seenAt });
+        for (const c of scan.commits) {
+          // Published no later than the copy read it, and perhaps seen published earlier.
+          const time = stamp ? stamp((c.end - WAL_HEADER_SIZE) / F, seenAt) : seenAt;
+          commits.push({ generation: s.generation, index: s.index, end: c.end, time });
+        }
         if (scan.lastCommitEnd > end) {
           end = scan.lastCommitEnd;
           checksum = scan.lastCommitChecksum;
@@ -251,6 +262,7 @@ export class ShadowWal {
     } finally {
       await real.close();
     }
+    this.#clock?.copied(salts, (end - WAL_HEADER_SIZE) / F);
     this.#metrics.totalWalBytes += end - s.size;
     s.size = end;
     s.checksum = checksum;

@@ -33,11 +33,21 @@ export class WalWatcher {
   readonly monitorIntervalMs: number;
   readonly coalesceMs: number;
 
-  constructor(dbPath: string, walPath: string, monitorIntervalMs: number, coalesce?: number) {
+  /** Called on every change of the WAL or database file, before any wait is woken. */
+  readonly #onChange: (() => void) | undefined;
+
+  constructor(
+    dbPath: string,
+    walPath: string,
+    monitorIntervalMs: number,
+    coalesce?: number,
+    onChange?: () => void,
+  ) {
     this.path = dbPath;
     this.walPath = walPath;
     this.monitorIntervalMs = monitorIntervalMs;
     this.coalesceMs = coalesce ?? monitorIntervalMs;
+    this.#onChange = onChange;
   }
 
   start(): void {
@@ -45,6 +55,7 @@ export class WalWatcher {
       // Watch the directory: the WAL file may not exist yet, or be replaced.
       this.#watcher = fs.watch(path.dirname(this.path), { persistent: false }, (_ev, name) => {
         if (name === path.basename(this.walPath) || name === path.basename(this.path)) {
+          this.#onChange?.();
           this.#pending = true;
           const prev = this.#walEvent;
           this.#walEvent = Promise.withResolvers<void>();

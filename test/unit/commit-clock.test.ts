@@ -1,0 +1,92 @@
+/**
+ * Commit stamps while copies wait for a destination's tick (src/replicator/db/commit-clock.ts): a
+ * commit is stamped with the earliest observation of the wal-index that had it published, never
+ * later than its copy, and never from another WAL's observations. Real files stand in for -shm: the
+ * header is the 48 bytes SQLite writes twice.
+ */
+import assert from "node:assert/strict";
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { CommitClock } from "../../src/replicator/db/commit-clock.ts";
+
+const dir = mkdtempSync(path.join(os.tmpdir(), "walship-clock-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const LE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** Writes a wal-index header (both copies) with `mxFrame` and `salts` into the -shm stand-in. */
+function publish(fd: number, mxFrame: number, salts: Buffer, torn = false): void {
+  const h = Buffer.alloc(48);
+  h[12] = 1; // isInit
+  if (LE) h.writeUInt32LE(mxFrame, 16);
+  else h.writeUInt32BE(mxFrame, 16);
+  salts.copy(h, 32);
+  const both = Buffer.concat([h, h]);
+  if (torn) both[16] = (both[16]! + 1) & 0xff; // the copies differ: a writer is changing it
+  writeSync(fd, both, 0, both.length, 0);
+}
+
+describe("CommitClock", () => {
+  const A = Buffer.from("aaaaaaaa");
+  const B = Buffer.from("bbbbbbbb");
+
+  it("stamps each commit with the first observation that had it published", async () => {
+    const fd = openSync(path.join(dir, "a-shm"), "w+");
+    try {
+      const clock = new CommitClock();
+      clock.observe(undefined); // -shm not open yet: nothing recorded, no error
+      publish(fd, 5, A);
+      const t1 = Date.now();
+      clock.observe(fd);
+      await sleep(30);
+      publish(fd, 5, A);
+      clock.observe(fd); // unchanged: not a new observation
+      publish(fd, 9, A);
+      const t2 = Date.now();
+      clock.observe(fd);
+      await sleep(30);
+      publish(fd, 12, A, true);
+      clock.observe(fd); // torn: ignored
+      const late = Date.now() + 1000;
+      const stamp = clock.stamper(A);
+      const s3 = stamp(3, late);
+      const s5 = stamp(5, late);
+      const s7 = stamp(7, late);
+      const s12 = stamp(12, late);
+      assert.ok(s3 >= t1 && s3 < t1 + 20, `frame 3 at the first observation (${s3 - t1} ms)`);
+      assert.equal(s5, s3, "frame 5 was published at the same observation");
+      assert.ok(s7 >= t2 && s7 < t2 + 20, `frame 7 at the second (${s7 - t2} ms)`);
+      assert.equal(s12, late, "never seen published: the copy's time");
+      // Never later than the copy.
+      assert.equal(clock.stamper(A)(3, t1 - 5), t1 - 5);
+      // Another WAL's observations prove nothing about this one.
+      assert.equal(clock.stamper(B)(3, late), late);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it("forgets the observations a copy has used, and keeps other WALs'", () => {
+    const fd = openSync(path.join(dir, "b-shm"), "w+");
+    try {
+      const clock = new CommitClock();
+      publish(fd, 4, B);
+      clock.observe(fd);
+      publish(fd, 4, A);
+      clock.observe(fd);
+      publish(fd, 8, A);
+      clock.observe(fd);
+      const late = Date.now() + 1000;
+      clock.copied(A, 4);
+      assert.notEqual(clock.stamper(A)(6, late), late, "frame 8's observation is kept");
+      assert.notEqual(clock.stamper(B)(2, late), late, "the other WAL's is kept");
+      clock.copied(A, 8);
+      assert.equal(clock.stamper(A)(6, late), late, "all of A's are gone once frame 8 is copied");
+    } finally {
+      closeSync(fd);
+    }
+  });
+});
