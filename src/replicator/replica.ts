@@ -194,8 +194,9 @@ export class Replica {
         backoff = Math.min(backoff * 2, Math.max(MAX_BACKOFF_MS, this.syncIntervalMs));
         continue;
       }
-      // Wait for a change (copied, or still only in the WAL: catchUp copies it); syncs start at most once per sync-interval, counted from the previous
-      // start (a ticker, as in Litestream), not from its end.
+      // Wait for a change (copied, or still only in the WAL: catchUp copies it); syncs start at most
+      // once per sync-interval, counted from the previous start (a ticker, as in Litestream), not
+      // from its end.
       await Promise.race([changed, aborted]);
       const wait = started + this.syncIntervalMs - Date.now();
       if (wait > 0) await sleep(wait, undefined, { signal }).catch(() => undefined);

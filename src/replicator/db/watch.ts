@@ -3,7 +3,7 @@
 import fs from "node:fs";
 import path from "node:path";
 
-/*
+/**
  * Under a steady stream of changes, syncs for changes start at most once per monitor interval, unless
  * a destination about to upload asks for one sooner (`hurry`, from Db.catchUp). Each sync costs a
  * wake-up, a read of the wal-index and the WAL's tail, an fsync of the shadow WAL and a checkpoint
@@ -12,7 +12,6 @@ import path from "node:path";
  * keeps the lag: a destination uploads only on its tick, and the sync it asks for copies everything
  * committed before it. A quiet database's first change still wakes a sync at once.
  */
-
 export class WalWatcher {
   #watcher: fs.FSWatcher | undefined;
   #walEvent: PromiseWithResolvers<void> = Promise.withResolvers<void>();
@@ -21,7 +20,7 @@ export class WalWatcher {
    * seconds) must wake the next wait at once, not after the monitor interval.
    */
   #pending = false;
-  /** When the last wait ended by a change did (performance.now()): the start of that sync. */
+  /** When the last wait that a change ended did end (performance.now()): the start of that sync. */
   #wokeAt = Number.NEGATIVE_INFINITY;
   /** Ends the coalescing wait under way, if one is (see hurry). */
   #hurry: (() => void) | undefined;
