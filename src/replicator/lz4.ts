@@ -44,6 +44,25 @@ export function lz4DecodeFrame(buf: Uint8Array): Buffer {
   return Buffer.concat(parts);
 }
 
+/**
+ * Compresses the chunks of `src` into one LZ4 frame, yielding its pieces. Each chunk is done with
+ * before the next is asked for, so `src` may fill one buffer again and again (snapshot-image.ts), and
+ * no piece yielded is a view of a chunk. An error of `src` is thrown through.
+ */
+export async function* lz4EncodeChunks(src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const enc = new FrameEncoder();
+  const out: Uint8Array[] = [];
+  const emit = (b: Uint8Array): void => {
+    out.push(b);
+  };
+  for await (const chunk of src) {
+    enc.write(chunk, emit);
+    yield* out.splice(0);
+  }
+  enc.end(emit);
+  yield* out.splice(0);
+}
+
 /** A Transform that compresses its input into one LZ4 frame; memory stays within one 4 MiB block. */
 export function createLz4Encoder(): Transform {
   const enc = new FrameEncoder();

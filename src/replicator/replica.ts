@@ -19,7 +19,13 @@ import { type CommitTimesDoc, encodeJson, type SnapshotMetaDoc, snapshotMetaKey 
 import type { Fence } from "./fence.ts";
 import { SNAPSHOT_RETRY_MS, snapshotRefusal, spaceNeeds } from "./guardrails.ts";
 import { keys } from "./layout.ts";
-import { createLz4Decoder, createLz4Encoder, LZ4_BLOCK_SIZE, lz4EncodeFrame } from "./lz4.ts";
+import {
+  createLz4Decoder,
+  createLz4Encoder,
+  LZ4_BLOCK_SIZE,
+  lz4EncodeChunks,
+  lz4EncodeFrame,
+} from "./lz4.ts";
 import {
   DEFAULT_RETENTION_CHECK_INTERVAL_MS,
   DEFAULT_RETENTION_MS,
@@ -503,7 +509,8 @@ export class Replica {
       await this.client.putExtra(snapshotMetaKey(pos.generation, pos.index), encodeJson(meta), { signal });
       // Not the file as it is: checkpoints may write frames back into it while it is read (see
       // snapshot-image.ts); the pages of the index's frames up to `pos` are taken from the shadow.
-      const body = encoded(Readable.from(this.db.imageAt(pos)));
+      // Compressed as it is read, chunk by chunk (the image refills one buffer); one block ahead.
+      const body = Readable.from(lz4EncodeChunks(this.db.imageAt(pos)), { highWaterMark: 1 });
       return await this.client.writeSnapshot(pos.generation, pos.index, body, { signal });
     });
     this.#lastSnapshotAt = new Date();

@@ -20,8 +20,11 @@ import { type FileHandle, open } from "node:fs/promises";
 import { ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { frameSize, parseWalHeader, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE } from "./sqlite/wal.ts";
 
-/** Pages per chunk yielded (1 MiB at 4 KiB pages). */
-const CHUNK_PAGES = 256;
+/**
+ * Bytes per chunk yielded: one LZ4 block, so the encoder compresses each chunk where it lies instead
+ * of copying it into a block of its own.
+ */
+const CHUNK_BYTES = 4 << 20;
 /** Shadow bytes read per step while indexing its frames. */
 const INDEX_CHUNK_BYTES = 4 << 20;
 
@@ -67,6 +70,10 @@ export async function indexFrames(shadow: FileHandle, end: number): Promise<Fram
  * index up to `end`, nothing was written back from it and the database file is yielded as it is.
  * `db` is the caller's descriptor of the database file, left open: closing a descriptor of it would
  * drop the locks SQLite holds on it in this process.
+ *
+ * Every chunk is a view of one buffer, filled again at the next step: a consumer that keeps a chunk
+ * past its step must copy it. (A fresh buffer per chunk was a gigabyte of allocations per gigabyte of
+ * database, and with it a full garbage collection every few chunks: docs/benchmarks.md, "Snapshots".)
  */
 export async function* snapshotImage(
   db: FileHandle,
@@ -76,19 +83,20 @@ export async function* snapshotImage(
   const shadow = await open(shadowFile, "r");
   try {
     const idx = await indexFrames(shadow, end);
+    const buf = Buffer.allocUnsafe(CHUNK_BYTES);
     if (idx.pages === 0) {
-      const chunk = Buffer.alloc(1 << 20);
       for (let at = 0; ; ) {
-        const { bytesRead } = await db.read(chunk, 0, chunk.length, at);
+        const { bytesRead } = await db.read(buf, 0, buf.length, at);
         if (bytesRead === 0) return;
-        yield Buffer.from(chunk.subarray(0, bytesRead));
+        yield buf.subarray(0, bytesRead);
         at += bytesRead;
       }
     }
     const ps = idx.pageSize;
-    for (let first = 1; first <= idx.pages; first += CHUNK_PAGES) {
-      const count = Math.min(CHUNK_PAGES, idx.pages - first + 1);
-      const out = Buffer.alloc(count * ps);
+    const chunkPages = Math.max(1, Math.floor(CHUNK_BYTES / ps));
+    for (let first = 1; first <= idx.pages; first += chunkPages) {
+      const count = Math.min(chunkPages, idx.pages - first + 1);
+      const out = buf.subarray(0, count * ps);
       // The file's pages first (zeros past its end), then the frames' over them.
       let got = 0;
       while (got < out.length) {
@@ -96,6 +104,7 @@ export async function* snapshotImage(
         if (bytesRead === 0) break;
         got += bytesRead;
       }
+      out.fill(0, got);
       for (let i = 0; i < count; i++) {
         const at = idx.latest.get(first + i);
         if (at === undefined) continue;

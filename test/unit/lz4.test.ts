@@ -26,6 +26,7 @@ import {
   LZ4_FRAME_HEADER,
   Lz4FrameDecoder,
   lz4DecodeFrame,
+  lz4EncodeChunks,
   lz4EncodeFrame,
 } from "../../src/replicator/lz4.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
@@ -216,6 +217,38 @@ describe("lz4 encoder", () => {
     await pipeline(Readable.from(chunks()), createLz4Encoder(), child.stdin);
     assert.equal(await exited, 0);
     assert.deepEqual(Buffer.concat(out), data);
+  });
+
+  it("lz4EncodeChunks takes a source that refills one buffer, whole blocks and odd sizes alike", async () => {
+    const data = rows(2 * LZ4_BLOCK_SIZE + 333_333, 7);
+    const sizes = [LZ4_BLOCK_SIZE, 100_000, LZ4_BLOCK_SIZE, LZ4_BLOCK_SIZE];
+    const reused = Buffer.alloc(LZ4_BLOCK_SIZE);
+    const source = async function* () {
+      for (let at = 0, k = 0; at < data.length; k++) {
+        const n = Math.min(sizes[k % sizes.length], data.length - at);
+        data.copy(reused, 0, at, at + n);
+        yield reused.subarray(0, n);
+        reused.fill(0xa5); // what the next step would do to a piece that kept a view of it
+        at += n;
+      }
+    };
+    const pieces: Uint8Array[] = [];
+    for await (const p of lz4EncodeChunks(source())) pieces.push(p);
+    const frame = Buffer.concat(pieces);
+    assert.deepEqual(lz4DecodeFrame(frame), data);
+    assert.deepEqual(cliDecode(frame), data, "lz4 -d reads it too");
+  });
+
+  it("lz4EncodeChunks throws its source's error", async () => {
+    const source = async function* () {
+      yield Buffer.alloc(10);
+      throw new Error("disk gone");
+    };
+    await assert.rejects(async () => {
+      for await (const _ of lz4EncodeChunks(source())) {
+        // drained
+      }
+    }, /disk gone/);
   });
 });
 

@@ -27,7 +27,8 @@ async function image(db: string, wal: string, end: number): Promise<Buffer> {
   const fh = await open(db, "r");
   handles.push(fh);
   const parts: Buffer[] = [];
-  for await (const b of snapshotImage(fh, wal, end)) parts.push(b);
+  // Each chunk is a view of one buffer the next step fills again: kept, it must be copied.
+  for await (const b of snapshotImage(fh, wal, end)) parts.push(Buffer.from(b));
   return Buffer.concat(parts);
 }
 
@@ -78,6 +79,42 @@ describe("snapshotImage", () => {
       app.close();
     });
   }
+
+  it("fills one buffer chunk after chunk over a database of several chunks", async () => {
+    const file = path.join(dir, "large.db");
+    const app = new Database(file);
+    app.pragma("journal_mode = WAL");
+    app.pragma("wal_autocheckpoint = 0");
+    app.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
+    for (let i = 0; i < 3500; i++) app.prepare("INSERT INTO t (v) VALUES (randomblob(3000))").run();
+    app.pragma("wal_checkpoint(TRUNCATE)"); // about 11 MiB in the file, three chunks
+    // Frames for pages in every chunk: the first, the middle and the last.
+    app.exec("UPDATE t SET v = randomblob(3000) WHERE id IN (1, 1700, 3500)");
+    const wal = `${file}-wal`;
+    const shadow = path.join(dir, "shadow-large");
+    copyFileSync(wal, shadow);
+    const end = statSync(shadow).size;
+    const want = sqliteCheckpoint(file, shadow);
+    const fh = await open(file, "r");
+    handles.push(fh);
+    const sizes: number[] = [];
+    const buffers = new Set<ArrayBuffer>();
+    const parts: Buffer[] = [];
+    for await (const b of snapshotImage(fh, shadow, end)) {
+      sizes.push(b.length);
+      buffers.add(b.buffer as ArrayBuffer);
+      parts.push(Buffer.from(b));
+    }
+    assert.ok(sizes.length >= 3, `several chunks (${sizes.join(", ")})`);
+    assert.deepEqual(
+      sizes.slice(0, -1),
+      sizes.slice(0, -1).map(() => 4 << 20),
+      "every chunk but the last is one 4 MiB LZ4 block",
+    );
+    assert.equal(buffers.size, 1, "one buffer, filled again at each step");
+    assert.ok(Buffer.concat(parts).equals(want), "the same bytes as SQLite's checkpoint");
+    app.close();
+  });
 
   it("yields the file as it is when the WAL holds no commit (position 32)", async () => {
     const file = path.join(dir, "empty.db");
