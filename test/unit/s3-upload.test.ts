@@ -1,21 +1,24 @@
 /**
- * S3 uploads as the store sees them (s3-upload.ts, @aws-sdk/lib-storage's Upload), against the real
+ * S3 uploads as the store sees them (s3-upload.ts), against the real
  * MinIO through the HTTP fault proxy (test/helpers/s3-fault-proxy.ts), which records every request's
  * headers and times: no part, PutObject or multipart call carries a flexible checksum
  * (`x-amz-checksum-*`, `x-amz-sdk-checksum-algorithm`) or `aws-chunked` encoding, which several
  * S3-compatible stores reject; parts go up in parallel; a part that keeps failing ends the upload
- * with a STORAGE error naming the object and leaves no multipart upload behind.
+ * with a STORAGE error naming the object and leaves no multipart upload behind; bodies on part
+ * boundaries take the requests they should; part buffers are reused and let go when idle.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
 import {
   DEFAULT_UPLOAD_QUEUE_SIZE,
   MIN_PART_SIZE_BYTES,
   S3ReplicaClient,
 } from "../../src/replicator/storage/s3.ts";
+import { PartPool, uploadBody } from "../../src/replicator/storage/s3-upload.ts";
 import { ErrorCodes } from "../../src/shared/errors.ts";
 import { generatedBody, readAll } from "../contract/replica-client.contract.ts";
 import { assertCode } from "../helpers/assert.ts";
@@ -97,7 +100,7 @@ describe("S3 uploads through a recording proxy (MinIO behind it)", () => {
     try {
       const from = p.seen.length;
       // A snapshot of 3 parts and a bit (4 parts), a streamed body of less than one part (one
-      // PutObject through Upload) and a small WAL segment (PutObject directly).
+      // PutObject through s3-upload.ts) and a small WAL segment (PutObject directly).
       const big = generatedBody(3 * PART + 12345, 64 * 1024 + 3);
       assert.equal((await c.writeSnapshot(G1, 1, big.stream)).size, 3 * PART + 12345);
       const small = generatedBody(PART - 1, 64 * 1024);
@@ -156,6 +159,74 @@ describe("S3 uploads through a recording proxy (MinIO behind it)", () => {
     } finally {
       p.set(undefined);
       c.close();
+    }
+  });
+
+  it("bodies on part boundaries: one part is one PutObject, two parts are two (no empty third), empty is empty", async () => {
+    const bucket = await freshBucket("boundaries");
+    const p = proxy!;
+    const c = client(bucket);
+    try {
+      for (const [index, total, wantParts] of [
+        [1, PART, 0],
+        [2, 2 * PART, 2],
+        [3, 0, 0],
+        [4, PART + 1, 2],
+      ] as const) {
+        const from = p.seen.length;
+        const body = generatedBody(total, 700_001);
+        assert.equal((await c.writeSnapshot(G1, index, body.stream)).size, total, `size of ${total}`);
+        const writes = p.seen.slice(from).filter((r) => r.method === "PUT" || r.method === "POST");
+        assert.equal(writes.filter(isPart).length, wantParts, `parts for a body of ${total} bytes`);
+        if (wantParts === 0) assert.equal(writes.length, 1, `one PutObject for a body of ${total} bytes`);
+        const back = await readAll(await c.snapshotReader(G1, index));
+        assert.equal(back.length, total);
+        assert.equal(createHash("sha256").update(back).digest("hex"), body.digest());
+      }
+      assert.equal(await openUploads(bucket), 0);
+    } finally {
+      c.close();
+    }
+  });
+
+  it("reuses its part buffers from one upload to the next, and lets them go when idle", async () => {
+    const pool = new PartPool(PART, 4, 200);
+    const taken = new Set<ArrayBuffer>();
+    const take = pool.take.bind(pool);
+    pool.take = () => {
+      const b = take();
+      taken.add(b.buffer as ArrayBuffer);
+      return b;
+    };
+    const bucket = await freshBucket("pool");
+    const m = minio!;
+    const s3 = m.client();
+    try {
+      for (const key of ["a", "b", "c"]) {
+        const body = generatedBody(3 * PART + 5, 1 << 20);
+        const size = await uploadBody(
+          {
+            s3,
+            bucket,
+            key,
+            params: {},
+            pool,
+            queueSize: DEFAULT_UPLOAD_QUEUE_SIZE,
+            signal: undefined,
+            what: `write ${key}`,
+            log: undefined,
+            toError: (err) => err as Error,
+          },
+          body.stream,
+        );
+        assert.equal(size, 3 * PART + 5);
+      }
+      assert.ok(taken.size <= DEFAULT_UPLOAD_QUEUE_SIZE + 2, `${taken.size} buffers for three uploads`);
+      assert.equal(pool.held, taken.size, "every buffer came back");
+      await sleep(400);
+      assert.equal(pool.held, 0, "let go after the idle time");
+    } finally {
+      s3.destroy();
     }
   });
 

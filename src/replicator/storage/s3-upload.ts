@@ -1,27 +1,27 @@
 /**
- * Streaming a body up to S3 with @aws-sdk/lib-storage's Upload: one PutObject when the body fits in
- * one part, else a multipart upload with up to `queueSize` parts in flight at once. What is kept
- * around it:
+ * Streaming a body up to S3: one PutObject when the body fits in one part, else a multipart upload
+ * with up to `queueSize` parts in flight at once. What is kept around it:
  *
- * - Memory: Upload holds each part in flight as one buffer, gathers the next one meanwhile, joins its
- *   chunks into a copy, and keeps the previous joined buffer until the next join (the bytes left over
- *   after a part are a view of it): at most 2 × queueSize + 2 parts, measured 13-16 MiB with 5 MiB
- *   parts one at a time, 21 MiB two at a time, 35-41 MiB four at a time (test/unit/s3-client.test.ts).
- *   With the defaults (8 MiB parts, 2 at a time) about 34 MiB, at most 48 MiB, per upload.
+ * - Memory: parts are gathered in buffers of one part size taken from a pool the client keeps
+ *   (PartPool): the part being gathered, a full one held until the body shows whether more comes (a
+ *   body of exactly one part is one PutObject), and the parts in flight, at most queueSize + 2
+ *   buffers, reused from one upload to the next and freed after a while unused. (@aws-sdk/lib-storage's
+ *   Upload, used before, joined every part into a fresh buffer: a quick 411 MiB snapshot spent 8 % of
+ *   its samples in that copy and more in the garbage collector behind it; docs/benchmarks.md.)
  * - Every request is sent under the caller's signal and under the upload's own, which stops the
- *   other parts in flight once one request has failed (Upload itself would go on reading the body).
+ *   other parts in flight and the reading of the body once one request has failed.
  *   CreateMultipartUpload is the exception: one cut off after the store acted on it would leave an
  *   upload nobody knows the id of, so it goes on after an abort (the upload fails at once all the
  *   same); the failed upload waits up to CREATE_GRACE_MS for its answer and aborts what it created
  *   (later than that, in the background).
- * - The multipart upload is aborted here on any failure or abort (Upload's `leavePartsOnError` is
- *   set so it does not do it itself): AbortMultipartUpload goes out under no signal, an abort being
- *   exactly when the parts must go, and a failure to abort is logged, never thrown over the cause.
+ * - The multipart upload is aborted here on any failure or abort: AbortMultipartUpload goes out
+ *   under no signal, an abort being exactly when the parts must go, and a failure to abort is logged,
+ *   never thrown over the cause.
  * - The error thrown is the first request that failed (or the body's own error), mapped by the caller
  *   to an error naming the object; more than MAX_PARTS parts and a store that returns no upload id
- *   are STORAGE errors of their own.
- * - Checksums: Upload asks for CRC32 only when the client computes checksums WHEN_SUPPORTED; the
- *   client is made with WHEN_REQUIRED (s3.ts), so no part carries one (test/unit/s3-upload.test.ts).
+ *   or no ETag for a part are STORAGE errors of their own.
+ * - Checksums: none is asked for; the client is made with WHEN_REQUIRED (s3.ts), so no part carries
+ *   one (test/unit/s3-upload.test.ts).
  * - Server-side encryption: `params` goes on the create call and on every part (the SDK sends on a
  *   part only what UploadPart takes: the SSE-C key), and on the completion.
  */
@@ -29,13 +29,14 @@ import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   AbortMultipartUploadCommand,
+  type CompletedPart,
+  CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   PutObjectCommand,
   type PutObjectCommandInput,
   type S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { describe, raceAbort } from "./common.ts";
@@ -43,12 +44,57 @@ import { describe, raceAbort } from "./common.ts";
 /** S3's most parts in one multipart upload. */
 export const MAX_PARTS = 10_000;
 /**
- * Parts uploaded at once: two already keep a link busy while a part is answered; more cost 2 parts of
+ * Parts uploaded at once: two already keep a link busy while a part is answered; more cost a part of
  * memory each (see above) against a sidecar limit of 384 MiB (operator/specs/statefulset.ts).
  */
 export const DEFAULT_UPLOAD_QUEUE_SIZE = 2;
 /** After a failure or abort, how long a CreateMultipartUpload still in flight is waited for. */
 const CREATE_GRACE_MS = 5_000;
+/** How long a pool keeps its free part buffers after the last upload that used them. */
+const POOL_IDLE_MS = 10_000;
+
+/**
+ * Part buffers of one size, reused by the uploads of one client. Buffers given back are kept up to
+ * `keep`, and all are let go once none was taken for POOL_IDLE_MS (a replicator that uploads a large
+ * segment now and then does not hold its parts in between).
+ */
+export class PartPool {
+  readonly partSize: number;
+  readonly #keep: number;
+  readonly #idleMs: number;
+  #free: Buffer[] = [];
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(partSize: number, keep: number, idleMs = POOL_IDLE_MS) {
+    this.partSize = partSize;
+    this.#keep = keep;
+    this.#idleMs = idleMs;
+  }
+
+  take(): Buffer {
+    return this.#free.pop() ?? Buffer.allocUnsafe(this.partSize);
+  }
+
+  give(buf: Buffer): void {
+    if (this.#free.length < this.#keep) this.#free.push(buf);
+    this.#timer?.refresh();
+    // Through a weak reference: the timer alone does not keep an abandoned client's buffers.
+    const pool = new WeakRef(this);
+    this.#timer ??= setTimeout(() => pool.deref()?.clear(), this.#idleMs).unref();
+  }
+
+  /** Lets every free buffer go now (the client is closed). */
+  clear(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#free = [];
+  }
+
+  /** Free buffers held now (for tests). */
+  get held(): number {
+    return this.#free.length;
+  }
+}
 
 export interface UploadRequest {
   s3: S3Client;
@@ -56,7 +102,8 @@ export interface UploadRequest {
   key: string;
   /** Extra parameters for PutObject, CreateMultipartUpload, UploadPart and the completion (SSE). */
   params: Partial<PutObjectCommandInput>;
-  partSize: number;
+  /** Where part buffers come from; its part size is the upload's. */
+  pool: PartPool;
   queueSize: number;
   signal: AbortSignal | undefined;
   /** `write s3://bucket/key`, for the errors made here. */
@@ -77,73 +124,166 @@ export interface UploadRequest {
 export async function uploadBody(r: UploadRequest, body: Readable): Promise<number> {
   const stop = new AbortController();
   const signal = r.signal ? AbortSignal.any([r.signal, stop.signal]) : stop.signal;
+  const partSize = r.pool.partSize;
+  const params = { ...r.params, Bucket: r.bucket, Key: r.key };
   /** The id of the upload the CreateMultipartUpload made, once it answers; undefined if it failed. */
   let created: Promise<string | undefined> | undefined;
+  let uploadId: Promise<string> | undefined;
+  let failed: { err: unknown; from: "request" | "body" } | undefined;
+  const fail = (err: unknown, from: "request" | "body"): void => {
+    // The first failure is the cause; what it stops fails after it with abort errors.
+    failed ??= { err, from };
+    stop.abort();
+  };
+  const parts: CompletedPart[] = [];
+  const inFlight = new Set<Promise<void>>();
   let size = 0;
-  let failed: { err: unknown } | undefined;
+  let partNumber = 0;
 
-  // The SDK client with every request under `signal`; Upload reads its config through the prototype.
-  const client = Object.create(r.s3) as S3Client;
-  const send = async (command: unknown, options?: object): Promise<unknown> => {
+  const createUpload = async (): Promise<string> => {
+    signal.throwIfAborted();
+    const sent = r.s3.send(new CreateMultipartUploadCommand(params));
+    created = sent.then(
+      (o) => o.UploadId,
+      () => undefined,
+    );
+    const id = (await raceAbort(sent, signal, (reason) => reason)).UploadId;
+    if (!id) {
+      throw new WalshipError(ErrorCodes.STORAGE, `${r.what}: the store returned no upload id`, {
+        details: { bucket: r.bucket, key: r.key },
+      });
+    }
+    return id;
+  };
+
+  const sendPart = async (buf: Buffer, length: number, n: number): Promise<void> => {
     try {
-      if (command instanceof UploadPartCommand && (command.input.PartNumber ?? 0) > MAX_PARTS) {
+      if (n > MAX_PARTS) {
         throw new WalshipError(
           ErrorCodes.STORAGE,
-          `${r.what}: body is larger than ${MAX_PARTS} parts of ${r.partSize} bytes`,
-          { details: { bucket: r.bucket, key: r.key, partSizeBytes: r.partSize } },
+          `${r.what}: body is larger than ${MAX_PARTS} parts of ${partSize} bytes`,
+          { details: { bucket: r.bucket, key: r.key, partSizeBytes: partSize } },
         );
       }
-      const sdkSend = r.s3.send.bind(r.s3) as (c: unknown, o?: object) => Promise<unknown>;
-      if (command instanceof CreateMultipartUploadCommand) {
-        signal.throwIfAborted();
-        const sent = sdkSend(command, options) as Promise<{ UploadId?: string }>;
-        created = sent.then(
-          (o) => o.UploadId,
-          () => undefined,
-        );
-        const uploadId = (await raceAbort(sent, signal, (reason) => reason)).UploadId;
-        if (!uploadId) {
-          throw new WalshipError(ErrorCodes.STORAGE, `${r.what}: the store returned no upload id`, {
-            details: { bucket: r.bucket, key: r.key },
-          });
-        }
-        return { UploadId: uploadId };
+      uploadId ??= createUpload();
+      const UploadId = await uploadId;
+      const out = await r.s3.send(
+        new UploadPartCommand({ ...params, UploadId, PartNumber: n, Body: buf.subarray(0, length) }),
+        { abortSignal: signal },
+      );
+      if (!out.ETag) {
+        throw new WalshipError(ErrorCodes.STORAGE, `${r.what}: the store returned no ETag for part ${n}`, {
+          details: { bucket: r.bucket, key: r.key, part: n },
+        });
       }
-      const out = await sdkSend(command, { ...options, abortSignal: signal });
-      if (command instanceof UploadPartCommand || command instanceof PutObjectCommand) {
-        size += (command.input.Body as Uint8Array).byteLength;
-      }
-      return out;
+      parts.push({ PartNumber: n, ETag: out.ETag });
+      size += length;
     } catch (err) {
-      // The first failure is the cause; the parts it stops fail after it with abort errors.
-      failed ??= { err };
-      stop.abort();
-      throw err;
+      fail(err, "request");
+    } finally {
+      r.pool.give(buf);
     }
   };
-  client.send = send as S3Client["send"];
 
-  const upload = new Upload({
-    client,
-    params: { ...r.params, Bucket: r.bucket, Key: r.key, Body: body },
-    partSize: r.partSize,
-    queueSize: r.queueSize,
-    leavePartsOnError: true,
-  });
+  /** Sends a full or last part once a slot is free; resolves when it is under way. */
+  const dispatch = async (buf: Buffer, length: number): Promise<void> => {
+    while (inFlight.size >= r.queueSize && !failed) await Promise.race(inFlight);
+    if (failed) {
+      r.pool.give(buf);
+      return;
+    }
+    const p = sendPart(buf, length, ++partNumber).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  };
+
+  let cur: Buffer | undefined;
+  let fill = 0;
+  /** A full part held back until the body shows more bytes after it. */
+  let full: Buffer | undefined;
+  const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
   try {
-    await upload.done();
-    return size;
-  } catch (err) {
-    stop.abort();
-    // Answered already (the usual case) or within the grace; else aborted whenever it answers.
-    const id = created && (await Promise.race([created, sleep(CREATE_GRACE_MS, undefined, { ref: false })]));
-    if (id !== undefined) await abortUpload(r, id);
-    else
-      void created?.then(async (late) => {
-        if (late !== undefined) await abortUpload(r, late);
-      });
-    throw failed ? r.toError(failed.err, "request") : r.toError(err, "body");
+    for (;;) {
+      let next: IteratorResult<Uint8Array>;
+      try {
+        next = await raceAbort(chunks.next(), signal, (reason) => reason);
+      } catch (err) {
+        if (!failed) fail(err, "body");
+        break;
+      }
+      if (next.done) break;
+      const chunk = next.value;
+      for (let i = 0; i < chunk.length && !failed; ) {
+        if (full) {
+          await dispatch(full, partSize);
+          full = undefined;
+          if (failed) break;
+        }
+        cur ??= r.pool.take();
+        const n = Math.min(partSize - fill, chunk.length - i);
+        cur.set(chunk.subarray(i, i + n), fill);
+        fill += n;
+        i += n;
+        if (fill === partSize) {
+          full = cur;
+          cur = undefined;
+          fill = 0;
+        }
+      }
+      if (failed) break;
+    }
+    if (!failed) {
+      if (partNumber === 0) {
+        // The whole body fits in one part: one PutObject.
+        const one = full ?? cur;
+        const length = full ? partSize : fill;
+        const data = one ? one.subarray(0, length) : Buffer.alloc(0);
+        try {
+          await r.s3.send(new PutObjectCommand({ ...params, Body: data }), { abortSignal: signal });
+          size = length;
+        } catch (err) {
+          fail(err, "request");
+        }
+      } else {
+        if (full) await dispatch(full, partSize);
+        full = undefined;
+        if (cur && fill > 0 && !failed) await dispatch(cur, fill);
+        else if (cur) r.pool.give(cur);
+        cur = undefined;
+        await Promise.all(inFlight);
+        if (!failed) {
+          try {
+            parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
+            await r.s3.send(
+              new CompleteMultipartUploadCommand({
+                ...params,
+                UploadId: await uploadId!,
+                MultipartUpload: { Parts: parts },
+              }),
+              { abortSignal: signal },
+            );
+          } catch (err) {
+            fail(err, "request");
+          }
+        }
+      }
+    }
+  } finally {
+    for (const b of [full, cur]) if (b) r.pool.give(b);
   }
+  if (!failed) return size;
+
+  stop.abort();
+  await Promise.allSettled(inFlight);
+  // Stop reading: the body may be waiting on its source (a read still pending is left to settle).
+  if (!body.destroyed) body.destroy();
+  // Answered already (the usual case) or within the grace; else aborted whenever it answers.
+  const id = created && (await Promise.race([created, sleep(CREATE_GRACE_MS, undefined, { ref: false })]));
+  if (id !== undefined) await abortUpload(r, id);
+  else
+    void created?.then(async (late) => {
+      if (late !== undefined) await abortUpload(r, late);
+    });
+  throw r.toError(failed.err, failed.from);
 }
 
 /** Best effort, under no signal; a failure is logged (the lifecycle rule in docs/destinations.md). */

@@ -18,8 +18,8 @@
  *   else the AWS SDK's default chain (environment, web identity token file as IRSA sets it, EKS Pod
  *   Identity / container credentials, shared profile, instance metadata).
  * - Bodies of up to one part (default 8 MiB) go up in one PutObject; larger ones stream up as a
- *   multipart upload (@aws-sdk/lib-storage's Upload, s3-upload.ts) with 2 parts in flight at once,
- *   at most 48 MiB in memory, aborted on any failure or abort.
+ *   multipart upload (s3-upload.ts) with 2 parts in flight at once, in at most 4 part buffers (32
+ *   MiB) the client reuses from one upload to the next, aborted on any failure or abort.
  * - The SDK's standard retry mode retries 5xx, 429/throttling, timeouts and dropped connections with
  *   exponential backoff and jitter; every part is an in-memory buffer, so every request can be retried.
  * - Every listing is sorted here: stores do not all return keys in order.
@@ -45,7 +45,7 @@ import { addContentMd5, S3Connection } from "./s3-connection.ts";
 import { resumableBody } from "./s3-download.ts";
 import { isMissingKey, s3Error } from "./s3-errors.ts";
 import { type SseParams, type SseSettings, sseSource } from "./s3-sse.ts";
-import { DEFAULT_UPLOAD_QUEUE_SIZE, uploadBody } from "./s3-upload.ts";
+import { DEFAULT_UPLOAD_QUEUE_SIZE, PartPool, uploadBody } from "./s3-upload.ts";
 
 export { rootPrefix } from "./common.ts";
 export {
@@ -119,6 +119,8 @@ class S3Backend implements ObjectBackend {
   readonly #bucket: string;
   readonly #partSize: number;
   readonly #queueSize: number;
+  /** Part buffers for multipart uploads, reused from one upload to the next (s3-upload.ts). */
+  readonly #pool: PartPool;
   readonly #connection: S3Connection;
   readonly #log: Logger | undefined;
   /** Server-side encryption parameters for each request (s3-sse.ts). */
@@ -152,6 +154,7 @@ class S3Backend implements ObjectBackend {
     this.base = `s3://${this.#bucket}`;
     this.#partSize = partSize;
     this.#queueSize = queueSize;
+    this.#pool = new PartPool(partSize, queueSize + 2);
     this.#log = opts.log;
     this.#connection = new S3Connection(settings, {
       log: opts.log,
@@ -165,6 +168,7 @@ class S3Backend implements ObjectBackend {
   /** Closes the SDK client and its connections; the client must not be used afterwards. */
   close(): void {
     this.#connection.close();
+    this.#pool.clear();
   }
 
   async list(
@@ -359,7 +363,7 @@ class S3Backend implements ObjectBackend {
           bucket: this.#bucket,
           key,
           params: sse.write,
-          partSize: this.#partSize,
+          pool: this.#pool,
           queueSize: this.#queueSize,
           signal,
           what: `${verb} ${url}`,
