@@ -225,7 +225,7 @@ describe("lz4 encoder", () => {
     const reused = Buffer.alloc(LZ4_BLOCK_SIZE);
     const source = async function* () {
       for (let at = 0, k = 0; at < data.length; k++) {
-        const n = Math.min(sizes[k % sizes.length], data.length - at);
+        const n = Math.min(sizes[k % sizes.length] ?? LZ4_BLOCK_SIZE, data.length - at);
         data.copy(reused, 0, at, at + n);
         yield reused.subarray(0, n);
         reused.fill(0xa5); // what the next step would do to a piece that kept a view of it

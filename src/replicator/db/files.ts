@@ -83,6 +83,32 @@ export async function readRange(file: string, position: number, length: number):
   }
 }
 
+/**
+ * Bytes [start, end) of `file` in chunks of up to `chunkSize`, every chunk a view of one buffer the
+ * next step fills again (a consumer that keeps one must copy it). Calls `short(at)` and throws what
+ * it returns when the file ends at `at`, before `end`.
+ */
+export async function* readChunks(
+  file: string,
+  start: number,
+  end: number,
+  chunkSize: number,
+  short: (at: number) => Error,
+): AsyncGenerator<Buffer> {
+  const fh = await open(file, "r");
+  try {
+    const buf = Buffer.allocUnsafe(Math.min(chunkSize, Math.max(1, end - start)));
+    for (let at = start; at < end; ) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - at), at);
+      if (bytesRead === 0) throw short(at);
+      yield buf.subarray(0, bytesRead);
+      at += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Copies bytes [from, to) of `src` onto the end of `dst` (whose size is `from`), then fsyncs. */
 export async function appendRange(
   src: FileHandle,
