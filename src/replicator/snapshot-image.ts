@@ -18,13 +18,14 @@
  */
 import { type FileHandle, open } from "node:fs/promises";
 import { ErrorCodes, WalshipError } from "../shared/errors.ts";
+import { LZ4_BLOCK_SIZE } from "./lz4/encoder.ts";
 import { frameSize, parseWalHeader, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE } from "./sqlite/wal.ts";
 
 /**
  * Bytes per chunk yielded: one LZ4 block, so the encoder compresses each chunk where it lies instead
  * of copying it into a block of its own.
  */
-const CHUNK_BYTES = 4 << 20;
+const CHUNK_BYTES = LZ4_BLOCK_SIZE;
 /** Shadow bytes read per step while indexing its frames. */
 const INDEX_CHUNK_BYTES = 4 << 20;
 
@@ -73,7 +74,8 @@ export async function indexFrames(shadow: FileHandle, end: number): Promise<Fram
  *
  * Every chunk is a view of one buffer, filled again at the next step: a consumer that keeps a chunk
  * past its step must copy it. (A fresh buffer per chunk was a gigabyte of allocations per gigabyte of
- * database, and with it a full garbage collection every few chunks: docs/benchmarks.md, "Snapshots".)
+ * database, and with it a full garbage collection every few chunks: docs/benchmarks.md, "Snapshots
+ * and uploads: the garbage was the cost".)
  */
 export async function* snapshotImage(
   db: FileHandle,

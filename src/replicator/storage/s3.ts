@@ -19,7 +19,8 @@
  *   Identity / container credentials, shared profile, instance metadata).
  * - Bodies of up to one part (default 8 MiB) go up in one PutObject; larger ones stream up as a
  *   multipart upload (s3-upload.ts) with 2 parts in flight at once, in at most 4 part buffers (32
- *   MiB) the client reuses from one upload to the next, aborted on any failure or abort.
+ *   MiB with the defaults) the client reuses from one upload to the next, aborted on any failure or
+ *   abort.
  * - The SDK's standard retry mode retries 5xx, 429/throttling, timeouts and dropped connections with
  *   exponential backoff and jitter; every part is an in-memory buffer, so every request can be retried.
  * - Every listing is sorted here: stores do not all return keys in order.
