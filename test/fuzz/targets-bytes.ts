@@ -141,6 +141,7 @@ class MemorySink implements PageSink {
   truncate(size: number): void {
     this.size = size;
   }
+  flush(): void {}
   discard(): void {
     this.pages.clear();
   }

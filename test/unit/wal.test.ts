@@ -665,6 +665,7 @@ describe("WalApplier", () => {
         dbSize = r.dbSize;
         assert.equal(fstatSync(fd).size, dbSize);
       }
+      pages.flush();
     } finally {
       closeSync(fd);
     }

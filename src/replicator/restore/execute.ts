@@ -158,6 +158,8 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
       if (index === plan.snapshot.index) snapshotIndexEnd = applied.end;
       indexes++;
     }
+    // The last batch of pages (batches run on across WAL indexes).
+    pages.flush();
     await w.drain();
     if (plan.snapshotOffset !== undefined && snapshotIndexEnd < plan.snapshotOffset) {
       throw new WalshipError(

@@ -286,11 +286,18 @@ export const PAGE_WRITER_BYTES = 32 << 20;
 /** Most buffers one writev takes (IOV_MAX on Linux). */
 const IOV_MAX = 1024;
 
-/** Receives a WAL's pages in WAL order; `truncate` sets the file size after every page added so far. */
+/**
+ * Receives WALs' pages in WAL order. `truncate` sets the file size after every page added so far;
+ * `flush` writes whatever is still buffered (a sink may hold pages across truncations and WALs).
+ */
 export interface PageSink {
   add(pgno: number, pageSize: number, src: Uint8Array, offset: number): void;
   truncate(size: number): void;
-  /** Forgets pages not written yet (after an error: they belong to a WAL that will not be applied). */
+  flush(): void;
+  /**
+   * Forgets pages not written yet, after an error. They may include pages of WALs applied before
+   * the one that failed, so the file is incomplete afterwards: the caller discards it.
+   */
   discard(): void;
 }
 
@@ -381,6 +388,14 @@ export class PageBatch {
     return { arena, pageSize: this.#pageSize, pgnos, slots };
   }
 
+  /**
+   * Forgets the buffered pages past page `last` (a truncation to `last` pages cuts them). Their
+   * slots stay used until the batch is taken.
+   */
+  dropAfter(last: number): void {
+    for (const pgno of this.#slots.keys()) if (pgno > last) this.#slots.delete(pgno);
+  }
+
   discard(): void {
     this.#slots.clear();
     this.#used = 0;
@@ -416,7 +431,15 @@ export interface PageTarget {
   truncate(size: number): void;
 }
 
-/** A PageSink that collects pages in a PageBatch and sends each full batch to a PageTarget. */
+/**
+ * A PageSink that collects pages in a PageBatch and sends each full batch to a PageTarget.
+ *
+ * A truncation does not send the batch: the pages it would cut are dropped from the batch, and the
+ * truncation goes to the target at once, ahead of the batch. The file ends the same: every page
+ * left in the batch was added after any cut below it, so writing it after the truncations puts it
+ * where the truncations leave room for it, and a page cut and then added again is the later one.
+ * Batches so stay full across a restore's WAL indexes, which end in a truncation each.
+ */
 export class BatchedPages implements PageSink {
   readonly #target: PageTarget;
   readonly #batch: PageBatch;
@@ -436,8 +459,13 @@ export class BatchedPages implements PageSink {
   }
 
   truncate(size: number): void {
-    this.#flush();
+    const ps = this.#batch.pageSize;
+    if (ps > 0) this.#batch.dropAfter(Math.floor(size / ps));
     this.#target.truncate(size);
+  }
+
+  flush(): void {
+    this.#flush();
   }
 
   discard(): void {
