@@ -2,8 +2,13 @@
 
 import type { RestorePlan } from "./types.ts";
 
-/** Stored bytes of WAL segments that may wait in memory, downloaded ahead of the one being applied. */
-export const PREFETCH_BYTES = 64 << 20;
+/**
+ * Stored bytes of WAL segments that may wait in memory, downloaded ahead of the one being applied.
+ * Applying a large WAL is bound by the page writes, not the downloads, so more only costs memory:
+ * a restore of 1 GiB + 1 GiB of WAL from MinIO peaked at 405-414 MiB with 64 MiB ahead and at
+ * 295-308 MiB with 16, in the same time (4.7-4.9 s).
+ */
+export const PREFETCH_BYTES = 16 << 20;
 
 /**
  * Downloads WAL segments ahead of the one being applied, in order: at most `parallelism` at a time

@@ -68,11 +68,17 @@ export class FileWriter {
 
   /**
    * A buffer of exactly `bytes` to fill and hand to `write` or `pages`: one given back by the worker
-   * when there is one (so memory is recycled, not left to the worker's garbage collector), else new.
+   * when there is one (so memory is recycled, not left to the worker's garbage collector), else new
+   * (and the spares, all too small, are let go).
    */
   buffer(bytes: number): Uint8Array {
     const i = this.#spare.findIndex((b) => b.byteLength >= bytes);
-    if (i < 0) return new Uint8Array(bytes);
+    if (i < 0) {
+      // Every spare is too small: they were made for smaller requests (a restore's snapshot blocks,
+      // before its page batches) and keeping them would only hold memory.
+      this.#spare.length = 0;
+      return new Uint8Array(bytes);
+    }
     const b = this.#spare.splice(i, 1)[0] as ArrayBuffer;
     return new Uint8Array(b, 0, bytes);
   }
