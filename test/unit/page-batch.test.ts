@@ -52,7 +52,12 @@ function oneByOne(file: string, start: Buffer, list: Op[]): Buffer {
   return readFileSync(file);
 }
 
-function batched(file: string, start: Buffer, list: Op[], capacityPages: number): { bytes: Buffer; runs: number } {
+function batched(
+  file: string,
+  start: Buffer,
+  list: Op[],
+  capacityPages: number,
+): { bytes: Buffer; runs: number } {
   const fd = openSync(file, "w+");
   let runs = 0;
   try {
