@@ -6,7 +6,7 @@
  * machine's load average is printed beside them. See docs/benchmarks.md ("Start-up").
  */
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import Database from "better-sqlite3";
@@ -18,8 +18,14 @@ const RUNS = Number(process.env.BENCH_STARTUP_RUNS ?? 15);
 const node = execFileSync(path.join(import.meta.dirname, "../scripts/ensure-node"), ["--no-install"], {
   encoding: "utf8",
 }).trim();
-/** Walship as the image runs it: node on dist/main.js, without bin/walship's shell wrapper. */
-const walship = [node, path.join(path.dirname(WALSHIP), "../dist/main.js")];
+/**
+ * Walship as the image runs it: node on dist/main.js with the flags of its first line (`env -S`),
+ * without bin/walship's shell wrapper.
+ */
+const MAIN = path.join(path.dirname(WALSHIP), "../dist/main.js");
+const shebang = readFileSync(MAIN, "utf8").split("\n", 1)[0]!;
+const flags = shebang.startsWith("#!/usr/bin/env -S node") ? shebang.split(" ").slice(3) : [];
+const walship = [node, ...flags, MAIN];
 const litestream = [litestreamBin()];
 
 /** Milliseconds from spawn to exit of one run; throws on a non-zero exit. */
