@@ -564,8 +564,8 @@ async function timedRestore(
   const tf = path.join(dir, `time-${label}.txt`);
   // Dirty pages of the set-up (the database, its WAL, MinIO's objects: 3 GiB or more) would
   // otherwise be written back during the restore, from whenever the kernel's 30 s expiry falls:
-  // the same build's latest restore took 6.4 s in one run and 7.2 s in the next. Every restore
-  // starts on a flushed disk instead.
+  // one build's latest restore took 6.1 s in one pass and 7.2 s in another of the same run, and
+  // 5.8 s in every pass with this sync. Every restore starts on a flushed disk instead.
   await runCommand("sync", [], { timeoutMs: 600_000 });
   const t0 = now();
   await runCommand(
