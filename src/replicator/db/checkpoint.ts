@@ -130,6 +130,11 @@ export class Checkpointer {
       const headerBefore = Buffer.from(this.#shadow.state.header);
       this.#conn.endRead();
       const complete = await this.#backfill(10);
+      // Our read starts again before the lock goes. With the WAL written back in full it reads only
+      // the database file (SQLite's read mark 0), which does not stop a restart but stops every
+      // back-fill until we move the mark: the application may restart the WAL in the gap below, but
+      // cannot write that new WAL back and restart it a second time before we have copied it.
+      this.#conn.beginRead();
       // SQLite restarts the WAL only for a writer whose snapshot began after the backfill, so the lock
       // is taken anew. Should the application commit in between, its write restarts the WAL instead:
       // either way every old frame was copied above.
@@ -143,12 +148,12 @@ export class Checkpointer {
       db.exec("COMMIT");
       locked = false;
       if (mode === "TRUNCATE") db.pragma("journal_size_limit = -1");
-      this.#conn.beginRead();
       m.count++;
       const realHeader = await readRange(this.#owner.walPath, 0, WAL_HEADER_SIZE);
       if (Buffer.compare(realHeader, headerBefore) !== 0) {
-        // Restarted by our write or by the application's in the gap; had the application also
-        // written that WAL back and restarted it again, the WAL in between is lost to the shadow.
+        // Restarted by our write or by the application's in the gap. A second restart needs that new
+        // WAL written back, which our read at mark 0 prevents; should one happen all the same, the WAL
+        // in between is lost to the shadow and the generation cannot go on.
         if (followsWal(parseWalHeader(headerBefore), parseWalHeader(realHeader))) {
           await this.#shadow.startIndex(realHeader);
         } else {
@@ -156,6 +161,9 @@ export class Checkpointer {
         }
       }
       await this.#shadow.copy();
+      // Copied: the mark moves up to the new WAL's end, and back-fills may run again.
+      this.#conn.endRead();
+      this.#conn.beginRead();
       this.#succeeded();
       this.#log.debug({ mode, complete }, "checkpoint");
     } catch (err) {
