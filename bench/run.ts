@@ -491,6 +491,10 @@ async function snapshotRun(ctx: Ctx, tool: Tool, base: string): Promise<Snapshot
   copyFileSync(base, db);
   const cfg = writeConfig(ctx, dir, db, tool, label, { sync: "1s" });
   const pol = poller(ctx, tool, label, false);
+  // As before a restore: the base database and this copy of it are dirty pages (8 GiB for the 4 GiB
+  // snapshot, over the kernel's dirty limit), and the first tool's snapshot ran while they were
+  // written back. Each snapshot starts on a flushed disk.
+  await runCommand("sync", [], { timeoutMs: 600_000 });
   const t0 = now();
   const proc = startTool(ctx, tool, cfg, dir, label);
   const snap = await firstSnapshot(pol, proc, `snapshot ${tool}`, 3_600_000);
