@@ -15,7 +15,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults torture deploy-check bench-crypto bench-startup
+.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults torture deploy-check bench-crypto bench-startup bench-page-writes
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -144,6 +144,9 @@ bench: deps build ## compare walship with litestream v0.3.13, median of three pa
 bench-startup: deps build ## how long `version` and a small restore take from exec to exit, against litestream v0.3.13
 	test/infra/install litestream
 	$(NODE) bench/startup.ts
+
+bench-page-writes: deps ## what restore's page writes cost the kernel by batch size (1 GiB file; DIR=... for another file system)
+	$(NODE) bench/page-writes.ts $(DIR)
 
 bench-crypto: deps build ## the CPU cost of age encryption per GiB of WAL (pipeline and end to end, a few minutes)
 	test/infra/install minio
