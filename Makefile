@@ -137,8 +137,9 @@ deploy: ## helm install (or upgrade) the chart into the cluster that KUBECONFIG 
 clean: ## remove build output (the component cache under $(WALSHIP_CACHE) stays)
 	rm -rf dist node_modules .demo
 
+# etcd and Kubernetes only when the operator phase runs (on a cold cache Kubernetes takes a quarter of an hour).
 bench: deps build ## compare walship with litestream v0.3.13, median of three passes (lag, throughput, CPU, memory, snapshot, restore; about 90 min)
-	test/infra/install minio litestream etcd kubernetes
+	test/infra/install minio litestream $$(case ",$${BENCH_PHASES:-operator}," in *,operator,*) echo etcd kubernetes;; esac)
 	$(NODE) bench/run.ts
 
 bench-startup: deps build ## how long `version` and a small restore take from exec to exit, against litestream v0.3.13
