@@ -212,12 +212,24 @@ describe("restore drills (real node, helm-installed operator, MinIO)", { timeout
       JSON.stringify(vols),
     );
     assert.deepEqual(job.spec.template.spec.containers[0]?.command.slice(0, 2), ["walship", "drill"]);
-    // The Event, and the operator's metrics.
-    const events = (
-      await c.cp.request<{
-        items: Array<{ reason: string; message: string; involvedObject: { name: string; kind: string } }>;
-      }>("GET", `/api/v1/namespaces/${NS}/events`)
-    ).body.items.filter((e) => e.involvedObject.kind === "SqliteReplica" && e.involvedObject.name === "db");
+    // The Event, and the operator's metrics. The operator records a run's Events after it has
+    // written the status (drillrunner.ts), so the Event may come a moment after the status the test
+    // saw: waited for, as the metrics are (a CI run listed the Events in between and missed it).
+    const replicaEvents = async () =>
+      (
+        await c.cp.request<{
+          items: Array<{ reason: string; message: string; involvedObject: { name: string; kind: string } }>;
+        }>("GET", `/api/v1/namespaces/${NS}/events`)
+      ).body.items.filter((e) => e.involvedObject.kind === "SqliteReplica" && e.involvedObject.name === "db");
+    const events = await waitFor(
+      async () => {
+        const evs = await replicaEvents();
+        return evs.some((e) => e.reason === "DrillPassed") ? evs : undefined;
+      },
+      { what: "the DrillPassed Event", timeoutMs: 30_000, intervalMs: 500 },
+    ).catch(async (err) => {
+      throw new Error(`${(err as Error).message}: ${JSON.stringify(await replicaEvents())}`);
+    });
     assert.ok(
       events.some((e) => e.reason === "DrillStarted"),
       JSON.stringify(events.map((e) => e.reason)),
