@@ -51,20 +51,6 @@ function freshFile(): number {
   return fd;
 }
 
-/** Write calls writePages makes for a run: one per stretch of consecutive page numbers (up to 1024). */
-function calls(pgnos: Float64Array): number {
-  let n = 0;
-  let len = 0;
-  for (let i = 0; i < pgnos.length; i++) {
-    if (len > 0 && pgnos[i] === (pgnos[i - 1] as number) + 1 && len < 1024) len++;
-    else {
-      n++;
-      len = 1;
-    }
-  }
-  return n;
-}
-
 interface Pass {
   seconds: number;
   pages: number;
@@ -81,9 +67,8 @@ function pass(frames: Uint32Array, batchBytes: number): Pass {
     const run = batch.take();
     if (!run) return;
     out.pages += run.pgnos.length;
-    out.writes += calls(run.pgnos);
     const t0 = performance.now();
-    writePages(fd, run);
+    out.writes += writePages(fd, run);
     out.seconds += (performance.now() - t0) / 1000;
     arena = run.arena;
   };

@@ -125,7 +125,8 @@ describe("WAL restarted more than once since the last copy", () => {
     const s = setup("checkpoint");
     s.insert(400);
     let ran = false;
-    let gapCheckpoint: { busy: number; log: number; checkpointed: number } | undefined;
+    type CheckpointRow = { busy: number; log: number; checkpointed: number };
+    let gapCheckpoint: CheckpointRow | undefined;
     let before: string | undefined;
     let salt0 = 0;
     const life = await replicatorLife(
@@ -138,13 +139,7 @@ describe("WAL restarted more than once since the last copy", () => {
             // all before the replicator's own write. The replicator's read (mark 0: the database
             // file alone) keeps that back-fill off, so the second restart cannot happen.
             s.insert(1, 1_000_000);
-            gapCheckpoint = (
-              s.app.pragma("wal_checkpoint(PASSIVE)") as Array<{
-                busy: number;
-                log: number;
-                checkpointed: number;
-              }>
-            )[0];
+            gapCheckpoint = (s.app.pragma("wal_checkpoint(PASSIVE)") as CheckpointRow[])[0];
             s.insert(1, 10);
             ran = true;
           },

@@ -133,3 +133,26 @@ describe("BatchedPages across truncations", () => {
     }
   });
 });
+
+describe("writePages", () => {
+  it("writes each stretch of consecutive pages in one call and says how many calls", () => {
+    const dir = makeTempDir("page-batch-writes");
+    const fd = openSync(path.join(dir, "db"), "w+");
+    try {
+      // Pages 1-3, 7 and 9-10, held in the arena out of order.
+      const pgnos = Float64Array.from([1, 2, 3, 7, 9, 10]);
+      const slots = Uint32Array.from([5, 4, 3, 2, 1, 0]);
+      const arena = new Uint8Array(6 * PS);
+      for (let i = 0; i < 6; i++)
+        arena.fill(pgnos[i] as number, (slots[i] as number) * PS, ((slots[i] as number) + 1) * PS);
+      assert.equal(writePages(fd, { arena, pageSize: PS, pgnos, slots }), 3);
+      const file = readFileSync(path.join(dir, "db"));
+      assert.equal(file.length, 10 * PS);
+      for (const p of [1, 2, 3, 7, 9, 10]) assert.equal(file[(p - 1) * PS], p, `page ${p}`);
+      for (const p of [4, 5, 6, 8]) assert.equal(file[(p - 1) * PS], 0, `page ${p} (never written)`);
+    } finally {
+      closeSync(fd);
+      removeTempDir(dir);
+    }
+  });
+});

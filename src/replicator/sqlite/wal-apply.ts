@@ -402,16 +402,21 @@ export class PageBatch {
   }
 }
 
-/** Writes a run of pages to `fd` in page order, one write per stretch of consecutive page numbers. */
-export function writePages(fd: number, run: PageRun): void {
+/**
+ * Writes a run of pages to `fd` in page order, one write per stretch of consecutive page numbers;
+ * returns how many stretches (writes) that was.
+ */
+export function writePages(fd: number, run: PageRun): number {
   const { arena, pageSize: ps, pgnos, slots } = run;
   const n = pgnos.length;
   const bufs: Uint8Array[] = [];
   let first = 0;
+  let writes = 0;
   for (let i = 0; i <= n; i++) {
     const pgno = i < n ? (pgnos[i] as number) : -1;
     if (bufs.length > 0 && (pgno !== first + bufs.length || bufs.length === IOV_MAX)) {
       writeRun(fd, bufs, (first - 1) * ps);
+      writes++;
       bufs.length = 0;
     }
     if (i === n) break;
@@ -419,6 +424,7 @@ export function writePages(fd: number, run: PageRun): void {
     const slot = slots[i] as number;
     bufs.push(arena.subarray(slot * ps, (slot + 1) * ps));
   }
+  return writes;
 }
 
 /** Where a BatchedPages sends its batches. */
