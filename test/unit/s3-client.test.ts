@@ -33,6 +33,7 @@ import {
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 import {
   bytesStream,
+  chunked,
   generatedBody,
   readAll,
   replicaClientContract,
@@ -623,6 +624,44 @@ describe("S3ReplicaClient", () => {
         await c.writeSnapshot(G1, 1, bytesStream("over tls"));
         assert.equal((await readAll(await c.snapshotReader(G1, 1))).toString(), "over tls");
       });
+    });
+
+    it("leaves object bodies out of the signature over TLS only; MinIO verifies both", async () => {
+      const plain = await startFaultProxy(server().endpoint);
+      try {
+        // The same uploads through each proxy: a PutObject (one segment) and a multipart upload.
+        const body = randomBytes(MIN_PART_SIZE_BYTES + 1234);
+        const contentHashes = async (endpoint: string, skipVerify: boolean) => {
+          const p = endpoint === plain.endpoint ? plain : proxy!;
+          const from = p.seen.length;
+          const bucket = await freshBucket("unsigned");
+          await withS3(
+            new S3ReplicaClient(settings(bucket, "", { endpoint, skipVerify }), {
+              partSizeBytes: MIN_PART_SIZE_BYTES,
+            }),
+            async (c) => {
+              await c.writeWalSegment(G1, 1, 0, Buffer.from("one segment"));
+              await c.writeSnapshot(G1, 1, chunked(body, 64 * 1024));
+              assert.ok((await readAll(await c.snapshotReader(G1, 1))).equals(body));
+              assert.equal((await readAll(await c.walSegmentReader(G1, 1, 0))).toString(), "one segment");
+            },
+          );
+          const puts = p.seen.slice(from).filter((r) => r.method === "PUT");
+          assert.equal(puts.length, 3, "one PutObject and two parts");
+          return puts.map((r) => String(r.headers["x-amz-content-sha256"]));
+        };
+        for (const h of await contentHashes(proxy!.endpoint, true)) assert.equal(h, "UNSIGNED-PAYLOAD");
+        const signed = await contentHashes(plain.endpoint, false);
+        assert.equal(signed[0], createHash("sha256").update("one segment").digest("hex"));
+        // The two parts go up at once, so either may arrive first.
+        const parts = [body.subarray(0, MIN_PART_SIZE_BYTES), body.subarray(MIN_PART_SIZE_BYTES)];
+        assert.deepEqual(
+          signed.slice(1).sort(),
+          parts.map((b) => createHash("sha256").update(b).digest("hex")).sort(),
+        );
+      } finally {
+        await plain.close();
+      }
     });
   });
 
