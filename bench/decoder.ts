@@ -6,6 +6,8 @@
  * transaction that wrote it; a page written by transaction s holds s and possibly older numbers,
  * never newer ones, so the highest number in a segment is its last transaction.
  */
+import { readFileSync } from "node:fs";
+import { Agent as HttpsAgent } from "node:https";
 import { parentPort, workerData } from "node:worker_threads";
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { parseSegmentName } from "../src/replicator/layout.ts";
@@ -23,6 +25,8 @@ export interface S3Access {
   region: string;
   accessKeyId: string;
   secretAccessKey: string;
+  /** With BENCH_TLS: the certificate of the store (PEM file) to trust. */
+  caFile?: string;
 }
 
 export interface DecodeRequest {
@@ -85,6 +89,9 @@ function main(): void {
     region: access.region,
     forcePathStyle: true,
     credentials: { accessKeyId: access.accessKeyId, secretAccessKey: access.secretAccessKey },
+    ...(access.caFile
+      ? { requestHandler: { httpsAgent: new HttpsAgent({ ca: readFileSync(access.caFile) }) } }
+      : {}),
   });
   const state = new Map<string, IndexState>();
   // Requests are handled strictly in arrival (list) order, so the checksum chain follows the WAL.

@@ -14,6 +14,8 @@
  *   BENCH_REPEATS=n      passes over the phases (default 3); the table gives each figure's median
  *                        and the range of the ratio, the JSON every pass (with its load averages)
  *   BENCH_SMOKE=1        a two-minute check of the harness itself (one pass; figures mean little)
+ *   BENCH_TLS=1          MinIO serves https (a self-signed certificate both tools are told to trust),
+ *                        as stores outside a test usually do
  */
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
@@ -916,7 +918,9 @@ async function main(): Promise<void> {
   const work = makeTempDir("bench");
   log(`bench: ${quick ? "quick" : "full"} mode, phases ${phases.join(",")}, work dir ${work}`);
   log(`bench: ${Math.round(freeBytes(work) / GiB)} GiB free in ${work}`);
-  const minio = await startMinio();
+  const tls = process.env.BENCH_TLS === "1";
+  const minio = await startMinio({ tls });
+  if (tls) log(`bench: MinIO serves https at ${minio.endpoint} (BENCH_TLS=1)`);
   const client = minio.client();
   const ctx: Ctx = {
     params,
@@ -927,10 +931,14 @@ async function main(): Promise<void> {
       region: minio.region,
       accessKeyId: minio.accessKeyId,
       secretAccessKey: minio.secretAccessKey,
+      ...(minio.caFile ? { caFile: minio.caFile } : {}),
     },
     env: {
       LITESTREAM_ACCESS_KEY_ID: minio.accessKeyId,
       LITESTREAM_SECRET_ACCESS_KEY: minio.secretAccessKey,
+      // The store's certificate, trusted the way each tool's users do it: Node's extra CAs, and the
+      // AWS SDK for Go's bundle (litestream did not take SSL_CERT_FILE here).
+      ...(minio.caFile ? { NODE_EXTRA_CA_CERTS: minio.caFile, AWS_CA_BUNDLE: minio.caFile } : {}),
     },
     work,
     tools,
@@ -942,6 +950,7 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = {
     started: new Date(performance.timeOrigin).toISOString(),
     mode: quick ? "quick" : "full",
+    tls,
     machine: machine(),
     params,
   };
