@@ -631,8 +631,8 @@ describe("S3ReplicaClient", () => {
       try {
         // The same uploads through each proxy: a PutObject (one segment) and a multipart upload.
         const body = randomBytes(MIN_PART_SIZE_BYTES + 1234);
-        const contentHashes = async (endpoint: string, skipVerify: boolean) => {
-          const p = endpoint === plain.endpoint ? plain : proxy!;
+        const contentHashes = async (p: FaultProxy, skipVerify: boolean) => {
+          const endpoint = p.endpoint;
           const from = p.seen.length;
           const bucket = await freshBucket("unsigned");
           await withS3(
@@ -650,8 +650,8 @@ describe("S3ReplicaClient", () => {
           assert.equal(puts.length, 3, "one PutObject and two parts");
           return puts.map((r) => String(r.headers["x-amz-content-sha256"]));
         };
-        for (const h of await contentHashes(proxy!.endpoint, true)) assert.equal(h, "UNSIGNED-PAYLOAD");
-        const signed = await contentHashes(plain.endpoint, false);
+        for (const h of await contentHashes(proxy!, true)) assert.equal(h, "UNSIGNED-PAYLOAD");
+        const signed = await contentHashes(plain, false);
         assert.equal(signed[0], createHash("sha256").update("one segment").digest("hex"));
         // The two parts go up at once, so either may arrive first.
         const parts = [body.subarray(0, MIN_PART_SIZE_BYTES), body.subarray(MIN_PART_SIZE_BYTES)];

@@ -44,7 +44,7 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
  */
 const UNSIGNED_OVER_TLS = new Set(["PutObjectCommand", "UploadPartCommand"]);
 /** The SigV4 header that carries the body's hash, or UNSIGNED-PAYLOAD. */
-export const CONTENT_SHA256_HEADER = "x-amz-content-sha256";
+const CONTENT_SHA256_HEADER = "x-amz-content-sha256";
 
 /** SDK command → Litestream's operation label. */
 const OPERATION_OF: Record<string, Operation> = {
@@ -142,7 +142,7 @@ export class S3Connection {
     this.#config = config;
     if (settings.region || settings.endpoint !== undefined) {
       this.#region = settings.region || "us-east-1";
-      this.#made = this.#counted(new S3Client({ ...config, region: this.#region }));
+      this.#made = this.#newClient({ ...config, region: this.#region });
       this.#client = Promise.resolve(this.#made);
     }
   }
@@ -162,9 +162,7 @@ export class S3Connection {
     if (this.#client === undefined) {
       const made = this.#lookUpRegion().then((r) => {
         this.#region = r.region;
-        this.#made = this.#counted(
-          new S3Client({ ...this.#config, region: r.region, followRegionRedirects: r.guessed }),
-        );
+        this.#made = this.#newClient({ ...this.#config, region: r.region, followRegionRedirects: r.guessed });
         return this.#made;
       });
       this.#client = made;
@@ -172,10 +170,12 @@ export class S3Connection {
     return this.#client;
   }
 
-  /**
-   * Counts each command that succeeds (once, however many attempts the SDK made), and leaves object
-   * bodies out of the signature over TLS (UNSIGNED_OVER_TLS).
-   */
+  /** The SDK client for `config`, with bodies unsigned over TLS and its commands counted. */
+  #newClient(config: S3ClientConfig): S3Client {
+    return this.#counted(unsignedBodiesOverTls(new S3Client(config)));
+  }
+
+  /** Counts each command that succeeds (once, however many attempts the SDK made). */
   #counted(client: S3Client): S3Client {
     client.middlewareStack.add(
       (next, context) => async (args) => {
@@ -194,18 +194,6 @@ export class S3Connection {
         return out;
       },
       { step: "initialize", name: "walshipOperationCounter" },
-    );
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const req = args.request as { protocol?: string; headers?: Record<string, string> };
-        if (req.protocol === "https:" && req.headers && UNSIGNED_OVER_TLS.has(context.commandName ?? "")) {
-          req.headers[CONTENT_SHA256_HEADER] = "UNSIGNED-PAYLOAD";
-        }
-        return next(args);
-      },
-      // After serialization (the request exists), before signing (finalizeRequest): the signer keeps
-      // a hash header already set and signs it as it is.
-      { step: "build", name: "walshipUnsignedPayloadOverTls" },
     );
     return client;
   }
@@ -232,6 +220,23 @@ export class S3Connection {
       probe.destroy();
     }
   }
+}
+
+/** Marks the bodies of UNSIGNED_OVER_TLS commands as UNSIGNED-PAYLOAD when they go over https. */
+function unsignedBodiesOverTls(client: S3Client): S3Client {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const req = args.request as { protocol?: string; headers?: Record<string, string> };
+      if (req.protocol === "https:" && req.headers && UNSIGNED_OVER_TLS.has(context.commandName ?? "")) {
+        req.headers[CONTENT_SHA256_HEADER] = "UNSIGNED-PAYLOAD";
+      }
+      return next(args);
+    },
+    // After serialization (the request exists), before signing (finalizeRequest): the signer keeps
+    // a hash header already set and signs it as it is.
+    { step: "build", name: "walshipUnsignedPayloadOverTls" },
+  );
+  return client;
 }
 
 /** Adds Content-MD5 to a DeleteObjects request (older stores require it) in place of newer checksums. */
