@@ -5,7 +5,7 @@
  * header is the 48 bytes SQLite writes twice.
  */
 import assert from "node:assert/strict";
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
@@ -18,9 +18,9 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const LE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** Writes a wal-index header (both copies) with `mxFrame` and `salts` into the -shm stand-in. */
-function publish(fd: number, mxFrame: number, salts: Buffer, torn = false): void {
+function publish(fd: number, mxFrame: number, salts: Buffer, torn = false, init = true): void {
   const h = Buffer.alloc(48);
-  h[12] = 1; // isInit
+  h[12] = init ? 1 : 0; // isInit
   if (LE) h.writeUInt32LE(mxFrame, 16);
   else h.writeUInt32BE(mxFrame, 16);
   salts.copy(h, 32);
@@ -64,6 +64,27 @@ describe("CommitClock", () => {
       assert.equal(clock.stamper(A)(3, t1 - 5), t1 - 5);
       // Another WAL's observations prove nothing about this one.
       assert.equal(clock.stamper(B)(3, late), late);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it("ignores a header SQLite has not initialised or that is short, and reads mxFrame unsigned", () => {
+    const fd = openSync(path.join(dir, "c-shm"), "w+");
+    try {
+      const clock = new CommitClock();
+      const late = Date.now() + 1000;
+      publish(fd, 7, A, false, false);
+      clock.observe(fd);
+      assert.equal(clock.stamper(A)(7, late), late, "not initialised: no observation");
+      ftruncateSync(fd, 90);
+      clock.observe(fd);
+      assert.equal(clock.stamper(A)(7, late), late, "short: no observation");
+      const big = 2 ** 31 + 5;
+      publish(fd, big, A);
+      clock.observe(fd);
+      assert.notEqual(clock.stamper(A)(big, late), late, "frame 2^31 + 5 was seen published");
+      assert.equal(clock.stamper(A)(big + 1, late), late, "the next frame was not");
     } finally {
       closeSync(fd);
     }

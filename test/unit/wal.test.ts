@@ -334,6 +334,30 @@ describe("scanFrames", () => {
     assert.equal(scanAll(bad3, h).validEnd, at);
   });
 
+  it("scans alike from a buffer that is not word-aligned, a flipped byte included", async () => {
+    // scanFrames reads words through one aligned view when it can and byte offsets otherwise.
+    const { wal } = await realWal(6, 30);
+    const h = parseWalHeader(wal);
+    const f = frameSize(h.pageSize);
+    const odd = (w: Uint8Array): Uint8Array => {
+      const box = new Uint8Array(w.length + 1);
+      box.set(w, 1);
+      return box.subarray(1);
+    };
+    const all = scanAll(wal, h);
+    assert.equal(all.stop, "end");
+    assert.deepEqual(scanAll(odd(wal), h), all);
+    const at = WAL_HEADER_SIZE + Math.floor(all.frames / 2) * f;
+    for (const where of [at + 6, at + WAL_FRAME_HEADER_SIZE + 2000, at + f - 1]) {
+      const bad = Buffer.from(wal);
+      flip(bad, where, 0x10);
+      const aligned = scanAll(bad, h);
+      assert.equal(aligned.stop, "checksum");
+      assert.equal(aligned.validEnd, at);
+      assert.deepEqual(scanAll(odd(bad), h), aligned);
+    }
+  });
+
   it("stops at a frame with other salts and at a partial frame", async () => {
     const { wal } = await realWal(3, 30);
     const h = parseWalHeader(wal);

@@ -14,7 +14,7 @@
  * is the earliest such observation, and never later than the copy that reads it.
  */
 import { readSync } from "node:fs";
-import { parseWalIndexHeader } from "../sqlite/wal-index.ts";
+import { walIndexHeaderReady, walIndexMxFrame } from "../sqlite/wal-index.ts";
 
 /** Observations kept at most: far more than arrive between two copies at any rate measured. */
 const MAX_OBSERVATIONS = 4096;
@@ -41,13 +41,16 @@ export class CommitClock {
     } catch {
       return;
     }
-    const hdr = parseWalIndexHeader(this.#buf.subarray(0, n));
-    if (!hdr) return; // A writer was changing it: the next change reads it again.
+    const b = this.#buf;
+    // A busy WAL changes thousands of times a second: nothing is allocated unless mxFrame moved.
+    // A header that is short or torn (a writer was changing it) is read again at the next change.
+    if (n < b.length || !walIndexHeaderReady(b)) return;
+    const mxFrame = walIndexMxFrame(b);
     const last = this.#seen.at(-1);
-    if (last && last.mxFrame === hdr.mxFrame && last.salts.equals(hdr.salts)) return;
+    if (last && last.mxFrame === mxFrame && last.salts.compare(b, 32, 40) === 0) return;
     if (this.#seen.length >= MAX_OBSERVATIONS) this.#seen.shift();
     // Date.now() is the current millisecond, truncated: the end of it bounds the commit strictly.
-    this.#seen.push({ time: Date.now() + 1, salts: hdr.salts, mxFrame: hdr.mxFrame });
+    this.#seen.push({ time: Date.now() + 1, salts: Buffer.from(b.subarray(32, 40)), mxFrame });
   }
 
   /**

@@ -14,7 +14,8 @@ import path from "node:path";
  */
 export class WalWatcher {
   #watcher: fs.FSWatcher | undefined;
-  #walEvent: PromiseWithResolvers<void> = Promise.withResolvers<void>();
+  /** Made when someone waits for the next change: a busy WAL changes thousands of times a second. */
+  #walEvent: PromiseWithResolvers<void> | undefined;
   /**
    * A change seen since the last wait ended: a commit made while a sync runs (a back-fill can take
    * seconds) must wake the next wait at once, not after the monitor interval.
@@ -52,13 +53,15 @@ export class WalWatcher {
   start(): void {
     try {
       // Watch the directory: the WAL file may not exist yet, or be replaced.
+      const wal = path.basename(this.walPath);
+      const db = path.basename(this.path);
       this.#watcher = fs.watch(path.dirname(this.path), { persistent: false }, (_ev, name) => {
-        if (name === path.basename(this.walPath) || name === path.basename(this.path)) {
+        if (name === wal || name === db) {
           this.#onChange?.();
           this.#pending = true;
-          const prev = this.#walEvent;
-          this.#walEvent = Promise.withResolvers<void>();
-          prev.resolve();
+          const waiting = this.#walEvent;
+          this.#walEvent = undefined;
+          waiting?.resolve();
         }
       });
       this.#watcher.on("error", () => {
@@ -84,7 +87,7 @@ export class WalWatcher {
       const timer = setTimeout(resolve, this.monitorIntervalMs);
       const onAbort = (): void => resolve();
       signal.addEventListener("abort", onAbort, { once: true });
-      void this.#walEvent.promise.then(() => resolve());
+      void this.event().then(() => resolve());
       await promise;
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
@@ -102,6 +105,7 @@ export class WalWatcher {
 
   /** Settles at the next change of the WAL or database file. */
   event(): Promise<void> {
+    this.#walEvent ??= Promise.withResolvers<void>();
     return this.#walEvent.promise;
   }
 
