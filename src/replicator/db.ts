@@ -130,9 +130,10 @@ export class Db {
       clock: this.#clock,
     });
     this.#checkpoints = new Checkpointer(this, this.#conn, this.#shadow, this.#log, this.#testHooks);
-    this.#watch = new WalWatcher(this.path, this.walPath, this.monitorIntervalMs, opts.coalesceMs, () =>
-      this.#clock.observe(this.#files.shmFd),
-    );
+    this.#watch = new WalWatcher(this.path, this.walPath, this.monitorIntervalMs, {
+      coalesceMs: opts.coalesceMs,
+      observe: () => this.#clock.observe(this.#files.shmFd),
+    });
   }
 
   get pageSize(): number {

@@ -5,29 +5,16 @@
  * header is the 48 bytes SQLite writes twice.
  */
 import assert from "node:assert/strict";
-import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CommitClock } from "../../src/replicator/db/commit-clock.ts";
+import { publishWalIndex } from "../helpers/wal-index.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "walship-clock-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-const LE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-
-/** Writes a wal-index header (both copies) with `mxFrame` and `salts` into the -shm stand-in. */
-function publish(fd: number, mxFrame: number, salts: Buffer, torn = false, init = true): void {
-  const h = Buffer.alloc(48);
-  h[12] = init ? 1 : 0; // isInit
-  if (LE) h.writeUInt32LE(mxFrame, 16);
-  else h.writeUInt32BE(mxFrame, 16);
-  salts.copy(h, 32);
-  const both = Buffer.concat([h, h]);
-  if (torn) both[16] = (both[16]! + 1) & 0xff; // the copies differ: a writer is changing it
-  writeSync(fd, both, 0, both.length, 0);
-}
 
 describe("CommitClock", () => {
   const A = Buffer.from("aaaaaaaa");
@@ -38,17 +25,17 @@ describe("CommitClock", () => {
     try {
       const clock = new CommitClock();
       clock.observe(undefined); // -shm not open yet: nothing recorded, no error
-      publish(fd, 5, A);
+      publishWalIndex(fd, 5, A);
       const t1 = Date.now();
       clock.observe(fd);
       await sleep(30);
-      publish(fd, 5, A);
+      publishWalIndex(fd, 5, A);
       clock.observe(fd); // unchanged: not a new observation
-      publish(fd, 9, A);
+      publishWalIndex(fd, 9, A);
       const t2 = Date.now();
       clock.observe(fd);
       await sleep(30);
-      publish(fd, 12, A, true);
+      publishWalIndex(fd, 12, A, true);
       clock.observe(fd); // torn: ignored
       const late = Date.now() + 1000;
       const stamp = clock.stamper(A);
@@ -74,14 +61,14 @@ describe("CommitClock", () => {
     try {
       const clock = new CommitClock();
       const late = Date.now() + 1000;
-      publish(fd, 7, A, false, false);
+      publishWalIndex(fd, 7, A, false, false);
       clock.observe(fd);
       assert.equal(clock.stamper(A)(7, late), late, "not initialised: no observation");
       ftruncateSync(fd, 90);
       clock.observe(fd);
       assert.equal(clock.stamper(A)(7, late), late, "short: no observation");
       const big = 2 ** 31 + 5;
-      publish(fd, big, A);
+      publishWalIndex(fd, big, A);
       clock.observe(fd);
       assert.notEqual(clock.stamper(A)(big, late), late, "frame 2^31 + 5 was seen published");
       assert.equal(clock.stamper(A)(big + 1, late), late, "the next frame was not");
@@ -94,11 +81,11 @@ describe("CommitClock", () => {
     const fd = openSync(path.join(dir, "b-shm"), "w+");
     try {
       const clock = new CommitClock();
-      publish(fd, 4, B);
+      publishWalIndex(fd, 4, B);
       clock.observe(fd);
-      publish(fd, 4, A);
+      publishWalIndex(fd, 4, A);
       clock.observe(fd);
-      publish(fd, 8, A);
+      publishWalIndex(fd, 8, A);
       clock.observe(fd);
       const late = Date.now() + 1000;
       clock.copied(A, 4);

@@ -5,12 +5,14 @@
  * copied the first of them, waited about a second for their upload at sync-interval 100ms.
  */
 import assert from "node:assert/strict";
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { CommitClock } from "../../src/replicator/db/commit-clock.ts";
 import { WalWatcher } from "../../src/replicator/db/watch.ts";
+import { publishWalIndex } from "../helpers/wal-index.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "walship-watch-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -26,7 +28,7 @@ function watching(name: string, monitorMs = 1500, coalesceMs?: number): { db: st
   const db = path.join(dir, name);
   writeFileSync(db, "");
   writeFileSync(`${db}-wal`, "");
-  const w = new WalWatcher(db, `${db}-wal`, monitorMs, coalesceMs);
+  const w = new WalWatcher(db, `${db}-wal`, monitorMs, { coalesceMs });
   w.start();
   return { db, w };
 }
@@ -146,5 +148,62 @@ describe("WalWatcher", () => {
     } finally {
       w.close();
     }
+  });
+
+  it("polls the wal-index instead of watching under a steady stream, and watches again once it is quiet", async () => {
+    const db = path.join(dir, "g.db");
+    writeFileSync(db, "");
+    writeFileSync(`${db}-wal`, "");
+    const shm = openSync(`${db}-shm`, "w+");
+    const salts = Buffer.from("saltsalt");
+    publishWalIndex(shm, 1, salts);
+    const clock = new CommitClock();
+    const w = new WalWatcher(db, `${db}-wal`, 1500, { coalesceMs: 0, observe: () => clock.observe(shm) });
+    w.start();
+    const ctl = new AbortController();
+    try {
+      // A stream of writes, each seen by the loop: the watch gives way to polling.
+      const until = performance.now() + 200;
+      while (!w.polling && performance.now() < until) {
+        appendFileSync(`${db}-wal`, "frame");
+        await new Promise((r) => setImmediate(r));
+      }
+      assert.equal(w.polling, true, "a steady stream of writes puts the watch down");
+      await w.wait(ctl.signal); // the writes so far
+      // A commit published in the wal-index alone (no inotify while polling) still ends a wait soon.
+      setTimeout(() => publishWalIndex(shm, 2, salts), 30);
+      const polled = await timed(() => w.wait(ctl.signal));
+      assert.ok(polled >= 25 && polled < 200, `a published commit is polled (${polled.toFixed(0)} ms)`);
+      assert.equal(w.polling, true);
+      // Quiet for longer than the quiet period: the watch comes back, and a WAL write wakes at once.
+      await sleep(300);
+      assert.equal(w.polling, false, "quiet: watching again");
+      setTimeout(() => appendFileSync(`${db}-wal`, "frame"), 50);
+      const watched = await timed(() => w.wait(ctl.signal));
+      assert.ok(watched < 500, `a write wakes the wait through the watch again (${watched.toFixed(0)} ms)`);
+      // Without a way to read the wal-index, a stream never puts the watch down.
+      let reads = 0;
+      const blind = new WalWatcher(db, `${db}-wal`, 1500, {
+        observe: () => {
+          reads++;
+          return clock.observe(undefined);
+        },
+      });
+      blind.start();
+      for (let i = 0; i < 200; i++) {
+        appendFileSync(`${db}-wal`, "frame");
+        await new Promise((r) => setImmediate(r));
+      }
+      const afterWrites = reads;
+      await sleep(30);
+      assert.ok(afterWrites >= 16, `each write was seen (${afterWrites})`);
+      assert.equal(reads, afterWrites, "no polls once the writes stop");
+      assert.equal(blind.polling, false);
+      blind.close();
+    } finally {
+      w.close();
+      closeSync(shm);
+    }
+    assert.equal(w.polling, false, "close() stops the polling");
   });
 });

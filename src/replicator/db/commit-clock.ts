@@ -9,7 +9,8 @@
  * comes up to a sync-interval later, and the bench's point-in-time restore missed 15 transactions.
  *
  * So each change of the WAL that inotify reports also reads the wal-index header (96 bytes of -shm,
- * through the descriptor the Db holds already): a header whose salts are the WAL's and whose
+ * through the descriptor the Db holds already), and so does each poll while a steady stream of writes
+ * has the watch put down (every 5 ms, watch.ts): a header whose salts are the WAL's and whose
  * `mxFrame` has reached a commit's frame proves that commit was published by then. The commit's stamp
  * is the earliest such observation, and never later than the copy that reads it.
  */
@@ -30,27 +31,29 @@ export class CommitClock {
   readonly #buf = Buffer.alloc(96);
 
   /**
-   * Records the wal-index as it is now, read through `shmFd` (undefined: not open yet, nothing to
-   * record). Cheap: one 96-byte read, on the WAL change events only.
+   * Records the wal-index as it is now, read through `shmFd`: one 96-byte read, on each WAL change
+   * event or poll (watch.ts). True if it found a commit published since the last record, false if
+   * not (or the header was being written), undefined if it cannot read (`shmFd` not open yet).
    */
-  observe(shmFd: number | undefined): void {
-    if (shmFd === undefined) return;
+  observe(shmFd: number | undefined): boolean | undefined {
+    if (shmFd === undefined) return undefined;
     let n: number;
     try {
       n = readSync(shmFd, this.#buf, 0, this.#buf.length, 0);
     } catch {
-      return;
+      return undefined;
     }
     const b = this.#buf;
     // A busy WAL changes thousands of times a second: nothing is allocated unless mxFrame moved.
     // A header that is short or torn (a writer was changing it) is read again at the next change.
-    if (n < b.length || !walIndexHeaderReady(b)) return;
+    if (n < b.length || !walIndexHeaderReady(b)) return false;
     const mxFrame = walIndexMxFrame(b);
     const last = this.#seen.at(-1);
-    if (last && last.mxFrame === mxFrame && last.salts.compare(b, 32, 40) === 0) return;
+    if (last && last.mxFrame === mxFrame && last.salts.compare(b, 32, 40) === 0) return false;
     if (this.#seen.length >= MAX_OBSERVATIONS) this.#seen.shift();
     // Date.now() is the current millisecond, truncated: the end of it bounds the commit strictly.
     this.#seen.push({ time: Date.now() + 1, salts: Buffer.from(b.subarray(32, 40)), mxFrame });
+    return true;
   }
 
   /**

@@ -4,6 +4,19 @@ import fs from "node:fs";
 import path from "node:path";
 
 /**
+ * inotify reports every write SQLite makes to the WAL (two per frame); each report costs the main
+ * thread about 7 µs, 5,000-14,000 times a second under a heavy writer (30-100 MiB/s of WAL), about
+ * an eighth of the replicator's CPU (docs/benchmarks.md). So while the writes come this thick, the watch is put down and the
+ * wal-index header is read every POLL_MS instead (a commit shows there once SQLite publishes it), and
+ * after QUIET_MS without a published change the watch comes back, so a quiet database's first commit
+ * still wakes a sync at once.
+ */
+const STREAM_EVENTS = 16;
+const STREAM_WINDOW_MS = 10;
+const POLL_MS = 5;
+const QUIET_MS = 50;
+
+/**
  * Under a steady stream of changes, syncs for changes start at most once per monitor interval, unless
  * a destination about to upload asks for one sooner (`hurry`, from Db.catchUp). Each sync costs a
  * wake-up, a read of the wal-index and the WAL's tail, an fsync of the shadow WAL and a checkpoint
@@ -33,35 +46,53 @@ export class WalWatcher {
   readonly monitorIntervalMs: number;
   readonly coalesceMs: number;
 
-  /** Called on every change of the WAL or database file, before any wait is woken. */
-  readonly #onChange: (() => void) | undefined;
+  /**
+   * Reads the wal-index on every change of the WAL or database file, before any wait is woken, and
+   * on every poll: true if a commit was published since the last read, false if not (or the header
+   * was being written), undefined if it cannot be read (no polling then).
+   */
+  readonly #observe: (() => boolean | undefined) | undefined;
+  /** Set while the wal-index is polled instead of watched (see STREAM_EVENTS). */
+  #poller: NodeJS.Timeout | undefined;
+  #windowStart = Number.NEGATIVE_INFINITY;
+  #windowEvents = 0;
+  /** When polling last saw a published change (performance.now()). */
+  #lastMove = 0;
+  #closed = false;
 
   constructor(
     dbPath: string,
     walPath: string,
     monitorIntervalMs: number,
-    coalesce?: number,
-    onChange?: () => void,
+    opts: { coalesceMs?: number; observe?: () => boolean | undefined } = {},
   ) {
     this.path = dbPath;
     this.walPath = walPath;
     this.monitorIntervalMs = monitorIntervalMs;
-    this.coalesceMs = coalesce ?? monitorIntervalMs;
-    this.#onChange = onChange;
+    this.coalesceMs = opts.coalesceMs ?? monitorIntervalMs;
+    this.#observe = opts.observe;
+  }
+
+  /** Whether the wal-index is being polled (a steady stream of writes) rather than watched. */
+  get polling(): boolean {
+    return this.#poller !== undefined;
   }
 
   start(): void {
+    this.#closed = false;
+    this.#arm();
+  }
+
+  #arm(): void {
     try {
       // Watch the directory: the WAL file may not exist yet, or be replaced.
       const wal = path.basename(this.walPath);
       const db = path.basename(this.path);
       this.#watcher = fs.watch(path.dirname(this.path), { persistent: false }, (_ev, name) => {
         if (name === wal || name === db) {
-          this.#onChange?.();
-          this.#pending = true;
-          const waiting = this.#walEvent;
-          this.#walEvent = undefined;
-          waiting?.resolve();
+          const readable = this.#observe?.() !== undefined;
+          this.#changed();
+          if (readable) this.#countForStream();
         }
       });
       this.#watcher.on("error", () => {
@@ -71,6 +102,48 @@ export class WalWatcher {
     } catch {
       this.#watcher = undefined;
     }
+  }
+
+  #changed(): void {
+    this.#pending = true;
+    const waiting = this.#walEvent;
+    this.#walEvent = undefined;
+    waiting?.resolve();
+  }
+
+  /** STREAM_EVENTS changes within STREAM_WINDOW_MS: poll instead of watching. */
+  #countForStream(): void {
+    if (this.#poller !== undefined) return;
+    const now = performance.now();
+    if (now - this.#windowStart > STREAM_WINDOW_MS) {
+      this.#windowStart = now;
+      this.#windowEvents = 0;
+    }
+    if (++this.#windowEvents < STREAM_EVENTS) return;
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    this.#lastMove = now;
+    this.#poller = setInterval(() => this.#poll(), POLL_MS);
+    this.#poller.unref();
+  }
+
+  #poll(): void {
+    const moved = this.#observe?.();
+    const now = performance.now();
+    if (moved === true) {
+      this.#lastMove = now;
+      this.#changed();
+      return;
+    }
+    if (moved === false && now - this.#lastMove < QUIET_MS) return;
+    // Quiet (or the wal-index cannot be read): watch again, then read once more for a commit
+    // published between the last poll and the new watch.
+    clearInterval(this.#poller);
+    this.#poller = undefined;
+    this.#windowEvents = 0;
+    if (this.#closed) return;
+    this.#arm();
+    if (this.#observe?.() === true) this.#changed();
   }
 
   /**
@@ -139,6 +212,9 @@ export class WalWatcher {
   }
 
   close(): void {
+    this.#closed = true;
+    clearInterval(this.#poller);
+    this.#poller = undefined;
     this.#watcher?.close();
     this.#watcher = undefined;
   }
