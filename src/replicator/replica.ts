@@ -354,6 +354,9 @@ export class Replica {
         await this.#uploadSegment(pos, upTo, signal);
         pos = { ...pos, offset: upTo };
         this.#pos = pos;
+        // The destination takes writes again: a failure before it is no longer the status, though
+        // this sync may have more indexes to upload (the commits it uploaded are no longer pending).
+        this.#lastError = undefined;
         continue;
       }
       if (latest && latest.generation === pos.generation && pos.index < latest.index) {

@@ -102,4 +102,59 @@ describe("replica upload", () => {
     await db.close();
     app.close();
   });
+
+  it("clears a failure from the status as soon as an upload succeeds again, not only when the sync ends", async () => {
+    // A status that showed a destination caught up (nothing pending, no lag) beside the error of a
+    // sync that had failed before it: the error was cleared only when the whole sync returned, after
+    // the uploads of every index it had to catch up.
+    const file = path.join(dir, "recover.db");
+    const { app, insert } = blobApp(file);
+    insert(5);
+    const inner = new FileReplicaClient(path.join(dir, "replica-recover"));
+    let failing = true;
+    let uploads = 0;
+    let gate: (() => void) | undefined;
+    let secondStarted: (() => void) | undefined;
+    const started = new Promise<void>((r) => (secondStarted = r));
+    const client = new Proxy(inner, {
+      get(target, prop, receiver) {
+        if (prop === "writeWalSegment") {
+          return async (...args: Parameters<FileReplicaClient["writeWalSegment"]>) => {
+            if (failing) throw new Error("the store is down");
+            if (++uploads === 2) {
+              secondStarted?.();
+              await new Promise<void>((r) => (gate = r));
+            }
+            return target.writeWalSegment(...args);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const db = new Db(file, { watch: false });
+    await db.init();
+    await db.sync();
+    const replica = new Replica(db, client, { name: "file" });
+    await assert.rejects(replica.sync(), /the store is down/);
+    assert.match(replica.status().lastError ?? "", /the store is down/);
+    // Two indexes to catch up: the first upload succeeds, the second is held.
+    insert(5);
+    await db.sync();
+    await db.checkpoint("RESTART");
+    insert(5);
+    await db.sync();
+    failing = false;
+    const sync = replica.sync();
+    await started;
+    assert.equal(uploads, 2);
+    assert.equal(replica.status().lastError, undefined, "an upload went through: the destination works");
+    gate?.();
+    await sync;
+    assert.equal(replica.status().lastError, undefined);
+    assert.equal(replica.status().pendingCommits, 0);
+    replica.close();
+    await db.close();
+    app.close();
+  });
 });
