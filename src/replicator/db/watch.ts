@@ -6,10 +6,11 @@ import path from "node:path";
 /**
  * inotify reports every write SQLite makes to the WAL (two per frame); each report costs the main
  * thread about 7 µs, 5,000-14,000 times a second under a heavy writer (30-100 MiB/s of WAL), about
- * an eighth of the replicator's CPU (docs/benchmarks.md). So while the writes come this thick, the watch is put down and the
- * wal-index header is read every POLL_MS instead (a commit shows there once SQLite publishes it), and
- * after QUIET_MS without a published change the watch comes back, so a quiet database's first commit
- * still wakes a sync at once.
+ * an eighth of the replicator's CPU (docs/benchmarks.md). So while the writes come this thick, the
+ * watch is put down and the wal-index header is read every POLL_MS instead (a commit shows there once
+ * SQLite publishes it), and after QUIET_MS without a published change the watch comes back, so a
+ * quiet database's first commit still wakes a sync at once. Changes of the database file alone (a
+ * checkpoint writing it back) are not seen while polling: every commit goes through the WAL.
  */
 const STREAM_EVENTS = 16;
 const STREAM_WINDOW_MS = 10;
