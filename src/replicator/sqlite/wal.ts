@@ -82,25 +82,49 @@ export function walChecksum(bigEndian: boolean, data: Uint8Array, s0: number, s1
   if ((len & 7) !== 0) {
     throw walError(`compute wal checksum: data length ${len} is not a multiple of 8`, { length: len });
   }
-  let a = s0 | 0;
-  let b = s1 | 0;
-  if (bigEndian !== HOST_LITTLE_ENDIAN && (data.byteOffset & 3) === 0) {
-    // Native byte order and aligned: read words straight from a typed-array view.
-    const w = new Int32Array(data.buffer, data.byteOffset, len >>> 2);
-    const n = w.length;
-    for (let i = 0; i < n; i += 2) {
+  const sum = Int32Array.of(s0 | 0, s1 | 0);
+  sumInto(checksumReader(bigEndian, data), 0, len, sum);
+  return [sum[0]! >>> 0, sum[1]! >>> 0];
+}
+
+/** How checksum words are read from one buffer: through a word view when in native order and aligned. */
+interface ChecksumReader {
+  dv: DataView;
+  words: Int32Array | undefined;
+  le: boolean;
+}
+
+function checksumReader(bigEndian: boolean, buf: Uint8Array): ChecksumReader {
+  const native = bigEndian !== HOST_LITTLE_ENDIAN && (buf.byteOffset & 3) === 0;
+  return {
+    dv: view(buf),
+    words: native ? new Int32Array(buf.buffer, buf.byteOffset, buf.length >>> 2) : undefined,
+    le: !bigEndian,
+  };
+}
+
+/**
+ * Adds bytes [from, to) of the reader's buffer (offsets 8 bytes apart) to the running checksum in
+ * `sum`, in place: nothing is allocated, as scanFrames runs it twice per frame of a busy WAL.
+ */
+function sumInto(r: ChecksumReader, from: number, to: number, sum: Int32Array): void {
+  let a = sum[0]!;
+  let b = sum[1]!;
+  const w = r.words;
+  if (w !== undefined) {
+    for (let i = from >>> 2, end = to >>> 2; i < end; i += 2) {
       a = (a + (w[i] as number) + b) | 0;
       b = (b + (w[i + 1] as number) + a) | 0;
     }
   } else {
-    const dv = view(data);
-    const le = !bigEndian;
-    for (let i = 0; i < len; i += 8) {
+    const { dv, le } = r;
+    for (let i = from; i < to; i += 8) {
       a = (a + dv.getInt32(i, le) + b) | 0;
       b = (b + dv.getInt32(i + 4, le) + a) | 0;
     }
   }
-  return [a >>> 0, b >>> 0];
+  sum[0] = a;
+  sum[1] = b;
 }
 
 /** Parses and verifies a 32-byte WAL header (magic, version, page size, checksum). Throws CORRUPT. */
@@ -291,14 +315,12 @@ export function scanFrames(buf: Uint8Array, opts: ScanOptions): ScanResult {
   const salt1 = opts.salt1 >>> 0;
   const salt2 = opts.salt2 >>> 0;
   const dv = view(buf);
-  // The checksum runs inline over one word view of the whole buffer: a view and a pair per frame
-  // (walChecksum's shape) were most of what the replicator allocated under a heavy writer.
-  const native = bigEndian !== HOST_LITTLE_ENDIAN && (buf.byteOffset & 3) === 0;
-  const words = native ? new Int32Array(buf.buffer, buf.byteOffset, buf.length >>> 2) : undefined;
-  const le = !bigEndian;
-  let a = opts.seed[0] | 0;
-  let b = opts.seed[1] | 0;
-  let lastCommitChecksum: Checksum = [a >>> 0, b >>> 0];
+  // One reader and two running pairs for the whole scan: a view and a pair per frame (walChecksum's
+  // shape) were most of what the replicator allocated under a heavy writer.
+  const reader = checksumReader(bigEndian, buf);
+  const sum = Int32Array.of(opts.seed[0] | 0, opts.seed[1] | 0);
+  const next = new Int32Array(2);
+  let lastCommitChecksum: Checksum = [sum[0]! >>> 0, sum[1]! >>> 0];
   let lastCommitEnd = startOffset;
   let frames = 0;
   const commits: Array<{ end: number; commitSize: number }> = [];
@@ -319,47 +341,29 @@ export function scanFrames(buf: Uint8Array, opts: ScanOptions): ScanResult {
       break;
     }
     // Frame header bytes 0..7, then the page.
-    let x = a;
-    let y = b;
-    if (words !== undefined) {
-      const h = pos >>> 2;
-      x = (x + (words[h] as number) + y) | 0;
-      y = (y + (words[h + 1] as number) + x) | 0;
-      const end = (pos + f) >>> 2;
-      for (let i = (pos + WAL_FRAME_HEADER_SIZE) >>> 2; i < end; i += 2) {
-        x = (x + (words[i] as number) + y) | 0;
-        y = (y + (words[i + 1] as number) + x) | 0;
-      }
-    } else {
-      x = (x + dv.getInt32(pos, le) + y) | 0;
-      y = (y + dv.getInt32(pos + 4, le) + x) | 0;
-      const end = pos + f;
-      for (let i = pos + WAL_FRAME_HEADER_SIZE; i < end; i += 8) {
-        x = (x + dv.getInt32(i, le) + y) | 0;
-        y = (y + dv.getInt32(i + 4, le) + x) | 0;
-      }
-    }
-    if (dv.getUint32(pos + 16) !== x >>> 0 || dv.getUint32(pos + 20) !== y >>> 0) {
+    next.set(sum);
+    sumInto(reader, pos, pos + 8, next);
+    sumInto(reader, pos + WAL_FRAME_HEADER_SIZE, pos + f, next);
+    if (dv.getUint32(pos + 16) !== next[0]! >>> 0 || dv.getUint32(pos + 20) !== next[1]! >>> 0) {
       stop = "checksum";
       break;
     }
-    a = x;
-    b = y;
+    sum.set(next);
     frames++;
     pos += f;
     const commitSize = dv.getUint32(pos - f + 4);
     if (commitSize !== 0) {
       lastCommitEnd = startOffset + pos;
-      lastCommitChecksum = [a >>> 0, b >>> 0];
+      lastCommitChecksum = [sum[0]! >>> 0, sum[1]! >>> 0];
       commits.push({ end: lastCommitEnd, commitSize });
     }
   }
-  const sum: Checksum = [a >>> 0, b >>> 0];
+  const validEndChecksum: Checksum = [sum[0]! >>> 0, sum[1]! >>> 0];
   return {
     validEnd: startOffset + pos,
     lastCommitEnd,
     lastCommitChecksum,
-    validEndChecksum: sum,
+    validEndChecksum,
     frames,
     commits,
     stop,
