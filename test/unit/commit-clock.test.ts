@@ -97,4 +97,24 @@ describe("CommitClock", () => {
       closeSync(fd);
     }
   });
+
+  it("does not take the header a copy has used up for a new commit", () => {
+    const fd = openSync(path.join(dir, "d-shm"), "w+");
+    try {
+      const clock = new CommitClock();
+      publishWalIndex(fd, 8, A);
+      assert.equal(clock.observe(fd), true, "frame 8 published");
+      clock.copied(A, 8);
+      // The poller reads the same header again: nothing was committed since (it woke a sync before).
+      assert.equal(clock.observe(fd), false, "the same header after the copy");
+      const late = Date.now() + 1000;
+      assert.equal(clock.stamper(A)(8, late), late, "and it was not recorded again");
+      publishWalIndex(fd, 9, A);
+      assert.equal(clock.observe(fd), true, "the next commit");
+      publishWalIndex(fd, 9, B);
+      assert.equal(clock.observe(fd), true, "the same frame of a new WAL (other salts)");
+    } finally {
+      closeSync(fd);
+    }
+  });
 });

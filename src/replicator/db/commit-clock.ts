@@ -29,6 +29,13 @@ interface Observation {
 export class CommitClock {
   #seen: Observation[] = [];
   readonly #buf = Buffer.alloc(96);
+  /**
+   * The last header recorded, kept apart from #seen: a copy forgets the observations it used, and
+   * the same header read after it is still no new commit (it used to wake a sync for nothing and
+   * hold the poll up, once per copy).
+   */
+  #lastMxFrame = -1;
+  readonly #lastSalts = Buffer.alloc(8);
 
   /**
    * Records the wal-index as it is now, read through `shmFd`: one 96-byte read, on each WAL change
@@ -48,8 +55,9 @@ export class CommitClock {
     // A header that is short or torn (a writer was changing it) is read again at the next change.
     if (n < b.length || !walIndexHeaderReady(b)) return false;
     const mxFrame = walIndexMxFrame(b);
-    const last = this.#seen.at(-1);
-    if (last && last.mxFrame === mxFrame && last.salts.compare(b, 32, 40) === 0) return false;
+    if (mxFrame === this.#lastMxFrame && this.#lastSalts.compare(b, 32, 40) === 0) return false;
+    this.#lastMxFrame = mxFrame;
+    b.copy(this.#lastSalts, 0, 32, 40);
     if (this.#seen.length >= MAX_OBSERVATIONS) this.#seen.shift();
     // Date.now() is the current millisecond, truncated: the end of it bounds the commit strictly.
     this.#seen.push({ time: Date.now() + 1, salts: Buffer.from(b.subarray(32, 40)), mxFrame });
