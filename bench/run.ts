@@ -18,7 +18,16 @@
  *                        as stores outside a test usually do
  */
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statfsSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,6 +37,7 @@ import { LITESTREAM_VERSION, litestreamBin, spawnLitestream } from "../test/help
 import { type Minio, startMinio } from "../test/helpers/minio.ts";
 import { type ManagedProcess, makeTempDir, runCommand, spawnManaged, stopAll } from "../test/helpers/proc.ts";
 import type { S3Access } from "./decoder.ts";
+import { failureReport, guardPhase, type PhaseFailure } from "./guard.ts";
 import {
   BucketPoller,
   type LagStats,
@@ -478,9 +488,17 @@ async function baseDb(ctx: Ctx, bytes: number): Promise<string> {
       `make base database: ${Math.round(freeBytes(ctx.work) / GiB)} GiB free in ${ctx.work}, need ${Math.round(need / GiB)} GiB`,
     );
   }
+  // Made under another name and renamed once whole: a phase that failed while making it must not
+  // leave a part of a database that the next phase would take for the base.
+  const part = `${file}.part`;
+  rmSync(part, { force: true });
   const w = new Writer();
-  const r = await w.create(file, bytes, ctx.params.rowBytes);
+  const r = await w.create(part, bytes, ctx.params.rowBytes).catch(async (err) => {
+    await w.close().catch(() => undefined);
+    throw err;
+  });
   await w.close();
+  renameSync(part, file);
   log(`  base database ${path.basename(file)}: ${r.rows} rows in ${round(r.ms / 1000)} s`);
   return file;
 }
@@ -707,6 +725,8 @@ interface RepeatResult {
   writerCeilingRowMiBps?: number;
   steadyRowMiBps?: number;
   operator?: unknown;
+  /** Phases that failed in this pass (their figures are missing from it; the other phases ran). */
+  failures?: PhaseFailure<Phase>[];
   table: Row[];
 }
 
@@ -735,6 +755,23 @@ async function runPhases(
   };
   const per = out.tools;
   const rows = out.table;
+  /**
+   * Runs one phase of this pass. A phase that fails (a writer error, a tool that exits, a timeout)
+   * leaves its figures out of this pass and the run goes on with the next phase: an hour-long run
+   * is not lost to one part. Every failure is logged, kept in the JSON and makes the run exit 1.
+   */
+  const guarded = async (phase: Phase, fn: () => Promise<void>): Promise<void> => {
+    if (!phases.includes(phase)) return;
+    const failed = await guardPhase(phase, fn, async (_phase, err) => {
+      log(
+        `phase ${phase} failed in pass ${index}; its figures are left out of this pass:\n${(err as Error).stack ?? err}`,
+      );
+      // Whatever the phase left running (a tool's process, MinIO) is stopped; the next phase's
+      // attempt() starts MinIO again on the same data.
+      await stopAll(10_000);
+    });
+    if (failed) out.failures = [...(out.failures ?? []), failed];
+  };
   const add = (figure: string, w: number | undefined, l: number | undefined, ratio = true): void => {
     rows.push({
       figure,
@@ -743,7 +780,7 @@ async function runPhases(
       ratio: ratio && w !== undefined && l !== undefined && l !== 0 ? round(w / l, 2) : undefined,
     });
   };
-  if (phases.includes("lag")) {
+  await guarded("lag", async () => {
     log("phase lag: replication lag (commit -> segment seen in the bucket)");
     const lag: Partial<Record<Tool, LagResult[]>> = {};
     for (const t of tools) lag[t] = await attempt(ctx, `lag ${t}`, () => lagPhase(ctx, t));
@@ -757,16 +794,16 @@ async function runPhases(
       add(`lag p99 ms, ${short}`, w?.lag.p99Ms, l?.lag.p99Ms);
       add(`lag max ms, ${short}`, w?.lag.maxMs, l?.lag.maxMs);
     }
-  }
+  });
   const ramp: Partial<Record<Tool, RampResult>> = {};
-  if (phases.includes("ramp")) {
+  await guarded("ramp", async () => {
     const ceiling = await writerCeiling(ctx);
     out.writerCeilingRowMiBps = ceiling;
     log(`phase ramp: highest WAL throughput with bounded lag (sync 1s); writer alone: ${ceiling} MiB/s rows`);
     for (const t of tools) ramp[t] = await attempt(ctx, `ramp ${t}`, () => rampPhase(ctx, t, ceiling));
     for (const t of tools) per[t].ramp = ramp[t];
     add("max sustained WAL MiB/s", ramp.walship?.maxSustainedWalMiBps, ramp.litestream?.maxSustainedWalMiBps);
-  }
+  });
   const rates = tools.map((t) => ramp[t]?.maxSustainedRowMiBps).filter((x): x is number => !!x);
   // The heavy writer and the restore setup run at half the rate both tools sustained.
   const steadyRate =
@@ -779,7 +816,7 @@ async function runPhases(
           ? 4
           : 8);
   out.steadyRowMiBps = steadyRate;
-  if (phases.includes("heavy")) {
+  await guarded("heavy", async () => {
     log(`phase heavy: long-running writer at ${round(steadyRate, 2)} MiB/s of rows`);
     const heavy: Partial<Record<Tool, HeavyResult>> = {};
     for (const t of tools) heavy[t] = await attempt(ctx, `heavy ${t}`, () => heavyPhase(ctx, t, steadyRate));
@@ -787,8 +824,8 @@ async function runPhases(
     add("heavy writer: CPU s per GiB of WAL", heavy.walship?.cpuSecPerGiB, heavy.litestream?.cpuSecPerGiB);
     add("heavy writer: peak RSS MiB", heavy.walship?.peakRssMiB, heavy.litestream?.peakRssMiB);
     add("heavy writer: lag p99 ms", heavy.walship?.lag.p99Ms, heavy.litestream?.lag.p99Ms);
-  }
-  if (phases.includes("snapshot")) {
+  });
+  await guarded("snapshot", async () => {
     log("phase snapshot: time to first snapshot and peak memory");
     const snaps: Record<Tool, SnapshotResult[]> = { walship: [], litestream: [] };
     for (const size of params.snapshotBytes) {
@@ -805,8 +842,8 @@ async function runPhases(
       add(`snapshot s, ${label}`, w?.seconds, l?.seconds);
       add(`snapshot peak RSS MiB, ${label}`, w?.peakRssMiB, l?.peakRssMiB);
     }
-  }
-  if (phases.includes("restore")) {
+  });
+  await guarded("restore", async () => {
     const base = await baseDb(ctx, params.restoreDbBytes);
     log(
       `phase restore: ${Math.round(params.restoreDbBytes / MiB)} MiB database + WAL, latest and point in time`,
@@ -834,8 +871,8 @@ async function runPhases(
         : undefined,
       false,
     );
-  }
-  if (phases.includes("operator")) {
+  });
+  await guarded("operator", async () => {
     // The operator alone, on the local control plane; litestream has no counterpart.
     log("phase operator: reconcile SqliteReplicas on the local control plane (walship only)");
     const smoke = process.env.BENCH_SMOKE === "1" ? { objects: 10, idleMs: 15_000 } : {};
@@ -848,7 +885,7 @@ async function runPhases(
     });
     out.operator = op;
     for (const [figure, value] of operatorRows(op)) add(figure, value, undefined, false);
-  }
+  });
   out.loadEnd = os.loadavg().map((x) => round(x, 2));
   out.durationSec = round((now() - started) / 1000);
   return out;
@@ -987,6 +1024,8 @@ async function main(): Promise<void> {
     if (profileDir)
       console.log(`bench: walship CPU profiles in ${profileDir} (summarise: node bench/profile.ts DIR)`);
   }
+  const failed = failureReport(repeats);
+  if (failed) throw new Error(failed);
 }
 
 try {
