@@ -37,7 +37,7 @@ import { LITESTREAM_VERSION, litestreamBin, spawnLitestream } from "../test/help
 import { type Minio, startMinio } from "../test/helpers/minio.ts";
 import { type ManagedProcess, makeTempDir, runCommand, spawnManaged, stopAll } from "../test/helpers/proc.ts";
 import type { S3Access } from "./decoder.ts";
-import { failureReport, guardPhase, type PhaseFailure } from "./guard.ts";
+import { failureReport, guardPhase, type PhaseFailure, pointInTimeTarget } from "./guard.ts";
 import {
   BucketPoller,
   type LagStats,
@@ -653,11 +653,8 @@ async function restorePhase(ctx: Ctx, tool: Tool, base: string): Promise<Restore
     [],
     "restore-latest",
   );
-  const mid = Math.floor(r.commitAt.length / 2);
-  const tsMs = Math.floor(r.commitAt[mid]!);
+  const { tsMs, expectedSeq } = pointInTimeTarget(r.firstSeq, r.commitWall);
   const timestamp = new Date(tsMs).toISOString();
-  let expectedSeq = r.firstSeq - 1;
-  for (let i = 0; i < r.commitAt.length && r.commitAt[i]! <= tsMs; i++) expectedSeq = r.firstSeq + i;
   const pit = await timedRestore(
     ctx,
     tool,
@@ -714,6 +711,9 @@ async function restorePhase(ctx: Ctx, tool: Tool, base: string): Promise<Restore
 // One pass
 
 /** What one repeat of the chosen phases measured. */
+/** A move of the wall clock against the monotonic one beyond this is a pause of the machine. */
+const CLOCK_JUMP_MS = 250;
+
 interface RepeatResult {
   index: number;
   started: string;
@@ -727,6 +727,8 @@ interface RepeatResult {
   operator?: unknown;
   /** Phases that failed in this pass (their figures are missing from it; the other phases ran). */
   failures?: PhaseFailure<Phase>[];
+  /** Phases during which the wall clock moved against the monotonic clock (see CLOCK_JUMP_MS). */
+  clockJumps?: Array<{ phase: Phase; ms: number }>;
   table: Row[];
 }
 
@@ -762,6 +764,7 @@ async function runPhases(
    */
   const guarded = async (phase: Phase, fn: () => Promise<void>): Promise<void> => {
     if (!phases.includes(phase)) return;
+    const clockBefore = Date.now() - now();
     const failed = await guardPhase(phase, fn, async (_phase, err) => {
       log(
         `phase ${phase} failed in pass ${index}; its figures are left out of this pass:\n${(err as Error).stack ?? err}`,
@@ -771,6 +774,15 @@ async function runPhases(
       await stopAll(10_000);
     });
     if (failed) out.failures = [...(out.failures ?? []), failed];
+    // The wall clock moving against the monotonic one means the machine was paused (a virtual
+    // machine's snapshot): the phase's lag and times include the pause. Kept and logged, not hidden.
+    const jumpMs = Math.round(Date.now() - now() - clockBefore);
+    if (Math.abs(jumpMs) > CLOCK_JUMP_MS) {
+      log(
+        `phase ${phase}: the wall clock moved ${jumpMs} ms against the monotonic clock (the machine was paused?); its figures in pass ${index} are suspect`,
+      );
+      out.clockJumps = [...(out.clockJumps ?? []), { phase, ms: jumpMs }];
+    }
   };
   const add = (figure: string, w: number | undefined, l: number | undefined, ratio = true): void => {
     rows.push({
@@ -1024,6 +1036,11 @@ async function main(): Promise<void> {
     if (profileDir)
       console.log(`bench: walship CPU profiles in ${profileDir} (summarise: node bench/profile.ts DIR)`);
   }
+  const jumps = repeats.flatMap((r) =>
+    (r.clockJumps ?? []).map((j) => `pass ${r.index} ${j.phase} (${j.ms} ms)`),
+  );
+  if (jumps.length > 0)
+    console.log(`bench: the wall clock jumped during ${jumps.join(", ")}: those passes' figures are suspect`);
   const failed = failureReport(repeats);
   if (failed) throw new Error(failed);
 }

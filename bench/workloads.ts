@@ -29,8 +29,10 @@ export interface PacedReply {
   op: "paced";
   firstSeq: number;
   lastSeq: number;
-  /** Commit time of sequence number firstSeq + i. */
+  /** Commit time of sequence number firstSeq + i (bench/measure.ts now(): the monotonic clock). */
   commitAt: Float64Array;
+  /** The same commits' wall-clock times (Date.now()), which point-in-time targets are in. */
+  commitWall: Float64Array;
   elapsedMs: number;
   rows: number;
   rowBytes: number;

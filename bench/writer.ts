@@ -67,6 +67,9 @@ function paced(shape: TxShape): WriterReply {
   });
   const cap = shape.txCount ?? Math.ceil(((shape.durationMs ?? 0) / 1000) * (shape.txPerSec || 50_000) + 16);
   const commitAt = new Float64Array(Math.max(16, cap));
+  // The wall clock too: the tools stamp commits with it, and after a pause of the machine (a virtual
+  // machine's snapshot) it is no longer the monotonic clock that commitAt counts from.
+  const commitWall = new Float64Array(commitAt.length);
   const firstSeq = seq + 1;
   const t0 = now();
   const end = shape.durationMs === undefined ? Number.POSITIVE_INFINITY : t0 + shape.durationMs;
@@ -89,7 +92,8 @@ function paced(shape: TxShape): WriterReply {
     while (done < due && more() && now() < end) {
       seq++;
       run(seq);
-      commitAt[done++] = now();
+      commitAt[done] = now();
+      commitWall[done++] = Date.now();
     }
   }
   if (shape.mode === "insert") rowCount += done * shape.rowsPerTx;
@@ -99,6 +103,7 @@ function paced(shape: TxShape): WriterReply {
     firstSeq,
     lastSeq: seq,
     commitAt: commitAt.slice(0, done),
+    commitWall: commitWall.slice(0, done),
     elapsedMs,
     rows: done * shape.rowsPerTx,
     rowBytes: done * shape.rowsPerTx * shape.rowBytes,
@@ -124,7 +129,11 @@ function handle(req: WriterRequest): WriterReply {
 parentPort?.on("message", (req: WriterRequest) => {
   try {
     const reply = handle(req);
-    if (reply.op === "paced") parentPort!.postMessage(reply, [reply.commitAt.buffer as ArrayBuffer]);
+    if (reply.op === "paced")
+      parentPort!.postMessage(reply, [
+        reply.commitAt.buffer as ArrayBuffer,
+        reply.commitWall.buffer as ArrayBuffer,
+      ]);
     else parentPort!.postMessage(reply);
   } catch (err) {
     parentPort!.postMessage({ op: "error", message: (err as Error).message });

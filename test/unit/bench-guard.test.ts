@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { failureReport, guardPhase } from "../../bench/guard.ts";
+import { failureReport, guardPhase, pointInTimeTarget } from "../../bench/guard.ts";
 
 describe("bench phases", () => {
   it("returns a failed phase's error after its clean-up, and nothing for one that finished", async () => {
@@ -43,5 +43,14 @@ describe("bench phases", () => {
     ]);
     assert.ok(report?.startsWith("2 phase(s) failed"), report);
     assert.match(report ?? "", /pass 1 restore: walship exited 1\n {2}pass 3 lag: timeout$/);
+  });
+
+  it("aims the point-in-time restore just before the middle commit, in wall-clock time", () => {
+    // Sequences 41..45 committed at these wall-clock milliseconds.
+    const wall = Float64Array.from([1000, 1060, 1120, 1180, 1240]);
+    assert.deepEqual(pointInTimeTarget(41, wall), { tsMs: 1119, expectedSeq: 42 });
+    // Two commits in the middle one's millisecond are both out.
+    assert.deepEqual(pointInTimeTarget(1, Float64Array.from([5, 9, 9, 12])), { tsMs: 8, expectedSeq: 1 });
+    assert.throws(() => pointInTimeTarget(1, new Float64Array(0)), /no commits/);
   });
 });
