@@ -710,10 +710,10 @@ async function restorePhase(ctx: Ctx, tool: Tool, base: string): Promise<Restore
 // ------------------------------------------------------------------------------------------------
 // One pass
 
-/** What one repeat of the chosen phases measured. */
 /** A move of the wall clock against the monotonic one beyond this is a pause of the machine. */
 const CLOCK_JUMP_MS = 250;
 
+/** What one repeat of the chosen phases measured. */
 interface RepeatResult {
   index: number;
   started: string;
