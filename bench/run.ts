@@ -37,7 +37,7 @@ import { LITESTREAM_VERSION, litestreamBin, spawnLitestream } from "../test/help
 import { type Minio, startMinio } from "../test/helpers/minio.ts";
 import { type ManagedProcess, makeTempDir, runCommand, spawnManaged, stopAll } from "../test/helpers/proc.ts";
 import type { S3Access } from "./decoder.ts";
-import { failureReport, guardPhase, type PhaseFailure, pointInTimeTarget } from "./guard.ts";
+import { clockJumpReport, failureReport, guardPhase, type PhaseFailure, pointInTimeTarget } from "./guard.ts";
 import {
   BucketPoller,
   type LagStats,
@@ -710,9 +710,6 @@ async function restorePhase(ctx: Ctx, tool: Tool, base: string): Promise<Restore
 // ------------------------------------------------------------------------------------------------
 // One pass
 
-/** A move of the wall clock against the monotonic one beyond this is a pause of the machine. */
-const CLOCK_JUMP_MS = 250;
-
 /** What one repeat of the chosen phases measured. */
 interface RepeatResult {
   index: number;
@@ -727,7 +724,7 @@ interface RepeatResult {
   operator?: unknown;
   /** Phases that failed in this pass (their figures are missing from it; the other phases ran). */
   failures?: PhaseFailure<Phase>[];
-  /** Phases during which the wall clock moved against the monotonic clock (see CLOCK_JUMP_MS). */
+  /** Phases during which the wall clock moved against the monotonic clock (see bench/guard.ts). */
   clockJumps?: Array<{ phase: Phase; ms: number }>;
   table: Row[];
 }
@@ -764,8 +761,7 @@ async function runPhases(
    */
   const guarded = async (phase: Phase, fn: () => Promise<void>): Promise<void> => {
     if (!phases.includes(phase)) return;
-    const clockBefore = Date.now() - now();
-    const failed = await guardPhase(phase, fn, async (_phase, err) => {
+    const { failure, clockJumpMs } = await guardPhase(phase, fn, async (err) => {
       log(
         `phase ${phase} failed in pass ${index}; its figures are left out of this pass:\n${(err as Error).stack ?? err}`,
       );
@@ -773,15 +769,12 @@ async function runPhases(
       // attempt() starts MinIO again on the same data.
       await stopAll(10_000);
     });
-    if (failed) out.failures = [...(out.failures ?? []), failed];
-    // The wall clock moving against the monotonic one means the machine was paused (a virtual
-    // machine's snapshot): the phase's lag and times include the pause. Kept and logged, not hidden.
-    const jumpMs = Math.round(Date.now() - now() - clockBefore);
-    if (Math.abs(jumpMs) > CLOCK_JUMP_MS) {
+    if (failure) out.failures = [...(out.failures ?? []), failure];
+    if (clockJumpMs !== undefined) {
       log(
-        `phase ${phase}: the wall clock moved ${jumpMs} ms against the monotonic clock (the machine was paused?); its figures in pass ${index} are suspect`,
+        `phase ${phase}: the wall clock moved ${clockJumpMs} ms against the monotonic clock (the machine was paused?); its figures in pass ${index} are suspect`,
       );
-      out.clockJumps = [...(out.clockJumps ?? []), { phase, ms: jumpMs }];
+      out.clockJumps = [...(out.clockJumps ?? []), { phase, ms: clockJumpMs }];
     }
   };
   const add = (figure: string, w: number | undefined, l: number | undefined, ratio = true): void => {
@@ -1036,11 +1029,8 @@ async function main(): Promise<void> {
     if (profileDir)
       console.log(`bench: walship CPU profiles in ${profileDir} (summarise: node bench/profile.ts DIR)`);
   }
-  const jumps = repeats.flatMap((r) =>
-    (r.clockJumps ?? []).map((j) => `pass ${r.index} ${j.phase} (${j.ms} ms)`),
-  );
-  if (jumps.length > 0)
-    console.log(`bench: the wall clock jumped during ${jumps.join(", ")}: those passes' figures are suspect`);
+  const jumps = clockJumpReport(repeats);
+  if (jumps) console.log(`bench: ${jumps}`);
   const failed = failureReport(repeats);
   if (failed) throw new Error(failed);
 }

@@ -4,14 +4,20 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { failureReport, guardPhase, pointInTimeTarget } from "../../bench/guard.ts";
+import {
+  type Clocks,
+  clockJumpReport,
+  failureReport,
+  guardPhase,
+  pointInTimeTarget,
+} from "../../bench/guard.ts";
 
 describe("bench phases", () => {
   it("returns a failed phase's error after its clean-up, and nothing for one that finished", async () => {
     const ran: string[] = [];
     const cleaned: string[] = [];
-    const cleanUp = async (phase: string, err: unknown): Promise<void> => {
-      cleaned.push(`${phase}: ${(err as Error).message}`);
+    const cleanUp = async (err: unknown): Promise<void> => {
+      cleaned.push((err as Error).message);
     };
     const lag = await guardPhase(
       "lag",
@@ -28,10 +34,10 @@ describe("bench phases", () => {
       },
       cleanUp,
     );
-    assert.deepEqual(lag, { phase: "lag", error: "writer: database is locked" });
-    assert.equal(ramp, undefined);
+    assert.deepEqual(lag, { failure: { phase: "lag", error: "writer: database is locked" } });
+    assert.deepEqual(ramp, {});
     assert.deepEqual(ran, ["lag", "ramp"], "the phase after the failed one ran");
-    assert.deepEqual(cleaned, ["lag: writer: database is locked"], "clean-up only after the failure");
+    assert.deepEqual(cleaned, ["writer: database is locked"], "clean-up only after the failure");
   });
 
   it("reports every failure by pass and phase, and nothing when all finished", () => {
@@ -43,6 +49,30 @@ describe("bench phases", () => {
     ]);
     assert.ok(report?.startsWith("2 phase(s) failed"), report);
     assert.match(report ?? "", /pass 1 restore: walship exited 1\n {2}pass 3 lag: timeout$/);
+  });
+
+  it("names a phase during which the wall clock jumped against the monotonic one, and only that one", async () => {
+    // Both clocks advance 1 s per phase; during "lag" the machine is paused 23 s, which the wall
+    // clock counts and the monotonic clock does not.
+    let wall = 1_000_000;
+    let mono = 0;
+    const clocks: Clocks = { wall: () => wall, monotonic: () => mono };
+    const step = (pausedMs: number) => async (): Promise<void> => {
+      wall += 1000 + pausedMs;
+      mono += 1000;
+    };
+    const none = async (): Promise<void> => undefined;
+    const paused = await guardPhase("lag", step(23_000), none, clocks);
+    const quiet = await guardPhase("ramp", step(0), none, clocks);
+    const drift = await guardPhase("heavy", step(200), none, clocks);
+    assert.deepEqual(paused, { clockJumpMs: 23_000 });
+    assert.deepEqual(quiet, {}, "no jump");
+    assert.deepEqual(drift, {}, "200 ms is under CLOCK_JUMP_MS");
+    assert.equal(clockJumpReport([{ index: 1 }]), undefined);
+    assert.equal(
+      clockJumpReport([{ index: 3, clockJumps: [{ phase: "lag", ms: 23_000 }] }]),
+      "the wall clock jumped during pass 3 lag (23000 ms): those passes' figures are suspect",
+    );
   });
 
   it("aims the point-in-time restore just before the middle commit, in wall-clock time", () => {
