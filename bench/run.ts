@@ -13,6 +13,8 @@
  *   BENCH_WALSHIP=path   the walship executable (default bin/walship)
  *   BENCH_REPEATS=n      passes over the phases (default 3); the table gives each figure's median
  *                        and the range of the ratio, the JSON every pass (with its load averages)
+ *   BENCH_LAG_CONFIGS=2  only these lag configurations, by position (0 sync 1s, 1 sync 100ms,
+ *                        2 sync 100ms with monitor 100ms), comma-separated (default: all)
  *   BENCH_SMOKE=1        a two-minute check of the harness itself (one pass; figures mean little)
  *   BENCH_TLS=1          MinIO serves https (a self-signed certificate both tools are told to trust),
  *                        as stores outside a test usually do
@@ -52,7 +54,7 @@ import {
 } from "./measure.ts";
 import { operatorBench, operatorParams, operatorRows } from "./operator.ts";
 import { aggregate, type Row, table } from "./table.ts";
-import { type BenchParams, benchParams, type PacedReply, Writer } from "./workloads.ts";
+import { type BenchParams, benchParams, type PacedReply, pickLagConfigs, Writer } from "./workloads.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 /** The walship executable; BENCH_WALSHIP pins a private build (the shared tree may be rebuilt meanwhile). */
@@ -846,6 +848,7 @@ async function runPhases(
       const label = `${Math.round(size / MiB)} MiB db`;
       add(`snapshot s, ${label}`, w?.seconds, l?.seconds);
       add(`snapshot peak RSS MiB, ${label}`, w?.peakRssMiB, l?.peakRssMiB);
+      add(`snapshot CPU s, ${label}`, w?.cpuSec, l?.cpuSec);
     }
   });
   await guarded("restore", async () => {
@@ -866,8 +869,10 @@ async function runPhases(
     );
     add("restore: WAL indexes in the replica", rest.walship?.walIndexes, rest.litestream?.walIndexes);
     add("restore latest peak RSS MiB", rest.walship?.latest.peakRssMiB, rest.litestream?.latest.peakRssMiB);
+    add("restore latest CPU s", rest.walship?.latest.cpuSec, rest.litestream?.latest.cpuSec);
     add("restore point-in-time s", rest.walship?.pointInTime.seconds, rest.litestream?.pointInTime.seconds);
     add("restore point-in-time MiB/s", rest.walship?.pointInTime.MiBps, rest.litestream?.pointInTime.MiBps);
+    add("restore point-in-time CPU s", rest.walship?.pointInTime.cpuSec, rest.litestream?.pointInTime.cpuSec);
     add(
       "restore point-in-time: tx past T included (<0: missed)",
       rest.walship ? rest.walship.pointInTime.restoredSeq - rest.walship.pointInTime.expectedSeq : undefined,
@@ -941,6 +946,8 @@ async function main(): Promise<void> {
     params.restoreWalBytes = 20 * MiB;
     params.restoreWriteMs = 5000;
   }
+  if (process.env.BENCH_LAG_CONFIGS !== undefined)
+    params.lagConfigs = pickLagConfigs(params.lagConfigs, process.env.BENCH_LAG_CONFIGS);
   if (process.env.BENCH_SMOKE === "1") params.repeats = 1;
   if (process.env.BENCH_REPEATS !== undefined) {
     const n = Number(process.env.BENCH_REPEATS);

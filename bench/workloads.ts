@@ -114,6 +114,24 @@ export interface BenchParams {
   repeats: number;
 }
 
+export type LagConfig = BenchParams["lagConfigs"][number];
+
+/**
+ * BENCH_LAG_CONFIGS: the lag runs to keep, by position in the full list, comma-separated (`2` is
+ * "sync 100ms, monitor 100ms"), so that one configuration can be compared without the other two.
+ */
+export function pickLagConfigs(all: LagConfig[], spec: string): LagConfig[] {
+  const listed = all.map((c, i) => `${i} "${c.label}"`).join(", ");
+  const picked: LagConfig[] = [];
+  for (const part of spec.split(",")) {
+    const i = Number(part.trim());
+    const config = part.trim() === "" || !Number.isInteger(i) ? undefined : all[i];
+    if (!config) throw new Error(`BENCH_LAG_CONFIGS: "${part}" is not one of ${listed}`);
+    if (!picked.includes(config)) picked.push(config);
+  }
+  return picked;
+}
+
 export function benchParams(quick: boolean): BenchParams {
   const lagMs = quick ? 15_000 : 30_000;
   return {
