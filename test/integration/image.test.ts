@@ -103,9 +103,22 @@ describe("Dockerfile rules", () => {
     assert.deepEqual(JSON.parse(entry.args), ["walship"]);
     const runs = final.body.filter((i) => i.op === "RUN");
     assert.deepEqual(
-      runs.map((r) => r.args),
-      ["chmod 0755 /app/dist/main.js && ln -s /app/dist/main.js /usr/local/bin/walship"],
-      "the final stage only links the CLI onto the PATH",
+      runs.map((r) => r.args.replace(/\s+/g, " ")),
+      [
+        [
+          "chmod 0755 /app/dist/main.js && ln -s /app/dist/main.js /usr/local/bin/walship",
+          "install -d -o 1000 -g 1000 /app/compile-cache",
+          "setpriv --reuid=1000 --regid=1000 --clear-groups node --max-semi-space-size=2 /app/dist/warm-compile-cache.js",
+          "node --max-semi-space-size=2 /app/dist/warm-compile-cache.js",
+          "chown 0:0 /app/compile-cache && chmod -R a-w /app/compile-cache",
+        ].join(" && "),
+      ],
+      "the final stage only links the CLI onto the PATH and fills the compile cache (its user's and root's)",
+    );
+    // The cache is filled with the flags every command runs with (main.js's first line).
+    assert.match(
+      readFileSync(path.join(ROOT, "src/main.ts"), "utf8"),
+      /^#!\/usr\/bin\/env -S node --max-semi-space-size=2\n/,
     );
     assert.ok(!final.body.some((i) => i.op === "ADD"));
     assert.ok(
@@ -166,6 +179,49 @@ describe("the image built from the Dockerfile (buildah), run with runc", { timeo
     assert.match(readFileSync(path.join(ROOT, "bin/walship"), "utf8"), /MALLOC_MMAP_THRESHOLD_:-131072/);
     const env = await box.run(["sh", "-c", "env | grep ^MALLOC_"]);
     assert.equal(env.stdout.trim(), "MALLOC_MMAP_THRESHOLD_=131072", "what a process in the container gets");
+    assert.ok(cfg.Env?.includes("NODE_COMPILE_CACHE=/app/compile-cache"), JSON.stringify(cfg.Env));
+  });
+
+  it("starts commands from the compile cache filled at build, for its user, and writes none", async () => {
+    // Node's own account of each module it compiles (NODE_DEBUG_NATIVE=COMPILE_CACHE, on stderr).
+    const traced = async (cmd: string, user: string) => {
+      const r = await box.run(["sh", "-c", `NODE_DEBUG_NATIVE=COMPILE_CACHE ${cmd}`], { user });
+      assert.equal(r.code, 0, `${cmd}: ${r.stderr.slice(-2000)}`);
+      const accepted = (what: string) => r.stderr.includes(` ${what} was accepted`);
+      return { r, accepted };
+    };
+    // A restore (the init container's command), and the S3 client, which restore and replicate
+    // load for an s3 replica.
+    const restore = await traced("walship restore -o /tmp/cc.db file:///data/none; true", "1000:1000");
+    const s3 = await traced(
+      "node --max-semi-space-size=2 --input-type=module -e \"await import('/app/dist/replicator/storage/s3.js')\"",
+      "1000:1000",
+    );
+    const asRoot = await traced("walship restore -o /tmp/cc.db file:///data/none; true", "0:0");
+    for (const [what, t] of [
+      ["file:///app/dist/main.js", restore],
+      ["file:///app/dist/cli.js", restore],
+      ["file:///app/dist/replicator/restore.js", restore],
+      ["/app/node_modules/@aws-sdk/client-s3/dist-cjs/index.js", s3],
+      ["file:///app/dist/cli.js", asRoot],
+    ] as const) {
+      assert.ok(t.accepted(what), `${what} not read from the cache:\n${t.r.stderr.slice(0, 3000)}`);
+    }
+    for (const t of [restore, s3, asRoot]) {
+      // (The -e script itself is not a file of the image: it is compiled, and may be written.)
+      const ours = t.r.stderr.split("\n").filter((l) => /\/app\/(dist|node_modules)\//.test(l));
+      assert.ok(ours.length > 0, t.r.stderr.slice(0, 3000));
+      for (const l of ours) assert.doesNotMatch(l, /writing cache for|was rejected|mismatch|failed/);
+    }
+    // Another uid has no entries and cannot add any: it compiles as before, silently.
+    const other = await box.run(["walship", "version"], { user: "10001:10001" });
+    assert.equal(other.code, 0, other.stderr);
+    assert.equal(other.stderr, "");
+    assert.deepEqual(
+      (await box.changedPaths()).filter((p) => p.startsWith("/app")),
+      [],
+      "nothing written under /app",
+    );
   });
 
   it("has `walship` on the PATH, as the pod specs call it, for any user", async () => {
