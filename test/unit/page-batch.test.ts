@@ -10,22 +10,11 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { BatchedPages, writePages } from "../../src/replicator/sqlite/wal-apply.ts";
 import { makeTempDir, removeTempDir } from "../helpers/proc.ts";
+import { rng } from "../helpers/rng.ts";
 
 type Op = { add: number; fill: number } | { truncate: number };
 
 const PS = 512;
-
-/** A deterministic generator (so a failure names its seed). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function ops(seed: number, n: number): Op[] {
   const r = rng(seed);

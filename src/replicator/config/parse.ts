@@ -5,7 +5,7 @@ import { LineCounter, parseDocument } from "yaml";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 import { buildDb, buildLogging, type Ctx, checkAddr } from "./build.ts";
 import { expandEnvText, redactUrlPasswords } from "./env.ts";
-import { checkAgeBlock, rootSchema } from "./schema.ts";
+import { checkAgeBlock, checkRoot } from "./schema.ts";
 import type { Config } from "./types.ts";
 import { expandPath } from "./url.ts";
 import { collectWarnings } from "./warnings.ts";
@@ -85,12 +85,8 @@ export function parseConfig(
   };
 
   const plain = toPlain(doc, fail, expand) ?? {};
-  const parsed = rootSchema.safeParse(plain);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const segs = issue.path.filter((p): p is Seg => typeof p === "string" || typeof p === "number");
-    fail(segs, issue.message);
-  }
+  const parsed = checkRoot(plain);
+  if (!parsed.ok) fail(parsed.path, parsed.message);
   const raw = parsed.data;
 
   const warnings: string[] = [];
