@@ -94,6 +94,12 @@ export class Checkpointer {
    * the write lock, top up, copy back, then restart the WAL with our own write so the restart happens
    * at a point we have fully copied.
    */
+  /** Whether the real WAL still has the header of the shadow's current index (it was not restarted). */
+  async #walIsShadows(): Promise<boolean> {
+    const real = await readRange(this.#owner.walPath, 0, WAL_HEADER_SIZE);
+    return Buffer.compare(real, Buffer.from(this.#shadow.state!.header)) === 0;
+  }
+
   async run(mode: CheckpointMode): Promise<void> {
     const db = this.#conn.db;
     if (!db || !this.#shadow.state) return;
@@ -110,7 +116,19 @@ export class Checkpointer {
       // seconds under a fast writer (at 128 MiB/s the bench's writer, busy_timeout 5 s, got
       // "database is locked").
       this.#conn.endRead();
+      this.#testHooks?.markReleased?.();
       this.#conn.beginRead();
+      // Between the two, nothing of ours held the WAL: with it written back in full, one commit of
+      // the application could restart it. The copy below follows the old WAL's salts and would see
+      // nothing of the new one, and our own restart further down would then look like a second one
+      // and end the generation (a loaded CI run: "wal restarted more than once during our
+      // checkpoint"). Such a restart is the next sync's to judge, as one between syncs is
+      // (verifyShadow: the next index, or a new generation if frames were lost); this checkpoint
+      // stops and runs again after it.
+      if (!(await this.#walIsShadows())) {
+        this.#log.debug({ mode }, "checkpoint deferred: the wal restarted before it began");
+        return;
+      }
       // Copy up to (at least) the new mark before anything is written back: the back-fill can
       // reach frames up to our mark, and a frame written back but never copied would be lost if
       // the WAL were restarted while we are down.
@@ -125,6 +143,15 @@ export class Checkpointer {
       }
       db.exec("BEGIN IMMEDIATE");
       locked = true;
+      // The same once more under the lock: a read of ours at mark 0 (the WAL written back in full)
+      // does not stop the application's restart, so one may have come since the check above. From
+      // here to our write no one else can restart it.
+      if (!(await this.#walIsShadows())) {
+        db.exec("COMMIT");
+        locked = false;
+        this.#log.debug({ mode }, "checkpoint deferred: the wal restarted before its lock");
+        return;
+      }
       // No one can commit now: copy everything committed so far, then copy it back into the database.
       await this.#shadow.copy();
       const headerBefore = Buffer.from(this.#shadow.state.header);

@@ -46,9 +46,15 @@ export interface DbOptions {
    * copy; `afterBackfill` in our RESTART/TRUNCATE checkpoint, between the back-fill and our write
    * that restarts the WAL (when no lock of ours holds the application off); `beforeBackfill` in every
    * checkpoint, awaited before the back-fill done without the write lock starts (to hold a sync inside
-   * one, or to commit from the application during it).
+   * one, or to commit from the application during it); `markReleased` in every checkpoint, between
+   * the end of our read transaction and the next (to restart the WAL from the application there).
    */
-  testHooks?: { afterVerify?: () => void; afterBackfill?: () => void; beforeBackfill?: () => Promise<void> };
+  testHooks?: {
+    afterVerify?: () => void;
+    afterBackfill?: () => void;
+    beforeBackfill?: () => Promise<void>;
+    markReleased?: () => void;
+  };
 }
 
 /** A commit observed in the WAL: where its last frame ends, and when we saw it. */
