@@ -1,5 +1,5 @@
 /**
- * Run once while the image is built (Dockerfile), as the image's user, with NODE_COMPILE_CACHE set:
+ * Run while the image is built (Dockerfile), once per uid it fills (1000 and root), with NODE_COMPILE_CACHE set:
  * loads every module a walship command can load, so that Node's compile cache holds their compiled
  * code and a command started in a pod reads it instead of compiling its modules again. A restore
  * init container starts a fresh process every time, and most of a small restore's time is loading
@@ -20,7 +20,7 @@ const root = import.meta.dirname;
 const self = path.basename(import.meta.filename);
 
 /** The modules under `dir` the CLI may load, in a stable order. */
-export function loadableModules(dir: string): string[] {
+function loadableModules(dir: string): string[] {
   const out: string[] = [];
   for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
     const p = path.join(dir, e.name);

@@ -89,17 +89,17 @@ export class Checkpointer {
     }
   }
 
-  /**
-   * PASSIVE: copy the WAL back into the database without restarting it. RESTART and TRUNCATE: under
-   * the write lock, top up, copy back, then restart the WAL with our own write so the restart happens
-   * at a point we have fully copied.
-   */
   /** Whether the real WAL still has the header of the shadow's current index (it was not restarted). */
   async #walIsShadows(): Promise<boolean> {
     const real = await readRange(this.#owner.walPath, 0, WAL_HEADER_SIZE);
     return Buffer.compare(real, Buffer.from(this.#shadow.state!.header)) === 0;
   }
 
+  /**
+   * PASSIVE: copy the WAL back into the database without restarting it. RESTART and TRUNCATE: under
+   * the write lock, top up, copy back, then restart the WAL with our own write so the restart happens
+   * at a point we have fully copied.
+   */
   async run(mode: CheckpointMode): Promise<void> {
     const db = this.#conn.db;
     if (!db || !this.#shadow.state) return;
