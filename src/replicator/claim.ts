@@ -12,36 +12,31 @@
  * - A claim left by this same writer's earlier life (the same pod, restarted; or, outside a cluster,
  *   a dead process on this same machine) is ours to take over at once.
  */
-import { z } from "zod";
-
 /** The claim's key relative to the replica root (a Walship side object, under `walship/`). */
 export const CLAIM_KEY = "walship/claim.json";
 /** A claim lasts this long unless renewed (config `claim-ttl`). */
 export const DEFAULT_CLAIM_TTL_MS = 30_000;
 
-const PodSchema = z.object({ namespace: z.string(), name: z.string(), uid: z.string() });
-
-export const ClaimHolderSchema = z.object({
+export interface ClaimHolder {
   /** The Kubernetes pod the replicator runs in, when the operator injected it (WALSHIP_POD_*). */
-  pod: PodSchema.optional(),
+  pod?: { namespace: string; name: string; uid: string };
   /** The SqliteReplica (`namespace/name`) that injected it, when known. */
-  sqliteReplica: z.string().optional(),
-  host: z.string(),
-  pid: z.number().int(),
+  sqliteReplica?: string;
+  host: string;
+  pid: number;
   /** The kernel's boot id: a pid names the same process only on the same machine and boot. */
-  bootId: z.string().optional(),
-});
-export type ClaimHolder = z.output<typeof ClaimHolderSchema>;
+  bootId?: string;
+}
 
-export const ClaimDocSchema = z.object({
-  v: z.literal(1),
-  holder: ClaimHolderSchema,
+export interface ClaimDoc {
+  v: 1;
+  holder: ClaimHolder;
   /** Random per claiming process: what tells our claim from any other. */
-  token: z.string().min(1),
-  renewedAt: z.iso.datetime({ offset: true }),
-  expiresAt: z.iso.datetime({ offset: true }),
-});
-export type ClaimDoc = z.output<typeof ClaimDocSchema>;
+  token: string;
+  /** RFC 3339 with seconds and `Z` or an offset, as toISOString writes it. */
+  renewedAt: string;
+  expiresAt: string;
+}
 
 /** The holder this process is, from the env the operator injects (statefulset.ts) or the host. */
 export function holderFromEnv(
@@ -83,7 +78,7 @@ export function claimDoc(holder: ClaimHolder, token: string, now: number, ttlMs:
   };
 }
 
-/** The claim in `bytes`, or a reason it is not one. */
+/** The claim in `bytes`, or a reason it is not one (`<key path>: <what was expected>`). */
 export function parseClaim(bytes: Uint8Array): { doc: ClaimDoc } | { problem: string } {
   let raw: unknown;
   try {
@@ -91,12 +86,104 @@ export function parseClaim(bytes: Uint8Array): { doc: ClaimDoc } | { problem: st
   } catch (err) {
     return { problem: `not JSON: ${(err as Error).message}` };
   }
-  const parsed = ClaimDocSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return { problem: `${issue?.path.join(".") || "document"}: ${issue?.message ?? "invalid"}` };
+  try {
+    return { doc: claimDocOf(raw) };
+  } catch (err) {
+    if (err instanceof ClaimProblem) return { problem: err.message };
+    throw err;
   }
-  return { doc: parsed.data };
+}
+
+/*
+ * The claim's shape, written out: zod cost every sidecar about 5 MiB of memory and its load time
+ * for this one small document (docs/benchmarks.md). test/unit/claim-schema.test.ts holds it to
+ * the zod schema it replaced on generated documents. Checked in the document's key order, depth
+ * first; the first problem is reported; keys not named here are dropped.
+ */
+
+class ClaimProblem extends Error {}
+
+function problem(at: string, expected: string): never {
+  throw new ClaimProblem(`${at}: expected ${expected}`);
+}
+
+function objectAt(v: unknown, at: string): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) problem(at, "an object");
+  return v as Record<string, unknown>;
+}
+
+function stringAt(v: unknown, at: string): string {
+  if (typeof v !== "string") problem(at, "a string");
+  return v;
+}
+
+function claimDocOf(raw: unknown): ClaimDoc {
+  const o = objectAt(raw, "document");
+  if (o.v !== 1) problem("v", "1");
+  const holder = holderOf(o.holder);
+  const token = stringAt(o.token, "token");
+  if (token.length === 0) problem("token", "a non-empty string");
+  return {
+    v: 1,
+    holder,
+    token,
+    renewedAt: timeAt(o.renewedAt, "renewedAt"),
+    expiresAt: timeAt(o.expiresAt, "expiresAt"),
+  };
+}
+
+function holderOf(raw: unknown): ClaimHolder {
+  const o = objectAt(raw, "holder");
+  let pod: ClaimHolder["pod"];
+  if (o.pod !== undefined) {
+    const p = objectAt(o.pod, "holder.pod");
+    pod = {
+      namespace: stringAt(p.namespace, "holder.pod.namespace"),
+      name: stringAt(p.name, "holder.pod.name"),
+      uid: stringAt(p.uid, "holder.pod.uid"),
+    };
+  }
+  const sqliteReplica =
+    o.sqliteReplica === undefined ? undefined : stringAt(o.sqliteReplica, "holder.sqliteReplica");
+  const host = stringAt(o.host, "holder.host");
+  if (typeof o.pid !== "number" || !Number.isSafeInteger(o.pid)) problem("holder.pid", "an integer");
+  const bootId = o.bootId === undefined ? undefined : stringAt(o.bootId, "holder.bootId");
+  return {
+    ...(pod ? { pod } : {}),
+    ...(sqliteReplica !== undefined ? { sqliteReplica } : {}),
+    host,
+    pid: o.pid,
+    ...(bootId !== undefined ? { bootId } : {}),
+  };
+}
+
+/** RFC 3339 date and time, seconds required, `Z` or `±hh:mm`; the date must exist. */
+const RFC3339 = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:Z|[+-](\d\d):(\d\d))$/;
+
+function timeAt(v: unknown, at: string): string {
+  const s = stringAt(v, at);
+  const m = RFC3339.exec(s);
+  const n = (i: number) => Number(m?.[i] ?? 0);
+  if (
+    !m ||
+    n(2) < 1 ||
+    n(2) > 12 ||
+    n(3) < 1 ||
+    n(3) > daysIn(n(1), n(2)) ||
+    n(4) > 23 ||
+    n(5) > 59 ||
+    n(6) > 59 ||
+    n(7) > 23 ||
+    n(8) > 59
+  ) {
+    problem(at, "an RFC 3339 time with seconds and Z or an offset (2026-01-02T03:04:05.678Z)");
+  }
+  return s;
+}
+
+function daysIn(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
 }
 
 export type Judgement =
