@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import { type Config, configFromArgs } from "../replicator/config.ts";
 import { lz4Implementation } from "../replicator/lz4/native.ts";
 import { startReplication } from "../replicator/run.ts";
-import { type ReplicatorServer, startServer } from "../replicator/server.ts";
+import type { ReplicatorServer } from "../replicator/server.ts";
 import { takeEarlySignals } from "../shared/early-signals.ts";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { createLogger } from "../shared/log.ts";
@@ -72,6 +72,10 @@ async function runReplicate(
   let server: ReplicatorServer | undefined;
   if (config.addr) {
     try {
+      // Loaded only with an address: the server brings its HTTP stack and prom-client, memory
+      // that a replicator without one would carry for nothing (docs/benchmarks.md, "The sidecar's
+      // memory").
+      const { startServer } = await import("../replicator/server.ts");
       server = await startServer(config.addr, replication, { log, version: VERSION });
     } catch (err) {
       await replication.stop({ finalSyncTimeoutMs: config.shutdownSyncTimeoutMs });

@@ -23,17 +23,16 @@ import {
   splitListenAddr,
 } from "../shared/http.ts";
 import type { Logger } from "../shared/log.ts";
-import {
-  type CheckpointStatus,
-  type DatabaseStatus,
-  type DestinationStatus,
-  type Probe,
-  type Readiness,
-  type ReplicatorStatus,
-  type RunAs,
-  STATUS_API_VERSION,
-  STATUS_KIND,
+import type {
+  CheckpointStatus,
+  DatabaseStatus,
+  DestinationStatus,
+  Probe,
+  Readiness,
+  ReplicatorStatus,
+  RunAs,
 } from "../shared/protocol.ts";
+import { STATUS_API_VERSION, STATUS_KIND } from "../shared/status-kind.ts";
 import { accessProblem } from "./access.ts";
 import { describeHolder } from "./claim.ts";
 import type { Db } from "./db.ts";

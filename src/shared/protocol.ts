@@ -11,9 +11,9 @@
  * known yet (never `null`); sizes are bytes, durations seconds.
  */
 import { z } from "zod";
+import { STATUS_API_VERSION, STATUS_KIND } from "./status-kind.ts";
 
-export const STATUS_API_VERSION = "walship.dev/v1alpha1";
-export const STATUS_KIND = "ReplicatorStatus";
+export { STATUS_API_VERSION, STATUS_KIND };
 
 const Timestamp = z.iso.datetime({ offset: true });
 const Generation = z.string().regex(/^[0-9a-f]{16}$/, "a generation is 16 lowercase hex digits");

@@ -3,7 +3,8 @@
  * SDK, no Kubernetes client and no age library (each costs hundreds of milliseconds of start-up:
  * docs/benchmarks.md "Start-up"); a restore from a replica URL loads neither zod nor yaml (a config
  * file loads yaml, not zod); a restore from an age replica does load the age library, which
- * shows the trace sees what it should. The trace is a real module resolve hook (node:module
+ * shows the trace sees what it should. `replicate` loads neither zod nor prom-client without an
+ * address to serve, and no zod with one (memory every sidecar carries: docs/benchmarks.md). The trace is a real module resolve hook (node:module
  * registerHooks) in the real CLI process, listing every module it resolves.
  */
 import assert from "node:assert/strict";
@@ -14,6 +15,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { generateX25519Identity, identityToRecipient } from "age-encryption";
 import Database from "better-sqlite3";
+import { freePort } from "../helpers/ports.ts";
 import { ROOT, sleep, startReplicator, writeConfig } from "../helpers/walship.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "walship-startup-"));
@@ -141,4 +143,36 @@ describe("start-up: what each command loads (a real resolve hook in the real CLI
       [],
     );
   });
+
+  it("replicate loads no zod and, without an address to serve, no prom-client", async () => {
+    const db = path.join(dir, "plain.db");
+    const replica = path.join(dir, "plain-replica");
+    // replicate exits with its -exec child's code: the child is the check.
+    const run = (cfg: string, child: string) =>
+      packagesLoaded(["replicate", "-config", cfg, "-exec", `${node} -e '${child}'`]);
+    const without = run(
+      writeConfig(dir, `dbs:\n  - path: ${db}\n    replicas:\n      - path: ${replica}\n`, "r.yml"),
+      "setTimeout(() => {}, 1000)",
+    );
+    assert.ok(pkgs(without, "better-sqlite3").length === 1, [...without].join(" "));
+    assert.deepEqual(pkgs(without, "zod", "prom-client"), []);
+    // With an address, the child reads /metrics and /status and exits 1 unless both answer in full.
+    const port = await freePort();
+    const served = run(
+      writeConfig(
+        dir,
+        `addr: 127.0.0.1:${port}\ndbs:\n  - path: ${db}\n    replicas:\n      - path: ${replica}\n`,
+        "ra.yml",
+      ),
+      `const get = async (p) => (await fetch("http://127.0.0.1:${port}" + p)).text();
+       const m = await get("/metrics"), s = JSON.parse(await get("/status"));
+       const ok = /^walship_build_info\\{version=/m.test(m) && /^process_resident_memory_bytes \\d+$/m.test(m) &&
+         /^litestream_db_size\\{db=/m.test(m) && s.kind === "ReplicatorStatus";
+       process.exit(ok ? 0 : 1);`,
+    );
+    // The server does bring prom-client (the trace sees it); the status document needs no zod.
+    assert.deepEqual(pkgs(served, "zod", "prom-client"), ["prom-client"]);
+  });
 });
+
+const pkgs = (loaded: Set<string>, ...names: string[]) => names.filter((n) => loaded.has(n));
