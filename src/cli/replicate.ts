@@ -72,7 +72,7 @@ async function runReplicate(
   let server: ReplicatorServer | undefined;
   if (config.addr) {
     try {
-      // Loaded only with an address: the server brings its HTTP stack and prom-client, memory
+      // Loaded only with an address: the server, its HTTP stack and its metrics are about 4 MiB
       // that a replicator without one would carry for nothing (docs/benchmarks.md, "The sidecar's
       // memory").
       const { startServer } = await import("../replicator/server.ts");

@@ -1,18 +1,20 @@
 /**
  * Every Prometheus metric of `walship replicate`, declared here and nowhere else (docs/metrics.md
  * lists them). Values are not kept here: at each scrape the server hands over an `Observation` of the
- * live databases and destinations, and each metric's collect callback sets itself from it.
+ * live databases and destinations, and each family reads its samples from it.
  *
  * Names and labels follow Litestream v0.3.13 where it has the metric, so existing dashboards and
  * alerts keep working; Litestream's counters carry no `_total` suffix and neither do ours of the same
- * name. What Litestream lacks is named `walship_*`. The registry is our own (not prom-client's
- * global one), with Node's process and runtime metrics added.
+ * name. What Litestream lacks is named `walship_*`. Node's process and runtime metrics are added
+ * (runtime-metrics.ts); the text is written by exposition.ts, without a client library.
  */
-import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+
 import type { CheckpointMode, Db } from "./db.ts";
+import { CONTENT_TYPE, type Family, render, type Sample } from "./exposition.ts";
 import type { VolumeSpace } from "./guardrails.ts";
 import type { ProbeResult } from "./probe.ts";
 import type { Replica, ReplicaStatus } from "./replica.ts";
+import { RuntimeMetrics } from "./runtime-metrics.ts";
 import type { Operation } from "./storage/client.ts";
 import type { Pos } from "./types.ts";
 import type { Window } from "./window.ts";
@@ -51,9 +53,6 @@ const CHECKPOINT_MODES: readonly CheckpointMode[] = ["PASSIVE", "RESTART", "TRUN
 /** Litestream's validation outcomes; both series exist from the start, as in v0.3.13. */
 const VALIDATION_STATUSES = ["ok", "error"] as const;
 
-type DbLabel = "db";
-type ReplicaLabel = "db" | "name";
-
 export interface ReplicatorMetricsOptions {
   /** The walship version, for `walship_build_info`. */
   version: string;
@@ -62,91 +61,63 @@ export interface ReplicatorMetricsOptions {
 }
 
 export class ReplicatorMetrics {
-  readonly registry: Registry;
+  readonly #families: Family[] = [];
+  readonly #runtime: RuntimeMetrics | undefined;
   #obs: Observation = { now: 0, dbs: [] };
 
   constructor(opts: ReplicatorMetricsOptions) {
-    const registry = new Registry();
-    this.registry = registry;
-    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+    if (opts.defaultMetrics ?? true) this.#runtime = new RuntimeMetrics();
     const dbs = () => this.#obs.dbs;
     const replicas = () => this.#obs.dbs.flatMap((d) => d.replicas.map((r) => ({ d, r })));
     const rl = (d: DbObservation, r: ReplicaObservation) => ({ db: d.db.path, name: r.replica.name });
+    const family = (
+      name: string,
+      help: string,
+      type: "counter" | "gauge",
+      samples: () => Iterable<Sample>,
+    ) => {
+      this.#families.push({ name, help, type, samples });
+    };
 
-    // Set-from-observation helpers: each collect starts from an empty series set, so a database or
-    // destination that is gone stops being reported.
+    // Read from the observation at each scrape, so a database or destination that is gone stops
+    // being reported; a value that is not known (undefined) is left out.
     const dbGauge = (name: string, help: string, value: (d: DbObservation) => number | undefined) =>
-      new Gauge<DbLabel>({
-        name,
-        help,
-        labelNames: ["db"],
-        registers: [registry],
-        collect() {
-          this.reset();
-          for (const d of dbs()) {
-            const v = value(d);
-            if (v !== undefined) this.set({ db: d.db.path }, v);
-          }
-        },
+      family(name, help, "gauge", function* () {
+        for (const d of dbs()) {
+          const v = value(d);
+          if (v !== undefined) yield { labels: { db: d.db.path }, value: v };
+        }
       });
     const dbCounter = (name: string, help: string, value: (d: DbObservation) => number) =>
-      new Counter<DbLabel>({
-        name,
-        help,
-        labelNames: ["db"],
-        registers: [registry],
-        collect() {
-          this.reset();
-          for (const d of dbs()) this.inc({ db: d.db.path }, value(d));
-        },
+      family(name, help, "counter", function* () {
+        for (const d of dbs()) yield { labels: { db: d.db.path }, value: value(d) };
       });
     const checkpointCounter = (
       name: string,
       help: string,
       value: (c: { count: number; errors: number; seconds: number }) => number,
     ) =>
-      new Counter<"db" | "mode">({
-        name,
-        help,
-        labelNames: ["db", "mode"],
-        registers: [registry],
-        collect() {
-          this.reset();
-          for (const d of dbs()) {
-            for (const mode of CHECKPOINT_MODES) {
-              this.inc({ db: d.db.path, mode }, value(d.db.metrics.checkpoints[mode]));
-            }
+      family(name, help, "counter", function* () {
+        for (const d of dbs()) {
+          for (const mode of CHECKPOINT_MODES) {
+            yield { labels: { db: d.db.path, mode }, value: value(d.db.metrics.checkpoints[mode]) };
           }
-        },
+        }
       });
     const replicaGauge = (
       name: string,
       help: string,
       value: (r: ReplicaObservation, d: DbObservation) => number | undefined,
     ) =>
-      new Gauge<ReplicaLabel>({
-        name,
-        help,
-        labelNames: ["db", "name"],
-        registers: [registry],
-        collect() {
-          this.reset();
-          for (const { d, r } of replicas()) {
-            const v = value(r, d);
-            if (v !== undefined) this.set(rl(d, r), v);
-          }
-        },
+      family(name, help, "gauge", function* () {
+        for (const { d, r } of replicas()) {
+          const v = value(r, d);
+          if (v !== undefined) yield { labels: rl(d, r), value: v };
+        }
       });
     const replicaCounter = (name: string, help: string, value: (r: ReplicaObservation) => number) =>
-      new Counter<ReplicaLabel>({
-        name,
-        help,
-        labelNames: ["db", "name"],
-        registers: [registry],
-        collect() {
-          this.reset();
-          for (const { d, r } of replicas()) this.inc(rl(d, r), value(r));
-        },
+      family(name, help, "counter", function* () {
+        for (const { d, r } of replicas()) yield { labels: rl(d, r), value: value(r) };
       });
     const seconds = (t: Date | undefined) => (t ? t.getTime() / 1000 : undefined);
 
@@ -203,28 +174,28 @@ export class ReplicatorMetrics {
       "Shadow WAL offset after the last upload.",
       (r) => r.pos?.offset,
     );
-    new Counter<ReplicaLabel | "status">({
-      name: "litestream_replica_validation_total",
-      help: "Validation runs of the destination, by outcome.",
-      labelNames: ["db", "name", "status"],
-      registers: [registry],
-      collect() {
-        this.reset();
+    family(
+      "litestream_replica_validation_total",
+      "Validation runs of the destination, by outcome.",
+      "counter",
+      function* () {
         // Both series exist from the start, as in Litestream; "error" counts mismatches and
         // validations that could not complete.
         for (const { d, r } of replicas()) {
+          const m = r.replica.metrics;
           for (const status of VALIDATION_STATUSES) {
-            const m = r.replica.metrics;
-            this.inc({ ...rl(d, r), status }, status === "ok" ? m.validationOk : m.validationError);
+            yield {
+              labels: { ...rl(d, r), status },
+              value: status === "ok" ? m.validationOk : m.validationError,
+            };
           }
         }
       },
-    });
+    );
 
     // Backend level, as Litestream labels it: by replica type and operation, summed over destinations.
     const operations = (field: "count" | "bytes", ops: readonly Operation[]) =>
-      function (this: Counter<"replica_type" | "operation">) {
-        this.reset();
+      function* (): Iterable<Sample> {
         const sums = new Map<string, number>();
         for (const { r } of replicas()) {
           const counts = r.replica.client.operations;
@@ -236,23 +207,21 @@ export class ReplicatorMetrics {
         }
         for (const [k, v] of sums) {
           const [replica_type, operation] = k.split("\0") as [string, string];
-          this.inc({ replica_type, operation }, v);
+          yield { labels: { replica_type, operation }, value: v };
         }
       };
-    new Counter<"replica_type" | "operation">({
-      name: "litestream_replica_operation_total",
-      help: "Requests sent to the storage backend, by operation.",
-      labelNames: ["replica_type", "operation"],
-      registers: [registry],
-      collect: operations("count", ["GET", "PUT", "DELETE", "LIST"]),
-    });
-    new Counter<"replica_type" | "operation">({
-      name: "litestream_replica_operation_bytes",
-      help: "Stored (compressed) bytes moved to and from the storage backend, by operation.",
-      labelNames: ["replica_type", "operation"],
-      registers: [registry],
-      collect: operations("bytes", ["GET", "PUT"]),
-    });
+    family(
+      "litestream_replica_operation_total",
+      "Requests sent to the storage backend, by operation.",
+      "counter",
+      operations("count", ["GET", "PUT", "DELETE", "LIST"]),
+    );
+    family(
+      "litestream_replica_operation_bytes",
+      "Stored (compressed) bytes moved to and from the storage backend, by operation.",
+      "counter",
+      operations("bytes", ["GET", "PUT"]),
+    );
 
     // --- Walship -----------------------------------------------------------------------------------
     replicaGauge(
@@ -337,24 +306,27 @@ export class ReplicatorMetrics {
       "1 while another writer holds the destination's single-writer claim (nothing is written there), else 0.",
       (r) => (r.status.fencedBy ? 1 : 0),
     );
-    new Gauge<"version">({
-      name: "walship_build_info",
-      help: "Always 1; the walship version is in the label.",
-      labelNames: ["version"],
-      registers: [registry],
-    }).set({ version: opts.version }, 1);
+    family("walship_build_info", "Always 1; the walship version is in the label.", "gauge", () => [
+      { labels: { version: opts.version }, value: 1 },
+    ]);
   }
 
   get contentType(): string {
-    return this.registry.contentType;
+    return CONTENT_TYPE;
   }
 
   /**
-   * The Prometheus text for an observation. Every collect callback here is synchronous and
-   * prom-client runs them all before its first await, so concurrent scrapes cannot mix observations.
+   * The Prometheus text for an observation. The event loop's lag is measured first; everything after
+   * it runs without an await, so concurrent scrapes cannot mix observations.
    */
-  render(obs: Observation): Promise<string> {
+  async render(obs: Observation): Promise<string> {
+    const lag = this.#runtime ? await RuntimeMetrics.measureLag() : 0;
     this.#obs = obs;
-    return this.registry.metrics();
+    return render(this.#runtime ? [...this.#families, ...this.#runtime.families(lag)] : this.#families);
+  }
+
+  /** Stops the runtime metrics' watchers (the event loop delay monitor, the GC observer). */
+  close(): void {
+    this.#runtime?.close();
   }
 }

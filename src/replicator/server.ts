@@ -121,6 +121,7 @@ export async function startServer(
     url: server.url,
     close: async () => {
       windows.close();
+      metrics.close();
       await server.close();
     },
   };
