@@ -6,6 +6,15 @@ import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { Backfiller } from "../../src/replicator/backfill.ts";
 
+/** A database in WAL mode that only we checkpoint, and a statement adding one 4000-byte row. */
+function walApp(file: string) {
+  const app = new Database(file);
+  app.pragma("journal_mode = WAL");
+  app.pragma("wal_autocheckpoint = 0");
+  app.exec("CREATE TABLE t (x BLOB)");
+  return { app, ins: app.prepare("INSERT INTO t VALUES (randomblob(4000))") };
+}
+
 describe("Backfiller (wal_checkpoint(PASSIVE) on a worker thread)", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "walship-backfill-"));
   const bf = new Backfiller();
@@ -16,11 +25,7 @@ describe("Backfiller (wal_checkpoint(PASSIVE) on a worker thread)", () => {
 
   it("copies every committed frame back into the database file", async () => {
     const file = path.join(dir, "a.db");
-    const app = new Database(file);
-    app.pragma("journal_mode = WAL");
-    app.pragma("wal_autocheckpoint = 0");
-    app.exec("CREATE TABLE t (x BLOB)");
-    const ins = app.prepare("INSERT INTO t VALUES (randomblob(4000))");
+    const { app, ins } = walApp(file);
     for (let i = 0; i < 200; i++) ins.run();
     const before = statSync(file).size;
     assert.equal(await bf.run(file, { busyTimeoutMs: 1000, tries: 1 }), true);
@@ -57,6 +62,30 @@ describe("Backfiller (wal_checkpoint(PASSIVE) on a worker thread)", () => {
     app.pragma("journal_mode = WAL");
     app.exec("CREATE TABLE t (x)");
     assert.equal(await bf.run(file, { busyTimeoutMs: 1000, tries: 1 }), true);
+    app.close();
+  });
+
+  it("stops an idle worker, and the next back-fill starts another that works", async (t) => {
+    const idle = new Backfiller({ idleMs: 100 });
+    t.after(() => idle.close());
+    const file = path.join(dir, "d.db");
+    const { app, ins } = walApp(file);
+    for (let i = 0; i < 50; i++) ins.run();
+    assert.equal(await idle.run(file, { busyTimeoutMs: 1000, tries: 1 }), true);
+    // Busy back to back: the same worker.
+    assert.equal(await idle.run(file, { busyTimeoutMs: 1000, tries: 1 }), true);
+    assert.deepEqual([idle.running, idle.starts], [true, 1]);
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(idle.running, false, "stopped after 100 ms idle");
+    for (let i = 0; i < 50; i++) ins.run();
+    const before = statSync(file).size;
+    const two = [
+      idle.run(file, { busyTimeoutMs: 1000, tries: 1 }),
+      idle.run(file, { busyTimeoutMs: 1000, tries: 1 }),
+    ];
+    assert.deepEqual(await Promise.all(two), [true, true]);
+    assert.ok(statSync(file).size > before + 40 * 4000, "the new worker back-filled the new frames");
+    assert.deepEqual([idle.running, idle.starts], [true, 2]);
     app.close();
   });
 });
