@@ -10,6 +10,7 @@ import type { Config } from "./config.ts";
 import { createReplicaClient } from "./config.ts";
 import { Db } from "./db.ts";
 import { Fence, FencedClient } from "./fence.ts";
+import { IdleCollector } from "./idle-gc.ts";
 import { shadow } from "./layout.ts";
 import { kubeAccessFromEnv, LeaseApi, LeaseClaim } from "./lease.ts";
 import { credentialFiles, DestinationProbe } from "./probe.ts";
@@ -125,8 +126,16 @@ export async function startReplication(config: Config, log: Logger): Promise<Rep
     ...probes.map((p) => p.run(ac.signal)),
   ];
   const done = Promise.all(loops).then(() => undefined);
+  // One collection once quiet: the garbage of the last burst is otherwise kept until the next.
+  const idleGc = new IdleCollector(() => {
+    let a = 0;
+    for (const db of dbs) a += db.metrics.totalWalBytes;
+    for (const r of replicas) a += r.metrics.walBytes + r.metrics.snapshotCount;
+    return a;
+  });
 
   async function stop(opts: { finalSyncTimeoutMs?: number } = {}): Promise<void> {
+    idleGc.close();
     ac.abort();
     await done;
     const started = Date.now();
