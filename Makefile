@@ -138,7 +138,7 @@ clean: ## remove build output (the component cache under $(WALSHIP_CACHE) stays)
 	rm -rf dist node_modules .demo
 
 # etcd and Kubernetes only when the operator phase runs (on a cold cache Kubernetes takes a quarter of an hour).
-bench: deps build ## compare walship with litestream v0.3.13, median of three passes (lag, throughput, CPU, memory, snapshot, restore; about 90 min)
+bench: deps build ## compare walship with litestream v0.3.13, median of three passes (lag, throughput, CPU, memory, idle memory, snapshot, restore; about 100 min)
 	test/infra/install minio litestream $$(case ",$${BENCH_PHASES:-operator}," in *,operator,*) echo etcd kubernetes;; esac)
 	$(NODE) bench/run.ts
 

@@ -6,7 +6,7 @@
  *
  * Environment:
  *   BENCH_QUICK=1        small sizes and short runs (minutes instead of about an hour)
- *   BENCH_PHASES=a,b     only these phases: lag, ramp, heavy, snapshot, restore, operator (default: all)
+ *   BENCH_PHASES=a,b     only these phases: lag, ramp, heavy, idle, snapshot, restore, operator (default: all)
  *   BENCH_PROFILE=1      run walship under `node --cpu-prof`; profiles go to bench/results/
  *   BENCH_TOOLS=a,b      only these tools: walship, litestream (default: both)
  *   BENCH_HEAVY_MIBPS=n  heavy writer rate in MiB/s of rows (default: half what both sustained)
@@ -37,6 +37,7 @@ import { DeleteObjectsCommand, ListObjectsV2Command, type S3Client } from "@aws-
 import Database from "better-sqlite3";
 import { LITESTREAM_VERSION, litestreamBin, spawnLitestream } from "../test/helpers/litestream.ts";
 import { type Minio, startMinio } from "../test/helpers/minio.ts";
+import { freePort } from "../test/helpers/ports.ts";
 import { type ManagedProcess, makeTempDir, runCommand, spawnManaged, stopAll } from "../test/helpers/proc.ts";
 import type { S3Access } from "./decoder.ts";
 import { clockJumpReport, failureReport, guardPhase, type PhaseFailure, pointInTimeTarget } from "./guard.ts";
@@ -65,7 +66,7 @@ const GiB = 1 << 30;
 
 type Tool = "walship" | "litestream";
 const ALL_TOOLS: Tool[] = ["walship", "litestream"];
-const ALL_PHASES = ["lag", "ramp", "heavy", "snapshot", "restore", "operator"] as const;
+const ALL_PHASES = ["lag", "ramp", "heavy", "idle", "snapshot", "restore", "operator"] as const;
 type Phase = (typeof ALL_PHASES)[number];
 
 interface Ctx {
@@ -91,12 +92,12 @@ function writeConfig(
   db: string,
   tool: Tool,
   prefix: string,
-  o: { sync: string; monitor?: string },
+  o: { sync: string; monitor?: string; addr?: string },
 ): string {
   const cfg = path.join(dir, "litestream.yml");
   writeFileSync(
     cfg,
-    `access-key-id: $LITESTREAM_ACCESS_KEY_ID
+    `${o.addr ? `addr: ${o.addr}\n` : ""}access-key-id: $LITESTREAM_ACCESS_KEY_ID
 secret-access-key: $LITESTREAM_SECRET_ACCESS_KEY
 dbs:
   - path: ${db}
@@ -415,6 +416,61 @@ interface HeavyResult {
   cpuSecPerGiB: number;
   peakRssMiB: number;
   lag: LagStats;
+}
+
+interface IdleResult {
+  /** Resident MiB after the first snapshot and IDLE_SETTLE_MS with nothing written. */
+  rssBeforeWritesMiB: number;
+  /** Resident MiB IDLE_AFTER_BURST_MS after the burst, nothing written since. */
+  rssAfterBurstMiB: number;
+  burstMiB: number;
+}
+
+const IDLE_SETTLE_MS = 20_000;
+const IDLE_AFTER_BURST_MS = 50_000;
+/** The burst: 15 transactions of 100 rows of 4,000 bytes, in one second. */
+const IDLE_ROW_BYTES = 4000;
+
+/**
+ * A sidecar's memory when its application is quiet, as most are most of the time: a one-table
+ * database, each tool serving its HTTP endpoint (`addr`, as the operator configures Walship's), the
+ * resident set read before any write and again a while after one burst of about 6 MiB.
+ */
+async function idlePhase(ctx: Ctx, tool: Tool): Promise<IdleResult> {
+  const dir = await fresh(ctx, `idle-${tool}`, tool, "idle");
+  const db = path.join(dir, "app.db");
+  const writer = new Writer();
+  await writer.open(db);
+  const cfg = writeConfig(ctx, dir, db, tool, "idle", { sync: "1s", addr: `127.0.0.1:${await freePort()}` });
+  const pol = poller(ctx, tool, "idle");
+  const proc = startTool(ctx, tool, cfg, dir, "idle");
+  await firstSnapshot(pol, proc, `idle ${tool}`, 120_000);
+  await sleep(IDLE_SETTLE_MS);
+  const before = sampleProc(proc.pid);
+  const r = await writer.paced({
+    mode: "insert",
+    rowsPerTx: 100,
+    rowBytes: IDLE_ROW_BYTES,
+    txPerSec: 15,
+    durationMs: 1000,
+  });
+  await pol.waitForSeq(r.lastSeq, 60_000);
+  await sleep(IDLE_AFTER_BURST_MS);
+  const after = sampleProc(proc.pid);
+  await stopTool(proc);
+  await writer.close();
+  await pol.stop();
+  rmSync(dir, { recursive: true, force: true });
+  await deletePrefix(ctx, tool, "idle");
+  const res: IdleResult = {
+    rssBeforeWritesMiB: round((before?.rssBytes ?? Number.NaN) / MiB),
+    rssAfterBurstMiB: round((after?.rssBytes ?? Number.NaN) / MiB),
+    burstMiB: round(((r.lastSeq - r.firstSeq + 1) * 100 * IDLE_ROW_BYTES) / MiB, 1),
+  };
+  log(
+    `  ${tool} idle: ${res.rssBeforeWritesMiB} MiB resident before any write, ${res.rssAfterBurstMiB} MiB ${IDLE_AFTER_BURST_MS / 1000} s after a ${res.burstMiB} MiB burst`,
+  );
+  return res;
 }
 
 async function heavyPhase(ctx: Ctx, tool: Tool, rowMiBps: number): Promise<HeavyResult> {
@@ -831,6 +887,22 @@ async function runPhases(
     add("heavy writer: CPU s per GiB of WAL", heavy.walship?.cpuSecPerGiB, heavy.litestream?.cpuSecPerGiB);
     add("heavy writer: peak RSS MiB", heavy.walship?.peakRssMiB, heavy.litestream?.peakRssMiB);
     add("heavy writer: lag p99 ms", heavy.walship?.lag.p99Ms, heavy.litestream?.lag.p99Ms);
+  });
+  await guarded("idle", async () => {
+    log("phase idle: a quiet sidecar's memory, before any write and after one burst");
+    const idle: Partial<Record<Tool, IdleResult>> = {};
+    for (const t of tools) idle[t] = await attempt(ctx, `idle ${t}`, () => idlePhase(ctx, t));
+    for (const t of tools) per[t].idle = idle[t];
+    add(
+      "idle: RSS MiB before any write",
+      idle.walship?.rssBeforeWritesMiB,
+      idle.litestream?.rssBeforeWritesMiB,
+    );
+    add(
+      "idle: RSS MiB 50 s after a 6 MiB burst",
+      idle.walship?.rssAfterBurstMiB,
+      idle.litestream?.rssAfterBurstMiB,
+    );
   });
   await guarded("snapshot", async () => {
     log("phase snapshot: time to first snapshot and peak memory");
