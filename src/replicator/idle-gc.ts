@@ -52,7 +52,7 @@ export class IdleCollector {
   #last: number;
   #since = Date.now();
   #collected = true;
-  collections = 0;
+  #collections = 0;
 
   constructor(activity: () => number, opts: IdleCollectorOptions = {}) {
     this.#activity = activity;
@@ -74,7 +74,12 @@ export class IdleCollector {
     if (this.#collected || now - this.#since < this.#idleMs || !this.#collect) return;
     this.#collected = true;
     this.#collect();
-    this.collections++;
+    this.#collections++;
+  }
+
+  /** Collections run so far. */
+  get collections(): number {
+    return this.#collections;
   }
 
   close(): void {

@@ -8,7 +8,6 @@
  * name. What Litestream lacks is named `walship_*`. Node's process and runtime metrics are added
  * (runtime-metrics.ts); the text is written by exposition.ts, without a client library.
  */
-
 import type { CheckpointMode, Db } from "./db.ts";
 import { CONTENT_TYPE, type Family, render, type Sample } from "./exposition.ts";
 import type { VolumeSpace } from "./guardrails.ts";

@@ -2,7 +2,8 @@
  * The process and Node runtime families of the replicator's `/metrics` (`process_*`, `nodejs_*`), by
  * the names and meanings prom-client's default metrics give them, which docs/metrics.md lists and
  * dashboards use (charts/walship/files/dashboards). Read at each scrape from the process itself;
- * the event loop's delay and the GC pauses are watched from the first scrape's registry on.
+ * the event loop's delay and the GC pauses are watched from the moment RuntimeMetrics is made (the
+ * server's start) until close().
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { constants, monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
@@ -23,6 +24,12 @@ const gauge = (name: string, help: string, samples: () => Iterable<Sample>): Fam
   help,
   type: "gauge",
   samples,
+});
+const counter = (name: string, help: string, value: number): Family => ({
+  name,
+  help,
+  type: "counter",
+  samples: () => [{ value }],
 });
 const one = (value: number | undefined): Sample[] => (value === undefined ? [] : [{ value }]);
 
@@ -122,12 +129,6 @@ export class RuntimeMetrics {
     const handles = (internals._getActiveHandles?.() ?? []).map(typeName);
     const requests = (internals._getActiveRequests?.() ?? []).map(typeName);
     const [major, minor, patch] = process.versions.node.split(".");
-    const counter = (name: string, help: string, value: number): Family => ({
-      name,
-      help,
-      type: "counter",
-      samples: () => [{ value }],
-    });
     const value = (v: number | undefined) => () => one(v);
     const gauges: Array<[string, string, () => Iterable<Sample>]> = [
       ["process_start_time_seconds", "When the process started, Unix seconds.", value(this.#startSeconds)],
