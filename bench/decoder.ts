@@ -6,10 +6,7 @@
  * transaction that wrote it; a page written by transaction s holds s and possibly older numbers,
  * never newer ones, so the highest number in a segment is its last transaction.
  */
-import { readFileSync } from "node:fs";
-import { Agent as HttpsAgent } from "node:https";
 import { parentPort, workerData } from "node:worker_threads";
-import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { parseSegmentName } from "../src/replicator/layout.ts";
 import { lz4DecodeFrame } from "../src/replicator/lz4.ts";
 import {
@@ -19,15 +16,7 @@ import {
   WAL_HEADER_SIZE,
   type WalHeader,
 } from "../src/replicator/sqlite/wal.ts";
-
-export interface S3Access {
-  endpoint: string;
-  region: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  /** With BENCH_TLS: the certificate of the store (PEM file) to trust. */
-  caFile?: string;
-}
+import { openStore, type StoreSpec } from "./stores.ts";
 
 export interface DecodeRequest {
   key: string;
@@ -83,16 +72,8 @@ function main(): void {
   const port = parentPort;
   // Only when started as the poller's decoder (the writer thread imports the constants above).
   if (!port || (workerData as { role?: string } | null)?.role !== "decoder") return;
-  const { access, bucket } = workerData as { access: S3Access; bucket: string };
-  const client = new S3Client({
-    endpoint: access.endpoint,
-    region: access.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: access.accessKeyId, secretAccessKey: access.secretAccessKey },
-    ...(access.caFile
-      ? { requestHandler: { httpsAgent: new HttpsAgent({ ca: readFileSync(access.caFile) }) } }
-      : {}),
-  });
+  const { store } = workerData as { store: StoreSpec };
+  const reader = openStore(store);
   const state = new Map<string, IndexState>();
   // Requests are handled strictly in arrival (list) order, so the checksum chain follows the WAL.
   let chain: Promise<void> = Promise.resolve();
@@ -112,8 +93,7 @@ function main(): void {
       verified: false,
     };
     try {
-      const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: req.key }));
-      const body = Buffer.from(await res.Body!.transformToByteArray());
+      const body = await (await reader).get(req.key);
       const wal = lz4DecodeFrame(body);
       base.compressedBytes = body.length;
       base.walBytes = wal.length;

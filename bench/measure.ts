@@ -2,7 +2,8 @@
  * Measuring instruments for the benchmark: a clock shared by every thread, /proc readings of a
  * replicator process, percentiles, and the bucket poller that sees each WAL segment appear.
  *
- * The poller lists the replica's generations every ~20 ms (ListObjectsV2 with StartAfter) and stamps
+ * The poller lists the replica's generations every ~20 ms (keys after the last one seen, through the
+ * store's reader in bench/stores.ts: S3, GCS, Azure Blob or an SFTP server's directory) and stamps
  * each new object with the time its listing returned: that is when the segment was seen durable in
  * the bucket. Downloading and decoding (LZ4 frame, then WAL frames) runs in a worker thread
  * (bench/decoder.ts), so a large segment never delays the next listing.
@@ -11,8 +12,8 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
-import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
-import type { DecodeRequest, DecodeResult, S3Access } from "./decoder.ts";
+import type { DecodeRequest, DecodeResult } from "./decoder.ts";
+import { openStore, type StoreReader, type StoreSpec } from "./stores.ts";
 
 /** Milliseconds since the epoch with sub-millisecond resolution; comparable across threads. */
 export function now(): number {
@@ -101,9 +102,8 @@ export interface SeenSnapshot {
 }
 
 export interface PollerOptions {
-  client: S3Client;
-  access: S3Access;
-  bucket: string;
+  /** Where the replica is stored (the bucket or directory the tool writes to). */
+  store: StoreSpec;
   /** The replica's path inside the bucket (no trailing slash). */
   prefix: string;
   intervalMs?: number;
@@ -124,7 +124,8 @@ export class BucketPoller {
   walBytes = 0;
   listings = 0;
   errors = 0;
-  private readonly opts: Required<Omit<PollerOptions, "access">> & { access: S3Access };
+  private readonly opts: Required<PollerOptions>;
+  private readonly reader: Promise<StoreReader>;
   private readonly lastWalKey = new Map<string, string>();
   private readonly lastSnapKey = new Map<string, string>();
   private readonly worker: Worker | undefined;
@@ -136,9 +137,12 @@ export class BucketPoller {
 
   constructor(opts: PollerOptions) {
     this.opts = { intervalMs: 20, decode: true, ...opts };
+    this.reader = openStore(opts.store);
+    // Not awaited here: a failure to open it surfaces in the first poll.
+    this.reader.catch(() => undefined);
     if (this.opts.decode) {
       this.worker = new Worker(new URL("./decoder.ts", import.meta.url), {
-        workerData: { role: "decoder", access: opts.access, bucket: opts.bucket },
+        workerData: { role: "decoder", store: opts.store },
       });
       this.worker.on("message", (r: DecodeResult) => this.onDecoded(r));
       this.worker.on("error", (err) => {
@@ -156,6 +160,7 @@ export class BucketPoller {
     this.stopped = true;
     await this.loop;
     await this.worker?.terminate();
+    (await this.reader.catch(() => undefined))?.close();
   }
 
   /** Resolves true once a segment holding `seq` has been decoded, false after `timeoutMs`. */
@@ -228,28 +233,10 @@ export class BucketPoller {
     for (const f of w) f();
   }
 
-  private async list(prefix: string, startAfter: string | undefined, delimiter?: string) {
-    const contents: Array<{ key: string; size: number }> = [];
-    const common: string[] = [];
-    let token: string | undefined;
-    let seenAt = 0;
-    do {
-      const res = await this.opts.client.send(
-        new ListObjectsV2Command({
-          Bucket: this.opts.bucket,
-          Prefix: prefix,
-          StartAfter: token === undefined ? startAfter : undefined,
-          ContinuationToken: token,
-          Delimiter: delimiter,
-        }),
-      );
-      if (seenAt === 0) seenAt = now();
-      this.listings++;
-      for (const c of res.Contents ?? []) contents.push({ key: c.Key!, size: c.Size ?? 0 });
-      for (const p of res.CommonPrefixes ?? []) common.push(p.Prefix!);
-      token = res.IsTruncated ? res.NextContinuationToken : undefined;
-    } while (token !== undefined);
-    return { contents, common, seenAt };
+  private async list(prefix: string, startAfter: string | undefined, delimiter?: "/") {
+    const listing = await (await this.reader).list(prefix, startAfter, delimiter);
+    this.listings++;
+    return { ...listing, seenAt: now() };
   }
 
   private async pollOnce(): Promise<void> {

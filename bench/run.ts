@@ -39,7 +39,6 @@ import { LITESTREAM_VERSION, litestreamBin, spawnLitestream } from "../test/help
 import { type Minio, startMinio } from "../test/helpers/minio.ts";
 import { freePort } from "../test/helpers/ports.ts";
 import { type ManagedProcess, makeTempDir, runCommand, spawnManaged, stopAll } from "../test/helpers/proc.ts";
-import type { S3Access } from "./decoder.ts";
 import { clockJumpReport, failureReport, guardPhase, type PhaseFailure, pointInTimeTarget } from "./guard.ts";
 import {
   BucketPoller,
@@ -54,6 +53,7 @@ import {
   sleep,
 } from "./measure.ts";
 import { operatorBench, operatorParams, operatorRows } from "./operator.ts";
+import type { S3Access } from "./stores.ts";
 import { aggregate, type Row, table } from "./table.ts";
 import { type BenchParams, benchParams, type PacedReply, pickLagConfigs, Writer } from "./workloads.ts";
 
@@ -159,7 +159,7 @@ async function firstSnapshot(
 }
 
 function poller(ctx: Ctx, tool: Tool, prefix: string, decode = true): BucketPoller {
-  const p = new BucketPoller({ client: ctx.client, access: ctx.access, bucket: tool, prefix, decode });
+  const p = new BucketPoller({ store: { kind: "s3", access: ctx.access, bucket: tool }, prefix, decode });
   p.start();
   return p;
 }
