@@ -1,12 +1,16 @@
 /**
  * The GCS destination against a real fake-gcs-server (the GCS emulator, built by test/infra/install):
  * the shared ReplicaClient contract, plus what only GCS shows (key placement as Litestream joins it,
- * resumable uploads above 16 MiB, timeCreated as the object time, unsorted pages, the access check).
+ * resumable uploads above 16 MiB, timeCreated as the object time, unsorted pages, the access check,
+ * and uploads checked against the MD5 the server reports: a body changed on the way is refused).
  *
  * The raw JSON API listing (FakeGcs.listObjects) observes the bucket independently of the code under
  * test. The Node client gets the emulator as `endpoint`; STORAGE_EMULATOR_HOST is never set here.
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { createServer, request } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { GcsReplicaClient, type GcsReplicaClientOptions } from "../../src/replicator/storage/gcs.ts";
 import { ErrorCodes } from "../../src/shared/errors.ts";
@@ -204,3 +208,95 @@ function refusingProxy(target: string, method: string): Promise<GateProxy> {
       : undefined,
   );
 }
+
+/**
+ * FAKE: a link that changes one byte in the middle of each upload's media on its way to `target`
+ * (a multipart POST, or a resumable session's PUT), as a faulty network or middlebox would; every
+ * other request passes as it is. Resumable session URLs the server hands out are rewritten to go
+ * through it too. With `corrupt` false it only forwards (the control).
+ */
+async function corruptingLink(
+  target: string,
+  corrupt: boolean,
+): Promise<{ url: string; changed: () => number; close: () => Promise<void> }> {
+  const t = new URL(target);
+  let changed = 0;
+  let url = "";
+  const srv = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      const q = new URL(req.url ?? "/", "http://x").searchParams;
+      const media =
+        (req.method === "POST" && q.get("uploadType") === "multipart") ||
+        (req.method === "PUT" && q.has("upload_id"));
+      if (corrupt && media && body.length > 1024) {
+        body[body.length >> 1]! ^= 0x5a;
+        changed++;
+      }
+      const up = request(
+        {
+          host: t.hostname,
+          port: t.port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, host: t.host, "content-length": String(body.length) },
+        },
+        (r) => {
+          const headers = { ...r.headers };
+          if (typeof headers.location === "string") headers.location = headers.location.replace(target, url);
+          res.writeHead(r.statusCode ?? 502, headers);
+          r.pipe(res);
+        },
+      );
+      up.on("error", () => res.destroy());
+      up.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+  return {
+    url,
+    changed: () => changed,
+    close: () => new Promise<void>((resolve) => srv.close(() => resolve())),
+  };
+}
+
+describe("gcs uploads are checked against the stored object's MD5", () => {
+  for (const [kind, threshold] of [
+    ["in one multipart request", undefined],
+    ["as a resumable upload", 256 * 1024],
+  ] as const) {
+    it(`a body changed on the way fails the write ${kind}, and nothing is left stored`, async () => {
+      const bucket = await freshBucket("md5");
+      const body = randomBytes(512 * 1024);
+      const control = await corruptingLink(server().endpoint, false);
+      const bad = await corruptingLink(server().endpoint, true);
+      try {
+        const opts = {
+          path: "v",
+          maxAttempts: 1,
+          ...(threshold ? { resumableThresholdBytes: threshold } : {}),
+        };
+        const ok = client(bucket, { ...opts, endpoint: control.url });
+        await ok.writeSnapshot(G1, 1, bytesStream(body));
+        assert.deepEqual(
+          await readAll(await ok.snapshotReader(G1, 1)),
+          body,
+          "the control link stores it whole",
+        );
+
+        const c = client(bucket, { ...opts, endpoint: bad.url });
+        await assertCode(c.writeSnapshot(G1, 2, bytesStream(body)), ErrorCodes.STORAGE);
+        assert.equal(bad.changed(), 1, "the link changed the one upload");
+        const names = (await server().listObjects(bucket, "v/")).map((o) => o.name);
+        assert.deepEqual(names, [`v/generations/${G1}/snapshots/00000001.snapshot.lz4`]);
+        assert.equal(c.operations.PUT.count, 0);
+      } finally {
+        await control.close();
+        await bad.close();
+      }
+    });
+  }
+});
