@@ -14,7 +14,9 @@
  *      the restored database must hold the writer's last transaction.
  * BENCH_REPEATS passes (default 3); each figure is the median over them, and each ratio the median of
  * the per-pass ratios. BENCH_DESTINATIONS (default s3,gcs,abs,sftp), BENCH_TOOLS, BENCH_WALSHIP,
- * BENCH_DEST_DB_MIB (default 256). Results: bench/results/destinations-<stamp>.json and .md.
+ * BENCH_DEST_DB_MIB (default 256), BENCH_PROFILE=1 (Walship's replicator and restore under `--cpu-prof`,
+ * in bench/results/profiles-destinations-<stamp>/<destination>-p<pass>[-restore]/; summarise with
+ * `node bench/profile.ts DIR`). Results: bench/results/destinations-<stamp>.json and .md.
  * See docs/benchmarks.md ("Destinations").
  */
 import { execFileSync } from "node:child_process";
@@ -212,8 +214,27 @@ function lastSeqOf(file: string): number {
   }
 }
 
-function startTool(tool: Tool, cfg: string, dir: string, env: Record<string, string>): ManagedProcess {
-  const full = { ...process.env, ...env };
+const STAMP = new Date().toISOString().replace(/[:.]/g, "-");
+/** With BENCH_PROFILE=1: where Walship's processes write their CPU profiles. */
+const PROFILES =
+  process.env.BENCH_PROFILE === "1" ? path.join(RESULTS, `profiles-destinations-${STAMP}`) : undefined;
+
+/** `env` for one of Walship's processes; with BENCH_PROFILE=1 under `--cpu-prof`, into PROFILES/label. */
+function profiled(tool: Tool, env: NodeJS.ProcessEnv, label: string): NodeJS.ProcessEnv {
+  if (tool !== "walship" || !PROFILES) return env;
+  const into = path.join(PROFILES, label);
+  mkdirSync(into, { recursive: true });
+  return { ...env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${into}` };
+}
+
+function startTool(
+  tool: Tool,
+  cfg: string,
+  dir: string,
+  env: Record<string, string>,
+  label: string,
+): ManagedProcess {
+  const full = profiled(tool, { ...process.env, ...env }, label);
   if (tool === "litestream")
     return spawnLitestream(["replicate", "-config", cfg], { env: full, logDir: dir });
   return spawnManaged(WALSHIP, ["replicate", "-config", cfg], { name: "walship", env: full, logDir: dir });
@@ -244,7 +265,7 @@ ${target.replica(tool, label)}
     const pol = new BucketPoller({ store: spec, prefix });
     pol.start();
     const t0 = now();
-    const proc = startTool(tool, cfg, dir, target.env);
+    const proc = startTool(tool, cfg, dir, target.env, `${target.name}-${label}`);
     let stopped: ProcSample | undefined;
     try {
       let snap = await pol.waitForSnapshot(250);
@@ -291,7 +312,7 @@ ${target.replica(tool, label)}
         "/usr/bin/time",
         ["-f", "%e %M", "-o", tf, bin, "restore", "-config", cfg, "-o", out, db],
         {
-          env: { ...process.env, ...target.env },
+          env: profiled(tool, { ...process.env, ...target.env }, `${target.name}-${label}-restore`),
           timeoutMs: 600_000,
         },
       );
@@ -405,7 +426,7 @@ async function main(): Promise<void> {
   const tools = listOf<Tool>(process.env.BENCH_TOOLS, ["walship", "litestream"], "BENCH_TOOLS");
   const dests = listOf<Destination>(process.env.BENCH_DESTINATIONS, DESTINATIONS, "BENCH_DESTINATIONS");
   const started = now();
-  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const stamp = STAMP;
   mkdirSync(RESULTS, { recursive: true });
   const work = makeTempDir("bench-dest");
   const servers: Servers = {};
@@ -478,6 +499,7 @@ async function main(): Promise<void> {
     writeFileSync(path.join(RESULTS, `destinations-${stamp}.md`), `${text}\n`);
     console.log(`\n${text}\n`);
     console.log(`bench destinations: ${round((now() - started) / 60_000, 1)} min; figures in ${file}`);
+    if (PROFILES) console.log(`bench destinations: walship CPU profiles in ${PROFILES}`);
   }
 }
 
