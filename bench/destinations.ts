@@ -19,19 +19,19 @@
  * `node bench/profile.ts DIR`). Results: bench/results/destinations-<stamp>.json and .md.
  * See docs/benchmarks.md ("Destinations").
  */
-import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import Database from "better-sqlite3";
 import { type Azurite, startAzurite } from "../test/helpers/azurite.ts";
 import { type FakeGcs, startGcs } from "../test/helpers/gcs.ts";
-import { LITESTREAM_VERSION, litestreamBin, spawnLitestream } from "../test/helpers/litestream.ts";
+import { litestreamBin, spawnLitestream } from "../test/helpers/litestream.ts";
 import { type Minio, startMinio } from "../test/helpers/minio.ts";
 import { type ManagedProcess, makeTempDir, runCommand, spawnManaged } from "../test/helpers/proc.ts";
 import { type SftpServer, startSftp } from "../test/helpers/sftp.ts";
-import { BucketPoller, lagStats, now, type ProcSample, round, sampleProc, sleep } from "./measure.ts";
+import { machineInfo } from "./machine.ts";
+import { BucketPoller, firstSnapshot, lagStats, now, round, sampleProc, sleep } from "./measure.ts";
+import { lastSeqIn } from "./rows.ts";
 import { openStore, type StoreSpec } from "./stores.ts";
 import { median } from "./table.ts";
 import { Writer } from "./workloads.ts";
@@ -202,18 +202,6 @@ async function makeBase(work: string): Promise<string> {
   return file;
 }
 
-function lastSeqOf(file: string): number {
-  const d = new Database(file, { readonly: true });
-  try {
-    const r = d.prepare("SELECT max(CAST(substr(v, 11, 12) AS TEXT)) AS s FROM t").get() as {
-      s: string | null;
-    };
-    return r.s ? Number(r.s) : 0;
-  } finally {
-    d.close();
-  }
-}
-
 const STAMP = new Date().toISOString().replace(/[:.]/g, "-");
 /** With BENCH_PROFILE=1: where Walship's processes write their CPU profiles. */
 const PROFILES =
@@ -266,18 +254,8 @@ ${target.replica(tool, label)}
     pol.start();
     const t0 = now();
     const proc = startTool(tool, cfg, dir, target.env, `${target.name}-${label}`);
-    let stopped: ProcSample | undefined;
     try {
-      let snap = await pol.waitForSnapshot(250);
-      while (!snap) {
-        if (proc.exitInfo !== undefined) {
-          throw new Error(
-            `${tool} exited (${JSON.stringify(proc.exitInfo)}) before its first snapshot:\n${proc.logTail(10)}`,
-          );
-        }
-        if (now() - t0 > 600_000) throw new Error(`${tool}: no snapshot in ${target.name} within 600 s`);
-        snap = await pol.waitForSnapshot(250);
-      }
+      const snap = await firstSnapshot(pol, proc, `${target.name} ${tool}`, 600_000);
       const snapshotSec = round((snap.seenAt - t0) / 1000, 2);
       await sleep(1500);
       const writer = new Writer();
@@ -298,7 +276,7 @@ ${target.replica(tool, label)}
       const walBytes = segs.reduce((a, s) => a + s.walBytes, 0);
       const { lags, unseen } = pol.lags(r.firstSeq, r.commitAt);
       const lag = lagStats(lags, unseen);
-      stopped = sampleProc(proc.pid);
+      const stopped = sampleProc(proc.pid);
       const exit = await proc.stop({ signal: "SIGTERM", graceMs: 60_000 });
       if (exit.code !== 0) log(`  ${tool} exited with ${JSON.stringify(exit)}; log ${proc.logFile}`);
       await pol.stop();
@@ -318,7 +296,7 @@ ${target.replica(tool, label)}
       );
       const restoreSec = round((now() - rt0) / 1000, 2);
       const [, maxKiB] = readFileSync(tf, "utf8").trim().split("\n").pop()!.split(" ").map(Number);
-      const restored = lastSeqOf(out);
+      const restored = lastSeqIn(out);
       if (restored !== r.lastSeq) {
         throw new Error(
           `${tool} restored from ${target.name} up to transaction ${restored}, expected ${r.lastSeq}`,
@@ -414,14 +392,6 @@ function report(passes: Passes, dests: Destination[], tools: Tool[]): string {
   return lines.join("\n");
 }
 
-function sh(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
-  } catch (err) {
-    return `unavailable: ${(err as Error).message.split("\n")[0]}`;
-  }
-}
-
 async function main(): Promise<void> {
   const tools = listOf<Tool>(process.env.BENCH_TOOLS, ["walship", "litestream"], "BENCH_TOOLS");
   const dests = listOf<Destination>(process.env.BENCH_DESTINATIONS, DESTINATIONS, "BENCH_DESTINATIONS");
@@ -441,20 +411,7 @@ async function main(): Promise<void> {
       rowBytes: ROW_BYTES,
       rowsPerTx: ROWS_PER_TX,
     },
-    machine: {
-      nproc: os.availableParallelism(),
-      kernel: os.release(),
-      node: process.version,
-      litestream: sh(litestreamBin(), ["version"]),
-      litestreamExpected: LITESTREAM_VERSION,
-      walship: sh(WALSHIP, ["version"]),
-      walshipBinary: WALSHIP,
-      commit: sh("git", ["-C", ROOT, "rev-parse", "HEAD"]),
-      uncommitted: sh("git", ["-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
-        .split("\n")
-        .filter(Boolean),
-      loadAverageAtStart: os.loadavg().map((x) => round(x, 2)),
-    },
+    machine: machineInfo(WALSHIP),
     destinations: dests,
     tools,
     passes,

@@ -12,6 +12,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
+import type { ManagedProcess } from "../test/helpers/proc.ts";
 import type { DecodeRequest, DecodeResult } from "./decoder.ts";
 import { openStore, type StoreReader, type StoreSpec } from "./stores.ts";
 
@@ -290,6 +291,29 @@ export class BucketPoller {
       if (wait > 0) await sleep(wait);
     }
   }
+}
+
+/**
+ * The tool's first snapshot in the bucket. A tool that exits first fails the part at once, with its
+ * exit and log tail: a wrapper that could not start its binary waited out the whole timeout.
+ */
+export async function firstSnapshot(
+  pol: BucketPoller,
+  proc: ManagedProcess,
+  what: string,
+  timeoutMs: number,
+): Promise<SeenSnapshot> {
+  const deadline = now() + timeoutMs;
+  while (now() < deadline) {
+    const snap = await pol.waitForSnapshot(Math.min(250, deadline - now()));
+    if (snap) return snap;
+    if (proc.exitInfo !== undefined) {
+      throw new Error(
+        `${what}: ${proc.name} exited (${JSON.stringify(proc.exitInfo)}) before its first snapshot; log ${proc.logFile}:\n${proc.logTail(10)}`,
+      );
+    }
+  }
+  throw new Error(`${what}: no snapshot within ${timeoutMs / 1000} s`);
 }
 
 /** Lag statistics of a set of lags (ms). */

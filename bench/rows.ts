@@ -5,6 +5,7 @@
  * nothing to match), half a repeated text pattern, so LZ4 compresses them about 2:1.
  */
 import { randomFillSync } from "node:crypto";
+import Database from "better-sqlite3";
 import { SEQ_DIGITS, SEQ_MARKER } from "./decoder.ts";
 
 const POOL = Buffer.alloc(16 << 20);
@@ -25,4 +26,17 @@ export function makeRow(seq: number, bytes: number): Buffer {
     PATTERN.copy(row, p, 0, Math.min(PATTERN.length, row.length - p));
   }
   return row;
+}
+
+/** The highest sequence number in a database of these rows (table `t`, column `v`): its last transaction. */
+export function lastSeqIn(file: string): number {
+  const d = new Database(file, { readonly: true });
+  try {
+    const r = d.prepare("SELECT max(CAST(substr(v, 11, 12) AS TEXT)) AS s FROM t").get() as {
+      s: string | null;
+    };
+    return r.s ? Number(r.s) : 0;
+  } finally {
+    d.close();
+  }
 }

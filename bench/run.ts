@@ -1,25 +1,3 @@
-/**
- * `make bench`: Walship and stock litestream v0.3.13 side by side, in one run, against one MinIO.
- * Each tool gets its own bucket and its own copy of every workload; the tools run one after the
- * other with the same parameters. Prints a table (walship | litestream | walship/litestream) and
- * writes every figure to bench/results/<timestamp>.json. See docs/benchmarks.md.
- *
- * Environment:
- *   BENCH_QUICK=1        small sizes and short runs (minutes instead of about an hour)
- *   BENCH_PHASES=a,b     only these phases: lag, ramp, heavy, idle, snapshot, restore, operator (default: all)
- *   BENCH_PROFILE=1      run walship under `node --cpu-prof`; profiles go to bench/results/
- *   BENCH_TOOLS=a,b      only these tools: walship, litestream (default: both)
- *   BENCH_HEAVY_MIBPS=n  heavy writer rate in MiB/s of rows (default: half what both sustained)
- *   BENCH_WALSHIP=path   the walship executable (default bin/walship)
- *   BENCH_REPEATS=n      passes over the phases (default 3); the table gives each figure's median
- *                        and the range of the ratio, the JSON every pass (with its load averages)
- *   BENCH_LAG_CONFIGS=2  only these lag configurations, by position (0 sync 1s, 1 sync 100ms,
- *                        2 sync 100ms with monitor 100ms), comma-separated (default: all)
- *   BENCH_SMOKE=1        a two-minute check of the harness itself (one pass; figures mean little)
- *   BENCH_TLS=1          MinIO serves https (a self-signed certificate both tools are told to trust),
- *                        as stores outside a test usually do
- */
-import { execFileSync } from "node:child_process";
 import {
   copyFileSync,
   mkdirSync,
@@ -34,25 +12,26 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { DeleteObjectsCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
-import Database from "better-sqlite3";
-import { LITESTREAM_VERSION, litestreamBin, spawnLitestream } from "../test/helpers/litestream.ts";
+import { litestreamBin, spawnLitestream } from "../test/helpers/litestream.ts";
 import { type Minio, startMinio } from "../test/helpers/minio.ts";
 import { freePort } from "../test/helpers/ports.ts";
 import { type ManagedProcess, makeTempDir, runCommand, spawnManaged, stopAll } from "../test/helpers/proc.ts";
 import { clockJumpReport, failureReport, guardPhase, type PhaseFailure, pointInTimeTarget } from "./guard.ts";
+import { machineInfo } from "./machine.ts";
 import {
   BucketPoller,
+  firstSnapshot,
   type LagStats,
   lagBounded,
   lagStats,
   now,
   type ProcSample,
   round,
-  type SeenSnapshot,
   sampleProc,
   sleep,
 } from "./measure.ts";
 import { operatorBench, operatorParams, operatorRows } from "./operator.ts";
+import { lastSeqIn } from "./rows.ts";
 import type { S3Access } from "./stores.ts";
 import { aggregate, type Row, table } from "./table.ts";
 import { type BenchParams, benchParams, type PacedReply, pickLagConfigs, Writer } from "./workloads.ts";
@@ -133,29 +112,6 @@ async function stopTool(p: ManagedProcess): Promise<ProcSample | undefined> {
   const exit = await p.stop({ signal: "SIGTERM", graceMs: 60_000 });
   if (exit.code !== 0) log(`  ${p.name} exited with ${JSON.stringify(exit)}; log ${p.logFile}`);
   return s;
-}
-
-/**
- * The tool's first snapshot in the bucket. A tool that exits first fails the part at once, with its
- * exit and log tail: a wrapper that could not start its binary waited out the whole timeout.
- */
-async function firstSnapshot(
-  pol: BucketPoller,
-  proc: ManagedProcess,
-  what: string,
-  timeoutMs: number,
-): Promise<SeenSnapshot> {
-  const deadline = now() + timeoutMs;
-  while (now() < deadline) {
-    const snap = await pol.waitForSnapshot(Math.min(250, deadline - now()));
-    if (snap) return snap;
-    if (proc.exitInfo !== undefined) {
-      throw new Error(
-        `${what}: ${proc.name} exited (${JSON.stringify(proc.exitInfo)}) before its first snapshot; log ${proc.logFile}:\n${proc.logTail(10)}`,
-      );
-    }
-  }
-  throw new Error(`${what}: no snapshot within ${timeoutMs / 1000} s`);
 }
 
 function poller(ctx: Ctx, tool: Tool, prefix: string, decode = true): BucketPoller {
@@ -620,18 +576,6 @@ interface RestoreResult {
   crossLatest: RestoreRun & { by: Tool };
 }
 
-function restoredSeq(file: string): number {
-  const d = new Database(file, { readonly: true });
-  try {
-    const r = d.prepare("SELECT max(CAST(substr(v, 11, 12) AS TEXT)) AS s FROM t").get() as {
-      s: string | null;
-    };
-    return r.s ? Number(r.s) : 0;
-  } finally {
-    d.close();
-  }
-}
-
 async function timedRestore(
   ctx: Ctx,
   tool: Tool,
@@ -657,7 +601,7 @@ async function timedRestore(
   );
   const seconds = (now() - t0) / 1000;
   const [, maxKiB, user, sys] = readFileSync(tf, "utf8").trim().split("\n").pop()!.split(" ").map(Number);
-  const seq = restoredSeq(out);
+  const seq = lastSeqIn(out);
   rmSync(out, { force: true });
   return {
     seconds,
@@ -975,34 +919,6 @@ async function runPhases(
 
 // ------------------------------------------------------------------------------------------------
 
-function machine(): Record<string, unknown> {
-  const sh = (cmd: string, args: string[]): string => {
-    try {
-      return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
-    } catch (err) {
-      return `unavailable: ${(err as Error).message.split("\n")[0]}`;
-    }
-  };
-  return {
-    nproc: os.availableParallelism(),
-    cpuModel: os.cpus()[0]?.model,
-    memGiB: round(os.totalmem() / GiB, 1),
-    kernel: os.release(),
-    node: process.version,
-    litestream: sh(litestreamBin(), ["version"]),
-    litestreamExpected: LITESTREAM_VERSION,
-    walship: sh(WALSHIP, ["version"]),
-    walshipBinary: WALSHIP,
-    commit: sh("git", ["-C", ROOT, "rev-parse", "HEAD"]),
-    /** Files changed since that commit (the figures are of the working tree); empty when clean. */
-    uncommitted: sh("git", ["-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
-      .split("\n")
-      .filter(Boolean),
-    loadAverageAtStart: os.loadavg().map((x) => round(x, 2)),
-    minio: sh(path.join(path.dirname(litestreamBin()), "minio"), ["--version"]).split("\n")[0],
-  };
-}
-
 async function main(): Promise<void> {
   const quick = process.env.BENCH_QUICK === "1";
   const params = benchParams(quick);
@@ -1072,7 +988,7 @@ async function main(): Promise<void> {
     started: new Date(performance.timeOrigin).toISOString(),
     mode: quick ? "quick" : "full",
     tls,
-    machine: machine(),
+    machine: machineInfo(WALSHIP),
     params,
   };
   const repeats: RepeatResult[] = [];
