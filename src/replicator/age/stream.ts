@@ -68,15 +68,12 @@ function chunkNonce(counter: number, last: boolean): Buffer {
 }
 
 /**
- * The payload key as a key object, made once per file: Node 24 tells a key object from bytes by
- * catching an exception (`isKeyObject`, `isCryptoKey` in its crypto/keys), so a cipher made from
- * key bytes cost about 19 µs here against 1.7 µs from a key object. With one cipher per 64 KiB
- * chunk that was about 0.28 s per GiB sealed (docs/benchmarks.md, Encryption).
+ * Chunks are sealed and opened with the payload key as a key object, made once per file (the
+ * transforms' `#secret`): Node 24.21 tells a key object from key bytes by catching an exception
+ * (`isKeyObject`, `isCryptoKey` in its crypto/keys), so a cipher made from bytes cost about 19 µs
+ * here against 1.7 µs from a key object; with one cipher per 64 KiB chunk that was about 0.27 s per
+ * GiB sealed (docs/benchmarks.md, Encryption).
  */
-function secretOf(key: Buffer): KeyObject {
-  return createSecretKey(key);
-}
-
 function seal(key: KeyObject | Buffer, counter: number, last: boolean, plain: Uint8Array): Buffer {
   const c = createCipheriv("chacha20-poly1305", key, chunkNonce(counter, last), { authTagLength: TAG });
   const body = c.update(plain);
@@ -133,7 +130,7 @@ export async function newAgeFile(recipients: readonly string[]): Promise<{ prefi
 class AgeEncryptTransform extends Transform {
   #prefix: Buffer | undefined;
   readonly #key: Buffer;
-  #secret: KeyObject | undefined;
+  readonly #secret: KeyObject;
   readonly #buf = Buffer.alloc(CHUNK);
   #used = 0;
   #counter = 0;
@@ -142,7 +139,7 @@ class AgeEncryptTransform extends Transform {
     super();
     this.#prefix = prefix;
     this.#key = key;
-    this.#secret = secretOf(key);
+    this.#secret = createSecretKey(key);
   }
 
   #start(): void {
@@ -158,7 +155,7 @@ class AgeEncryptTransform extends Transform {
     while (data.length > 0) {
       // A full chunk is sealed only once more data follows: the last chunk carries the last flag.
       if (this.#used === CHUNK) {
-        this.push(seal(this.#secret as KeyObject, this.#counter++, false, this.#buf));
+        this.push(seal(this.#secret, this.#counter++, false, this.#buf));
         this.#used = 0;
       }
       const n = Math.min(CHUNK - this.#used, data.length);
@@ -171,9 +168,8 @@ class AgeEncryptTransform extends Transform {
 
   override _flush(cb: TransformCallback): void {
     this.#start();
-    this.push(seal(this.#secret as KeyObject, this.#counter++, true, this.#buf.subarray(0, this.#used)));
+    this.push(seal(this.#secret, this.#counter++, true, this.#buf.subarray(0, this.#used)));
     this.#key.fill(0);
-    this.#secret = undefined;
     cb();
   }
 }
@@ -327,7 +323,7 @@ class AgeDecryptTransform extends Transform {
         : decryptError(ErrorCodes.CORRUPT, this.#opts.what, `bad age header (${msg})`);
     }
     this.#key = payloadKey(fileKey, head.subarray(end + 1, end + 1 + NONCE));
-    this.#secret = secretOf(this.#key);
+    this.#secret = createSecretKey(this.#key);
     fileKey.fill(0);
     this.#head = undefined;
     return head.subarray(end + 1 + NONCE);
