@@ -281,10 +281,12 @@ function dirReader(root: string): StoreReader {
       } else {
         const all: Listing["contents"] = [];
         walk(dir, base, all);
-        all.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-        const open = all.length ? openBySshServer() : new Set<string>();
-        for (const c of all) {
-          if (!c.key.startsWith(prefix) || (startAfter !== undefined && c.key <= startAfter)) continue;
+        const fresh = all
+          .filter((c) => c.key.startsWith(prefix) && (startAfter === undefined || c.key > startAfter))
+          .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+        // /proc is read only when there is something new to list (this runs every 20 ms).
+        const open = fresh.length ? openBySshServer() : new Set<string>();
+        for (const c of fresh) {
           // Listed in key order and consumed in order: nothing after a file still open is listed.
           if (open.has(path.join(root, c.key))) break;
           out.contents.push(c);
