@@ -55,6 +55,18 @@ export async function resolveTarget(
   flags: Record<string, string | boolean | undefined>,
   args: string[],
 ): Promise<{ clients: NamedClient[]; dbPath?: string; replicas: ReplicaConfig[] }> {
+  const resolved = await resolveReplicas(flags, args);
+  return { ...resolved, clients: await openClients(resolved.replicas) };
+}
+
+/**
+ * The replicas of a DB path (from the config) or a replica URL, `-replica` applied; no client is
+ * made and no destination's module loaded.
+ */
+export async function resolveReplicas(
+  flags: Record<string, string | boolean | undefined>,
+  args: string[],
+): Promise<{ dbPath?: string; replicas: ReplicaConfig[] }> {
   const target = args[0];
   if (!target) throw new WalshipError(ErrorCodes.USAGE, "a database path or replica URL is required");
   if (args.length > 1)
@@ -83,13 +95,18 @@ export async function resolveTarget(
     if (replicas.length === 0)
       throw new WalshipError(ErrorCodes.USAGE, `no replica named "${flags.replica}"`);
   }
+  return { replicas, ...(dbPath ? { dbPath } : {}) };
+}
+
+/** The clients of `replicas`, named `replicas[i]` in errors; closed by the CLI at exit. */
+export async function openClients(replicas: ReplicaConfig[]): Promise<NamedClient[]> {
   const clients: NamedClient[] = [];
   for (const [i, r] of replicas.entries()) {
     const client = await createReplicaClient(r, `replicas[${i}]`);
     opened.push(client);
     clients.push({ name: r.name, client });
   }
-  return { clients, replicas, ...(dbPath ? { dbPath } : {}) };
+  return clients;
 }
 
 export function logFormat(flag: string | boolean | undefined, fallback?: LogFormat): LogFormat {

@@ -1,19 +1,17 @@
 /** `walship restore`: its flags, the progress line, -dry-run and the -refuse-if-replica-exists guard. */
 
+import { stat } from "node:fs/promises";
 import path from "node:path";
+import { checkReplicaConfig } from "../replicator/config/clients.ts";
 import { isUrl } from "../replicator/config/url.ts";
 import { isGenerationName } from "../replicator/layout.ts";
-import {
-  type NamedClient,
-  planRestore,
-  type RestoreProgress,
-  type RestoreTarget,
-  restore,
-} from "../replicator/restore.ts";
+// The restore code itself (SQLite, LZ4, the WAL applier) is imported when a restore runs, not for a
+// database that is already there.
+import type { NamedClient, RestoreProgress, RestoreTarget } from "../replicator/restore.ts";
 import { ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { hex8 } from "../shared/format.ts";
 import { createLogger, type Logger } from "../shared/log.ts";
-import { type Command, configFlags, logFormat, replicaFlag, resolveTarget } from "./common.ts";
+import { type Command, configFlags, logFormat, openClients, replicaFlag, resolveReplicas } from "./common.ts";
 
 export const restoreCommand: Command = {
   usage: "walship restore [flags] DB_PATH...|REPLICA_URL",
@@ -115,7 +113,7 @@ async function restoreOne(
   flags: Record<string, string | boolean | undefined>,
   args: string[],
 ): Promise<number> {
-  const { clients, dbPath } = await resolveTarget(flags, args);
+  const { replicas, dbPath } = await resolveReplicas(flags, args);
   const output = typeof flags.o === "string" ? flags.o : dbPath;
   if (!output) throw new WalshipError(ErrorCodes.USAGE, "-o is required when restoring from a URL");
   let index: number | undefined;
@@ -132,7 +130,21 @@ async function restoreOne(
       throw new WalshipError(ErrorCodes.USAGE, `-parallelism must be a positive integer`);
   }
   const log = createLogger({ format: logFormat(flags["log-format"]), stderr: true });
-  if (flags["refuse-if-replica-exists"]) return refuseIfReplicaExists(clients, path.resolve(output), log);
+  const refuse = flags["refuse-if-replica-exists"] === true;
+  if (refuse || (flags["if-db-not-exists"] === true && !flags["dry-run"])) {
+    // A pod's restore init container passes one of these at every start, and its database is there
+    // at every start but the first: that case ends here, the config checked as it would be, with no
+    // destination's SDK and no restore code loaded, and no store asked anything (docs/benchmarks.md,
+    // Start-up).
+    for (const [i, r] of replicas.entries()) checkReplicaConfig(r, `replicas[${i}]`);
+    const db = path.resolve(output);
+    if (await exists(db)) {
+      log.info({ path: db }, refuse ? "database exists" : "database already exists, skipping restore");
+      return 0;
+    }
+  }
+  const clients = await openClients(replicas);
+  if (refuse) return refuseIfReplicaExists(clients, path.resolve(output), log);
   const target: RestoreTarget = {
     ...(typeof flags.replica === "string" ? { replica: flags.replica } : {}),
     ...(typeof flags.generation === "string" ? { generation: flags.generation } : {}),
@@ -163,6 +175,7 @@ async function restoreOne(
         "restore progress",
       );
   };
+  const { restore } = await import("../replicator/restore.ts");
   const result = await restore(clients, {
     outputPath: output,
     ...target,
@@ -207,6 +220,13 @@ async function restoreOne(
   return 0;
 }
 
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
 /**
  * -dry-run: plans the restore as `restore` would (destination, generation, snapshot, WAL up to the
  * target) and logs it, downloading and writing nothing; fails as `restore` would when nothing can be
@@ -218,6 +238,7 @@ async function restoreDryRun(
   ifReplicaExists: boolean,
   log: Logger,
 ): Promise<number> {
+  const { planRestore } = await import("../replicator/restore.ts");
   const plan = await planRestore(clients, target);
   if (!plan) {
     if (ifReplicaExists) {
@@ -244,19 +265,11 @@ async function restoreDryRun(
 
 /**
  * A start-up guard: an app whose database is gone while backups exist should not start empty and
- * begin a new history over them. Exits 0 when the database exists or there is no backup.
+ * begin a new history over them. Called when the database is missing (restoreOne returns 0 when it
+ * exists); exits 0 when there is no backup either.
  */
 async function refuseIfReplicaExists(clients: NamedClient[], db: string, log: Logger): Promise<number> {
-  const { stat } = await import("node:fs/promises");
-  if (
-    await stat(db).then(
-      () => true,
-      () => false,
-    )
-  ) {
-    log.info({ path: db }, "database exists");
-    return 0;
-  }
+  const { planRestore } = await import("../replicator/restore.ts");
   const plan = await planRestore(clients, {});
   if (!plan) {
     log.info({ path: db }, "database missing and no backup: a fresh start");

@@ -3,7 +3,8 @@
  * SDK, no Kubernetes client and no age library (each costs hundreds of milliseconds of start-up:
  * docs/benchmarks.md "Start-up"); a restore from a replica URL loads neither zod nor yaml (a config
  * file loads yaml, not zod); a restore from an age replica does load the age library, which
- * shows the trace sees what it should. `replicate` loads neither zod nor prom-client without an
+ * shows the trace sees what it should. A restore init container's run over a database that is
+ * already there (every later start of a pod) loads no SDK and no SQLite and asks no store. `replicate` loads neither zod nor prom-client without an
  * address to serve, and no zod with one (memory every sidecar carries: docs/benchmarks.md). The trace is a real module resolve hook (node:module
  * registerHooks) in the real CLI process, listing every module it resolves.
  */
@@ -39,15 +40,18 @@ const node = spawnSync(path.join(ROOT, "scripts/ensure-node"), ["--no-install"],
   encoding: "utf8",
 }).stdout.trim();
 
-/** Runs `node dist/main.js ARGS` (as the image does) with the trace; returns the packages it loaded. */
-function packagesLoaded(args: string[]): Set<string> {
+/**
+ * Runs `node dist/main.js ARGS` (as the image does) with the trace; returns the packages it loaded.
+ * The command must exit with `status`.
+ */
+function packagesLoaded(args: string[], status = 0): Set<string> {
   const trace = path.join(dir, `trace-${Math.random().toString(16).slice(2)}`);
   writeFileSync(trace, "");
   const r = spawnSync(node, ["--import", HOOKS, path.join(ROOT, "dist/main.js"), ...args], {
     encoding: "utf8",
-    env: { ...process.env, WALSHIP_TRACE_MODULES: trace },
+    env: { ...process.env, WALSHIP_TRACE_MODULES: trace, AWS_EC2_METADATA_DISABLED: "true" },
   });
-  assert.equal(r.status, 0, `walship ${args.join(" ")}: ${r.stderr}`);
+  assert.equal(r.status, status, `walship ${args.join(" ")}: ${r.stderr}`);
   const out = new Set<string>();
   for (const url of readFileSync(trace, "utf8").split("\n")) {
     const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
@@ -142,6 +146,46 @@ describe("start-up: what each command loads (a real resolve hook in the real CLI
       heavy(pkgs).filter((p) => !/^(age-encryption|@noble)/.test(p)),
       [],
     );
+  });
+
+  it("a restore init container's start over a database that is there loads no SDK and no SQLite, and asks no store", async () => {
+    // An S3 destination on a loopback port nothing listens on: any request would fail the command.
+    const port = await freePort();
+    const db = path.join(dir, "plain.db");
+    const cfg = writeConfig(
+      dir,
+      `access-key-id: AKIDSTARTUP\nsecret-access-key: startup-secret\ndbs:\n  - path: ${db}\n    replicas:\n      - type: s3\n        bucket: b\n        endpoint: http://127.0.0.1:${port}\n        region: us-east-1\n        force-path-style: true\n`,
+      "s3-closed.yml",
+    );
+    // The operator's two modes (src/operator/specs/statefulset.ts), the database present.
+    for (const mode of [["-if-db-not-exists", "-if-replica-exists"], ["-refuse-if-replica-exists"]]) {
+      const loaded = packagesLoaded(["restore", ...mode, "-config", cfg, db]);
+      assert.deepEqual(heavy(loaded), [], mode.join(" "));
+      assert.deepEqual(pkgs(loaded, "better-sqlite3"), [], mode.join(" "));
+    }
+    // The control: with the database missing, the same command loads the SDK and fails on the
+    // closed port (the trace and the exit both see it).
+    const missing = packagesLoaded(
+      ["restore", "-if-db-not-exists", "-config", cfg, "-o", path.join(dir, "absent.db"), db],
+      1,
+    );
+    assert.ok(heavy(missing).includes("@aws-sdk/client-s3"), [...missing].join(" "));
+    // A broken destination is still reported with the database present: the config is read and
+    // checked in full before the database is looked for.
+    const broken = writeConfig(
+      dir,
+      `dbs:\n  - path: ${db}\n    replicas:\n      - type: sftp\n        host: 127.0.0.1:${port}\n        path: /x\n`,
+      "sftp-nouser.yml",
+    );
+    const r = spawnSync(
+      node,
+      [path.join(ROOT, "dist/main.js"), "restore", "-if-db-not-exists", "-config", broken, db],
+      {
+        encoding: "utf8",
+      },
+    );
+    assert.notEqual(r.status, 0, r.stderr);
+    assert.match(r.stderr, /dbs\[0\]\.replicas\[0\]\.user: user required for sftp replica/);
   });
 
   it("replicate, serving its metrics and status or not, loads neither zod nor prom-client", async () => {
