@@ -79,20 +79,34 @@ export function clockJumpReport<P extends string>(passes: ReadonlyArray<PassReco
 }
 
 /**
- * The point-in-time restore's target among commits whose wall-clock times (Date.now() read after
- * each returned, `commitWall[i]` for sequence `firstSeq + i`) are given: the millisecond before the
- * middle commit's, so the commit before it is well inside and the middle one is out however its
- * millisecond is counted; and the last sequence number at or before it. Wall-clock times, as the
- * tools stamp commits: the monotonic clock falls behind the wall clock when the machine is paused
- * (a pass of the 2026-12-05 night run expected 509 transactions and both tools restored 120 and 115).
+ * The point-in-time restore's target among commits whose wall-clock times are given
+ * (`startWall[i]`, Date.now() read before the transaction of sequence `firstSeq + i` began, and
+ * `commitWall[i]`, read after it returned): the millisecond before the start of a transaction near
+ * the middle that has a whole millisecond free before it. That transaction commits after the target
+ * however a millisecond is counted, and the one before it committed in an earlier millisecond, so
+ * the expected last sequence is not in doubt. (Aiming a millisecond before the middle commit's
+ * `commitWall` was not enough: under load the reading after a transaction returns can come a
+ * millisecond or more after its commit was published, and a tool that stamps commits as it sees
+ * them rightly included it.) Wall-clock times, as the tools stamp commits: the monotonic clock falls
+ * behind the wall clock when the machine is paused (a pass of the 2026-12-05 night run expected 509
+ * transactions and both tools restored 120 and 115).
  */
 export function pointInTimeTarget(
   firstSeq: number,
+  startWall: ArrayLike<number>,
   commitWall: ArrayLike<number>,
 ): { tsMs: number; expectedSeq: number } {
-  if (commitWall.length === 0) throw new Error("point-in-time target: no commits");
-  const tsMs = commitWall[Math.floor(commitWall.length / 2)]! - 1;
-  let expectedSeq = firstSeq - 1;
-  for (let i = 0; i < commitWall.length && commitWall[i]! <= tsMs; i++) expectedSeq = firstSeq + i;
-  return { tsMs, expectedSeq };
+  const n = commitWall.length;
+  if (n === 0) throw new Error("point-in-time target: no commits");
+  if (startWall.length !== n)
+    throw new Error("point-in-time target: start and commit times differ in number");
+  const free = (m: number) => m >= 1 && commitWall[m - 1]! < startWall[m]! - 1;
+  const mid = Math.floor(n / 2);
+  let m = -1;
+  for (let d = 0; d < n && m < 0; d++) {
+    if (free(mid + d)) m = mid + d;
+    else if (free(mid - d)) m = mid - d;
+  }
+  if (m < 0) throw new Error("point-in-time target: no transaction with a whole millisecond free before it");
+  return { tsMs: startWall[m]! - 1, expectedSeq: firstSeq + m - 1 };
 }

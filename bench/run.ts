@@ -655,7 +655,7 @@ async function restorePhase(ctx: Ctx, tool: Tool, base: string): Promise<Restore
     [],
     "restore-latest",
   );
-  const { tsMs, expectedSeq } = pointInTimeTarget(r.firstSeq, r.commitWall);
+  const { tsMs, expectedSeq } = pointInTimeTarget(r.firstSeq, r.startWall, r.commitWall);
   const timestamp = new Date(tsMs).toISOString();
   const pit = await timedRestore(
     ctx,

@@ -33,6 +33,8 @@ export interface PacedReply {
   commitAt: Float64Array;
   /** The same commits' wall-clock times (Date.now()), which point-in-time targets are in. */
   commitWall: Float64Array;
+  /** The wall-clock time (Date.now()) read just before each of these transactions began. */
+  startWall: Float64Array;
   elapsedMs: number;
   rows: number;
   rowBytes: number;

@@ -70,6 +70,9 @@ function paced(shape: TxShape): WriterReply {
   // The wall clock too: the tools stamp commits with it, and after a pause of the machine (a virtual
   // machine's snapshot) it is no longer the monotonic clock that commitAt counts from.
   const commitWall = new Float64Array(commitAt.length);
+  // And the wall clock before each transaction begins: its commit is surely after that, while the
+  // reading after it returns may come a millisecond or more after the commit was published.
+  const startWall = new Float64Array(commitAt.length);
   const firstSeq = seq + 1;
   const t0 = now();
   const end = shape.durationMs === undefined ? Number.POSITIVE_INFINITY : t0 + shape.durationMs;
@@ -91,6 +94,7 @@ function paced(shape: TxShape): WriterReply {
     }
     while (done < due && more() && now() < end) {
       seq++;
+      startWall[done] = Date.now();
       run(seq);
       commitAt[done] = now();
       commitWall[done++] = Date.now();
@@ -104,6 +108,7 @@ function paced(shape: TxShape): WriterReply {
     lastSeq: seq,
     commitAt: commitAt.slice(0, done),
     commitWall: commitWall.slice(0, done),
+    startWall: startWall.slice(0, done),
     elapsedMs,
     rows: done * shape.rowsPerTx,
     rowBytes: done * shape.rowsPerTx * shape.rowBytes,

@@ -75,12 +75,32 @@ describe("bench phases", () => {
     );
   });
 
-  it("aims the point-in-time restore just before the middle commit, in wall-clock time", () => {
-    // Sequences 41..45 committed at these wall-clock milliseconds.
-    const wall = Float64Array.from([1000, 1060, 1120, 1180, 1240]);
-    assert.deepEqual(pointInTimeTarget(41, wall), { tsMs: 1119, expectedSeq: 42 });
-    // Two commits in the middle one's millisecond are both out.
-    assert.deepEqual(pointInTimeTarget(1, Float64Array.from([5, 9, 9, 12])), { tsMs: 8, expectedSeq: 1 });
-    assert.throws(() => pointInTimeTarget(1, new Float64Array(0)), /no commits/);
+  it("aims the point-in-time restore before a middle transaction began, with a free millisecond before it", () => {
+    const f = (xs: number[]) => Float64Array.from(xs);
+    // Sequences 41..45: began and returned at these wall-clock milliseconds.
+    const start = f([995, 1055, 1115, 1175, 1235]);
+    assert.deepEqual(pointInTimeTarget(41, start, f([1000, 1060, 1120, 1180, 1240])), {
+      tsMs: 1114,
+      expectedSeq: 42,
+    });
+    // The bench's 2026-12-06 case: the middle transaction returned 2 ms after it began (its commit
+    // published in the first of them). A target taken from its return (1119) would count it out
+    // although it may have committed at 1118; the start of it bounds it.
+    assert.deepEqual(
+      pointInTimeTarget(41, f([995, 1055, 1118, 1175, 1235]), f([1000, 1060, 1120, 1180, 1240])),
+      {
+        tsMs: 1117,
+        expectedSeq: 42,
+      },
+    );
+    // No free millisecond before the middle one (began in the millisecond the one before returned),
+    // nor the next; the one after that has one.
+    assert.deepEqual(pointInTimeTarget(1, f([0, 3, 4, 9]), f([3, 4, 6, 12])), { tsMs: 8, expectedSeq: 3 });
+    // Back to back throughout: no target can be told apart.
+    assert.throws(
+      () => pointInTimeTarget(1, f([0, 1, 2, 3]), f([1, 2, 3, 4])),
+      /no transaction with a whole millisecond/,
+    );
+    assert.throws(() => pointInTimeTarget(1, f([]), f([])), /no commits/);
   });
 });
