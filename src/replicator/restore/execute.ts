@@ -3,7 +3,7 @@
  * checkpoint of it would, the file verified, made durable and renamed into place (see restore.ts).
  */
 
-import { closeSync, fsyncSync, openSync } from "node:fs";
+import { closeSync, fdatasync, fsyncSync, openSync } from "node:fs";
 import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { describeError, ErrorCodes, WalshipError } from "../../shared/errors.ts";
@@ -45,6 +45,7 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
   let backupPath: string | undefined;
   let fd: number | undefined;
   let writer: FileWriter | undefined;
+  let writeback: Writeback | undefined;
   try {
     fd = openSync(tmp, "w+", 0o600);
     // The file is written on a worker thread, in order, while this thread downloads and verifies; a
@@ -53,6 +54,7 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
     const small = stored <= INLINE_WRITE_BYTES;
     writer = new FileWriter(fd, tmp, { inline: small });
     const w = writer;
+    if (!small) writeback = new Writeback(fd);
     // WAL segments download ahead (in order, within a byte budget) while the snapshot streams in.
     const fetcher = new SegmentFetcher(plan, parallelism, PREFETCH_BYTES, signal);
     fetcher.fill(0);
@@ -81,6 +83,7 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
     } catch (err) {
       throw wrapCorrupt(err, `restore: snapshot ${snapName}`, { object: snapName });
     }
+    writeback?.start();
     log.info({ generation: plan.generation, index: plan.snapshot.index }, "snapshot restored");
 
     // 2. WAL indexes, in order: each segment is decoded, every frame verified and its page written
@@ -157,6 +160,7 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
       restoredEnd = applied.end;
       if (index === plan.snapshot.index) snapshotIndexEnd = applied.end;
       indexes++;
+      writeback?.start();
     }
     // The last batch of pages (batches run on across WAL indexes).
     pages.flush();
@@ -174,6 +178,7 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
     //    writes; it is made durable (on the writer thread, while SQLite checks it) before the rename.
     progress.phase = "verify";
     report();
+    await writeback?.settle();
     const synced = w.sync();
     integrityCheck(tmp, restoredFrom(plan, restoredIndex));
     if (opts.verifySql) verifyQuery(tmp, opts.verifySql);
@@ -210,6 +215,8 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
     stop.abort();
     // The writer thread finishes what it was asked before the descriptor is closed.
     await writer?.close();
+    // Nor is the descriptor closed under a writeback still running on the thread pool.
+    await writeback?.settle().catch(() => undefined);
     if (fd !== undefined) closeSync(fd);
     await removeTemporaries(out);
   }
@@ -234,6 +241,40 @@ function wrapCorrupt(err: unknown, prefix: string, details: Record<string, unkno
     cause: err,
     details: { ...(err instanceof WalshipError ? err.details : {}), ...details },
   });
+}
+
+/**
+ * Gets the file's written pages on their way to the disk while the restore goes on: an fdatasync on
+ * the thread pool, one at a time, started after the snapshot and after each WAL index. Without it
+ * the kernel writes nothing back until the final fsync (a restore dirties less than its background
+ * threshold), which then writes the whole file while the restore waits.
+ */
+export class Writeback {
+  readonly #fd: number;
+  #running: Promise<void> | undefined;
+  #error: unknown;
+
+  constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  /** Starts an fdatasync unless one is running. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = new Promise<void>((resolve) =>
+      fdatasync(this.#fd, (err) => {
+        if (err) this.#error ??= err;
+        this.#running = undefined;
+        resolve();
+      }),
+    );
+  }
+
+  /** Waits for the one running; throws the first error any of them met. */
+  async settle(): Promise<void> {
+    await this.#running;
+    if (this.#error) throw this.#error;
+  }
 }
 
 /** Makes a rename in `dir` durable. */
