@@ -1,9 +1,8 @@
 /** `walship restore`: its flags, the progress line, -dry-run and the -refuse-if-replica-exists guard. */
 
-import { stat } from "node:fs/promises";
 import path from "node:path";
-import { checkReplicaConfig } from "../replicator/config/clients.ts";
 import { isUrl } from "../replicator/config/url.ts";
+import { exists } from "../replicator/fs.ts";
 import { isGenerationName } from "../replicator/layout.ts";
 // The restore code itself (SQLite, LZ4, the WAL applier) is imported when a restore runs, not for a
 // database that is already there.
@@ -133,10 +132,9 @@ async function restoreOne(
   const refuse = flags["refuse-if-replica-exists"] === true;
   if (refuse || (flags["if-db-not-exists"] === true && !flags["dry-run"])) {
     // A pod's restore init container passes one of these at every start, and its database is there
-    // at every start but the first: that case ends here, the config checked as it would be, with no
-    // destination's SDK and no restore code loaded, and no store asked anything (docs/benchmarks.md,
-    // Start-up).
-    for (const [i, r] of replicas.entries()) checkReplicaConfig(r, `replicas[${i}]`);
+    // at every start but the first: that case ends here, the config read and checked in full
+    // (resolveReplicas), with no destination's SDK and no restore code loaded, and no store asked
+    // anything (docs/benchmarks.md, Start-up).
     const db = path.resolve(output);
     if (await exists(db)) {
       log.info({ path: db }, refuse ? "database exists" : "database already exists, skipping restore");
@@ -218,13 +216,6 @@ async function restoreOne(
     "restored",
   );
   return 0;
-}
-
-async function exists(file: string): Promise<boolean> {
-  return stat(file).then(
-    () => true,
-    () => false,
-  );
 }
 
 /**

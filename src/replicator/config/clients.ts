@@ -25,86 +25,62 @@ export async function createReplicaClient(
 ): Promise<SealedReplicaClient> {
   // The sealing is checked first: a key problem is reported before any SDK loads.
   const sealing = sealingFor(cfg.age, where, opts.writing ?? false);
-  return new SealedReplicaClient(await destination(cfg, where, opts)(), sealing);
+  return new SealedReplicaClient(await destinationClient(cfg, where, opts), sealing);
 }
 
-/**
- * Runs the checks createReplicaClient runs before it loads the destination's module (its SDK),
- * without loading it (the age keys are read only when an object is sealed or opened): for a command that may end before it needs the client (`restore
- * -if-db-not-exists` on a database that is there, as a pod's restore init container runs at every
- * start), so that it reports a broken config all the same and starts as fast as for a file replica.
- */
-export function checkReplicaConfig(cfg: ReplicaConfig, where: string): void {
-  destination(cfg, where, {});
-}
-
-/** Checks `cfg` for its kind of destination and returns what loads the kind's module and makes the client. */
-function destination(
+async function destinationClient(
   cfg: ReplicaConfig,
   where: string,
   opts: { log?: Logger; env?: NodeJS.ProcessEnv },
-): () => Promise<ReplicaClient> {
+): Promise<ReplicaClient> {
   const env = opts.env ?? process.env;
   switch (cfg.type) {
     case "file": {
-      const p = cfg.file?.path;
-      if (!p) throw new WalshipError(ErrorCodes.CONFIG, `${where}: file replica needs a path`);
-      return async () => {
-        const { FileReplicaClient } = await import("../storage/file.ts");
-        return new FileReplicaClient(p);
-      };
+      if (!cfg.file?.path) throw new WalshipError(ErrorCodes.CONFIG, `${where}: file replica needs a path`);
+      const { FileReplicaClient } = await import("../storage/file.ts");
+      return new FileReplicaClient(cfg.file.path);
     }
     case "s3": {
-      const s = cfg.s3;
-      if (!s?.bucket) {
+      if (!cfg.s3?.bucket) {
         throw new WalshipError(ErrorCodes.CONFIG, `${where}: s3 replica needs a bucket`, {
           details: { path: `${where}.bucket` },
         });
       }
-      return async () => {
-        const { S3ReplicaClient } = await import("../storage/s3.ts");
-        return new S3ReplicaClient(s);
-      };
+      const { S3ReplicaClient } = await import("../storage/s3.ts");
+      return new S3ReplicaClient(cfg.s3);
     }
     case "gcs": {
       const g = cfg.gcs;
       if (!g?.bucket) throw needs(where, "gcs", "bucket");
-      return async () => {
-        const { GcsReplicaClient } = await import("../storage/gcs.ts");
-        return new GcsReplicaClient({
-          bucket: g.bucket,
-          path: g.path,
-          ...(g.endpoint !== undefined
-            ? { endpoint: g.endpoint, authWithEndpoint: g.authWithEndpoint === true }
-            : {}),
-          ...(g.credentialsFile !== undefined ? { credentialsFile: g.credentialsFile } : {}),
-        });
-      };
+      const { GcsReplicaClient } = await import("../storage/gcs.ts");
+      return new GcsReplicaClient({
+        bucket: g.bucket,
+        path: g.path,
+        ...(g.endpoint !== undefined
+          ? { endpoint: g.endpoint, authWithEndpoint: g.authWithEndpoint === true }
+          : {}),
+        ...(g.credentialsFile !== undefined ? { credentialsFile: g.credentialsFile } : {}),
+      });
     }
     case "abs": {
       const a = cfg.abs;
       if (!a?.bucket) throw needs(where, "abs", "bucket");
-      const container = a.bucket;
-      return async () => {
-        const [{ AbsReplicaClient }, { workloadIdentityFromEnv }] = await Promise.all([
-          import("../storage/abs.ts"),
-          import("../storage/azure-token.ts"),
-        ]);
-        return new AbsReplicaClient({
-          ...absCredentials(a, env, workloadIdentityFromEnv),
-          container,
-          path: a.path,
-        });
-      };
+      const [{ AbsReplicaClient }, { workloadIdentityFromEnv }] = await Promise.all([
+        import("../storage/abs.ts"),
+        import("../storage/azure-token.ts"),
+      ]);
+      return new AbsReplicaClient({
+        ...absCredentials(a, env, workloadIdentityFromEnv),
+        container: a.bucket,
+        path: a.path,
+      });
     }
     case "sftp": {
       const s = cfg.sftp;
       if (!s?.host) throw needs(where, "sftp", "host");
       if (!s.user) throw needs(where, "sftp", "user");
-      return async () => {
-        const { SftpReplicaClient } = await import("../storage/sftp.ts");
-        return new SftpReplicaClient(sftpOptions(s, opts.log));
-      };
+      const { SftpReplicaClient } = await import("../storage/sftp.ts");
+      return new SftpReplicaClient(sftpOptions(s, opts.log));
     }
     default:
       throw new WalshipError(
