@@ -100,7 +100,7 @@ export function pointInTimeTarget(
   if (n === 0) throw new Error("point-in-time target: no commits");
   if (startWall.length !== n)
     throw new Error("point-in-time target: start and commit times differ in number");
-  const free = (m: number) => m >= 1 && commitWall[m - 1]! < startWall[m]! - 1;
+  const free = (m: number) => m >= 1 && m < n && commitWall[m - 1]! < startWall[m]! - 1;
   const mid = Math.floor(n / 2);
   let m = -1;
   for (let d = 0; d < n && m < 0; d++) {
