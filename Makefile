@@ -26,8 +26,10 @@ node: ## install the pinned Node 24 into the cache (once)
 # `npm install --no-save` against the committed lock: npm 11 here prunes other platforms' optional
 # binaries from the lock it writes and then rejects that lock in `npm ci`, and it toggles
 # hasInstallScript depending on whether node_modules exists. --no-save leaves the lock as committed.
+# npm turns on Node's compile cache, in /tmp unless told where: it goes to the cache instead.
 node_modules/.installed: package.json package-lock.json | node
-	PATH="$$(dirname $(NODE)):$$PATH" npm install --no-save --no-audit --no-fund
+	PATH="$$(dirname $(NODE)):$$PATH" NODE_COMPILE_CACHE="$(WALSHIP_CACHE)/npm-compile-cache" \
+	  npm install --no-save --no-audit --no-fund
 	@touch $@
 
 deps: node_modules/.installed ## install Node and the npm dependencies
