@@ -5,8 +5,9 @@
  * file loads yaml, not zod); a restore from an age replica does load the age library, which
  * shows the trace sees what it should. A restore init container's run over a database that is
  * already there (every later start of a pod) loads no SDK and no SQLite and asks no store.
- * `replicate` loads neither zod nor prom-client without an address to serve, and no zod with one (memory every sidecar carries: docs/benchmarks.md). The trace is a real module resolve hook (node:module
- * registerHooks) in the real CLI process, listing every module it resolves.
+ * `replicate` loads neither zod nor prom-client without an address to serve, and no zod with one
+ * (memory every sidecar carries: docs/benchmarks.md). The trace is a real module resolve hook
+ * (node:module registerHooks) in the real CLI process, listing every module it resolves.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
