@@ -15,7 +15,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults torture deploy-check bench-crypto bench-startup bench-page-writes bench-destinations
+.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults torture deploy-check bench-crypto bench-startup bench-page-writes bench-destinations bench-tick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -151,6 +151,10 @@ bench-startup: deps build ## how long `version` and a small restore take from ex
 bench-destinations: deps build ## one workload on S3, GCS, Azure Blob and SFTP, both tools, each against its S3 figure (median of three passes; about 20 min; as root, for sshd)
 	test/infra/install minio litestream fake-gcs-server
 	$(NODE) bench/destinations.ts
+
+bench-tick: deps build ## one sync tick at 100ms, seen by a proxy before MinIO: where each tool's lag goes, and its requests
+	test/infra/install minio litestream
+	$(NODE) bench/tick.ts
 
 bench-page-writes: deps ## what restore's page writes cost the kernel by batch size (1 GiB file; DIR=... for another file system)
 	$(NODE) bench/page-writes.ts $(DIR)
