@@ -25,7 +25,7 @@ import { startMinio } from "../test/helpers/minio.ts";
 import { WALSHIP } from "../test/helpers/walship.ts";
 import { maxSeqIn } from "./decoder.ts";
 import { now, round, sleep } from "./measure.ts";
-import { Writer } from "./workloads.ts";
+import { type PacedReply, Writer } from "./workloads.ts";
 
 const ROUNDS = Number(process.env.BENCH_TICK_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_TICK_SECONDS ?? 20);
@@ -149,22 +149,29 @@ dbs:
       seen.list = [];
       const bin = tool === "walship" ? (process.env.BENCH_WALSHIP ?? WALSHIP) : litestreamBin();
       const child = spawn(bin, ["replicate", "-config", cfg], { stdio: "ignore", env });
+      const exited = new Promise((resolve) => child.once("exit", resolve));
       const snapshotted = () => seen.list.some((s) => s.key.includes("/snapshots/") && s.answered);
-      for (let i = 0; i < 300 && !snapshotted(); i++) await sleep(100);
-      if (!snapshotted()) throw new Error(`${tool}: no snapshot within 30 s`);
-      await sleep(1500);
-      const from = seen.list.length;
-      const res = await writer.paced({
-        mode: "insert",
-        rowsPerTx: 1,
-        rowBytes: 200,
-        txPerSec: 1000,
-        durationMs: SECONDS * 1000,
-      });
-      await sleep(1500);
-      child.kill("SIGTERM");
-      await new Promise((resolve) => child.once("exit", resolve));
-      await writer.close();
+      let from = 0;
+      let res: PacedReply;
+      try {
+        for (let i = 0; i < 300 && !snapshotted(); i++) await sleep(100);
+        if (!snapshotted()) throw new Error(`${tool}: no snapshot within 30 s`);
+        await sleep(1500);
+        from = seen.list.length;
+        res = await writer.paced({
+          mode: "insert",
+          rowsPerTx: 1,
+          rowBytes: 200,
+          txPerSec: 1000,
+          durationMs: SECONDS * 1000,
+        });
+        await sleep(1500);
+      } finally {
+        // Stopped whatever happened: a failed round must not leave the replicator running.
+        child.kill("SIGTERM");
+        await exited;
+        await writer.close();
+      }
 
       const reqs = seen.list.slice(from).filter((s) => s.answered !== undefined);
       const segs = reqs.filter((s) => s.maxSeq !== undefined && s.maxSeq >= res.firstSeq);
