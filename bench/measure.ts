@@ -9,7 +9,7 @@
  * (bench/decoder.ts), so a large segment never delays the next listing.
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import type { ManagedProcess } from "../test/helpers/proc.ts";
@@ -44,6 +44,11 @@ export interface ProcSample {
   hwmBytes: number;
   /** Current resident set size (VmRSS), bytes. */
   rssBytes: number;
+  /**
+   * The part of it no file backs (RssAnon + RssShmem), bytes: VmRSS also counts the pages of files
+   * the process has mapped, which are the page cache's whether mapped or not.
+   */
+  privateBytes: number;
 }
 
 /** Reads /proc/<pid>/stat and /proc/<pid>/status; undefined once the process is gone. */
@@ -58,10 +63,51 @@ export function sampleProc(pid: number): ProcSample | undefined {
       const m = new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status);
       return m ? Number(m[1]) * 1024 : 0;
     };
-    return { cpuSec: ticks / ticksPerSecond(), hwmBytes: kib("VmHWM"), rssBytes: kib("VmRSS") };
+    return {
+      cpuSec: ticks / ticksPerSecond(),
+      hwmBytes: kib("VmHWM"),
+      rssBytes: kib("VmRSS"),
+      privateBytes: kib("RssAnon") + kib("RssShmem"),
+    };
   } catch {
     return undefined;
   }
+}
+
+/** The first process whose argument list `match` accepts (found through /proc), if any. */
+export function findProcess(match: (argv: string[]) => boolean): number | undefined {
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const argv = readFileSync(`/proc/${name}/cmdline`, "latin1").split("\0");
+      if (match(argv)) return Number(name);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Samples a process every `everyMs` until `stop()`: the highest `privateBytes` seen (a sampled peak,
+ * so a spike shorter than the period can be missed). `find` is asked again until it names one.
+ */
+export function privatePeak(find: () => number | undefined, everyMs = 25): { stop(): number } {
+  let pid: number | undefined;
+  let peak = 0;
+  const tick = () => {
+    pid ??= find();
+    if (pid === undefined) return;
+    const s = sampleProc(pid);
+    if (s && s.privateBytes > peak) peak = s.privateBytes;
+  };
+  const timer = setInterval(tick, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return peak;
+    },
+  };
 }
 
 /** Nearest-rank percentile of an ascending array (p in 0..100); NaN when empty. */
