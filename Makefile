@@ -15,7 +15,7 @@ BIOME = node_modules/.bin/biome
 TESTS ?= test/unit/*.test.ts test/integration/*.test.ts test/smoke/*.test.ts test/e2e/*.test.ts
 TEST_FLAGS ?= --test-concurrency=1 --test-timeout=900000
 
-.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults torture deploy-check bench-crypto bench-startup bench-page-writes bench-destinations bench-tick
+.PHONY: help deps node build check lint typecheck crds crds-check actionlint deploy-manifests plugin-dist chart-package test test-unit test-integration test-smoke test-e2e infra image images demo demo-local demo-down deploy clean bench fuzz fuzz-corpus torture-faults torture deploy-check bench-crypto bench-startup bench-page-writes bench-destinations bench-tick bench-integrity-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -158,6 +158,9 @@ bench-tick: deps build ## one sync tick at 100ms, seen by a proxy before MinIO: 
 
 bench-page-writes: deps ## what restore's page writes cost the kernel by batch size (1 GiB file; DIR=... for another file system)
 	$(NODE) bench/page-writes.ts $(DIR)
+
+bench-integrity-check: deps ## what restore's integrity check costs, read by default and through a memory map (two 512 MiB databases, about 6 minutes)
+	$(NODE) bench/integrity-check.ts $(DIR)
 
 bench-crypto: deps build ## the CPU cost of age encryption per GiB of WAL (pipeline and end to end, a few minutes)
 	test/infra/install minio
