@@ -153,6 +153,16 @@ describe("bad input", () => {
     ]);
     assert.equal(good.code, 0, good.stderr);
     assert.ok(readdirSync(dir).includes("verify-ok.db"));
+    // The integrity check, silent while it runs, is logged before and after (JSON: not a terminal).
+    const lines = good.stderr
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { msg: string; bytes?: number; elapsedMs?: number });
+    const started = lines.findIndex((l) => l.msg === "integrity check started");
+    const passed = lines.findIndex((l) => l.msg === "integrity check passed");
+    assert.ok(started >= 0 && passed > started, good.stderr);
+    assert.ok((lines[started]!.bytes ?? 0) > 0, "the size of the file checked");
+    assert.equal(typeof lines[passed]!.elapsedMs, "number");
     for (const [sql, why] of [
       ["SELECT 1 FROM items WHERE qty < 0", /returned no row/],
       ["SELECT * FROM no_such_table", /-verify-sql failed: no such table/],
