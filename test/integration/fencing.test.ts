@@ -6,10 +6,12 @@
  * On a real file destination and on real MinIO.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { CLAIM_KEY, type ClaimDoc } from "../../src/replicator/claim.ts";
 import { type DestinationStatus, ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
 import { runLitestream } from "../helpers/litestream.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
@@ -109,6 +111,36 @@ async function write(w: Writer, ms: number): Promise<void> {
   }
 }
 
+/** The claim document at the destination, read from its storage (undefined: none). */
+async function claimAt(d: Dest): Promise<ClaimDoc | undefined> {
+  if (d.kind === "file") {
+    const file = path.join(d.root, CLAIM_KEY);
+    return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as ClaimDoc) : undefined;
+  }
+  const client = minio.client();
+  try {
+    const res = await client.send(
+      new GetObjectCommand({ Bucket: d.bucket, Key: `${d.prefix}/${CLAIM_KEY}` }),
+    );
+    return JSON.parse(await (res.Body?.transformToString() ?? "null")) as ClaimDoc;
+  } catch (err) {
+    if ((err as { name?: string }).name === "NoSuchKey") return undefined;
+    throw err;
+  } finally {
+    client.destroy();
+  }
+}
+
+/** When `w` took the claim, by its own log line (the claim's expiry less its TTL). */
+function claimedAt(w: Writer): number {
+  for (const line of w.rep.output().split("\n")) {
+    if (!line.includes("claim: this replicator now holds the replica path")) continue;
+    const rec = JSON.parse(line) as { expiresAt?: string };
+    if (rec.expiresAt) return Date.parse(rec.expiresAt) - TTL_MS;
+  }
+  throw new Error(`${w.name} logged no claim taken: ${w.rep.output()}`);
+}
+
 /**
  * `w`'s database restored from the shared destination equals the live one, by walship and by stock
  * litestream v0.3.13 (the claim object beside the layout is ignored by both).
@@ -130,14 +162,15 @@ async function assertRestores(w: Writer): Promise<void> {
 
 /**
  * A replicates; B starts on the same path and refuses (naming A), writes nothing there, A keeps
- * replicating. Then A goes (`how`), and B takes over: returns how long that took.
+ * replicating. Then A goes (`how`), and B takes over: returns how long that took and, after a
+ * SIGKILL, how long after A's last claim expired B wrote its own.
  */
 async function scenario(
   dest: Dest,
   how: "stop" | "kill",
   envA: NodeJS.ProcessEnv,
   envB: NodeJS.ProcessEnv,
-): Promise<number> {
+): Promise<{ took: number; afterExpiryMs?: number }> {
   const a = await startWriter("alpha", dest, envA);
   const genA = await waitUntil("A synced", synced(a)).catch(async (err) => {
     await a.rep.stop();
@@ -171,6 +204,10 @@ async function scenario(
     const gone = Date.now();
     if (how === "stop") assert.equal(await a.rep.stop(), 0, a.rep.output());
     else await a.rep.kill9();
+    // A pod's claim outlives its SIGKILL: A's last one, read once A is gone. (Without pods, on one
+    // machine, B frees a dead process's claim at its next look, so there may be none of A's left.)
+    const last = how === "kill" && envA.WALSHIP_POD_NAME ? await claimAt(dest) : undefined;
+    if (last) assert.equal(last.holder.pod?.name, envA.WALSHIP_POD_NAME, "A's claim outlives it");
     const genB = await waitUntil("B took over", synced(b), 10 * TTL_MS);
     const took = Date.now() - gone;
     assert.equal((await destinationStatus(b))?.fenced, undefined);
@@ -178,7 +215,7 @@ async function scenario(
     assert.notEqual(genB, genA);
     await write(b, 500);
     await assertRestores(b);
-    return took;
+    return last ? { took, afterExpiryMs: claimedAt(b) - Date.parse(last.expiresAt) } : { took };
   } finally {
     for (const w of [a, b]) {
       if (w.rep.child.exitCode === null && w.rep.child.signalCode === null) await w.rep.stop();
@@ -191,7 +228,7 @@ describe("single-writer fencing", () => {
   it("file destination: the second writer refuses, then takes over at once after a clean stop", async () => {
     const root = path.join(mkdtempSync(path.join(os.tmpdir(), "walship-fence-file-")), "replica");
     dirs.push(path.dirname(root));
-    const took = await scenario({ kind: "file", root }, "stop", {}, {});
+    const { took } = await scenario({ kind: "file", root }, "stop", {}, {});
     // Released at the stop: B's next look (every TTL/3) takes it, well before the claim would expire.
     assert.ok(took < TTL_MS, `took over in ${took} ms after a clean stop (claim TTL ${TTL_MS} ms)`);
   });
@@ -200,25 +237,30 @@ describe("single-writer fencing", () => {
     const root = path.join(mkdtempSync(path.join(os.tmpdir(), "walship-fence-file-")), "replica");
     dirs.push(path.dirname(root));
     // Outside a cluster, on one machine and boot, a claimant whose process is gone holds nothing.
-    const took = await scenario({ kind: "file", root }, "kill", {}, {});
+    const { took } = await scenario({ kind: "file", root }, "kill", {}, {});
     assert.ok(took < TTL_MS, `took over in ${took} ms`);
   });
 
   it("MinIO: pods' claims; a SIGKILLed pod's claim is taken over only after it expires", async () => {
     await minio.createBucket("fence");
-    const took = await scenario(
+    const { afterExpiryMs } = await scenario(
       { kind: "s3", bucket: "fence", prefix: "apps/shared" },
       "kill",
       podEnv("alpha-0", "uid-alpha"),
       podEnv("bravo-0", "uid-bravo"),
     );
-    // Another pod's claim: expired by its stamp and unchanged for a TTL of B's own observation.
-    assert.ok(took >= TTL_MS, `took over after ${took} ms, not before the claim expired (${TTL_MS} ms)`);
+    // Another pod's claim: expired by its stamp and unchanged for a TTL of B's own observation. It
+    // expires a TTL after A's last renewal, which came up to TTL/3 before the SIGKILL, so the time
+    // from the kill says little; B's claim is measured against A's last one's expiry.
+    assert.ok(afterExpiryMs !== undefined);
+    assert.ok(afterExpiryMs >= 0, `B claimed ${-afterExpiryMs} ms before A's claim expired`);
+    // B looks every TTL/3: it takes an expired claim at one of its next looks.
+    assert.ok(afterExpiryMs < TTL_MS, `B claimed ${afterExpiryMs} ms after A's claim expired`);
   });
 
   it("MinIO: a clean stop releases the claim", async () => {
     await minio.createBucket("fence2");
-    const took = await scenario(
+    const { took } = await scenario(
       { kind: "s3", bucket: "fence2", prefix: "shared" },
       "stop",
       podEnv("alpha-0", "uid-alpha"),
