@@ -3,14 +3,23 @@
  * the in-thread mode a small restore uses (file-writer.ts).
  */
 import { fsyncSync, ftruncateSync, writeSync } from "node:fs";
+import type { DirectWrites } from "./direct-write.ts";
 import type { FileWriterRequest } from "./file-writer.ts";
 import { writePages } from "./wal-apply.ts";
 
-/** Performs `req` on `fd`; returns the buffer it used (to give back for reuse), if any. */
-export function performWrite(fd: number, req: FileWriterRequest): ArrayBuffer | undefined {
+/**
+ * Performs `req` on `fd`; returns the buffer it used (to give back for reuse), if any. With `direct`,
+ * a write it can take (aligned snapshot blocks) goes through it instead.
+ */
+export function performWrite(
+  fd: number,
+  req: FileWriterRequest,
+  direct?: DirectWrites,
+): ArrayBuffer | undefined {
   switch (req.op) {
     case "write": {
       const d = req.data;
+      if (direct?.write(d, req.position)) return d.buffer as ArrayBuffer;
       let done = 0;
       while (done < d.length) done += writeSync(fd, d, done, d.length - done, req.position + done);
       return d.buffer as ArrayBuffer;

@@ -24,6 +24,8 @@ export interface FileWriterReply {
   id: number;
   /** The buffer of a write or the arena of a page run, given back. */
   buffer?: ArrayBuffer;
+  /** Bytes of this write that went through the direct descriptor. */
+  direct?: number;
   error?: { message: string; code?: string };
 }
 
@@ -46,13 +48,20 @@ export class FileWriter {
   #closed = false;
   /** Buffers back from the worker, for reuse. */
   readonly #spare: ArrayBuffer[] = [];
+  /** Bytes written through the direct descriptor so far (answered requests). */
+  directBytes = 0;
 
-  /** `fd` stays the caller's to close, after `close()`. `what` names the file in errors. */
-  constructor(fd: number, what: string, opts: { inline?: boolean } = {}) {
+  /**
+   * `fd` stays the caller's to close, after `close()`. `what` names the file in errors. `directFd`, an
+   * O_DIRECT descriptor of the same file (direct-write.ts, also the caller's to close), takes the
+   * worker's aligned writes; the inline mode does not use it.
+   */
+  constructor(fd: number, what: string, opts: { inline?: boolean; directFd?: number | undefined } = {}) {
     this.#what = what;
     this.#fd = fd;
     if (opts.inline) return;
-    const worker = new Worker(WORKER, { workerData: { fd } });
+    const workerData = opts.directFd === undefined ? { fd } : { fd, directFd: opts.directFd };
+    const worker = new Worker(WORKER, { workerData });
     worker.on("message", (r: FileWriterReply) => this.#answer(r));
     worker.on("error", (err) => this.#fail(err));
     worker.on("exit", (code) => {
@@ -158,6 +167,7 @@ export class FileWriter {
 
   #answer(r: FileWriterReply): void {
     if (r.buffer && this.#spare.length < MAX_SPARE) this.#spare.push(r.buffer);
+    if (r.direct) this.directBytes += r.direct;
     const p = this.#pending.get(r.id);
     this.#pending.delete(r.id);
     if (r.error) {
