@@ -5,9 +5,11 @@
  * Why: a buffered write of a page the file has not had before costs the kernel a fresh page-cache
  * page and a copy into it, and on the virtual machines measured that is most of a restore's time
  * (2.1–2.9 s of system time per GiB here, against 0.15 s for the same 1 GiB written with O_DIRECT;
- * docs/benchmarks.md, "Restores: the snapshot written with direct I/O"). The WAL's pages are still
- * written through the page cache (single pages, where direct writes would each wait on the device),
- * and the integrity check reads the file back through it.
+ * docs/benchmarks.md, "Restores: the snapshot written with direct I/O"). The writer reads each block
+ * back through the ordinary descriptor right after (file-writer-ops.ts): pages read into the cache
+ * cost it less than pages written there, and the WAL's pages, still written through the page cache
+ * (single pages, where direct writes would each wait on the device), and the integrity check at the
+ * end find them there.
  *
  * O_DIRECT asks for the file offset, the length and the buffer's address to be aligned. Offsets and
  * lengths are checked here; the address is that of a staging buffer taken from a WebAssembly memory,
