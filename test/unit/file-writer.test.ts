@@ -75,7 +75,8 @@ describe("direct writes (O_DIRECT)", { skip: process.platform !== "linux" && "O_
     writeFileSync(file, "");
     const dfd = openDirect(file);
     assert.notEqual(dfd, undefined, `O_DIRECT refused for ${file}`);
-    const d = new DirectWrites(dfd as number);
+    const fd = openSync(file, "r");
+    const d = new DirectWrites(dfd as number, fd);
     try {
       const a = block(1, 2 * DIRECT_ALIGN);
       assert.equal(d.write(a, 0), true);
@@ -87,6 +88,7 @@ describe("direct writes (O_DIRECT)", { skip: process.platform !== "linux" && "O_
       assert.deepEqual(readFileSync(file), Buffer.from(a));
     } finally {
       closeSync(dfd as number);
+      closeSync(fd);
     }
   });
 
@@ -94,8 +96,9 @@ describe("direct writes (O_DIRECT)", { skip: process.platform !== "linux" && "O_
     const file = path.join(dir, "direct-refused.db");
     writeFileSync(file, "");
     const dfd = openDirect(file) as number;
+    const fd = openSync(file, "r");
     // One byte into a page-aligned buffer: the kernel answers EINVAL to a direct write from it.
-    const d = new DirectWrites(dfd, alignedBuffer(128 * 1024).subarray(1, 1 + 64 * 1024));
+    const d = new DirectWrites(dfd, fd, alignedBuffer(128 * 1024).subarray(1, 1 + 64 * 1024));
     try {
       assert.equal(d.write(block(4, DIRECT_ALIGN), 0), false);
       assert.equal(d.enabled, false);
@@ -103,6 +106,7 @@ describe("direct writes (O_DIRECT)", { skip: process.platform !== "linux" && "O_
       assert.equal(readFileSync(file).length, 0);
     } finally {
       closeSync(dfd);
+      closeSync(fd);
     }
   });
 
@@ -144,7 +148,7 @@ describe("direct writes (O_DIRECT)", { skip: process.platform !== "linux" && "O_
     const [direct, plain] = files as [Buffer, Buffer];
     assert.equal(direct.length, 34 * ps + 50);
     assert.ok(direct.equals(plain), "the file written with direct I/O differs from the plain one");
-    // And the plain one is what was asked: page 17 from slot 0 of the arena, block 2's tail cut.
+    // And the plain one is what was asked: page 17 from slot 0 of the arena, the last block's tail cut.
     assert.deepEqual(plain.subarray(16 * ps, 17 * ps), Buffer.from(block(8, 3 * ps).subarray(0, ps)));
     assert.deepEqual(plain.subarray(0, ps), Buffer.from(blocks[0]!.subarray(0, ps)));
   });

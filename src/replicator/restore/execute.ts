@@ -12,7 +12,7 @@ import { nullLogger } from "../../shared/log.ts";
 import { exists } from "../fs.ts";
 import { keys } from "../layout.ts";
 import { Lz4FrameDecoder } from "../lz4.ts";
-import { closeDirect, openDirect } from "../sqlite/direct-write.ts";
+import { openDirect } from "../sqlite/direct-write.ts";
 import { FileWriter, offThreadPages } from "../sqlite/file-writer.ts";
 import { dbHeaderPageSize, PAGE_WRITER_BYTES, WalApplier } from "../sqlite/wal-apply.ts";
 import type { WalSegmentInfo } from "../types.ts";
@@ -195,7 +195,7 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
     if (opts.verifySql) verifyQuery(tmp, opts.verifySql);
     await synced;
     await w.close();
-    closeDirect(directFd);
+    if (directFd !== undefined) closeSync(directFd);
     directFd = undefined;
     closeSync(fd);
     fd = undefined;
@@ -230,7 +230,7 @@ export async function executeRestore(plan: RestorePlan, opts: RestoreOptions): P
     await writer?.close();
     // Nor is the descriptor closed under a writeback still running on the thread pool.
     await writeback?.settle().catch(() => undefined);
-    closeDirect(directFd);
+    if (directFd !== undefined) closeSync(directFd);
     if (fd !== undefined) closeSync(fd);
     await removeTemporaries(out);
   }

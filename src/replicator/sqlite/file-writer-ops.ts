@@ -2,7 +2,7 @@
  * What FileWriter's requests do to the file: shared by the worker thread (file-writer-worker.ts) and
  * the in-thread mode a small restore uses (file-writer.ts).
  */
-import { fsyncSync, ftruncateSync, readSync, writeSync } from "node:fs";
+import { fsyncSync, ftruncateSync, writeSync } from "node:fs";
 import type { DirectWrites } from "./direct-write.ts";
 import type { FileWriterRequest } from "./file-writer.ts";
 import { writePages } from "./wal-apply.ts";
@@ -19,10 +19,7 @@ export function performWrite(
   switch (req.op) {
     case "write": {
       const d = req.data;
-      if (direct?.write(d, req.position)) {
-        readBack(fd, req.position, d.length);
-        return d.buffer as ArrayBuffer;
-      }
+      if (direct?.write(d, req.position)) return d.buffer as ArrayBuffer;
       let done = 0;
       while (done < d.length) done += writeSync(fd, d, done, d.length - done, req.position + done);
       return d.buffer as ArrayBuffer;
@@ -38,18 +35,3 @@ export function performWrite(
       return undefined;
   }
 }
-
-/**
- * Reads a range just written directly back through `fd`, into a scratch buffer: the pages land in
- * the page cache clean, which costs the kernel less than the buffered write they replace, and the
- * WAL's pages written over them and the integrity check at the end find them there.
- */
-function readBack(fd: number, position: number, length: number): void {
-  if (!scratch || scratch.length < length) scratch = new Uint8Array(length);
-  for (let done = 0; done < length; ) {
-    const n = readSync(fd, scratch, done, length - done, position + done);
-    if (n === 0) break;
-    done += n;
-  }
-}
-let scratch: Uint8Array | undefined;

@@ -11,7 +11,7 @@ import { performWrite } from "./file-writer-ops.ts";
 const port = parentPort;
 if (!port) throw new Error("file-writer-worker: must run as a worker thread");
 const { fd, directFd } = workerData as { fd: number; directFd?: number };
-const direct = directFd === undefined ? undefined : new DirectWrites(directFd);
+const direct = directFd === undefined ? undefined : new DirectWrites(directFd, fd);
 
 port.on("message", (req: FileWriterRequest) => {
   const reply: FileWriterReply = { id: req.id };

@@ -60,8 +60,7 @@ export class FileWriter {
     this.#what = what;
     this.#fd = fd;
     if (opts.inline) return;
-    const workerData = opts.directFd === undefined ? { fd } : { fd, directFd: opts.directFd };
-    const worker = new Worker(WORKER, { workerData });
+    const worker = new Worker(WORKER, { workerData: { fd, directFd: opts.directFd } });
     worker.on("message", (r: FileWriterReply) => this.#answer(r));
     worker.on("error", (err) => this.#fail(err));
     worker.on("exit", (code) => {
