@@ -17,7 +17,6 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
-import { pino } from "pino";
 import { stringify } from "yaml";
 import {
   databasesOf,
@@ -33,6 +32,7 @@ import { type SqliteReplicaObject, SqliteReplicaReconciler } from "../../src/ope
 import { type SqliteRestoreObject, SqliteRestoreReconciler } from "../../src/operator/restore/controller.ts";
 import { buildRestoreJob } from "../../src/operator/specs/restorejob.ts";
 import { appIdentity } from "../../src/operator/specs/security.ts";
+import { createLogger } from "../../src/shared/log.ts";
 import { type ControlPlane, startControlPlane } from "../helpers/controlplane.ts";
 import { appStatefulSet } from "../helpers/e2e.ts";
 import { freePort } from "../helpers/ports.ts";
@@ -82,14 +82,12 @@ describe("no secret value in what Walship creates (real kube-apiserver)", { time
 
   /** A logger that keeps every line the operator writes. */
   const operatorLogger = () =>
-    pino(
-      { level: "debug" },
-      {
-        write(line: string) {
-          operatorLog += line;
-        },
+    createLogger({
+      level: "debug",
+      sink: (line) => {
+        operatorLog += line;
       },
-    );
+    });
   const apply = async (obj: unknown) => {
     const file = path.join(cp.dir, `obj-${Math.random().toString(16).slice(2)}.yaml`);
     fs.writeFileSync(file, stringify(obj));
