@@ -4,13 +4,15 @@
  * incompressible rows plus a WAL written after the snapshot) is replicated to MinIO by bin/walship on
  * the host, under the prefix the SqliteReplica gives its first pod; a NewClaim SqliteRestore then
  * restores it through the operator. The test samples the restore container's cgroup while it runs and
- * prints the peak (the figure docs/operator.md gives for sizing).
+ * prints the peak (the figure docs/operator.md gives for sizing), and checks from the restore's log
+ * that the snapshot was written to the claim's volume with direct I/O.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
+import { RESTORE_JOB_CONTAINER } from "../../src/operator/specs/restorejob.ts";
 import {
   appStatefulSet,
   createS3Secret,
@@ -193,6 +195,15 @@ describe("a 1 GiB restore by a restore Job, inside its memory limit (real node)"
     for (const t of term) assert.notEqual(t?.reason, "OOMKilled", "no restore pod was OOM-killed");
     assert.equal(pods.body.items.length, 1, "one pod: the first attempt succeeded");
     assert.ok(limit > 0 && peak > 0, "the container's memory cgroup was sampled");
+    // The snapshot's whole blocks went to the claim's volume with direct I/O (the restore's log line
+    // "wal applied" counts them), not through the page cache: the container's file system takes it.
+    const pod = pods.body.items[0]?.metadata.name ?? "";
+    const log = await c.logs(NS, pod, RESTORE_JOB_CONTAINER);
+    const direct = /"directBytes":(\d+)/.exec(log);
+    assert.ok(
+      direct && Number(direct[1]) >= 512 * 1048576,
+      `at least 512 MiB of the snapshot written directly; the restore's log ends:\n${log.slice(-2000)}`,
+    );
 
     const restored = new Database(path.join(await c.pvcDir(NS, "restored"), "app.db"), { readonly: true });
     try {
