@@ -45,7 +45,6 @@ export interface LogOptions {
 }
 
 const RANK: Record<LogLevel | "silent", number> = { debug: 20, info: 30, warn: 40, error: 50, silent: 100 };
-const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 
 export function createLogger(opts: LogOptions = {}): Logger {
   const fd = opts.stderr ? 2 : 1;
@@ -58,10 +57,10 @@ export function nullLogger(): Logger {
   return new LineLogger(RANK.silent, false, () => {}, []);
 }
 
-/** One child's fields: for JSON, pre-written (`"k":v` joined by commas); for text, as pairs. */
+/** One child's fields, written once for each format: `"k":v,...` for JSON, `k=v ...` for text. */
 interface Bound {
   json: string;
-  pairs: Array<[string, unknown]>;
+  text: string;
 }
 
 class LineLogger implements Logger {
@@ -79,25 +78,24 @@ class LineLogger implements Logger {
     this.#text = text;
     this.#out = out;
     this.#bound = bound;
-    const [debug, info, warn, error] = LEVELS.map((level) => this.#fn(level));
-    this.debug = debug as LogFn;
-    this.info = info as LogFn;
-    this.warn = warn as LogFn;
-    this.error = error as LogFn;
+    this.debug = this.#fn("debug");
+    this.info = this.#fn("info");
+    this.warn = this.#fn("warn");
+    this.error = this.#fn("error");
   }
 
   child(fields: LogFields): Logger {
-    const pairs: Array<[string, unknown]> = [];
     const json: string[] = [];
+    const text: string[] = [];
     for (const [k, v] of Object.entries(fields)) {
       const j = jsonValue(v);
       if (j === undefined) continue;
-      pairs.push([k, v]);
       json.push(`${JSON.stringify(k)}:${j}`);
+      text.push(`${k}=${textValue(v, j)}`);
     }
     return new LineLogger(this.#min, this.#text, this.#out, [
       ...this.#bound,
-      { json: json.join(","), pairs },
+      { json: json.join(","), text: text.join(" ") },
     ]);
   }
 
@@ -123,16 +121,21 @@ class LineLogger implements Logger {
   }
 
   #textLine(level: LogLevel, fields: LogFields | undefined, msg: string | undefined): string {
-    const pairs: Array<[string, unknown]> = [];
-    for (const b of this.#bound) pairs.push(...b.pairs);
-    if (fields) for (const [k, v] of Object.entries(fields)) pairs.push([k, v]);
     const rest: string[] = [];
-    for (const [k, v] of pairs) {
-      const shown = typeof v === "string" && v !== "" && !/\s/.test(v) ? v : jsonValue(v);
-      if (shown !== undefined) rest.push(`${k}=${shown}`);
+    for (const b of this.#bound) if (b.text) rest.push(b.text);
+    if (fields) {
+      for (const [k, v] of Object.entries(fields)) {
+        const j = jsonValue(v);
+        if (j !== undefined) rest.push(`${k}=${textValue(v, j)}`);
+      }
     }
     return `${new Date().toISOString()} ${level.toUpperCase()} ${msg ?? ""}${rest.length ? ` ${rest.join(" ")}` : ""}\n`;
   }
+}
+
+/** A text line's value: a string without spaces as it is, anything else as JSON (`json`). */
+function textValue(v: unknown, json: string): string {
+  return typeof v === "string" && v !== "" && !/\s/.test(v) ? v : json;
 }
 
 /**
