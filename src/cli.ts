@@ -6,6 +6,7 @@
  */
 import { closeClients } from "./cli/clients.ts";
 import type { Command } from "./cli/common.ts";
+import { applyEnvCredentials } from "./replicator/config/env.ts";
 import { describeError, ErrorCodes, WalshipError } from "./shared/errors.ts";
 import { flagHelp, parseFlags } from "./shared/flags.ts";
 
@@ -85,6 +86,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`walship ${name}: unknown command [${ErrorCodes.USAGE}]\n\n${usage()}\n`);
     return 1;
   }
+  // As Litestream's main does: LITESTREAM_ACCESS_KEY_ID/SECRET stand for the AWS_* pair where unset.
+  applyEnvCredentials(process.env);
   const cmd = await entry.load();
   try {
     const { values, args } = parseFlags(name, cmd.flags, rest);
