@@ -4,7 +4,9 @@
  * docs/benchmarks.md "Start-up"); a restore from a replica URL loads neither zod nor yaml (a config
  * file loads yaml, not zod); a restore from an age replica does load the age library, which
  * shows the trace sees what it should. A restore init container's run over a database that is
- * already there (every later start of a pod) loads no SDK and no SQLite and asks no store.
+ * already there (every later start of a pod) loads no SDK and no SQLite and asks no store; a restore
+ * or listing from S3 with keys given loads no AWS SDK either (Walship's own reader), one that needs
+ * the default credential chain does.
  * `replicate` loads neither zod nor prom-client without an address to serve, and no zod with one
  * (memory every sidecar carries: docs/benchmarks.md). The trace is a real module resolve hook
  * (node:module registerHooks) in the real CLI process, listing every module it resolves.
@@ -41,17 +43,21 @@ const node = spawnSync(path.join(ROOT, "scripts/ensure-node"), ["--no-install"],
   encoding: "utf8",
 }).stdout.trim();
 
+/** The stderr of the last `packagesLoaded` run. */
+let lastStderr = "";
+
 /**
  * Runs `node dist/main.js ARGS` (as the image does) with the trace; returns the packages it loaded.
- * The command must exit with `status`.
+ * The command must exit with `status`. `env` is added to the environment.
  */
-function packagesLoaded(args: string[], status = 0): Set<string> {
+function packagesLoaded(args: string[], status = 0, env: NodeJS.ProcessEnv = {}): Set<string> {
   const trace = path.join(dir, `trace-${Math.random().toString(16).slice(2)}`);
   writeFileSync(trace, "");
   const r = spawnSync(node, ["--import", HOOKS, path.join(ROOT, "dist/main.js"), ...args], {
     encoding: "utf8",
-    env: { ...process.env, WALSHIP_TRACE_MODULES: trace, AWS_EC2_METADATA_DISABLED: "true" },
+    env: { ...process.env, WALSHIP_TRACE_MODULES: trace, AWS_EC2_METADATA_DISABLED: "true", ...env },
   });
+  lastStderr = r.stderr;
   assert.equal(r.status, status, `walship ${args.join(" ")}: ${r.stderr}`);
   const out = new Set<string>();
   for (const url of readFileSync(trace, "utf8").split("\n")) {
@@ -164,13 +170,24 @@ describe("start-up: what each command loads (a real resolve hook in the real CLI
       assert.deepEqual(heavy(loaded), [], mode.join(" "));
       assert.deepEqual(pkgs(loaded, "better-sqlite3"), [], mode.join(" "));
     }
-    // The control: with the database missing, the same command loads the SDK and fails on the
-    // closed port (the trace and the exit both see it).
-    const missing = packagesLoaded(
-      ["restore", "-if-db-not-exists", "-config", cfg, "-o", path.join(dir, "absent.db"), db],
-      1,
-    );
-    assert.ok(heavy(missing).includes("@aws-sdk/client-s3"), [...missing].join(" "));
+    // The control: with the database missing, the same command asks the store and fails on the
+    // closed port (keys given: through Walship's own S3 reader, no SDK); with the reader turned off
+    // it loads the SDK and fails the same way (the trace and the exit both see it).
+    const restoreMissing = [
+      "restore",
+      "-if-db-not-exists",
+      "-config",
+      cfg,
+      "-o",
+      path.join(dir, "absent.db"),
+      db,
+    ];
+    const reader = packagesLoaded(restoreMissing, 1);
+    assert.deepEqual(heavy(reader), [], [...reader].join(" "));
+    assert.match(lastStderr, new RegExp(`ECONNREFUSED.*127\\.0\\.0\\.1:${port}`));
+    const sdk = packagesLoaded(restoreMissing, 1, { WALSHIP_S3_READER: "off" });
+    assert.ok(heavy(sdk).includes("@aws-sdk/client-s3"), [...sdk].join(" "));
+    assert.match(lastStderr, new RegExp(`ECONNREFUSED.*127\\.0\\.0\\.1:${port}`));
     // A broken destination is still reported with the database present: the config is read and
     // checked in full before the database is looked for.
     const broken = writeConfig(
@@ -187,6 +204,37 @@ describe("start-up: what each command loads (a real resolve hook in the real CLI
     );
     assert.notEqual(r.status, 0, r.stderr);
     assert.match(r.stderr, /dbs\[0\]\.replicas\[0\]\.user: user required for sftp replica/);
+  });
+
+  it("a restore or listing from S3 with keys loads no AWS SDK; without keys (the default chain) it does", async () => {
+    const port = await freePort();
+    const db = path.join(dir, "s3.db");
+    const s3 = `      - type: s3\n        bucket: b\n        endpoint: http://127.0.0.1:${port}\n        region: us-east-1\n`;
+    const keyed = writeConfig(
+      dir,
+      `access-key-id: AKIDSTARTUP\nsecret-access-key: startup-secret\ndbs:\n  - path: ${db}\n    replicas:\n${s3}`,
+      "s3-keys.yml",
+    );
+    for (const cmd of [
+      ["restore", "-o", path.join(dir, "s3-out.db")],
+      ["generations"],
+      ["snapshots"],
+      ["wal"],
+    ]) {
+      const loaded = packagesLoaded([...cmd, "-config", keyed, db], 1);
+      assert.deepEqual(heavy(loaded), [], `${cmd[0]}: ${[...loaded].join(" ")}`);
+      assert.match(lastStderr, /ECONNREFUSED/, cmd[0]);
+    }
+    // No keys and no key files: the SDK's default chain is needed (IRSA, profiles, instance roles).
+    const chain = writeConfig(dir, `dbs:\n  - path: ${db}\n    replicas:\n${s3}`, "s3-chain.yml");
+    const loaded = packagesLoaded(["restore", "-o", path.join(dir, "s3-out.db"), "-config", chain, db], 1, {
+      AWS_ACCESS_KEY_ID: "",
+      AWS_SECRET_ACCESS_KEY: "",
+      AWS_PROFILE: "walship-startup-none",
+      AWS_CONFIG_FILE: path.join(dir, "none"),
+      AWS_SHARED_CREDENTIALS_FILE: path.join(dir, "none"),
+    });
+    assert.ok(heavy(loaded).includes("@aws-sdk/client-s3"), [...loaded].join(" "));
   });
 
   it("replicate, serving its metrics and status or not, loads neither zod nor prom-client", async () => {

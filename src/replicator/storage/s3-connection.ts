@@ -21,19 +21,9 @@ import { describe, newOperationCounts } from "./common.ts";
 import { fileKeyProvider } from "./credential-file.ts";
 import type { S3Settings } from "./s3.ts";
 import { s3Code } from "./s3-errors.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS } from "./s3-shared.ts";
 
-/** Attempts per request (first try included) before an error is returned. */
-export const DEFAULT_MAX_ATTEMPTS = 5;
-/**
- * A request whose socket stays idle this long fails with a timeout (and is retried). It is the only
- * way a half-open connection (the peer gone without a FIN or RST) is noticed, so it bounds how long
- * replication stalls on one: measured with toxiproxy (a 60 s half-open fault), lag was back to normal
- * 13.5 s after it at 30 s, and not within 45 s at 60 s. Data flowing (a slow upload) keeps the
- * socket from idling.
- */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-/** Connecting gets at most this long (or the request timeout, if shorter). */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS };
 
 /**
  * The commands whose body the signature may leave out: over TLS their `x-amz-content-sha256` is

@@ -45,6 +45,7 @@ import { type ListedObject, type ObjectBackend, ObjectStoreClient } from "./obje
 import { addContentMd5, S3Connection } from "./s3-connection.ts";
 import { resumableBody } from "./s3-download.ts";
 import { isMissingKey, s3Error } from "./s3-errors.ts";
+import { nextListStart } from "./s3-shared.ts";
 import { type SseParams, type SseSettings, sseSource } from "./s3-sse.ts";
 import { DEFAULT_UPLOAD_QUEUE_SIZE, PartPool, uploadBody } from "./s3-upload.ts";
 
@@ -280,25 +281,15 @@ class S3Backend implements ObjectBackend {
       await onPage(page);
       if (!page.IsTruncated) return;
       checkSignal(signal, verb, this.#url(prefix));
-      if (page.NextContinuationToken) {
-        token = page.NextContinuationToken;
-      } else {
-        // A store that truncates without a token: go on after the last name it gave, if any.
-        const names = [
+      ({ token, startAfter } = nextListStart(
+        page.NextContinuationToken,
+        () => [
           ...(page.Contents ?? []).map((o) => o.Key ?? ""),
           ...(page.CommonPrefixes ?? []).map((p) => p.Prefix ?? ""),
-        ].sort();
-        const last = names.at(-1);
-        if (!last || last === startAfter) {
-          throw new WalshipError(
-            ErrorCodes.STORAGE,
-            `${verb} ${this.#url(prefix)}: the store truncated a listing without a way to continue`,
-            { details: { bucket: this.#bucket, key: prefix } },
-          );
-        }
-        token = undefined;
-        startAfter = last;
-      }
+        ],
+        startAfter,
+        { verb, url: this.#url(prefix), bucket: this.#bucket, key: prefix },
+      ));
     }
   }
 
