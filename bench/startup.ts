@@ -5,8 +5,9 @@
  * operator's restore init container gives it), each tool restoring from the replica it wrote itself;
  * and that init container's run at every later start of its pod, when the database is already there.
  * Walship runs as the image runs it, with a compile cache filled the way the image's build fills its
- * own; one more row gives the S3 restore without it. Each figure
- * is the median and the range of BENCH_STARTUP_RUNS (default 15) runs, after one warm-up run; the
+ * own; two more rows give the S3 restore without it, and through the AWS SDK instead of Walship's own
+ * S3 reader (`WALSHIP_S3_READER=off`), each alternating with the first. Each figure is the median and
+ * the range of BENCH_STARTUP_RUNS (default 15) runs, after one warm-up run; the
  * machine's load average is printed beside them. See docs/benchmarks.md ("Start-up").
  */
 import { execFileSync, spawn } from "node:child_process";
@@ -87,19 +88,24 @@ function stats(ms: number[]): Stats {
 }
 
 /**
- * Walship's run with and without the compile cache, alternating (one of each per round, after a
- * warm-up of each), so that the machine's drift falls on both alike.
+ * Walship's run in two environments, alternating (one of each per round, after a warm-up of each),
+ * so that the machine's drift falls on both alike.
  */
-async function cachePair(argv: () => string[], before: () => void): Promise<[Stats, Stats]> {
+async function alternating(
+  argv: () => string[],
+  before: () => void,
+  a: NodeJS.ProcessEnv,
+  b: NodeJS.ProcessEnv,
+): Promise<[Stats, Stats]> {
   const on: number[] = [];
   const off: number[] = [];
   for (let i = -1; i < RUNS; i++) {
-    for (const [cache, into] of [
-      [true, on],
-      [false, off],
+    for (const [env, into] of [
+      [a, on],
+      [b, off],
     ] as const) {
       before();
-      const ms = await timed(argv(), envOf(argv(), cache));
+      const ms = await timed(argv(), env);
       if (i >= 0) into.push(ms);
     }
   }
@@ -233,7 +239,13 @@ try {
     s3.destroy();
     const wRestore = () => [...walship, "restore", "-config", w.config, "-o", out("ws3"), w.db];
     const lRestore = () => [...litestream, "restore", "-config", l.config, "-o", out("ls3"), l.db];
-    const [cached, uncached] = await cachePair(wRestore, clear("ws3"));
+    const withCache = envOf(wRestore());
+    const [cached, uncached] = await alternating(wRestore, clear("ws3"), withCache, envOf(wRestore(), false));
+    // Walship's own S3 reader (keys given) against the AWS SDK client it replaces for restores.
+    const [, sdk] = await alternating(wRestore, clear("ws3"), withCache, {
+      ...withCache,
+      WALSHIP_S3_READER: "off",
+    });
     const lS3 = await series(lRestore, clear("ls3"));
     rows.push(["restore of a small database (S3, config file)", cached, lS3]);
     rows.push([
@@ -241,6 +253,7 @@ try {
       uncached,
       lS3,
     ]);
+    rows.push(["the same, Walship through the AWS SDK (`WALSHIP_S3_READER=off`)", sdk, lS3]);
     // Every start of a pod but the first: the restore init container's flags (the operator's
     // IfReplicaExists mode), the database already there.
     const skip = ["restore", "-if-db-not-exists", "-if-replica-exists", "-config"];
