@@ -231,8 +231,8 @@ describe("secrets, permissions, memory and ports (real node, helm-installed oper
         sqliteReplicaName: "db",
         mode: "NewClaim",
         newClaim: { name: "tight" },
-        // Well under what any restore needs: a restore from S3 peaks at about 33 MiB of cgroup memory,
-        // one from a file at about 19 MiB. 32Mi sat on that edge and let a restore through once.
+        // Well under what any restore needs (cgroup peaks: from S3 about 22 MiB through Walship's
+        // reader, 35 through the SDK; from a file 19). 32Mi sat on the SDK's edge and let one through.
         resources: { requests: { memory: "16Mi" }, limits: { memory: "16Mi" } },
       },
     });
