@@ -6,7 +6,7 @@
  * and that init container's run at every later start of its pod, when the database is already there.
  * Walship runs as the image runs it, with a compile cache filled the way the image's build fills its
  * own; two more rows give the S3 restore without it, and through the AWS SDK instead of Walship's own
- * S3 reader (`WALSHIP_S3_READER=off`), each alternating with the first. Each figure is the median and
+ * S3 requests (`WALSHIP_S3_CLIENT=sdk`), each alternating with the first. Each figure is the median and
  * the range of BENCH_STARTUP_RUNS (default 15) runs, after one warm-up run; the
  * machine's load average is printed beside them. See docs/benchmarks.md ("Start-up").
  */
@@ -241,10 +241,10 @@ try {
     const lRestore = () => [...litestream, "restore", "-config", l.config, "-o", out("ls3"), l.db];
     const withCache = envOf(wRestore());
     const [cached, uncached] = await alternating(wRestore, clear("ws3"), withCache, envOf(wRestore(), false));
-    // Walship's own S3 reader (keys given) against the AWS SDK client it replaces for restores.
+    // Walship's own S3 requests (keys given) against the AWS SDK client they replace.
     const [, sdk] = await alternating(wRestore, clear("ws3"), withCache, {
       ...withCache,
-      WALSHIP_S3_READER: "off",
+      WALSHIP_S3_CLIENT: "sdk",
     });
     const lS3 = await series(lRestore, clear("ls3"));
     rows.push(["restore of a small database (S3, config file)", cached, lS3]);
@@ -253,7 +253,7 @@ try {
       uncached,
       lS3,
     ]);
-    rows.push(["the same, Walship through the AWS SDK (`WALSHIP_S3_READER=off`)", sdk, lS3]);
+    rows.push(["the same, Walship through the AWS SDK (`WALSHIP_S3_CLIENT=sdk`)", sdk, lS3]);
     // Every start of a pod but the first: the restore init container's flags (the operator's
     // IfReplicaExists mode), the database already there.
     const skip = ["restore", "-if-db-not-exists", "-if-replica-exists", "-config"];

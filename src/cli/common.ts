@@ -98,11 +98,11 @@ export async function resolveReplicas(
   return { replicas, ...(dbPath ? { dbPath } : {}) };
 }
 
-/** The clients of `replicas` (read only: restores and listings), named `replicas[i]` in errors; closed by the CLI at exit. */
+/** The clients of `replicas`, named `replicas[i]` in errors; closed by the CLI at exit. */
 export async function openClients(replicas: ReplicaConfig[]): Promise<NamedClient[]> {
   const clients: NamedClient[] = [];
   for (const [i, r] of replicas.entries()) {
-    const client = await createReplicaClient(r, `replicas[${i}]`, { readOnly: true });
+    const client = await createReplicaClient(r, `replicas[${i}]`);
     opened.push(client);
     clients.push({ name: r.name, client });
   }

@@ -4,9 +4,9 @@
  * docs/benchmarks.md "Start-up"); a restore from a replica URL loads neither zod nor yaml (a config
  * file loads yaml, not zod); a restore from an age replica does load the age library, which
  * shows the trace sees what it should. A restore init container's run over a database that is
- * already there (every later start of a pod) loads no SDK and no SQLite and asks no store; a restore
- * or listing from S3 with keys given loads no AWS SDK either (Walship's own reader), one that needs
- * the default credential chain does.
+ * already there (every later start of a pod) loads no SDK and no SQLite and asks no store; a restore,
+ * listing or replicator on S3 with keys given loads no AWS SDK either (Walship's own requests), one
+ * that needs the default credential chain does.
  * `replicate` loads neither zod nor prom-client without an address to serve, and no zod with one
  * (memory every sidecar carries: docs/benchmarks.md). The trace is a real module resolve hook
  * (node:module registerHooks) in the real CLI process, listing every module it resolves.
@@ -171,7 +171,7 @@ describe("start-up: what each command loads (a real resolve hook in the real CLI
       assert.deepEqual(pkgs(loaded, "better-sqlite3"), [], mode.join(" "));
     }
     // The control: with the database missing, the same command asks the store and fails on the
-    // closed port (keys given: through Walship's own S3 reader, no SDK); with the reader turned off
+    // closed port (keys given: through Walship's own S3 requests, no SDK); with WALSHIP_S3_CLIENT=sdk
     // it loads the SDK and fails the same way (the trace and the exit both see it).
     const restoreMissing = [
       "restore",
@@ -185,7 +185,7 @@ describe("start-up: what each command loads (a real resolve hook in the real CLI
     const reader = packagesLoaded(restoreMissing, 1);
     assert.deepEqual(heavy(reader), [], [...reader].join(" "));
     assert.match(lastStderr, new RegExp(`ECONNREFUSED.*127\\.0\\.0\\.1:${port}`));
-    const sdk = packagesLoaded(restoreMissing, 1, { WALSHIP_S3_READER: "off" });
+    const sdk = packagesLoaded(restoreMissing, 1, { WALSHIP_S3_CLIENT: "sdk" });
     assert.ok(heavy(sdk).includes("@aws-sdk/client-s3"), [...sdk].join(" "));
     assert.match(lastStderr, new RegExp(`ECONNREFUSED.*127\\.0\\.0\\.1:${port}`));
     // A broken destination is still reported with the database present: the config is read and
@@ -206,7 +206,7 @@ describe("start-up: what each command loads (a real resolve hook in the real CLI
     assert.match(r.stderr, /dbs\[0\]\.replicas\[0\]\.user: user required for sftp replica/);
   });
 
-  it("a restore or listing from S3 with keys loads no AWS SDK; without keys (the default chain) it does", async () => {
+  it("restore, listings and replicate on S3 with keys load no AWS SDK; without keys (the default chain) they do", async () => {
     const port = await freePort();
     const db = path.join(dir, "s3.db");
     const s3 = `      - type: s3\n        bucket: b\n        endpoint: http://127.0.0.1:${port}\n        region: us-east-1\n`;
@@ -225,6 +225,12 @@ describe("start-up: what each command loads (a real resolve hook in the real CLI
       assert.deepEqual(heavy(loaded), [], `${cmd[0]}: ${[...loaded].join(" ")}`);
       assert.match(lastStderr, /ECONNREFUSED/, cmd[0]);
     }
+    // The replicator too (its -exec child's exit is its own; the store's port stays closed).
+    const replicate = ["replicate", "-config", keyed, "-exec", `${node} -e 'setTimeout(() => {}, 1500)'`];
+    const writer = packagesLoaded(replicate);
+    assert.deepEqual(heavy(writer), [], [...writer].join(" "));
+    const writerSdk = packagesLoaded(replicate, 0, { WALSHIP_S3_CLIENT: "sdk" });
+    assert.ok(heavy(writerSdk).includes("@aws-sdk/client-s3"), [...writerSdk].join(" "));
     // No keys and no key files: the SDK's default chain is needed (IRSA, profiles, instance roles).
     const chain = writeConfig(dir, `dbs:\n  - path: ${db}\n    replicas:\n${s3}`, "s3-chain.yml");
     const loaded = packagesLoaded(["restore", "-o", path.join(dir, "s3-out.db"), "-config", chain, db], 1, {

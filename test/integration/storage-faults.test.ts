@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { Readable } from "node:stream";
 import { it } from "node:test";
 import type { S3Settings } from "../../src/replicator/config.ts";
-import { S3ReplicaClient } from "../../src/replicator/storage/s3.ts";
+import { S3ReplicaClient } from "../../src/replicator/storage/s3-sdk.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 import { startMinio } from "../helpers/minio.ts";
 import { startS3FaultProxy } from "../helpers/s3-fault-proxy.ts";

@@ -13,11 +13,8 @@ import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
-import {
-  DEFAULT_UPLOAD_QUEUE_SIZE,
-  MIN_PART_SIZE_BYTES,
-  S3ReplicaClient,
-} from "../../src/replicator/storage/s3.ts";
+import { DEFAULT_UPLOAD_QUEUE_SIZE, MIN_PART_SIZE_BYTES } from "../../src/replicator/storage/s3.ts";
+import { S3ReplicaClient, SdkTransport } from "../../src/replicator/storage/s3-sdk.ts";
 import { PartPool, uploadBody } from "../../src/replicator/storage/s3-upload.ts";
 import { ErrorCodes } from "../../src/shared/errors.ts";
 import { generatedBody, readAll } from "../contract/replica-client.contract.ts";
@@ -200,16 +197,24 @@ describe("S3 uploads through a recording proxy (MinIO behind it)", () => {
     };
     const bucket = await freshBucket("pool");
     const m = minio!;
-    const s3 = m.client();
+    const transport = new SdkTransport({
+      bucket,
+      path: "",
+      region: m.region,
+      endpoint: m.endpoint,
+      forcePathStyle: true,
+      skipVerify: false,
+      accessKeyId: m.accessKeyId,
+      secretAccessKey: m.secretAccessKey,
+    });
     try {
       for (const key of ["a", "b", "c"]) {
         const body = generatedBody(3 * PART + 5, 1 << 20);
         const size = await uploadBody(
           {
-            s3,
+            transport,
             bucket,
             key,
-            params: {},
             pool,
             queueSize: DEFAULT_UPLOAD_QUEUE_SIZE,
             signal: undefined,
@@ -226,7 +231,7 @@ describe("S3 uploads through a recording proxy (MinIO behind it)", () => {
       await sleep(400);
       assert.equal(pool.held, 0, "let go after the idle time");
     } finally {
-      s3.destroy();
+      transport.close();
     }
   });
 

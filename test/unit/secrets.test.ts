@@ -16,7 +16,7 @@ import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { parseConfig } from "../../src/replicator/config.ts";
 import { fileKeyProvider } from "../../src/replicator/storage/credential-file.ts";
-import { S3ReplicaClient } from "../../src/replicator/storage/s3.ts";
+import { S3ReplicaClient } from "../../src/replicator/storage/s3-sdk.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
 import { freePort } from "../helpers/ports.ts";

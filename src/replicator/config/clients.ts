@@ -16,14 +16,14 @@ import type { AbsSettings, ReplicaConfig, SftpSettings } from "./types.ts";
 /**
  * The client for a destination, inside the sealing layer (sealed.ts): age-encrypted with `age:`,
  * plaintext otherwise, and either way refusing objects of the other form. `writing`: for the
- * replicator, whose age keys must include recipients. `readOnly`: for restores and listings, which
- * never write; an S3 destination then gets the reader of s3-read.ts when it fits (keys given in the
- * config, as files or as AWS_* variables; region known) and `WALSHIP_S3_READER` is not `off`.
+ * replicator, whose age keys must include recipients. An S3 destination gets the client of
+ * s3-http.ts when it fits (keys given in the config, as files or as AWS_* variables; region known)
+ * and `WALSHIP_S3_CLIENT` is not `sdk`, else the AWS SDK's (s3-sdk.ts).
  */
 export async function createReplicaClient(
   cfg: ReplicaConfig,
   where: string,
-  opts: { log?: Logger; env?: NodeJS.ProcessEnv; writing?: boolean; readOnly?: boolean } = {},
+  opts: { log?: Logger; env?: NodeJS.ProcessEnv; writing?: boolean } = {},
 ): Promise<SealedReplicaClient> {
   // The sealing is checked first: a key problem is reported before any SDK loads.
   const sealing = sealingFor(cfg.age, where, opts.writing ?? false);
@@ -33,7 +33,7 @@ export async function createReplicaClient(
 async function destinationClient(
   cfg: ReplicaConfig,
   where: string,
-  opts: { log?: Logger; env?: NodeJS.ProcessEnv; readOnly?: boolean },
+  opts: { log?: Logger; env?: NodeJS.ProcessEnv },
 ): Promise<ReplicaClient> {
   const env = opts.env ?? process.env;
   switch (cfg.type) {
@@ -48,15 +48,15 @@ async function destinationClient(
           details: { path: `${where}.bucket` },
         });
       }
-      if (opts.readOnly && env.WALSHIP_S3_READER !== "off") {
-        // Restores and listings: our own reader where it does what the SDK client would (s3-read.ts).
-        const { readerFits, S3ReaderClient } = await import("../storage/s3-read.ts");
-        if (readerFits(cfg.s3, env)) {
-          opts.log?.debug({ replica: where, bucket: cfg.s3.bucket }, "s3: reading without the AWS SDK");
-          return new S3ReaderClient(cfg.s3, { log: opts.log, env });
+      if (env.WALSHIP_S3_CLIENT !== "sdk") {
+        // Keys given and the region known: our own requests, no AWS SDK (s3-http.ts).
+        const { httpFits, S3HttpReplicaClient } = await import("../storage/s3-http.ts");
+        if (httpFits(cfg.s3, env)) {
+          opts.log?.debug({ replica: where, bucket: cfg.s3.bucket }, "s3: requests without the AWS SDK");
+          return new S3HttpReplicaClient(cfg.s3, { ...(opts.log ? { log: opts.log } : {}), env });
         }
       }
-      const { S3ReplicaClient } = await import("../storage/s3.ts");
+      const { S3ReplicaClient } = await import("../storage/s3-sdk.ts");
       return new S3ReplicaClient(cfg.s3);
     }
     case "gcs": {

@@ -21,7 +21,12 @@ import { describe, newOperationCounts } from "./common.ts";
 import { fileKeyProvider } from "./credential-file.ts";
 import type { S3Settings } from "./s3.ts";
 import { s3Code } from "./s3-errors.ts";
-import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS } from "./s3-shared.ts";
+import {
+  checkRequestOptions,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+} from "./s3-shared.ts";
 
 export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS };
 
@@ -72,22 +77,7 @@ export class S3Connection {
 
   /** Checks the attempts, the timeout and the keys (CONFIG errors), and makes the SDK's settings. */
   constructor(settings: S3Settings, opts: S3ConnectionOptions = {}) {
-    const maxAttempts = opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
-    if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
-      throw new WalshipError(
-        ErrorCodes.CONFIG,
-        `create s3 replica: max attempts must be a positive integer, got ${maxAttempts}`,
-        { details: { maxAttempts } },
-      );
-    }
-    const timeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
-      throw new WalshipError(
-        ErrorCodes.CONFIG,
-        `create s3 replica: request timeout must be >= 0 ms, got ${timeoutMs}`,
-        { details: { requestTimeoutMs: timeoutMs } },
-      );
-    }
+    const { maxAttempts, timeoutMs } = checkRequestOptions(opts);
     // Empty strings come from unset variables in `${VAR}` expansion: treat them as not set.
     const accessKeyId = settings.accessKeyId || undefined;
     const secretAccessKey = settings.secretAccessKey || undefined;

@@ -5,10 +5,10 @@
  * until its headers arrive, and one lost connection must not fail a whole restore.
  */
 import { addAbortSignal, Readable } from "node:stream";
-import type { GetObjectCommandOutput } from "@aws-sdk/client-s3";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { describe, isAbortError } from "./common.ts";
+import type { ObjectBody } from "./s3-transport.ts";
 
 export interface Download {
   /** `s3://bucket/key`. */
@@ -16,7 +16,7 @@ export interface Download {
   bucket: string;
   key: string;
   /** The GET of the rest of the object from byte `from`, if it is still version `etag`. */
-  rest: (range: { from: number; etag: string }) => Promise<GetObjectCommandOutput>;
+  rest: (range: { from: number; etag: string }) => Promise<ObjectBody>;
   maxAttempts: number;
   signal: AbortSignal | undefined;
   log: Logger | undefined;
@@ -25,7 +25,7 @@ export interface Download {
 }
 
 /** The body of `first` (the answer to a whole-object GET), resumed as often as `d` allows. */
-export function resumableBody(first: GetObjectCommandOutput, d: Download): Readable {
+export function resumableBody(first: ObjectBody, d: Download): Readable {
   if (first.Body === undefined) return Readable.from([], { objectMode: false });
   const nodeBody = (body: unknown): Readable => {
     if (!(body instanceof Readable)) {

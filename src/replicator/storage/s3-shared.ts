@@ -41,3 +41,30 @@ export function nextListStart(
   }
   return { token: undefined, startAfter: last };
 }
+
+/** The attempts and the idle timeout of `opts`, checked (CONFIG errors), defaults filled in. */
+export function checkRequestOptions(opts: {
+  maxAttempts?: number | undefined;
+  requestTimeoutMs?: number | undefined;
+}): {
+  maxAttempts: number;
+  timeoutMs: number;
+} {
+  const maxAttempts = opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
+    throw new WalshipError(
+      ErrorCodes.CONFIG,
+      `create s3 replica: max attempts must be a positive integer, got ${maxAttempts}`,
+      { details: { maxAttempts } },
+    );
+  }
+  const timeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
+    throw new WalshipError(
+      ErrorCodes.CONFIG,
+      `create s3 replica: request timeout must be >= 0 ms, got ${timeoutMs}`,
+      { details: { requestTimeoutMs: timeoutMs } },
+    );
+  }
+  return { maxAttempts, timeoutMs };
+}

@@ -20,26 +20,15 @@
  * - The error thrown is the first request that failed (or the body's own error), mapped by the caller
  *   to an error naming the object; more than MAX_PARTS parts and a store that returns no upload id
  *   or no ETag for a part are STORAGE errors of their own.
- * - Checksums: none is asked for; the client is made with WHEN_REQUIRED (s3.ts), so no part carries
- *   one (test/unit/s3-upload.test.ts).
- * - Server-side encryption: `params` goes on the create call and on every part (the SDK sends on a
- *   part only what UploadPart takes: the SSE-C key), and on the completion.
+ * - Checksums: none is asked for; neither transport sends one on a part (test/unit/s3-upload.test.ts).
+ * - Server-side encryption is the transport's (s3-transport.ts): it adds what each request takes.
  */
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  AbortMultipartUploadCommand,
-  type CompletedPart,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  PutObjectCommand,
-  type PutObjectCommandInput,
-  type S3Client,
-  UploadPartCommand,
-} from "@aws-sdk/client-s3";
 import { ErrorCodes, WalshipError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { describe, raceAbort } from "./common.ts";
+import type { S3Transport } from "./s3-transport.ts";
 
 /** S3's most parts in one multipart upload. */
 export const MAX_PARTS = 10_000;
@@ -97,11 +86,10 @@ export class PartPool {
 }
 
 export interface UploadRequest {
-  s3: S3Client;
+  /** The requests (s3-sdk.ts or s3-http.ts). */
+  transport: S3Transport;
   bucket: string;
   key: string;
-  /** Extra parameters for PutObject, CreateMultipartUpload, UploadPart and the completion (SSE). */
-  params: Partial<PutObjectCommandInput>;
   /** Where part buffers come from; its part size is the upload's. */
   pool: PartPool;
   queueSize: number;
@@ -125,7 +113,6 @@ export async function uploadBody(r: UploadRequest, body: Readable): Promise<numb
   const stop = new AbortController();
   const signal = r.signal ? AbortSignal.any([r.signal, stop.signal]) : stop.signal;
   const partSize = r.pool.partSize;
-  const params = { ...r.params, Bucket: r.bucket, Key: r.key };
   /** The id of the upload the CreateMultipartUpload made, once it answers; undefined if it failed. */
   let created: Promise<string | undefined> | undefined;
   let uploadId: Promise<string> | undefined;
@@ -135,19 +122,19 @@ export async function uploadBody(r: UploadRequest, body: Readable): Promise<numb
     failed ??= { err, from };
     stop.abort();
   };
-  const parts: CompletedPart[] = [];
+  const parts: Array<{ PartNumber: number; ETag: string }> = [];
   const inFlight = new Set<Promise<void>>();
   let size = 0;
   let partNumber = 0;
 
   const createUpload = async (): Promise<string> => {
     signal.throwIfAborted();
-    const sent = r.s3.send(new CreateMultipartUploadCommand(params));
+    const sent = r.transport.createUpload(r.key);
     created = sent.then(
-      (o) => o.UploadId,
+      (id) => id,
       () => undefined,
     );
-    const id = (await raceAbort(sent, signal, (reason) => reason)).UploadId;
+    const id = await raceAbort(sent, signal, (reason) => reason);
     if (!id) {
       throw new WalshipError(ErrorCodes.STORAGE, `${r.what}: the store returned no upload id`, {
         details: { bucket: r.bucket, key: r.key },
@@ -167,16 +154,13 @@ export async function uploadBody(r: UploadRequest, body: Readable): Promise<numb
       }
       uploadId ??= createUpload();
       const UploadId = await uploadId;
-      const out = await r.s3.send(
-        new UploadPartCommand({ ...params, UploadId, PartNumber: n, Body: buf.subarray(0, length) }),
-        { abortSignal: signal },
-      );
-      if (!out.ETag) {
+      const etag = await r.transport.uploadPart(r.key, UploadId, n, buf.subarray(0, length), signal);
+      if (!etag) {
         throw new WalshipError(ErrorCodes.STORAGE, `${r.what}: the store returned no ETag for part ${n}`, {
           details: { bucket: r.bucket, key: r.key, part: n },
         });
       }
-      parts.push({ PartNumber: n, ETag: out.ETag });
+      parts.push({ PartNumber: n, ETag: etag });
       size += length;
     } catch (err) {
       fail(err, "request");
@@ -238,7 +222,7 @@ export async function uploadBody(r: UploadRequest, body: Readable): Promise<numb
         const length = full ? partSize : fill;
         const data = one ? one.subarray(0, length) : Buffer.alloc(0);
         try {
-          await r.s3.send(new PutObjectCommand({ ...params, Body: data }), { abortSignal: signal });
+          await r.transport.putObject(r.key, data, signal);
           size = length;
         } catch (err) {
           fail(err, "request");
@@ -252,15 +236,8 @@ export async function uploadBody(r: UploadRequest, body: Readable): Promise<numb
         await Promise.all(inFlight);
         if (!failed) {
           try {
-            parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-            await r.s3.send(
-              new CompleteMultipartUploadCommand({
-                ...params,
-                UploadId: await uploadId!,
-                MultipartUpload: { Parts: parts },
-              }),
-              { abortSignal: signal },
-            );
+            parts.sort((a, b) => a.PartNumber - b.PartNumber);
+            await r.transport.completeUpload(r.key, await uploadId!, parts, signal);
           } catch (err) {
             fail(err, "request");
           }
@@ -289,7 +266,7 @@ export async function uploadBody(r: UploadRequest, body: Readable): Promise<numb
 /** Best effort, under no signal; a failure is logged (the lifecycle rule in docs/destinations.md). */
 async function abortUpload(r: UploadRequest, uploadId: string): Promise<void> {
   try {
-    await r.s3.send(new AbortMultipartUploadCommand({ Bucket: r.bucket, Key: r.key, UploadId: uploadId }));
+    await r.transport.abortUpload(r.key, uploadId);
   } catch (abortErr) {
     r.log?.warn(
       { bucket: r.bucket, key: r.key, uploadId, err: describe(abortErr) },

@@ -10,43 +10,39 @@
  * leading "/" kept), so both tools find the same keys. An empty path puts `generations/` at the
  * bucket root.
  *
- * This file maps the layout onto S3 calls; around it: s3-connection.ts (the SDK client, credentials,
- * region, checksum settings, operation counts), s3-upload.ts (uploads), s3-download.ts (downloads
- * resumed after a broken connection), s3-errors.ts (errors naming the object), s3-sse.ts (SSE).
+ * This file maps the layout onto S3 requests, made by a transport (s3-transport.ts): our own over
+ * node:http(s) when the keys are given and the region is known (s3-http.ts: `S3HttpReplicaClient`),
+ * else the AWS SDK's (s3-sdk.ts and s3-connection.ts: `S3ReplicaClient`; createReplicaClient picks).
+ * Around it: s3-upload.ts (uploads), s3-download.ts (downloads resumed after a broken connection),
+ * s3-errors.ts (errors naming the object), s3-sse.ts (SSE). This module loads no SDK: the SDK's
+ * client is made by the `S3ReplicaClient` of s3-sdk.ts.
  *
  * - Credentials: the configured keys, or the key files (credential-file.ts: re-read while running),
- *   else the AWS SDK's default chain (environment, web identity token file as IRSA sets it, EKS Pod
- *   Identity / container credentials, shared profile, instance metadata).
+ *   or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, else the AWS SDK's default chain (web identity token
+ *   file as IRSA sets it, EKS Pod Identity / container credentials, shared profile, instance metadata).
  * - Bodies of up to one part (default 8 MiB) go up in one PutObject; larger ones stream up as a
  *   multipart upload (s3-upload.ts) with 2 parts in flight at once, in at most 4 part buffers (32
  *   MiB with the defaults) the client reuses from one upload to the next, aborted on any failure or
  *   abort.
- * - The SDK's standard retry mode retries 5xx, 429/throttling, timeouts and dropped connections with
- *   exponential backoff and jitter; every part is an in-memory buffer, so every request can be retried.
+ * - Both transports retry as the SDK's standard retry mode does: 5xx, 429/throttling, timeouts and
+ *   dropped connections, with exponential backoff and jitter; every part is an in-memory buffer, so
+ *   every request can be retried.
  * - Every listing is sorted here: stores do not all return keys in order.
  * - Deletes go in DeleteObjects batches of at most 1000 keys; keys a store refuses become one error.
  * - Checksums only where the API requires one (some compatibles reject the SDK's newer headers), and
  *   DeleteObjects carries a Content-MD5, which older stores demand.
  */
 import { addAbortSignal, Readable } from "node:stream";
-import {
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  ListObjectsV2Command,
-  type ListObjectsV2CommandOutput,
-  PutObjectCommand,
-  type S3Client,
-} from "@aws-sdk/client-s3";
 import { ErrorCodes, NotFoundError, WalshipError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { OperationCounts } from "./client.ts";
 import { abortedError, checkSignal, describe, isAbortError } from "./common.ts";
-import { type ListedObject, type ObjectBackend, ObjectStoreClient } from "./object-store.ts";
-import { addContentMd5, S3Connection } from "./s3-connection.ts";
+import type { ListedObject, ObjectBackend } from "./object-store.ts";
 import { resumableBody } from "./s3-download.ts";
 import { isMissingKey, s3Error } from "./s3-errors.ts";
 import { nextListStart } from "./s3-shared.ts";
-import { type SseParams, type SseSettings, sseSource } from "./s3-sse.ts";
+import type { SseSettings } from "./s3-sse.ts";
+import type { S3Transport } from "./s3-transport.ts";
 import { DEFAULT_UPLOAD_QUEUE_SIZE, PartPool, uploadBody } from "./s3-upload.ts";
 
 export { rootPrefix } from "./common.ts";
@@ -54,7 +50,7 @@ export {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_MAX_ATTEMPTS,
   DEFAULT_REQUEST_TIMEOUT_MS,
-} from "./s3-connection.ts";
+} from "./s3-shared.ts";
 export { DEFAULT_UPLOAD_QUEUE_SIZE, MAX_PARTS } from "./s3-upload.ts";
 
 /** Default multipart part size: also the largest body sent as one PutObject. */
@@ -105,30 +101,28 @@ export interface S3ReplicaClientOptions {
   credentialRefreshMs?: number;
 }
 
-/** A ReplicaClient for `s3://bucket/path` (the layout and name checks: object-store.ts). */
-export class S3ReplicaClient extends ObjectStoreClient {
-  constructor(settings: S3Settings, opts: S3ReplicaClientOptions = {}) {
-    super(new S3Backend(settings, opts), settings?.path ?? "");
-  }
-}
-
-class S3Backend implements ObjectBackend {
+/**
+ * The S3 destination's behaviour on a transport (`makeTransport` gets the settings and the request
+ * options); the layout and name checks are object-store.ts's. Made by `S3ReplicaClient` (s3-sdk.ts)
+ * or `S3HttpReplicaClient` (s3-http.ts).
+ */
+export class S3Backend implements ObjectBackend {
   readonly type = "s3";
   readonly base: string;
-  /** Calls and bytes by Litestream's operation names (GET/PUT/DELETE/LIST), for its metrics. */
-  readonly operations: OperationCounts;
   readonly #settings: S3Settings;
   readonly #bucket: string;
   readonly #partSize: number;
   readonly #queueSize: number;
   /** Part buffers for multipart uploads, reused from one upload to the next (s3-upload.ts). */
   readonly #pool: PartPool;
-  readonly #connection: S3Connection;
+  readonly #t: S3Transport;
   readonly #log: Logger | undefined;
-  /** Server-side encryption parameters for each request (s3-sse.ts). */
-  readonly #sse: () => Promise<SseParams>;
 
-  constructor(settings: S3Settings, opts: S3ReplicaClientOptions = {}) {
+  constructor(
+    settings: S3Settings,
+    opts: S3ReplicaClientOptions,
+    makeTransport: (settings: S3Settings, opts: S3ReplicaClientOptions) => S3Transport,
+  ) {
     if (typeof settings?.bucket !== "string" || settings.bucket === "") {
       throw new WalshipError(ErrorCodes.CONFIG, "create s3 replica: bucket required", {
         details: { bucket: settings?.bucket },
@@ -151,25 +145,23 @@ class S3Backend implements ObjectBackend {
       );
     }
     this.#settings = settings;
-    this.#sse = sseSource(settings.sse);
     this.#bucket = settings.bucket;
     this.base = `s3://${this.#bucket}`;
     this.#partSize = partSize;
     this.#queueSize = queueSize;
     this.#pool = new PartPool(partSize, queueSize + 2);
     this.#log = opts.log;
-    this.#connection = new S3Connection(settings, {
-      log: opts.log,
-      maxAttempts: opts.maxAttempts,
-      requestTimeoutMs: opts.requestTimeoutMs,
-      credentialRefreshMs: opts.credentialRefreshMs,
-    });
-    this.operations = this.#connection.operations;
+    this.#t = makeTransport(settings, opts);
   }
 
-  /** Closes the SDK client and its connections; the client must not be used afterwards. */
+  /** Calls and bytes by Litestream's operation names (GET/PUT/DELETE/LIST), for its metrics. */
+  get operations(): OperationCounts {
+    return this.#t.operations;
+  }
+
+  /** Closes the transport and its connections; the client must not be used afterwards. */
   close(): void {
-    this.#connection.close();
+    this.#t.close();
     this.#pool.clear();
   }
 
@@ -180,14 +172,21 @@ class S3Backend implements ObjectBackend {
     onPage: (objects: ListedObject[], prefixes: string[]) => void | Promise<void>,
     verb = "list",
   ): Promise<void> {
-    await this.#list(verb, prefix, delimiter, signal, (page) =>
-      onPage(
-        (page.Contents ?? []).flatMap((o) =>
-          o.Key === undefined ? [] : [{ key: o.Key, size: o.Size ?? 0, createdAt: objectTime(o) }],
-        ),
-        (page.CommonPrefixes ?? []).flatMap((p) => (p.Prefix === undefined ? [] : [p.Prefix])),
-      ),
-    );
+    let token: string | undefined;
+    let startAfter: string | undefined;
+    for (;;) {
+      const q = { prefix, delimiter, token, startAfter };
+      const page = await this.#send(verb, prefix, signal, () => this.#t.listPage(q, signal));
+      await onPage(page.objects, page.prefixes);
+      if (!page.truncated) return;
+      checkSignal(signal, verb, this.#url(prefix));
+      ({ token, startAfter } = nextListStart(
+        page.token,
+        () => [...page.objects.map((o) => o.key), ...page.prefixes],
+        startAfter,
+        { verb, url: this.#url(prefix), bucket: this.#bucket, key: prefix },
+      ));
+    }
   }
 
   put(
@@ -204,21 +203,15 @@ class S3Backend implements ObjectBackend {
   }
 
   async bytes(key: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
-    const sse = await this.#sse();
-    const out = await this.#send(
-      "get",
-      key,
-      signal,
-      (s3, o) => s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key, ...sse.read }), o),
-      true,
-    );
+    const out = await this.#send("get", key, signal, () => this.#t.getObject(key, signal), true);
+    if (out.Body === undefined) return new Uint8Array(0);
+    const chunks: Buffer[] = [];
     try {
-      const body = out.Body;
-      if (body === undefined) return new Uint8Array(0);
-      return await body.transformToByteArray();
+      for await (const c of out.Body) chunks.push(c as Buffer);
     } catch (err) {
       throw this.#error("get", key, err, signal);
     }
+    return Buffer.concat(chunks);
   }
 
   delete(keys: readonly string[], signal: AbortSignal | undefined): Promise<void> {
@@ -231,22 +224,17 @@ class S3Backend implements ObjectBackend {
     return `s3://${this.#bucket}/${key}`;
   }
 
-  #s3(): Promise<S3Client> {
-    return this.#connection.client();
-  }
-
-  /** Sends one command; SDK errors become our errors, a missing key a NotFoundError when `notFound`. */
+  /** Sends one request; its error becomes ours, a missing key a NotFoundError when `notFound`. */
   async #send<T>(
     verb: string,
     key: string,
     signal: AbortSignal | undefined,
-    send: (s3: S3Client, o: { abortSignal?: AbortSignal }) => Promise<T>,
+    send: () => Promise<T>,
     notFound = false,
   ): Promise<T> {
     checkSignal(signal, verb, this.#url(key));
-    const s3 = await this.#s3();
     try {
-      return await send(s3, signal ? { abortSignal: signal } : {});
+      return await send();
     } catch (err) {
       if (notFound && isMissingKey(err) && !signal?.aborted) {
         throw new NotFoundError(this.#url(key), { cause: err });
@@ -255,57 +243,14 @@ class S3Backend implements ObjectBackend {
     }
   }
 
-  /** Pages through ListObjectsV2 under `prefix` (one level when `oneLevel`), handing each page on. */
-  async #list(
-    verb: string,
-    prefix: string,
-    oneLevel: boolean,
-    signal: AbortSignal | undefined,
-    onPage: (page: ListObjectsV2CommandOutput) => void | Promise<void>,
-  ): Promise<void> {
-    let token: string | undefined;
-    let startAfter: string | undefined;
-    for (;;) {
-      const page = await this.#send(verb, prefix, signal, (s3, o) =>
-        s3.send(
-          new ListObjectsV2Command({
-            Bucket: this.#bucket,
-            Prefix: prefix,
-            Delimiter: oneLevel ? "/" : undefined,
-            ContinuationToken: token,
-            StartAfter: token === undefined ? startAfter : undefined,
-          }),
-          o,
-        ),
-      );
-      await onPage(page);
-      if (!page.IsTruncated) return;
-      checkSignal(signal, verb, this.#url(prefix));
-      ({ token, startAfter } = nextListStart(
-        page.NextContinuationToken,
-        () => [
-          ...(page.Contents ?? []).map((o) => o.Key ?? ""),
-          ...(page.CommonPrefixes ?? []).map((p) => p.Prefix ?? ""),
-        ],
-        startAfter,
-        { verb, url: this.#url(prefix), bucket: this.#bucket, key: prefix },
-      ));
-    }
-  }
-
   /** DeleteObjects in batches of at most 1000 keys; keys the store refused become one STORAGE error. */
   async #deleteKeys(list: readonly string[], signal: AbortSignal | undefined): Promise<void> {
     for (let at = 0; at < list.length; at += DELETE_BATCH_KEYS) {
       const batch = list.slice(at, at + DELETE_BATCH_KEYS);
-      const command = new DeleteObjectsCommand({
-        Bucket: this.#bucket,
-        Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
-      });
-      addContentMd5(command);
       const label = batch.length === 1 ? (batch[0] ?? "") : `${batch[0]} and ${batch.length - 1} more`;
-      const out = await this.#send("delete", label, signal, (s3, o) => s3.send(command, o));
+      const errors = await this.#send("delete", label, signal, () => this.#t.deleteObjects(batch, signal));
       // A key that is already gone is what we wanted; some stores still report it.
-      const failed = (out.Errors ?? []).filter((e) => e.Code !== "NoSuchKey");
+      const failed = errors.filter((e) => e.Code !== "NoSuchKey");
       if (failed.length > 0) {
         const shown = failed
           .slice(0, FAILED_KEYS_IN_MESSAGE)
@@ -347,14 +292,11 @@ class S3Backend implements ObjectBackend {
     const source = body instanceof Uint8Array ? Readable.from([body], { objectMode: false }) : body;
     if (signal) addAbortSignal(signal, source);
     try {
-      const sse = await this.#sse();
-      const s3 = await this.#s3();
       const size = await uploadBody(
         {
-          s3,
+          transport: this.#t,
           bucket: this.#bucket,
           key,
-          params: sse.write,
           pool: this.#pool,
           queueSize: this.#queueSize,
           signal,
@@ -384,19 +326,7 @@ class S3Backend implements ObjectBackend {
     bytes: Uint8Array,
     signal: AbortSignal | undefined,
   ): Promise<void> {
-    const sse = await this.#sse();
-    await this.#send(verb, key, signal, (s3, o) =>
-      s3.send(
-        new PutObjectCommand({
-          Bucket: this.#bucket,
-          Key: key,
-          Body: bytes,
-          ContentLength: bytes.byteLength,
-          ...sse.write,
-        }),
-        o,
-      ),
-    );
+    await this.#send(verb, key, signal, () => this.#t.putObject(key, bytes, signal));
   }
 
   /**
@@ -406,30 +336,14 @@ class S3Backend implements ObjectBackend {
    * a request only until its headers arrive, and one lost connection must not fail a whole restore.
    */
   async #reader(key: string, signal: AbortSignal | undefined): Promise<Readable> {
-    const sse = await this.#sse();
     const get = (range?: { from: number; etag: string }) =>
-      this.#send(
-        "read",
-        key,
-        signal,
-        (s3, o) =>
-          s3.send(
-            new GetObjectCommand({
-              Bucket: this.#bucket,
-              Key: key,
-              ...sse.read,
-              ...(range ? { Range: `bytes=${range.from}-`, IfMatch: range.etag } : {}),
-            }),
-            o,
-          ),
-        true,
-      );
+      this.#send("read", key, signal, () => this.#t.getObject(key, signal, range), true);
     return resumableBody(await get(), {
       url: this.#url(key),
       bucket: this.#bucket,
       key,
       rest: get,
-      maxAttempts: this.#connection.maxAttempts,
+      maxAttempts: this.#t.maxAttempts,
       signal,
       log: this.#log,
       toError: (err) => this.#error("read", key, err, signal),
@@ -438,11 +352,7 @@ class S3Backend implements ObjectBackend {
 
   /** An SDK, network or body failure as a WalshipError naming the object (`s3://bucket/key`). */
   #error(verb: string, key: string, err: unknown, signal: AbortSignal | undefined): WalshipError {
-    const at = { bucket: this.#bucket, endpoint: this.#settings.endpoint, region: this.#connection.region };
+    const at = { bucket: this.#bucket, endpoint: this.#settings.endpoint, region: this.#t.region };
     return s3Error(at, verb, key, err, signal);
   }
-}
-
-function objectTime(o: { LastModified?: Date | undefined }): Date {
-  return o.LastModified instanceof Date ? o.LastModified : new Date(0);
 }

@@ -1,12 +1,14 @@
 /**
- * Walship's own S3 reader (src/replicator/storage/s3-read.ts, used by restores and listings when keys
- * are given) against the AWS SDK client on a real MinIO: the same listings (several generations, over
+ * Walship's own S3 requests (src/replicator/storage/s3-http.ts, used whenever the keys are given and
+ * the region is known) against the AWS SDK client on a real MinIO (test/unit/s3-client.test.ts runs
+ * its whole suite on both as well): the same listings (several generations, over
  * a thousand segments so that listings go on across pages, a path with spaces, `&`, `+` and non-ASCII
  * characters), the same bytes, the same restored database, and the same errors for the usual mistakes
  * (wrong secret, unknown key id, missing bucket, missing object, closed port), none naming the
  * secret. Also: a body cut mid-way by a real TCP proxy is resumed, a 503 SlowDown is retried, a peer
  * that never answers times out, key files are read again, keys from LITESTREAM_ACCESS_KEY_ID and
- * LITESTREAM_SECRET_ACCESS_KEY are taken, and the reader refuses to write.
+ * LITESTREAM_SECRET_ACCESS_KEY are taken, and what one client writes (a multipart upload included)
+ * and deletes the other sees.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -17,8 +19,9 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
-import { S3ReplicaClient, type S3Settings } from "../../src/replicator/storage/s3.ts";
-import { readerFits, S3ReaderClient } from "../../src/replicator/storage/s3-read.ts";
+import { MIN_PART_SIZE_BYTES, type S3Settings } from "../../src/replicator/storage/s3.ts";
+import { httpFits, S3HttpReplicaClient } from "../../src/replicator/storage/s3-http.ts";
+import { S3ReplicaClient } from "../../src/replicator/storage/s3-sdk.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 import { createLogger } from "../../src/shared/log.ts";
 import { type Minio, startMinio } from "../helpers/minio.ts";
@@ -62,7 +65,7 @@ function settings(extra: Partial<S3Settings> = {}): S3Settings {
 
 function both(extra: Partial<S3Settings> = {}, opts: { maxAttempts?: number } = {}) {
   const sdk = new S3ReplicaClient(settings(extra), opts);
-  const reader = new S3ReaderClient(settings(extra), opts);
+  const reader = new S3HttpReplicaClient(settings(extra), opts);
   closers.push(
     () => sdk.close?.(),
     () => reader.close?.(),
@@ -141,7 +144,7 @@ async function proxy(
   return { endpoint: `http://127.0.0.1:${port}`, connections: () => n };
 }
 
-describe("the S3 reader against the SDK client (real MinIO)", () => {
+describe("Walship's S3 requests against the SDK client (real MinIO)", () => {
   const snapshot = randomBytes(3 * 1024 * 1024 + 17);
 
   before(async () => {
@@ -163,12 +166,12 @@ describe("the S3 reader against the SDK client (real MinIO)", () => {
   });
 
   it("the settings it takes: keys or key files, and a known region; else the SDK", () => {
-    assert.equal(readerFits(settings()), true);
-    assert.equal(readerFits(settings({ accessKeyId: undefined, secretAccessKey: undefined }), {}), false);
+    assert.equal(httpFits(settings()), true);
+    assert.equal(httpFits(settings({ accessKeyId: undefined, secretAccessKey: undefined }), {}), false);
     const envKeys = { AWS_ACCESS_KEY_ID: "AKIDENV", AWS_SECRET_ACCESS_KEY: "from-env" };
-    assert.equal(readerFits(settings({ accessKeyId: undefined, secretAccessKey: undefined }), envKeys), true);
+    assert.equal(httpFits(settings({ accessKeyId: undefined, secretAccessKey: undefined }), envKeys), true);
     assert.equal(
-      readerFits(
+      httpFits(
         settings({
           accessKeyId: undefined,
           secretAccessKey: undefined,
@@ -178,10 +181,10 @@ describe("the S3 reader against the SDK client (real MinIO)", () => {
       ),
       true,
     );
-    assert.equal(readerFits(settings({ region: undefined, endpoint: undefined })), false);
-    assert.equal(readerFits(settings({ forcePathStyle: false, bucket: "dotted.bucket" })), false);
-    assert.equal(readerFits(settings({ forcePathStyle: false, endpoint: "http://10.1.2.3:9000" })), false);
-    assert.equal(readerFits(settings({ forcePathStyle: false, endpoint: undefined })), true);
+    assert.equal(httpFits(settings({ region: undefined, endpoint: undefined })), false);
+    assert.equal(httpFits(settings({ forcePathStyle: false, bucket: "dotted.bucket" })), false);
+    assert.equal(httpFits(settings({ forcePathStyle: false, endpoint: "http://10.1.2.3:9000" })), false);
+    assert.equal(httpFits(settings({ forcePathStyle: false, endpoint: undefined })), true);
   });
 
   it("lists, reads and counts exactly as the SDK client does", async () => {
@@ -265,20 +268,37 @@ describe("the S3 reader against the SDK client (real MinIO)", () => {
     assert.equal(absent.code, ErrorCodes.NOT_FOUND);
   });
 
-  it("refuses to write or delete", async () => {
-    const { reader } = both();
-    const put = await failure(reader.putExtra("walship/x", Buffer.from("x")));
-    assert.match(put.message, /only reads/);
-    const del = await failure(reader.deleteGeneration(GENERATIONS[2]!));
-    assert.match(del.message, /only reads/);
-    assert.deepEqual(await reader.generations(), GENERATIONS, "nothing deleted");
+  it("what one client writes (one PutObject, a multipart upload) and deletes, the other sees", async () => {
+    const big = randomBytes(2 * MIN_PART_SIZE_BYTES + 4321);
+    const g = "3123456789abcdef";
+    for (const [writer, reader] of [
+      ["http", "sdk"],
+      ["sdk", "http"],
+    ] as const) {
+      const pair = both({}, {});
+      const parts = { partSizeBytes: MIN_PART_SIZE_BYTES };
+      const w =
+        writer === "http"
+          ? new S3HttpReplicaClient(settings(), parts)
+          : new S3ReplicaClient(settings(), parts);
+      closers.push(() => w.close?.());
+      const r = reader === "http" ? pair.reader : pair.sdk;
+      await w.writeSnapshot(g, 1, Readable.from([big]));
+      await w.writeWalSegment(g, 1, 0, Buffer.from("one"));
+      assert.ok((await drain(await r.snapshotReader(g, 1))).equals(big), writer);
+      assert.equal((await drain(await r.walSegmentReader(g, 1, 0))).toString(), "one", writer);
+      assert.ok((await r.generations()).includes(g), writer);
+      await w.deleteGeneration(g);
+      assert.ok(!(await r.generations()).includes(g), `${writer} deleted it`);
+      assert.deepEqual(await r.walSegments(g), [], writer);
+    }
   });
 
   it("resumes a body cut mid-way (a real TCP proxy closes the first connection)", async () => {
     const p = await proxy((n) => (n === 1 ? { cutAfter: 1024 * 1024 } : "pass"));
     const lines: string[] = [];
     const log = createLogger({ sink: (l) => lines.push(l), format: "json" });
-    const reader = new S3ReaderClient(settings({ endpoint: p.endpoint }), { log });
+    const reader = new S3HttpReplicaClient(settings({ endpoint: p.endpoint }), { log });
     closers.push(() => reader.close?.());
     const got = await drain(await reader.snapshotReader(GENERATIONS[0]!, 0));
     assert.ok(got.equals(snapshot), `${got.length} of ${snapshot.length} bytes`);
@@ -291,14 +311,14 @@ describe("the S3 reader against the SDK client (real MinIO)", () => {
 
   it("retries a 503 SlowDown, and times a silent peer out", async () => {
     const slow = await proxy((n) => (n === 1 ? "slowdown" : "pass"));
-    const reader = new S3ReaderClient(settings({ endpoint: slow.endpoint }));
+    const reader = new S3HttpReplicaClient(settings({ endpoint: slow.endpoint }));
     closers.push(() => reader.close?.());
     assert.deepEqual(await reader.generations(), GENERATIONS);
     assert.equal(slow.connections(), 2);
     assert.equal(reader.operations.LIST.count, 1);
 
     const silent = await proxy(() => "silent");
-    const stuck = new S3ReaderClient(settings({ endpoint: silent.endpoint }), {
+    const stuck = new S3HttpReplicaClient(settings({ endpoint: silent.endpoint }), {
       requestTimeoutMs: 300,
       maxAttempts: 2,
     });
@@ -316,7 +336,7 @@ describe("the S3 reader against the SDK client (real MinIO)", () => {
     const key = path.join(dir, "secret");
     writeFileSync(id, `${minio.accessKeyId}\n`);
     writeFileSync(key, `${minio.secretAccessKey}\n`);
-    const reader = new S3ReaderClient(
+    const reader = new S3HttpReplicaClient(
       settings({
         accessKeyId: undefined,
         secretAccessKey: undefined,
@@ -355,7 +375,7 @@ describe("the S3 reader against the SDK client (real MinIO)", () => {
     for (const mode of ["on", "off"]) {
       const out = path.join(dir, `restored-${mode}.db`);
       const r = await walship(["restore", "-config", cfg, "-o", out, db], {
-        env: { WALSHIP_S3_READER: mode },
+        env: { WALSHIP_S3_CLIENT: mode === "off" ? "sdk" : "" },
       });
       assert.equal(r.code, 0, r.stderr);
       assert.equal(logicalHash(out), want, mode);
@@ -375,7 +395,7 @@ describe("the S3 reader against the SDK client (real MinIO)", () => {
       const env = {
         LITESTREAM_ACCESS_KEY_ID: minio.accessKeyId,
         LITESTREAM_SECRET_ACCESS_KEY: minio.secretAccessKey,
-        WALSHIP_S3_READER: mode,
+        WALSHIP_S3_CLIENT: mode === "off" ? "sdk" : "",
       };
       const r = await walship(["restore", "-config", keyless, "-o", out, db], { env });
       assert.equal(r.code, 0, `${mode}: ${r.stderr}`);
