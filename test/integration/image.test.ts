@@ -190,11 +190,11 @@ describe("the image built from the Dockerfile (buildah), run with runc", { timeo
       const accepted = (what: string) => r.stderr.includes(` ${what} was accepted`);
       return { r, accepted };
     };
-    // A restore (the init container's command), and the S3 client, which restore and replicate
-    // load for an s3 replica.
+    // A restore (the init container's command), and the AWS SDK's S3 client, which restore and
+    // replicate load for an s3 replica without keys (the default credential chain).
     const restore = await traced("walship restore -o /tmp/cc.db file:///data/none; true", "1000:1000");
     const s3 = await traced(
-      "node --max-semi-space-size=2 --input-type=module -e \"await import('/app/dist/replicator/storage/s3.js')\"",
+      "node --max-semi-space-size=2 --input-type=module -e \"await import('/app/dist/replicator/storage/s3-sdk.js')\"",
       "1000:1000",
     );
     const asRoot = await traced("walship restore -o /tmp/cc.db file:///data/none; true", "0:0");
