@@ -21,14 +21,7 @@ import { describe, newOperationCounts } from "./common.ts";
 import { fileKeyProvider } from "./credential-file.ts";
 import type { S3Settings } from "./s3.ts";
 import { s3Code } from "./s3-errors.ts";
-import {
-  checkRequestOptions,
-  DEFAULT_CONNECT_TIMEOUT_MS,
-  DEFAULT_MAX_ATTEMPTS,
-  DEFAULT_REQUEST_TIMEOUT_MS,
-} from "./s3-shared.ts";
-
-export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS };
+import { checkRequestOptions } from "./s3-shared.ts";
 
 /**
  * The commands whose body the signature may leave out: over TLS their `x-amz-content-sha256` is
@@ -77,7 +70,7 @@ export class S3Connection {
 
   /** Checks the attempts, the timeout and the keys (CONFIG errors), and makes the SDK's settings. */
   constructor(settings: S3Settings, opts: S3ConnectionOptions = {}) {
-    const { maxAttempts, timeoutMs } = checkRequestOptions(opts);
+    const { maxAttempts, timeoutMs, connectMs } = checkRequestOptions(opts);
     // Empty strings come from unset variables in `${VAR}` expansion: treat them as not set.
     const accessKeyId = settings.accessKeyId || undefined;
     const secretAccessKey = settings.secretAccessKey || undefined;
@@ -101,8 +94,7 @@ export class S3Connection {
       requestChecksumCalculation: "WHEN_REQUIRED",
       responseChecksumValidation: "WHEN_REQUIRED",
       requestHandler: {
-        connectionTimeout:
-          timeoutMs === 0 ? DEFAULT_CONNECT_TIMEOUT_MS : Math.min(timeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
+        connectionTimeout: connectMs,
         socketTimeout: timeoutMs,
         ...(settings.skipVerify
           ? { httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 50, rejectUnauthorized: false }) }

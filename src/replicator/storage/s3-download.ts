@@ -29,7 +29,7 @@ export function resumableBody(first: ObjectBody, d: Download): Readable {
   if (first.Body === undefined) return Readable.from([], { objectMode: false });
   const nodeBody = (body: unknown): Readable => {
     if (!(body instanceof Readable)) {
-      throw new WalshipError(ErrorCodes.STORAGE, `read ${d.url}: the SDK gave no Node stream`, {
+      throw new WalshipError(ErrorCodes.STORAGE, `read ${d.url}: the transport gave no Node stream`, {
         details: { bucket: d.bucket, key: d.key },
       });
     }

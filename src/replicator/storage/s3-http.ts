@@ -31,7 +31,7 @@ import { newOperationCounts } from "./common.ts";
 import { fileKeyProvider } from "./credential-file.ts";
 import { type ListedObject, ObjectStoreClient } from "./object-store.ts";
 import { S3Backend, type S3ReplicaClientOptions, type S3Settings } from "./s3.ts";
-import { checkRequestOptions, DEFAULT_CONNECT_TIMEOUT_MS } from "./s3-shared.ts";
+import { checkRequestOptions } from "./s3-shared.ts";
 import { type SseParams, sseSource } from "./s3-sse.ts";
 import type { ListPage, ObjectBody, S3Transport } from "./s3-transport.ts";
 import { type Credentials, canonicalQuery, EMPTY_SHA256, encodePath, sign } from "./sigv4.ts";
@@ -66,7 +66,7 @@ const BACKOFF_MAX_MS = 20_000;
 const MAX_XML_BYTES = 16 * 1024 * 1024;
 
 /** A store's error answer (or a network failure), shaped as s3-errors.ts reads the SDK's errors. */
-export class S3ResponseError extends Error {
+class S3ResponseError extends Error {
   readonly $metadata: { httpStatusCode?: number; attempts: number };
   constructor(code: string, message: string, status: number | undefined, attempts: number) {
     super(message);
@@ -144,6 +144,7 @@ export class HttpTransport implements S3Transport {
   readonly maxAttempts: number;
   readonly region: string;
   readonly #timeoutMs: number;
+  readonly #connectMs: number;
   readonly #keys: () => Promise<Credentials>;
   readonly #sse: () => Promise<SseParams>;
   readonly #http: typeof Http | typeof Https;
@@ -159,10 +160,11 @@ export class HttpTransport implements S3Transport {
         details: { bucket: settings.bucket },
       });
     }
-    const { maxAttempts, timeoutMs } = checkRequestOptions(opts);
+    const { maxAttempts, timeoutMs, connectMs } = checkRequestOptions(opts);
     this.region = settings.region as string;
     this.maxAttempts = maxAttempts;
     this.#timeoutMs = timeoutMs;
+    this.#connectMs = connectMs;
     const { accessKeyId, secretAccessKey } = settings;
     const fixed = accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey } : undefined;
     if (fixed || !(settings.accessKeyIdFile && settings.secretAccessKeyFile)) {
@@ -417,13 +419,9 @@ export class HttpTransport implements S3Transport {
           fail(`no data for ${this.#timeoutMs} ms (socket idle timeout)`),
         );
       }
-      const connectMs =
-        this.#timeoutMs === 0
-          ? DEFAULT_CONNECT_TIMEOUT_MS
-          : Math.min(this.#timeoutMs, DEFAULT_CONNECT_TIMEOUT_MS);
       req.once("socket", (socket) => {
         if (!socket.connecting) return;
-        const timer = setTimeout(() => fail(`not connected within ${connectMs} ms`), connectMs);
+        const timer = setTimeout(() => fail(`not connected within ${this.#connectMs} ms`), this.#connectMs);
         socket.once("connect", () => clearTimeout(timer));
         socket.once("close", () => clearTimeout(timer));
       });
@@ -517,7 +515,7 @@ async function readAll(res: Readable, limit: number): Promise<string> {
 const ENTITIES: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };
 
 /** XML text with its entity and character references replaced. */
-export function unescapeXml(text: string): string {
+function unescapeXml(text: string): string {
   return text.replace(/&(#x[0-9a-fA-F]+|#[0-9]+|[a-z]+);/g, (all, ref: string) => {
     if (ref[0] === "#") {
       const n = ref[1] === "x" ? Number.parseInt(ref.slice(2), 16) : Number.parseInt(ref.slice(1), 10);
@@ -533,7 +531,7 @@ function xmlValue(xml: string, tag: string): string | undefined {
 }
 
 /** One ListObjectsV2 page: the objects, the common prefixes, and whether (and how) it goes on. */
-export function parseListing(xml: string): {
+function parseListing(xml: string): {
   objects: ListedObject[];
   prefixes: string[];
   truncated: boolean;

@@ -42,13 +42,17 @@ export function nextListStart(
   return { token: undefined, startAfter: last };
 }
 
-/** The attempts and the idle timeout of `opts`, checked (CONFIG errors), defaults filled in. */
+/**
+ * The attempts and the idle timeout of `opts`, checked (CONFIG errors), defaults filled in, and the
+ * connect timeout they give (DEFAULT_CONNECT_TIMEOUT_MS, or the idle timeout if that is shorter).
+ */
 export function checkRequestOptions(opts: {
   maxAttempts?: number | undefined;
   requestTimeoutMs?: number | undefined;
 }): {
   maxAttempts: number;
   timeoutMs: number;
+  connectMs: number;
 } {
   const maxAttempts = opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
@@ -66,5 +70,7 @@ export function checkRequestOptions(opts: {
       { details: { requestTimeoutMs: timeoutMs } },
     );
   }
-  return { maxAttempts, timeoutMs };
+  const connectMs =
+    timeoutMs === 0 ? DEFAULT_CONNECT_TIMEOUT_MS : Math.min(timeoutMs, DEFAULT_CONNECT_TIMEOUT_MS);
+  return { maxAttempts, timeoutMs, connectMs };
 }
