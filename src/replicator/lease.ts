@@ -16,11 +16,12 @@
  * The sidecar reaches the API server with the pod's service account token, projected by the
  * operator into the sidecar alone (`WALSHIP_KUBE_DIR`: `token`, `ca.crt`), at the address the
  * kubelet gives every container (KUBERNETES_SERVICE_HOST/PORT). Plain node:https: the replicator
- * loads no Kubernetes client library.
+ * loads no Kubernetes client library, and loads node:https only once a lease is used (9-10 MiB of
+ * resident memory in a sidecar that never fences: docs/benchmarks.md, "The sidecar's floor").
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { Agent, request } from "node:https";
+import type * as Https from "node:https";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { microTime, type RawLease } from "../shared/lease-object.ts";
 import {
@@ -83,11 +84,12 @@ class ApiAnswer extends Error {
 /** The Lease API of one namespace, over node:https with the projected token (re-read per request). */
 export class LeaseApi {
   readonly #access: KubeAccess;
-  readonly #agent: Agent;
+  readonly #https = process.getBuiltinModule("node:https") as typeof Https;
+  readonly #agent: Https.Agent;
 
   constructor(access: KubeAccess) {
     this.#access = access;
-    this.#agent = new Agent({ keepAlive: true, maxSockets: 2 });
+    this.#agent = new this.#https.Agent({ keepAlive: true, maxSockets: 2 });
   }
 
   get namespace(): string {
@@ -131,7 +133,7 @@ export class LeaseApi {
     const url = new URL(path, this.#access.server);
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
-      const req = request(
+      const req = this.#https.request(
         url,
         {
           method,

@@ -14,7 +14,6 @@ import Database from "better-sqlite3";
 import { describeError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Db } from "./db.ts";
-import { restore } from "./restore.ts";
 import { logicalChecksum } from "./sqlite/hash.ts";
 import type { ReplicaClient } from "./storage/client.ts";
 import { formatPos, type Pos } from "./types.ts";
@@ -82,6 +81,8 @@ export async function validateReplica(db: Db, opts: ValidateOptions): Promise<Va
   const dir = await mkdtemp(path.join(os.tmpdir(), "walship-validate-"));
   try {
     const out = path.join(dir, "validate.db");
+    // Loaded here: a replicator that never validates does not carry the restore's modules.
+    const { restore } = await import("./restore.ts");
     await restore([{ name: opts.name, client: opts.client }], {
       outputPath: out,
       generation: target.generation,

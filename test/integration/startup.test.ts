@@ -45,6 +45,8 @@ const node = spawnSync(path.join(ROOT, "scripts/ensure-node"), ["--no-install"],
 
 /** The stderr of the last `packagesLoaded` run. */
 let lastStderr = "";
+/** Every URL the last `packagesLoaded` run resolved (builtins as `node:…`, our modules under dist/). */
+let lastUrls: string[] = [];
 
 /**
  * Runs `node dist/main.js ARGS` (as the image does) with the trace; returns the packages it loaded.
@@ -60,7 +62,8 @@ function packagesLoaded(args: string[], status = 0, env: NodeJS.ProcessEnv = {})
   lastStderr = r.stderr;
   assert.equal(r.status, status, `walship ${args.join(" ")}: ${r.stderr}`);
   const out = new Set<string>();
-  for (const url of readFileSync(trace, "utf8").split("\n")) {
+  lastUrls = readFileSync(trace, "utf8").split("\n").filter(Boolean);
+  for (const url of lastUrls) {
     const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
     if (m) out.add(m[1]!);
   }
@@ -255,6 +258,16 @@ describe("start-up: what each command loads (a real resolve hook in the real CLI
     );
     assert.ok(pkgs(without, "better-sqlite3").length === 1, [...without].join(" "));
     assert.deepEqual(pkgs(without, "zod", "prom-client"), []);
+    // Nor, without fencing or validation, node:https (the lease's) or the restore's own modules.
+    const ours = lastUrls.filter((u) => u.includes("/dist/replicator/"));
+    assert.ok(
+      ours.some((u) => u.endsWith("/dist/replicator/replica.js")),
+      "the trace sees our modules",
+    );
+    assert.deepEqual(
+      lastUrls.filter((u) => u === "node:https" || u === "https" || /\/dist\/replicator\/restore/.test(u)),
+      [],
+    );
     // With an address, the child reads /metrics and /status and exits 1 unless both answer in full.
     const port = await freePort();
     const served = run(
