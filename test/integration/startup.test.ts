@@ -7,8 +7,9 @@
  * already there (every later start of a pod) loads no SDK and no SQLite and asks no store; a restore,
  * listing or replicator on S3 with keys given loads no AWS SDK either (Walship's own requests), one
  * that needs the default credential chain does.
- * `replicate` loads neither zod nor prom-client without an address to serve, and no zod with one
- * (memory every sidecar carries: docs/benchmarks.md). The trace is a real module resolve hook
+ * `replicate` loads neither zod nor prom-client without an address to serve, and no zod with one,
+ * nor node:https or the restore's modules without fencing or validation (memory every sidecar
+ * carries: docs/benchmarks.md, "The sidecar's floor"). The trace is a real module resolve hook
  * (node:module registerHooks) in the real CLI process, listing every module it resolves.
  */
 import assert from "node:assert/strict";
