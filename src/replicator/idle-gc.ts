@@ -6,31 +6,17 @@
  * 27 -> 9 MiB (docs/benchmarks.md, "The sidecar's memory"). A writer that never pauses gets none;
  * one that pauses gets one per pause, a few milliseconds of a heap this size.
  */
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
+import { v8Collector } from "../shared/v8-gc.ts";
 
 /** Quiet this long (no WAL copied, uploaded or snapshotted) before the collection. */
 export const DEFAULT_IDLE_GC_MS = 15_000;
 /** How often the activity signature is read. */
 const CHECK_MS = 5_000;
 
-let exposed: (() => void) | null | undefined;
-
-/**
- * V8's own full collection. `gc` is only on the global object with --expose-gc on the command line;
- * a context made after the flag is set gets it, and the process's global object stays as it was.
- */
+/** V8's own full collection (src/shared/v8-gc.ts), or undefined where V8 will not give it. */
 export function fullCollection(): (() => void) | undefined {
-  if (exposed === undefined) {
-    try {
-      setFlagsFromString("--expose-gc");
-      const gc = runInNewContext("gc") as unknown;
-      exposed = typeof gc === "function" ? (gc as () => void) : null;
-    } catch {
-      exposed = null;
-    }
-  }
-  return exposed ?? undefined;
+  const gc = v8Collector();
+  return gc && (() => gc());
 }
 
 export interface IdleCollectorOptions {

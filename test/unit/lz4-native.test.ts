@@ -2,13 +2,20 @@
  * The native LZ4 block codec (lz4-napi) against our TypeScript one (WALSHIP_LZ4=js, in a child
  * process: the choice is made once per process) and the lz4 CLI: frames either writes decode with the
  * other and with `lz4 -d`, byte for byte, and a corrupt block is a CORRUPT error naming its offset.
+ * The native blocks' buffers are freed by a young-generation collection between blocks, which keeps
+ * a process compressing blocks within a few MiB of where it started.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { describe, it } from "node:test";
 import Database from "better-sqlite3";
-import { lz4Implementation } from "../../src/replicator/lz4/native.ts";
+import {
+  lz4Implementation,
+  nativeCompressFrameBlock,
+  nativeDecompressBlock,
+  setBlockCollector,
+} from "../../src/replicator/lz4/native.ts";
 import { LZ4_FRAME_HEADER, lz4DecodeFrame, lz4EncodeFrame } from "../../src/replicator/lz4.ts";
 import { ErrorCodes, WalshipError } from "../../src/shared/errors.ts";
 import { noise } from "../helpers/noise.ts";
@@ -111,5 +118,77 @@ describe("native lz4 blocks", () => {
       }
     }
     assert.ok(corrupted > 100);
+  });
+});
+
+/** Half noise, half text, as the bench's rows: LZ4 halves it, so each block's output is ~2 MiB. */
+function halfNoise(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n, "walship lz4 block test, the quick brown fox ");
+  for (let o = 0; o < n; o += 4096) noise(2048, seed + o).copy(b, o);
+  return b;
+}
+
+/**
+ * Compresses 120 blocks of 4 MiB in a child (a fresh process, this project's Node flags), as fast
+ * as a snapshot does, with a turn of the event loop after each as a snapshot's reads give (lz4-napi
+ * lets its buffers go in one; garbage made more slowly than this V8 collects in time on its own), and
+ * returns how far its peak RSS rose over the peak before the first block, in MiB. `collect: false`
+ * turns the collection between blocks off, as the code without it would run.
+ */
+function peakRiseMiB(collect: boolean): number {
+  const script = `
+    import { randomFillSync } from "node:crypto";
+    import { readFileSync } from "node:fs";
+    import { nativeCompressFrameBlock, setBlockCollector } from ${JSON.stringify(NATIVE_MODULE)};
+    const hwm = () => Number(/VmHWM:\\s+(\\d+)/.exec(readFileSync("/proc/self/status", "utf8"))[1]) / 1024;
+    if (!${collect}) setBlockCollector(null);
+    const block = Buffer.alloc(4 << 20, "walship lz4 block test, the quick brown fox ");
+    for (let o = 0; o < block.length; o += 4096) randomFillSync(block, o, 2048);
+    nativeCompressFrameBlock(block);
+    const before = hwm();
+    let out = 0;
+    for (let i = 0; i < 120; i++) {
+      block.writeUInt32LE(i, 0);
+      out += nativeCompressFrameBlock(block).length;
+      await new Promise((r) => setImmediate(r)); // a turn of the event loop, as a snapshot's reads give
+    }
+    if (out < 120 * (1 << 20)) throw new Error("the blocks compressed to " + out + " bytes; expected about half of 480 MiB");
+    process.stdout.write(String(hwm() - before));`;
+  const r = execFileSync(process.execPath, ["--max-semi-space-size=2", "--input-type=module", "-e", script], {
+    env: { ...process.env, MALLOC_MMAP_THRESHOLD_: "131072" },
+  });
+  return Number(r.toString());
+}
+
+describe("native lz4 blocks: their buffers freed between blocks", () => {
+  it("runs a young-generation collection once a mebibyte of blocks was handed out, not for small blocks", () => {
+    const calls: (string | undefined)[] = [];
+    const before = setBlockCollector((opts) => calls.push(opts?.type));
+    try {
+      for (let i = 0; i < 20; i++) assert.ok(nativeCompressFrameBlock(sqlitePages(200).subarray(0, 16384)));
+      assert.equal(calls.length, 0, "20 blocks of a few KiB: no collection");
+      const big = [halfNoise(4 << 20, 1), halfNoise(4 << 20, 2), halfNoise(4 << 20, 3)];
+      const frames = big.map((b) => nativeCompressFrameBlock(b) as Buffer);
+      assert.deepEqual([...calls], ["minor", "minor"], "before the second and the third");
+      setBlockCollector((opts) => calls.push(opts?.type));
+      calls.length = 0;
+      for (const [i, f] of frames.entries()) {
+        const out = nativeDecompressBlock(f.subarray(4), 4 << 20, 0) as Buffer;
+        assert.ok(out.equals(big[i] as Buffer));
+      }
+      assert.equal(calls.length, 2, "decompression too: before the second and the third");
+    } finally {
+      setBlockCollector(before);
+    }
+  });
+
+  it("keeps a process compressing 480 MiB within a few MiB of its start; without it, tens of MiB more", () => {
+    const withIt = peakRiseMiB(true);
+    const without = peakRiseMiB(false);
+    assert.ok(withIt < 24, `peak RSS rose ${withIt.toFixed(1)} MiB with the collection`);
+    assert.ok(
+      without > withIt + 32,
+      `without it ${without.toFixed(1)} MiB, with it ${withIt.toFixed(1)} MiB`,
+    );
   });
 });
