@@ -54,22 +54,22 @@ function load(): Lz4Napi | null {
  */
 const COLLECT_AFTER_BYTES = 1 << 20;
 let handedOut = 0;
-let collector: Collect | null | undefined;
+/** What setBlockCollector put in place of V8's own; undefined for V8's. */
+let replaced: Collect | null | undefined;
 
 function collectHandedOut(): void {
   if (handedOut < COLLECT_AFTER_BYTES) return;
   handedOut = 0;
-  if (collector === undefined) collector = v8Collector() ?? null;
-  collector?.({ type: "minor" });
+  (replaced === undefined ? v8Collector() : replaced)?.({ type: "minor" });
 }
 
 /**
- * Replaces the collection run between blocks (tests count its calls, or pass null for none), and
- * returns the one it replaced.
+ * Replaces the collection run between blocks (tests count its calls, or pass null for none;
+ * undefined puts V8's back) and starts the count again; returns what it replaced.
  */
-export function setBlockCollector(c: Collect | null): Collect | null {
-  const before = collector === undefined ? (v8Collector() ?? null) : collector;
-  collector = c;
+export function setBlockCollector(c: Collect | null | undefined): Collect | null | undefined {
+  const before = replaced;
+  replaced = c;
   handedOut = 0;
   return before;
 }
