@@ -4,6 +4,8 @@ import { once } from "node:events";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { type DatabaseStatus, ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
+import { waitFor } from "./proc.ts";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const WALSHIP = path.join(ROOT, "bin/walship");
@@ -91,6 +93,40 @@ export function startReplicator(
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Waits until the first database of the replicator at `base` (its /status) has caught up: nothing
+ * pending at any destination and `clear` true, twice, `settleMs` apart, with the database's and every
+ * destination's position unchanged in between. Returns the second status.
+ *
+ * A single reading is not enough: the replicator counts a commit as pending only once it has read it
+ * from the WAL (on inotify's report, or the monitor interval), so a status read just after the app
+ * commits can show nothing pending while that commit is nowhere yet. Positions that stay put across
+ * more than a monitor and a sync interval (these tests use 200 ms or less) mean it has been seen and
+ * uploaded. Seen once in CI: guardrails.test.ts read "all clear" just after its last writes and
+ * restored before the remote destination had them.
+ */
+export function caughtUp(
+  base: string,
+  what: string,
+  opts: { timeoutMs: number; settleMs?: number; clear?: (db: DatabaseStatus) => boolean | Promise<boolean> },
+): Promise<DatabaseStatus> {
+  const read = async () =>
+    ReplicatorStatusSchema.parse(await (await fetch(`${base}/status`)).json()).databases[0]!;
+  const done = async (d: DatabaseStatus) =>
+    d.replicas.every((r) => r.pendingTransactions === 0) && (await (opts.clear?.(d) ?? true));
+  const at = (d: DatabaseStatus) => JSON.stringify([d.position, ...d.replicas.map((r) => r.position)]);
+  return waitFor(
+    async () => {
+      const first = await read();
+      if (!(await done(first))) return undefined;
+      await sleep(opts.settleMs ?? 1000);
+      const second = await read();
+      return (await done(second)) && at(first) === at(second) ? second : undefined;
+    },
+    { what, timeoutMs: opts.timeoutMs, intervalMs: 200 },
+  );
 }
 
 /** A setting's value as a config writes it. */

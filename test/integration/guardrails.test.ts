@@ -27,7 +27,7 @@ import { freePort } from "../helpers/ports.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { integrityCheck, logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
 import { mountTmpfs, type SmallVolume, smallApp } from "../helpers/tmpfs.ts";
-import { sleep, startReplicator, walship } from "../helpers/walship.ts";
+import { caughtUp, sleep, startReplicator, walship } from "../helpers/walship.ts";
 
 const MiB = 1024 * 1024;
 
@@ -287,19 +287,19 @@ dbs:
     // --- Space returns: everything clears by itself --------------------------------------------------
     rmSync(filler);
     write(10);
-    await until(
-      "all clear",
-      async () => {
-        const s = await status(base);
+    // Caught up (helpers/walship.ts): a single all-clear reading can come before the replicator has
+    // even read the 10 commits just made.
+    await caughtUp(base, "all clear", {
+      timeoutMs: 90_000,
+      clear: async (s) => {
         const x = await conditions(base, db);
-        const clear =
+        return (
           x.DiskPressure!.startsWith("False") &&
-          s.replicas.every((r) => !r.snapshotRefused && !r.lastError && r.pendingTransactions === 0) &&
-          !s.lastError;
-        return clear ? true : undefined;
+          s.replicas.every((r) => !r.snapshotRefused && !r.lastError) &&
+          !s.lastError
+        );
       },
-      90_000,
-    );
+    });
     const want = logicalHashOf(app);
     const out = path.join(dir, "restored.db");
     const res = await walship(["restore", "-o", out, `file://${remote}`]);
