@@ -27,7 +27,7 @@ import { makeTempDir } from "../helpers/proc.ts";
 import { type HttpFault, type S3FaultProxy, startS3FaultProxy } from "../helpers/s3-fault-proxy.ts";
 import { integrityCheck, logicalHash } from "../helpers/sqlite.ts";
 import { startToxiproxy, type ToxicProxy, type Toxiproxy } from "../helpers/toxiproxy.ts";
-import { type Replicator, sleep, startReplicator, walship } from "../helpers/walship.ts";
+import { caughtUp, type Replicator, sleep, startReplicator, walship } from "../helpers/walship.ts";
 import { type AppWriter, startAppWriter } from "./app-writer.ts";
 
 export interface FaultFigures {
@@ -346,14 +346,12 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
       await w.pause();
       try {
         try {
-          await waitUntil(
-            `${label}: the replica to catch up`,
-            async () => {
-              const s = await status();
-              return s.pendingTransactions === 0 && !s.lastError ? true : undefined;
-            },
-            catchUpSeconds * 1000,
-          );
+          // Settled, not one reading (helpers/walship.ts): the app's last commits before the pause
+          // may not have been read from the WAL yet.
+          await caughtUp(base, `${label}: the replica to catch up`, {
+            timeoutMs: catchUpSeconds * 1000,
+            clear: (d) => !d.replicas[0]!.lastError,
+          });
         } catch (err) {
           // A replica that does not catch up is a finding of this fault, not the end of the run.
           problems.push(`${label}: ${(err as Error).message}`);
