@@ -95,6 +95,11 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** The first database's part of the replicator's /status at `base`, checked against its schema. */
+export async function databaseStatus(base: string): Promise<DatabaseStatus> {
+  return ReplicatorStatusSchema.parse(await (await fetch(`${base}/status`)).json()).databases[0]!;
+}
+
 /**
  * Waits until the first database of the replicator at `base` (its /status) has caught up: nothing
  * pending at any destination and `clear` true, twice, `settleMs` apart, with the database's and every
@@ -112,8 +117,7 @@ export function caughtUp(
   what: string,
   opts: { timeoutMs: number; settleMs?: number; clear?: (db: DatabaseStatus) => boolean | Promise<boolean> },
 ): Promise<DatabaseStatus> {
-  const read = async () =>
-    ReplicatorStatusSchema.parse(await (await fetch(`${base}/status`)).json()).databases[0]!;
+  const read = () => databaseStatus(base);
   const done = async (d: DatabaseStatus) =>
     d.replicas.every((r) => r.pendingTransactions === 0) && (await (opts.clear?.(d) ?? true));
   const at = (d: DatabaseStatus) => JSON.stringify([d.position, ...d.replicas.map((r) => r.position)]);

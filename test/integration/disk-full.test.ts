@@ -10,11 +10,10 @@ import assert from "node:assert/strict";
 import { rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, it } from "node:test";
-import { ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
 import { freePort } from "../helpers/ports.ts";
 import { integrityCheck, logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
 import { mountTmpfs, type SmallVolume, smallApp } from "../helpers/tmpfs.ts";
-import { caughtUp, sleep, startReplicator, walship } from "../helpers/walship.ts";
+import { caughtUp, databaseStatus, sleep, startReplicator, walship } from "../helpers/walship.ts";
 
 let vol: SmallVolume;
 let dir = "";
@@ -26,11 +25,6 @@ before(() => {
 });
 
 after(() => vol?.close());
-
-async function status(base: string) {
-  const res = await fetch(`${base}/status`);
-  return ReplicatorStatusSchema.parse(await res.json()).databases[0]!;
-}
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms: number): Promise<T> {
   const end = Date.now() + ms;
@@ -72,7 +66,7 @@ dbs:
   try {
     await waitFor(
       "the first sync",
-      async () => ((await status(base)).replicas[0]!.ready ? true : undefined),
+      async () => ((await databaseStatus(base)).replicas[0]!.ready ? true : undefined),
       30_000,
     );
 
@@ -82,7 +76,7 @@ dbs:
       "the disk-full error in /status",
       async () => {
         write(3);
-        const s = await status(base);
+        const s = await databaseStatus(base);
         const msg = s.lastError?.message ?? s.replicas[0]!.lastError?.message;
         return msg && /ENOSPC|no space/i.test(msg) ? msg : undefined;
       },

@@ -22,12 +22,12 @@ import { after, before, it } from "node:test";
 import Database from "better-sqlite3";
 import { guardrailConditions } from "../../src/operator/replica/guardrails.ts";
 import { podFacts } from "../../src/operator/replica/pods.ts";
-import { type DatabaseStatus, ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
+import { ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
 import { freePort } from "../helpers/ports.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { integrityCheck, logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
 import { mountTmpfs, type SmallVolume, smallApp } from "../helpers/tmpfs.ts";
-import { caughtUp, sleep, startReplicator, walship } from "../helpers/walship.ts";
+import { caughtUp, databaseStatus, sleep, startReplicator, walship } from "../helpers/walship.ts";
 
 const MiB = 1024 * 1024;
 
@@ -41,11 +41,6 @@ before(() => {
 });
 
 after(() => vol?.close());
-
-async function status(base: string): Promise<DatabaseStatus> {
-  const res = await fetch(`${base}/status`);
-  return ReplicatorStatusSchema.parse(await res.json()).databases[0]!;
-}
 
 /** The SqliteReplica's guardrail conditions for a pod whose sidecar answers `base` (as the operator derives them). */
 async function conditions(base: string, db: string): Promise<Record<string, string>> {
@@ -107,12 +102,12 @@ dbs:
   try {
     await until(
       "both destinations synced",
-      async () => ((await status(base)).replicas.every((r) => r.ready) ? true : undefined),
+      async () => ((await databaseStatus(base)).replicas.every((r) => r.ready) ? true : undefined),
       30_000,
     );
 
     // --- The facts, all clear ---------------------------------------------------------------------
-    const s0 = await status(base);
+    const s0 = await databaseStatus(base);
     assert.equal(s0.volume?.totalBytes, 16 * MiB, "the tmpfs's size");
     const fs0 = statfsSync(mnt);
     assert.ok(
@@ -146,7 +141,7 @@ dbs:
       grown,
       /^True WALTakesVolume: pod app-0 .*app\.db: [\d.]+ MiB written to the WAL since it last restarted, more than 25% of its 16\.0 MiB volume \(the -wal file: [\d.]+ MiB\)$/,
     );
-    const live = (await status(base)).walLiveBytes!;
+    const live = (await databaseStatus(base)).walLiveBytes!;
     assert.ok(live > 4 * MiB, `${live} bytes written since the WAL's last restart`);
     assert.ok(statSync(`${db}-wal`).size >= live, "the -wal file holds them");
     assert.ok((await metric(base, "walship_wal_live_bytes", dbLabel))! > 4 * MiB);
@@ -162,7 +157,7 @@ dbs:
       async () => ((await conditions(base, db)).WALGrowing!.startsWith("False") ? true : undefined),
       30_000,
     );
-    assert.ok((await status(base)).walLiveBytes! < 1 * MiB);
+    assert.ok((await databaseStatus(base)).walLiveBytes! < 1 * MiB);
 
     // --- CheckpointFailing: the app holds the write lock across several checkpoints ---------------
     const locker = new Database(db);
@@ -177,7 +172,7 @@ dbs:
         },
         30_000,
       );
-      const s = await status(base);
+      const s = await databaseStatus(base);
       assert.ok(s.checkpoint!.consecutiveFailures >= 3);
       assert.match(s.checkpoint!.lastError!.message, /checkpoint .*app\.db \(RESTART\): .*(locked|busy)/i);
       assert.ok((await metric(base, "walship_checkpoint_consecutive_failures", dbLabel))! >= 3);
@@ -193,12 +188,12 @@ dbs:
     write(1);
     await until(
       "a checkpoint that succeeds",
-      async () => ((await status(base)).checkpoint?.consecutiveFailures === 0 ? true : undefined),
+      async () => ((await databaseStatus(base)).checkpoint?.consecutiveFailures === 0 ? true : undefined),
       30_000,
     );
     c = await conditions(base, db);
     assert.match(c.CheckpointFailing!, /^False/);
-    assert.ok((await status(base)).checkpoint?.lastSuccessAt);
+    assert.ok((await databaseStatus(base)).checkpoint?.lastSuccessAt);
 
     // --- The snapshot guard: the local destination's snapshot would not fit ------------------------
     // It writes a copy of the database (LZ4 bound) here; the remote one only the checkpoint's growth.
@@ -207,7 +202,7 @@ dbs:
     await until(
       "replication caught up, the old shadow WAL removed",
       async () =>
-        (await status(base)).replicas.every((r) => r.ready && r.pendingTransactions === 0) &&
+        (await databaseStatus(base)).replicas.every((r) => r.ready && r.pendingTransactions === 0) &&
         (await metric(base, "litestream_shadow_wal_size", dbLabel))! < 1 * MiB
           ? true
           : undefined,
@@ -216,7 +211,7 @@ dbs:
     vol.fill(filler, statSync(db).size + 512 * 1024);
     const refused = await until(
       "the local snapshot refused",
-      async () => (await status(base)).replicas.find((r) => r.name === "local")!.snapshotRefused,
+      async () => (await databaseStatus(base)).replicas.find((r) => r.name === "local")!.snapshotRefused,
       30_000,
     );
     assert.match(
@@ -244,11 +239,12 @@ dbs:
       );
     assert.ok(noTmp(local), "a refused snapshot leaves no partial object");
     // The remote destination's snapshots go on (they write nothing here but the checkpoint's growth).
-    const remoteBefore = (await status(base)).replicas.find((r) => r.name === "remote")!.lastSnapshot!.at;
+    const remoteBefore = (await databaseStatus(base)).replicas.find((r) => r.name === "remote")!.lastSnapshot!
+      .at;
     await until(
       "a remote snapshot while the local one is refused",
       async () => {
-        const r = (await status(base)).replicas.find((x) => x.name === "remote")!;
+        const r = (await databaseStatus(base)).replicas.find((x) => x.name === "remote")!;
         return r.lastSnapshot!.at > remoteBefore && !r.snapshotRefused ? true : undefined;
       },
       30_000,
@@ -312,7 +308,7 @@ dbs:
   } catch (err) {
     // What the replicator said and reported last, for the failure's reader.
     console.log(rep.output().slice(-6000));
-    console.log(JSON.stringify(await status(base).catch(String), null, 1));
+    console.log(JSON.stringify(await databaseStatus(base).catch(String), null, 1));
     throw err;
   } finally {
     assert.equal(await rep.stop(), 0, rep.output().slice(-3000));
