@@ -112,17 +112,27 @@ export async function databaseStatus(base: string): Promise<DatabaseStatus> {
  * uploaded. Seen once in CI: guardrails.test.ts read "all clear" just after its last writes and
  * restored before the remote destination had them.
  */
-export function caughtUp(
+export async function caughtUp(
   base: string,
   what: string,
-  opts: { timeoutMs: number; settleMs?: number; clear?: (db: DatabaseStatus) => boolean | Promise<boolean> },
+  opts: {
+    timeoutMs: number;
+    settleMs?: number;
+    clear?: (db: DatabaseStatus) => boolean | Promise<boolean>;
+    /** The replicator serving `base`: if it exits, fail at once with its output instead of timing out. */
+    replicator?: Replicator;
+  },
 ): Promise<DatabaseStatus> {
   const read = () => databaseStatus(base);
   const done = async (d: DatabaseStatus) =>
     d.replicas.every((r) => r.pendingTransactions === 0) && (await (opts.clear?.(d) ?? true));
   const at = (d: DatabaseStatus) => JSON.stringify([d.position, ...d.replicas.map((r) => r.position)]);
-  return waitFor(
+  const rep = opts.replicator;
+  const exited = () => rep !== undefined && (rep.child.exitCode !== null || rep.child.signalCode !== null);
+  const got = await waitFor(
     async () => {
+      // A dead replicator's /status refuses the connection, which waitFor takes for "not yet".
+      if (exited()) return "exited" as const;
       const first = await read();
       if (!(await done(first))) return undefined;
       await sleep(opts.settleMs ?? 1000);
@@ -131,6 +141,13 @@ export function caughtUp(
     },
     { what, timeoutMs: opts.timeoutMs, intervalMs: 200 },
   );
+  if (got === "exited") {
+    const c = rep!.child;
+    throw new Error(
+      `wait for ${what}: the replicator exited (${c.signalCode ?? `code ${c.exitCode}`}): ${rep!.output().slice(-2000)}`,
+    );
+  }
+  return got;
 }
 
 /** A setting's value as a config writes it. */

@@ -99,6 +99,7 @@ dbs:
     await caughtUp(base, "replication to resume", {
       timeoutMs: 60_000,
       clear: (s) => !s.lastError && !s.replicas[0]!.lastError && s.replicas[0]!.lagSeconds < 2,
+      replicator: rep,
     });
     const want = logicalHashOf(app);
     const out = path.join(dir, "restored.db");

@@ -295,6 +295,7 @@ dbs:
           !s.lastError
         );
       },
+      replicator: rep,
     });
     const want = logicalHashOf(app);
     const out = path.join(dir, "restored.db");

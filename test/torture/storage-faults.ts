@@ -351,6 +351,7 @@ export async function storageFaultsPart(opts: StorageFaultsOptions): Promise<Sto
           await caughtUp(base, `${label}: the replica to catch up`, {
             timeoutMs: catchUpSeconds * 1000,
             clear: (d) => !d.replicas[0]!.lastError,
+            replicator: r,
           });
         } catch (err) {
           // A replica that does not catch up is a finding of this fault, not the end of the run.
