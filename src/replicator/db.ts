@@ -85,6 +85,8 @@ export class Db {
   /** A sync is under way and has not finished its copy step (see catchUp). */
   #copying = false;
   #lastError: string | undefined;
+  /** See walReadAt. */
+  #walReadAt: Date | undefined;
   #paused = 0;
   readonly #testHooks: DbOptions["testHooks"];
   readonly #checkpoints: Checkpointer;
@@ -153,6 +155,15 @@ export class Db {
 
   get lastError(): string | undefined {
     return this.#lastError;
+  }
+
+  /**
+   * When the last completed read of the WAL began: every commit made before it is in the shadow WAL,
+   * and counted in each destination's pending commits until it is durable there. Undefined before
+   * the first. So a commit made before `walReadAt`, with nothing pending at a destination, is on it.
+   */
+  get walReadAt(): Date | undefined {
+    return this.#walReadAt;
   }
 
   /** Whether checkpoints are failing now (a guardrail). */
@@ -261,7 +272,10 @@ export class Db {
       if (!this.#conn.connect()) return;
       if (!this.#conn.attached) await this.#attach();
       await this.#ensureWal();
+      // Taken before the WAL's header is read: whatever was committed by then, this copy takes.
+      const readFrom = new Date();
       const changed = await this.#verifyAndCopy();
+      this.#walReadAt = readFrom;
       copyDone = true;
       this.#copyDone();
       // Wake the destinations before checkpointing, not after: they read only the shadow WAL up to

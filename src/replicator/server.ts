@@ -243,6 +243,7 @@ function statusDocument(obs: Observation, ready: Readiness, version: string): Re
       ready: db.generation !== undefined,
       ...(db.generation ? { generation: db.generation } : {}),
       ...(pos ? { position: pos } : {}),
+      ...(db.walReadAt ? { walReadAt: db.walReadAt.toISOString() } : {}),
       ...(db.pageSize > 0 ? { pageSize: db.pageSize } : {}),
       sizeBytes: db.metrics.dbSize,
       walSizeBytes: walSizeBytes ?? db.metrics.walSize,

@@ -188,6 +188,13 @@ export const DatabaseStatusSchema = z.object({
   generation: Generation.optional(),
   /** The end of the replicable stream: the committed end of the current shadow WAL. */
   position: PositionSchema.optional(),
+  /**
+   * When the replicator last began a read of the WAL that it completed: every commit made before
+   * this time is at `position` or before it, and counted in each destination's `pendingTransactions`
+   * until durable there. A commit made before `walReadAt`, in a document where a destination has
+   * nothing pending, is on that destination. Absent before the first read.
+   */
+  walReadAt: Timestamp.optional(),
   /** Known once the database has been opened. */
   pageSize: z.number().int().positive().optional(),
   sizeBytes: Count,

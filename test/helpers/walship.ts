@@ -4,7 +4,11 @@ import { once } from "node:events";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { type DatabaseStatus, ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
+import {
+  type DatabaseStatus,
+  type ReplicatorStatus,
+  ReplicatorStatusSchema,
+} from "../../src/shared/protocol.ts";
 import { waitFor } from "./proc.ts";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -95,49 +99,54 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** The first database's part of the replicator's /status at `base`, checked against its schema. */
+/** The replicator's /status at `base`, checked against its schema. */
+export async function replicatorStatus(base: string): Promise<ReplicatorStatus> {
+  return ReplicatorStatusSchema.parse(await (await fetch(`${base}/status`)).json());
+}
+
+/** The first database's part of the replicator's /status at `base`. */
 export async function databaseStatus(base: string): Promise<DatabaseStatus> {
-  return ReplicatorStatusSchema.parse(await (await fetch(`${base}/status`)).json()).databases[0]!;
+  return (await replicatorStatus(base)).databases[0]!;
 }
 
 /**
- * Waits until the first database of the replicator at `base` (its /status) has caught up: nothing
- * pending at any destination and `clear` true, twice, `settleMs` apart, with the database's and every
- * destination's position unchanged in between. Returns the second status.
+ * Waits until every commit made before this call is on every destination of the first database of
+ * the replicator at `base`: a /status whose `walReadAt` is later than the call, with nothing pending
+ * at any destination and `clear` true. Returns that status.
  *
- * A single reading is not enough: the replicator counts a commit as pending only once it has read it
- * from the WAL (on inotify's report, or the monitor interval), so a status read just after the app
- * commits can show nothing pending while that commit is nowhere yet. Positions that stay put across
- * more than a monitor and a sync interval (these tests use 200 ms or less) mean it has been seen and
- * uploaded. Seen once in CI: guardrails.test.ts read "all clear" just after its last writes and
- * restored before the remote destination had them.
+ * "Nothing pending" alone is not enough: the replicator counts a commit as pending only once it has
+ * read it from the WAL (on inotify's report, or the monitor interval), so a status read just after
+ * the app commits can show nothing pending while that commit is nowhere yet (seen once in CI:
+ * guardrails.test.ts read "all clear" just after its last writes and restored before the remote
+ * destination had them). `walReadAt` says which commits the count covers (docs/metrics.md).
  */
 export async function caughtUp(
   base: string,
   what: string,
   opts: {
     timeoutMs: number;
-    settleMs?: number;
     clear?: (db: DatabaseStatus) => boolean | Promise<boolean>;
     /** The replicator serving `base`: if it exits, fail at once with its output instead of timing out. */
     replicator?: Replicator;
   },
 ): Promise<DatabaseStatus> {
-  const read = () => databaseStatus(base);
-  const done = async (d: DatabaseStatus) =>
-    d.replicas.every((r) => r.pendingTransactions === 0) && (await (opts.clear?.(d) ?? true));
-  const at = (d: DatabaseStatus) => JSON.stringify([d.position, ...d.replicas.map((r) => r.position)]);
   const rep = opts.replicator;
   const exited = () => rep !== undefined && (rep.child.exitCode !== null || rep.child.signalCode !== null);
+  let since: number | undefined;
   const got = await waitFor(
     async () => {
       // A dead replicator's /status refuses the connection, which waitFor takes for "not yet".
       if (exited()) return "exited" as const;
-      const first = await read();
-      if (!(await done(first))) return undefined;
-      await sleep(opts.settleMs ?? 1000);
-      const second = await read();
-      return (await done(second)) && at(first) === at(second) ? second : undefined;
+      // As docs/metrics.md tells users: the time of a document read after the last commit, on the
+      // replicator's own clock; a read of the WAL that began after it saw every commit made before.
+      since ??= Date.parse((await replicatorStatus(base)).time);
+      const d = await databaseStatus(base);
+      const readAfter = d.walReadAt !== undefined && Date.parse(d.walReadAt) > since;
+      return readAfter &&
+        d.replicas.every((r) => r.pendingTransactions === 0) &&
+        (await (opts.clear?.(d) ?? true))
+        ? d
+        : undefined;
     },
     { what, timeoutMs: opts.timeoutMs, intervalMs: 200 },
   );

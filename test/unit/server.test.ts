@@ -13,6 +13,7 @@ import { parseConfig } from "../../src/replicator/config.ts";
 import { snapshotMetaKey } from "../../src/replicator/extras.ts";
 import { FencedClient } from "../../src/replicator/fence.ts";
 import { keys } from "../../src/replicator/layout.ts";
+import { restore } from "../../src/replicator/restore.ts";
 import { type Replication, startReplication } from "../../src/replicator/run.ts";
 import { parseListenAddr, type ReplicatorServer, startServer } from "../../src/replicator/server.ts";
 import { FileReplicaClient } from "../../src/replicator/storage/file.ts";
@@ -366,6 +367,33 @@ dbs:
     const bad2 = dest(s2, "bad");
     assert.ok(bad2.lagSeconds > 0);
     assert.ok(bad2.lastError);
+  });
+
+  it("walReadAt: commits made before it are on a destination with nothing pending, and pending on a failing one", async () => {
+    write(30);
+    const want = app!.prepare("SELECT count(*) FROM t").pluck().get() as number;
+    // docs/metrics.md's recipe: the time of a document read after the last commit (the replicator's
+    // clock), then a document whose walReadAt is later, with nothing pending.
+    const t = Date.parse((await status()).time);
+    const s = await until("a read of the WAL after the writes, nothing pending on good", async () => {
+      const s = await status();
+      const readAt = s.databases[0]!.walReadAt;
+      return readAt && Date.parse(readAt) > t && dest(s, "good").pendingTransactions === 0 ? s : undefined;
+    });
+    const readAt = Date.parse(s.databases[0]!.walReadAt!);
+    assert.ok(readAt <= Date.parse(s.time), "a read before the document was made");
+    assert.ok(dest(s, "bad").pendingTransactions > 0, "the failing destination still has them pending");
+    // What the document promises: every commit made before t is on good now.
+    const out = path.join(dir, "read-at.db");
+    await restore([{ name: "good", client: new FileReplicaClient(path.join(dir, "replica")) }], {
+      outputPath: out,
+    });
+    const restored = new Database(out, { readonly: true });
+    try {
+      assert.equal(restored.prepare("SELECT count(*) FROM t").pluck().get(), want);
+    } finally {
+      restored.close();
+    }
   });
 
   it("reports the recoverability window of a destination that holds a snapshot", async () => {
