@@ -441,10 +441,7 @@ export class Replica {
     this.metrics.walBytes += end - pos.offset;
     const newest = mine.at(-1);
     if (newest) this.#lastDurableCommitAt = new Date(newest.time);
-    this.#pending = this.#pending.filter(
-      (c) =>
-        c.generation === pos.generation && (c.index > pos.index || (c.index === pos.index && c.end > end)),
-    );
+    this.#pending = stillPending(this.#pending, pos, end, this.db.generation);
     this.#log.debug(
       {
         position: formatPos(pos),
@@ -592,6 +589,28 @@ export class Replica {
       }
     });
   }
+}
+
+/**
+ * The commits still pending at a destination once the segment of `uploaded` up to `end` is durable
+ * there: those after it in its generation, and every one of the database's current generation when
+ * that is another (a new generation began while this upload was in flight; its commits wait for the
+ * new generation's snapshot and segments). Commits of a generation that is neither are given up:
+ * nothing will upload them here, and the current generation's snapshot holds what they changed.
+ * Dropping the current generation's commits here let `pendingTransactions` read 0 with commits
+ * nowhere yet, which /status readers take as "on the destination" (docs/metrics.md, `walReadAt`).
+ */
+export function stillPending(
+  pending: readonly CommitRecord[],
+  uploaded: Pos,
+  end: number,
+  current: string | undefined,
+): CommitRecord[] {
+  return pending.filter((c) =>
+    c.generation === uploaded.generation
+      ? c.index > uploaded.index || (c.index === uploaded.index && c.end > end)
+      : c.generation === current,
+  );
 }
 
 function abortPromise(signal: AbortSignal): Promise<void> {
