@@ -20,6 +20,7 @@ import { PluginKube } from "./kube.ts";
 import { collectListing, formatListing, type ListingKind } from "./listing.ts";
 import { buildRestore, failureOf, follow } from "./restore.ts";
 import { buildReport, collect, formatReport } from "./status.ts";
+import { waitReplicated } from "./wait.ts";
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -254,6 +255,39 @@ const commands: Record<string, Command> = {
       const failed = (r.drills ?? []).filter((d) => d.outcome === "Failed");
       if (failed.length > 0)
         throw new WalshipError(ErrorCodes.RESTORE, `drill ${name}: ${failed.length} destination(s) failed`);
+      return 0;
+    },
+  },
+  wait: {
+    summary: "wait until everything committed so far is on every destination",
+    usage: "kubectl walship wait NAME [--pod POD] [--database NAME] [--timeout DURATION]",
+    description:
+      "For each pod of the SqliteReplica NAME (or only --pod), reads its sidecar's /status through the API\n" +
+      "server's pod proxy (get pods/proxy) and notes the sidecar's time; then waits until the sidecar has\n" +
+      "read the WAL after that time and no destination has a transaction pending: every commit made\n" +
+      "before the command started is then on every destination. Exit 0 then, 1 when --timeout passes\n" +
+      "first (naming what is pending and why). Use it before maintenance, a failover or a migration.",
+    opts: [
+      podOpt,
+      { ...databaseOpt, help: "only this database, by its name in spec.databases (default: every one)" },
+      { ...timeoutOpt, help: "give up after this long (default 5m; 0: never)" },
+    ],
+    async run(kube, values, args, io) {
+      const name = oneName("wait", args);
+      const timeoutMs = typeof values.timeout === "string" ? parseTimeout(values.timeout) : 5 * 60_000;
+      const k = kube();
+      let dbPath: string | undefined;
+      if (typeof values.database === "string") {
+        const target = await k.getReplica(name);
+        if (target.spec) dbPath = pickDatabase(target.spec, name, values.database).path;
+      }
+      await waitReplicated(k, name, {
+        ...(typeof values.pod === "string" ? { pod: values.pod } : {}),
+        ...(dbPath !== undefined ? { dbPath } : {}),
+        timeoutMs,
+        ...(io.signal ? { signal: io.signal } : {}),
+        progress: (line) => io.out(`${line}\n`),
+      });
       return 0;
     },
   },

@@ -2,7 +2,8 @@
  * kubectl walship end to end on the real node: the real kubectl finds the plugin on the PATH
  * (bin/kubectl-walship) and runs it with KUBECONFIG, against the helm-installed operator, the test
  * app's StatefulSet replicating to MinIO on the node's bridge. `status` shows each pod's destination
- * as its sidecar reports it (through the API server's pod proxy); `snapshots` and `generations` list
+ * as its sidecar reports it (through the API server's pod proxy), and `wait` returns once the sidecar
+ * has read the WAL since it started with nothing pending; `snapshots` and `generations` list
  * what MinIO holds, read by the sidecar with the pod's own credentials (pods/exec); `restore --wait`
  * follows a NewClaim restore to Succeeded (exit 0) and an InPlace restore to a time before the
  * backups to Failed (exit 1, the app untouched); `pause` removes the replicator (the pod rolls
@@ -143,6 +144,21 @@ describe("kubectl walship (real node, helm-installed operator, MinIO)", { timeou
       new RegExp(`^ {2}app-0 +minio +True +${rep.generation}/[0-9a-f]{8}:\\d+ `, "m"),
     );
     assert.match(text.stdout, /^Events:$/m);
+  });
+
+  it("wait: the sidecar has read the WAL since the command started and nothing is pending on MinIO", async () => {
+    const started = Date.now();
+    const r = await plugin(["wait", "db", "--timeout", "120s"]);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}\n${await c.describe(NS)}`);
+    const m = /^app-0: every commit made before (\S+) is on every destination$/m.exec(r.stdout);
+    assert.ok(m, `the pod's line: ${r.stdout}`);
+    // The sidecar's own time at the first reading (its clock is this machine's: the node is here).
+    const since = Date.parse(m[1]!);
+    assert.ok(since >= started - 1000 && since <= Date.now(), `${m[1]} within the command's run`);
+    // A database the SqliteReplica does not have is refused before anything is read.
+    const bad = await plugin(["wait", "db", "--database", "other"]);
+    assert.equal(bad.code, 2, `${bad.stdout}\n${bad.stderr}`);
+    assert.match(bad.stderr, /--database: SqliteReplica db replicates one database/);
   });
 
   it("the release bundle (one file, no node_modules beside it) reads the same through the cluster", async () => {
