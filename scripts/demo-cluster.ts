@@ -5,9 +5,10 @@
  * and MinIO, with the walship image built from the Dockerfile by buildah and the example app's image
  * (a small SQLite writer that adds a row at each start) built on it; `helm install`s charts/walship,
  * applies deploy/examples/minio.yaml (its endpoint and Secret pointed at the local MinIO), shows
- * `kubectl get sqlitereplicas` with a live generation and lag, restarts the app (a second row), and
- * runs an InPlace SqliteRestore through the operator to the moment between the two rows: the app
- * comes back with the first row only, and replication goes on in a new generation.
+ * `kubectl get sqlitereplicas` with a live generation and lag, restarts the app (a second row), waits
+ * with `kubectl walship wait` until that row is in the bucket, and runs an InPlace SqliteRestore
+ * through the operator to the moment between the two rows: the app comes back with the first row
+ * only, and replication goes on in a new generation.
  *
  * Without --keep it tears everything down and exits (non-zero if any step did not do what it shows).
  * With --keep it stays up, printing the kubeconfig to use, until SIGINT/SIGTERM or `make demo-down`
@@ -21,7 +22,7 @@ import { RESTRICTED } from "../test/helpers/e2e.ts";
 import { helm } from "../test/helpers/helm.ts";
 import { type Minio, startMinio } from "../test/helpers/minio.ts";
 import { type Cluster, IMAGES, startCluster } from "../test/helpers/node/index.ts";
-import { waitFor } from "../test/helpers/proc.ts";
+import { runCommand, waitFor } from "../test/helpers/proc.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const DIR = path.join(ROOT, ".demo/cluster");
@@ -85,15 +86,20 @@ async function replicaReady(): Promise<boolean> {
   return (await replicaField('{.status.conditions[?(@.type=="Ready")].status}')) === "True";
 }
 
-/** Waits until the SqliteReplica reports a sync after `at` (so a row written then is in the bucket). */
-async function waitSynced(at: string): Promise<void> {
-  await waitFor(
-    async () => {
-      const t = await replicaField("{.status.lastSyncTime}");
-      return t !== "" && Date.parse(t) > Date.parse(at);
-    },
-    { what: `a sync after ${at}`, timeoutMs: 60_000, intervalMs: 1000 },
+/**
+ * `kubectl walship wait app -n shop`: returns once every commit the app has made is in the bucket (the
+ * sidecar has read the WAL since the command started and has nothing pending). Run as kubectl would
+ * run the plugin (bin/kubectl-walship, KUBECONFIG); fails the demo if it does not exit 0.
+ */
+async function waitReplicated(): Promise<void> {
+  process.stdout.write("$ kubectl walship wait app -n shop\n");
+  const r = await runCommand(
+    path.join(ROOT, "bin/kubectl-walship"),
+    ["wait", "app", "-n", "shop", "--timeout", "60s"],
+    { env: { KUBECONFIG: cluster!.cp.kubeconfig }, allowFailure: true, timeoutMs: 90_000 },
   );
+  process.stdout.write(r.stdout);
+  if (r.code !== 0) throw new Error(`kubectl walship wait exited ${r.code}: ${r.stderr}`);
 }
 
 async function main(): Promise<void> {
@@ -217,7 +223,7 @@ async function main(): Promise<void> {
   const all = await appRows();
   if (all.length !== before.length + 1)
     throw new Error(`expected one more row after the restart: ${JSON.stringify(all)}`);
-  await waitSynced(all[all.length - 1]!.at);
+  await waitReplicated();
   process.stdout.write(
     `rows in the app now (GET /rows on app-0):\n${all.map((r) => `  ${JSON.stringify(r)}`).join("\n")}\n`,
   );
