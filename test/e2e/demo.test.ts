@@ -42,6 +42,11 @@ describe("make demo (scripts/demo-cluster.ts)", { timeout: 600_000 }, () => {
     for (const reason of ["ScalingDown", "Restoring", "Swapping", "ScalingUp", "Succeeded"])
       assert.match(out, new RegExp(`Normal\\s+${reason}\\s`), `Event ${reason}`);
     assert.match(out, /the row written after \S+ is gone/);
+    // The second row was in the bucket before the restore, by the plugin's wait.
+    assert.match(
+      out,
+      /^\$ kubectl walship wait app -n shop\napp-0: every commit made before \S+ is on every destination$/m,
+    );
     assert.ok(!existsSync(path.join(ROOT, ".demo/cluster")), "the demo removed .demo/cluster");
   });
 });
