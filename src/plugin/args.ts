@@ -3,6 +3,7 @@
  * `--name value`, `--name=value`, `-n value`, `-nvalue`, booleans as `--wait` (or `--wait=false`),
  * flags before or after the positional arguments (`status app -n demo`), and `--` to end them. Pure.
  */
+import { type DatabaseEntry, type SqliteReplicaSpec, selectDatabase } from "../api/v1alpha1/index.ts";
 import { ErrorCodes, WalshipError } from "../shared/errors.ts";
 
 export interface OptSpec {
@@ -115,4 +116,11 @@ export function oneName(command: string, args: readonly string[]): string {
   if (args.length === 0) throw usage(command, "the SqliteReplica's name is required");
   if (args.length > 1) throw usage(command, `unexpected arguments: ${args.slice(1).join(" ")}`);
   return args[0]!;
+}
+
+/** The database `--database` names (required when the SqliteReplica lists several); a usage error otherwise. */
+export function pickDatabase(spec: SqliteReplicaSpec, replica: string, flag: unknown): DatabaseEntry {
+  const db = selectDatabase(spec, typeof flag === "string" ? flag : undefined, replica, "--database");
+  if ("problem" in db) throw new WalshipError(ErrorCodes.USAGE, db.problem);
+  return db;
 }

@@ -3,18 +3,10 @@
  * SqliteReplicas and SqliteRestores with the user's kubeconfig; errors and exit codes are the CLI's
  * (0 success, 1 failure with a `[WALSHIP_ERR_...]` code, 2 usage).
  */
-import {
-  type DatabaseEntry,
-  describeWorkload,
-  PAUSED_ANNOTATION,
-  type SqliteReplicaSpec,
-  selectDatabase,
-  type WorkloadRef,
-  workloadOf,
-} from "../api/v1alpha1/index.ts";
+import { describeWorkload, PAUSED_ANNOTATION, type WorkloadRef, workloadOf } from "../api/v1alpha1/index.ts";
 import { KubeClient } from "../operator/kube/client.ts";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
-import { GLOBAL_OPTS, type OptSpec, oneName, optHelp, parseArgs } from "./args.ts";
+import { GLOBAL_OPTS, type OptSpec, oneName, optHelp, parseArgs, pickDatabase } from "./args.ts";
 import { drillLine, requestDrill } from "./drill.ts";
 import { PluginKube } from "./kube.ts";
 import { collectListing, formatListing, type ListingKind } from "./listing.ts";
@@ -275,15 +267,9 @@ const commands: Record<string, Command> = {
     async run(kube, values, args, io) {
       const name = oneName("wait", args);
       const timeoutMs = typeof values.timeout === "string" ? parseTimeout(values.timeout) : 5 * 60_000;
-      const k = kube();
-      let dbPath: string | undefined;
-      if (typeof values.database === "string") {
-        const target = await k.getReplica(name);
-        if (target.spec) dbPath = pickDatabase(target.spec, name, values.database).path;
-      }
-      await waitReplicated(k, name, {
+      await waitReplicated(kube(), name, {
         ...(typeof values.pod === "string" ? { pod: values.pod } : {}),
-        ...(dbPath !== undefined ? { dbPath } : {}),
+        ...(typeof values.database === "string" ? { database: values.database } : {}),
         timeoutMs,
         ...(io.signal ? { signal: io.signal } : {}),
         progress: (line) => io.out(`${line}\n`),
@@ -331,13 +317,6 @@ const commands: Record<string, Command> = {
     run: (kube, _values, args, io) => setPaused(kube(), oneName("resume", args), false, io),
   },
 };
-
-/** The database `--database` names (required when the SqliteReplica lists several); a usage error otherwise. */
-function pickDatabase(spec: SqliteReplicaSpec, replica: string, flag: unknown): DatabaseEntry {
-  const db = selectDatabase(spec, typeof flag === "string" ? flag : undefined, replica, "--database");
-  if ("problem" in db) throw new WalshipError(ErrorCodes.USAGE, db.problem);
-  return db;
-}
 
 /** `--pod` names one of a StatefulSet's pods; a Deployment's pods share one replica, so it is refused. */
 function refuseDeploymentPod(ref: WorkloadRef | undefined, pod: unknown): void {

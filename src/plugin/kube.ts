@@ -23,6 +23,7 @@ import { isStatus, type KubeClient, type WatchEvent } from "../operator/kube/cli
 import type { ExecResult } from "../operator/kube/exec.ts";
 import { selectorQuery } from "../operator/kube/selector.ts";
 import type { Deployment, Event, KubeObject, Pod, StatefulSet } from "../operator/kube/types.ts";
+import { SIDECAR_CONTAINER } from "../operator/specs/names.ts";
 import { type WorkloadObject, workloadPath } from "../operator/specs/workload.ts";
 import { ErrorCodes, WalshipError } from "../shared/errors.ts";
 import { type ReplicatorStatus, ReplicatorStatusSchema } from "../shared/protocol.ts";
@@ -38,6 +39,11 @@ export interface RestoreObject extends KubeObject {
 }
 
 export type { Deployment, Event, Pod, StatefulSet, WorkloadObject };
+
+/** Whether the operator injected the replicator into this pod (its native sidecar). */
+export function runsReplicator(pod: Pod): boolean {
+  return (pod.spec?.initContainers ?? []).some((c) => c.name === SIDECAR_CONTAINER);
+}
 
 /** A SqliteReplica's workload as read: what the spec names (undefined: nothing), and its pods. */
 export interface Workload {

@@ -13,7 +13,6 @@ import {
   type WorkloadRef,
   workloadOf,
 } from "../api/v1alpha1/index.ts";
-import { SIDECAR_CONTAINER } from "../operator/specs/names.ts";
 import { describeError } from "../shared/errors.ts";
 import type { ReplicatorStatus } from "../shared/protocol.ts";
 import { drillTable } from "./drill.ts";
@@ -25,6 +24,7 @@ import {
   type Pod,
   type ReplicaObject,
   type RestoreObject,
+  runsReplicator,
 } from "./kube.ts";
 import { type ProbeReport, probeFailureLines, probeReport, selfTestCell } from "./probes.ts";
 
@@ -432,8 +432,7 @@ export async function collect(kube: PluginKube, name: string): Promise<StatusInp
   ]);
   const inputs = await Promise.all(
     workload.pods.map(async (pod): Promise<PodInput> => {
-      const runsSidecar = (pod.spec?.initContainers ?? []).some((c) => c.name === SIDECAR_CONTAINER);
-      if (!runsSidecar) return { pod };
+      if (!runsReplicator(pod)) return { pod };
       if (pod.status?.phase !== "Running")
         return { pod, sidecarError: `pod is ${pod.status?.phase ?? "Unknown"}` };
       try {

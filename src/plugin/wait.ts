@@ -5,10 +5,10 @@
  * has a `walReadAt` later than that time and no destination with a transaction pending: the rule
  * docs/metrics.md gives ("Is everything committed up to now on the destinations?").
  */
-import { SIDECAR_CONTAINER } from "../operator/specs/names.ts";
 import { describeError, ErrorCodes, WalshipError } from "../shared/errors.ts";
 import type { ReplicatorStatus } from "../shared/protocol.ts";
-import type { PluginKube, Pod } from "./kube.ts";
+import { pickDatabase } from "./args.ts";
+import { type PluginKube, runsReplicator } from "./kube.ts";
 
 /**
  * What keeps `doc` from showing every commit made before `since` (an ISO time from the same sidecar)
@@ -22,8 +22,8 @@ export function outstanding(doc: ReplicatorStatus, since: string, dbPath?: strin
     ];
   }
   const out: string[] = [];
+  const many = doc.databases.length > 1;
   for (const db of dbs) {
-    const many = doc.databases.length > 1;
     const where = (what: string) => (many ? `${db.path}: ${what}` : what);
     if (db.walReadAt === undefined || Date.parse(db.walReadAt) <= Date.parse(since)) {
       const why = db.lastError ? `: ${db.lastError.message}` : "";
@@ -58,7 +58,8 @@ export async function waitReplicated(
   name: string,
   opts: {
     pod?: string;
-    dbPath?: string;
+    /** `--database`: only this database, by its name in spec.databases. */
+    database?: string;
     timeoutMs: number;
     signal?: AbortSignal;
     pollMs?: number;
@@ -67,9 +68,12 @@ export async function waitReplicated(
 ): Promise<PodWait[]> {
   const replica = await kube.getReplica(name);
   const port = replica.spec?.sidecar?.metricsPort ?? 9090;
+  const dbPath =
+    opts.database !== undefined && replica.spec
+      ? pickDatabase(replica.spec, name, opts.database).path
+      : undefined;
   const workload = await kube.readWorkload(replica);
-  const runsSidecar = (p: Pod) => (p.spec?.initContainers ?? []).some((c) => c.name === SIDECAR_CONTAINER);
-  let pods = workload.pods.filter(runsSidecar);
+  let pods = workload.pods.filter(runsReplicator);
   if (opts.pod !== undefined) {
     pods = pods.filter((p) => p.metadata?.name === opts.pod);
     if (pods.length === 0) {
@@ -109,7 +113,7 @@ export async function waitReplicated(
             w.outstanding = ["not read again yet"];
             return;
           }
-          w.outstanding = outstanding(doc, w.since, opts.dbPath);
+          w.outstanding = outstanding(doc, w.since, dbPath);
           if (w.outstanding.length === 0) {
             w.done = true;
             opts.progress?.(`${w.pod}: every commit made before ${w.since} is on every destination`);

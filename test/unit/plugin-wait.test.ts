@@ -66,12 +66,19 @@ const pod = (name: string, sidecar = true): Pod =>
   }) as unknown as Pod;
 
 /** Fake API server: each pod's sidecar answers its scripted documents in turn (the last one repeats). */
-function fakeKube(pods: Pod[], scripts: Record<string, Array<ReplicatorStatus | Error>>) {
+function fakeKube(
+  pods: Pod[],
+  scripts: Record<string, Array<ReplicatorStatus | Error>>,
+  databases?: Array<{ name: string; path: string; volumeName: string }>,
+) {
   const reads: string[] = [];
   const kube = {
     namespace: "demo",
     getReplica: async (name: string) =>
-      ({ metadata: { name }, spec: { sidecar: { metricsPort: 9091 } } }) as unknown as ReplicaObject,
+      ({
+        metadata: { name },
+        spec: { sidecar: { metricsPort: 9091 }, ...(databases ? { databases } : {}) },
+      }) as unknown as ReplicaObject,
     readWorkload: async () => ({ ref: undefined, found: true, pods }),
     sidecarStatus: async (name: string, port: number) => {
       assert.equal(port, 9091, "the SqliteReplica's metricsPort");
@@ -200,5 +207,32 @@ describe("kubectl walship wait: the loop over pods", () => {
     );
     const none = fakeKube([pod("app-0", false)], {});
     await assert.rejects(waitReplicated(none.kube, "db", { timeoutMs: 100 }), /no pod runs the replicator/);
+  });
+
+  it("--database: only that database of spec.databases; a name it does not list is a USAGE error", async () => {
+    const dbs = [
+      { name: "a", path: "/data/a.db", volumeName: "data" },
+      { name: "b", path: "/data/b.db", volumeName: "data" },
+    ];
+    const stuckB = (time: number) =>
+      doc(time, [
+        database("/data/a.db", time - 10, [dest("s3", 0)]),
+        database("/data/b.db", 0, [dest("s3", 4)]),
+      ]);
+    const { kube } = fakeKube([pod("app-0")], { "app-0": [stuckB(100), stuckB(200)] }, dbs);
+    const res = await waitReplicated(kube, "db", { database: "a", timeoutMs: 5_000, pollMs: 1 });
+    assert.equal(res[0]!.done, true, "b's pending commits do not hold up a wait for a");
+    await assert.rejects(
+      waitReplicated(kube, "db", { database: "b", timeoutMs: 30, pollMs: 5 }),
+      /b\.db: s3: 4/,
+    );
+    await assert.rejects(
+      waitReplicated(kube, "db", { database: "c", timeoutMs: 30 }),
+      (err: WalshipError) => {
+        assert.equal(err.code, ErrorCodes.USAGE);
+        assert.match(err.message, /--database: SqliteReplica db has no database c \(it has a, b\)/);
+        return true;
+      },
+    );
   });
 });
