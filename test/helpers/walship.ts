@@ -137,10 +137,15 @@ export async function caughtUp(
     async () => {
       // A dead replicator's /status refuses the connection, which waitFor takes for "not yet".
       if (exited()) return "exited" as const;
+      const doc = await replicatorStatus(base);
       // As docs/metrics.md tells users: the time of a document read after the last commit, on the
       // replicator's own clock; a read of the WAL that began after it saw every commit made before.
-      since ??= Date.parse((await replicatorStatus(base)).time);
-      const d = await databaseStatus(base);
+      // (That first document's own walReadAt is earlier than its time: it cannot be the answer.)
+      if (since === undefined) {
+        since = Date.parse(doc.time);
+        return undefined;
+      }
+      const d = doc.databases[0]!;
       const readAfter = d.walReadAt !== undefined && Date.parse(d.walReadAt) > since;
       return readAfter &&
         d.replicas.every((r) => r.pendingTransactions === 0) &&

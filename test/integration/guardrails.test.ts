@@ -22,12 +22,18 @@ import { after, before, it } from "node:test";
 import Database from "better-sqlite3";
 import { guardrailConditions } from "../../src/operator/replica/guardrails.ts";
 import { podFacts } from "../../src/operator/replica/pods.ts";
-import { ReplicatorStatusSchema } from "../../src/shared/protocol.ts";
 import { freePort } from "../helpers/ports.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { integrityCheck, logicalHash, logicalHashOf } from "../helpers/sqlite.ts";
 import { mountTmpfs, type SmallVolume, smallApp } from "../helpers/tmpfs.ts";
-import { caughtUp, databaseStatus, sleep, startReplicator, walship } from "../helpers/walship.ts";
+import {
+  caughtUp,
+  databaseStatus,
+  replicatorStatus,
+  sleep,
+  startReplicator,
+  walship,
+} from "../helpers/walship.ts";
 
 const MiB = 1024 * 1024;
 
@@ -44,7 +50,7 @@ after(() => vol?.close());
 
 /** The SqliteReplica's guardrail conditions for a pod whose sidecar answers `base` (as the operator derives them). */
 async function conditions(base: string, db: string): Promise<Record<string, string>> {
-  const doc = ReplicatorStatusSchema.parse(await (await fetch(`${base}/status`)).json());
+  const doc = await replicatorStatus(base);
   const pod = podFacts("app-0", doc, [{ path: db, volumeName: "data" }]);
   return Object.fromEntries(
     guardrailConditions([pod]).map((c) => [c.type, `${c.status} ${c.reason}: ${c.message}`]),
